@@ -1,0 +1,316 @@
+//! The group-commit writer: one thread owns the `LogCore`; every append that
+//! arrives while a flush runs joins the next batch, and one flush covers it.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::{oneshot, watch};
+
+use super::core::{LogCore, RepairReport};
+use super::store::Store;
+use super::{Append, Durability, EventLog, LogFuture, LogHead};
+use crate::clock::Clock;
+use crate::envelope::{decode_record, Envelope, StreamId};
+use crate::error::LogError;
+
+/// The most events one group-commit batch takes before it is written.
+const MAX_BATCH_EVENTS: usize = 16_384;
+
+type Reply = oneshot::Sender<Result<Vec<Envelope>, LogError>>;
+
+struct Request {
+    append: Append,
+    reply: Reply,
+}
+
+/// An `EventLog` over any `Store`, with a group-commit writer thread.
+pub struct GroupCommitLog<S: Store> {
+    store: Arc<S>,
+    sender: Mutex<Option<mpsc::Sender<Request>>>,
+    committed: watch::Receiver<LogHead>,
+    poison: Arc<Mutex<Option<String>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<S: Store> GroupCommitLog<S> {
+    /// Opens the log over `store` (repairing a torn tail) and starts its writer.
+    pub fn open(
+        store: Arc<S>,
+        clock: Arc<dyn Clock>,
+        durability: Durability,
+    ) -> Result<(Self, RepairReport), LogError> {
+        let (core, report) = LogCore::open(store.clone(), clock)?;
+        let (head_tx, committed) = watch::channel(core.head());
+        let (sender, receiver) = mpsc::channel();
+        let poison = Arc::new(Mutex::new(None));
+        let writer = Writer {
+            core,
+            durability,
+            receiver,
+            head_tx,
+            poison: poison.clone(),
+            unflushed: Vec::new(),
+            last_flush: Instant::now(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("beamd-log-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| LogError::storage("starting the log writer thread", e))?;
+        let log = Self {
+            store,
+            sender: Mutex::new(Some(sender)),
+            committed,
+            poison,
+            writer: Mutex::new(Some(handle)),
+        };
+        Ok((log, report))
+    }
+
+    /// Stops accepting appends, flushes what was written, and waits for the writer.
+    pub fn close(&self) {
+        lock(&self.sender).take();
+        if let Some(handle) = lock(&self.writer).take() {
+            // A panicked writer has already failed every pending append.
+            let _ = handle.join();
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    fn stopped(&self) -> LogError {
+        match lock(&self.poison).clone() {
+            Some(why) => LogError::Poisoned(why),
+            None => LogError::Closed,
+        }
+    }
+
+    fn decode_chained(&self, raw: Vec<(u64, Vec<u8>)>) -> Result<Vec<Envelope>, LogError> {
+        let mut out: Vec<Envelope> = Vec::with_capacity(raw.len());
+        for (seq, bytes) in raw {
+            let env = decode_record(seq, &bytes)?;
+            if let Some(prev) = out.last() {
+                if prev.seq + 1 != seq || prev.hash != env.prev_hash {
+                    return Err(LogError::Corrupt {
+                        seq,
+                        reason: "does not chain to the record before it".into(),
+                    });
+                }
+            }
+            out.push(env);
+        }
+        Ok(out)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded values are replaced whole, so a poisoned lock holds no torn state.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<S: Store> Drop for GroupCommitLog<S> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl<S: Store> EventLog for GroupCommitLog<S> {
+    fn append(&self, append: Append) -> LogFuture<'_, Vec<Envelope>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let sent = lock(&self.sender)
+                .as_ref()
+                .map(|s| s.send(Request { append, reply }).is_ok())
+                .unwrap_or(false);
+            if !sent {
+                return Err(self.stopped());
+            }
+            match answer.await {
+                Ok(result) => result,
+                Err(_) => Err(self.stopped()),
+            }
+        })
+    }
+
+    fn read_from(&self, from_seq: u64, limit: usize) -> LogFuture<'_, Vec<Envelope>> {
+        Box::pin(async move {
+            let head = self.committed.borrow().seq;
+            let raw = self.store.scan(from_seq.max(1), head, limit)?;
+            self.decode_chained(raw)
+        })
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> LogFuture<'a, Vec<Envelope>> {
+        Box::pin(async move {
+            let head = self.committed.borrow().seq;
+            let mut out = Vec::new();
+            for seq in self.store.stream_seqs(stream, from_version, limit)? {
+                if seq > head {
+                    break;
+                }
+                let bytes = self.store.get(seq)?.ok_or_else(|| LogError::Corrupt {
+                    seq,
+                    reason: format!("indexed in stream {stream} but missing"),
+                })?;
+                out.push(decode_record(seq, &bytes)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> LogFuture<'a, u64> {
+        Box::pin(async move {
+            let head = self.committed.borrow().seq;
+            let version = self.store.stream_version(stream)?;
+            if version == 0 {
+                return Ok(0);
+            }
+            // The index may run ahead of what is committed; count only committed entries.
+            let seqs = self.store.stream_seqs(stream, version, 1)?;
+            match seqs.first() {
+                Some(seq) if *seq <= head => Ok(version),
+                _ => {
+                    let all = self.store.stream_seqs(stream, 1, usize::MAX)?;
+                    Ok(all.iter().filter(|s| **s <= head).count() as u64)
+                }
+            }
+        })
+    }
+
+    fn head(&self) -> LogHead {
+        *self.committed.borrow()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<LogHead> {
+        self.committed.clone()
+    }
+}
+
+struct Writer<S: Store> {
+    core: LogCore<S>,
+    durability: Durability,
+    receiver: mpsc::Receiver<Request>,
+    head_tx: watch::Sender<LogHead>,
+    poison: Arc<Mutex<Option<String>>>,
+    /// Written but not yet flushed: acknowledged at the next flush.
+    unflushed: Vec<(Reply, Vec<Envelope>)>,
+    last_flush: Instant,
+}
+
+impl<S: Store> Writer<S> {
+    fn run(mut self) {
+        loop {
+            let first = match self.next_deadline() {
+                None => match self.receiver.recv() {
+                    Ok(r) => Some(r),
+                    Err(_) => break,
+                },
+                Some(deadline) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    match self.receiver.recv_timeout(wait) {
+                        Ok(r) => Some(r),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            let mut batch = Vec::new();
+            if let Some(first) = first {
+                let mut events = first.append.events.len();
+                batch.push(first);
+                while events < MAX_BATCH_EVENTS {
+                    match self.receiver.try_recv() {
+                        Ok(r) => {
+                            events += r.append.events.len();
+                            batch.push(r);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            if let Err(e) = self.commit(batch) {
+                self.fail(e);
+                return;
+            }
+        }
+        // Closing: whatever was written is flushed before the writer ends,
+        // in every durability mode.
+        if let Err(e) = self.flush_and_ack().and_then(|_| self.core.store().flush()) {
+            self.fail(e);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match self.durability {
+            Durability::Interval(every) if !self.unflushed.is_empty() => {
+                Some(self.last_flush + every)
+            }
+            _ => None,
+        }
+    }
+
+    fn commit(&mut self, batch: Vec<Request>) -> Result<(), LogError> {
+        if !batch.is_empty() {
+            let mut staged = self.core.stage(batch.iter().map(|r| &r.append));
+            let written = self.core.write(&mut staged);
+            for (request, outcome) in batch.into_iter().zip(staged.outcomes) {
+                match (outcome, &written) {
+                    (Ok(envs), Ok(())) => self.unflushed.push((request.reply, envs)),
+                    (Err(e), _) => {
+                        let _ = request.reply.send(Err(e));
+                    }
+                    (Ok(_), Err(e)) => {
+                        let _ = request.reply.send(Err(LogError::Poisoned(e.to_string())));
+                    }
+                }
+            }
+            written?;
+        }
+        let due = match self.durability {
+            Durability::Always | Durability::Off => true,
+            Durability::Interval(every) => self.last_flush.elapsed() >= every,
+        };
+        if due {
+            self.flush_and_ack()?;
+        }
+        Ok(())
+    }
+
+    fn flush_and_ack(&mut self) -> Result<(), LogError> {
+        if self.unflushed.is_empty() {
+            return Ok(());
+        }
+        if self.durability != Durability::Off {
+            self.core.store().flush()?;
+        }
+        self.last_flush = Instant::now();
+        self.head_tx.send_replace(self.core.head());
+        for (reply, envs) in self.unflushed.drain(..) {
+            // A caller that gave up waiting still has its events committed.
+            let _ = reply.send(Ok(envs));
+        }
+        Ok(())
+    }
+
+    /// A failed write or flush is fatal: nobody can know what reached the disk.
+    fn fail(&mut self, error: LogError) {
+        let why = error.to_string();
+        tracing::error!(error = %why, "event log writer stopped");
+        *lock(&self.poison) = Some(why.clone());
+        for (reply, _) in self.unflushed.drain(..) {
+            let _ = reply.send(Err(LogError::Poisoned(why.clone())));
+        }
+        while let Ok(request) = self.receiver.try_recv() {
+            let _ = request.reply.send(Err(LogError::Poisoned(why.clone())));
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The event vocabulary: every state change beamd records, one file per noun.
+//!
+//! Events are past tense and never change meaning; a new fact gets a new
+//! variant. Fields added later must carry `#[serde(default)]` so that events
+//! written by older versions keep decoding.
+
+mod domain;
+mod key;
+mod node;
+mod tenant;
+mod tunnel;
+
+pub use domain::{DomainAdded, DomainRemoved, DomainVerificationFailed, DomainVerified};
+pub use key::{KeyCountersReset, KeyIssued, KeyKind, KeyLimitSet, KeyRevoked};
+pub use node::{NodeHeartbeat, NodeJoined, NodeLeft};
+pub use tenant::{Plan, TenantCreated, TenantPlanChanged, TenantRenamed};
+pub use tunnel::{
+    RequestCaptured, TrafficRecorded, TransportKind, TunnelOpened, TunnelProtocol,
+    TunnelReleased, TunnelResumed, TunnelWentOffline,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// Declares the `Event` enum and its `kind()` names from one list, so a
+/// variant can never be added without a name.
+macro_rules! events {
+    ($($variant:ident),+ $(,)?) => {
+        /// Every event beamd stores. The stream it belongs to is on the envelope.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum Event {
+            $(
+                #[doc = concat!("See [`", stringify!($variant), "`].")]
+                $variant($variant),
+            )+
+        }
+
+        impl Event {
+            /// The event's type name, as shown by `beamd replay`.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Event::$variant(_) => stringify!($variant),)+
+                }
+            }
+
+            /// Every event type name, in declaration order.
+            pub const KINDS: &'static [&'static str] = &[$(stringify!($variant)),+];
+        }
+
+        $(
+            impl From<$variant> for Event {
+                fn from(event: $variant) -> Self {
+                    Event::$variant(event)
+                }
+            }
+        )+
+    };
+}
+
+events!(
+    TenantCreated,
+    TenantPlanChanged,
+    TenantRenamed,
+    KeyIssued,
+    KeyLimitSet,
+    KeyCountersReset,
+    KeyRevoked,
+    TunnelOpened,
+    TunnelWentOffline,
+    TunnelResumed,
+    TunnelReleased,
+    TrafficRecorded,
+    RequestCaptured,
+    DomainAdded,
+    DomainVerified,
+    DomainVerificationFailed,
+    DomainRemoved,
+    NodeJoined,
+    NodeHeartbeat,
+    NodeLeft,
+);

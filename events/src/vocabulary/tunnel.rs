@@ -1,0 +1,112 @@
+//! Events of a tunnel: opened, offline, released, and its aggregated traffic.
+
+use serde::{Deserialize, Serialize};
+
+/// What a tunnel carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TunnelProtocol {
+    /// Public HTTP routed by host name.
+    Http,
+    /// A public TCP port.
+    Tcp,
+}
+
+/// The transport an agent connection uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TransportKind {
+    /// QUIC (quinn).
+    Quic,
+    /// WebSocket.
+    Ws,
+    /// Plain TCP (optionally TLS).
+    Tcp,
+}
+
+/// A tunnel was opened by an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelOpened {
+    /// The owning tenant's id.
+    pub tenant: String,
+    /// The key that opened it.
+    pub key: String,
+    /// HTTP or TCP.
+    pub protocol: TunnelProtocol,
+    /// The host name label (HTTP tunnels).
+    pub name: Option<String>,
+    /// The public port (TCP tunnels).
+    pub port: Option<u16>,
+    /// The agent's transport.
+    pub transport: TransportKind,
+    /// The edge node that serves it.
+    pub node: String,
+    /// The agent-side address it forwards to.
+    pub local_addr: String,
+}
+
+/// The tunnel's agent went away; its name or port stays reserved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelWentOffline {
+    /// Why (agent closed, timeout, node left).
+    pub reason: String,
+}
+
+/// An agent reconnected to an offline tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelResumed {
+    /// The edge node that now serves it.
+    pub node: String,
+    /// The agent's transport.
+    pub transport: TransportKind,
+}
+
+/// The tunnel was released; its name or port is free again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelReleased {}
+
+/// Bytes and connections summed over one flush window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficRecorded {
+    /// Bytes from public clients into the tunnel.
+    pub bytes_in: u64,
+    /// Bytes from the tunnel out to public clients.
+    pub bytes_out: u64,
+    /// Public connections opened in the window.
+    pub connections: u64,
+    /// HTTP requests completed in the window.
+    pub requests: u64,
+    /// Length of the window in milliseconds.
+    pub window_ms: u64,
+}
+
+/// Metadata of one proxied HTTP request (never its body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestCaptured {
+    /// Request method.
+    pub method: String,
+    /// Request path and query.
+    pub path: String,
+    /// Response status code.
+    pub status: u16,
+    /// Time to the end of the response.
+    pub duration_ms: u64,
+    /// Request bytes.
+    pub bytes_in: u64,
+    /// Response bytes.
+    pub bytes_out: u64,
+    /// Client IP.
+    pub ip: String,
+    /// Client user agent.
+    pub user_agent: String,
+    /// HTTP version (`HTTP/1.1`, `h2`).
+    pub proto: String,
+    /// Host header.
+    pub host: String,
+}
