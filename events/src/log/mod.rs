@@ -14,7 +14,7 @@ pub use follow::Follower;
 pub use group_commit::GroupCommitLog;
 pub use memory_store::MemoryStore;
 pub use reader::ChainReader;
-pub use sled_store::SledStore;
+pub use sled_store::{record_key, SledStore, LOG_TREE};
 pub use store::{EncodedRecord, Marker, Store};
 
 use std::fmt;
