@@ -1,1 +1,12 @@
-//! beamd
+//! beamd: a self-hosted tunnel edge whose every state change is an event in
+//! an append-only, hash-chained log that can be replayed and audited.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod bench;
+pub mod cli;
+pub mod data_dir;
+pub mod edge;
+pub mod progress;
+pub mod projections;
+pub mod replay;

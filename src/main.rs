@@ -1,1 +1,24 @@
-fn main() {}
+//! The `beamd` binary: parses the command line and runs one command.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = beamd::cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BEAMD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,beamd=info")),
+        )
+        .init();
+    match beamd::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("beamd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

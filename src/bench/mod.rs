@@ -1,0 +1,5 @@
+//! `beamd bench …`: measurements run side by side with their baselines, so
+//! that figures are ratios taken in one run on one machine.
+
+pub mod log;
+mod raw;

@@ -1,0 +1,89 @@
+//! The data directory: one sled database holding the log and snapshot trees, and the node id.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use beamd_events::log::SledStore;
+use beamd_snapshots::SledSnapshotStore;
+
+const DB: &str = "db";
+const NODE_ID: &str = "node_id";
+
+/// An opened data directory.
+pub struct DataDir {
+    path: PathBuf,
+    db: sled::Db,
+}
+
+impl DataDir {
+    /// Opens the data directory, creating it when missing.
+    pub fn create(path: &Path) -> Result<Self> {
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("cannot create data dir {}", path.display()))?;
+        Self::open_db(path)
+    }
+
+    /// Opens a data directory that must already hold a beamd database.
+    pub fn open_existing(path: &Path) -> Result<Self> {
+        if !path.join(DB).is_dir() {
+            bail!("no beamd data in {} (expected {}/{DB})", path.display(), path.display());
+        }
+        Self::open_db(path)
+    }
+
+    fn open_db(path: &Path) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path.join(DB))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    anyhow::anyhow!(
+                        "data dir {} is in use by another beamd process",
+                        path.display()
+                    )
+                }
+                other => anyhow::Error::new(other)
+                    .context(format!("cannot open the database in {}", path.display())),
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            db,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The sled database.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// The event log's storage.
+    pub fn log_store(&self) -> Result<Arc<SledStore>> {
+        Ok(Arc::new(SledStore::new(&self.db)?))
+    }
+
+    /// The snapshot store.
+    pub fn snapshots(&self) -> Result<SledSnapshotStore> {
+        Ok(SledSnapshotStore::new(&self.db)?)
+    }
+
+    /// This node's id, created on first use and kept in the data dir.
+    pub fn node_id(&self) -> Result<String> {
+        let file = self.path.join(NODE_ID);
+        match std::fs::read_to_string(&file) {
+            Ok(id) => Ok(id.trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let id = format!("node_{:016x}", fastrand::u64(..));
+                std::fs::write(&file, format!("{id}\n"))
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                Ok(id)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", file.display())),
+        }
+    }
+}
