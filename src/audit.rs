@@ -74,7 +74,9 @@ pub fn audit(
     let mut checks: HashMap<(String, String), Box<dyn SnapshotCheck>> = HashMap::new();
     for snap in &pending {
         if let Some(check) = check_for(&snap.kind) {
-            checks.entry((snap.kind.clone(), snap.id.clone())).or_insert(check);
+            checks
+                .entry((snap.kind.clone(), snap.id.clone()))
+                .or_insert(check);
         }
     }
     let compare_due = |pending: &mut Vec<Snapshot>,
@@ -83,7 +85,12 @@ pub fn audit(
      -> Option<AuditFailure> {
         while pending.last().is_some_and(|s| s.seq <= seq) {
             let snap = pending.pop()?;
-            let failure = |reason| Some(AuditFailure { seq: snap.seq, reason });
+            let failure = |reason| {
+                Some(AuditFailure {
+                    seq: snap.seq,
+                    reason,
+                })
+            };
             if let Err(e) = snap.verify() {
                 return failure(e.to_string());
             }
@@ -135,13 +142,18 @@ pub fn audit(
         on_event();
     }
     if let Some(beyond) = pending.last() {
-        let reason = format!("snapshot {}/{} is beyond the log's head {}", beyond.kind, beyond.id, head.seq);
+        let reason = format!(
+            "snapshot {}/{} is beyond the log's head {}",
+            beyond.kind, beyond.id, head.seq
+        );
         return fail(beyond.seq, reason);
     }
     for (stream, version) in &versions {
         let indexed = store.stream_version(stream)?;
         if indexed != *version {
-            let reason = format!("stream index says {stream} is at version {indexed}, the log says {version}");
+            let reason = format!(
+                "stream index says {stream} is at version {indexed}, the log says {version}"
+            );
             return fail(head.seq, reason);
         }
     }
@@ -173,7 +185,10 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(failure) => {
-            eprintln!("beamd audit: FAILED at seq {}: {}", failure.seq, failure.reason);
+            eprintln!(
+                "beamd audit: FAILED at seq {}: {}",
+                failure.seq, failure.reason
+            );
             Ok(ExitCode::FAILURE)
         }
     }

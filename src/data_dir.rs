@@ -27,7 +27,11 @@ impl DataDir {
     /// Opens a data directory that must already hold a beamd database.
     pub fn open_existing(path: &Path) -> Result<Self> {
         if !path.join(DB).is_dir() {
-            bail!("no beamd data in {} (expected {}/{DB})", path.display(), path.display());
+            bail!(
+                "no beamd data in {} (expected {}/{DB})",
+                path.display(),
+                path.display()
+            );
         }
         Self::open_db(path)
     }
@@ -37,7 +41,11 @@ impl DataDir {
             .path(path.join(DB))
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                // sled reports a held lock as an I/O error whose text names the lock.
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("acquire lock") =>
+                {
                     anyhow::anyhow!(
                         "data dir {} is in use by another beamd process",
                         path.display()

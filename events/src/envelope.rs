@@ -161,10 +161,11 @@ pub fn verify_record(seq: u64, bytes: &[u8]) -> Result<(Hash, Hash), LogError> {
 /// Verifies and decodes a stored record that is expected at `seq`.
 pub fn decode_record(seq: u64, bytes: &[u8]) -> Result<Envelope, LogError> {
     let (prev_hash, hash) = verify_record(seq, bytes)?;
-    let body: Body = rmp_serde::from_slice(&bytes[HEADER_LEN..]).map_err(|e| LogError::Corrupt {
-        seq,
-        reason: format!("undecodable body: {e}"),
-    })?;
+    let body: Body =
+        rmp_serde::from_slice(&bytes[HEADER_LEN..]).map_err(|e| LogError::Corrupt {
+            seq,
+            reason: format!("undecodable body: {e}"),
+        })?;
     if body.schema > SCHEMA_VERSION {
         return Err(LogError::Corrupt {
             seq,
@@ -236,7 +237,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;
-            assert!(decode_record(1, &bad).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                decode_record(1, &bad).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
     }
 

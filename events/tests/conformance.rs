@@ -79,18 +79,35 @@ async fn appends_number_and_chain<B: Backend>(mut b: B) -> Result<()> {
     let log = open(&mut b, clock.clone());
     let a = stream("node_a");
     let first = log
-        .append(Append::new(a.clone(), ExpectedVersion::NoStream, vec![heartbeat(), heartbeat()]))
+        .append(Append::new(
+            a.clone(),
+            ExpectedVersion::NoStream,
+            vec![heartbeat(), heartbeat()],
+        ))
         .await?;
     assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!(first.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        first.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(first[0].prev_hash, GENESIS_HASH);
     assert_eq!(first[1].prev_hash, first[0].hash);
-    assert!(first.iter().all(|e| e.at == 1_000), "at comes from the injected clock");
+    assert!(
+        first.iter().all(|e| e.at == 1_000),
+        "at comes from the injected clock"
+    );
     clock.advance(5);
     let second = log
-        .append(Append::new(stream("tun_b"), ExpectedVersion::Any, vec![traffic(3)]))
+        .append(Append::new(
+            stream("tun_b"),
+            ExpectedVersion::Any,
+            vec![traffic(3)],
+        ))
         .await?;
-    assert_eq!((second[0].seq, second[0].version, second[0].at), (3, 1, 1_005));
+    assert_eq!(
+        (second[0].seq, second[0].version, second[0].at),
+        (3, 1, 1_005)
+    );
     assert_eq!(log.head().seq, 3);
     assert_eq!(log.head().hash, second[0].hash);
     let all = log.read_from(1, 100).await?;
@@ -105,15 +122,27 @@ async fn appends_number_and_chain<B: Backend>(mut b: B) -> Result<()> {
 async fn conflicts_are_typed_and_write_nothing<B: Backend>(mut b: B) -> Result<()> {
     let log = open(&mut b, Arc::new(ManualClock::new(0)));
     let s = stream("key_1");
-    log.append(Append::new(s.clone(), ExpectedVersion::NoStream, vec![heartbeat()]))
-        .await?;
+    log.append(Append::new(
+        s.clone(),
+        ExpectedVersion::NoStream,
+        vec![heartbeat()],
+    ))
+    .await?;
     let err = log
-        .append(Append::new(s.clone(), ExpectedVersion::NoStream, vec![heartbeat()]))
+        .append(Append::new(
+            s.clone(),
+            ExpectedVersion::NoStream,
+            vec![heartbeat()],
+        ))
         .await
         .unwrap_err();
     assert!(matches!(err, LogError::Conflict { actual: 1, .. }), "{err}");
     let err = log
-        .append(Append::new(s.clone(), ExpectedVersion::Exact(7), vec![heartbeat()]))
+        .append(Append::new(
+            s.clone(),
+            ExpectedVersion::Exact(7),
+            vec![heartbeat()],
+        ))
         .await
         .unwrap_err();
     assert!(matches!(err, LogError::Conflict { actual: 1, .. }), "{err}");
@@ -124,7 +153,11 @@ async fn conflicts_are_typed_and_write_nothing<B: Backend>(mut b: B) -> Result<(
     assert!(matches!(err, LogError::EmptyAppend), "{err}");
     assert_eq!(log.head().seq, 1);
     let ok = log
-        .append(Append::new(s.clone(), ExpectedVersion::Exact(1), vec![heartbeat()]))
+        .append(Append::new(
+            s.clone(),
+            ExpectedVersion::Exact(1),
+            vec![heartbeat()],
+        ))
         .await?;
     assert_eq!((ok[0].seq, ok[0].version), (2, 2));
     Ok(())
@@ -139,7 +172,11 @@ async fn concurrent_appends_stay_gap_free<B: Backend>(mut b: B) -> Result<()> {
             let s = stream(&format!("tun_{w}"));
             for i in 0..20u64 {
                 let got = log
-                    .append(Append::new(s.clone(), ExpectedVersion::Exact(i), vec![traffic(i)]))
+                    .append(Append::new(
+                        s.clone(),
+                        ExpectedVersion::Exact(i),
+                        vec![traffic(i)],
+                    ))
                     .await?;
                 assert_eq!(got[0].version, i + 1);
             }
@@ -165,8 +202,12 @@ async fn survives_reopen<B: Backend>(mut b: B) -> Result<()> {
     let head = {
         let log = open(&mut b, clock.clone());
         for i in 0..10 {
-            log.append(Append::new(stream("tun_r"), ExpectedVersion::Any, vec![traffic(i)]))
-                .await?;
+            log.append(Append::new(
+                stream("tun_r"),
+                ExpectedVersion::Any,
+                vec![traffic(i)],
+            ))
+            .await?;
         }
         log.close();
         log.head()
@@ -176,7 +217,11 @@ async fn survives_reopen<B: Backend>(mut b: B) -> Result<()> {
     let log = open(&mut b, clock);
     assert_eq!(log.head(), head);
     let next = log
-        .append(Append::new(stream("tun_r"), ExpectedVersion::Exact(10), vec![traffic(10)]))
+        .append(Append::new(
+            stream("tun_r"),
+            ExpectedVersion::Exact(10),
+            vec![traffic(10)],
+        ))
         .await?;
     assert_eq!((next[0].seq, next[0].version, next[0].at), (11, 11, 10));
     assert_eq!(next[0].prev_hash, head.hash);
@@ -185,14 +230,22 @@ async fn survives_reopen<B: Backend>(mut b: B) -> Result<()> {
 
 async fn followers_see_new_commits<B: Backend>(mut b: B) -> Result<()> {
     let log: Arc<dyn EventLog> = Arc::new(open(&mut b, Arc::new(ManualClock::new(0))));
-    log.append(Append::new(stream("n"), ExpectedVersion::Any, vec![heartbeat()]))
-        .await?;
+    log.append(Append::new(
+        stream("n"),
+        ExpectedVersion::Any,
+        vec![heartbeat()],
+    ))
+    .await?;
     let mut follower = Follower::new(log.clone(), 1, 100);
     assert_eq!(follower.next_batch().await?.len(), 1);
     let waiting = tokio::spawn(async move { follower.next_batch().await });
     tokio::time::sleep(Duration::from_millis(20)).await;
-    log.append(Append::new(stream("n"), ExpectedVersion::Any, vec![heartbeat()]))
-        .await?;
+    log.append(Append::new(
+        stream("n"),
+        ExpectedVersion::Any,
+        vec![heartbeat()],
+    ))
+    .await?;
     let got = tokio::time::timeout(Duration::from_secs(10), waiting).await???;
     assert_eq!(got[0].seq, 2);
     Ok(())
@@ -205,7 +258,11 @@ async fn interval_mode_acks_after_flush<B: Backend>(mut b: B) -> Result<()> {
         Durability::Interval(Duration::from_millis(20)),
     )?;
     let got = log
-        .append(Append::new(stream("n"), ExpectedVersion::Any, vec![heartbeat()]))
+        .append(Append::new(
+            stream("n"),
+            ExpectedVersion::Any,
+            vec![heartbeat()],
+        ))
         .await?;
     assert_eq!(got[0].seq, 1);
     assert_eq!(log.head().seq, 1);
@@ -237,16 +294,27 @@ conformance!(
 #[tokio::test]
 async fn a_torn_tail_is_truncated_in_memory() -> Result<()> {
     let store = Arc::new(MemoryStore::new());
-    let (log, _) = GroupCommitLog::open(store.clone(), Arc::new(ManualClock::new(0)), Durability::Off)?;
+    let (log, _) = GroupCommitLog::open(
+        store.clone(),
+        Arc::new(ManualClock::new(0)),
+        Durability::Off,
+    )?;
     for _ in 0..5 {
-        log.append(Append::new(stream("n"), ExpectedVersion::Any, vec![heartbeat()]))
-            .await?;
+        log.append(Append::new(
+            stream("n"),
+            ExpectedVersion::Any,
+            vec![heartbeat()],
+        ))
+        .await?;
     }
     // Nothing was flushed: the crash leaves a torn first record only.
     std::mem::forget(log);
     store.crash(true);
-    let (log, report) =
-        GroupCommitLog::open(store.clone(), Arc::new(ManualClock::new(0)), Durability::Always)?;
+    let (log, report) = GroupCommitLog::open(
+        store.clone(),
+        Arc::new(ManualClock::new(0)),
+        Durability::Always,
+    )?;
     assert_eq!(report.truncated_from, Some(1));
     assert_eq!(report.dropped, 1);
     assert_eq!(log.head().seq, 0);
@@ -260,8 +328,12 @@ async fn a_torn_tail_is_truncated_on_sled() -> Result<()> {
     {
         let log = open(&mut b, Arc::new(ManualClock::new(0)));
         for i in 0..10 {
-            log.append(Append::new(stream("tun_t"), ExpectedVersion::Any, vec![traffic(i)]))
-                .await?;
+            log.append(Append::new(
+                stream("tun_t"),
+                ExpectedVersion::Any,
+                vec![traffic(i)],
+            ))
+            .await?;
         }
         log.close();
     }
@@ -270,17 +342,26 @@ async fn a_torn_tail_is_truncated_on_sled() -> Result<()> {
     {
         let store = b.store();
         let good = store.get(10)?.unwrap();
-        store.tree().insert(beamd_events::log::record_key(11), &good[..good.len() / 2])?;
-        store.tree().insert(beamd_events::log::record_key(12), good.as_slice())?;
+        store
+            .tree()
+            .insert(beamd_events::log::record_key(11), &good[..good.len() / 2])?;
+        store
+            .tree()
+            .insert(beamd_events::log::record_key(12), good.as_slice())?;
         store.flush()?;
     }
     b.forget();
-    let (log, report) = GroupCommitLog::open(b.store(), Arc::new(ManualClock::new(0)), Durability::Always)?;
+    let (log, report) =
+        GroupCommitLog::open(b.store(), Arc::new(ManualClock::new(0)), Durability::Always)?;
     assert_eq!(report.truncated_from, Some(11));
     assert_eq!(report.dropped, 2);
     assert_eq!(log.head().seq, 10);
     let next = log
-        .append(Append::new(stream("tun_t"), ExpectedVersion::Exact(10), vec![traffic(10)]))
+        .append(Append::new(
+            stream("tun_t"),
+            ExpectedVersion::Exact(10),
+            vec![traffic(10)],
+        ))
         .await?;
     assert_eq!(next[0].seq, 11);
     Ok(())

@@ -87,7 +87,9 @@ fn run_child(dir: &std::path::Path, rng: &mut fastrand::Rng) -> Result<Vec<u64>>
     } else {
         let (seen, cv) = &*first;
         let guard = seen.lock().unwrap();
-        let _ = cv.wait_timeout_while(guard, Duration::from_secs(10), |s| !*s).unwrap();
+        let _ = cv
+            .wait_timeout_while(guard, Duration::from_secs(10), |s| !*s)
+            .unwrap();
         std::thread::sleep(Duration::from_millis(rng.u64(0..40)));
     }
     child.kill()?;
@@ -118,7 +120,10 @@ async fn kill_nine_never_loses_an_acknowledged_event() -> Result<()> {
         truncations += usize::from(report.truncated_from.is_some());
         let head = log.head().seq;
         for seq in &acked {
-            ensure!(*seq <= head, "kill {kills}: acknowledged seq {seq} lost (head {head})");
+            ensure!(
+                *seq <= head,
+                "kill {kills}: acknowledged seq {seq} lost (head {head})"
+            );
         }
         let mut n = 0;
         for env in ChainReader::new(store.as_ref(), 1, u64::MAX)? {
@@ -126,7 +131,10 @@ async fn kill_nine_never_loses_an_acknowledged_event() -> Result<()> {
             n += 1;
             ensure!(env.seq == n);
         }
-        ensure!(n == head, "kill {kills}: chain has {n} events, head is {head}");
+        ensure!(
+            n == head,
+            "kill {kills}: chain has {n} events, head is {head}"
+        );
         max_acked = max_acked.max(acked.iter().copied().max().unwrap_or(0));
         log.close();
     }

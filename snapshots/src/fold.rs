@@ -42,7 +42,12 @@ fn usable<F: Fold>(
     // A snapshot is only ever taken of committed events; one beyond the head
     // means the log lost its tail after all, so it cannot be trusted.
     if snap.seq > log.head().seq {
-        tracing::warn!(kind = F::KIND, id, seq = snap.seq, "snapshot is ahead of the log; replaying in full");
+        tracing::warn!(
+            kind = F::KIND,
+            id,
+            seq = snap.seq,
+            "snapshot is ahead of the log; replaying in full"
+        );
         return Ok(None);
     }
     Ok(Some((snap.decode()?, snap.seq, snap.version)))

@@ -6,8 +6,8 @@ mod error;
 mod fold;
 mod memory;
 mod policy;
-mod snapshot;
 mod sled_store;
+mod snapshot;
 
 pub use error::SnapshotError;
 pub use fold::{load_global, load_stream, Fold, Loaded};

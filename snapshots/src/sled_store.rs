@@ -17,7 +17,9 @@ pub struct SledSnapshotStore {
 impl SledSnapshotStore {
     /// Uses the snapshot tree of an open sled database.
     pub fn new(db: &sled::Db) -> Result<Self, SnapshotError> {
-        let tree = db.open_tree(SNAPSHOT_TREE).map_err(err("opening the snapshot tree"))?;
+        let tree = db
+            .open_tree(SNAPSHOT_TREE)
+            .map_err(err("opening the snapshot tree"))?;
         Ok(Self {
             db: db.clone(),
             tree,

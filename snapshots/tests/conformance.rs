@@ -6,7 +6,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use beamd_events::log::{GroupCommitLog, MemoryStore};
 use beamd_events::vocabulary::TrafficRecorded;
-use beamd_events::{Append, Durability, Envelope, EventLog, ExpectedVersion, ManualClock, StreamId};
+use beamd_events::{
+    Append, Durability, Envelope, EventLog, ExpectedVersion, ManualClock, StreamId,
+};
 use beamd_snapshots::{
     load_global, load_stream, Fold, MemorySnapshotStore, SledSnapshotStore, Snapshot,
     SnapshotStore, KEEP_PER_ENTITY,
@@ -86,19 +88,35 @@ async fn loading_is_snapshot_plus_tail() -> Result<()> {
                 bytes_in: i,
                 ..Default::default()
             };
-            log.append(Append::new(stream.clone(), ExpectedVersion::Any, vec![ev.into()]))
-                .await?;
+            log.append(Append::new(
+                stream.clone(),
+                ExpectedVersion::Any,
+                vec![ev.into()],
+            ))
+            .await?;
         }
     }
     let full: BytesIn = load_stream::<BytesIn>(&log, &store, &s).await?.state;
-    assert_eq!(full, BytesIn { total: 55, events: 10 });
+    assert_eq!(
+        full,
+        BytesIn {
+            total: 55,
+            events: 10
+        }
+    );
 
     // Snapshot the stream after its 4th event, then load: only the tail replays.
     let first4 = log.read_stream(&s, 1, 4).await?;
     let mut at4 = BytesIn::default();
     first4.iter().for_each(|e| at4.apply(e));
     let last = first4.last().unwrap();
-    store.save(&Snapshot::new(BytesIn::KIND, s.as_str(), last.seq, last.version, &at4)?)?;
+    store.save(&Snapshot::new(
+        BytesIn::KIND,
+        s.as_str(),
+        last.seq,
+        last.version,
+        &at4,
+    )?)?;
     let loaded = load_stream::<BytesIn>(&log, &store, &s).await?;
     assert!(loaded.from_snapshot);
     assert_eq!(loaded.replayed, 6);
@@ -106,8 +124,20 @@ async fn loading_is_snapshot_plus_tail() -> Result<()> {
     assert_eq!(loaded.version, 10);
 
     let global = load_global::<BytesIn>(&log, &store, "all").await?;
-    assert_eq!(global.state, BytesIn { total: 110, events: 20 });
-    store.save(&Snapshot::new(BytesIn::KIND, "all", global.seq, 0, &global.state)?)?;
+    assert_eq!(
+        global.state,
+        BytesIn {
+            total: 110,
+            events: 20
+        }
+    );
+    store.save(&Snapshot::new(
+        BytesIn::KIND,
+        "all",
+        global.seq,
+        0,
+        &global.state,
+    )?)?;
     let again = load_global::<BytesIn>(&log, &store, "all").await?;
     assert_eq!((again.replayed, again.state), (0, global.state));
     Ok(())

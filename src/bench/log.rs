@@ -78,11 +78,20 @@ fn open_log(dir: &Path, durability: Durability) -> Result<(sled::Db, Arc<SledLog
     Ok((db, Arc::new(log)))
 }
 
-async fn log_append(dir: &Path, events: usize, batch: usize, durability: Durability) -> Result<Duration> {
+async fn log_append(
+    dir: &Path,
+    events: usize,
+    batch: usize,
+    durability: Durability,
+) -> Result<Duration> {
     let (_db, log) = open_log(dir, durability)?;
     let streams = streams()?;
     let started = Instant::now();
-    for (i, chunk) in (0..events as u64).collect::<Vec<_>>().chunks(batch).enumerate() {
+    for (i, chunk) in (0..events as u64)
+        .collect::<Vec<_>>()
+        .chunks(batch)
+        .enumerate()
+    {
         let append = Append::new(
             streams[i % STREAMS].clone(),
             ExpectedVersion::Any,
@@ -104,8 +113,12 @@ async fn log_concurrent(dir: &Path, per_writer: usize) -> Result<Duration> {
         let (log, stream) = (log.clone(), streams[w % STREAMS].clone());
         tasks.push(tokio::spawn(async move {
             for i in 0..per_writer as u64 {
-                log.append(Append::new(stream.clone(), ExpectedVersion::Any, vec![event(i)]))
-                    .await?;
+                log.append(Append::new(
+                    stream.clone(),
+                    ExpectedVersion::Any,
+                    vec![event(i)],
+                ))
+                .await?;
             }
             anyhow::Ok(())
         }));
@@ -124,8 +137,12 @@ async fn log_single_latency(dir: &Path, n: usize) -> Result<Duration> {
     let mut samples = Vec::with_capacity(n);
     for i in 0..n as u64 {
         let t = Instant::now();
-        log.append(Append::new(stream.clone(), ExpectedVersion::Any, vec![event(i)]))
-            .await?;
+        log.append(Append::new(
+            stream.clone(),
+            ExpectedVersion::Any,
+            vec![event(i)],
+        ))
+        .await?;
         samples.push(t.elapsed());
     }
     log.close();
@@ -174,7 +191,11 @@ async fn run_in(scratch: &Path, args: &LogBenchArgs) -> Result<ExitCode> {
     let all = records(scaled(102_400, args.scale.max(0.01), 1024))?;
     println!("| durability | events per append | beamd log (events/s) | raw sled (events/s) | log / raw sled | write+fdatasync (events/s) | log / fdatasync |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for durability in [Durability::Always, Durability::Interval(INTERVAL), Durability::Off] {
+    for durability in [
+        Durability::Always,
+        Durability::Interval(INTERVAL),
+        Durability::Off,
+    ] {
         for batch in [1usize, 64, 1024] {
             let base = match (durability, batch) {
                 (Durability::Interval(_), 1) => 400,
@@ -186,7 +207,10 @@ async fn run_in(scratch: &Path, args: &LogBenchArgs) -> Result<ExitCode> {
             let n = scaled(base, args.scale.max(0.01), batch).min(all.len());
             eprintln!("bench: {durability}, {batch} per append, {n} events");
             let log = rate(n, log_append(&fresh("log"), n, batch, durability).await?);
-            let sled = rate(n, raw::sled_append(&fresh("sled"), &all[..n], batch, durability)?);
+            let sled = rate(
+                n,
+                raw::sled_append(&fresh("sled"), &all[..n], batch, durability)?,
+            );
             let (file, vs_file) = if durability == Durability::Always {
                 let f = rate(n, raw::file_append(&fresh("file"), &all[..n], batch)?);
                 (format!("{f:.0}"), format!("{:.2}", log / f))
@@ -201,12 +225,17 @@ async fn run_in(scratch: &Path, args: &LogBenchArgs) -> Result<ExitCode> {
     }
     let per_writer = scaled(200, args.scale.max(0.05), 1);
     eprintln!("bench: {WRITERS} concurrent writers × {per_writer} single-event appends");
-    let concurrent = rate(WRITERS * per_writer, log_concurrent(&fresh("concurrent"), per_writer).await?);
+    let concurrent = rate(
+        WRITERS * per_writer,
+        log_concurrent(&fresh("concurrent"), per_writer).await?,
+    );
     let fsync_1024 = rate(all.len(), raw::file_append(&fresh("file1024"), &all, 1024)?);
     println!();
     println!("| group commit | events/s |");
     println!("|---|---:|");
-    println!("| beamd log, {WRITERS} concurrent writers, 1 event per append, always | {concurrent:.0} |");
+    println!(
+        "| beamd log, {WRITERS} concurrent writers, 1 event per append, always | {concurrent:.0} |"
+    );
     println!("| write+fdatasync, 1024 records per sync | {fsync_1024:.0} |");
     println!("| ratio | {:.2} |", concurrent / fsync_1024);
 
@@ -217,9 +246,18 @@ async fn run_in(scratch: &Path, args: &LogBenchArgs) -> Result<ExitCode> {
     println!();
     println!("| lone append (median) | latency |");
     println!("|---|---:|");
-    println!("| beamd log append, always | {:.3} ms |", log_lat.as_secs_f64() * 1e3);
-    println!("| one write+fdatasync | {:.3} ms |", sync_lat.as_secs_f64() * 1e3);
-    println!("| ratio | {:.2} |", log_lat.as_secs_f64() / sync_lat.as_secs_f64().max(1e-9));
+    println!(
+        "| beamd log append, always | {:.3} ms |",
+        log_lat.as_secs_f64() * 1e3
+    );
+    println!(
+        "| one write+fdatasync | {:.3} ms |",
+        sync_lat.as_secs_f64() * 1e3
+    );
+    println!(
+        "| ratio | {:.2} |",
+        log_lat.as_secs_f64() / sync_lat.as_secs_f64().max(1e-9)
+    );
 
     let r = ((args.replay_events as f64 * args.scale.max(0.01)) as usize / 1024).max(1) * 1024;
     eprintln!("bench: replay of {r} events");

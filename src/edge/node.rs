@@ -8,7 +8,9 @@ use anyhow::{Context, Result};
 use beamd_events::log::{Follower, SledLog};
 use beamd_events::vocabulary::{NodeHeartbeat, NodeJoined, NodeLeft};
 use beamd_events::{Append, Durability, Event, EventLog, ExpectedVersion, StreamId, SystemClock};
-use beamd_snapshots::{load_global, Fold, SledSnapshotStore, Snapshot, SnapshotPolicy, SnapshotStore};
+use beamd_snapshots::{
+    load_global, Fold, SledSnapshotStore, Snapshot, SnapshotPolicy, SnapshotStore,
+};
 
 use crate::cli::EdgeArgs;
 use crate::data_dir::DataDir;
@@ -28,7 +30,13 @@ impl Projection {
         if self.summary.last_seq == self.snapshot_seq {
             return Ok(());
         }
-        let snap = Snapshot::new(LogSummary::KIND, GLOBAL_ID, self.summary.last_seq, 0, &self.summary)?;
+        let snap = Snapshot::new(
+            LogSummary::KIND,
+            GLOBAL_ID,
+            self.summary.last_seq,
+            0,
+            &self.summary,
+        )?;
         store.save(&snap)?;
         store.flush()?;
         self.snapshot_seq = self.summary.last_seq;
@@ -38,7 +46,11 @@ impl Projection {
 
 async fn record(log: &dyn EventLog, stream: &StreamId, event: Event) -> Result<u64> {
     let envs = log
-        .append(Append::new(stream.clone(), ExpectedVersion::Any, vec![event]))
+        .append(Append::new(
+            stream.clone(),
+            ExpectedVersion::Any,
+            vec![event],
+        ))
         .await?;
     Ok(envs.last().map(|e| e.seq).unwrap_or(0))
 }
@@ -61,7 +73,10 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     let (log, repair) = SledLog::open(dir.log_store()?, Arc::new(SystemClock), args.durability)
         .context("cannot open the event log")?;
     if let Some(from) = repair.truncated_from {
-        eprintln!("beamd: recovered a torn log tail: dropped {} unacknowledged record(s) from seq {from}", repair.dropped);
+        eprintln!(
+            "beamd: recovered a torn log tail: dropped {} unacknowledged record(s) from seq {from}",
+            repair.dropped
+        );
     }
     let log: Arc<dyn EventLog> = Arc::new(log);
     let snapshots = dir.snapshots()?;
@@ -71,7 +86,11 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     };
     let loaded = load_global::<LogSummary>(log.as_ref(), &snapshots, GLOBAL_ID).await?;
     let mut projection = Projection {
-        snapshot_seq: if loaded.from_snapshot { loaded.seq - loaded.replayed } else { 0 },
+        snapshot_seq: if loaded.from_snapshot {
+            loaded.seq - loaded.replayed
+        } else {
+            0
+        },
         summary: loaded.state,
     };
     let joined = NodeJoined {
@@ -106,7 +125,15 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             }
         }
     };
-    let left = record(log.as_ref(), &node, NodeLeft { reason: reason.to_string() }.into()).await?;
+    let left = record(
+        log.as_ref(),
+        &node,
+        NodeLeft {
+            reason: reason.to_string(),
+        }
+        .into(),
+    )
+    .await?;
     while projection.summary.last_seq < left {
         for env in follower.next_batch().await? {
             projection.summary.apply(&env);

@@ -62,7 +62,12 @@ impl MemoryStore {
     /// Overwrites one byte of a stored record (tamper injection).
     pub fn flip_byte(&self, seq: u64, offset: usize) -> bool {
         let mut state = self.lock();
-        match state.live.records.get_mut(&seq).and_then(|r| r.get_mut(offset)) {
+        match state
+            .live
+            .records
+            .get_mut(&seq)
+            .and_then(|r| r.get_mut(offset))
+        {
             Some(byte) => {
                 *byte ^= 0xff;
                 true
@@ -133,7 +138,10 @@ impl Store for MemoryStore {
         let mut state = self.lock();
         for r in records {
             state.live.records.insert(r.seq, r.bytes.clone());
-            state.live.index.insert((r.stream.clone(), r.version), r.seq);
+            state
+                .live
+                .index
+                .insert((r.stream.clone(), r.version), r.seq);
         }
         state.live.marker = Some(marker);
         Ok(())

@@ -105,7 +105,11 @@ impl Store for SledStore {
             return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity(limit.min(4096));
-        for item in self.tree.range(record_key(from)..=record_key(to)).take(limit) {
+        for item in self
+            .tree
+            .range(record_key(from)..=record_key(to))
+            .take(limit)
+        {
             let (key, value) = item.map_err(sled_err("scanning records"))?;
             out.push((be_u64(&key, "record key")?, value.to_vec()));
         }

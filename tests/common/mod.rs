@@ -1,0 +1,72 @@
+//! Helpers shared by the end-to-end tests: the real binary and real data dirs.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use anyhow::Result;
+use beamd::data_dir::DataDir;
+use beamd::projections::LogSummary;
+use beamd_events::log::SledLog;
+use beamd_events::vocabulary::{NodeHeartbeat, TrafficRecorded};
+use beamd_events::{Append, Durability, Event, EventLog, ExpectedVersion, ManualClock, StreamId};
+use beamd_snapshots::{Fold, Snapshot, SnapshotStore};
+
+/// Runs the real `beamd` binary.
+pub fn beamd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_beamd"))
+        .args(args)
+        .env("BEAMD_LOG", "warn")
+        .output()
+        .expect("the beamd binary runs")
+}
+
+/// Text of stdout / stderr.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Writes `n` events over three streams into a data dir, and snapshots the
+/// log summary after each seq in `snapshot_at`.
+pub async fn populate(dir: &Path, n: u64, snapshot_at: &[u64]) -> Result<()> {
+    let data = DataDir::create(dir)?;
+    let (log, _) = SledLog::open(
+        data.log_store()?,
+        Arc::new(ManualClock::new(1_764_000_000_000)),
+        Durability::Always,
+    )?;
+    let snapshots = data.snapshots()?;
+    let mut summary = LogSummary::default();
+    for i in 0..n {
+        let stream = StreamId::new(["tun_a", "tun_b", "node_x"][(i % 3) as usize])?;
+        let event: Event = if i % 3 == 2 {
+            NodeHeartbeat {}.into()
+        } else {
+            TrafficRecorded {
+                bytes_in: i,
+                bytes_out: 2 * i,
+                ..Default::default()
+            }
+            .into()
+        };
+        for env in log
+            .append(Append::new(stream, ExpectedVersion::Any, vec![event]))
+            .await?
+        {
+            summary.apply(&env);
+            if snapshot_at.contains(&env.seq) {
+                snapshots.save(&Snapshot::new(
+                    LogSummary::KIND,
+                    "all",
+                    env.seq,
+                    0,
+                    &summary,
+                )?)?;
+            }
+        }
+    }
+    snapshots.flush()?;
+    log.close();
+    Ok(())
+}
