@@ -18,10 +18,8 @@ fn run_edge_until_sigterm(dir: &str) -> Result<Vec<String>> {
     let up = out.next().context("the edge printed nothing")??;
     ensure!(up.contains(" up; "), "{up}");
     std::thread::sleep(std::time::Duration::from_millis(1_300));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()?;
-    ensure!(status.success());
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).context("child pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
     let mut lines = vec![up];
     lines.extend(out.map_while(Result::ok));
     ensure!(child.wait()?.success(), "the edge exits 0 on SIGTERM");

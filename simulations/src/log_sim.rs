@@ -176,7 +176,7 @@ pub fn run_log_simulation(seed: u64, steps: u64) -> Result<LogSimReport> {
             65..=69 => sim.crash(),
             _ => sim.flush(),
         };
-        let full = roll >= 65 && roll <= 69 || step % 25 == 0 || step + 1 == steps;
+        let full = (65..=69).contains(&roll) || step % 25 == 0 || step + 1 == steps;
         outcome.and_then(|_| sim.check(full)).with_context(|| {
             format!("seed {seed}, step {step}: replay with run_log_simulation({seed}, {steps})")
         })?;
