@@ -32,6 +32,12 @@ async fn prints_ranges_streams_and_formats() -> Result<()> {
     let seqs: Vec<u64> = range.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, vec![5, 6, 7, 8, 9]);
 
+    assert!(lines(&["replay", "--data-dir", d, "--from", "31"]).is_empty());
+    assert_eq!(
+        lines(&["replay", "--data-dir", d, "--from", "30", "--to", "99"]).len(),
+        1
+    );
+
     let node = lines(&[
         "replay",
         "--data-dir",

@@ -29,6 +29,9 @@ impl Follower {
     }
 
     /// The next committed events; waits while there are none.
+    ///
+    /// Cancel safe: events are taken and `next` advanced within one poll; the
+    /// only point where it waits is the head watch.
     pub async fn next_batch(&mut self) -> Result<Vec<Envelope>, LogError> {
         loop {
             // Mark the head seen before reading, so a commit that lands after

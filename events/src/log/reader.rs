@@ -27,7 +27,7 @@ impl<'a, S: Store> ChainReader<'a, S> {
     pub fn new(store: &'a S, from: u64, to: u64) -> Result<Self, LogError> {
         let from = from.max(1);
         let to = to.min(store.last_seq()?);
-        let prev_hash = if from == 1 {
+        let prev_hash = if from == 1 || from > to {
             GENESIS_HASH
         } else {
             let seq = from - 1;
