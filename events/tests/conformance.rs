@@ -366,3 +366,49 @@ async fn a_torn_tail_is_truncated_on_sled() -> Result<()> {
     assert_eq!(next[0].seq, 11);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_failed_flush_stops_the_log_for_good() -> Result<()> {
+    let store = Arc::new(MemoryStore::new());
+    let (log, _) = GroupCommitLog::open(
+        store.clone(),
+        Arc::new(ManualClock::new(0)),
+        Durability::Always,
+    )?;
+    log.append(Append::new(
+        stream("n"),
+        ExpectedVersion::Any,
+        vec![heartbeat()],
+    ))
+    .await?;
+    store.fail_flushes(true);
+    let err = log
+        .append(Append::new(
+            stream("n"),
+            ExpectedVersion::Any,
+            vec![heartbeat()],
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LogError::Poisoned(_)), "{err}");
+    assert_eq!(log.head().seq, 1, "the unflushed event was never published");
+    store.fail_flushes(false);
+    let err = log
+        .append(Append::new(
+            stream("n"),
+            ExpectedVersion::Any,
+            vec![heartbeat()],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LogError::Poisoned(ref why) if why.contains("injected")),
+        "{err}"
+    );
+    // Reopening recovers: the event written before the failed flush is whole,
+    // so it is kept; nothing acknowledged was lost.
+    drop(log);
+    let (log, _) = GroupCommitLog::open(store, Arc::new(ManualClock::new(0)), Durability::Always)?;
+    assert!(log.head().seq >= 1);
+    Ok(())
+}

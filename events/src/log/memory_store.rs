@@ -1,6 +1,7 @@
 //! The in-memory backend, with crash and torn-write injection for simulations.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::store::{EncodedRecord, Marker, Store};
@@ -27,6 +28,7 @@ struct State {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    fail_flushes: AtomicBool,
 }
 
 impl MemoryStore {
@@ -57,6 +59,11 @@ impl MemoryStore {
         if let (true, Some((seq, half))) = (torn, first_lost) {
             state.live.records.insert(seq, half);
         }
+    }
+
+    /// Makes every later flush fail (as a full or failing disk would), or stops that.
+    pub fn fail_flushes(&self, fail: bool) {
+        self.fail_flushes.store(fail, Ordering::SeqCst);
     }
 
     /// Overwrites one byte of a stored record (tamper injection).
@@ -159,6 +166,10 @@ impl Store for MemoryStore {
     }
 
     fn flush(&self) -> Result<(), LogError> {
+        if self.fail_flushes.load(Ordering::SeqCst) {
+            let error = std::io::Error::other("injected flush failure");
+            return Err(LogError::storage("flushing", error));
+        }
         let mut state = self.lock();
         state.durable_seq = state.live.records.keys().next_back().copied().unwrap_or(0);
         state.durable_marker = state.live.marker;
