@@ -132,7 +132,7 @@ impl<S: Store> LogCore<S> {
         if let Some(v) = staged.get(stream).or_else(|| self.versions.get(stream)) {
             return Ok(*v);
         }
-        self.store.stream_version(stream)
+        self.store.stream_version(stream, u64::MAX)
     }
 
     /// Checks each append's expected version, assigns seqs and versions, and

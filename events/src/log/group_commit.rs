@@ -170,19 +170,7 @@ impl<S: Store> EventLog for GroupCommitLog<S> {
     fn stream_version<'a>(&'a self, stream: &'a StreamId) -> LogFuture<'a, u64> {
         Box::pin(async move {
             let head = self.committed.borrow().seq;
-            let version = self.store.stream_version(stream)?;
-            if version == 0 {
-                return Ok(0);
-            }
-            // The index may run ahead of what is committed; count only committed entries.
-            let seqs = self.store.stream_seqs(stream, version, 1)?;
-            match seqs.first() {
-                Some(seq) if *seq <= head => Ok(version),
-                _ => {
-                    let all = self.store.stream_seqs(stream, 1, usize::MAX)?;
-                    Ok(all.iter().filter(|s| **s <= head).count() as u64)
-                }
-            }
+            self.store.stream_version(stream, head)
         })
     }
 

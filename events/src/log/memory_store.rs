@@ -130,13 +130,14 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn stream_version(&self, stream: &StreamId) -> Result<u64, LogError> {
+    fn stream_version(&self, stream: &StreamId, max_seq: u64) -> Result<u64, LogError> {
         let state = self.lock();
         Ok(state
             .live
             .index
             .range((stream.clone(), 0)..=(stream.clone(), u64::MAX))
-            .next_back()
+            .rev()
+            .find(|(_, seq)| **seq <= max_seq)
             .map(|((_, v), _)| *v)
             .unwrap_or(0))
     }

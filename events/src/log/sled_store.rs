@@ -132,17 +132,15 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn stream_version(&self, stream: &StreamId) -> Result<u64, LogError> {
-        let last = self
-            .tree
-            .scan_prefix(index_prefix(stream))
-            .next_back()
-            .transpose()
-            .map_err(sled_err("reading a stream's version"))?;
-        match last {
-            Some((key, _)) => be_u64(&key, "index key"),
-            None => Ok(0),
+    fn stream_version(&self, stream: &StreamId, max_seq: u64) -> Result<u64, LogError> {
+        // Newest first; entries past `max_seq` belong to a batch still in flight.
+        for item in self.tree.scan_prefix(index_prefix(stream)).rev() {
+            let (key, value) = item.map_err(sled_err("reading a stream's version"))?;
+            if be_u64(&value, "index entry")? <= max_seq {
+                return be_u64(&key, "index key");
+            }
         }
+        Ok(0)
     }
 
     fn write(&self, records: &[EncodedRecord], marker: Marker) -> Result<(), LogError> {

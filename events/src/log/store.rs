@@ -41,8 +41,9 @@ pub trait Store: Send + Sync + 'static {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<u64>, LogError>;
-    /// The stream's highest stored version (0 when it has none).
-    fn stream_version(&self, stream: &StreamId) -> Result<u64, LogError>;
+    /// The stream's highest stored version among events with seq `<= max_seq`
+    /// (0 when it has none).
+    fn stream_version(&self, stream: &StreamId, max_seq: u64) -> Result<u64, LogError>;
     /// Stores records, their index entries and the marker, atomically.
     fn write(&self, records: &[EncodedRecord], marker: Marker) -> Result<(), LogError>;
     /// The marker stored with the last write, if any.
