@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod data_dir;
+pub mod domain;
 pub mod edge;
 pub mod progress;
 pub mod projections;

@@ -1,0 +1,43 @@
+//! The pure aggregates: tenant, key, tunnel, domain name, node, and the
+//! directory that serializes what must be unique across them.
+//!
+//! Nothing here does I/O or reads a clock: `decide` gets the time and a fresh
+//! id from `Ctx`, and `apply` (via `Fold`) never fails. This is what makes
+//! replay and simulation exact.
+
+pub mod calendar;
+mod context;
+mod directory;
+mod domain_name;
+mod error;
+mod key;
+mod node;
+mod tenant;
+mod tunnel;
+mod validate;
+
+pub use context::Ctx;
+pub use directory::{AddDomain, CreateTenant, Directory, OpenTunnel, OpenUsage, PortRequest};
+pub use domain_name::{DomainCommand, DomainName, DomainStatus};
+pub use error::DomainError;
+pub use key::{Key, KeyCommand, KeyStatus};
+pub use node::{Node, NodeCommand, NodeStatus};
+pub use tenant::{Tenant, TenantCommand};
+pub use tunnel::{Tunnel, TunnelCommand, TunnelStatus};
+
+use beamd_events::Event;
+use beamd_snapshots::Fold;
+
+/// An entity whose state is the fold of its own stream and which decides
+/// commands against that state.
+pub trait Aggregate: Fold + Clone + PartialEq + std::fmt::Debug {
+    /// What can be asked of it.
+    type Command;
+    /// The prefix of its stream ids (`ten`, `tok`, `tun`, `dom`, `node`).
+    const PREFIX: &'static str;
+    /// The events that carrying out `command` would record, or why not.
+    fn decide(&self, command: &Self::Command, ctx: &Ctx) -> Result<Vec<Event>, DomainError>;
+}
+
+#[cfg(test)]
+pub(crate) mod testkit;
