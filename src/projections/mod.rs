@@ -3,9 +3,25 @@
 //! Every projection registered in `GLOBAL_FOLDS` is rebuilt and compared
 //! with its snapshots by `beamd audit`.
 
+mod inspector;
+mod inspector_index;
 mod log_summary;
+mod status;
+mod usage;
 
+pub use inspector::{CapturedRequest, InspectorProjection, DEFAULT_RECENT};
+pub use inspector_index::{
+    IndexError, InspectorIndex, LogPage, LogQuery, INSPECTOR_TREE, PAGE_SIZE,
+};
 pub use log_summary::LogSummary;
+pub use status::{Counts, StatusProjection};
+pub use usage::{DayUsage, KeyCounters, TenantTotals, UsageProjection};
 
 /// The snapshot kinds of folds over the whole log, checked by `beamd audit`.
-pub const GLOBAL_FOLDS: &[&str] = &[<LogSummary as beamd_snapshots::Fold>::KIND];
+pub const GLOBAL_FOLDS: &[&str] = &[
+    <LogSummary as beamd_snapshots::Fold>::KIND,
+    <UsageProjection as beamd_snapshots::Fold>::KIND,
+    <InspectorProjection as beamd_snapshots::Fold>::KIND,
+    <StatusProjection as beamd_snapshots::Fold>::KIND,
+    <crate::domain::Directory as beamd_snapshots::Fold>::KIND,
+];

@@ -1,0 +1,164 @@
+//! The inspector projection: the last N captured requests per tenant (N
+//! configurable, default 1,000). History beyond N lives in `InspectorIndex`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use beamd_events::{Envelope, Event};
+use beamd_snapshots::Fold;
+use serde::{Deserialize, Serialize};
+
+/// How many recent requests per tenant are kept in memory by default.
+pub const DEFAULT_RECENT: usize = 1_000;
+
+/// One captured request as the API shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapturedRequest {
+    /// The event's seq (unique id).
+    pub seq: u64,
+    /// When it was captured.
+    pub at: u64,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Tunnel that carried it.
+    pub tunnel: String,
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Response status.
+    pub status: u16,
+    /// Duration.
+    pub duration_ms: u64,
+    /// Request bytes.
+    pub bytes_in: u64,
+    /// Response bytes.
+    pub bytes_out: u64,
+    /// Client IP.
+    pub ip: String,
+    /// User agent.
+    pub user_agent: String,
+    /// Protocol.
+    pub proto: String,
+    /// Host.
+    pub host: String,
+}
+
+/// The inspector projection's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InspectorProjection {
+    /// How many requests per tenant are kept.
+    pub capacity: usize,
+    /// Tenant → newest-last requests.
+    pub recent: BTreeMap<String, VecDeque<CapturedRequest>>,
+    /// Tunnel → tenant.
+    tunnels: BTreeMap<String, String>,
+}
+
+impl Default for InspectorProjection {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_RECENT)
+    }
+}
+
+impl InspectorProjection {
+    /// An empty projection keeping `capacity` requests per tenant.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            recent: BTreeMap::new(),
+            tunnels: BTreeMap::new(),
+        }
+    }
+
+    /// The request an event captured, if it is a `RequestCaptured` of a known tunnel.
+    pub fn captured(&self, envelope: &Envelope) -> Option<CapturedRequest> {
+        let Event::RequestCaptured(r) = &envelope.event else {
+            return None;
+        };
+        let tenant = self.tunnels.get(envelope.stream.as_str())?;
+        Some(CapturedRequest {
+            seq: envelope.seq,
+            at: envelope.at,
+            tenant: tenant.clone(),
+            tunnel: envelope.stream.to_string(),
+            method: r.method.clone(),
+            path: r.path.clone(),
+            status: r.status,
+            duration_ms: r.duration_ms,
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            ip: r.ip.clone(),
+            user_agent: r.user_agent.clone(),
+            proto: r.proto.clone(),
+            host: r.host.clone(),
+        })
+    }
+
+    /// The tenant's most recent requests, newest first.
+    pub fn recent(&self, tenant: &str, limit: usize) -> Vec<CapturedRequest> {
+        self.recent
+            .get(tenant)
+            .map(|q| q.iter().rev().take(limit).cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Fold for InspectorProjection {
+    const KIND: &'static str = "inspector";
+
+    fn apply(&mut self, envelope: &Envelope) {
+        if let Event::TunnelOpened(e) = &envelope.event {
+            self.tunnels
+                .insert(envelope.stream.to_string(), e.tenant.clone());
+        }
+        if let Some(req) = self.captured(envelope) {
+            let queue = self.recent.entry(req.tenant.clone()).or_default();
+            queue.push_back(req);
+            while queue.len() > self.capacity {
+                queue.pop_front();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::testkit::{envelope, round_trip};
+    use beamd_events::vocabulary::{RequestCaptured, TransportKind, TunnelOpened, TunnelProtocol};
+
+    #[test]
+    fn keeps_the_last_n_per_tenant() {
+        let mut p = InspectorProjection::with_capacity(3);
+        let open = TunnelOpened {
+            tenant: "ten_1".into(),
+            key: "tok_1".into(),
+            protocol: TunnelProtocol::Http,
+            name: Some("a".into()),
+            port: None,
+            transport: TransportKind::Quic,
+            node: "n".into(),
+            local_addr: "x".into(),
+        };
+        p.apply(&envelope("tun_1", 1, 1, open.into()));
+        for i in 0..5u16 {
+            let req = RequestCaptured {
+                method: "GET".into(),
+                path: format!("/{i}"),
+                status: 200 + i,
+                ..Default::default()
+            };
+            p.apply(&envelope("tun_1", 2 + u64::from(i), 10, req.into()));
+        }
+        let recent = p.recent("ten_1", 10);
+        assert_eq!(
+            recent.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+            ["/4", "/3", "/2"]
+        );
+        assert_eq!(recent[0].tunnel, "tun_1");
+        assert!(p.recent("ten_2", 10).is_empty());
+        round_trip(&p);
+    }
+}

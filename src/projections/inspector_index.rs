@@ -1,0 +1,197 @@
+//! The inspector's history: every captured request in a sled tree indexed by
+//! (tenant, time), paged 50 at a time with filters for `/logs`.
+//!
+//! The index is derived: it records the last seq it holds (in the same
+//! atomic batch as the entries) and catches up from the log after a restart.
+
+use serde::{Deserialize, Serialize};
+
+use super::inspector::CapturedRequest;
+
+/// The sled tree that holds the index.
+pub const INSPECTOR_TREE: &str = "beamd.inspector";
+/// Requests per page of `/logs`.
+pub const PAGE_SIZE: usize = 50;
+const WATERMARK: &[u8] = b"\xffwatermark";
+
+/// What can go wrong with the index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// sled failed.
+    #[error("inspector index storage error: {0}")]
+    Storage(#[from] sled::Error),
+    /// An entry did not decode.
+    #[error("inspector index entry is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Filters of a `/logs` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Earliest time (ms), inclusive.
+    pub from: Option<u64>,
+    /// Latest time (ms), inclusive.
+    pub to: Option<u64>,
+    /// Path prefix.
+    pub path: Option<String>,
+    /// Exact status code.
+    pub status_code: Option<u16>,
+    /// 1-based page.
+    pub page: usize,
+}
+
+/// One page of results, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogPage {
+    /// Matching requests in all pages.
+    pub count: usize,
+    /// This page.
+    pub results: Vec<CapturedRequest>,
+}
+
+/// The sled-backed history of captured requests.
+#[derive(Clone)]
+pub struct InspectorIndex {
+    tree: sled::Tree,
+}
+
+fn key(tenant: &str, at: u64, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + 17);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&at.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+impl InspectorIndex {
+    /// Opens the index tree in `db`.
+    pub fn open(db: &sled::Db) -> Result<Self, IndexError> {
+        Ok(Self {
+            tree: db.open_tree(INSPECTOR_TREE)?,
+        })
+    }
+
+    /// The last seq the index holds (0 = empty).
+    pub fn watermark(&self) -> Result<u64, IndexError> {
+        Ok(match self.tree.get(WATERMARK)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| IndexError::Corrupt("watermark".into()))?,
+            ),
+            None => 0,
+        })
+    }
+
+    /// Adds requests and moves the watermark to `through_seq`, atomically.
+    pub fn record(&self, requests: &[CapturedRequest], through_seq: u64) -> Result<(), IndexError> {
+        let mut batch = sled::Batch::default();
+        for r in requests {
+            let value =
+                rmp_serde::to_vec_named(r).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+            batch.insert(key(&r.tenant, r.at, r.seq), value);
+        }
+        batch.insert(WATERMARK, &through_seq.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// One page of a tenant's requests matching `query`, newest first.
+    pub fn query(&self, tenant: &str, query: &LogQuery) -> Result<LogPage, IndexError> {
+        let start = key(tenant, query.from.unwrap_or(0), 0);
+        let end = key(tenant, query.to.unwrap_or(u64::MAX), u64::MAX);
+        let skip = query.page.max(1).saturating_sub(1) * PAGE_SIZE;
+        let mut page = LogPage::default();
+        for item in self.tree.range(start..=end).rev() {
+            let (_, value) = item?;
+            let r: CapturedRequest =
+                rmp_serde::from_slice(&value).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+            let wanted = query
+                .path
+                .as_ref()
+                .is_none_or(|p| r.path.starts_with(p.as_str()))
+                && query.status_code.is_none_or(|s| s == r.status);
+            if !wanted {
+                continue;
+            }
+            if page.count >= skip && page.results.len() < PAGE_SIZE {
+                page.results.push(r);
+            }
+            page.count += 1;
+        }
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_filters_and_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let index = InspectorIndex::open(&db).unwrap();
+        assert_eq!(index.watermark().unwrap(), 0);
+        let reqs: Vec<CapturedRequest> = (0..120u64)
+            .map(|i| CapturedRequest {
+                seq: i + 1,
+                at: 1_000 + i,
+                tenant: if i % 10 == 0 {
+                    "ten_b".into()
+                } else {
+                    "ten_a".into()
+                },
+                path: if i % 2 == 0 {
+                    "/api/x".into()
+                } else {
+                    "/static".into()
+                },
+                status: if i % 3 == 0 { 500 } else { 200 },
+                ..Default::default()
+            })
+            .collect();
+        index.record(&reqs, 120).unwrap();
+        assert_eq!(index.watermark().unwrap(), 120);
+        let all = index
+            .query(
+                "ten_a",
+                &LogQuery {
+                    page: 1,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!((all.count, all.results.len()), (108, 50));
+        assert_eq!(all.results[0].seq, 120, "newest first");
+        let page3 = index
+            .query(
+                "ten_a",
+                &LogQuery {
+                    page: 3,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(page3.results.len(), 8);
+        let q = LogQuery {
+            from: Some(1_010),
+            to: Some(1_059),
+            path: Some("/api".into()),
+            status_code: Some(500),
+            page: 1,
+        };
+        let hits = index.query("ten_a", &q).unwrap();
+        assert!(hits.results.iter().all(|r| r.status == 500
+            && r.path.starts_with("/api")
+            && (1_010..=1_059).contains(&r.at)));
+        assert_eq!(hits.count, hits.results.len());
+        assert_eq!(hits.count, 7);
+        assert_eq!(
+            index.query("ten_b", &LogQuery::default()).unwrap().count,
+            12
+        );
+    }
+}
