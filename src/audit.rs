@@ -12,8 +12,9 @@ use beamd_snapshots::{Fold, Snapshot, SnapshotStore};
 
 use crate::cli::AuditArgs;
 use crate::data_dir::DataDir;
+use crate::domain::{Directory, DomainName, Key, Node, Tenant, Tunnel};
 use crate::progress::events_bar;
-use crate::projections::LogSummary;
+use crate::projections::{InspectorProjection, LogSummary, StatusProjection, UsageProjection};
 
 /// The first problem an audit found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,23 +42,65 @@ trait SnapshotCheck {
     fn matches(&self, snapshot: &Snapshot) -> Result<bool, String>;
 }
 
-struct GlobalFold<F: Fold>(F);
+/// A fold over the whole log, or over one stream when `stream` is set.
+struct FoldCheck<F: Fold> {
+    stream: Option<String>,
+    state: F,
+}
 
-impl<F: Fold + PartialEq> SnapshotCheck for GlobalFold<F> {
+impl<F: Fold + PartialEq> SnapshotCheck for FoldCheck<F> {
     fn apply(&mut self, env: &Envelope) {
-        self.0.apply(env);
+        if self
+            .stream
+            .as_deref()
+            .is_none_or(|s| s == env.stream.as_str())
+        {
+            self.state.apply(env);
+        }
     }
     fn matches(&self, snapshot: &Snapshot) -> Result<bool, String> {
         let stored: F = snapshot.decode().map_err(|e| e.to_string())?;
-        Ok(stored == self.0)
+        Ok(stored == self.state)
     }
 }
 
-fn check_for(kind: &str) -> Option<Box<dyn SnapshotCheck>> {
-    match kind {
-        LogSummary::KIND => Some(Box::new(GlobalFold(LogSummary::default()))),
-        _ => None,
-    }
+fn global<F: Fold + PartialEq + 'static>(state: F) -> Box<dyn SnapshotCheck> {
+    Box::new(FoldCheck {
+        stream: None,
+        state,
+    })
+}
+
+fn per_stream<F: Fold + PartialEq + 'static>(id: &str) -> Box<dyn SnapshotCheck> {
+    Box::new(FoldCheck::<F> {
+        stream: Some(id.to_string()),
+        state: F::default(),
+    })
+}
+
+/// The check that rebuilds the fold a snapshot claims to hold; `None` for unknown kinds.
+fn check_for(snap: &Snapshot) -> Option<Box<dyn SnapshotCheck>> {
+    let id = snap.id.as_str();
+    Some(match snap.kind.as_str() {
+        LogSummary::KIND => global(LogSummary::default()),
+        UsageProjection::KIND => global(UsageProjection::default()),
+        StatusProjection::KIND => global(StatusProjection::default()),
+        Directory::KIND => global(Directory::default()),
+        // The inspector's capacity is configuration: the rebuild uses the snapshot's own.
+        InspectorProjection::KIND => {
+            let capacity = snap
+                .decode::<InspectorProjection>()
+                .map(|p| p.capacity)
+                .unwrap_or(crate::projections::DEFAULT_RECENT);
+            global(InspectorProjection::with_capacity(capacity))
+        }
+        Tenant::KIND => per_stream::<Tenant>(id),
+        Key::KIND => per_stream::<Key>(id),
+        Tunnel::KIND => per_stream::<Tunnel>(id),
+        DomainName::KIND => per_stream::<DomainName>(id),
+        Node::KIND => per_stream::<Node>(id),
+        _ => return None,
+    })
 }
 
 /// Audits a log and its snapshots.
@@ -73,11 +116,20 @@ pub fn audit(
     pending.sort_by(|a, b| (b.seq, &b.kind, &b.id).cmp(&(a.seq, &a.kind, &a.id)));
     let mut checks: HashMap<(String, String), Box<dyn SnapshotCheck>> = HashMap::new();
     for snap in &pending {
-        if let Some(check) = check_for(&snap.kind) {
+        if let Some(check) = check_for(snap) {
             checks
                 .entry((snap.kind.clone(), snap.id.clone()))
                 .or_insert(check);
         }
+    }
+    // Per-stream checks see only their stream's events; global ones see all.
+    let (global_keys, stream_keys): (Vec<_>, Vec<_>) = checks
+        .keys()
+        .cloned()
+        .partition(|(kind, _)| crate::projections::GLOBAL_FOLDS.contains(&kind.as_str()));
+    let mut by_stream: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for key in stream_keys {
+        by_stream.entry(key.1.clone()).or_default().push(key);
     }
     let compare_due = |pending: &mut Vec<Snapshot>,
                        checks: &HashMap<(String, String), Box<dyn SnapshotCheck>>,
@@ -131,7 +183,12 @@ pub fn audit(
             return fail(env.seq, reason);
         }
         *version = env.version;
-        checks.values_mut().for_each(|c| c.apply(&env));
+        let streamed = by_stream.get(env.stream.as_str()).into_iter().flatten();
+        for key in global_keys.iter().chain(streamed) {
+            if let Some(check) = checks.get_mut(key) {
+                check.apply(&env);
+            }
+        }
         head = LogHead {
             seq: env.seq,
             hash: env.hash,
