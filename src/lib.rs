@@ -2,6 +2,7 @@
 //! an append-only, hash-chained log that can be replayed and audited.
 #![forbid(unsafe_code)]
 
+pub mod actors;
 pub mod audit;
 pub mod bench;
 pub mod cli;

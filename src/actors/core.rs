@@ -1,0 +1,330 @@
+//! The core: the log writer, one supervisor per aggregate kind, the directory
+//! and the projector, started together and driven through one handle.
+
+use std::fmt;
+use std::sync::Arc;
+
+use beamd_events::vocabulary::KeyKind;
+use beamd_events::{Clock, EventLog, StreamId};
+use beamd_snapshots::{SnapshotPolicy, SnapshotStore};
+use ractor::{Actor, ActorRef};
+
+use super::ask::ask;
+use super::directory::{entity, DirectoryActor, DirectoryArgs, DirectoryMsg};
+use super::entity::{EntityMsg, Hosted, TrafficDelta};
+use super::log_writer::LogWriter;
+use super::projector::{start_projector, ProjectorHandle};
+use super::supervisor::{EntitySupervisor, SupervisorMsg};
+use super::{CoreError, Shell, Timings};
+use crate::domain::{
+    AddDomain, CreateTenant, Directory, DomainCommand, DomainError, DomainName, Key, KeyCommand,
+    Node, NodeCommand, OpenTunnel, Tenant, TenantCommand, Tunnel, TunnelCommand,
+};
+use crate::projections::{InspectorIndex, DEFAULT_RECENT};
+
+/// How the core is started.
+pub struct CoreConfig {
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// Snapshot storage.
+    pub snapshots: Arc<dyn SnapshotStore>,
+    /// The inspector's history index, if kept.
+    pub index: Option<InspectorIndex>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Snapshot policy.
+    pub policy: SnapshotPolicy,
+    /// Idle and flush timings.
+    pub timings: Timings,
+    /// Recent requests kept per tenant.
+    pub inspector_capacity: usize,
+}
+
+impl CoreConfig {
+    /// Defaults around a log and a snapshot store.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        snapshots: Arc<dyn SnapshotStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            log,
+            snapshots,
+            index: None,
+            clock,
+            policy: SnapshotPolicy::default(),
+            timings: Timings::default(),
+            inspector_capacity: DEFAULT_RECENT,
+        }
+    }
+}
+
+/// A key's secret, shown once. Its `Debug` is masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret text, to show the user once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The hex blake3 hash that is stored instead.
+    pub fn hash(&self) -> String {
+        blake3::hash(self.0.as_bytes()).to_hex().to_string()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(MASKED)")
+    }
+}
+
+/// The running core.
+pub struct Core {
+    shell: Shell,
+    tenants: ActorRef<SupervisorMsg<Tenant>>,
+    keys: ActorRef<SupervisorMsg<Key>>,
+    tunnels: ActorRef<SupervisorMsg<Tunnel>>,
+    domains: ActorRef<SupervisorMsg<DomainName>>,
+    nodes: ActorRef<SupervisorMsg<Node>>,
+    directory: ActorRef<DirectoryMsg>,
+    projector: ProjectorHandle,
+}
+
+async fn supervisor<A: Hosted>(shell: &Shell) -> Result<ActorRef<SupervisorMsg<A>>, CoreError> {
+    let (actor, _) = Actor::spawn(None, EntitySupervisor::<A>::default(), shell.clone())
+        .await
+        .map_err(|e| CoreError::Actor(format!("{} supervisor failed to start: {e}", A::KIND)))?;
+    Ok(actor)
+}
+
+async fn command<A: Hosted>(
+    supervisor: &ActorRef<SupervisorMsg<A>>,
+    id: &str,
+    cmd: A::Command,
+) -> Result<A, CoreError> {
+    let stream = StreamId::new(id).map_err(|_| DomainError::NotFound(A::KIND.into()))?;
+    let actor = ask(supervisor, |r| SupervisorMsg::Get(stream, r)).await??;
+    ask(&actor, |r| EntityMsg::Command(cmd, r)).await?
+}
+
+impl Core {
+    /// Starts the core: projections and the directory are rebuilt from snapshots and the log.
+    pub async fn start(config: CoreConfig) -> Result<Self, CoreError> {
+        let (writer, _) = Actor::spawn(None, LogWriter, config.log.clone())
+            .await
+            .map_err(|e| CoreError::Actor(format!("log writer failed to start: {e}")))?;
+        let shell = Shell {
+            log: config.log.clone(),
+            writer,
+            snapshots: config.snapshots.clone(),
+            clock: config.clock,
+            policy: config.policy,
+            timings: config.timings,
+        };
+        let projector = start_projector(
+            config.log,
+            config.snapshots,
+            config.index,
+            config.policy,
+            config.inspector_capacity,
+        )
+        .await?;
+        let (tenants, keys, tunnels) = (
+            supervisor(&shell).await?,
+            supervisor(&shell).await?,
+            supervisor(&shell).await?,
+        );
+        let args = DirectoryArgs {
+            shell: shell.clone(),
+            tenants: tenants.clone(),
+            keys: keys.clone(),
+            tunnels: tunnels.clone(),
+            projections: projector.shared(),
+        };
+        let (directory, _) = Actor::spawn(None, DirectoryActor, args)
+            .await
+            .map_err(|e| CoreError::Actor(format!("directory failed to start: {e}")))?;
+        Ok(Self {
+            domains: supervisor(&shell).await?,
+            nodes: supervisor(&shell).await?,
+            shell,
+            tenants,
+            keys,
+            tunnels,
+            directory,
+            projector,
+        })
+    }
+
+    /// The projections.
+    pub fn projections(&self) -> &ProjectorHandle {
+        &self.projector
+    }
+
+    /// The event log.
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.shell.log
+    }
+
+    /// Creates a tenant.
+    pub async fn create_tenant(&self, cmd: CreateTenant) -> Result<Tenant, CoreError> {
+        ask(&self.directory, |r| DirectoryMsg::CreateTenant(cmd, r)).await?
+    }
+
+    /// Sends a command to a tenant.
+    pub async fn tenant_command(&self, id: &str, cmd: TenantCommand) -> Result<Tenant, CoreError> {
+        command(&self.tenants, id, cmd).await
+    }
+
+    /// A tenant's state.
+    pub async fn tenant(&self, id: &str) -> Result<Tenant, CoreError> {
+        entity(&self.tenants, id).await
+    }
+
+    /// Issues a key for an existing tenant; returns it with its secret (shown once).
+    pub async fn issue_key(
+        &self,
+        tenant: &str,
+        label: &str,
+        kind: KeyKind,
+        scopes: Vec<String>,
+        limit_bytes: Option<u64>,
+    ) -> Result<(Key, Secret), CoreError> {
+        if !self.tenant(tenant).await?.exists() {
+            return Err(DomainError::NotFound("tenant".into()).into());
+        }
+        let secret = Secret(format!(
+            "{:016x}{:016x}",
+            fastrand::u64(..),
+            fastrand::u64(..)
+        ));
+        let id = format!("tok_{:016x}", fastrand::u64(..));
+        let issue = KeyCommand::Issue {
+            tenant: tenant.to_string(),
+            label: label.to_string(),
+            kind,
+            scopes,
+            secret_hash: secret.hash(),
+            limit_bytes,
+        };
+        Ok((command(&self.keys, &id, issue).await?, secret))
+    }
+
+    /// Sends a command to a key.
+    pub async fn key_command(&self, id: &str, cmd: KeyCommand) -> Result<Key, CoreError> {
+        command(&self.keys, id, cmd).await
+    }
+
+    /// A key's state.
+    pub async fn key(&self, id: &str) -> Result<Key, CoreError> {
+        entity(&self.keys, id).await
+    }
+
+    /// Opens a tunnel for a key (or resumes the one it held under the same name or port).
+    pub async fn open_tunnel(&self, key: &str, cmd: OpenTunnel) -> Result<Tunnel, CoreError> {
+        ask(&self.directory, |r| {
+            DirectoryMsg::OpenTunnel(key.to_string(), cmd, r)
+        })
+        .await?
+    }
+
+    /// Sends a command to a tunnel.
+    pub async fn tunnel_command(&self, id: &str, cmd: TunnelCommand) -> Result<Tunnel, CoreError> {
+        command(&self.tunnels, id, cmd).await
+    }
+
+    /// A tunnel's state.
+    pub async fn tunnel(&self, id: &str) -> Result<Tunnel, CoreError> {
+        entity(&self.tunnels, id).await
+    }
+
+    /// Adds bytes to a tunnel's current flush window (no reply; recorded once per window).
+    pub async fn report_traffic(&self, id: &str, delta: TrafficDelta) -> Result<(), CoreError> {
+        let stream = StreamId::new(id).map_err(|_| DomainError::NotFound("tunnel".into()))?;
+        let actor = ask(&self.tunnels, |r| SupervisorMsg::Get(stream, r)).await??;
+        actor
+            .cast(EntityMsg::Traffic(delta))
+            .map_err(|_| CoreError::Actor("tunnel stopped".into()))
+    }
+
+    /// Records a tunnel's buffered traffic now.
+    pub async fn flush_tunnel(&self, id: &str) -> Result<Tunnel, CoreError> {
+        let stream = StreamId::new(id).map_err(|_| DomainError::NotFound("tunnel".into()))?;
+        let actor = ask(&self.tunnels, |r| SupervisorMsg::Get(stream, r)).await??;
+        ask(&actor, EntityMsg::Flush).await?
+    }
+
+    /// Adds a custom domain.
+    pub async fn add_domain(&self, tenant: &str, cmd: AddDomain) -> Result<DomainName, CoreError> {
+        ask(&self.directory, |r| {
+            DirectoryMsg::AddDomain(tenant.to_string(), cmd, r)
+        })
+        .await?
+    }
+
+    /// Sends a command to a domain.
+    pub async fn domain_command(
+        &self,
+        id: &str,
+        cmd: DomainCommand,
+    ) -> Result<DomainName, CoreError> {
+        command(&self.domains, id, cmd).await
+    }
+
+    /// Sends a command to a node.
+    pub async fn node_command(&self, id: &str, cmd: NodeCommand) -> Result<Node, CoreError> {
+        command(&self.nodes, id, cmd).await
+    }
+
+    /// The directory's state.
+    pub async fn directory(&self) -> Result<Directory, CoreError> {
+        ask(&self.directory, DirectoryMsg::Get).await
+    }
+
+    /// The tunnel supervisor (for tests of supervision).
+    pub fn tunnel_supervisor(&self) -> &ActorRef<SupervisorMsg<Tunnel>> {
+        &self.tunnels
+    }
+
+    /// Stops cleanly: buffered traffic is recorded, every live entity and the
+    /// projections are snapshotted, then the actors stop.
+    pub async fn shutdown(mut self) -> Result<(), CoreError> {
+        for tunnel in ask(&self.tunnels, SupervisorMsg::Running).await? {
+            ask(&tunnel, EntityMsg::Flush).await??;
+        }
+        flush_all(&self.tenants).await?;
+        flush_all(&self.keys).await?;
+        flush_all(&self.domains).await?;
+        flush_all(&self.nodes).await?;
+        let head = self.shell.log.head().seq;
+        self.projector.wait_for(head).await?;
+        self.projector.stop().await?;
+        self.shell.snapshots.flush()?;
+        let wait = Some(std::time::Duration::from_secs(10));
+        // Stopped and awaited, so that nothing holds the log or the database afterwards.
+        let _ = self.directory.stop_and_wait(None, wait).await;
+        let supervisors = [
+            self.tenants.get_cell(),
+            self.keys.get_cell(),
+            self.tunnels.get_cell(),
+            self.domains.get_cell(),
+            self.nodes.get_cell(),
+        ];
+        for s in supervisors {
+            s.stop_children_and_wait(None, wait).await;
+            let _ = s.stop_and_wait(None, wait).await;
+        }
+        let _ = self.shell.writer.stop_and_wait(None, wait).await;
+        Ok(())
+    }
+}
+
+async fn flush_all<A: Hosted>(supervisor: &ActorRef<SupervisorMsg<A>>) -> Result<(), CoreError> {
+    for actor in ask(supervisor, SupervisorMsg::Running).await? {
+        ask(&actor, EntityMsg::Flush).await??;
+    }
+    Ok(())
+}

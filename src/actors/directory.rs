@@ -1,0 +1,225 @@
+//! The directory actor: the one place creations are decided (tenant slugs,
+//! tunnel names and ports, domain hosts), so uniqueness holds without locks.
+//! Before each decision it catches up with the log, so releases recorded by
+//! tunnel actors free their names at once.
+
+use std::sync::{Arc, RwLock};
+
+use beamd_events::{Append, Envelope, ExpectedVersion, StreamId};
+use beamd_snapshots::{load_global, Fold, Snapshot};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::ask::ask;
+use super::entity::{EntityMsg, Hosted};
+use super::log_writer::append;
+use super::projector::{Projections, GLOBAL_ID};
+use super::supervisor::SupervisorMsg;
+use super::{CoreError, Shell};
+use crate::domain::{
+    AddDomain, CreateTenant, Ctx, Directory, DomainError, DomainName, Key, OpenTunnel, OpenUsage,
+    PortRequest, Tenant, Tunnel, TunnelCommand,
+};
+
+/// Messages to the directory.
+pub enum DirectoryMsg {
+    /// Create a tenant.
+    CreateTenant(CreateTenant, RpcReplyPort<Result<Tenant, CoreError>>),
+    /// Open a tunnel for a key, or give the key back the tunnel that holds the
+    /// same name or port (a reconnect).
+    OpenTunnel(String, OpenTunnel, RpcReplyPort<Result<Tunnel, CoreError>>),
+    /// Add a custom domain to a tenant.
+    AddDomain(
+        String,
+        AddDomain,
+        RpcReplyPort<Result<DomainName, CoreError>>,
+    ),
+    /// The directory's current state.
+    Get(RpcReplyPort<Directory>),
+}
+
+/// What the directory works with.
+pub struct DirectoryArgs {
+    /// Shared handles.
+    pub shell: Shell,
+    /// Tenant actors.
+    pub tenants: ActorRef<SupervisorMsg<Tenant>>,
+    /// Key actors.
+    pub keys: ActorRef<SupervisorMsg<Key>>,
+    /// Tunnel actors.
+    pub tunnels: ActorRef<SupervisorMsg<Tunnel>>,
+    /// The projections (usage for limits).
+    pub projections: Arc<RwLock<Projections>>,
+}
+
+/// The directory actor's state.
+pub struct DirectoryState {
+    args: DirectoryArgs,
+    dir: Directory,
+    seq: u64,
+    snapshot_seq: u64,
+}
+
+/// The directory actor.
+pub struct DirectoryActor;
+
+/// The current state of one entity.
+pub async fn entity<A: Hosted>(
+    supervisor: &ActorRef<SupervisorMsg<A>>,
+    id: &str,
+) -> Result<A, CoreError> {
+    let stream = StreamId::new(id).map_err(|_| DomainError::NotFound(A::KIND.into()))?;
+    let actor = ask(supervisor, |r| SupervisorMsg::Get(stream, r)).await??;
+    ask(&actor, EntityMsg::Get).await
+}
+
+fn fold<A: Fold>(envelopes: &[Envelope]) -> A {
+    let mut state = A::default();
+    envelopes.iter().for_each(|e| state.apply(e));
+    state
+}
+
+impl DirectoryState {
+    async fn catch_up(&mut self) -> Result<(), CoreError> {
+        loop {
+            let events = self.args.shell.log.read_from(self.seq + 1, 4096).await?;
+            let Some(last) = events.last() else { break };
+            self.seq = last.seq;
+            events.iter().for_each(|e| self.dir.apply(e));
+        }
+        if self.args.shell.policy.due(self.seq - self.snapshot_seq) {
+            let snap = Snapshot::new(Directory::KIND, GLOBAL_ID, self.seq, 0, &self.dir)?;
+            self.args.shell.snapshots.save(&snap)?;
+            self.snapshot_seq = self.seq;
+        }
+        Ok(())
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx::new(self.args.shell.clock.now_ms(), fastrand::u64(..))
+    }
+
+    async fn record(
+        &mut self,
+        id: String,
+        events: Vec<beamd_events::Event>,
+    ) -> Result<Vec<Envelope>, CoreError> {
+        let stream = StreamId::new(id).map_err(|e| CoreError::Actor(e.to_string()))?;
+        let envelopes = append(
+            &self.args.shell.writer,
+            Append::new(stream, ExpectedVersion::NoStream, events),
+        )
+        .await?;
+        self.catch_up().await?;
+        Ok(envelopes)
+    }
+
+    async fn open_tunnel(&mut self, key_id: &str, cmd: &OpenTunnel) -> Result<Tunnel, CoreError> {
+        let key: Key = entity(&self.args.keys, key_id)
+            .await
+            .map_err(|_| DomainError::Unauthorized("unknown key".into()))?;
+        let tenant: Tenant = match key.tenant.as_str() {
+            "" => Tenant::default(),
+            id => entity(&self.args.tenants, id).await?,
+        };
+        let held = match (&cmd.name, cmd.port) {
+            (Some(name), _) => self.dir.host_for(&tenant.id, name).and_then(|h| {
+                self.dir
+                    .holder_of_host(&h)
+                    .map(|(id, t)| (id.clone(), t.key.clone()))
+            }),
+            (None, PortRequest::Exact(p)) => self
+                .dir
+                .holder_of_port(p)
+                .map(|(id, t)| (id.clone(), t.key.clone())),
+            _ => None,
+        };
+        if let (Some((tunnel_id, holder)), crate::domain::KeyStatus::Active) = (held, key.status) {
+            if holder == key.id {
+                let stream =
+                    StreamId::new(tunnel_id).map_err(|e| CoreError::Actor(e.to_string()))?;
+                let actor = ask(&self.args.tunnels, |r| SupervisorMsg::Get(stream, r)).await??;
+                let resume = TunnelCommand::Resume {
+                    node: cmd.node.clone(),
+                    transport: cmd.transport,
+                    key: key.id.clone(),
+                };
+                return ask(&actor, |r| EntityMsg::Command(resume, r)).await?;
+            }
+        }
+        let ctx = self.ctx();
+        let usage = {
+            let p = self
+                .args
+                .projections
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            OpenUsage {
+                tenant_month_bytes: p.usage.month_bytes(&tenant.id, ctx.now_ms),
+                key_bytes: p.usage.key(&key.id).bytes(),
+            }
+        };
+        let (id, events) = self.dir.open_tunnel(cmd, &tenant, &key, &usage, &ctx)?;
+        Ok(fold(&self.record(id, events).await?))
+    }
+}
+
+impl Actor for DirectoryActor {
+    type Msg = DirectoryMsg;
+    type State = DirectoryState;
+    type Arguments = DirectoryArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: DirectoryArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let loaded = load_global::<Directory>(
+            args.shell.log.as_ref(),
+            args.shell.snapshots.as_ref(),
+            GLOBAL_ID,
+        )
+        .await?;
+        Ok(DirectoryState {
+            args,
+            snapshot_seq: loaded.seq - loaded.replayed,
+            dir: loaded.state,
+            seq: loaded.seq,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Err(e) = st.catch_up().await {
+            return Err(e.to_string().into());
+        }
+        match message {
+            DirectoryMsg::CreateTenant(cmd, reply) => {
+                let ctx = st.ctx();
+                let result = match st.dir.create_tenant(&cmd, &ctx) {
+                    Ok((id, events)) => st.record(id, events).await.map(|e| fold(&e)),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
+            }
+            DirectoryMsg::OpenTunnel(key, cmd, reply) => {
+                let _ = reply.send(st.open_tunnel(&key, &cmd).await);
+            }
+            DirectoryMsg::AddDomain(tenant, cmd, reply) => {
+                let result = async {
+                    let tenant: Tenant = entity(&st.args.tenants, &tenant).await?;
+                    let (id, events) = st.dir.add_domain(&cmd, &tenant, &st.ctx())?;
+                    Ok(fold(&st.record(id, events).await?))
+                };
+                let _ = reply.send(result.await);
+            }
+            DirectoryMsg::Get(reply) => {
+                let _ = reply.send(st.dir.clone());
+            }
+        }
+        Ok(())
+    }
+}

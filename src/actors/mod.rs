@@ -1,0 +1,24 @@
+//! The actors: thin shells around the pure aggregates. Each entity actor
+//! decides, appends through the log writer (awaiting the durable ack),
+//! applies and replies; supervisors spawn, passivate and restart them; the
+//! directory decides creations; the projector folds committed events.
+
+mod ask;
+mod core;
+mod directory;
+mod entity;
+mod error;
+mod log_writer;
+mod projector;
+mod shell;
+mod supervisor;
+
+pub use self::core::{Core, CoreConfig, Secret};
+pub use ask::{ask, CALL_TIMEOUT};
+pub use directory::{DirectoryActor, DirectoryMsg};
+pub use entity::{EntityActor, EntityMsg, Hosted, TrafficDelta};
+pub use error::CoreError;
+pub use log_writer::{LogWriter, LogWriterMsg};
+pub use projector::{start_projector, Projections, ProjectorHandle, GLOBAL_ID};
+pub use shell::{Shell, Timings};
+pub use supervisor::{EntitySupervisor, SupervisorMsg};

@@ -1,0 +1,272 @@
+//! The projector: folds committed events into the projections (usage,
+//! inspector, status, log summary) and the inspector's history index, and
+//! snapshots them together by policy and on shutdown.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use beamd_events::log::Follower;
+use beamd_events::{Envelope, EventLog};
+use beamd_snapshots::{Fold, Snapshot, SnapshotPolicy, SnapshotStore};
+use serde::de::DeserializeOwned;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::CoreError;
+use crate::projections::{
+    CapturedRequest, InspectorIndex, InspectorProjection, LogSummary, StatusProjection,
+    UsageProjection,
+};
+
+/// The id under which projections over the whole log are snapshotted.
+pub const GLOBAL_ID: &str = "all";
+const CHUNK: usize = 4096;
+
+/// The projections, all at the same seq.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projections {
+    /// The last seq folded in.
+    pub seq: u64,
+    /// Event counts.
+    pub summary: LogSummary,
+    /// Usage per tenant and day, key counters.
+    pub usage: UsageProjection,
+    /// Recent captured requests.
+    pub inspector: InspectorProjection,
+    /// Live counts and nodes.
+    pub status: StatusProjection,
+}
+
+impl Projections {
+    /// Folds one event into every projection.
+    pub fn apply(&mut self, env: &Envelope) {
+        self.summary.apply(env);
+        self.usage.apply(env);
+        self.inspector.apply(env);
+        self.status.apply(env);
+        self.seq = env.seq;
+    }
+
+    fn snapshot(&self, store: &dyn SnapshotStore) -> Result<(), CoreError> {
+        store.save(&Snapshot::new(
+            LogSummary::KIND,
+            GLOBAL_ID,
+            self.seq,
+            0,
+            &self.summary,
+        )?)?;
+        store.save(&Snapshot::new(
+            UsageProjection::KIND,
+            GLOBAL_ID,
+            self.seq,
+            0,
+            &self.usage,
+        )?)?;
+        store.save(&Snapshot::new(
+            InspectorProjection::KIND,
+            GLOBAL_ID,
+            self.seq,
+            0,
+            &self.inspector,
+        )?)?;
+        store.save(&Snapshot::new(
+            StatusProjection::KIND,
+            GLOBAL_ID,
+            self.seq,
+            0,
+            &self.status,
+        )?)?;
+        store.flush()?;
+        Ok(())
+    }
+}
+
+fn latest<F: Fold + DeserializeOwned>(
+    store: &dyn SnapshotStore,
+    head: u64,
+) -> Result<Option<(F, u64)>, CoreError> {
+    match store.latest(F::KIND, GLOBAL_ID)? {
+        Some(s) if s.seq <= head => Ok(Some((s.decode()?, s.seq))),
+        _ => Ok(None),
+    }
+}
+
+/// Rebuilds the projections: the newest snapshot of each, then the log's tail.
+/// Returns them with the requests the index still lacks.
+async fn rebuild(
+    log: &dyn EventLog,
+    store: &dyn SnapshotStore,
+    index: Option<&InspectorIndex>,
+    inspector_capacity: usize,
+) -> Result<Projections, CoreError> {
+    let head = log.head().seq;
+    let summary = latest::<LogSummary>(store, head)?;
+    let usage = latest::<UsageProjection>(store, head)?;
+    let inspector = latest::<InspectorProjection>(store, head)?
+        .filter(|(p, _)| p.capacity == inspector_capacity);
+    let status = latest::<StatusProjection>(store, head)?;
+    // The four are snapshotted together; if any is missing or they differ, start them all from one point.
+    let seqs = [
+        summary.as_ref().map(|s| s.1),
+        usage.as_ref().map(|s| s.1),
+        inspector.as_ref().map(|s| s.1),
+        status.as_ref().map(|s| s.1),
+    ];
+    let mut p = match (summary, usage, inspector, status) {
+        (Some(a), Some(b), Some(c), Some(d)) if seqs.iter().all(|s| *s == Some(a.1)) => {
+            Projections {
+                seq: a.1,
+                summary: a.0,
+                usage: b.0,
+                inspector: c.0,
+                status: d.0,
+            }
+        }
+        _ => Projections {
+            inspector: InspectorProjection::with_capacity(inspector_capacity),
+            ..Projections::default()
+        },
+    };
+    let watermark = match index {
+        Some(i) => i
+            .watermark()
+            .map_err(|e| CoreError::Actor(e.to_string()))?
+            .min(head),
+        None => head,
+    };
+    // The index is written before the snapshots; if it lags them anyway (it was
+    // lost or its tree is new), rebuild everything so that requests of tunnels
+    // opened long ago still find their tenant.
+    if watermark < p.seq {
+        p = Projections {
+            inspector: InspectorProjection::with_capacity(inspector_capacity),
+            ..Projections::default()
+        };
+    }
+    let mut next = p.seq.min(watermark) + 1;
+    loop {
+        let events = log.read_from(next, CHUNK).await?;
+        let Some(last) = events.last() else { break };
+        next = last.seq + 1;
+        let mut captured: Vec<CapturedRequest> = Vec::new();
+        for env in &events {
+            if env.seq > p.seq {
+                p.apply(env);
+            }
+            if env.seq > watermark {
+                captured.extend(p.inspector.captured(env));
+            }
+        }
+        if let Some(i) = index {
+            i.record(&captured, last.seq)
+                .map_err(|e| CoreError::Actor(e.to_string()))?;
+        }
+    }
+    Ok(p)
+}
+
+/// A running projector.
+pub struct ProjectorHandle {
+    shared: Arc<RwLock<Projections>>,
+    applied: watch::Receiver<u64>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), CoreError>>>,
+}
+
+impl ProjectorHandle {
+    /// Read access to the projections.
+    pub fn read(&self) -> RwLockReadGuard<'_, Projections> {
+        // Writers replace values whole under the lock; a poisoned lock still holds a consistent fold.
+        self.shared.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The shared projections, for actors that read them.
+    pub fn shared(&self) -> Arc<RwLock<Projections>> {
+        self.shared.clone()
+    }
+
+    /// Waits until the projections include `seq`.
+    pub async fn wait_for(&self, seq: u64) -> Result<(), CoreError> {
+        let mut applied = self.applied.clone();
+        applied
+            .wait_for(|s| *s >= seq)
+            .await
+            .map(|_| ())
+            .map_err(|_| CoreError::Actor("projector stopped".into()))
+    }
+
+    /// Stops following, writes a final snapshot and waits for it.
+    pub async fn stop(&mut self) -> Result<(), CoreError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| CoreError::Actor(format!("projector panicked: {e}")))?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Rebuilds the projections and starts following the log.
+pub async fn start_projector(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn SnapshotStore>,
+    index: Option<InspectorIndex>,
+    policy: SnapshotPolicy,
+    inspector_capacity: usize,
+) -> Result<ProjectorHandle, CoreError> {
+    let rebuilt = rebuild(
+        log.as_ref(),
+        store.as_ref(),
+        index.as_ref(),
+        inspector_capacity,
+    )
+    .await?;
+    let (applied_tx, applied) = watch::channel(rebuilt.seq);
+    let mut follower = Follower::new(log.clone(), rebuilt.seq + 1, CHUNK);
+    let shared = Arc::new(RwLock::new(rebuilt));
+    let (stop_tx, mut stop_rx) = oneshot::channel();
+    let writer = shared.clone();
+    let task = tokio::spawn(async move {
+        let mut snapshot_seq = writer.read().map(|p| p.seq).unwrap_or(0);
+        loop {
+            let events = tokio::select! {
+                _ = &mut stop_rx => break,
+                events = follower.next_batch() => events?,
+            };
+            let mut captured = Vec::new();
+            let seq = {
+                let mut p = writer.write().unwrap_or_else(|e| e.into_inner());
+                for env in &events {
+                    p.apply(env);
+                    captured.extend(p.inspector.captured(env));
+                }
+                p.seq
+            };
+            if let Some(i) = &index {
+                i.record(&captured, seq)
+                    .map_err(|e| CoreError::Actor(e.to_string()))?;
+            }
+            if policy.due(seq - snapshot_seq) {
+                let copy = writer.read().unwrap_or_else(|e| e.into_inner()).clone();
+                copy.snapshot(store.as_ref())?;
+                snapshot_seq = seq;
+            }
+            applied_tx.send_replace(seq);
+        }
+        if policy.on_shutdown {
+            let copy = writer.read().unwrap_or_else(|e| e.into_inner()).clone();
+            if copy.seq > snapshot_seq {
+                copy.snapshot(store.as_ref())?;
+            }
+        }
+        Ok(())
+    });
+    Ok(ProjectorHandle {
+        shared,
+        applied,
+        stop: Some(stop_tx),
+        task: Some(task),
+    })
+}

@@ -1,0 +1,137 @@
+//! One supervisor per aggregate kind: spawns entity actors on demand, forgets
+//! them when they stop idle, and restarts (rehydrates) them when they fail.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+
+use beamd_events::StreamId;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use super::entity::{EntityActor, EntityArgs, EntityMsg, Hosted};
+use super::{CoreError, Shell};
+
+/// Messages to a supervisor.
+pub enum SupervisorMsg<A: Hosted> {
+    /// The actor of a stream, spawned (and rehydrated) if it is not running.
+    Get(
+        StreamId,
+        RpcReplyPort<Result<ActorRef<EntityMsg<A>>, CoreError>>,
+    ),
+    /// Every running actor.
+    Running(RpcReplyPort<Vec<ActorRef<EntityMsg<A>>>>),
+    /// How many actors were restarted after failing.
+    Restarts(RpcReplyPort<u64>),
+}
+
+/// A supervisor's state.
+pub struct SupervisorState<A: Hosted> {
+    shell: Shell,
+    children: HashMap<StreamId, ActorRef<EntityMsg<A>>>,
+    streams: HashMap<ActorId, StreamId>,
+    restarts: u64,
+}
+
+/// The supervisor of all entity actors of aggregate `A`.
+pub struct EntitySupervisor<A>(PhantomData<fn() -> A>);
+
+impl<A> Default for EntitySupervisor<A> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<A: Hosted> SupervisorState<A> {
+    async fn spawn(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg<A>>,
+        stream: StreamId,
+    ) -> Result<ActorRef<EntityMsg<A>>, CoreError> {
+        let args = EntityArgs {
+            stream: stream.clone(),
+            shell: self.shell.clone(),
+        };
+        let (child, _) =
+            Actor::spawn_linked(None, EntityActor::<A>::default(), args, myself.get_cell())
+                .await
+                .map_err(|e| {
+                    CoreError::Actor(format!("{} {stream} failed to start: {e}", A::KIND))
+                })?;
+        self.streams.insert(child.get_id(), stream.clone());
+        self.children.insert(stream, child.clone());
+        Ok(child)
+    }
+
+    fn forget(&mut self, id: ActorId) -> Option<StreamId> {
+        let stream = self.streams.remove(&id)?;
+        self.children.remove(&stream);
+        Some(stream)
+    }
+}
+
+impl<A: Hosted> Actor for EntitySupervisor<A> {
+    type Msg = SupervisorMsg<A>;
+    type State = SupervisorState<A>;
+    type Arguments = Shell;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        shell: Shell,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SupervisorState {
+            shell,
+            children: HashMap::new(),
+            streams: HashMap::new(),
+            restarts: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Get(stream, reply) => {
+                let found = match st.children.get(&stream) {
+                    Some(child) => Ok(child.clone()),
+                    None => st.spawn(&myself, stream).await,
+                };
+                let _ = reply.send(found);
+            }
+            SupervisorMsg::Running(reply) => {
+                let _ = reply.send(st.children.values().cloned().collect());
+            }
+            SupervisorMsg::Restarts(reply) => {
+                let _ = reply.send(st.restarts);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                st.forget(cell.get_id());
+            }
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some(stream) = st.forget(cell.get_id()) {
+                    tracing::warn!(kind = A::KIND, %stream, %error, "actor failed; restarting it from the log");
+                    st.restarts += 1;
+                    // A restart that cannot rehydrate leaves the stream to be spawned on next use.
+                    if let Err(e) = st.spawn(&myself, stream).await {
+                        tracing::error!(error = %e, "restart failed");
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
