@@ -91,13 +91,13 @@ fn latest<F: Fold + DeserializeOwned>(
 }
 
 /// Rebuilds the projections: the newest snapshot of each, then the log's tail.
-/// Returns them with the requests the index still lacks.
+/// Returns them and how many events were folded on top of the snapshots.
 async fn rebuild(
     log: &dyn EventLog,
     store: &dyn SnapshotStore,
     index: Option<&InspectorIndex>,
     inspector_capacity: usize,
-) -> Result<Projections, CoreError> {
+) -> Result<(Projections, u64), CoreError> {
     let head = log.head().seq;
     let summary = latest::<LogSummary>(store, head)?;
     let usage = latest::<UsageProjection>(store, head)?;
@@ -143,6 +143,7 @@ async fn rebuild(
         };
     }
     let mut next = p.seq.min(watermark) + 1;
+    let mut replayed = 0;
     loop {
         let events = log.read_from(next, CHUNK).await?;
         let Some(last) = events.last() else { break };
@@ -151,6 +152,7 @@ async fn rebuild(
         for env in &events {
             if env.seq > p.seq {
                 p.apply(env);
+                replayed += 1;
             }
             if env.seq > watermark {
                 captured.extend(p.inspector.captured(env));
@@ -161,11 +163,12 @@ async fn rebuild(
                 .map_err(|e| CoreError::Actor(e.to_string()))?;
         }
     }
-    Ok(p)
+    Ok((p, replayed))
 }
 
 /// A running projector.
 pub struct ProjectorHandle {
+    replayed: u64,
     shared: Arc<RwLock<Projections>>,
     applied: watch::Receiver<u64>,
     stop: Option<oneshot::Sender<()>>,
@@ -177,6 +180,11 @@ impl ProjectorHandle {
     pub fn read(&self) -> RwLockReadGuard<'_, Projections> {
         // Writers replace values whole under the lock; a poisoned lock still holds a consistent fold.
         self.shared.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many events were folded on top of the snapshots at start.
+    pub fn replayed(&self) -> u64 {
+        self.replayed
     }
 
     /// The shared projections, for actors that read them.
@@ -216,7 +224,7 @@ pub async fn start_projector(
     policy: SnapshotPolicy,
     inspector_capacity: usize,
 ) -> Result<ProjectorHandle, CoreError> {
-    let rebuilt = rebuild(
+    let (rebuilt, replayed) = rebuild(
         log.as_ref(),
         store.as_ref(),
         index.as_ref(),
@@ -264,6 +272,7 @@ pub async fn start_projector(
         Ok(())
     });
     Ok(ProjectorHandle {
+        replayed,
         shared,
         applied,
         stop: Some(stop_tx),

@@ -1,59 +1,20 @@
-//! The edge node's lifecycle: recover, join, heartbeat, project, snapshot, leave.
+//! The edge node's lifecycle: recover the log, start the core, join,
+//! heartbeat, and on a signal leave, snapshot and flush.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use beamd_events::log::{Follower, SledLog};
-use beamd_events::vocabulary::{NodeHeartbeat, NodeJoined, NodeLeft};
-use beamd_events::{Append, Durability, Event, EventLog, ExpectedVersion, StreamId, SystemClock};
-use beamd_snapshots::{
-    load_global, Fold, SledSnapshotStore, Snapshot, SnapshotPolicy, SnapshotStore,
-};
+use beamd_events::log::SledLog;
+use beamd_events::{Durability, EventLog, SystemClock};
+use beamd_snapshots::SnapshotPolicy;
 
+use crate::actors::{Core, CoreConfig};
 use crate::cli::EdgeArgs;
 use crate::data_dir::DataDir;
-use crate::projections::LogSummary;
-
-/// The snapshot id of projections over the whole log.
-const GLOBAL_ID: &str = "all";
-
-/// The live projection and when it was last snapshotted.
-struct Projection {
-    summary: LogSummary,
-    snapshot_seq: u64,
-}
-
-impl Projection {
-    fn snapshot(&mut self, store: &SledSnapshotStore) -> Result<()> {
-        if self.summary.last_seq == self.snapshot_seq {
-            return Ok(());
-        }
-        let snap = Snapshot::new(
-            LogSummary::KIND,
-            GLOBAL_ID,
-            self.summary.last_seq,
-            0,
-            &self.summary,
-        )?;
-        store.save(&snap)?;
-        store.flush()?;
-        self.snapshot_seq = self.summary.last_seq;
-        Ok(())
-    }
-}
-
-async fn record(log: &dyn EventLog, stream: &StreamId, event: Event) -> Result<u64> {
-    let envs = log
-        .append(Append::new(
-            stream.clone(),
-            ExpectedVersion::Any,
-            vec![event],
-        ))
-        .await?;
-    Ok(envs.last().map(|e| e.seq).unwrap_or(0))
-}
+use crate::domain::NodeCommand;
+use crate::projections::InspectorIndex;
 
 async fn shutdown_signal() -> Result<&'static str> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -69,7 +30,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         tracing::warn!("durability is OFF: acknowledged events can be lost on a crash. Use this for benchmarks only.");
     }
     let dir = DataDir::create(&args.data_dir)?;
-    let node = StreamId::new(dir.node_id()?)?;
+    let node = dir.node_id()?;
     let (log, repair) = SledLog::open(dir.log_store()?, Arc::new(SystemClock), args.durability)
         .context("cannot open the event log")?;
     if let Some(from) = repair.truncated_from {
@@ -79,34 +40,30 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         );
     }
     let log: Arc<dyn EventLog> = Arc::new(log);
-    let snapshots = dir.snapshots()?;
-    let policy = SnapshotPolicy {
+    let mut config = CoreConfig::new(
+        log.clone(),
+        Arc::new(dir.snapshots()?),
+        Arc::new(SystemClock),
+    );
+    config.index = Some(InspectorIndex::open(dir.db())?);
+    config.policy = SnapshotPolicy {
         every_events: args.snapshot_every,
         on_shutdown: true,
     };
-    let loaded = load_global::<LogSummary>(log.as_ref(), &snapshots, GLOBAL_ID).await?;
-    let mut projection = Projection {
-        snapshot_seq: if loaded.from_snapshot {
-            loaded.seq - loaded.replayed
-        } else {
-            0
-        },
-        summary: loaded.state,
-    };
-    let joined = NodeJoined {
+    let core = Core::start(config).await.context("cannot start the core")?;
+    let replayed = core.projections().replayed();
+    let join = NodeCommand::Join {
         version: env!("CARGO_PKG_VERSION").to_string(),
         public_addrs: Vec::new(),
         transports: Vec::new(),
     };
-    let seq = record(log.as_ref(), &node, joined.into()).await?;
+    core.node_command(&node, join).await?;
     println!(
-        "beamd edge: node {node} up; data dir {}; log head seq {seq}; {} events replayed from the log ({} from a snapshot)",
+        "beamd edge: node {node} up; data dir {}; log head seq {}; {replayed} events replayed from the log",
         dir.path().display(),
-        loaded.replayed,
-        if loaded.from_snapshot { "rest" } else { "none" },
+        log.head().seq,
     );
 
-    let mut follower = Follower::new(log.clone(), projection.summary.last_seq + 1, 4096);
     let mut heartbeat = tokio::time::interval(Duration::from_secs(args.heartbeat_secs.max(1)));
     heartbeat.tick().await;
     let stop = shutdown_signal();
@@ -114,34 +71,20 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     let reason = loop {
         tokio::select! {
             reason = &mut stop => break reason?,
-            _ = heartbeat.tick() => { record(log.as_ref(), &node, NodeHeartbeat {}.into()).await?; }
-            events = follower.next_batch() => {
-                for env in events? {
-                    projection.summary.apply(&env);
-                }
-                if policy.due(projection.summary.last_seq - projection.snapshot_seq) {
-                    projection.snapshot(&snapshots)?;
-                }
-            }
+            _ = heartbeat.tick() => { core.node_command(&node, NodeCommand::Heartbeat).await?; }
         }
     };
-    let left = record(
-        log.as_ref(),
+    core.node_command(
         &node,
-        NodeLeft {
+        NodeCommand::Leave {
             reason: reason.to_string(),
-        }
-        .into(),
+        },
     )
     .await?;
-    while projection.summary.last_seq < left {
-        for env in follower.next_batch().await? {
-            projection.summary.apply(&env);
-        }
-    }
-    if policy.on_shutdown {
-        projection.snapshot(&snapshots)?;
-    }
-    println!("beamd edge: node {node} stopped ({reason}); log head seq {left}");
+    core.shutdown().await?;
+    println!(
+        "beamd edge: node {node} stopped ({reason}); log head seq {}",
+        log.head().seq
+    );
     Ok(ExitCode::SUCCESS)
 }
