@@ -94,6 +94,8 @@ pub struct AuditArgs {
 pub enum BenchCommand {
     /// Append and replay throughput of the log against raw sled and write+fdatasync.
     Log(crate::bench::log::LogBenchArgs),
+    /// Commands through the actors, traffic ingest, start-up with and without snapshots, usage queries.
+    Core(crate::bench::core::CoreBenchArgs),
 }
 
 /// Runs a parsed command line.
@@ -106,5 +108,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Replay(args) => runtime.block_on(crate::replay::run(args)),
         Command::Audit(args) => crate::audit::run(args),
         Command::Bench(BenchCommand::Log(args)) => runtime.block_on(crate::bench::log::run(args)),
+        Command::Bench(BenchCommand::Core(args)) => runtime.block_on(crate::bench::core::run(args)),
     }
 }

@@ -50,7 +50,7 @@ fn joins_heartbeats_leaves_and_restarts_from_a_snapshot() -> Result<()> {
     let audit = beamd(&["audit", "--data-dir", d]);
     assert!(audit.status.success(), "{}", text(&audit.stderr));
     assert!(
-        text(&audit.stdout).contains("5 snapshots match"),
+        text(&audit.stdout).contains("6 snapshots match"),
         "{}",
         text(&audit.stdout)
     );
@@ -61,7 +61,7 @@ fn joins_heartbeats_leaves_and_restarts_from_a_snapshot() -> Result<()> {
     let audit = beamd(&["audit", "--data-dir", d]);
     assert!(audit.status.success(), "{}", text(&audit.stderr));
     assert!(
-        text(&audit.stdout).contains("10 snapshots match"),
+        text(&audit.stdout).contains("12 snapshots match"),
         "{}",
         text(&audit.stdout)
     );

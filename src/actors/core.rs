@@ -299,6 +299,7 @@ impl Core {
         flush_all(&self.keys).await?;
         flush_all(&self.domains).await?;
         flush_all(&self.nodes).await?;
+        ask(&self.directory, DirectoryMsg::Snapshot).await??;
         let head = self.shell.log.head().seq;
         self.projector.wait_for(head).await?;
         self.projector.stop().await?;

@@ -35,6 +35,8 @@ pub enum DirectoryMsg {
     ),
     /// The directory's current state.
     Get(RpcReplyPort<Directory>),
+    /// Catch up and snapshot now (clean shutdown).
+    Snapshot(RpcReplyPort<Result<(), CoreError>>),
 }
 
 /// What the directory works with.
@@ -87,6 +89,13 @@ impl DirectoryState {
             events.iter().for_each(|e| self.dir.apply(e));
         }
         if self.args.shell.policy.due(self.seq - self.snapshot_seq) {
+            self.snapshot()?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<(), CoreError> {
+        if self.seq > self.snapshot_seq {
             let snap = Snapshot::new(Directory::KIND, GLOBAL_ID, self.seq, 0, &self.dir)?;
             self.args.shell.snapshots.save(&snap)?;
             self.snapshot_seq = self.seq;
@@ -173,12 +182,14 @@ impl Actor for DirectoryActor {
         _myself: ActorRef<Self::Msg>,
         args: DirectoryArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let started = std::time::Instant::now();
         let loaded = load_global::<Directory>(
             args.shell.log.as_ref(),
             args.shell.snapshots.as_ref(),
             GLOBAL_ID,
         )
         .await?;
+        tracing::debug!(seq = loaded.seq, replayed = loaded.replayed, elapsed = ?started.elapsed(), "directory rehydrated");
         Ok(DirectoryState {
             args,
             snapshot_seq: loaded.seq - loaded.replayed,
@@ -218,6 +229,9 @@ impl Actor for DirectoryActor {
             }
             DirectoryMsg::Get(reply) => {
                 let _ = reply.send(st.dir.clone());
+            }
+            DirectoryMsg::Snapshot(reply) => {
+                let _ = reply.send(st.snapshot());
             }
         }
         Ok(())

@@ -224,6 +224,7 @@ pub async fn start_projector(
     policy: SnapshotPolicy,
     inspector_capacity: usize,
 ) -> Result<ProjectorHandle, CoreError> {
+    let started = std::time::Instant::now();
     let (rebuilt, replayed) = rebuild(
         log.as_ref(),
         store.as_ref(),
@@ -231,13 +232,17 @@ pub async fn start_projector(
         inspector_capacity,
     )
     .await?;
+    tracing::debug!(seq = rebuilt.seq, replayed, elapsed = ?started.elapsed(), "projections rebuilt");
+    let rebuilt_from = rebuilt.seq - replayed;
     let (applied_tx, applied) = watch::channel(rebuilt.seq);
     let mut follower = Follower::new(log.clone(), rebuilt.seq + 1, CHUNK);
     let shared = Arc::new(RwLock::new(rebuilt));
     let (stop_tx, mut stop_rx) = oneshot::channel();
     let writer = shared.clone();
     let task = tokio::spawn(async move {
-        let mut snapshot_seq = writer.read().map(|p| p.seq).unwrap_or(0);
+        // Counted from the snapshots the rebuild started from, so a start that
+        // replayed a long tail snapshots it at the next chance.
+        let mut snapshot_seq = rebuilt_from;
         loop {
             let events = tokio::select! {
                 _ = &mut stop_rx => break,

@@ -1,5 +1,6 @@
 //! `beamd bench …`: measurements run side by side with their baselines, so
 //! that figures are ratios taken in one run on one machine.
 
+pub mod core;
 pub mod log;
 mod raw;
