@@ -47,9 +47,18 @@ pub struct EdgeArgs {
     /// Seconds between the node's heartbeat events.
     #[arg(long, default_value_t = 30)]
     pub heartbeat_secs: u64,
-    /// Snapshot projections after this many new events (0 = only on shutdown).
+    /// Snapshot projections and entities after this many new events (0 = only on shutdown).
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
+    /// Stop (after a snapshot) a tenant, key or tunnel actor that got no message for this long.
+    #[arg(long, default_value_t = 300)]
+    pub actor_idle_secs: u64,
+    /// Bytes reported to a tunnel are recorded as one event per window of this length.
+    #[arg(long, default_value_t = 1_000)]
+    pub traffic_window_ms: u64,
+    /// Recent captured requests kept in memory per tenant (older ones stay in the history index).
+    #[arg(long, default_value_t = crate::projections::DEFAULT_RECENT)]
+    pub inspector_recent: usize,
 }
 
 /// Output formats of `beamd replay`.

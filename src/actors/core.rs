@@ -64,6 +64,14 @@ impl CoreConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// 256 bits from the operating system's CSPRNG, as hex.
+    pub fn generate() -> Result<Self, CoreError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| CoreError::Actor(format!("no randomness for a secret: {e}")))?;
+        Ok(Secret(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+    }
+
     /// The secret text, to show the user once.
     pub fn expose(&self) -> &str {
         &self.0

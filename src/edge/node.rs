@@ -10,7 +10,7 @@ use beamd_events::log::SledLog;
 use beamd_events::{Durability, EventLog, SystemClock};
 use beamd_snapshots::SnapshotPolicy;
 
-use crate::actors::{Core, CoreConfig};
+use crate::actors::{Core, CoreConfig, Timings};
 use crate::cli::EdgeArgs;
 use crate::data_dir::DataDir;
 use crate::domain::NodeCommand;
@@ -50,6 +50,11 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         every_events: args.snapshot_every,
         on_shutdown: true,
     };
+    config.timings = Timings {
+        idle: Duration::from_secs(args.actor_idle_secs.max(1)),
+        flush_window: Duration::from_millis(args.traffic_window_ms.max(10)),
+    };
+    config.inspector_capacity = args.inspector_recent.max(1);
     let core = Core::start(config).await.context("cannot start the core")?;
     let replayed = core.projections().replayed();
     let join = NodeCommand::Join {
