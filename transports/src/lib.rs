@@ -1,14 +1,29 @@
-//! beamd's transport abstraction: how an agent's connection to the edge is
-//! carried (QUIC, WebSocket or TCP) without the edge or agent knowing which.
-//!
-//! The backends arrive with the transports work; this crate fixes the shape
-//! they implement so that the code above is generic over `T: Transport`.
+//! beamd's transports: how an agent's connection to the edge is carried —
+//! QUIC, WebSocket, TCP, or in memory for tests — without the edge or the
+//! agent knowing which. Every backend offers many independent, flow-controlled
+//! byte streams over one connection.
 #![forbid(unsafe_code)]
+
+mod accept;
+mod memory;
+mod mux;
+mod quic;
+mod tcp;
+pub mod tls;
+mod websocket;
+mod ws_bytes;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use accept::ChannelListener;
+pub use memory::MemoryTransport;
+pub use mux::{MuxConnection, MuxStream};
+pub use quic::{QuicConnection, QuicStream, QuicTransport};
+pub use tcp::TcpTransport;
+pub use websocket::WsTransport;
 
 /// What can go wrong in a transport.
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +37,25 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
-    /// The peer closed the connection.
-    #[error("connection closed by the peer")]
+    /// The connection is closed (by either side).
+    #[error("connection closed")]
     Closed,
+    /// The handshake (TLS, WebSocket, QUIC) failed.
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// The multiplexer failed.
+    #[error("multiplexer error: {0}")]
+    Mux(String),
+    /// A TLS configuration or certificate problem.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+impl TransportError {
+    /// Wraps an I/O error with what the transport was doing.
+    pub fn io(context: &'static str, source: std::io::Error) -> Self {
+        TransportError::Io { context, source }
+    }
 }
 
 /// A way to carry multiplexed byte streams between agent and edge.
@@ -33,6 +64,9 @@ pub trait Transport: Send + Sync + 'static {
     type Connection: Connection;
     /// A bound listener.
     type Listener: Listener<Connection = Self::Connection>;
+
+    /// The transport's name (`quic`, `ws`, `tcp`, `memory`).
+    fn name(&self) -> &'static str;
 
     /// Binds a listener on `addr`.
     fn listen(
@@ -52,15 +86,17 @@ pub trait Listener: Send + 'static {
     /// The accepted connection type.
     type Connection: Connection;
 
-    /// The next connection. Must be cancel safe: it is raced against shutdown.
+    /// The next connection whose handshake completed. Cancel safe: it is
+    /// raced against shutdown, and handshakes run in the background.
     fn accept(&mut self) -> impl Future<Output = Result<Self::Connection, TransportError>> + Send;
 
     /// The bound address.
-    fn local_addr(&self) -> Result<SocketAddr, TransportError>;
+    fn local_addr(&self) -> SocketAddr;
 }
 
 /// One connection between an agent and the edge, carrying independent streams
-/// with their own flow control.
+/// with their own flow control. A stream becomes visible to the peer when its
+/// opener first writes to it.
 pub trait Connection: Send + Sync + 'static {
     /// A bidirectional byte stream.
     type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
@@ -73,4 +109,7 @@ pub trait Connection: Send + Sync + 'static {
 
     /// The peer's address.
     fn peer_addr(&self) -> SocketAddr;
+
+    /// Closes the connection and every stream on it.
+    fn close(&self);
 }

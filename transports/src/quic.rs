@@ -1,0 +1,195 @@
+//! QUIC (quinn): native, independently flow-controlled streams; always TLS 1.3.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::tls::{EdgeIdentity, Trust, SERVER_NAME};
+use crate::{ChannelListener, Connection, Transport, TransportError};
+
+/// The QUIC transport: a server identity to listen, a trust to connect.
+#[derive(Clone)]
+pub struct QuicTransport {
+    server: Option<Arc<rustls::ServerConfig>>,
+    client: Option<Arc<rustls::ClientConfig>>,
+    server_name: String,
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(1_024u32.into());
+    t.keep_alive_interval(Some(Duration::from_secs(10)));
+    t.stream_receive_window((4u32 * 1024 * 1024).into());
+    t.receive_window((32u32 * 1024 * 1024).into());
+    t.send_window(32 * 1024 * 1024);
+    Arc::new(t)
+}
+
+fn handshake(e: impl std::fmt::Display) -> TransportError {
+    TransportError::Handshake(e.to_string())
+}
+
+impl QuicTransport {
+    /// A transport that listens with `identity` and connects trusting `trust`.
+    pub fn new(
+        identity: Option<&EdgeIdentity>,
+        trust: Option<&Trust>,
+    ) -> Result<Self, TransportError> {
+        Ok(Self {
+            server: identity
+                .map(|i| i.server_config().map(Arc::new))
+                .transpose()?,
+            client: trust.map(|t| t.client_config().map(Arc::new)).transpose()?,
+            server_name: SERVER_NAME.to_string(),
+        })
+    }
+
+    /// Uses `name` for SNI and certificate-name checks (with `Trust::Roots`).
+    pub fn with_server_name(mut self, name: &str) -> Self {
+        self.server_name = name.to_string();
+        self
+    }
+}
+
+/// A QUIC connection.
+pub struct QuicConnection {
+    conn: quinn::Connection,
+    // Kept so the client endpoint (and its socket) lives as long as the connection.
+    _endpoint: Option<quinn::Endpoint>,
+}
+
+/// A QUIC bidirectional stream.
+pub struct QuicStream {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl AsyncRead for QuicStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.recv).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for QuicStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        AsyncWrite::poll_flush(Pin::new(&mut self.send), cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        AsyncWrite::poll_shutdown(Pin::new(&mut self.send), cx)
+    }
+}
+
+impl Connection for QuicConnection {
+    type Stream = QuicStream;
+
+    async fn open_stream(&self) -> Result<QuicStream, TransportError> {
+        let (send, recv) = self
+            .conn
+            .open_bi()
+            .await
+            .map_err(|_| TransportError::Closed)?;
+        Ok(QuicStream { send, recv })
+    }
+
+    async fn accept_stream(&self) -> Result<QuicStream, TransportError> {
+        let (send, recv) = self
+            .conn
+            .accept_bi()
+            .await
+            .map_err(|_| TransportError::Closed)?;
+        Ok(QuicStream { send, recv })
+    }
+
+    fn peer_addr(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+
+    fn close(&self) {
+        self.conn.close(0u32.into(), b"closed");
+    }
+}
+
+impl Transport for QuicTransport {
+    type Connection = QuicConnection;
+    type Listener = ChannelListener<QuicConnection>;
+
+    fn name(&self) -> &'static str {
+        "quic"
+    }
+
+    async fn listen(&self, addr: SocketAddr) -> Result<Self::Listener, TransportError> {
+        let tls = self
+            .server
+            .clone()
+            .ok_or_else(|| TransportError::Tls("listening needs the edge's identity".into()))?;
+        let crypto = QuicServerConfig::try_from(tls).map_err(handshake)?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        config.transport_config(transport_config());
+        let endpoint = quinn::Endpoint::server(config, addr)
+            .map_err(|e| TransportError::io("binding the QUIC endpoint", e))?;
+        let local = endpoint
+            .local_addr()
+            .map_err(|e| TransportError::io("reading the bound address", e))?;
+        Ok(ChannelListener::spawn(local, move |ready| async move {
+            while let Some(incoming) = endpoint.accept().await {
+                let ready = ready.clone();
+                tokio::spawn(async move {
+                    if let Ok(conn) = incoming.await {
+                        let _ = ready
+                            .send(QuicConnection {
+                                conn,
+                                _endpoint: None,
+                            })
+                            .await;
+                    }
+                });
+            }
+        }))
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<QuicConnection, TransportError> {
+        let tls = self.client.clone().ok_or_else(|| {
+            TransportError::Tls("connecting needs a way to trust the edge".into())
+        })?;
+        let crypto = QuicClientConfig::try_from(tls).map_err(handshake)?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(transport_config());
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        }
+        .parse()
+        .map_err(|_| TransportError::Closed)?;
+        let mut endpoint = quinn::Endpoint::client(bind)
+            .map_err(|e| TransportError::io("binding the QUIC client", e))?;
+        endpoint.set_default_client_config(config);
+        let conn = endpoint
+            .connect(addr, &self.server_name)
+            .map_err(handshake)?
+            .await
+            .map_err(handshake)?;
+        Ok(QuicConnection {
+            conn,
+            _endpoint: Some(endpoint),
+        })
+    }
+}
