@@ -22,9 +22,11 @@ pub struct Cli {
 /// beamd's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run an edge node on the embedded sled log (control plane only for now:
-    /// it records its lifecycle and keeps projections; transports come next).
+    /// Run an edge node on the embedded sled log: agents connect over QUIC,
+    /// WebSocket or TCP, public TCP connections are forwarded to them.
     Edge(EdgeArgs),
+    /// Expose a local TCP port through an edge.
+    Tcp(crate::agent::TcpArgs),
     /// Print stored events, in order, checking the hash chain as it reads.
     Replay(ReplayArgs),
     /// Verify the log (chain, sequence, decoding, stream index) and that every
@@ -35,12 +37,89 @@ pub enum Command {
     Bench(BenchCommand),
 }
 
+/// A transport on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportArg {
+    /// QUIC over UDP (TLS 1.3 always).
+    Quic,
+    /// WebSocket over TCP.
+    Ws,
+    /// Plain TCP.
+    Tcp,
+}
+
+impl TransportArg {
+    /// The event vocabulary's name for it.
+    pub fn kind(self) -> beamd_events::vocabulary::TransportKind {
+        use beamd_events::vocabulary::TransportKind;
+        match self {
+            TransportArg::Quic => TransportKind::Quic,
+            TransportArg::Ws => TransportKind::Ws,
+            TransportArg::Tcp => TransportKind::Tcp,
+        }
+    }
+
+    /// Its name on the command line and in output.
+    pub fn kind_name(self) -> &'static str {
+        match self {
+            TransportArg::Quic => "quic",
+            TransportArg::Ws => "ws",
+            TransportArg::Tcp => "tcp",
+        }
+    }
+
+    /// Where it listens unless told otherwise.
+    pub fn default_listen(self) -> std::net::SocketAddr {
+        let port = match self {
+            TransportArg::Quic | TransportArg::Tcp => 7000,
+            TransportArg::Ws => 7080,
+        };
+        std::net::SocketAddr::from(([0, 0, 0, 0], port))
+    }
+}
+
+/// An inclusive port range, `FROM-TO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange(pub u16, pub u16);
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("bad port range {s:?}: expected FROM-TO, e.g. 20000-20999");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+        if a == 0 || a > b {
+            return Err(bad());
+        }
+        Ok(PortRange(a, b))
+    }
+}
+
 /// Options of `beamd edge`.
 #[derive(Debug, clap::Args)]
 pub struct EdgeArgs {
     /// The data directory (created if missing).
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Transports to serve agents on (repeat for several).
+    #[arg(long = "transport", value_enum, default_values_t = [TransportArg::Quic])]
+    pub transports: Vec<TransportArg>,
+    /// Where each transport listens, in the order of --transport (default 0.0.0.0:7000, ws 0.0.0.0:7080).
+    #[arg(long = "listen")]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// The address public TCP ports are bound on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub public_host: std::net::IpAddr,
+    /// The host name shown in public addresses (default: the public host, or localhost for 0.0.0.0).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Public TCP ports are allocated from this range.
+    #[arg(long, default_value = "20000-20999")]
+    pub tcp_ports: PortRange,
+    /// Base host of the default tenant's HTTP tunnels.
+    #[arg(long, default_value = "localhost")]
+    pub tunnel_base: String,
     /// When appends are flushed: always, interval:<ms>, or off (benchmarks only: acknowledged events can be lost).
     #[arg(long, default_value = "always")]
     pub durability: Durability,
@@ -114,6 +193,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .build()?;
     match cli.command {
         Command::Edge(args) => runtime.block_on(crate::edge::run(args)),
+        Command::Tcp(args) => runtime.block_on(crate::agent::run_tcp(args)),
         Command::Replay(args) => runtime.block_on(crate::replay::run(args)),
         Command::Audit(args) => crate::audit::run(args),
         Command::Bench(BenchCommand::Log(args)) => runtime.block_on(crate::bench::log::run(args)),

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod actors;
+pub mod agent;
 pub mod audit;
 pub mod bench;
 pub mod cli;
@@ -11,4 +12,6 @@ pub mod domain;
 pub mod edge;
 pub mod progress;
 pub mod projections;
+pub mod protocol;
+pub mod pump;
 pub mod replay;

@@ -376,6 +376,7 @@ async fn rules_hold_through_the_actors() -> Result<()> {
         .await?;
     assert_eq!(key.secret_hash, secret.hash());
     assert_eq!(format!("{secret:?}"), "Secret(MASKED)");
+    assert_eq!(secret.expose().len(), 64, "256 bits from the OS, as hex");
     // Eight concurrent opens of one name: exactly one wins.
     let mut tasks = Vec::new();
     for _ in 0..8 {

@@ -11,12 +11,28 @@ use common::{beamd, text};
 
 fn run_edge_until_sigterm(dir: &str) -> Result<Vec<String>> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_beamd"))
-        .args(["edge", "--data-dir", dir, "--heartbeat-secs", "1"])
+        .args([
+            "edge",
+            "--data-dir",
+            dir,
+            "--heartbeat-secs",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--public-host",
+            "127.0.0.1",
+        ])
         .stdout(Stdio::piped())
         .spawn()?;
     let mut out = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let up = out.next().context("the edge printed nothing")??;
-    ensure!(up.contains(" up; "), "{up}");
+    let mut up = String::new();
+    for line in out.by_ref() {
+        up = line?;
+        if up.contains(" up; ") {
+            break;
+        }
+    }
+    ensure!(up.contains(" up; "), "the edge never said it was up: {up}");
     std::thread::sleep(std::time::Duration::from_millis(1_300));
     let pid = rustix::process::Pid::from_raw(child.id() as i32).context("child pid")?;
     rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
@@ -50,7 +66,7 @@ fn joins_heartbeats_leaves_and_restarts_from_a_snapshot() -> Result<()> {
     let audit = beamd(&["audit", "--data-dir", d]);
     assert!(audit.status.success(), "{}", text(&audit.stderr));
     assert!(
-        text(&audit.stdout).contains("6 snapshots match"),
+        text(&audit.stdout).contains("8 snapshots match"),
         "{}",
         text(&audit.stdout)
     );
@@ -61,7 +77,7 @@ fn joins_heartbeats_leaves_and_restarts_from_a_snapshot() -> Result<()> {
     let audit = beamd(&["audit", "--data-dir", d]);
     assert!(audit.status.success(), "{}", text(&audit.stderr));
     assert!(
-        text(&audit.stdout).contains("12 snapshots match"),
+        text(&audit.stdout).contains("14 snapshots match"),
         "{}",
         text(&audit.stdout)
     );
@@ -73,11 +89,20 @@ fn a_data_dir_in_use_is_refused_clearly() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let d = dir.path().to_str().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_beamd"))
-        .args(["edge", "--data-dir", d])
+        .args([
+            "edge",
+            "--data-dir",
+            d,
+            "--listen",
+            "127.0.0.1:0",
+            "--public-host",
+            "127.0.0.1",
+        ])
         .stdout(Stdio::piped())
         .spawn()?;
     let mut out = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    out.next().context("edge started")??;
+    out.find(|l| l.as_ref().map(|l| l.contains(" up; ")).unwrap_or(false))
+        .context("edge started")??;
     let second = beamd(&["audit", "--data-dir", d]);
     child.kill()?;
     child.wait()?;

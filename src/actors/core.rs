@@ -64,6 +64,16 @@ impl CoreConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret given as text (at least 16 characters).
+    pub fn from_text(text: &str) -> Result<Self, DomainError> {
+        if text.len() < 16 || text.chars().any(|c| c.is_whitespace() || c == '.') {
+            return Err(DomainError::InvalidRequest(
+                "a secret needs at least 16 characters, no spaces or dots".into(),
+            ));
+        }
+        Ok(Secret(text.to_string()))
+    }
+
     /// 256 bits from the operating system's CSPRNG, as hex.
     pub fn generate() -> Result<Self, CoreError> {
         let mut bytes = [0u8; 32];
@@ -201,15 +211,27 @@ impl Core {
         scopes: Vec<String>,
         limit_bytes: Option<u64>,
     ) -> Result<(Key, Secret), CoreError> {
+        let id = format!("tok_{:016x}", fastrand::u64(..));
+        let secret = Secret::generate()?;
+        self.issue_key_as(tenant, &id, secret, label, kind, scopes, limit_bytes)
+            .await
+    }
+
+    /// Issues a key with a given id and secret (e.g. an admin token taken from the environment).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn issue_key_as(
+        &self,
+        tenant: &str,
+        id: &str,
+        secret: Secret,
+        label: &str,
+        kind: KeyKind,
+        scopes: Vec<String>,
+        limit_bytes: Option<u64>,
+    ) -> Result<(Key, Secret), CoreError> {
         if !self.tenant(tenant).await?.exists() {
             return Err(DomainError::NotFound("tenant".into()).into());
         }
-        let secret = Secret(format!(
-            "{:016x}{:016x}",
-            fastrand::u64(..),
-            fastrand::u64(..)
-        ));
-        let id = format!("tok_{:016x}", fastrand::u64(..));
         let issue = KeyCommand::Issue {
             tenant: tenant.to_string(),
             label: label.to_string(),
@@ -218,7 +240,7 @@ impl Core {
             secret_hash: secret.hash(),
             limit_bytes,
         };
-        Ok((command(&self.keys, &id, issue).await?, secret))
+        Ok((command(&self.keys, id, issue).await?, secret))
     }
 
     /// Sends a command to a key.
@@ -299,7 +321,7 @@ impl Core {
 
     /// Stops cleanly: buffered traffic is recorded, every live entity and the
     /// projections are snapshotted, then the actors stop.
-    pub async fn shutdown(mut self) -> Result<(), CoreError> {
+    pub async fn shutdown(&self) -> Result<(), CoreError> {
         for tunnel in ask(&self.tunnels, SupervisorMsg::Running).await? {
             ask(&tunnel, EntityMsg::Flush).await??;
         }

@@ -171,8 +171,8 @@ pub struct ProjectorHandle {
     replayed: u64,
     shared: Arc<RwLock<Projections>>,
     applied: watch::Receiver<u64>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), CoreError>>>,
+    stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    task: tokio::sync::Mutex<Option<JoinHandle<Result<(), CoreError>>>>,
 }
 
 impl ProjectorHandle {
@@ -203,11 +203,13 @@ impl ProjectorHandle {
     }
 
     /// Stops following, writes a final snapshot and waits for it.
-    pub async fn stop(&mut self) -> Result<(), CoreError> {
-        if let Some(stop) = self.stop.take() {
+    pub async fn stop(&self) -> Result<(), CoreError> {
+        let stop = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(stop) = stop {
             let _ = stop.send(());
         }
-        match self.task.take() {
+        let task = self.task.lock().await.take();
+        match task {
             Some(task) => task
                 .await
                 .map_err(|e| CoreError::Actor(format!("projector panicked: {e}")))?,
@@ -280,7 +282,7 @@ pub async fn start_projector(
         replayed,
         shared,
         applied,
-        stop: Some(stop_tx),
-        task: Some(task),
+        stop: std::sync::Mutex::new(Some(stop_tx)),
+        task: tokio::sync::Mutex::new(Some(task)),
     })
 }

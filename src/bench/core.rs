@@ -199,7 +199,6 @@ async fn commands(dir: &Path, args: &CoreBenchArgs) -> Result<()> {
         args.tunnels,
         rate(args.tunnels, closes)
     );
-    let core = Arc::try_unwrap(core).map_err(|_| anyhow::anyhow!("core still shared"))?;
     core.shutdown().await?;
     Ok(())
 }

@@ -1,10 +1,14 @@
-//! `beamd edge`: an edge node on the embedded sled log.
-//!
-//! For now the node runs the control plane only: it announces itself
-//! (`NodeJoined`), heartbeats, keeps the log summary projection current with
-//! snapshots by policy, and on SIGINT/SIGTERM records `NodeLeft`, snapshots
-//! and flushes. Transports and tunnels are added on top of this loop.
+//! `beamd edge`: an edge node. It recovers the log, starts the core, serves
+//! agents over QUIC, WebSocket and/or TCP, forwards each public TCP
+//! connection as one stream to its agent, and meters the bytes.
 
+mod admin;
+mod auth;
+mod context;
+mod listener;
+mod meter;
 mod node;
+mod session;
 
+pub use context::EdgeContext;
 pub use node::run;

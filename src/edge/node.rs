@@ -1,20 +1,29 @@
-//! The edge node's lifecycle: recover the log, start the core, join,
-//! heartbeat, and on a signal leave, snapshot and flush.
+//! The edge node's lifecycle: recover the log, start the core, bootstrap the
+//! first tenant, serve agents, and on a signal stop accepting, let sessions
+//! end, leave, snapshot and flush.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use beamd_events::log::SledLog;
 use beamd_events::{Durability, EventLog, SystemClock};
 use beamd_snapshots::SnapshotPolicy;
+use beamd_transports::tls::EdgeIdentity;
 
+use super::admin::bootstrap;
+use super::context::EdgeContext;
+use super::listener::listen;
 use crate::actors::{Core, CoreConfig, Timings};
 use crate::cli::EdgeArgs;
 use crate::data_dir::DataDir;
 use crate::domain::NodeCommand;
 use crate::projections::InspectorIndex;
+
+/// How long sessions get to end after the edge stops accepting.
+const DRAIN: Duration = Duration::from_secs(10);
 
 async fn shutdown_signal() -> Result<&'static str> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -24,10 +33,32 @@ async fn shutdown_signal() -> Result<&'static str> {
     }
 }
 
+async fn start_core(args: &EdgeArgs, dir: &DataDir, log: Arc<dyn EventLog>) -> Result<Core> {
+    let mut config = CoreConfig::new(log, Arc::new(dir.snapshots()?), Arc::new(SystemClock));
+    config.index = Some(InspectorIndex::open(dir.db())?);
+    config.policy = SnapshotPolicy {
+        every_events: args.snapshot_every,
+        on_shutdown: true,
+    };
+    config.timings = Timings {
+        idle: Duration::from_secs(args.actor_idle_secs.max(1)),
+        flush_window: Duration::from_millis(args.traffic_window_ms.max(10)),
+    };
+    config.inspector_capacity = args.inspector_recent.max(1);
+    Core::start(config).await.context("cannot start the core")
+}
+
 /// Runs `beamd edge` until SIGINT or SIGTERM.
 pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     if args.durability == Durability::Off {
         tracing::warn!("durability is OFF: acknowledged events can be lost on a crash. Use this for benchmarks only.");
+    }
+    if args.listen.len() > args.transports.len() {
+        anyhow::bail!(
+            "{} --listen addresses for {} --transport values",
+            args.listen.len(),
+            args.transports.len()
+        );
     }
     let dir = DataDir::create(&args.data_dir)?;
     let node = dir.node_id()?;
@@ -40,29 +71,74 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         );
     }
     let log: Arc<dyn EventLog> = Arc::new(log);
-    let mut config = CoreConfig::new(
-        log.clone(),
-        Arc::new(dir.snapshots()?),
-        Arc::new(SystemClock),
-    );
-    config.index = Some(InspectorIndex::open(dir.db())?);
-    config.policy = SnapshotPolicy {
-        every_events: args.snapshot_every,
-        on_shutdown: true,
-    };
-    config.timings = Timings {
-        idle: Duration::from_secs(args.actor_idle_secs.max(1)),
-        flush_window: Duration::from_millis(args.traffic_window_ms.max(10)),
-    };
-    config.inspector_capacity = args.inspector_recent.max(1);
-    let core = Core::start(config).await.context("cannot start the core")?;
+    let core = Arc::new(start_core(&args, &dir, log.clone()).await?);
     let replayed = core.projections().replayed();
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| match args.public_host {
+            ip if ip.is_unspecified() => "localhost".to_string(),
+            ip => ip.to_string(),
+        });
+    let (identity, created) =
+        EdgeIdentity::load_or_create(dir.path(), std::slice::from_ref(&advertise))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ctx = Arc::new(EdgeContext {
+        core: core.clone(),
+        node: node.clone(),
+        public_host: args.public_host,
+        advertise,
+        tcp_ports: (args.tcp_ports.0, args.tcp_ports.1),
+        window: Duration::from_millis(args.traffic_window_ms.max(10)),
+        shutdown: stop_rx,
+        serving: Mutex::new(HashMap::new()),
+    });
+    let mut bound = Vec::new();
+    let mut listeners = Vec::new();
+    for (i, transport) in args.transports.iter().enumerate() {
+        let addr = args
+            .listen
+            .get(i)
+            .copied()
+            .unwrap_or_else(|| transport.default_listen());
+        let (local, handle) = listen(transport.kind(), addr, &identity, ctx.clone())
+            .await
+            .with_context(|| format!("cannot listen for {transport:?} on {addr}"))?;
+        bound.push(format!("{}={local}", transport.kind_name()));
+        listeners.push(handle);
+        println!("beamd edge: listening {} on {local}", transport.kind_name());
+    }
     let join = NodeCommand::Join {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        public_addrs: Vec::new(),
-        transports: Vec::new(),
+        public_addrs: bound,
+        transports: args
+            .transports
+            .iter()
+            .map(|t| t.kind_name().to_string())
+            .collect(),
     };
     core.node_command(&node, join).await?;
+    let fingerprint = identity.fingerprint();
+    println!(
+        "beamd edge: certificate fingerprint {fingerprint}{}",
+        if created { " (new)" } else { "" }
+    );
+    if let Some(boot) = bootstrap(
+        &core,
+        std::env::var("BEAMD_ADMIN_TOKEN").ok(),
+        &args.tunnel_base,
+    )
+    .await?
+    {
+        if boot.from_env {
+            println!("beamd edge: admin token taken from BEAMD_ADMIN_TOKEN");
+        } else {
+            println!(
+                "beamd edge: admin token {} (shown once; keep it)",
+                boot.token
+            );
+        }
+    }
     println!(
         "beamd edge: node {node} up; data dir {}; log head seq {}; {replayed} events replayed from the log",
         dir.path().display(),
@@ -79,6 +155,20 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             _ = heartbeat.tick() => { core.node_command(&node, NodeCommand::Heartbeat).await?; }
         }
     };
+    // Stop accepting; sessions see the signal, record their last traffic and go offline.
+    let _ = stop_tx.send(true);
+    for l in listeners {
+        let _ = l.await;
+    }
+    let drained = tokio::time::timeout(DRAIN, async {
+        while !ctx.serving.lock().map(|s| s.is_empty()).unwrap_or(true) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        eprintln!("beamd edge: sessions still open after {DRAIN:?}; stopping anyway");
+    }
     core.node_command(
         &node,
         NodeCommand::Leave {

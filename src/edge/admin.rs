@@ -1,0 +1,72 @@
+//! First start: a default tenant and an admin token, shown once (or taken
+//! from `BEAMD_ADMIN_TOKEN`).
+
+use anyhow::{Context, Result};
+use beamd_events::vocabulary::{KeyKind, Plan};
+
+use crate::actors::{Core, Secret};
+use crate::domain::CreateTenant;
+use crate::protocol::Token;
+
+/// What the first start created.
+pub struct Bootstrap {
+    /// The admin token (`tok_<id>.<secret>`).
+    pub token: String,
+    /// Whether it came from the environment (and so must not be printed).
+    pub from_env: bool,
+}
+
+/// Creates the default tenant and admin token when the log has no tenant yet.
+pub async fn bootstrap(
+    core: &Core,
+    env_token: Option<String>,
+    tunnel_base: &str,
+) -> Result<Option<Bootstrap>> {
+    if !core.directory().await?.tenants.is_empty() {
+        return Ok(None);
+    }
+    let tenant = core
+        .create_tenant(CreateTenant {
+            slug: "default".into(),
+            name: "Default".into(),
+            plan: Plan {
+                name: "unlimited".into(),
+                ..Plan::default()
+            },
+            tunnel_base: tunnel_base.to_string(),
+        })
+        .await
+        .context("cannot create the default tenant")?;
+    let scopes = vec!["admin".to_string()];
+    let (key, secret, from_env) = match env_token {
+        Some(text) => {
+            let token = Token(text);
+            let (id, secret) = token
+                .parts()
+                .context("BEAMD_ADMIN_TOKEN must look like tok_<id>.<secret>")?;
+            let secret = Secret::from_text(secret).context("BEAMD_ADMIN_TOKEN")?;
+            let (key, secret) = core
+                .issue_key_as(
+                    &tenant.id,
+                    id,
+                    secret,
+                    "admin",
+                    KeyKind::Agent,
+                    scopes,
+                    None,
+                )
+                .await?;
+            (key, secret, true)
+        }
+        None => {
+            let (key, secret) = core
+                .issue_key(&tenant.id, "admin", KeyKind::Agent, scopes, None)
+                .await?;
+            (key, secret, false)
+        }
+    };
+    Ok(Some(Bootstrap {
+        token: format!("{}.{}", key.id, secret.expose()),
+        from_env,
+    }))
+}

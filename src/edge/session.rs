@@ -1,0 +1,327 @@
+//! One agent connection: hello, authentication, tunnels, forwarding of public
+//! connections, traffic reports, limits, and cleanup when it ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
+use beamd_transports::Connection;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::auth::authenticate;
+use super::context::EdgeContext;
+use super::meter::{is_empty, Meter};
+use crate::actors::CoreError;
+use crate::domain::{Key, OpenTunnel, PortRequest, TunnelCommand};
+use crate::protocol::{
+    read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
+    StreamHeader, PROTOCOL_VERSION,
+};
+use crate::pump;
+
+/// How long an agent has to open its control stream and say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A session whose agent sent nothing for this long is over.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(45);
+/// The most tunnels one agent connection may ask for.
+const MAX_TUNNELS: usize = 16;
+
+fn error(code: &str, message: impl Into<String>) -> ErrorFrame {
+    ErrorFrame {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+fn from_core(e: CoreError) -> ErrorFrame {
+    match e {
+        CoreError::Domain(d) => error(d.code(), d.to_string()),
+        other => error("internal", other.to_string()),
+    }
+}
+
+/// A tunnel this session serves.
+struct Served {
+    id: String,
+    meter: Arc<Meter>,
+}
+
+/// Runs one agent connection to its end.
+pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<EdgeContext>) {
+    let conn = Arc::new(conn);
+    let session = format!("ses_{:016x}", fastrand::u64(..));
+    let Ok(Ok(mut control)) = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_stream()).await
+    else {
+        conn.close();
+        return;
+    };
+    let hello =
+        match tokio::time::timeout(HELLO_TIMEOUT, read_frame::<AgentFrame>(&mut control)).await {
+            Ok(Ok(AgentFrame::Hello(hello))) => Ok(hello),
+            Ok(Ok(_)) => Err(error("unexpected_frame", "the first frame must be a hello")),
+            Ok(Err(e)) => Err(error(e.code(), e.to_string())),
+            Err(_) => Err(error("timeout", "no hello within 10 s")),
+        };
+    let started = match hello {
+        Ok(hello) => start(&conn, &session, transport, &ctx, hello).await,
+        Err(e) => Err(e),
+    };
+    let (key, served) = match started {
+        Ok((key, served, welcome)) => {
+            if write_frame(&mut control, &welcome).await.is_err() {
+                finish(&ctx, &session, &served).await;
+                conn.close();
+                return;
+            }
+            (key, served)
+        }
+        Err(frame) => {
+            let _ = write_frame(&mut control, &EdgeFrame::Error(frame)).await;
+            conn.close();
+            return;
+        }
+    };
+    let (cutoff_tx, mut cutoff) = mpsc::channel::<ErrorFrame>(1);
+    let reporter = tokio::spawn(report(
+        ctx.clone(),
+        key,
+        served
+            .iter()
+            .map(|s| (s.id.clone(), s.meter.clone()))
+            .collect(),
+        cutoff_tx,
+    ));
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            frame = tokio::time::timeout(SILENCE_TIMEOUT, read_frame::<AgentFrame>(&mut control)) => match frame {
+                Ok(Ok(AgentFrame::Heartbeat)) => {
+                    if write_frame(&mut control, &EdgeFrame::Heartbeat).await.is_err() { break; }
+                }
+                Ok(Ok(AgentFrame::Hello(_))) => {
+                    let _ = write_frame(&mut control, &EdgeFrame::Error(error("unexpected_frame", "hello was already said"))).await;
+                    break;
+                }
+                Ok(Err(e)) => {
+                    let _ = write_frame(&mut control, &EdgeFrame::Error(error(e.code(), e.to_string()))).await;
+                    break;
+                }
+                Err(_) => break,
+            },
+            Some(frame) = cutoff.recv() => {
+                let _ = write_frame(&mut control, &EdgeFrame::Error(frame)).await;
+                break;
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    reporter.abort();
+    finish(&ctx, &session, &served).await;
+    conn.close();
+}
+
+/// Authenticates, opens the tunnels, binds their public ports and says welcome.
+async fn start<C: Connection>(
+    conn: &Arc<C>,
+    session: &str,
+    transport: TransportKind,
+    ctx: &Arc<EdgeContext>,
+    hello: Hello,
+) -> Result<(Key, Vec<Served>, EdgeFrame), ErrorFrame> {
+    if hello.version != PROTOCOL_VERSION {
+        return Err(error(
+            "unsupported_version",
+            format!(
+                "this edge speaks protocol {PROTOCOL_VERSION}, the agent {}",
+                hello.version
+            ),
+        ));
+    }
+    if hello.tunnels.is_empty() || hello.tunnels.len() > MAX_TUNNELS {
+        return Err(error(
+            "invalid_request",
+            format!("ask for 1 to {MAX_TUNNELS} tunnels"),
+        ));
+    }
+    let key = authenticate(&ctx.core, &hello.token).await?;
+    let mut served = Vec::new();
+    let mut assigned = Vec::new();
+    for request in &hello.tunnels {
+        if request.protocol != TunnelProtocol::Tcp {
+            finish(ctx, session, &served).await;
+            return Err(error(
+                "invalid_request",
+                "this edge serves TCP tunnels only",
+            ));
+        }
+        let (from, to) = ctx.tcp_ports;
+        let port = match request.port {
+            Some(p) => PortRequest::Exact(p),
+            None => PortRequest::Any { from, to },
+        };
+        let open = OpenTunnel {
+            protocol: TunnelProtocol::Tcp,
+            name: None,
+            port,
+            transport,
+            node: ctx.node.clone(),
+            local_addr: request.local_addr.clone(),
+        };
+        let tunnel = match ctx.core.open_tunnel(&key.id, open).await {
+            Ok(t) => t,
+            Err(e) => {
+                finish(ctx, session, &served).await;
+                return Err(from_core(e));
+            }
+        };
+        let Some(port) = tunnel.port else {
+            finish(ctx, session, &served).await;
+            return Err(error("internal", "the tunnel has no port"));
+        };
+        ctx.release_port(&tunnel.id);
+        let listener = match bind(ctx, port).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ctx
+                    .core
+                    .tunnel_command(
+                        &tunnel.id,
+                        TunnelCommand::GoOffline {
+                            reason: "port unavailable".into(),
+                        },
+                    )
+                    .await;
+                finish(ctx, session, &served).await;
+                return Err(error(
+                    "port_unavailable",
+                    format!("cannot listen on port {port}: {e}"),
+                ));
+            }
+        };
+        let meter = Arc::new(Meter::default());
+        let accept = tokio::spawn(accept_public(
+            listener,
+            conn.clone(),
+            tunnel.id.clone(),
+            meter.clone(),
+        ));
+        ctx.take_over(&tunnel.id, session, accept.abort_handle());
+        assigned.push(AssignedTunnel {
+            id: tunnel.id.clone(),
+            protocol: TunnelProtocol::Tcp,
+            public: format!("tcp://{}:{port}", ctx.advertise),
+            port: Some(port),
+            local_addr: request.local_addr.clone(),
+        });
+        served.push(Served {
+            id: tunnel.id,
+            meter,
+        });
+    }
+    let welcome = EdgeFrame::Welcome {
+        session: session.to_string(),
+        node: ctx.node.clone(),
+        tunnels: assigned,
+    };
+    Ok((key, served, welcome))
+}
+
+/// Binds a public port, retrying briefly while a previous session lets go of it.
+async fn bind(ctx: &EdgeContext, port: u16) -> std::io::Result<TcpListener> {
+    let addr = SocketAddr::new(ctx.public_host, port);
+    let mut last = None;
+    for _ in 0..20 {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()))
+}
+
+/// Accepts public connections on a tunnel's port and forwards each as one stream.
+async fn accept_public<C: Connection>(
+    listener: TcpListener,
+    conn: Arc<C>,
+    tunnel: String,
+    meter: Arc<Meter>,
+) {
+    while let Ok((public, peer)) = listener.accept().await {
+        let _ = public.set_nodelay(true);
+        let (conn, tunnel, meter) = (conn.clone(), tunnel.clone(), meter.clone());
+        tokio::spawn(async move {
+            let Ok(mut stream) = conn.open_stream().await else {
+                return;
+            };
+            let header = StreamHeader {
+                tunnel,
+                peer: peer.to_string(),
+            };
+            if write_frame(&mut stream, &header).await.is_err() {
+                return;
+            }
+            meter
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            pump::join(
+                public,
+                stream,
+                Some(&meter.bytes_in),
+                Some(&meter.bytes_out),
+            )
+            .await;
+        });
+    }
+}
+
+/// Reports traffic once per window and cuts the session off when the key's
+/// byte limit is reached.
+async fn report(
+    ctx: Arc<EdgeContext>,
+    key: Key,
+    meters: Vec<(String, Arc<Meter>)>,
+    cutoff: mpsc::Sender<ErrorFrame>,
+) {
+    let mut tick = tokio::time::interval(ctx.window);
+    loop {
+        tick.tick().await;
+        for (id, meter) in &meters {
+            let delta = meter.take();
+            if !is_empty(&delta) {
+                let _ = ctx.core.report_traffic(id, delta).await;
+            }
+        }
+        if let Some(limit) = key.limit_bytes {
+            let used = ctx.core.projections().read().usage.key(&key.id).bytes();
+            if used >= limit {
+                let frame = error(
+                    "limit_exceeded",
+                    format!("the token's byte limit of {limit} is used up"),
+                );
+                let _ = cutoff.send(frame).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Records the last traffic and takes the session's tunnels offline.
+async fn finish(ctx: &EdgeContext, session: &str, served: &[Served]) {
+    for s in served {
+        let delta = s.meter.take();
+        if !is_empty(&delta) {
+            let _ = ctx.core.report_traffic(&s.id, delta).await;
+        }
+        let _ = ctx.core.flush_tunnel(&s.id).await;
+        // A tunnel another session took over stays online.
+        if ctx.leave(&s.id, session) {
+            let offline = TunnelCommand::GoOffline {
+                reason: "agent disconnected".into(),
+            };
+            let _ = ctx.core.tunnel_command(&s.id, offline).await;
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The frames: what agent and edge say to each other, versioned in the hello.
+
+use std::fmt;
+
+use beamd_events::vocabulary::TunnelProtocol;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version an agent announces in its hello.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// An agent token, `tok_<id>.<secret>`. Its `Debug` is masked.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Token(pub String);
+
+impl Token {
+    /// The key id and the secret, if the token has the `tok_<id>.<secret>` shape.
+    pub fn parts(&self) -> Option<(&str, &str)> {
+        let (id, secret) = self.0.split_once('.')?;
+        (id.starts_with("tok_") && !secret.is_empty()).then_some((id, secret))
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(MASKED)")
+    }
+}
+
+/// A tunnel the agent asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelRequest {
+    /// TCP or HTTP.
+    pub protocol: TunnelProtocol,
+    /// The agent-side address it forwards to.
+    pub local_addr: String,
+    /// A wanted public port (TCP); `None` takes any free one.
+    pub port: Option<u16>,
+    /// A wanted name (HTTP).
+    pub name: Option<String>,
+}
+
+/// The agent's first frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hello {
+    /// `PROTOCOL_VERSION` of the agent.
+    pub version: u16,
+    /// The agent's token.
+    pub token: Token,
+    /// The tunnels it wants.
+    pub tunnels: Vec<TunnelRequest>,
+}
+
+/// What an agent sends on the control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentFrame {
+    /// Authenticate and ask for tunnels (first frame only).
+    Hello(Hello),
+    /// I am alive.
+    Heartbeat,
+}
+
+/// A tunnel the edge assigned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignedTunnel {
+    /// The tunnel id.
+    pub id: String,
+    /// TCP or HTTP.
+    pub protocol: TunnelProtocol,
+    /// Where the public reaches it (`tcp://host:port` or a URL).
+    pub public: String,
+    /// The public port (TCP).
+    pub port: Option<u16>,
+    /// The agent-side address.
+    pub local_addr: String,
+}
+
+/// An error the edge reports before it closes the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorFrame {
+    /// A machine-readable code (`unauthorized`, `limit_exceeded`, `conflict`, `malformed_frame`, …).
+    pub code: String,
+    /// What happened, for people.
+    pub message: String,
+}
+
+/// What the edge sends on the control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EdgeFrame {
+    /// The agent is in; its tunnels are assigned.
+    Welcome {
+        /// The session id.
+        session: String,
+        /// The edge node serving it.
+        node: String,
+        /// The tunnels.
+        tunnels: Vec<AssignedTunnel>,
+    },
+    /// Something is wrong; the edge closes the connection after this.
+    Error(ErrorFrame),
+    /// I am alive.
+    Heartbeat,
+}
+
+/// The first frame of every stream the edge opens: which tunnel, and who the public peer is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamHeader {
+    /// The tunnel the public connection came in on.
+    pub tunnel: String,
+    /// The public client's address.
+    pub peer: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_split_and_hide() {
+        let t = Token("tok_abc.s3cret".into());
+        assert_eq!(t.parts(), Some(("tok_abc", "s3cret")));
+        assert_eq!(format!("{t:?}"), "Token(MASKED)");
+        assert_eq!(Token("nodot".into()).parts(), None);
+        assert_eq!(Token("key_x.y".into()).parts(), None);
+    }
+}

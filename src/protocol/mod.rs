@@ -1,0 +1,12 @@
+//! The agent ↔ edge protocol: the one thing edge and agent share. A control
+//! stream carries length-prefixed rmp-serde frames; every other stream is one
+//! public connection, opened by the edge with a `StreamHeader`.
+
+mod codec;
+mod frames;
+
+pub use codec::{read_frame, write_frame, ProtocolError, MAX_FRAME};
+pub use frames::{
+    AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello, StreamHeader, Token, TunnelRequest,
+    PROTOCOL_VERSION,
+};
