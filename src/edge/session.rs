@@ -14,7 +14,8 @@ use super::auth::authenticate;
 use super::context::EdgeContext;
 use super::meter::{is_empty, Meter};
 use crate::actors::CoreError;
-use crate::domain::{Key, OpenTunnel, PortRequest, TunnelCommand};
+use crate::domain::{DomainError, Key, OpenTunnel, PortRequest, Tunnel, TunnelCommand};
+use crate::protocol::TunnelRequest;
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
     StreamHeader, PROTOCOL_VERSION,
@@ -156,49 +157,20 @@ async fn start<C: Connection>(
                 "this edge serves TCP tunnels only",
             ));
         }
-        let (from, to) = ctx.tcp_ports;
-        let port = match request.port {
-            Some(p) => PortRequest::Exact(p),
-            None => PortRequest::Any { from, to },
+        let opened = match request.port {
+            Some(port) => open_exact(ctx, &key, request, transport, port).await,
+            None => open_any(ctx, &key, request, transport).await,
         };
-        let open = OpenTunnel {
-            protocol: TunnelProtocol::Tcp,
-            name: None,
-            port,
-            transport,
-            node: ctx.node.clone(),
-            local_addr: request.local_addr.clone(),
-        };
-        let tunnel = match ctx.core.open_tunnel(&key.id, open).await {
-            Ok(t) => t,
-            Err(e) => {
+        let (tunnel, listener) = match opened {
+            Ok(ok) => ok,
+            Err(frame) => {
                 finish(ctx, session, &served).await;
-                return Err(from_core(e));
+                return Err(frame);
             }
         };
         let Some(port) = tunnel.port else {
             finish(ctx, session, &served).await;
             return Err(error("internal", "the tunnel has no port"));
-        };
-        ctx.release_port(&tunnel.id);
-        let listener = match bind(ctx, port).await {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = ctx
-                    .core
-                    .tunnel_command(
-                        &tunnel.id,
-                        TunnelCommand::GoOffline {
-                            reason: "port unavailable".into(),
-                        },
-                    )
-                    .await;
-                finish(ctx, session, &served).await;
-                return Err(error(
-                    "port_unavailable",
-                    format!("cannot listen on port {port}: {e}"),
-                ));
-            }
         };
         let meter = Arc::new(Meter::default());
         let accept = tokio::spawn(accept_public(
@@ -226,6 +198,82 @@ async fn start<C: Connection>(
         tunnels: assigned,
     };
     Ok((key, served, welcome))
+}
+
+fn open_request(
+    ctx: &EdgeContext,
+    request: &TunnelRequest,
+    transport: TransportKind,
+    port: u16,
+) -> OpenTunnel {
+    OpenTunnel {
+        protocol: TunnelProtocol::Tcp,
+        name: None,
+        port: PortRequest::Exact(port),
+        transport,
+        node: ctx.node.clone(),
+        local_addr: request.local_addr.clone(),
+    }
+}
+
+/// Opens (or takes back) the tunnel on a port the agent asked for, and binds it.
+async fn open_exact(
+    ctx: &EdgeContext,
+    key: &Key,
+    request: &TunnelRequest,
+    transport: TransportKind,
+    port: u16,
+) -> Result<(Tunnel, TcpListener), ErrorFrame> {
+    let tunnel = ctx
+        .core
+        .open_tunnel(&key.id, open_request(ctx, request, transport, port))
+        .await
+        .map_err(from_core)?;
+    // A reconnect takes the port over from the session that held it.
+    ctx.release_port(&tunnel.id);
+    match bind(ctx, port).await {
+        Ok(listener) => Ok((tunnel, listener)),
+        Err(e) => {
+            let offline = TunnelCommand::GoOffline {
+                reason: "port unavailable".into(),
+            };
+            let _ = ctx.core.tunnel_command(&tunnel.id, offline).await;
+            Err(error(
+                "port_unavailable",
+                format!("cannot listen on port {port}: {e}"),
+            ))
+        }
+    }
+}
+
+/// Finds a port that is free both in the directory and on this host, binds it,
+/// then records the tunnel on it; a port taken meanwhile is skipped.
+async fn open_any(
+    ctx: &EdgeContext,
+    key: &Key,
+    request: &TunnelRequest,
+    transport: TransportKind,
+) -> Result<(Tunnel, TcpListener), ErrorFrame> {
+    let (from, to) = ctx.tcp_ports;
+    let held = ctx.core.directory().await.map_err(from_core)?.ports;
+    for port in (from..=to).filter(|p| !held.contains_key(p)) {
+        let Ok(listener) = TcpListener::bind(SocketAddr::new(ctx.public_host, port)).await else {
+            continue;
+        };
+        match ctx
+            .core
+            .open_tunnel(&key.id, open_request(ctx, request, transport, port))
+            .await
+        {
+            Ok(tunnel) => return Ok((tunnel, listener)),
+            Err(CoreError::Domain(DomainError::Conflict(_))) => continue,
+            Err(e) => return Err(from_core(e)),
+        }
+    }
+    Err(error(
+        "conflict",
+        format!("no free public port in {from}-{to}"),
+    ))
 }
 
 /// Binds a public port, retrying briefly while a previous session lets go of it.

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: the real binary and real data dirs.
 #![allow(dead_code)]
 
+pub mod tunnel;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;

@@ -1,0 +1,195 @@
+#![allow(dead_code)]
+//! Real edges, real agents and a real echo server, as processes on 127.0.0.1.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A child process killed when dropped, whose stdout lines arrive on a channel.
+pub struct Proc {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Result<Self> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_beamd"));
+        cmd.args(args)
+            .env("BEAMD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self { child, lines })
+    }
+
+    /// The first line containing `needle`, waiting up to `wait`.
+    pub fn expect(&self, needle: &str, wait: Duration) -> Result<String> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(_) => continue,
+                Err(_) => bail!("no line containing {needle:?} within {wait:?}"),
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: rustix::process::Signal) -> Result<()> {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).context("pid")?;
+        rustix::process::kill_process(pid, signal)?;
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running edge and what it printed.
+pub struct Edge {
+    pub proc: Proc,
+    pub agent_addr: SocketAddr,
+    pub fingerprint: String,
+    pub token: Option<String>,
+}
+
+pub const ADMIN_TOKEN: &str = "tok_testadmin.0123456789abcdef0123456789abcdef";
+
+/// Starts `beamd edge` on `dir` serving one transport on `listen`.
+pub fn start_edge(dir: &Path, transport: &str, listen: &str, extra: &[&str]) -> Result<Edge> {
+    let d = dir.to_str().context("dir")?;
+    let mut args = vec![
+        "edge",
+        "--data-dir",
+        d,
+        "--transport",
+        transport,
+        "--listen",
+        listen,
+        "--public-host",
+        "127.0.0.1",
+        "--traffic-window-ms",
+        "200",
+    ];
+    args.extend_from_slice(extra);
+    let proc = Proc::spawn(&args, &[("BEAMD_ADMIN_TOKEN", ADMIN_TOKEN)])?;
+    let listening = proc.expect("listening", Duration::from_secs(30))?;
+    let agent_addr: SocketAddr = listening.rsplit(' ').next().context("addr")?.parse()?;
+    let fp_line = proc.expect("fingerprint", Duration::from_secs(10))?;
+    let fingerprint = fp_line
+        .split(' ')
+        .nth(4)
+        .context("fingerprint")?
+        .to_string();
+    proc.expect(" up; ", Duration::from_secs(10))?;
+    Ok(Edge {
+        proc,
+        agent_addr,
+        fingerprint,
+        token: Some(ADMIN_TOKEN.to_string()),
+    })
+}
+
+/// A running agent and the public port it got.
+pub struct Agent {
+    pub proc: Proc,
+    pub public: SocketAddr,
+}
+
+/// Starts `beamd tcp LOCAL` against an edge.
+pub fn start_agent(edge: &Edge, transport: &str, local_port: u16, extra: &[&str]) -> Result<Agent> {
+    let local = local_port.to_string();
+    let addr = edge.agent_addr.to_string();
+    let mut args = vec![
+        "tcp",
+        &local,
+        "--edge",
+        &addr,
+        "--transport",
+        transport,
+        "--fingerprint",
+        &edge.fingerprint,
+    ];
+    args.extend_from_slice(extra);
+    let token = edge.token.clone().context("token")?;
+    let proc = Proc::spawn(&args, &[("BEAMD_TOKEN", &token)])?;
+    let line = proc.expect("beamd tcp: tunnel tcp://", Duration::from_secs(30))?;
+    let public = parse_public(&line)?;
+    Ok(Agent { proc, public })
+}
+
+/// The `host:port` of a `beamd tcp: tunnel tcp://HOST:PORT -> …` line.
+pub fn parse_public(line: &str) -> Result<SocketAddr> {
+    let url = line.split("tcp://").nth(1).context("url")?;
+    let hostport = url.split(' ').next().context("hostport")?;
+    Ok(hostport.parse()?)
+}
+
+/// An echo server on 127.0.0.1; returns its port.
+pub async fn echo_server() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = socket.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// Deterministic bytes for connection `i`.
+pub fn pattern(i: usize, len: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(i as u64 + 1);
+    (0..len).map(|_| rng.u8(..)).collect()
+}
+
+/// Sends `data` through `addr` and checks the echo, byte for byte.
+pub async fn round_trip(addr: SocketAddr, data: Vec<u8>) -> Result<()> {
+    let socket = tokio::net::TcpStream::connect(addr).await?;
+    let (mut r, mut w) = socket.into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&sent).await?;
+        w.shutdown().await?;
+        anyhow::Ok(())
+    });
+    let mut back = Vec::with_capacity(data.len());
+    r.read_to_end(&mut back).await?;
+    writer.await??;
+    if back != data {
+        let first = back.iter().zip(&data).position(|(a, b)| a != b);
+        bail!(
+            "echo differs: {} of {} bytes back, first difference at {first:?}",
+            back.len(),
+            data.len()
+        );
+    }
+    Ok(())
+}
