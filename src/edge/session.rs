@@ -79,8 +79,7 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
             (key, served)
         }
         Err(frame) => {
-            let _ = write_frame(&mut control, &EdgeFrame::Error(frame)).await;
-            conn.close();
+            close(control, conn.as_ref(), Some(frame)).await;
             return;
         }
     };
@@ -95,31 +94,46 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
         cutoff_tx,
     ));
     let mut shutdown = ctx.shutdown.clone();
-    loop {
+    let last_word = loop {
         tokio::select! {
             frame = tokio::time::timeout(SILENCE_TIMEOUT, read_frame::<AgentFrame>(&mut control)) => match frame {
                 Ok(Ok(AgentFrame::Heartbeat)) => {
-                    if write_frame(&mut control, &EdgeFrame::Heartbeat).await.is_err() { break; }
+                    if write_frame(&mut control, &EdgeFrame::Heartbeat).await.is_err() { break None; }
                 }
-                Ok(Ok(AgentFrame::Hello(_))) => {
-                    let _ = write_frame(&mut control, &EdgeFrame::Error(error("unexpected_frame", "hello was already said"))).await;
-                    break;
-                }
-                Ok(Err(e)) => {
-                    let _ = write_frame(&mut control, &EdgeFrame::Error(error(e.code(), e.to_string()))).await;
-                    break;
-                }
-                Err(_) => break,
+                Ok(Ok(AgentFrame::Hello(_))) => break Some(error("unexpected_frame", "hello was already said")),
+                Ok(Err(crate::protocol::ProtocolError::Closed)) => break None,
+                Ok(Err(e)) => break Some(error(e.code(), e.to_string())),
+                Err(_) => break Some(error("timeout", "no heartbeat within 45 s")),
             },
-            Some(frame) = cutoff.recv() => {
-                let _ = write_frame(&mut control, &EdgeFrame::Error(frame)).await;
-                break;
-            }
-            _ = shutdown.changed() => break,
+            Some(frame) = cutoff.recv() => break Some(frame),
+            _ = shutdown.changed() => break Some(error("shutting_down", "the edge is stopping")),
         }
-    }
+    };
     reporter.abort();
     finish(&ctx, &session, &served).await;
+    close(control, conn.as_ref(), last_word).await;
+}
+
+/// Ends a connection, telling the agent why first. The error frame is given a
+/// moment to arrive: closing a QUIC connection at once would drop it.
+async fn close<C: Connection>(mut control: C::Stream, conn: &C, last_word: Option<ErrorFrame>) {
+    if let Some(frame) = last_word {
+        if write_frame(&mut control, &EdgeFrame::Error(frame))
+            .await
+            .is_ok()
+        {
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut control).await;
+            let mut sink = [0u8; 512];
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Ok(n) = tokio::io::AsyncReadExt::read(&mut control, &mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
     conn.close();
 }
 

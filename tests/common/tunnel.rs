@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 pub struct Proc {
     pub child: Child,
     pub lines: mpsc::Receiver<String>,
+    /// Everything it wrote to stderr so far.
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Proc {
@@ -30,6 +32,17 @@ impl Proc {
         }
         let mut child = cmd.spawn()?;
         let stdout = child.stdout.take().context("stdout")?;
+        let stderr_pipe = child.stderr.take().context("stderr")?;
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let collected = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if let Ok(mut all) = collected.lock() {
+                    all.push(line);
+                }
+            }
+        });
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -38,7 +51,11 @@ impl Proc {
                 }
             }
         });
-        Ok(Self { child, lines })
+        Ok(Self {
+            child,
+            lines,
+            stderr,
+        })
     }
 
     /// The first line containing `needle`, waiting up to `wait`.
@@ -52,6 +69,14 @@ impl Proc {
                 Err(_) => bail!("no line containing {needle:?} within {wait:?}"),
             }
         }
+    }
+
+    /// Whether any stderr line so far contains `needle`.
+    pub fn stderr_contains(&self, needle: &str) -> bool {
+        self.stderr
+            .lock()
+            .map(|l| l.iter().any(|x| x.contains(needle)))
+            .unwrap_or(false)
     }
 
     pub fn signal(&self, signal: rustix::process::Signal) -> Result<()> {
@@ -111,6 +136,13 @@ pub fn start_edge(dir: &Path, transport: &str, listen: &str, extra: &[&str]) -> 
         fingerprint,
         token: Some(ADMIN_TOKEN.to_string()),
     })
+}
+
+impl Edge {
+    /// Whether the edge process is still running.
+    pub fn proc_alive(&mut self) -> bool {
+        matches!(self.proc.child.try_wait(), Ok(None))
+    }
 }
 
 /// A running agent and the public port it got.

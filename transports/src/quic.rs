@@ -23,7 +23,12 @@ pub struct QuicTransport {
 fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(1_024u32.into());
-    t.keep_alive_interval(Some(Duration::from_secs(10)));
+    // A peer that vanished (a killed edge) is noticed within the idle timeout;
+    // keep-alives stop a quiet but healthy connection from reaching it.
+    t.keep_alive_interval(Some(Duration::from_secs(3)));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(10)) {
+        t.max_idle_timeout(Some(idle));
+    }
     t.stream_receive_window((4u32 * 1024 * 1024).into());
     t.receive_window((32u32 * 1024 * 1024).into());
     t.send_window(32 * 1024 * 1024);
