@@ -184,6 +184,8 @@ pub enum BenchCommand {
     Log(crate::bench::log::LogBenchArgs),
     /// Commands through the actors, traffic ingest, start-up with and without snapshots, usage queries.
     Core(crate::bench::core::CoreBenchArgs),
+    /// TCP throughput and connection setup through each transport against a direct connection.
+    Tunnel(crate::bench::tunnel::TunnelBenchArgs),
 }
 
 /// Runs a parsed command line.
@@ -198,5 +200,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(args) => crate::audit::run(args),
         Command::Bench(BenchCommand::Log(args)) => runtime.block_on(crate::bench::log::run(args)),
         Command::Bench(BenchCommand::Core(args)) => runtime.block_on(crate::bench::core::run(args)),
+        Command::Bench(BenchCommand::Tunnel(args)) => {
+            runtime.block_on(crate::bench::tunnel::run(args))
+        }
     }
 }

@@ -4,3 +4,4 @@
 pub mod core;
 pub mod log;
 mod raw;
+pub mod tunnel;
