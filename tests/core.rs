@@ -144,7 +144,7 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
     let b_before = r.core.tunnel(&b.id).await?;
     let dir_before = r.core.directory().await?;
     r.core.shutdown().await?;
-    drop(r._data);
+    drop(r);
 
     let r = start(dir.path(), fast(), 7).await?;
     assert_eq!(
@@ -219,7 +219,7 @@ async fn projections_equal_a_full_replay() -> Result<()> {
     assert_eq!(live.status, replay.3);
     assert_eq!(live.status.counts.online_tunnels, 3);
     r.core.shutdown().await?;
-    drop(r._data);
+    drop(r);
     // The snapshots written on the way agree with the log: audit says so.
     let audit = common::beamd(&["audit", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(audit.status.success(), "{}", common::text(&audit.stderr));

@@ -308,10 +308,12 @@ async fn startup(dir: &Path, args: &CoreBenchArgs) -> Result<()> {
     let (core, data, cold_open, cold) =
         open_core_timed(dir, Some(Arc::new(MemorySnapshotStore::new()))).await?;
     core.shutdown().await?;
+    drop(core);
     drop(data);
     // Write the snapshots on the sled store once, then time a start that uses them.
     let (core, data) = open_core(dir, None).await?;
     core.shutdown().await?;
+    drop(core);
     drop(data);
     let (core, data, warm_open, warm) = open_core_timed(dir, None).await?;
     let now = SystemClock.now_ms();
@@ -334,6 +336,7 @@ async fn startup(dir: &Path, args: &CoreBenchArgs) -> Result<()> {
     std::hint::black_box(full.series(&tenant, now, 30));
     let fold = t.elapsed();
     core.shutdown().await?;
+    drop(core);
     drop(data);
     println!();
     println!("| start-up on a log of {events} events | rehydrate (core start) | opening sled and the log first |");
