@@ -2,6 +2,16 @@
 //! an append-only, hash-chained log that can be replayed and audited.
 #![forbid(unsafe_code)]
 
+/// Prints a line to stdout, ignoring a closed stdout: a supervisor that
+/// stopped reading must not bring the edge or the agent down.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod actors;
 pub mod agent;
 pub mod audit;

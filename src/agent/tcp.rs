@@ -198,9 +198,10 @@ async fn attempt<T: Transport>(
     let Some(tunnel) = assigned.first() else {
         return (Ended::Lost("the edge assigned no tunnel".into()), None);
     };
-    println!(
+    crate::say!(
         "beamd tcp: tunnel {} -> {local} ({})",
-        tunnel.public, tunnel.id
+        tunnel.public,
+        tunnel.id
     );
     let assigned_port = tunnel.port;
     let streams = {

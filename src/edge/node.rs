@@ -106,7 +106,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot listen for {transport:?} on {addr}"))?;
         bound.push(format!("{}={local}", transport.kind_name()));
         listeners.push(handle);
-        println!("beamd edge: listening {} on {local}", transport.kind_name());
+        crate::say!("beamd edge: listening {} on {local}", transport.kind_name());
     }
     let join = NodeCommand::Join {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -119,7 +119,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     };
     core.node_command(&node, join).await?;
     let fingerprint = identity.fingerprint();
-    println!(
+    crate::say!(
         "beamd edge: certificate fingerprint {fingerprint}{}",
         if created { " (new)" } else { "" }
     );
@@ -131,15 +131,15 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     .await?
     {
         if boot.from_env {
-            println!("beamd edge: admin token taken from BEAMD_ADMIN_TOKEN");
+            crate::say!("beamd edge: admin token taken from BEAMD_ADMIN_TOKEN");
         } else {
-            println!(
+            crate::say!(
                 "beamd edge: admin token {} (shown once; keep it)",
                 boot.token
             );
         }
     }
-    println!(
+    crate::say!(
         "beamd edge: node {node} up; data dir {}; log head seq {}; {replayed} events replayed from the log",
         dir.path().display(),
         log.head().seq,
@@ -177,7 +177,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     )
     .await?;
     core.shutdown().await?;
-    println!(
+    crate::say!(
         "beamd edge: node {node} stopped ({reason}); log head seq {}",
         log.head().seq
     );

@@ -26,7 +26,7 @@ impl Proc {
         cmd.args(args)
             .env("BEAMD_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         for (k, v) in envs {
             cmd.env(k, v);
         }
