@@ -117,6 +117,9 @@ pub struct EdgeArgs {
     /// Public TCP ports are allocated from this range.
     #[arg(long, default_value = "20000-20999")]
     pub tcp_ports: PortRange,
+    /// An offline tunnel keeps its port for its agent this long, then is released.
+    #[arg(long, default_value_t = 60)]
+    pub grace_secs: u64,
     /// Base host of the default tenant's HTTP tunnels.
     #[arg(long, default_value = "localhost")]
     pub tunnel_base: String,

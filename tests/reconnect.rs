@@ -76,3 +76,28 @@ async fn quic_agent_reconnects_to_a_killed_edge_and_keeps_its_port() -> Result<(
 async fn tcp_agent_reconnects_to_a_killed_edge_and_keeps_its_port() -> Result<()> {
     killed_edge_comes_back("tcp").await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_is_released_when_its_agent_stays_away_past_the_grace() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let echo = echo_server().await?;
+    let edge = start_edge(dir.path(), "tcp", "127.0.0.1:0", &["--grace-secs", "1"])?;
+    let agent = start_agent(&edge, "tcp", echo, &[])?;
+    drop(agent);
+    let mut released = false;
+    // Offline at once (the agent is gone), released one grace period later.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    edge.proc.signal(rustix::process::Signal::TERM)?;
+    edge.proc.expect("stopped", Duration::from_secs(30))?;
+    drop(edge);
+    let out = common::beamd(&["replay", "--data-dir", dir.path().to_str().context("dir")?]);
+    for line in common::text(&out.stdout).lines() {
+        let e: serde_json::Value = serde_json::from_str(line)?;
+        released |= e["type"] == "TunnelReleased";
+    }
+    ensure!(
+        released,
+        "the tunnel was not released after its grace period"
+    );
+    Ok(())
+}

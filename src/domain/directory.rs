@@ -44,6 +44,12 @@ pub struct LiveTunnel {
     pub port: Option<u16>,
     /// Whether an agent serves it.
     pub online: bool,
+    /// The node that serves (or last served) it.
+    #[serde(default)]
+    pub node: String,
+    /// When it went offline (ms), while it is offline.
+    #[serde(default)]
+    pub offline_since: Option<u64>,
 }
 
 /// The directory's state.
@@ -134,6 +140,24 @@ fn limit(limit: &'static str, max: Option<impl Into<u64>>, used: u64) -> Result<
 }
 
 impl Directory {
+    /// Tunnels offline since before `cutoff_ms`: their grace period is over.
+    pub fn expired(&self, cutoff_ms: u64) -> Vec<String> {
+        self.tunnels
+            .iter()
+            .filter(|(_, t)| t.offline_since.is_some_and(|since| since < cutoff_ms))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Tunnels the log says `node` serves (after a crash of that node, none really are).
+    pub fn online_on(&self, node: &str) -> Vec<String> {
+        self.tunnels
+            .iter()
+            .filter(|(_, t)| t.online && t.node == node)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// The live tunnel holding an HTTP host, if any.
     pub fn holder_of_host(&self, host: &str) -> Option<(&String, &LiveTunnel)> {
         let id = self.hosts.get(host)?;
@@ -323,13 +347,22 @@ impl Fold for Directory {
                     host,
                     port: e.port,
                     online: true,
+                    node: e.node.clone(),
+                    offline_since: None,
                 };
                 self.tunnels.insert(id.to_string(), live);
             }
-            Event::TunnelWentOffline(_) | Event::TunnelResumed(_) => {
-                let online = matches!(envelope.event, Event::TunnelResumed(_));
+            Event::TunnelWentOffline(_) => {
                 if let Some(t) = self.tunnels.get_mut(id) {
-                    t.online = online;
+                    t.online = false;
+                    t.offline_since = Some(envelope.at);
+                }
+            }
+            Event::TunnelResumed(e) => {
+                if let Some(t) = self.tunnels.get_mut(id) {
+                    t.online = true;
+                    t.offline_since = None;
+                    t.node = e.node.clone();
                 }
             }
             Event::TunnelReleased(_) => {

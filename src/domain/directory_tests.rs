@@ -353,3 +353,37 @@ fn tunnel_commands_after_open_use_the_tunnel_aggregate() {
     assert!(t.decide(&TunnelCommand::Release, &Ctx::new(0, 0)).is_ok());
     crate::domain::testkit::round_trip(&w.dir);
 }
+
+#[test]
+fn offline_tunnels_expire_after_their_grace_and_crashed_nodes_are_found() {
+    let mut w = World::new(plan(None, None, None), None);
+    let a = w
+        .open(tcp(PortRequest::Exact(20_001)), OpenUsage::default())
+        .unwrap();
+    let b = w
+        .open(tcp(PortRequest::Exact(20_002)), OpenUsage::default())
+        .unwrap();
+    assert_eq!(w.dir.online_on("node_a").len(), 2);
+    assert!(w.dir.online_on("node_b").is_empty());
+    w.record(
+        &a,
+        vec![beamd_events::vocabulary::TunnelWentOffline { reason: "x".into() }.into()],
+    );
+    let went_offline_at = w.version;
+    assert!(
+        w.dir.expired(went_offline_at).is_empty(),
+        "not before the grace is over"
+    );
+    assert_eq!(w.dir.expired(went_offline_at + 1), vec![a.clone()]);
+    let resume = beamd_events::vocabulary::TunnelResumed {
+        node: "node_b".into(),
+        transport: TransportKind::Tcp,
+    };
+    w.record(&a, vec![resume.into()]);
+    assert!(
+        w.dir.expired(u64::MAX).is_empty(),
+        "a resumed tunnel does not expire"
+    );
+    assert_eq!(w.dir.online_on("node_b"), vec![a]);
+    assert_eq!(w.dir.online_on("node_a"), vec![b]);
+}

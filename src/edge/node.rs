@@ -9,17 +9,17 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use beamd_events::log::SledLog;
-use beamd_events::{Durability, EventLog, SystemClock};
+use beamd_events::{Clock, Durability, EventLog, SystemClock};
 use beamd_snapshots::SnapshotPolicy;
 use beamd_transports::tls::EdgeIdentity;
 
 use super::admin::bootstrap;
 use super::context::EdgeContext;
 use super::listener::listen;
-use crate::actors::{Core, CoreConfig, Timings};
+use crate::actors::{Core, CoreConfig, CoreError, Timings};
 use crate::cli::EdgeArgs;
 use crate::data_dir::DataDir;
-use crate::domain::NodeCommand;
+use crate::domain::{NodeCommand, TunnelCommand};
 use crate::projections::InspectorIndex;
 
 /// How long sessions get to end after the edge stops accepting.
@@ -48,6 +48,20 @@ async fn start_core(args: &EdgeArgs, dir: &DataDir, log: Arc<dyn EventLog>) -> R
     Core::start(config).await.context("cannot start the core")
 }
 
+/// Releases tunnels whose agent stayed away longer than the grace period.
+async fn release_expired(core: &Core, grace: Duration) -> Result<()> {
+    let cutoff = SystemClock
+        .now_ms()
+        .saturating_sub(grace.as_millis() as u64);
+    for id in core.directory().await?.expired(cutoff) {
+        match core.tunnel_command(&id, TunnelCommand::Release).await {
+            Ok(_) | Err(CoreError::Domain(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Runs `beamd edge` until SIGINT or SIGTERM.
 pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     if args.durability == Durability::Off {
@@ -73,6 +87,14 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     let log: Arc<dyn EventLog> = Arc::new(log);
     let core = Arc::new(start_core(&args, &dir, log.clone()).await?);
     let replayed = core.projections().replayed();
+    // After a crash the log still says this node serves its tunnels; none is
+    // served until its agent comes back, and the grace period starts now.
+    for id in core.directory().await?.online_on(&node) {
+        let offline = TunnelCommand::GoOffline {
+            reason: "edge restarted".into(),
+        };
+        core.tunnel_command(&id, offline).await?;
+    }
     let advertise = args
         .advertise
         .clone()
@@ -147,12 +169,15 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
 
     let mut heartbeat = tokio::time::interval(Duration::from_secs(args.heartbeat_secs.max(1)));
     heartbeat.tick().await;
+    let grace = Duration::from_secs(args.grace_secs);
+    let mut sweep = tokio::time::interval((grace / 4).max(Duration::from_secs(1)));
     let stop = shutdown_signal();
     tokio::pin!(stop);
     let reason = loop {
         tokio::select! {
             reason = &mut stop => break reason?,
             _ = heartbeat.tick() => { core.node_command(&node, NodeCommand::Heartbeat).await?; }
+            _ = sweep.tick() => release_expired(&core, grace).await?,
         }
     };
     // Stop accepting; sessions see the signal, record their last traffic and go offline.

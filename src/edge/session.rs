@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
+use beamd_events::{Clock, SystemClock};
 use beamd_transports::Connection;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -347,6 +348,10 @@ async fn report(
     meters: Vec<(String, Arc<Meter>)>,
     cutoff: mpsc::Sender<ErrorFrame>,
 ) {
+    let bandwidth = match ctx.core.tenant(&key.tenant).await {
+        Ok(tenant) => tenant.plan.bandwidth_bytes_per_month,
+        Err(_) => None,
+    };
     let mut tick = tokio::time::interval(ctx.window);
     loop {
         tick.tick().await;
@@ -356,16 +361,26 @@ async fn report(
                 let _ = ctx.core.report_traffic(id, delta).await;
             }
         }
-        if let Some(limit) = key.limit_bytes {
-            let used = ctx.core.projections().read().usage.key(&key.id).bytes();
-            if used >= limit {
-                let frame = error(
-                    "limit_exceeded",
-                    format!("the token's byte limit of {limit} is used up"),
-                );
-                let _ = cutoff.send(frame).await;
-                return;
-            }
+        let now = SystemClock.now_ms();
+        let (key_used, month_used) = {
+            let p = ctx.core.projections().read();
+            (
+                p.usage.key(&key.id).bytes(),
+                p.usage.month_bytes(&key.tenant, now),
+            )
+        };
+        let exceeded = match (key.limit_bytes, bandwidth) {
+            (Some(limit), _) if key_used >= limit => Some(format!(
+                "limitBytes: the token's byte limit of {limit} is used up"
+            )),
+            (_, Some(limit)) if month_used >= limit => Some(format!(
+                "bandwidthBytes: the plan's {limit} bytes for this month are used up"
+            )),
+            _ => None,
+        };
+        if let Some(message) = exceeded {
+            let _ = cutoff.send(error("limit_exceeded", message)).await;
+            return;
         }
     }
 }
