@@ -117,6 +117,18 @@ pub struct EdgeArgs {
     /// Public TCP ports are allocated from this range.
     #[arg(long, default_value = "20000-20999")]
     pub tcp_ports: PortRange,
+    /// Serve TCP and WebSocket agents over TLS as well (QUIC always is).
+    #[arg(long)]
+    pub tls: bool,
+    /// A certificate chain (PEM, leaf first) to use instead of the self-signed one.
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The PKCS#8 private key (PEM) of --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Import agent tokens from this file into the default tenant at start (see README).
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
     /// An offline tunnel keeps its port for its agent this long, then is released.
     #[arg(long, default_value_t = 60)]
     pub grace_secs: u64,

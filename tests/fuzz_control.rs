@@ -174,10 +174,10 @@ async fn quic_control_stream_survives_fuzzing() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_control_stream_survives_fuzzing() -> Result<()> {
-    fuzz("ws", |_| WsTransport).await
+    fuzz("ws", |_| WsTransport::plain()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_control_stream_survives_fuzzing() -> Result<()> {
-    fuzz("tcp", |_| TcpTransport).await
+    fuzz("tcp", |_| TcpTransport::plain()).await
 }

@@ -73,3 +73,53 @@ async fn websocket_carries_64_mib_exactly() -> Result<()> {
 async fn tcp_carries_64_mib_exactly() -> Result<()> {
     sixty_four_mib_through("tcp").await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_over_tcp_with_a_share_link_and_an_imported_token() -> Result<()> {
+    use common::tunnel::{parse_public, Proc};
+    let dir = tempfile::tempdir()?;
+    let tokens = dir.path().join("tokens.json");
+    let token = "tok_ci.abcdefabcdefabcdef12";
+    std::fs::write(
+        &tokens,
+        format!(r#"{{"tokens": [{{"token": "{token}", "label": "ci"}}]}}"#),
+    )?;
+    let echo = echo_server().await?;
+    let data = dir.path().join("data");
+    let edge = start_edge(
+        &data,
+        "tcp",
+        "127.0.0.1:0",
+        &["--tls", "--tokens", tokens.to_str().unwrap()],
+    )?;
+    let link = format!(
+        "beamd://{token}@{}?transport=tcp&tls=1&fingerprint={}",
+        edge.agent_addr, edge.fingerprint
+    );
+    let agent = Proc::spawn(&["tcp", &echo.to_string(), "--edge", &link], &[])?;
+    let public = parse_public(&agent.expect("beamd tcp: tunnel tcp://", Duration::from_secs(30))?)?;
+    round_trip(public, pattern(7, 1024 * 1024)).await?;
+    // Without a pin, a self-signed edge is not trusted (the system roots do not know it).
+    let mut unpinned = Proc::spawn(
+        &[
+            "tcp",
+            &echo.to_string(),
+            "--edge",
+            &edge.agent_addr.to_string(),
+            "--transport",
+            "tcp",
+            "--tls",
+            "--token",
+            token,
+            "--max-retries",
+            "1",
+        ],
+        &[],
+    )?;
+    let status = tokio::task::spawn_blocking(move || unpinned.child.wait()).await??;
+    ensure!(
+        !status.success(),
+        "an unpinned agent must not trust a self-signed edge"
+    );
+    Ok(())
+}

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use beamd_events::vocabulary::TunnelProtocol;
 use beamd_transports::tls::Trust;
-use beamd_transports::{Connection, QuicTransport, TcpTransport, Transport, WsTransport};
+use beamd_transports::{
+    Connection, QuicTransport, StreamTls, TcpTransport, Transport, WsTransport,
+};
 use tokio::net::TcpStream;
 
 use crate::cli::TransportArg;
@@ -25,22 +27,26 @@ use crate::pump;
 pub struct TcpArgs {
     /// The local port to expose.
     pub local_port: u16,
-    /// The edge's agent address, HOST:PORT.
+    /// The edge's agent address, HOST:PORT, or a share link beamd://TOKEN@HOST:PORT?transport=…&fingerprint=….
     #[arg(long, env = "BEAMD_EDGE")]
     pub edge: String,
     /// How to reach the edge.
     #[arg(long, value_enum, default_value = "quic")]
     pub transport: TransportArg,
-    /// The agent token, tok_<id>.<secret>.
+    /// The agent token, tok_<id>.<secret> (or in the share link).
     #[arg(long, env = "BEAMD_TOKEN", hide_env_values = true)]
-    pub token: String,
+    pub token: Option<String>,
+    /// Use TLS over ws and tcp (QUIC always does); the edge must run with --tls.
+    #[arg(long)]
+    pub tls: bool,
     /// Ask for this public port (by default any free one, then the same one on every reconnect).
     #[arg(long)]
     pub remote_port: Option<u16>,
     /// The host of the local service.
     #[arg(long, default_value = "127.0.0.1")]
     pub local_host: String,
-    /// Trust the edge whose certificate has this SHA-256 fingerprint (printed by `beamd edge`).
+    /// Trust the edge whose certificate has this SHA-256 fingerprint (printed by
+    /// `beamd edge`). Without this, --ca or --insecure, the system's public CAs are trusted.
     #[arg(long, conflicts_with_all = ["ca", "insecure"])]
     pub fingerprint: Option<String>,
     /// Trust edges whose certificate chains to a CA in this PEM file.
@@ -71,27 +77,80 @@ const FATAL: &[&str] = &[
 ];
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
-fn trust(args: &TcpArgs) -> Result<Option<Trust>> {
+/// The parts of a share link `beamd://TOKEN@HOST:PORT?transport=…&fingerprint=…&tls=1`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ShareLink {
+    /// The agent token.
+    pub token: String,
+    /// The edge's agent address.
+    pub edge: String,
+    /// `transport=` (quic, ws, tcp).
+    pub transport: Option<String>,
+    /// `fingerprint=`.
+    pub fingerprint: Option<String>,
+    /// `tls=1`.
+    pub tls: bool,
+}
+
+impl ShareLink {
+    /// Parses a share link; `None` if `text` is not one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.strip_prefix("beamd://")?;
+        let (token, rest) = rest.split_once('@')?;
+        let (edge, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut link = ShareLink {
+            token: token.to_string(),
+            edge: edge.trim_end_matches('/').to_string(),
+            ..ShareLink::default()
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("transport", v)) => link.transport = Some(v.to_string()),
+                Some(("fingerprint", v)) => link.fingerprint = Some(v.to_string()),
+                Some(("tls", v)) => link.tls = v == "1" || v == "true",
+                _ => {}
+            }
+        }
+        (!link.token.is_empty() && !link.edge.is_empty()).then_some(link)
+    }
+}
+
+fn trust(args: &TcpArgs, fingerprint: Option<&str>) -> Result<Trust> {
     if args.insecure {
         eprintln!("beamd tcp: WARNING: --insecure: the edge is not verified; anyone in the path can impersonate it");
-        return Ok(Some(Trust::Insecure));
+        return Ok(Trust::Insecure);
     }
-    if let Some(fp) = &args.fingerprint {
+    if let Some(fp) = fingerprint {
         let clean = fp.replace(':', "");
         if clean.len() != 64 || !clean.bytes().all(|b| b.is_ascii_hexdigit()) {
             bail!("--fingerprint must be 64 hex digits (colons allowed)");
         }
-        return Ok(Some(Trust::Fingerprint(clean)));
+        return Ok(Trust::Fingerprint(clean));
     }
     if let Some(ca) = &args.ca {
-        return Ok(Some(Trust::ca_file(ca)?));
+        return Ok(Trust::ca_file(ca)?);
     }
-    Ok(None)
+    Ok(Trust::System)
 }
 
 /// Runs `beamd tcp`.
-pub async fn run_tcp(args: TcpArgs) -> Result<ExitCode> {
-    if Token(args.token.clone()).parts().is_none() {
+pub async fn run_tcp(mut args: TcpArgs) -> Result<ExitCode> {
+    let mut fingerprint = args.fingerprint.clone();
+    if let Some(link) = ShareLink::parse(&args.edge) {
+        args.edge = link.edge;
+        args.token.get_or_insert(link.token);
+        fingerprint = fingerprint.or(link.fingerprint);
+        args.tls |= link.tls;
+        if let Some(t) = link.transport {
+            args.transport = clap::ValueEnum::from_str(&t, true)
+                .map_err(|_| anyhow::anyhow!("the share link names an unknown transport {t:?}"))?;
+        }
+    }
+    let token = args
+        .token
+        .clone()
+        .context("no token: pass --token, set BEAMD_TOKEN, or use a beamd:// share link")?;
+    if Token(token.clone()).parts().is_none() {
         bail!("the token must look like tok_<id>.<secret>");
     }
     let edge = tokio::net::lookup_host(&args.edge)
@@ -99,15 +158,29 @@ pub async fn run_tcp(args: TcpArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot resolve the edge {}", args.edge))?
         .next()
         .with_context(|| format!("the edge {} has no address", args.edge))?;
-    let trust = trust(&args)?;
-    match args.transport {
-        TransportArg::Quic => {
-            let trust =
-                trust.context("QUIC verifies the edge: pass --fingerprint, --ca or --insecure")?;
-            run_with(QuicTransport::new(None, Some(&trust))?, edge, &args).await
+    let encrypted = args.transport == TransportArg::Quic || args.tls;
+    let trust = if encrypted {
+        Some(trust(&args, fingerprint.as_deref())?)
+    } else {
+        None
+    };
+    let stream_tls = || StreamTls::new(None, trust.as_ref());
+    let args = TcpArgs {
+        token: Some(token),
+        ..args
+    };
+    match (args.transport, args.tls) {
+        (TransportArg::Quic, _) => {
+            run_with(QuicTransport::new(None, trust.as_ref())?, edge, &args).await
         }
-        TransportArg::Ws => run_with(WsTransport, edge, &args).await,
-        TransportArg::Tcp => run_with(TcpTransport, edge, &args).await,
+        (TransportArg::Ws, false) => run_with(WsTransport::plain(), edge, &args).await,
+        (TransportArg::Ws, true) => {
+            run_with(WsTransport::with_tls(stream_tls()?), edge, &args).await
+        }
+        (TransportArg::Tcp, false) => run_with(TcpTransport::plain(), edge, &args).await,
+        (TransportArg::Tcp, true) => {
+            run_with(TcpTransport::with_tls(stream_tls()?), edge, &args).await
+        }
     }
 }
 
@@ -167,7 +240,7 @@ async fn attempt<T: Transport>(
     let local = format!("{}:{}", args.local_host, args.local_port);
     let hello = AgentFrame::Hello(Hello {
         version: PROTOCOL_VERSION,
-        token: Token(args.token.clone()),
+        token: Token(args.token.clone().unwrap_or_default()),
         tunnels: vec![TunnelRequest {
             protocol: TunnelProtocol::Tcp,
             local_addr: local.clone(),
@@ -260,4 +333,24 @@ where
     };
     let _ = service.set_nodelay(true);
     pump::join(stream, service, None, None).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_links_parse() {
+        let link = ShareLink::parse(
+            "beamd://tok_a.s3cret@edge.example:7000?transport=ws&fingerprint=ab&tls=1",
+        )
+        .unwrap();
+        assert_eq!(link.token, "tok_a.s3cret");
+        assert_eq!(link.edge, "edge.example:7000");
+        assert_eq!(link.transport.as_deref(), Some("ws"));
+        assert_eq!(link.fingerprint.as_deref(), Some("ab"));
+        assert!(link.tls);
+        assert_eq!(ShareLink::parse("edge.example:7000"), None);
+        assert_eq!(ShareLink::parse("beamd://@edge:1"), None);
+    }
 }

@@ -6,25 +6,33 @@ use std::sync::Arc;
 use anyhow::Result;
 use beamd_events::vocabulary::TransportKind;
 use beamd_transports::tls::EdgeIdentity;
-use beamd_transports::{Listener, QuicTransport, TcpTransport, Transport, WsTransport};
+use beamd_transports::{Listener, QuicTransport, StreamTls, TcpTransport, Transport, WsTransport};
 use tokio::task::JoinHandle;
 
 use super::context::EdgeContext;
 use super::session;
 
-/// Binds `kind` on `addr` and serves agents until the edge stops.
+/// Binds `kind` on `addr` (TCP and WebSocket with TLS when `tls`) and serves agents until the edge stops.
 pub async fn listen(
     kind: TransportKind,
     addr: SocketAddr,
     identity: &EdgeIdentity,
+    tls: bool,
     ctx: Arc<EdgeContext>,
 ) -> Result<(SocketAddr, JoinHandle<()>)> {
-    match kind {
-        TransportKind::Quic => {
+    let stream_tls = || StreamTls::new(Some(identity), None);
+    match (kind, tls) {
+        (TransportKind::Quic, _) => {
             serve(QuicTransport::new(Some(identity), None)?, kind, addr, ctx).await
         }
-        TransportKind::Ws => serve(WsTransport, kind, addr, ctx).await,
-        TransportKind::Tcp => serve(TcpTransport, kind, addr, ctx).await,
+        (TransportKind::Ws, false) => serve(WsTransport::plain(), kind, addr, ctx).await,
+        (TransportKind::Ws, true) => {
+            serve(WsTransport::with_tls(stream_tls()?), kind, addr, ctx).await
+        }
+        (TransportKind::Tcp, false) => serve(TcpTransport::plain(), kind, addr, ctx).await,
+        (TransportKind::Tcp, true) => {
+            serve(TcpTransport::with_tls(stream_tls()?), kind, addr, ctx).await
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod listener;
 mod meter;
 mod node;
 mod session;
+mod tokens_file;
 
 pub use context::EdgeContext;
 pub use node::run;

@@ -102,8 +102,10 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             ip if ip.is_unspecified() => "localhost".to_string(),
             ip => ip.to_string(),
         });
-    let (identity, created) =
-        EdgeIdentity::load_or_create(dir.path(), std::slice::from_ref(&advertise))?;
+    let (identity, created) = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => (EdgeIdentity::from_files(cert, key)?, false),
+        _ => EdgeIdentity::load_or_create(dir.path(), std::slice::from_ref(&advertise))?,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(EdgeContext {
         core: core.clone(),
@@ -123,7 +125,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             .get(i)
             .copied()
             .unwrap_or_else(|| transport.default_listen());
-        let (local, handle) = listen(transport.kind(), addr, &identity, ctx.clone())
+        let (local, handle) = listen(transport.kind(), addr, &identity, args.tls, ctx.clone())
             .await
             .with_context(|| format!("cannot listen for {transport:?} on {addr}"))?;
         bound.push(format!("{}={local}", transport.kind_name()));
@@ -160,6 +162,13 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
                 boot.token
             );
         }
+    }
+    if let Some(path) = &args.tokens {
+        let n = super::tokens_file::import(&core, path).await?;
+        crate::say!(
+            "beamd edge: imported {n} new token(s) from {}",
+            path.display()
+        );
     }
     crate::say!(
         "beamd edge: node {node} up; data dir {}; log head seq {}; {replayed} events replayed from the log",

@@ -8,6 +8,7 @@ mod accept;
 mod memory;
 mod mux;
 mod quic;
+mod stream_tls;
 mod tcp;
 pub mod tls;
 mod websocket;
@@ -22,6 +23,7 @@ pub use accept::ChannelListener;
 pub use memory::MemoryTransport;
 pub use mux::{MuxConnection, MuxStream};
 pub use quic::{QuicConnection, QuicStream, QuicTransport};
+pub use stream_tls::StreamTls;
 pub use tcp::TcpTransport;
 pub use websocket::WsTransport;
 

@@ -1,15 +1,30 @@
-//! Plain TCP, multiplexed with yamux.
+//! TCP (optionally TLS), multiplexed with yamux.
 
 use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
+use crate::stream_tls::StreamTls;
 use crate::{ChannelListener, MuxConnection, Transport, TransportError};
 
-/// The TCP transport.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TcpTransport;
+/// The TCP transport: plain by default, TLS with `with_tls`.
+#[derive(Clone, Default)]
+pub struct TcpTransport {
+    tls: Option<StreamTls>,
+}
+
+impl TcpTransport {
+    /// Plain TCP.
+    pub fn plain() -> Self {
+        Self::default()
+    }
+
+    /// TCP with TLS 1.3.
+    pub fn with_tls(tls: StreamTls) -> Self {
+        Self { tls: Some(tls) }
+    }
+}
 
 impl Transport for TcpTransport {
     type Connection = MuxConnection;
@@ -26,12 +41,30 @@ impl Transport for TcpTransport {
         let local = listener
             .local_addr()
             .map_err(|e| TransportError::io("reading the bound address", e))?;
+        let tls = self.tls.clone();
         Ok(ChannelListener::spawn(local, move |ready| async move {
             while let Ok((socket, peer)) = listener.accept().await {
                 let _ = socket.set_nodelay(true);
-                let conn = MuxConnection::start(socket.compat(), false, peer);
-                if ready.send(conn).await.is_err() {
-                    break;
+                match &tls {
+                    None => {
+                        if ready
+                            .send(MuxConnection::start(socket.compat(), false, peer))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Some(tls) => {
+                        let (tls, ready) = (tls.clone(), ready.clone());
+                        tokio::spawn(async move {
+                            if let Ok(stream) = tls.accept(socket).await {
+                                let _ = ready
+                                    .send(MuxConnection::start(stream.compat(), false, peer))
+                                    .await;
+                            }
+                        });
+                    }
                 }
             }
         }))
@@ -42,6 +75,9 @@ impl Transport for TcpTransport {
             .await
             .map_err(|e| TransportError::io("connecting over TCP", e))?;
         let _ = socket.set_nodelay(true);
-        Ok(MuxConnection::start(socket.compat(), true, addr))
+        Ok(match &self.tls {
+            None => MuxConnection::start(socket.compat(), true, addr),
+            Some(tls) => MuxConnection::start(tls.connect(socket).await?.compat(), true, addr),
+        })
     }
 }

@@ -41,6 +41,7 @@ pub fn fingerprint_of(der: &[u8]) -> String {
 /// The edge's certificate and private key.
 pub struct EdgeIdentity {
     cert: CertificateDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
     cert_pem: String,
     key: PrivatePkcs8KeyDer<'static>,
     key_pem: String,
@@ -54,6 +55,7 @@ impl EdgeIdentity {
         let certified = rcgen::generate_simple_self_signed(all).map_err(tls)?;
         Ok(Self {
             cert: certified.cert.der().clone(),
+            chain: Vec::new(),
             cert_pem: certified.cert.pem(),
             key: PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()),
             key_pem: certified.signing_key.serialize_pem(),
@@ -83,6 +85,7 @@ impl EdgeIdentity {
             return Ok((
                 Self {
                     cert,
+                    chain: Vec::new(),
                     cert_pem,
                     key,
                     key_pem,
@@ -99,6 +102,33 @@ impl EdgeIdentity {
             .write_all(identity.key_pem.as_bytes())
             .map_err(|e| TransportError::io("writing the edge key", e))?;
         Ok((identity, true))
+    }
+
+    /// An identity from PEM files: a certificate chain (leaf first) and its PKCS#8 key,
+    /// e.g. one issued by a public CA so that agents can trust the system roots.
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TransportError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p)
+                .map_err(|e| TransportError::io("reading a certificate file", e))
+        };
+        let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+        let mut certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes());
+        let leaf = certs
+            .next()
+            .ok_or_else(|| tls(format!("{} holds no certificate", cert.display())))?
+            .map_err(tls)?;
+        let chain = certs.collect::<Result<Vec<_>, _>>().map_err(tls)?;
+        let key_der = match PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(tls)? {
+            PrivateKeyDer::Pkcs8(k) => k,
+            _ => return Err(tls(format!("{} must hold a PKCS#8 key", key.display()))),
+        };
+        Ok(Self {
+            cert: leaf,
+            chain,
+            cert_pem,
+            key: key_der,
+            key_pem,
+        })
     }
 
     /// The certificate's SHA-256 fingerprint (lower-case hex), which agents pin.
@@ -118,7 +148,9 @@ impl EdgeIdentity {
             .map_err(tls)?
             .with_no_client_auth()
             .with_single_cert(
-                vec![self.cert.clone()],
+                std::iter::once(self.cert.clone())
+                    .chain(self.chain.iter().cloned())
+                    .collect(),
                 PrivateKeyDer::Pkcs8(self.key.clone_key()),
             )
             .map_err(tls)?;
@@ -152,6 +184,8 @@ pub enum Trust {
     Fingerprint(String),
     /// The edge's certificate must chain to one of these roots.
     Roots(Arc<RootCertStore>),
+    /// The edge's certificate must chain to a well-known public CA (Mozilla's roots).
+    System,
     /// No verification at all: for local testing only, and said on every start.
     Insecure,
 }
@@ -178,6 +212,11 @@ impl Trust {
             Trust::Roots(roots) => builder
                 .with_root_certificates(roots.clone())
                 .with_no_client_auth(),
+            Trust::System => {
+                let roots =
+                    RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
             Trust::Fingerprint(fp) => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(PinnedVerifier {

@@ -1,11 +1,13 @@
-//! WebSocket (for networks that pass only HTTP), multiplexed with yamux over
-//! binary messages.
+//! WebSocket (for networks that pass only HTTP), optionally over TLS (wss),
+//! multiplexed with yamux over binary messages.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::stream_tls::StreamTls;
 use crate::ws_bytes::WsBytes;
 use crate::{ChannelListener, MuxConnection, Transport, TransportError};
 
@@ -13,9 +15,50 @@ use crate::{ChannelListener, MuxConnection, Transport, TransportError};
 pub const WS_PATH: &str = "/beamd/v1/agent";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The WebSocket transport.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WsTransport;
+/// The WebSocket transport: plain (ws) by default, TLS (wss) with `with_tls`.
+#[derive(Clone, Default)]
+pub struct WsTransport {
+    tls: Option<StreamTls>,
+}
+
+impl WsTransport {
+    /// Plain WebSocket.
+    pub fn plain() -> Self {
+        Self::default()
+    }
+
+    /// WebSocket over TLS 1.3.
+    pub fn with_tls(tls: StreamTls) -> Self {
+        Self { tls: Some(tls) }
+    }
+}
+
+async fn serve_ws<S>(socket: S, peer: SocketAddr) -> Option<MuxConnection>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handshake = tokio_tungstenite::accept_async(socket);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(ws)) => Some(MuxConnection::start(WsBytes::new(ws), false, peer)),
+        _ => None,
+    }
+}
+
+async fn open_ws<S>(
+    socket: S,
+    url: String,
+    addr: SocketAddr,
+) -> Result<MuxConnection, TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handshake = tokio_tungstenite::client_async(url, socket);
+    let (ws, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| TransportError::Handshake("WebSocket handshake timed out".into()))?
+        .map_err(|e| TransportError::Handshake(e.to_string()))?;
+    Ok(MuxConnection::start(WsBytes::new(ws), true, addr))
+}
 
 impl Transport for WsTransport {
     type Connection = MuxConnection;
@@ -32,16 +75,21 @@ impl Transport for WsTransport {
         let local = listener
             .local_addr()
             .map_err(|e| TransportError::io("reading the bound address", e))?;
+        let tls = self.tls.clone();
         Ok(ChannelListener::spawn(local, move |ready| async move {
             while let Ok((socket, peer)) = listener.accept().await {
                 let _ = socket.set_nodelay(true);
-                let ready = ready.clone();
+                let (tls, ready) = (tls.clone(), ready.clone());
                 tokio::spawn(async move {
-                    let handshake = tokio_tungstenite::accept_async(socket);
-                    if let Ok(Ok(ws)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                        let _ = ready
-                            .send(MuxConnection::start(WsBytes::new(ws), false, peer))
-                            .await;
+                    let conn = match tls {
+                        None => serve_ws(socket, peer).await,
+                        Some(tls) => match tls.accept(socket).await {
+                            Ok(stream) => serve_ws(stream, peer).await,
+                            Err(_) => None,
+                        },
+                    };
+                    if let Some(conn) = conn {
+                        let _ = ready.send(conn).await;
                     }
                 });
             }
@@ -53,12 +101,16 @@ impl Transport for WsTransport {
             .await
             .map_err(|e| TransportError::io("connecting for WebSocket", e))?;
         let _ = socket.set_nodelay(true);
-        let url = format!("ws://{addr}{WS_PATH}");
-        let handshake = tokio_tungstenite::client_async(url, socket);
-        let (ws, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
-            .await
-            .map_err(|_| TransportError::Handshake("WebSocket handshake timed out".into()))?
-            .map_err(|e| TransportError::Handshake(e.to_string()))?;
-        Ok(MuxConnection::start(WsBytes::new(ws), true, addr))
+        match &self.tls {
+            None => open_ws(socket, format!("ws://{addr}{WS_PATH}"), addr).await,
+            Some(tls) => {
+                open_ws(
+                    tls.connect(socket).await?,
+                    format!("wss://{addr}{WS_PATH}"),
+                    addr,
+                )
+                .await
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use beamd_transports::tls::{EdgeIdentity, Trust};
+use beamd_transports::StreamTls;
 use beamd_transports::{
     Connection, Listener, MemoryTransport, QuicTransport, TcpTransport, Transport, TransportError,
     WsTransport,
@@ -106,12 +107,12 @@ fn loopback() -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_conforms() -> Result<()> {
-    conformance(TcpTransport, TcpTransport, loopback()).await
+    conformance(TcpTransport::plain(), TcpTransport::plain(), loopback()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_conforms() -> Result<()> {
-    conformance(WsTransport, WsTransport, loopback()).await
+    conformance(WsTransport::plain(), WsTransport::plain(), loopback()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,6 +121,48 @@ async fn quic_conforms() -> Result<()> {
     let server = QuicTransport::new(Some(&identity), None)?;
     let client = QuicTransport::new(None, Some(&Trust::Fingerprint(identity.fingerprint())))?;
     conformance(server, client, loopback()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_with_tls_conforms() -> Result<()> {
+    let identity = EdgeIdentity::generate(&[])?;
+    let server = TcpTransport::with_tls(StreamTls::new(Some(&identity), None)?);
+    let client = TcpTransport::with_tls(StreamTls::new(
+        None,
+        Some(&Trust::Fingerprint(identity.fingerprint())),
+    )?);
+    conformance(server, client, loopback()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_with_tls_conforms() -> Result<()> {
+    let identity = EdgeIdentity::generate(&[])?;
+    let server = WsTransport::with_tls(StreamTls::new(Some(&identity), None)?);
+    let client = WsTransport::with_tls(StreamTls::new(
+        None,
+        Some(&Trust::Fingerprint(identity.fingerprint())),
+    )?);
+    conformance(server, client, loopback()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_over_tcp_refuses_a_self_signed_edge_by_system_roots() -> Result<()> {
+    let identity = EdgeIdentity::generate(&[])?;
+    let server = TcpTransport::with_tls(StreamTls::new(Some(&identity), None)?);
+    let mut listener = server.listen(loopback()).await?;
+    let target = listener.local_addr();
+    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+    let client = TcpTransport::with_tls(StreamTls::new(None, Some(&Trust::System))?);
+    let err = client
+        .connect(target)
+        .await
+        .err()
+        .expect("a self-signed edge is not trusted by the system roots");
+    ensure!(
+        err.to_string().contains("certificate") || err.to_string().contains("issuer"),
+        "{err}"
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
