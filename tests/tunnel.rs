@@ -123,3 +123,33 @@ async fn tls_over_tcp_with_a_share_link_and_an_imported_token() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_edge_lets_open_connections_finish() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir()?;
+    let echo = echo_server().await?;
+    let edge = start_edge(dir.path(), "tcp", "127.0.0.1:0", &[])?;
+    let agent = start_agent(&edge, "tcp", echo, &[])?;
+    let mut socket = tokio::net::TcpStream::connect(agent.public).await?;
+    let first = pattern(1, 100_000);
+    socket.write_all(&first).await?;
+    let mut back = vec![0u8; first.len()];
+    socket.read_exact(&mut back).await?;
+    ensure!(back == first);
+    edge.proc.signal(rustix::process::Signal::TERM)?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = pattern(2, 100_000);
+    socket.write_all(&second).await?;
+    socket.shutdown().await?;
+    let mut rest = Vec::new();
+    socket.read_to_end(&mut rest).await?;
+    ensure!(
+        rest == second,
+        "the open connection was cut: {} of {} bytes",
+        rest.len(),
+        second.len()
+    );
+    edge.proc.expect("stopped", Duration::from_secs(30))?;
+    Ok(())
+}

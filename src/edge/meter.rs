@@ -14,6 +14,8 @@ pub struct Meter {
     pub bytes_out: AtomicU64,
     /// Public connections accepted.
     pub connections: AtomicU64,
+    /// Public connections open right now (not reset by `take`).
+    pub active: AtomicU64,
 }
 
 impl Meter {

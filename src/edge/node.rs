@@ -23,7 +23,7 @@ use crate::domain::{NodeCommand, TunnelCommand};
 use crate::projections::InspectorIndex;
 
 /// How long sessions get to end after the edge stops accepting.
-const DRAIN: Duration = Duration::from_secs(10);
+const DRAIN: Duration = Duration::from_secs(15);
 
 async fn shutdown_signal() -> Result<&'static str> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -2,6 +2,7 @@
 //! connections, traffic reports, limits, and cleanup when it ends.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ use crate::pump;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A session whose agent sent nothing for this long is over.
 const SILENCE_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long open public connections may run on after the edge is told to stop.
+const DRAIN: Duration = Duration::from_secs(10);
 /// The most tunnels one agent connection may ask for.
 const MAX_TUNNELS: usize = 16;
 
@@ -107,12 +110,34 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
                 Err(_) => break Some(error("timeout", "no heartbeat within 45 s")),
             },
             Some(frame) = cutoff.recv() => break Some(frame),
-            _ = shutdown.changed() => break Some(error("shutting_down", "the edge is stopping")),
+            _ = shutdown.changed() => {
+                drain(&ctx, &served).await;
+                break Some(error("shutting_down", "the edge is stopping"));
+            }
         }
     };
     reporter.abort();
     finish(&ctx, &session, &served).await;
     close(control, conn.as_ref(), last_word).await;
+}
+
+/// Stops taking public connections and lets the open ones finish, for a bounded time.
+async fn drain(ctx: &EdgeContext, served: &[Served]) {
+    for s in served {
+        ctx.release_port(&s.id);
+    }
+    let open = || {
+        served
+            .iter()
+            .map(|s| s.meter.active.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let _ = tokio::time::timeout(DRAIN, async {
+        while open() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 }
 
 /// Ends a connection, telling the agent why first. The error frame is given a
@@ -326,9 +351,8 @@ async fn accept_public<C: Connection>(
             if write_frame(&mut stream, &header).await.is_err() {
                 return;
             }
-            meter
-                .connections
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            meter.connections.fetch_add(1, Ordering::Relaxed);
+            meter.active.fetch_add(1, Ordering::Relaxed);
             pump::join(
                 public,
                 stream,
@@ -336,6 +360,7 @@ async fn accept_public<C: Connection>(
                 Some(&meter.bytes_out),
             )
             .await;
+            meter.active.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
