@@ -9,7 +9,9 @@ mod listener;
 mod meter;
 mod node;
 mod session;
+mod supervisor;
 mod tokens_file;
 
 pub use context::EdgeContext;
 pub use node::run;
+pub use supervisor::{EdgeSupervisor, EdgeSupervisorMsg, ListenerActor, ListenerMsg, ListenerSpec};

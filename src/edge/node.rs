@@ -15,8 +15,8 @@ use beamd_transports::tls::EdgeIdentity;
 
 use super::admin::bootstrap;
 use super::context::EdgeContext;
-use super::listener::listen;
-use crate::actors::{Core, CoreConfig, CoreError, Timings};
+use super::supervisor::{EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec};
+use crate::actors::{ask, Core, CoreConfig, CoreError, Timings};
 use crate::cli::EdgeArgs;
 use crate::data_dir::DataDir;
 use crate::domain::{NodeCommand, TunnelCommand};
@@ -118,18 +118,28 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         serving: Mutex::new(HashMap::new()),
     });
     let mut bound = Vec::new();
-    let mut listeners = Vec::new();
+    let fingerprint = identity.fingerprint();
+    let (supervisor, _) =
+        ractor::Actor::spawn(None, EdgeSupervisor, (Arc::new(identity), ctx.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the edge supervisor: {e}"))?;
     for (i, transport) in args.transports.iter().enumerate() {
         let addr = args
             .listen
             .get(i)
             .copied()
             .unwrap_or_else(|| transport.default_listen());
-        let (local, handle) = listen(transport.kind(), addr, &identity, args.tls, ctx.clone())
-            .await
-            .with_context(|| format!("cannot listen for {transport:?} on {addr}"))?;
+        let spec = ListenerSpec {
+            kind: transport.kind(),
+            addr,
+            tls: args.tls,
+        };
+        let local = ask(&supervisor, |r| EdgeSupervisorMsg::Listen(spec, r))
+            .await?
+            .map_err(|e| {
+                anyhow::anyhow!("cannot listen for {} on {addr}: {e}", transport.kind_name())
+            })?;
         bound.push(format!("{}={local}", transport.kind_name()));
-        listeners.push(handle);
         crate::say!("beamd edge: listening {} on {local}", transport.kind_name());
     }
     let join = NodeCommand::Join {
@@ -142,7 +152,6 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             .collect(),
     };
     core.node_command(&node, join).await?;
-    let fingerprint = identity.fingerprint();
     crate::say!(
         "beamd edge: certificate fingerprint {fingerprint}{}",
         if created { " (new)" } else { "" }
@@ -191,9 +200,11 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     };
     // Stop accepting; sessions see the signal, record their last traffic and go offline.
     let _ = stop_tx.send(true);
-    for l in listeners {
-        let _ = l.await;
-    }
+    supervisor
+        .get_cell()
+        .stop_children_and_wait(None, Some(DRAIN))
+        .await;
+    let _ = supervisor.stop_and_wait(None, Some(DRAIN)).await;
     let drained = tokio::time::timeout(DRAIN, async {
         while !ctx.serving.lock().map(|s| s.is_empty()).unwrap_or(true) {
             tokio::time::sleep(Duration::from_millis(20)).await;
