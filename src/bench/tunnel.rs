@@ -52,7 +52,7 @@ impl Spawned {
         Ok(Self { child, lines })
     }
 
-    fn expect(&self, needle: &str) -> Result<String> {
+    fn wait_for_line(&self, needle: &str) -> Result<String> {
         loop {
             match self.lines.recv_timeout(Duration::from_secs(30)) {
                 Ok(l) if l.contains(needle) => return Ok(l),
@@ -158,13 +158,13 @@ pub async fn run(args: TunnelBenchArgs) -> Result<ExitCode> {
         )?;
         let mut listen = Vec::new();
         for _ in 0..3 {
-            let l = edge.expect("listening")?;
+            let l = edge.wait_for_line("listening")?;
             let mut parts = l.split(' ').skip(3);
             let (name, addr) = (parts.next().context("name")?.to_string(), l.rsplit(' ').next().context("addr")?.to_string());
             listen.push((name, addr));
         }
-        let fp = edge.expect("fingerprint")?.split(' ').nth(4).context("fingerprint")?.to_string();
-        edge.expect(" up; ")?;
+        let fp = edge.wait_for_line("fingerprint")?.split(' ').nth(4).context("fingerprint")?.to_string();
+        edge.wait_for_line(" up; ")?;
         eprintln!("bench: direct");
         let direct_tp = throughput(echo, args.connections, bytes).await?;
         let direct_lat = setup_latency(echo, args.setups).await?;
@@ -181,7 +181,7 @@ pub async fn run(args: TunnelBenchArgs) -> Result<ExitCode> {
                 ],
                 &[("BEAMD_TOKEN", token)],
             )?;
-            let line = agent.expect("tunnel tcp://")?;
+            let line = agent.wait_for_line("tunnel tcp://")?;
             let public: SocketAddr = line
                 .split("tcp://")
                 .nth(1)

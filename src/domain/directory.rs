@@ -5,13 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use beamd_events::vocabulary::{
-    DomainAdded, Plan, TenantCreated, TransportKind, TunnelOpened, TunnelProtocol,
-};
+use beamd_events::vocabulary::{DomainAdded, TenantCreated, TunnelOpened, TunnelProtocol};
 use beamd_events::{Envelope, Event};
 use beamd_snapshots::Fold;
 use serde::{Deserialize, Serialize};
 
+pub use super::creation::{AddDomain, CreateTenant, OpenTunnel, OpenUsage, PortRequest};
 use super::tenant::validate_plan;
 use super::{validate, Ctx, DomainError, Key, KeyStatus, Tenant};
 use beamd_events::vocabulary::KeyKind;
@@ -68,68 +67,6 @@ pub struct Directory {
     pub ports: BTreeMap<u16, String>,
     /// Custom domain host → (domain id, tenant id).
     pub domains: BTreeMap<String, (String, String)>,
-}
-
-/// Create a tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateTenant {
-    /// Unique slug.
-    pub slug: String,
-    /// Display name.
-    pub name: String,
-    /// Plan.
-    pub plan: Plan,
-    /// Base host of its HTTP tunnels.
-    pub tunnel_base: String,
-}
-
-/// Which public port a TCP tunnel wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PortRequest {
-    /// No port (HTTP tunnels).
-    None,
-    /// Exactly this port.
-    Exact(u16),
-    /// The lowest free port in `from..=to`.
-    Any {
-        /// First port of the range.
-        from: u16,
-        /// Last port of the range.
-        to: u16,
-    },
-}
-
-/// Open a tunnel for a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenTunnel {
-    /// HTTP or TCP.
-    pub protocol: TunnelProtocol,
-    /// Name (HTTP).
-    pub name: Option<String>,
-    /// Port (TCP).
-    pub port: PortRequest,
-    /// Agent transport.
-    pub transport: TransportKind,
-    /// Serving node.
-    pub node: String,
-    /// Agent-side address.
-    pub local_addr: String,
-}
-
-/// Usage figures an open is checked against, read from the usage projection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OpenUsage {
-    /// Bytes the tenant used this calendar month.
-    pub tenant_month_bytes: u64,
-    /// Bytes through the key since its counters were reset.
-    pub key_bytes: u64,
-}
-
-/// Add a custom domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddDomain {
-    /// Host name.
-    pub host: String,
 }
 
 fn limit(limit: &'static str, max: Option<impl Into<u64>>, used: u64) -> Result<(), DomainError> {

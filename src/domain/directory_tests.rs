@@ -3,7 +3,7 @@
 use super::*;
 use crate::domain::testkit::envelope;
 use crate::domain::{Aggregate, KeyCommand, TunnelCommand};
-use beamd_events::vocabulary::TunnelReleased;
+use beamd_events::vocabulary::{Plan, TransportKind, TunnelReleased};
 
 /// A directory with one tenant and one agent key, and the states beside it.
 struct World {

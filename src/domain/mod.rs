@@ -7,6 +7,7 @@
 
 pub mod calendar;
 mod context;
+mod creation;
 mod directory;
 mod domain_name;
 mod error;

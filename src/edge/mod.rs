@@ -8,6 +8,7 @@ mod context;
 mod listener;
 mod meter;
 mod node;
+mod public_port;
 mod session;
 mod supervisor;
 mod tokens_file;

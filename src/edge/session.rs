@@ -1,7 +1,6 @@
 //! One agent connection: hello, authentication, tunnels, forwarding of public
 //! connections, traffic reports, limits, and cleanup when it ends.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,20 +8,18 @@ use std::time::Duration;
 use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
 use beamd_events::{Clock, SystemClock};
 use beamd_transports::Connection;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::auth::authenticate;
 use super::context::EdgeContext;
 use super::meter::{is_empty, Meter};
+use super::public_port::{accept_public, open_any, open_exact};
 use crate::actors::CoreError;
-use crate::domain::{DomainError, Key, OpenTunnel, PortRequest, Tunnel, TunnelCommand};
-use crate::protocol::TunnelRequest;
+use crate::domain::{Key, TunnelCommand};
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
-    StreamHeader, PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
-use crate::pump;
 
 /// How long an agent has to open its control stream and say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,14 +30,14 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// The most tunnels one agent connection may ask for.
 const MAX_TUNNELS: usize = 16;
 
-fn error(code: &str, message: impl Into<String>) -> ErrorFrame {
+pub(super) fn error(code: &str, message: impl Into<String>) -> ErrorFrame {
     ErrorFrame {
         code: code.into(),
         message: message.into(),
     }
 }
 
-fn from_core(e: CoreError) -> ErrorFrame {
+pub(super) fn from_core(e: CoreError) -> ErrorFrame {
     match e {
         CoreError::Domain(d) => error(d.code(), d.to_string()),
         other => error("internal", other.to_string()),
@@ -238,131 +235,6 @@ async fn start<C: Connection>(
         tunnels: assigned,
     };
     Ok((key, served, welcome))
-}
-
-fn open_request(
-    ctx: &EdgeContext,
-    request: &TunnelRequest,
-    transport: TransportKind,
-    port: u16,
-) -> OpenTunnel {
-    OpenTunnel {
-        protocol: TunnelProtocol::Tcp,
-        name: None,
-        port: PortRequest::Exact(port),
-        transport,
-        node: ctx.node.clone(),
-        local_addr: request.local_addr.clone(),
-    }
-}
-
-/// Opens (or takes back) the tunnel on a port the agent asked for, and binds it.
-async fn open_exact(
-    ctx: &EdgeContext,
-    key: &Key,
-    request: &TunnelRequest,
-    transport: TransportKind,
-    port: u16,
-) -> Result<(Tunnel, TcpListener), ErrorFrame> {
-    let tunnel = ctx
-        .core
-        .open_tunnel(&key.id, open_request(ctx, request, transport, port))
-        .await
-        .map_err(from_core)?;
-    // A reconnect takes the port over from the session that held it.
-    ctx.release_port(&tunnel.id);
-    match bind(ctx, port).await {
-        Ok(listener) => Ok((tunnel, listener)),
-        Err(e) => {
-            let offline = TunnelCommand::GoOffline {
-                reason: "port unavailable".into(),
-            };
-            let _ = ctx.core.tunnel_command(&tunnel.id, offline).await;
-            Err(error(
-                "port_unavailable",
-                format!("cannot listen on port {port}: {e}"),
-            ))
-        }
-    }
-}
-
-/// Finds a port that is free both in the directory and on this host, binds it,
-/// then records the tunnel on it; a port taken meanwhile is skipped.
-async fn open_any(
-    ctx: &EdgeContext,
-    key: &Key,
-    request: &TunnelRequest,
-    transport: TransportKind,
-) -> Result<(Tunnel, TcpListener), ErrorFrame> {
-    let (from, to) = ctx.tcp_ports;
-    let held = ctx.core.directory().await.map_err(from_core)?.ports;
-    for port in (from..=to).filter(|p| !held.contains_key(p)) {
-        let Ok(listener) = TcpListener::bind(SocketAddr::new(ctx.public_host, port)).await else {
-            continue;
-        };
-        match ctx
-            .core
-            .open_tunnel(&key.id, open_request(ctx, request, transport, port))
-            .await
-        {
-            Ok(tunnel) => return Ok((tunnel, listener)),
-            Err(CoreError::Domain(DomainError::Conflict(_))) => continue,
-            Err(e) => return Err(from_core(e)),
-        }
-    }
-    Err(error(
-        "conflict",
-        format!("no free public port in {from}-{to}"),
-    ))
-}
-
-/// Binds a public port, retrying briefly while a previous session lets go of it.
-async fn bind(ctx: &EdgeContext, port: u16) -> std::io::Result<TcpListener> {
-    let addr = SocketAddr::new(ctx.public_host, port);
-    let mut last = None;
-    for _ in 0..20 {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return Ok(l),
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()))
-}
-
-/// Accepts public connections on a tunnel's port and forwards each as one stream.
-async fn accept_public<C: Connection>(
-    listener: TcpListener,
-    conn: Arc<C>,
-    tunnel: String,
-    meter: Arc<Meter>,
-) {
-    while let Ok((public, peer)) = listener.accept().await {
-        let _ = public.set_nodelay(true);
-        let (conn, tunnel, meter) = (conn.clone(), tunnel.clone(), meter.clone());
-        tokio::spawn(async move {
-            let Ok(mut stream) = conn.open_stream().await else {
-                return;
-            };
-            let header = StreamHeader {
-                tunnel,
-                peer: peer.to_string(),
-            };
-            if write_frame(&mut stream, &header).await.is_err() {
-                return;
-            }
-            meter.connections.fetch_add(1, Ordering::Relaxed);
-            meter.active.fetch_add(1, Ordering::Relaxed);
-            pump::join(
-                public,
-                stream,
-                Some(&meter.bytes_in),
-                Some(&meter.bytes_out),
-            )
-            .await;
-            meter.active.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
 }
 
 /// Reports traffic once per window and cuts the session off when the key's
