@@ -27,6 +27,8 @@ pub enum Command {
     Edge(EdgeArgs),
     /// Expose a local TCP port through an edge.
     Tcp(crate::agent::TcpArgs),
+    /// Expose a local HTTP service through an edge, at NAME.<tunnel base>.
+    Http(crate::agent::HttpArgs),
     /// Print stored events, in order, checking the hash chain as it reads.
     Replay(ReplayArgs),
     /// Verify the log (chain, sequence, decoding, stream index) and that every
@@ -211,6 +213,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Edge(args) => runtime.block_on(crate::edge::run(args)),
         Command::Tcp(args) => runtime.block_on(crate::agent::run_tcp(args)),
+        Command::Http(args) => runtime.block_on(crate::agent::run_http(args)),
         Command::Replay(args) => runtime.block_on(crate::replay::run(args)),
         Command::Audit(args) => crate::audit::run(args),
         Command::Bench(BenchCommand::Log(args)) => runtime.block_on(crate::bench::log::run(args)),

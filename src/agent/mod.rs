@@ -1,6 +1,6 @@
-//! The agent: `beamd tcp` runs next to a private service, connects out to an
+//! The agent: `beamd tcp` and `beamd http` run next to a private service, connects out to an
 //! edge, and forwards the streams the edge opens to the local port.
 
-mod tcp;
+mod run;
 
-pub use tcp::{run_tcp, TcpArgs};
+pub use run::{run_http, run_tcp, AgentConn, HttpArgs, ShareLink, TcpArgs};
