@@ -119,6 +119,12 @@ pub struct EdgeArgs {
     /// Public TCP ports are allocated from this range.
     #[arg(long, default_value = "20000-20999")]
     pub tcp_ports: PortRange,
+    /// Serve public HTTP for HTTP tunnels here (e.g. 0.0.0.0:8080); none by default.
+    #[arg(long)]
+    pub http_listen: Option<std::net::SocketAddr>,
+    /// Do not record a RequestCaptured event per proxied HTTP request.
+    #[arg(long)]
+    pub no_capture: bool,
     /// Serve TCP and WebSocket agents over TLS as well (QUIC always is).
     #[arg(long)]
     pub tls: bool,

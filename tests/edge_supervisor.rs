@@ -1,8 +1,7 @@
 //! A failed transport listener is restarted by the edge supervisor on the
 //! address it had, and agents can connect again.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
@@ -29,16 +28,17 @@ async fn a_failed_listener_is_restarted_where_it_was() -> Result<()> {
         .await?,
     );
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let ctx = Arc::new(EdgeContext {
-        core: core.clone(),
-        node: "node_test".into(),
-        public_host: "127.0.0.1".parse()?,
-        advertise: "127.0.0.1".into(),
-        tcp_ports: (42_000, 42_099),
-        window: Duration::from_millis(200),
+    let ctx = Arc::new(EdgeContext::new(
+        core.clone(),
+        "node_test".into(),
+        "127.0.0.1".parse()?,
+        "127.0.0.1".into(),
+        (42_000, 42_099),
+        None,
+        true,
+        Duration::from_millis(200),
         shutdown,
-        serving: Mutex::new(HashMap::new()),
-    });
+    ));
     let identity = Arc::new(EdgeIdentity::generate(&[])?);
     let (supervisor, _) = ractor::Actor::spawn(None, EdgeSupervisor, (identity, ctx)).await?;
     let spec = ListenerSpec {

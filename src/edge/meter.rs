@@ -14,6 +14,8 @@ pub struct Meter {
     pub bytes_out: AtomicU64,
     /// Public connections accepted.
     pub connections: AtomicU64,
+    /// HTTP requests proxied.
+    pub requests: AtomicU64,
     /// Public connections open right now (not reset by `take`).
     pub active: AtomicU64,
 }
@@ -25,7 +27,7 @@ impl Meter {
             bytes_in: self.bytes_in.swap(0, Ordering::Relaxed),
             bytes_out: self.bytes_out.swap(0, Ordering::Relaxed),
             connections: self.connections.swap(0, Ordering::Relaxed),
-            requests: 0,
+            requests: self.requests.swap(0, Ordering::Relaxed),
         }
     }
 }

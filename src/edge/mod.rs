@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod context;
+mod http_ingress;
 mod listener;
 mod meter;
 mod node;

@@ -2,9 +2,8 @@
 //! first tenant, serve agents, and on a signal stop accepting, let sessions
 //! end, leave, snapshot and flush.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -106,17 +105,30 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         (Some(cert), Some(key)) => (EdgeIdentity::from_files(cert, key)?, false),
         _ => EdgeIdentity::load_or_create(dir.path(), std::slice::from_ref(&advertise))?,
     };
+    let http = match args.http_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for HTTP on {addr}"))?,
+        ),
+        None => None,
+    };
+    let http_port = match &http {
+        Some(l) => Some(l.local_addr()?.port()),
+        None => None,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ctx = Arc::new(EdgeContext {
-        core: core.clone(),
-        node: node.clone(),
-        public_host: args.public_host,
+    let ctx = Arc::new(EdgeContext::new(
+        core.clone(),
+        node.clone(),
+        args.public_host,
         advertise,
-        tcp_ports: (args.tcp_ports.0, args.tcp_ports.1),
-        window: Duration::from_millis(args.traffic_window_ms.max(10)),
-        shutdown: stop_rx,
-        serving: Mutex::new(HashMap::new()),
-    });
+        (args.tcp_ports.0, args.tcp_ports.1),
+        http_port,
+        !args.no_capture,
+        Duration::from_millis(args.traffic_window_ms.max(10)),
+        stop_rx,
+    ));
     let mut bound = Vec::new();
     let fingerprint = identity.fingerprint();
     let (supervisor, _) =
@@ -141,6 +153,12 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             })?;
         bound.push(format!("{}={local}", transport.kind_name()));
         crate::say!("beamd edge: listening {} on {local}", transport.kind_name());
+    }
+    if let Some(listener) = http {
+        let local = listener.local_addr()?;
+        bound.push(format!("http={local}"));
+        crate::say!("beamd edge: listening http on {local}");
+        tokio::spawn(super::http_ingress::serve(listener, ctx.clone()));
     }
     let join = NodeCommand::Join {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -206,7 +224,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         .await;
     let _ = supervisor.stop_and_wait(None, Some(DRAIN)).await;
     let drained = tokio::time::timeout(DRAIN, async {
-        while !ctx.serving.lock().map(|s| s.is_empty()).unwrap_or(true) {
+        while !ctx.idle() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })

@@ -11,14 +11,14 @@ use beamd_transports::Connection;
 use tokio::sync::mpsc;
 
 use super::auth::authenticate;
-use super::context::EdgeContext;
+use super::context::{EdgeContext, Route};
 use super::meter::{is_empty, Meter};
 use super::public_port::{accept_public, open_any, open_exact};
 use crate::actors::CoreError;
-use crate::domain::{Key, TunnelCommand};
+use crate::domain::{Key, OpenTunnel, PortRequest, TunnelCommand};
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
-    PROTOCOL_VERSION,
+    TunnelRequest, PROTOCOL_VERSION,
 };
 
 /// How long an agent has to open its control stream and say hello.
@@ -187,47 +187,31 @@ async fn start<C: Connection>(
     let mut served = Vec::new();
     let mut assigned = Vec::new();
     for request in &hello.tunnels {
-        if request.protocol != TunnelProtocol::Tcp {
-            finish(ctx, session, &served).await;
-            return Err(error(
-                "invalid_request",
-                "this edge serves TCP tunnels only",
-            ));
-        }
-        let opened = match request.port {
-            Some(port) => open_exact(ctx, &key, request, transport, port).await,
-            None => open_any(ctx, &key, request, transport).await,
+        let meter = Arc::new(Meter::default());
+        let opened = match request.protocol {
+            TunnelProtocol::Tcp => {
+                open_tcp(conn, session, transport, ctx, &key, request, &meter).await
+            }
+            TunnelProtocol::Http => {
+                open_http(conn, session, transport, ctx, &key, request, &meter).await
+            }
         };
-        let (tunnel, listener) = match opened {
-            Ok(ok) => ok,
+        match opened {
+            Ok((id, public, port)) => {
+                assigned.push(AssignedTunnel {
+                    id: id.clone(),
+                    protocol: request.protocol,
+                    public,
+                    port,
+                    local_addr: request.local_addr.clone(),
+                });
+                served.push(Served { id, meter });
+            }
             Err(frame) => {
                 finish(ctx, session, &served).await;
                 return Err(frame);
             }
-        };
-        let Some(port) = tunnel.port else {
-            finish(ctx, session, &served).await;
-            return Err(error("internal", "the tunnel has no port"));
-        };
-        let meter = Arc::new(Meter::default());
-        let accept = tokio::spawn(accept_public(
-            listener,
-            conn.clone(),
-            tunnel.id.clone(),
-            meter.clone(),
-        ));
-        ctx.take_over(&tunnel.id, session, accept.abort_handle());
-        assigned.push(AssignedTunnel {
-            id: tunnel.id.clone(),
-            protocol: TunnelProtocol::Tcp,
-            public: format!("tcp://{}:{port}", ctx.advertise),
-            port: Some(port),
-            local_addr: request.local_addr.clone(),
-        });
-        served.push(Served {
-            id: tunnel.id,
-            meter,
-        });
+        }
     }
     let welcome = EdgeFrame::Welcome {
         session: session.to_string(),
@@ -235,6 +219,82 @@ async fn start<C: Connection>(
         tunnels: assigned,
     };
     Ok((key, served, welcome))
+}
+
+/// Opens a TCP tunnel: its port bound, its public connections forwarded.
+/// Returns its id, public address and port.
+async fn open_tcp<C: Connection>(
+    conn: &Arc<C>,
+    session: &str,
+    transport: TransportKind,
+    ctx: &EdgeContext,
+    key: &Key,
+    request: &TunnelRequest,
+    meter: &Arc<Meter>,
+) -> Result<(String, String, Option<u16>), ErrorFrame> {
+    let (tunnel, listener) = match request.port {
+        Some(port) => open_exact(ctx, key, request, transport, port).await?,
+        None => open_any(ctx, key, request, transport).await?,
+    };
+    let port = tunnel
+        .port
+        .ok_or_else(|| error("internal", "the tunnel has no port"))?;
+    let accept = tokio::spawn(accept_public(
+        listener,
+        conn.clone(),
+        tunnel.id.clone(),
+        meter.clone(),
+    ));
+    ctx.take_over(&tunnel.id, session, Some(accept.abort_handle()), None);
+    Ok((
+        tunnel.id,
+        format!("tcp://{}:{port}", ctx.advertise),
+        Some(port),
+    ))
+}
+
+/// Opens an HTTP tunnel: requests for NAME.<tunnel base> are routed to this connection.
+async fn open_http<C: Connection>(
+    conn: &Arc<C>,
+    session: &str,
+    transport: TransportKind,
+    ctx: &EdgeContext,
+    key: &Key,
+    request: &TunnelRequest,
+    meter: &Arc<Meter>,
+) -> Result<(String, String, Option<u16>), ErrorFrame> {
+    let http_port = ctx.http_port.ok_or_else(|| {
+        error(
+            "invalid_request",
+            "this edge serves no HTTP tunnels (it runs without --http-listen)",
+        )
+    })?;
+    let name = request
+        .name
+        .clone()
+        .ok_or_else(|| error("invalid_request", "an HTTP tunnel needs a name"))?;
+    let open = OpenTunnel {
+        protocol: TunnelProtocol::Http,
+        name: Some(name.clone()),
+        port: PortRequest::None,
+        transport,
+        node: ctx.node.clone(),
+        local_addr: request.local_addr.clone(),
+    };
+    let tunnel = ctx
+        .core
+        .open_tunnel(&key.id, open)
+        .await
+        .map_err(from_core)?;
+    let tenant = ctx.core.tenant(&tunnel.tenant).await.map_err(from_core)?;
+    let host = format!("{name}.{}", tenant.tunnel_base);
+    let route = Route {
+        tunnel: tunnel.id.clone(),
+        opener: conn.clone(),
+        meter: meter.clone(),
+    };
+    ctx.take_over(&tunnel.id, session, None, Some((host.clone(), route)));
+    Ok((tunnel.id, format!("http://{host}:{http_port}"), None))
 }
 
 /// Reports traffic once per window and cuts the session off when the key's

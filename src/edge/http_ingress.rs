@@ -1,0 +1,247 @@
+//! Public HTTP ingress: a request for `NAME.<tunnel base>` is proxied through
+//! its tunnel to the agent's local service, bodies streamed both ways, and
+//! recorded as one `RequestCaptured`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use beamd_events::vocabulary::RequestCaptured;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+
+use super::context::{AgentStream, EdgeContext, Route};
+use super::meter::Meter;
+use crate::domain::TunnelCommand;
+use crate::protocol::{write_frame, StreamHeader};
+
+/// How long the agent's service has to start answering.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Serves public HTTP on `listener` until the edge stops.
+pub async fn serve(listener: TcpListener, ctx: Arc<EdgeContext>) {
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = socket.set_nodelay(true);
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| proxy(req, peer, ctx.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(socket), service)
+                .await;
+        });
+    }
+}
+
+fn page(status: StatusCode, text: String) -> Response<Body> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(text + "\n"))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn host_of(req: &Request<Incoming>) -> String {
+    let raw = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or("");
+    raw.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(h, _)| h)
+        .unwrap_or(raw)
+        .to_ascii_lowercase()
+}
+
+fn length(headers: &hyper::HeaderMap) -> u64 {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn proxy(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    ctx: Arc<EdgeContext>,
+) -> Result<Response<Body>, Infallible> {
+    let host = host_of(&req);
+    let Some(route) = ctx.route(&host) else {
+        let known = match ctx.core.directory().await {
+            Ok(d) => d.holder_of_host(&host).is_some(),
+            Err(_) => false,
+        };
+        return Ok(if known {
+            page(
+                StatusCode::BAD_GATEWAY,
+                format!("the tunnel for {host} is offline"),
+            )
+        } else {
+            page(StatusCode::NOT_FOUND, format!("no tunnel serves {host}"))
+        });
+    };
+    let started = Instant::now();
+    let stream = match open(&route, peer).await {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(page(
+                StatusCode::BAD_GATEWAY,
+                format!("the tunnel for {host} is unreachable: {e}"),
+            ))
+        }
+    };
+    let io = TokioIo::new(Counted {
+        inner: stream,
+        meter: route.meter.clone(),
+    });
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(io).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            return Ok(page(
+                StatusCode::BAD_GATEWAY,
+                format!("the tunnel for {host} failed: {e}"),
+            ))
+        }
+    };
+    tokio::spawn(conn);
+    let headers = req.headers_mut();
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    for (name, value) in [
+        ("x-forwarded-for", forwarded_for),
+        ("x-forwarded-proto", "http".into()),
+        ("x-forwarded-host", host.clone()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    let mut capture = RequestCaptured {
+        method: req.method().to_string(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "/".into()),
+        bytes_in: length(req.headers()),
+        ip: peer.ip().to_string(),
+        user_agent: req
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        proto: format!("{:?}", req.version()),
+        host: host.clone(),
+        ..RequestCaptured::default()
+    };
+    route.meter.requests.fetch_add(1, Ordering::Relaxed);
+    let response = match tokio::time::timeout(UPSTREAM_TIMEOUT, sender.send_request(req)).await {
+        Ok(Ok(resp)) => resp.map(|b| b.boxed()),
+        Ok(Err(e)) => page(
+            StatusCode::BAD_GATEWAY,
+            format!("the service behind {host} failed: {e}"),
+        ),
+        Err(_) => page(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("the service behind {host} did not answer within {UPSTREAM_TIMEOUT:?}"),
+        ),
+    };
+    capture.status = response.status().as_u16();
+    capture.duration_ms = started.elapsed().as_millis() as u64;
+    capture.bytes_out = length(response.headers());
+    if ctx.capture {
+        let (core, tunnel) = (ctx.core.clone(), route.tunnel.clone());
+        tokio::spawn(async move {
+            let _ = core
+                .tunnel_command(&tunnel, TunnelCommand::CaptureRequest(capture))
+                .await;
+        });
+    }
+    Ok(response)
+}
+
+async fn open(route: &Route, peer: SocketAddr) -> Result<Box<dyn AgentStream>, String> {
+    let mut stream = route.opener.open().await.map_err(|e| e.to_string())?;
+    let header = StreamHeader {
+        tunnel: route.tunnel.clone(),
+        peer: peer.to_string(),
+    };
+    write_frame(&mut stream, &header)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// A stream to the agent that counts the bytes crossing it.
+struct Counted {
+    inner: Box<dyn AgentStream>,
+    meter: Arc<Meter>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.meter.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.meter.bytes_in.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
