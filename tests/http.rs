@@ -23,8 +23,42 @@ fn full(b: impl Into<Bytes>) -> Body {
 
 /// The service behind the tunnel: `/hello`, `/sum` (blake3 and length of the
 /// body), `/chunked` (a streamed response of unknown length), `/headers`.
-async fn service(req: Request<hyper::body::Incoming>) -> Result<Response<Body>, hyper::Error> {
+async fn service(mut req: Request<hyper::body::Incoming>) -> Result<Response<Body>, hyper::Error> {
     match req.uri().path() {
+        "/ws" => {
+            // A WebSocket echo server, upgraded from this HTTP/1.1 connection.
+            use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+            let key = req
+                .headers()
+                .get("sec-websocket-key")
+                .map(|k| derive_accept_key(k.as_bytes()))
+                .unwrap_or_default();
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let Ok(upgraded) = upgrade.await else { return };
+                let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    tokio_tungstenite::tungstenite::protocol::Role::Server,
+                    None,
+                )
+                .await;
+                let (mut tx, mut rx) = futures::StreamExt::split(ws);
+                while let Some(Ok(msg)) = futures::StreamExt::next(&mut rx).await {
+                    if msg.is_text() && futures::SinkExt::send(&mut tx, msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut r = Response::new(full(""));
+            *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut()
+                .insert("upgrade", "websocket".parse().expect("static"));
+            r.headers_mut()
+                .insert("connection", "upgrade".parse().expect("static"));
+            r.headers_mut()
+                .insert("sec-websocket-accept", key.parse().expect("base64"));
+            Ok(r)
+        }
         "/hello" => Ok(Response::new(full("hello through the tunnel"))),
         "/headers" => {
             let xff = req
@@ -79,6 +113,7 @@ async fn http_server() -> Result<u16> {
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(socket), hyper::service::service_fn(service))
+                    .with_upgrades()
                     .await;
             });
         }
@@ -167,6 +202,21 @@ async fn http_through(transport: &str) -> Result<()> {
         .header("host", &host)
         .body(full(data))?;
     ensure!(send(&mut c, post).await? == (200, expected));
+    // A WebSocket echo through the HTTP tunnel.
+    let socket = TcpStream::connect(public).await?;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{host}/ws"), socket).await?;
+    for i in 0..5 {
+        let text = format!("echo {i}");
+        futures::SinkExt::send(
+            &mut ws,
+            tokio_tungstenite::tungstenite::Message::text(text.clone()),
+        )
+        .await?;
+        let back = futures::StreamExt::next(&mut ws)
+            .await
+            .context("closed")??;
+        ensure!(back.to_text()? == text, "websocket echo: {back:?}");
+    }
     // An unknown host is a 404; a tunnel whose agent left is a 502.
     let (status, _) = send(&mut c, get("nobody.localhost", "/hello")?).await?;
     ensure!(status == 404, "unknown host: {status}");
@@ -195,9 +245,18 @@ async fn http_through(transport: &str) -> Result<()> {
         answered == 4,
         "{answered} answered requests captured, 4 went through"
     );
-    ensure!(captured
+    let upgraded = captured
         .iter()
-        .all(|e| e["event"]["status"] == 200 || e["event"]["status"] == 502));
+        .filter(|e| e["event"]["status"] == 101)
+        .count();
+    ensure!(
+        upgraded == 1,
+        "{upgraded} WebSocket upgrades captured, 1 went through"
+    );
+    let allowed = |e: &serde_json::Value| {
+        [200, 101, 502].contains(&e["event"]["status"].as_u64().unwrap_or(0))
+    };
+    ensure!(captured.iter().all(allowed), "unexpected statuses captured");
     let post = captured
         .iter()
         .find(|e| e["event"]["method"] == "POST")

@@ -48,6 +48,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<EdgeContext>) {
             let service = hyper::service::service_fn(move |req| proxy(req, peer, ctx.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(socket), service)
+                .with_upgrades()
                 .await;
         });
     }
@@ -132,7 +133,7 @@ async fn proxy(
             ))
         }
     };
-    tokio::spawn(conn);
+    tokio::spawn(conn.with_upgrades());
     let headers = req.headers_mut();
     let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {}", peer.ip()),
@@ -167,8 +168,29 @@ async fn proxy(
         ..RequestCaptured::default()
     };
     route.meter.requests.fetch_add(1, Ordering::Relaxed);
+    // An `Upgrade` (WebSocket) request: once the service agrees (101), the
+    // public connection and the tunnel stream are joined byte for byte.
+    let client_upgrade = req
+        .headers()
+        .contains_key(hyper::header::UPGRADE)
+        .then(|| hyper::upgrade::on(&mut req));
     let response = match tokio::time::timeout(UPSTREAM_TIMEOUT, sender.send_request(req)).await {
-        Ok(Ok(resp)) => resp.map(|b| b.boxed()),
+        Ok(Ok(mut resp)) => {
+            if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) = (resp.status(), client_upgrade)
+            {
+                let upstream = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    if let (Ok(client), Ok(upstream)) = (client.await, upstream.await) {
+                        let _ = tokio::io::copy_bidirectional(
+                            &mut TokioIo::new(client),
+                            &mut TokioIo::new(upstream),
+                        )
+                        .await;
+                    }
+                });
+            }
+            resp.map(|b| b.boxed())
+        }
         Ok(Err(e)) => page(
             StatusCode::BAD_GATEWAY,
             format!("the service behind {host} failed: {e}"),
