@@ -257,6 +257,15 @@ async fn http_through(transport: &str) -> Result<()> {
         [200, 101, 502].contains(&e["event"]["status"].as_u64().unwrap_or(0))
     };
     ensure!(captured.iter().all(allowed), "unexpected statuses captured");
+    let chunked = captured
+        .iter()
+        .find(|e| e["event"]["path"] == "/chunked")
+        .context("the chunked GET")?;
+    let chunked_len = (0..20).map(|i| format!("chunk {i};").len()).sum::<usize>();
+    ensure!(
+        chunked["event"]["bytesOut"] == chunked_len,
+        "bytes of a chunked body are counted: {chunked}"
+    );
     let post = captured
         .iter()
         .find(|e| e["event"]["method"] == "POST")

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -15,15 +15,15 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 
+use super::capture::{CaptureGuard, CountingBody};
 use super::context::{AgentStream, EdgeContext, Route};
 use super::meter::Meter;
-use crate::domain::TunnelCommand;
 use crate::protocol::{write_frame, StreamHeader};
 
 /// How long the agent's service has to start answering.
@@ -80,14 +80,6 @@ fn host_of(req: &Request<Incoming>) -> String {
         .map(|(h, _)| h)
         .unwrap_or(raw)
         .to_ascii_lowercase()
-}
-
-fn length(headers: &hyper::HeaderMap) -> u64 {
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 async fn proxy(
@@ -155,7 +147,6 @@ async fn proxy(
             .path_and_query()
             .map(|p| p.to_string())
             .unwrap_or_else(|| "/".into()),
-        bytes_in: length(req.headers()),
         ip: peer.ip().to_string(),
         user_agent: req
             .headers()
@@ -174,6 +165,8 @@ async fn proxy(
         .headers()
         .contains_key(hyper::header::UPGRADE)
         .then(|| hyper::upgrade::on(&mut req));
+    let (bytes_in, bytes_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let req = req.map(|b| CountingBody::new(b, bytes_in.clone(), None));
     let response = match tokio::time::timeout(UPSTREAM_TIMEOUT, sender.send_request(req)).await {
         Ok(Ok(mut resp)) => {
             if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) = (resp.status(), client_upgrade)
@@ -201,16 +194,15 @@ async fn proxy(
         ),
     };
     capture.status = response.status().as_u16();
-    capture.duration_ms = started.elapsed().as_millis() as u64;
-    capture.bytes_out = length(response.headers());
-    if ctx.capture {
-        let (core, tunnel) = (ctx.core.clone(), route.tunnel.clone());
-        tokio::spawn(async move {
-            let _ = core
-                .tunnel_command(&tunnel, TunnelCommand::CaptureRequest(capture))
-                .await;
-        });
-    }
+    let guard = ctx.capture.then(|| CaptureGuard {
+        capture,
+        bytes_in,
+        bytes_out: bytes_out.clone(),
+        started,
+        core: ctx.core.clone(),
+        tunnel: route.tunnel.clone(),
+    });
+    let response = response.map(|b| CountingBody::new(b, bytes_out, guard).boxed());
     Ok(response)
 }
 

@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod capture;
 mod context;
 mod http_ingress;
 mod listener;

@@ -1,0 +1,93 @@
+//! Counting the bytes of streamed HTTP bodies, and recording the request as
+//! one `RequestCaptured` once its response body has been sent (or dropped).
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use beamd_events::vocabulary::RequestCaptured;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::actors::Core;
+use crate::domain::TunnelCommand;
+
+/// A body that adds the size of every data frame to a counter.
+pub struct CountingBody<B> {
+    inner: B,
+    count: Arc<AtomicU64>,
+    // Held by response bodies: the capture is recorded when the body is done.
+    _guard: Option<CaptureGuard>,
+}
+
+impl<B> CountingBody<B> {
+    /// Counts `inner` into `count`; `guard` (if any) records the capture when this body ends.
+    pub fn new(inner: B, count: Arc<AtomicU64>, guard: Option<CaptureGuard>) -> Self {
+        Self {
+            inner,
+            count,
+            _guard: guard,
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for CountingBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Records a request when dropped, with the bytes counted by then.
+pub struct CaptureGuard {
+    /// What is known of the request; status and bytes are filled in at the end.
+    pub capture: RequestCaptured,
+    /// Request body bytes.
+    pub bytes_in: Arc<AtomicU64>,
+    /// Response body bytes.
+    pub bytes_out: Arc<AtomicU64>,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Where to record it.
+    pub core: Arc<Core>,
+    /// The tunnel it went through.
+    pub tunnel: String,
+}
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        let mut capture = std::mem::take(&mut self.capture);
+        capture.bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        capture.bytes_out = self.bytes_out.load(Ordering::Relaxed);
+        capture.duration_ms = self.started.elapsed().as_millis() as u64;
+        let (core, tunnel) = (self.core.clone(), std::mem::take(&mut self.tunnel));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = core
+                    .tunnel_command(&tunnel, TunnelCommand::CaptureRequest(capture))
+                    .await;
+            });
+        }
+    }
+}
