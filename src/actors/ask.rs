@@ -20,7 +20,6 @@ pub async fn ask<M: Message, T: Send + 'static>(
         Ok(CallResult::Timeout) => Err(CoreError::Actor(format!(
             "timed out after {CALL_TIMEOUT:?}"
         ))),
-        Ok(CallResult::SenderError) => Err(CoreError::Actor("stopped before replying".into())),
-        Err(_) => Err(CoreError::Actor("is not running".into())),
+        Ok(CallResult::SenderError) | Err(_) => Err(CoreError::Gone),
     }
 }

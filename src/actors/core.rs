@@ -14,7 +14,7 @@ use super::directory::{entity, DirectoryActor, DirectoryArgs, DirectoryMsg};
 use super::entity::{EntityMsg, Hosted, TrafficDelta};
 use super::log_writer::LogWriter;
 use super::projector::{start_projector, ProjectorHandle};
-use super::supervisor::{EntitySupervisor, SupervisorMsg};
+use super::supervisor::{deliver, EntitySupervisor, SupervisorMsg};
 use super::{CoreError, Shell, Timings};
 use crate::domain::{
     AddDomain, CreateTenant, Directory, DomainCommand, DomainError, DomainName, Key, KeyCommand,
@@ -124,8 +124,7 @@ async fn command<A: Hosted>(
     cmd: A::Command,
 ) -> Result<A, CoreError> {
     let stream = StreamId::new(id).map_err(|_| DomainError::NotFound(A::KIND.into()))?;
-    let actor = ask(supervisor, |r| SupervisorMsg::Get(stream, r)).await??;
-    ask(&actor, |r| EntityMsg::Command(cmd, r)).await?
+    deliver(supervisor, &stream, |r| EntityMsg::Command(cmd.clone(), r)).await?
 }
 
 impl Core {
@@ -271,20 +270,18 @@ impl Core {
         entity(&self.tunnels, id).await
     }
 
-    /// Adds bytes to a tunnel's current flush window (no reply; recorded once per window).
+    /// Adds bytes to a tunnel's current flush window (recorded once per window).
+    /// Acknowledged once the tunnel actor holds them, so none are lost to an
+    /// actor that was just passivating.
     pub async fn report_traffic(&self, id: &str, delta: TrafficDelta) -> Result<(), CoreError> {
         let stream = StreamId::new(id).map_err(|_| DomainError::NotFound("tunnel".into()))?;
-        let actor = ask(&self.tunnels, |r| SupervisorMsg::Get(stream, r)).await??;
-        actor
-            .cast(EntityMsg::Traffic(delta))
-            .map_err(|_| CoreError::Actor("tunnel stopped".into()))
+        deliver(&self.tunnels, &stream, |r| EntityMsg::Traffic(delta, r)).await
     }
 
     /// Records a tunnel's buffered traffic now.
     pub async fn flush_tunnel(&self, id: &str) -> Result<Tunnel, CoreError> {
         let stream = StreamId::new(id).map_err(|_| DomainError::NotFound("tunnel".into()))?;
-        let actor = ask(&self.tunnels, |r| SupervisorMsg::Get(stream, r)).await??;
-        ask(&actor, EntityMsg::Flush).await?
+        deliver(&self.tunnels, &stream, EntityMsg::Flush).await?
     }
 
     /// Adds a custom domain.
@@ -322,9 +319,7 @@ impl Core {
     /// Stops cleanly: buffered traffic is recorded, every live entity and the
     /// projections are snapshotted, then the actors stop.
     pub async fn shutdown(&self) -> Result<(), CoreError> {
-        for tunnel in ask(&self.tunnels, SupervisorMsg::Running).await? {
-            ask(&tunnel, EntityMsg::Flush).await??;
-        }
+        flush_all(&self.tunnels).await?;
         flush_all(&self.tenants).await?;
         flush_all(&self.keys).await?;
         flush_all(&self.domains).await?;
@@ -355,7 +350,13 @@ impl Core {
 
 async fn flush_all<A: Hosted>(supervisor: &ActorRef<SupervisorMsg<A>>) -> Result<(), CoreError> {
     for actor in ask(supervisor, SupervisorMsg::Running).await? {
-        ask(&actor, EntityMsg::Flush).await??;
+        match ask(&actor, EntityMsg::Flush).await {
+            // An actor that passivated meanwhile snapshotted on its way out.
+            Err(CoreError::Gone) => {}
+            other => {
+                other??;
+            }
+        }
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use super::ask::ask;
 use super::entity::{EntityMsg, Hosted};
 use super::log_writer::append;
 use super::projector::{Projections, GLOBAL_ID};
-use super::supervisor::SupervisorMsg;
+use super::supervisor::{deliver, SupervisorMsg};
 use super::{CoreError, Shell};
 use crate::domain::{
     AddDomain, CreateTenant, Ctx, Directory, DomainError, DomainName, Key, OpenTunnel, OpenUsage,
@@ -70,8 +70,7 @@ pub async fn entity<A: Hosted>(
     id: &str,
 ) -> Result<A, CoreError> {
     let stream = StreamId::new(id).map_err(|_| DomainError::NotFound(A::KIND.into()))?;
-    let actor = ask(supervisor, |r| SupervisorMsg::Get(stream, r)).await??;
-    ask(&actor, EntityMsg::Get).await
+    deliver(supervisor, &stream, EntityMsg::Get).await
 }
 
 fn fold<A: Fold>(envelopes: &[Envelope]) -> A {

@@ -19,7 +19,7 @@ use crate::domain::{Aggregate, Ctx, DomainName, Key, Node, Tenant, Tunnel, Tunne
 const CONFLICT_RETRIES: u32 = 3;
 
 /// An aggregate an entity actor can host.
-pub trait Hosted: Aggregate<Command: Send + Sync + 'static> + Sync + 'static {
+pub trait Hosted: Aggregate<Command: Clone + Send + Sync + 'static> + Sync + 'static {
     /// The command that records buffered traffic (tunnels only).
     fn traffic(_window: TrafficRecorded) -> Option<Self::Command> {
         None
@@ -56,7 +56,7 @@ pub enum EntityMsg<A: Hosted> {
     /// The current state.
     Get(RpcReplyPort<A>),
     /// Traffic to add to the current flush window (tunnels).
-    Traffic(TrafficDelta),
+    Traffic(TrafficDelta, RpcReplyPort<()>),
     /// Record buffered traffic now and snapshot (before close or shutdown).
     Flush(RpcReplyPort<Result<A, CoreError>>),
     /// Timer: flush a full window, stop when idle.
@@ -272,11 +272,12 @@ impl<A: Hosted> Actor for EntityActor<A> {
             EntityMsg::Get(reply) => {
                 let _ = reply.send(st.state.clone());
             }
-            EntityMsg::Traffic(d) => {
+            EntityMsg::Traffic(d, reply) => {
                 st.pending.bytes_in += d.bytes_in;
                 st.pending.bytes_out += d.bytes_out;
                 st.pending.connections += d.connections;
                 st.pending.requests += d.requests;
+                let _ = reply.send(());
             }
             EntityMsg::Flush(reply) => {
                 let result = st.flush_traffic().await;

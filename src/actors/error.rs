@@ -17,7 +17,11 @@ pub enum CoreError {
     /// Loading or saving a snapshot failed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
-    /// An actor could not be reached, stopped before replying, or timed out.
+    /// The actor stopped (for instance passivated when idle) before it took the
+    /// message: nothing was done, so the message can be sent again.
+    #[error("actor stopped before it took the message")]
+    Gone,
+    /// An actor could not be reached or timed out.
     #[error("actor {0}")]
     Actor(String),
 }

@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 use beamd_events::StreamId;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use super::ask::ask;
 use super::entity::{EntityActor, EntityArgs, EntityMsg, Hosted};
 use super::{CoreError, Shell};
 
@@ -21,6 +22,28 @@ pub enum SupervisorMsg<A: Hosted> {
     Running(RpcReplyPort<Vec<ActorRef<EntityMsg<A>>>>),
     /// How many actors were restarted after failing.
     Restarts(RpcReplyPort<u64>),
+}
+
+/// Sends a message to the actor of `stream` and waits for its reply. An actor
+/// that stopped (passivated) before taking the message did nothing, so the
+/// message goes again to its successor.
+pub async fn deliver<A: Hosted, T: Send + 'static>(
+    supervisor: &ActorRef<SupervisorMsg<A>>,
+    stream: &StreamId,
+    build: impl Fn(RpcReplyPort<T>) -> EntityMsg<A>,
+) -> Result<T, CoreError> {
+    let mut tries = 0;
+    loop {
+        let actor = ask(supervisor, |r| SupervisorMsg::Get(stream.clone(), r)).await??;
+        match ask(&actor, &build).await {
+            Err(CoreError::Gone) if tries < 10 => {
+                tries += 1;
+                // The supervisor learns of the stop asynchronously; give it a moment.
+                tokio::time::sleep(std::time::Duration::from_millis(5 * tries)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A supervisor's state.

@@ -1,0 +1,83 @@
+//! How an agent finds and trusts the edge: `beamd://` share links and the
+//! trust options (pinned fingerprint, CA file, system roots, insecure).
+
+use anyhow::{bail, Result};
+use beamd_transports::tls::Trust;
+
+use super::run::AgentConn;
+
+/// The parts of a share link `beamd://TOKEN@HOST:PORT?transport=…&fingerprint=…&tls=1`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ShareLink {
+    /// The agent token.
+    pub token: String,
+    /// The edge's agent address.
+    pub edge: String,
+    /// `transport=` (quic, ws, tcp).
+    pub transport: Option<String>,
+    /// `fingerprint=`.
+    pub fingerprint: Option<String>,
+    /// `tls=1`.
+    pub tls: bool,
+}
+
+impl ShareLink {
+    /// Parses a share link; `None` if `text` is not one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.strip_prefix("beamd://")?;
+        let (token, rest) = rest.split_once('@')?;
+        let (edge, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut link = ShareLink {
+            token: token.to_string(),
+            edge: edge.trim_end_matches('/').to_string(),
+            ..ShareLink::default()
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("transport", v)) => link.transport = Some(v.to_string()),
+                Some(("fingerprint", v)) => link.fingerprint = Some(v.to_string()),
+                Some(("tls", v)) => link.tls = v == "1" || v == "true",
+                _ => {}
+            }
+        }
+        (!link.token.is_empty() && !link.edge.is_empty()).then_some(link)
+    }
+}
+
+pub(super) fn trust(args: &AgentConn, fingerprint: Option<&str>) -> Result<Trust> {
+    if args.insecure {
+        eprintln!("beamd tcp: WARNING: --insecure: the edge is not verified; anyone in the path can impersonate it");
+        return Ok(Trust::Insecure);
+    }
+    if let Some(fp) = fingerprint {
+        let clean = fp.replace(':', "");
+        if clean.len() != 64 || !clean.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("--fingerprint must be 64 hex digits (colons allowed)");
+        }
+        return Ok(Trust::Fingerprint(clean));
+    }
+    if let Some(ca) = &args.ca {
+        return Ok(Trust::ca_file(ca)?);
+    }
+    Ok(Trust::System)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_links_parse() {
+        let link = ShareLink::parse(
+            "beamd://tok_a.s3cret@edge.example:7000?transport=ws&fingerprint=ab&tls=1",
+        )
+        .unwrap();
+        assert_eq!(link.token, "tok_a.s3cret");
+        assert_eq!(link.edge, "edge.example:7000");
+        assert_eq!(link.transport.as_deref(), Some("ws"));
+        assert_eq!(link.fingerprint.as_deref(), Some("ab"));
+        assert!(link.tls);
+        assert_eq!(ShareLink::parse("edge.example:7000"), None);
+        assert_eq!(ShareLink::parse("beamd://@edge:1"), None);
+    }
+}
