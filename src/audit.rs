@@ -14,7 +14,9 @@ use crate::cli::AuditArgs;
 use crate::data_dir::DataDir;
 use crate::domain::{Directory, DomainName, Key, Node, Tenant, Tunnel};
 use crate::progress::events_bar;
-use crate::projections::{InspectorProjection, LogSummary, StatusProjection, UsageProjection};
+use crate::projections::{
+    DomainsProjection, InspectorProjection, LogSummary, StatusProjection, UsageProjection,
+};
 
 /// The first problem an audit found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +87,7 @@ fn check_for(snap: &Snapshot) -> Option<Box<dyn SnapshotCheck>> {
         LogSummary::KIND => global(LogSummary::default()),
         UsageProjection::KIND => global(UsageProjection::default()),
         StatusProjection::KIND => global(StatusProjection::default()),
+        DomainsProjection::KIND => global(DomainsProjection::default()),
         Directory::KIND => global(Directory::default()),
         // The inspector's capacity is configuration: the rebuild uses the snapshot's own.
         InspectorProjection::KIND => {

@@ -122,9 +122,24 @@ pub struct EdgeArgs {
     /// Serve public HTTP for HTTP tunnels here (e.g. 0.0.0.0:8080); none by default.
     #[arg(long)]
     pub http_listen: Option<std::net::SocketAddr>,
+    /// Serve public HTTPS instead of HTTP on --http-listen with this certificate chain (PEM, leaf first).
+    #[arg(long, requires_all = ["tls_key", "http_listen"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The PKCS#8 private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Do not record a RequestCaptured event per proxied HTTP request.
     #[arg(long)]
     pub no_capture: bool,
+    /// Seconds the service behind an HTTP tunnel has to start answering before the client gets 504.
+    #[arg(long, default_value_t = 30)]
+    pub upstream_timeout_secs: u64,
+    /// The DNS server (IP:PORT, UDP) asked for custom-domain TXT records (default: the system's).
+    #[arg(long)]
+    pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Seconds between checks of custom domains still waiting for their TXT record.
+    #[arg(long, default_value_t = 30)]
+    pub domain_recheck_secs: u64,
     /// Serve TCP and WebSocket agents over TLS as well (QUIC always is).
     #[arg(long)]
     pub tls: bool,

@@ -66,7 +66,7 @@ fn joins_heartbeats_leaves_and_restarts_from_a_snapshot() -> Result<()> {
     let audit = beamd(&["audit", "--data-dir", d]);
     assert!(audit.status.success(), "{}", text(&audit.stderr));
     assert!(
-        text(&audit.stdout).contains("8 snapshots match"),
+        text(&audit.stdout).contains("9 snapshots match"),
         "{}",
         text(&audit.stdout)
     );
@@ -77,7 +77,7 @@ fn joins_heartbeats_leaves_and_restarts_from_a_snapshot() -> Result<()> {
     let audit = beamd(&["audit", "--data-dir", d]);
     assert!(audit.status.success(), "{}", text(&audit.stderr));
     assert!(
-        text(&audit.stdout).contains("14 snapshots match"),
+        text(&audit.stdout).contains("16 snapshots match"),
         "{}",
         text(&audit.stdout)
     );

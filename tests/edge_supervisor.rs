@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use beamd::actors::{ask, Core, CoreConfig};
 use beamd::data_dir::DataDir;
-use beamd::edge::{EdgeContext, EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec};
+use beamd::edge::{EdgeContext, EdgeSettings, EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec};
 use beamd_events::log::SledLog;
 use beamd_events::vocabulary::TransportKind;
 use beamd_events::{Durability, SystemClock};
@@ -28,15 +28,13 @@ async fn a_failed_listener_is_restarted_where_it_was() -> Result<()> {
         .await?,
     );
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut settings = EdgeSettings::new("127.0.0.1".parse()?, "127.0.0.1");
+    settings.tcp_ports = (42_000, 42_099);
+    settings.window = Duration::from_millis(200);
     let ctx = Arc::new(EdgeContext::new(
         core.clone(),
         "node_test".into(),
-        "127.0.0.1".parse()?,
-        "127.0.0.1".into(),
-        (42_000, 42_099),
-        None,
-        true,
-        Duration::from_millis(200),
+        settings,
         shutdown,
     ));
     let identity = Arc::new(EdgeIdentity::generate(&[])?);

@@ -35,6 +35,9 @@ fn hello(token: &str, port: Option<u16>) -> AgentFrame {
             local_addr: "127.0.0.1:9".into(),
             port,
             name: None,
+            domain: None,
+            basic_auth: None,
+            allow: Vec::new(),
         }],
     })
 }

@@ -284,21 +284,26 @@ impl Core {
         deliver(&self.tunnels, &stream, EntityMsg::Flush).await?
     }
 
-    /// Adds a custom domain.
+    /// Adds a custom domain. Returns once the domains projection shows it.
     pub async fn add_domain(&self, tenant: &str, cmd: AddDomain) -> Result<DomainName, CoreError> {
-        ask(&self.directory, |r| {
+        let added = ask(&self.directory, |r| {
             DirectoryMsg::AddDomain(tenant.to_string(), cmd, r)
         })
-        .await?
+        .await??;
+        self.projector.wait_for(self.shell.log.head().seq).await?;
+        Ok(added)
     }
 
-    /// Sends a command to a domain.
+    /// Sends a command to a domain. Returns once the domains projection shows
+    /// the outcome, so the HTTP ingress routes (or stops routing) the host at once.
     pub async fn domain_command(
         &self,
         id: &str,
         cmd: DomainCommand,
     ) -> Result<DomainName, CoreError> {
-        command(&self.domains, id, cmd).await
+        let domain = command(&self.domains, id, cmd).await?;
+        self.projector.wait_for(self.shell.log.head().seq).await?;
+        Ok(domain)
     }
 
     /// Sends a command to a node.

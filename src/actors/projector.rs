@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 
 use super::CoreError;
 use crate::projections::{
-    CapturedRequest, InspectorIndex, InspectorProjection, LogSummary, StatusProjection,
-    UsageProjection,
+    CapturedRequest, DomainsProjection, InspectorIndex, InspectorProjection, LogSummary,
+    StatusProjection, UsageProjection,
 };
 
 /// The id under which projections over the whole log are snapshotted.
@@ -34,6 +34,8 @@ pub struct Projections {
     pub inspector: InspectorProjection,
     /// Live counts and nodes.
     pub status: StatusProjection,
+    /// Custom domains.
+    pub domains: DomainsProjection,
 }
 
 impl Projections {
@@ -43,6 +45,7 @@ impl Projections {
         self.usage.apply(env);
         self.inspector.apply(env);
         self.status.apply(env);
+        self.domains.apply(env);
         self.seq = env.seq;
     }
 
@@ -75,6 +78,13 @@ impl Projections {
             0,
             &self.status,
         )?)?;
+        store.save(&Snapshot::new(
+            DomainsProjection::KIND,
+            GLOBAL_ID,
+            self.seq,
+            0,
+            &self.domains,
+        )?)?;
         store.flush()?;
         Ok(())
     }
@@ -104,21 +114,24 @@ async fn rebuild(
     let inspector = latest::<InspectorProjection>(store, head)?
         .filter(|(p, _)| p.capacity == inspector_capacity);
     let status = latest::<StatusProjection>(store, head)?;
-    // The four are snapshotted together; if any is missing or they differ, start them all from one point.
+    let domains = latest::<DomainsProjection>(store, head)?;
+    // They are snapshotted together; if any is missing or they differ, start them all from one point.
     let seqs = [
         summary.as_ref().map(|s| s.1),
         usage.as_ref().map(|s| s.1),
         inspector.as_ref().map(|s| s.1),
         status.as_ref().map(|s| s.1),
+        domains.as_ref().map(|s| s.1),
     ];
-    let mut p = match (summary, usage, inspector, status) {
-        (Some(a), Some(b), Some(c), Some(d)) if seqs.iter().all(|s| *s == Some(a.1)) => {
+    let mut p = match (summary, usage, inspector, status, domains) {
+        (Some(a), Some(b), Some(c), Some(d), Some(e)) if seqs.iter().all(|s| *s == Some(a.1)) => {
             Projections {
                 seq: a.1,
                 summary: a.0,
                 usage: b.0,
                 inspector: c.0,
                 status: d.0,
+                domains: e.0,
             }
         }
         _ => Projections {

@@ -77,6 +77,16 @@ pub struct HttpArgs {
     /// The tunnel's name: it is served at NAME.<tunnel base> (default: a random name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Serve this custom domain too. It is added to your tenant if new; the edge
+    /// routes it once the TXT record it prints is published.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Demand HTTP basic auth USER:PASSWORD of every public request (checked at the edge).
+    #[arg(long, env = "BEAMD_BASIC_AUTH", hide_env_values = true)]
+    pub basic_auth: Option<String>,
+    /// Let in only clients from this network (CIDR or address; repeat for several).
+    #[arg(long = "allow", value_name = "CIDR")]
+    pub allow: Vec<String>,
     /// How to reach the edge.
     #[command(flatten)]
     pub conn: AgentConn,
@@ -107,6 +117,9 @@ pub async fn run_tcp(args: TcpArgs) -> Result<ExitCode> {
         local_addr: local,
         port: args.remote_port,
         name: None,
+        domain: None,
+        basic_auth: None,
+        allow: Vec::new(),
     };
     run(args.conn, request, "beamd tcp").await
 }
@@ -122,6 +135,9 @@ pub async fn run_http(args: HttpArgs) -> Result<ExitCode> {
         local_addr: local,
         port: None,
         name: Some(name),
+        domain: args.domain,
+        basic_auth: args.basic_auth,
+        allow: args.allow,
     };
     run(args.conn, request, "beamd http").await
 }
@@ -285,6 +301,12 @@ impl Agent<'_> {
             tunnel.public,
             tunnel.id
         );
+        for alias in &tunnel.aliases {
+            crate::say!("{}: also at {alias}", self.label);
+        }
+        if let Some(notice) = &tunnel.notice {
+            crate::say!("{}: {notice}", self.label);
+        }
         let assigned_port = tunnel.port;
         let streams = {
             let (conn, local) = (conn.clone(), local.clone());

@@ -15,12 +15,10 @@ pub enum DomainStatus {
     /// Never added.
     #[default]
     Missing,
-    /// Waiting for the TXT record.
+    /// Waiting for the TXT record (`failure` says why the last check missed).
     Pending,
     /// The TXT record was found.
     Verified,
-    /// The last verification failed.
-    Failed,
     /// Removed.
     Removed,
 }
@@ -89,7 +87,6 @@ impl Fold for DomainName {
                 self.verified_at = Some(envelope.at);
             }
             Event::DomainVerificationFailed(e) => {
-                self.status = DomainStatus::Failed;
                 self.failure = Some(e.reason.clone());
             }
             Event::DomainRemoved(_) => self.status = DomainStatus::Removed,
@@ -108,20 +105,35 @@ impl Aggregate for DomainName {
         }
         match command {
             DomainCommand::Remove => Ok(vec![DomainRemoved {}.into()]),
+            // Once verified, a domain stays verified until it is removed.
+            DomainCommand::Verify { .. } if self.status == DomainStatus::Verified => Ok(vec![]),
             DomainCommand::Verify { found: Ok(values) } => {
                 if values.iter().any(|v| v.trim_matches('"') == self.txt_token) {
                     Ok(vec![DomainVerified {}.into()])
                 } else {
+                    let found = if values.is_empty() {
+                        "no TXT record".to_string()
+                    } else {
+                        values
+                            .iter()
+                            .map(|v| format!("\"{}\"", v.trim_matches('"')))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
                     let reason = format!(
-                        "TXT record at {} does not contain the expected token ({} record(s) found)",
+                        "expected a TXT record {} with the value \"{}\", found {found}",
                         self.txt_name(),
-                        values.len()
+                        self.txt_token
                     );
                     Ok(vec![DomainVerificationFailed { reason }.into()])
                 }
             }
             DomainCommand::Verify { found: Err(lookup) } => Ok(vec![DomainVerificationFailed {
-                reason: format!("DNS lookup of {} failed: {lookup}", self.txt_name()),
+                reason: format!(
+                    "expected a TXT record {} with the value \"{}\", but the DNS lookup failed: {lookup}",
+                    self.txt_name(),
+                    self.txt_token
+                ),
             }
             .into()]),
         }
@@ -159,7 +171,10 @@ mod tests {
                 &ctx,
             )
             .unwrap();
-        assert!(matches!(miss[0], Event::DomainVerificationFailed(_)));
+        assert!(matches!(&miss[0], Event::DomainVerificationFailed(f)
+            if f.reason.contains("\"tok123\"") && f.reason.contains("\"other\"")));
+        d.apply(&envelope("dom_1", 2, 8, miss[0].clone()));
+        assert_eq!(d.status, DomainStatus::Pending);
         let err = d
             .decide(
                 &DomainCommand::Verify {
@@ -179,7 +194,7 @@ mod tests {
                 &ctx,
             )
             .unwrap();
-        d.apply(&envelope("dom_1", 2, 9, hit[0].clone()));
+        d.apply(&envelope("dom_1", 3, 9, hit[0].clone()));
         assert_eq!((d.status, d.verified_at), (DomainStatus::Verified, Some(9)));
         round_trip(&d);
     }

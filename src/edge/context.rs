@@ -1,5 +1,5 @@
-//! What every session on an edge shares: the core, the node, public port
-//! settings, which session serves which tunnel (and HTTP host), and the
+//! What every session on an edge shares: the core, the node, how the public
+//! is served, which session serves which tunnel (and HTTP hosts), and the
 //! shutdown signal.
 
 use std::collections::HashMap;
@@ -14,8 +14,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
+use super::access::Access;
+use super::dns::DnsVerifier;
 use super::meter::Meter;
 use crate::actors::Core;
+use crate::domain::DomainName;
 
 /// A byte stream to an agent, whatever the transport.
 pub trait AgentStream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -42,25 +45,42 @@ impl<C: Connection> StreamOpener for C {
 pub struct Route {
     /// The tunnel.
     pub tunnel: String,
+    /// Its tenant (a custom domain must stay verified for it).
+    pub tenant: String,
+    /// Whether the host is a custom domain rather than NAME.<tunnel base>.
+    pub custom: bool,
     /// The agent connection serving it.
     pub opener: Arc<dyn StreamOpener>,
     /// Its counters.
     pub meter: Arc<Meter>,
+    /// Who may use it.
+    pub access: Arc<Access>,
+}
+
+/// What a session holds for a tunnel it serves.
+pub enum Serve {
+    /// A TCP tunnel's accept loop on its public port.
+    Port(AbortHandle),
+    /// An HTTP tunnel's hosts, and custom domains waiting for verification.
+    Http {
+        /// Hosts routed now.
+        hosts: Vec<String>,
+        /// The route for each of them.
+        route: Route,
+        /// Domains asked for but not verified yet.
+        waiting: Vec<DomainName>,
+    },
 }
 
 /// Which session serves a tunnel, and what it holds for it.
 struct Serving {
     session: String,
-    accept_loop: Option<AbortHandle>,
-    host: Option<String>,
+    serve: Serve,
 }
 
-/// Settings and shared state of the edge's sessions.
-pub struct EdgeContext {
-    /// The control-plane core.
-    pub core: Arc<Core>,
-    /// This node's id.
-    pub node: String,
+/// How the edge serves the public.
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
     /// Where public TCP ports are bound.
     pub public_host: IpAddr,
     /// The host name shown in public addresses.
@@ -69,10 +89,56 @@ pub struct EdgeContext {
     pub tcp_ports: (u16, u16),
     /// The public HTTP port, when the edge serves HTTP tunnels.
     pub http_port: Option<u16>,
+    /// Whether the public HTTP port speaks TLS.
+    pub https: bool,
     /// Whether each proxied HTTP request is recorded as a `RequestCaptured` event.
     pub capture: bool,
+    /// How long the agent's service has to start answering an HTTP request.
+    pub upstream_timeout: Duration,
+    /// How custom domains are verified.
+    pub dns: DnsVerifier,
+    /// How often domains waiting for their TXT record are checked again.
+    pub domain_recheck: Duration,
     /// How often traffic is reported.
     pub window: Duration,
+}
+
+impl EdgeSettings {
+    /// Settings for an edge advertised as `advertise`, binding public ports
+    /// on `public_host`; no HTTP.
+    pub fn new(public_host: IpAddr, advertise: impl Into<String>) -> Self {
+        Self {
+            public_host,
+            advertise: advertise.into(),
+            tcp_ports: (20_000, 29_999),
+            http_port: None,
+            https: false,
+            capture: true,
+            upstream_timeout: Duration::from_secs(30),
+            dns: DnsVerifier::default(),
+            domain_recheck: Duration::from_secs(30),
+            window: Duration::from_millis(200),
+        }
+    }
+
+    /// The public URL of an HTTP host.
+    pub fn url(&self, host: &str) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        match (self.http_port, self.https) {
+            (Some(443), true) | (Some(80), false) | (None, _) => format!("{scheme}://{host}"),
+            (Some(port), _) => format!("{scheme}://{host}:{port}"),
+        }
+    }
+}
+
+/// Settings and shared state of the edge's sessions.
+pub struct EdgeContext {
+    /// The control-plane core.
+    pub core: Arc<Core>,
+    /// This node's id.
+    pub node: String,
+    /// How the public is served.
+    pub settings: EdgeSettings,
     /// Turns true when the edge stops.
     pub shutdown: watch::Receiver<bool>,
     serving: Mutex<HashMap<String, Serving>>,
@@ -86,54 +152,37 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl EdgeContext {
     /// A context with no sessions yet.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         core: Arc<Core>,
         node: String,
-        public_host: IpAddr,
-        advertise: String,
-        tcp_ports: (u16, u16),
-        http_port: Option<u16>,
-        capture: bool,
-        window: Duration,
+        settings: EdgeSettings,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
             core,
             node,
-            public_host,
-            advertise,
-            tcp_ports,
-            http_port,
-            capture,
-            window,
+            settings,
             shutdown,
             serving: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Records that `session` serves `tunnel` (with its TCP accept loop, or its
-    /// HTTP route), stopping what the session before it held: a reconnect
-    /// takes over at once.
-    pub fn take_over(
-        &self,
-        tunnel: &str,
-        session: &str,
-        accept_loop: Option<AbortHandle>,
-        route: Option<(String, Route)>,
-    ) {
-        let host = route.as_ref().map(|(h, _)| h.clone());
-        if let Some((host, route)) = route {
-            lock(&self.routes).insert(host, route);
+    /// Records that `session` serves `tunnel`, stopping what the session
+    /// before it held: a reconnect takes over at once.
+    pub fn take_over(&self, tunnel: &str, session: &str, serve: Serve) {
+        if let Serve::Http { hosts, route, .. } = &serve {
+            let mut routes = lock(&self.routes);
+            for host in hosts {
+                routes.insert(host.clone(), route.clone());
+            }
         }
         let entry = Serving {
             session: session.to_string(),
-            accept_loop,
-            host,
+            serve,
         };
         if let Some(old) = lock(&self.serving).insert(tunnel.to_string(), entry) {
-            if let Some(a) = old.accept_loop {
+            if let Serve::Port(a) = old.serve {
                 a.abort();
             }
         }
@@ -142,7 +191,7 @@ impl EdgeContext {
     /// Stops the accept loop serving `tunnel` (if any) so its port can be bound again.
     pub fn release_port(&self, tunnel: &str) {
         if let Some(Serving {
-            accept_loop: Some(a),
+            serve: Serve::Port(a),
             ..
         }) = lock(&self.serving).get(tunnel)
         {
@@ -153,20 +202,22 @@ impl EdgeContext {
     /// Forgets `tunnel` if `session` still serves it; returns whether it did.
     pub fn leave(&self, tunnel: &str, session: &str) -> bool {
         let mut serving = lock(&self.serving);
-        match serving.get(tunnel) {
-            Some(s) if s.session == session => {
-                if let Some(entry) = serving.remove(tunnel) {
-                    if let Some(a) = entry.accept_loop {
-                        a.abort();
-                    }
-                    if let Some(h) = entry.host {
-                        lock(&self.routes).remove(&h);
+        if !matches!(serving.get(tunnel), Some(s) if s.session == session) {
+            return false;
+        }
+        match serving.remove(tunnel).map(|s| s.serve) {
+            Some(Serve::Port(a)) => a.abort(),
+            Some(Serve::Http { hosts, .. }) => {
+                let mut routes = lock(&self.routes);
+                for h in hosts {
+                    if routes.get(&h).is_some_and(|r| r.tunnel == tunnel) {
+                        routes.remove(&h);
                     }
                 }
-                true
             }
-            _ => false,
+            None => {}
         }
+        true
     }
 
     /// Whether no session serves any tunnel.
@@ -177,5 +228,46 @@ impl EdgeContext {
     /// Where requests for `host` go, if a session serves it.
     pub fn route(&self, host: &str) -> Option<Route> {
         lock(&self.routes).get(host).cloned()
+    }
+
+    /// Stops routing `host` (a custom domain that was removed).
+    pub fn unroute(&self, host: &str) {
+        lock(&self.routes).remove(host);
+    }
+
+    /// Custom domains that served tunnels wait for, with their tunnel.
+    pub fn waiting_domains(&self) -> Vec<(String, DomainName)> {
+        lock(&self.serving)
+            .iter()
+            .flat_map(|(tunnel, s)| match &s.serve {
+                Serve::Http { waiting, .. } => waiting
+                    .iter()
+                    .map(|d| (tunnel.clone(), d.clone()))
+                    .collect(),
+                Serve::Port(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Routes a custom domain that was verified to the tunnel waiting for it.
+    pub fn domain_verified(&self, tunnel: &str, domain: &DomainName) {
+        let mut serving = lock(&self.serving);
+        let Some(Serve::Http {
+            hosts,
+            route,
+            waiting,
+        }) = serving.get_mut(tunnel).map(|s| &mut s.serve)
+        else {
+            return;
+        };
+        waiting.retain(|d| d.id != domain.id);
+        if !hosts.contains(&domain.host) {
+            hosts.push(domain.host.clone());
+        }
+        let route = Route {
+            custom: true,
+            ..route.clone()
+        };
+        lock(&self.routes).insert(domain.host.clone(), route);
     }
 }

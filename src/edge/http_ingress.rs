@@ -1,6 +1,7 @@
-//! Public HTTP ingress: a request for `NAME.<tunnel base>` is proxied through
-//! its tunnel to the agent's local service, bodies streamed both ways, and
-//! recorded as one `RequestCaptured`.
+//! Public HTTP(S) ingress: a request for `NAME.<tunnel base>` or a verified
+//! custom domain is checked against the tunnel's access rules, proxied
+//! through its tunnel to the agent's local service, bodies streamed both
+//! ways, and recorded as one `RequestCaptured`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,24 +16,26 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
+use super::access::Denied;
 use super::capture::{CaptureGuard, CountingBody};
 use super::context::{AgentStream, EdgeContext, Route};
 use super::meter::Meter;
 use crate::protocol::{write_frame, StreamHeader};
 
-/// How long the agent's service has to start answering.
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
-/// Serves public HTTP on `listener` until the edge stops.
-pub async fn serve(listener: TcpListener, ctx: Arc<EdgeContext>) {
+/// Serves public HTTP (HTTPS with `tls`) on `listener` until the edge stops.
+pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<EdgeContext>) {
     let mut shutdown = ctx.shutdown.clone();
     loop {
         let (socket, peer) = tokio::select! {
@@ -44,13 +47,68 @@ pub async fn serve(listener: TcpListener, ctx: Arc<EdgeContext>) {
         };
         let _ = socket.set_nodelay(true);
         let ctx = ctx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| proxy(req, peer, ctx.clone()));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(socket), service)
-                .with_upgrades()
-                .await;
+            match tls {
+                None => serve_connection(socket, peer, ctx).await,
+                Some(acceptor) => {
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await
+                    {
+                        serve_connection(stream, peer, ctx).await;
+                    }
+                }
+            }
         });
+    }
+}
+
+async fn serve_connection<S>(io: S, peer: SocketAddr, ctx: Arc<EdgeContext>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let service = hyper::service::service_fn(move |req| proxy(req, peer, ctx.clone()));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades()
+        .await;
+}
+
+/// The route for `host` if it may be used now: a custom domain must still be
+/// verified for the tunnel's tenant (removing it stops routing at once).
+fn live_route(ctx: &EdgeContext, host: &str) -> Option<Route> {
+    let route = ctx.route(host)?;
+    if route.custom
+        && !ctx
+            .core
+            .projections()
+            .read()
+            .domains
+            .verified_for(host, &route.tenant)
+    {
+        ctx.unroute(host);
+        return None;
+    }
+    Some(route)
+}
+
+fn denied(why: Denied) -> Response<Body> {
+    match why {
+        Denied::Network => page(
+            StatusCode::FORBIDDEN,
+            "your address may not use this tunnel".into(),
+        ),
+        Denied::Credentials => {
+            let mut resp = page(
+                StatusCode::UNAUTHORIZED,
+                "this tunnel needs a user name and password".into(),
+            );
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"beamd\", charset=\"UTF-8\""),
+            );
+            resp
+        }
     }
 }
 
@@ -88,7 +146,7 @@ async fn proxy(
     ctx: Arc<EdgeContext>,
 ) -> Result<Response<Body>, Infallible> {
     let host = host_of(&req);
-    let Some(route) = ctx.route(&host) else {
+    let Some(route) = live_route(&ctx, &host) else {
         let known = match ctx.core.directory().await {
             Ok(d) => d.holder_of_host(&host).is_some(),
             Err(_) => false,
@@ -102,6 +160,12 @@ async fn proxy(
             page(StatusCode::NOT_FOUND, format!("no tunnel serves {host}"))
         });
     };
+    if !route.access.is_open() {
+        let authorization = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+        if let Err(why) = route.access.check(peer.ip(), authorization) {
+            return Ok(denied(why));
+        }
+    }
     let started = Instant::now();
     let stream = match open(&route, peer).await {
         Ok(s) => s,
@@ -133,7 +197,10 @@ async fn proxy(
     };
     for (name, value) in [
         ("x-forwarded-for", forwarded_for),
-        ("x-forwarded-proto", "http".into()),
+        (
+            "x-forwarded-proto",
+            if ctx.settings.https { "https" } else { "http" }.into(),
+        ),
         ("x-forwarded-host", host.clone()),
     ] {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -167,7 +234,8 @@ async fn proxy(
         .then(|| hyper::upgrade::on(&mut req));
     let (bytes_in, bytes_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let req = req.map(|b| CountingBody::new(b, bytes_in.clone(), None));
-    let response = match tokio::time::timeout(UPSTREAM_TIMEOUT, sender.send_request(req)).await {
+    let timeout = ctx.settings.upstream_timeout;
+    let response = match tokio::time::timeout(timeout, sender.send_request(req)).await {
         Ok(Ok(mut resp)) => {
             if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) = (resp.status(), client_upgrade)
             {
@@ -190,11 +258,11 @@ async fn proxy(
         ),
         Err(_) => page(
             StatusCode::GATEWAY_TIMEOUT,
-            format!("the service behind {host} did not answer within {UPSTREAM_TIMEOUT:?}"),
+            format!("the service behind {host} did not answer within {timeout:?}"),
         ),
     };
     capture.status = response.status().as_u16();
-    let guard = ctx.capture.then(|| CaptureGuard {
+    let guard = ctx.settings.capture.then(|| CaptureGuard {
         capture,
         bytes_in,
         bytes_out: bytes_out.clone(),

@@ -2,10 +2,13 @@
 //! agents over QUIC, WebSocket and/or TCP, forwards each public TCP
 //! connection as one stream to its agent, and meters the bytes.
 
+mod access;
 mod admin;
 mod auth;
 mod capture;
 mod context;
+mod dns;
+mod domains;
 mod http_ingress;
 mod listener;
 mod meter;
@@ -15,6 +18,8 @@ mod session;
 mod supervisor;
 mod tokens_file;
 
-pub use context::EdgeContext;
+pub use access::{Access, Denied};
+pub use context::{EdgeContext, EdgeSettings};
+pub use dns::DnsVerifier;
 pub use node::run;
 pub use supervisor::{EdgeSupervisor, EdgeSupervisorMsg, ListenerActor, ListenerMsg, ListenerSpec};

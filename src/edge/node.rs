@@ -11,9 +11,12 @@ use beamd_events::log::SledLog;
 use beamd_events::{Clock, Durability, EventLog, SystemClock};
 use beamd_snapshots::SnapshotPolicy;
 use beamd_transports::tls::EdgeIdentity;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::admin::bootstrap;
-use super::context::EdgeContext;
+use super::context::{EdgeContext, EdgeSettings};
+use super::dns::DnsVerifier;
 use super::supervisor::{EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec};
 use crate::actors::{ask, Core, CoreConfig, CoreError, Timings};
 use crate::cli::EdgeArgs;
@@ -61,6 +64,25 @@ async fn release_expired(core: &Core, grace: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Binds the public HTTP listener, with its TLS acceptor for HTTPS.
+async fn open_http(args: &EdgeArgs) -> Result<Option<(TcpListener, Option<TlsAcceptor>)>> {
+    let Some(addr) = args.http_listen else {
+        return Ok(None);
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let identity = EdgeIdentity::from_files(cert, key)
+                .with_context(|| format!("cannot load --tls-cert {}", cert.display()))?;
+            Some(TlsAcceptor::from(Arc::new(identity.https_config()?)))
+        }
+        _ => None,
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
+    Ok(Some((listener, tls)))
+}
+
 /// Runs `beamd edge` until SIGINT or SIGTERM.
 pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     if args.durability == Durability::Off {
@@ -105,28 +127,26 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         (Some(cert), Some(key)) => (EdgeIdentity::from_files(cert, key)?, false),
         _ => EdgeIdentity::load_or_create(dir.path(), std::slice::from_ref(&advertise))?,
     };
-    let http = match args.http_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for HTTP on {addr}"))?,
-        ),
-        None => None,
-    };
-    let http_port = match &http {
-        Some(l) => Some(l.local_addr()?.port()),
-        None => None,
-    };
+    let http = open_http(&args).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut settings = EdgeSettings::new(args.public_host, advertise);
+    settings.tcp_ports = (args.tcp_ports.0, args.tcp_ports.1);
+    settings.http_port = match &http {
+        Some((l, _)) => Some(l.local_addr()?.port()),
+        None => None,
+    };
+    settings.https = matches!(&http, Some((_, Some(_))));
+    settings.capture = !args.no_capture;
+    settings.upstream_timeout = Duration::from_secs(args.upstream_timeout_secs.max(1));
+    settings.dns = DnsVerifier {
+        resolver: args.dns_resolver,
+    };
+    settings.domain_recheck = Duration::from_secs(args.domain_recheck_secs.max(1));
+    settings.window = Duration::from_millis(args.traffic_window_ms.max(10));
     let ctx = Arc::new(EdgeContext::new(
         core.clone(),
         node.clone(),
-        args.public_host,
-        advertise,
-        (args.tcp_ports.0, args.tcp_ports.1),
-        http_port,
-        !args.no_capture,
-        Duration::from_millis(args.traffic_window_ms.max(10)),
+        settings,
         stop_rx,
     ));
     let mut bound = Vec::new();
@@ -154,11 +174,13 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         bound.push(format!("{}={local}", transport.kind_name()));
         crate::say!("beamd edge: listening {} on {local}", transport.kind_name());
     }
-    if let Some(listener) = http {
+    if let Some((listener, tls)) = http {
         let local = listener.local_addr()?;
-        bound.push(format!("http={local}"));
-        crate::say!("beamd edge: listening http on {local}");
-        tokio::spawn(super::http_ingress::serve(listener, ctx.clone()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        bound.push(format!("{scheme}={local}"));
+        crate::say!("beamd edge: listening {scheme} on {local}");
+        tokio::spawn(super::http_ingress::serve(listener, tls, ctx.clone()));
+        tokio::spawn(super::domains::recheck(ctx.clone()));
     }
     let join = NodeCommand::Join {
         version: env!("CARGO_PKG_VERSION").to_string(),

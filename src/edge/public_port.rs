@@ -72,10 +72,11 @@ pub(super) async fn open_any(
     request: &TunnelRequest,
     transport: TransportKind,
 ) -> Result<(Tunnel, TcpListener), ErrorFrame> {
-    let (from, to) = ctx.tcp_ports;
+    let (from, to) = ctx.settings.tcp_ports;
     let held = ctx.core.directory().await.map_err(from_core)?.ports;
     for port in (from..=to).filter(|p| !held.contains_key(p)) {
-        let Ok(listener) = TcpListener::bind(SocketAddr::new(ctx.public_host, port)).await else {
+        let Ok(listener) = TcpListener::bind(SocketAddr::new(ctx.settings.public_host, port)).await
+        else {
             continue;
         };
         match ctx
@@ -96,7 +97,7 @@ pub(super) async fn open_any(
 
 /// Binds a public port, retrying briefly while a previous session lets go of it.
 async fn bind(ctx: &EdgeContext, port: u16) -> std::io::Result<TcpListener> {
-    let addr = SocketAddr::new(ctx.public_host, port);
+    let addr = SocketAddr::new(ctx.settings.public_host, port);
     let mut last = None;
     for _ in 0..20 {
         match TcpListener::bind(addr).await {

@@ -10,12 +10,14 @@ use beamd_events::{Clock, SystemClock};
 use beamd_transports::Connection;
 use tokio::sync::mpsc;
 
+use super::access::Access;
 use super::auth::authenticate;
-use super::context::{EdgeContext, Route};
+use super::context::{EdgeContext, Route, Serve};
+use super::domains;
 use super::meter::{is_empty, Meter};
 use super::public_port::{accept_public, open_any, open_exact};
 use crate::actors::CoreError;
-use crate::domain::{Key, OpenTunnel, PortRequest, TunnelCommand};
+use crate::domain::{DomainStatus, Key, OpenTunnel, PortRequest, TunnelCommand};
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
     TunnelRequest, PROTOCOL_VERSION,
@@ -197,15 +199,17 @@ async fn start<C: Connection>(
             }
         };
         match opened {
-            Ok((id, public, port)) => {
+            Ok(o) => {
                 assigned.push(AssignedTunnel {
-                    id: id.clone(),
+                    id: o.id.clone(),
                     protocol: request.protocol,
-                    public,
-                    port,
+                    public: o.public,
+                    port: o.port,
                     local_addr: request.local_addr.clone(),
+                    aliases: o.aliases,
+                    notice: o.notice,
                 });
-                served.push(Served { id, meter });
+                served.push(Served { id: o.id, meter });
             }
             Err(frame) => {
                 finish(ctx, session, &served).await;
@@ -221,8 +225,16 @@ async fn start<C: Connection>(
     Ok((key, served, welcome))
 }
 
+/// A tunnel opened for the agent.
+struct Opened {
+    id: String,
+    public: String,
+    port: Option<u16>,
+    aliases: Vec<String>,
+    notice: Option<String>,
+}
+
 /// Opens a TCP tunnel: its port bound, its public connections forwarded.
-/// Returns its id, public address and port.
 async fn open_tcp<C: Connection>(
     conn: &Arc<C>,
     session: &str,
@@ -231,7 +243,7 @@ async fn open_tcp<C: Connection>(
     key: &Key,
     request: &TunnelRequest,
     meter: &Arc<Meter>,
-) -> Result<(String, String, Option<u16>), ErrorFrame> {
+) -> Result<Opened, ErrorFrame> {
     let (tunnel, listener) = match request.port {
         Some(port) => open_exact(ctx, key, request, transport, port).await?,
         None => open_any(ctx, key, request, transport).await?,
@@ -245,15 +257,18 @@ async fn open_tcp<C: Connection>(
         tunnel.id.clone(),
         meter.clone(),
     ));
-    ctx.take_over(&tunnel.id, session, Some(accept.abort_handle()), None);
-    Ok((
-        tunnel.id,
-        format!("tcp://{}:{port}", ctx.advertise),
-        Some(port),
-    ))
+    ctx.take_over(&tunnel.id, session, Serve::Port(accept.abort_handle()));
+    Ok(Opened {
+        id: tunnel.id,
+        public: format!("tcp://{}:{port}", ctx.settings.advertise),
+        port: Some(port),
+        aliases: Vec::new(),
+        notice: None,
+    })
 }
 
-/// Opens an HTTP tunnel: requests for NAME.<tunnel base> are routed to this connection.
+/// Opens an HTTP tunnel: requests for NAME.<tunnel base>, and for its
+/// custom domain once verified, are routed to this connection.
 async fn open_http<C: Connection>(
     conn: &Arc<C>,
     session: &str,
@@ -262,13 +277,15 @@ async fn open_http<C: Connection>(
     key: &Key,
     request: &TunnelRequest,
     meter: &Arc<Meter>,
-) -> Result<(String, String, Option<u16>), ErrorFrame> {
-    let http_port = ctx.http_port.ok_or_else(|| {
-        error(
+) -> Result<Opened, ErrorFrame> {
+    if ctx.settings.http_port.is_none() {
+        return Err(error(
             "invalid_request",
             "this edge serves no HTTP tunnels (it runs without --http-listen)",
-        )
-    })?;
+        ));
+    }
+    let access = Access::parse(request.basic_auth.as_deref(), &request.allow)
+        .map_err(|e| error("invalid_request", e))?;
     let name = request
         .name
         .clone()
@@ -290,11 +307,41 @@ async fn open_http<C: Connection>(
     let host = format!("{name}.{}", tenant.tunnel_base);
     let route = Route {
         tunnel: tunnel.id.clone(),
+        tenant: tunnel.tenant.clone(),
+        custom: false,
         opener: conn.clone(),
         meter: meter.clone(),
+        access: Arc::new(access),
     };
-    ctx.take_over(&tunnel.id, session, None, Some((host.clone(), route)));
-    Ok((tunnel.id, format!("http://{host}:{http_port}"), None))
+    let (mut verified, mut notice, mut waiting) = (None, None, Vec::new());
+    if let Some(wanted) = &request.domain {
+        let domain = domains::ensure(ctx, key, wanted).await?;
+        if domain.status == DomainStatus::Verified {
+            verified = Some(domain);
+        } else {
+            notice = Some(domains::waiting_notice(ctx, &domain));
+            waiting.push(domain);
+        }
+    }
+    let public = ctx.settings.url(&host);
+    let serve = Serve::Http {
+        hosts: vec![host],
+        route,
+        waiting,
+    };
+    ctx.take_over(&tunnel.id, session, serve);
+    let mut aliases = Vec::new();
+    if let Some(d) = verified {
+        ctx.domain_verified(&tunnel.id, &d);
+        aliases.push(ctx.settings.url(&d.host));
+    }
+    Ok(Opened {
+        id: tunnel.id,
+        public,
+        port: None,
+        aliases,
+        notice,
+    })
 }
 
 /// Reports traffic once per window and cuts the session off when the key's
@@ -309,7 +356,7 @@ async fn report(
         Ok(tenant) => tenant.plan.bandwidth_bytes_per_month,
         Err(_) => None,
     };
-    let mut tick = tokio::time::interval(ctx.window);
+    let mut tick = tokio::time::interval(ctx.settings.window);
     loop {
         tick.tick().await;
         for (id, meter) in &meters {

@@ -3,12 +3,14 @@
 //! Every projection registered in `GLOBAL_FOLDS` is rebuilt and compared
 //! with its snapshots by `beamd audit`.
 
+mod domains;
 mod inspector;
 mod inspector_index;
 mod log_summary;
 mod status;
 mod usage;
 
+pub use domains::DomainsProjection;
 pub use inspector::{CapturedRequest, InspectorProjection, DEFAULT_RECENT};
 pub use inspector_index::{
     IndexError, InspectorIndex, LogPage, LogQuery, INSPECTOR_TREE, PAGE_SIZE,
@@ -23,5 +25,6 @@ pub const GLOBAL_FOLDS: &[&str] = &[
     <UsageProjection as beamd_snapshots::Fold>::KIND,
     <InspectorProjection as beamd_snapshots::Fold>::KIND,
     <StatusProjection as beamd_snapshots::Fold>::KIND,
+    <DomainsProjection as beamd_snapshots::Fold>::KIND,
     <crate::domain::Directory as beamd_snapshots::Fold>::KIND,
 ];

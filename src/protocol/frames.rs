@@ -39,6 +39,15 @@ pub struct TunnelRequest {
     pub port: Option<u16>,
     /// A wanted name (HTTP).
     pub name: Option<String>,
+    /// A custom domain to serve too (HTTP), added to the tenant if new.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// HTTP basic auth `user:password` the edge demands of the public (HTTP).
+    #[serde(default)]
+    pub basic_auth: Option<String>,
+    /// Client networks (CIDR) the edge lets in; empty lets everyone in (HTTP).
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// The agent's first frame.
@@ -76,6 +85,12 @@ pub struct AssignedTunnel {
     pub port: Option<u16>,
     /// The agent-side address.
     pub local_addr: String,
+    /// More public URLs (verified custom domains).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Something the agent's user should know (a domain waiting for its TXT record).
+    #[serde(default)]
+    pub notice: Option<String>,
 }
 
 /// An error the edge reports before it closes the connection.

@@ -157,6 +157,23 @@ impl EdgeIdentity {
         cfg.alpn_protocols = vec![ALPN.to_vec()];
         Ok(cfg)
     }
+
+    /// A server configuration for public HTTPS: TLS 1.2 and 1.3, ALPN `http/1.1`.
+    pub fn https_config(&self) -> Result<rustls::ServerConfig, TransportError> {
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(tls)?
+            .with_no_client_auth()
+            .with_single_cert(
+                std::iter::once(self.cert.clone())
+                    .chain(self.chain.iter().cloned())
+                    .collect(),
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )
+            .map_err(tls)?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(cfg)
+    }
 }
 
 #[cfg(unix)]
