@@ -1,0 +1,208 @@
+//! Who may use an HTTP tunnel, checked at the edge over each transport:
+//! basic auth (401), client networks (403), a service too slow (504), bad
+//! rules refused; and public HTTPS with a certificate from files.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use base64::Engine;
+use beamd_transports::tls::{EdgeIdentity, Trust};
+use common::http::{client, full, get, http_server, send, start_http_agent, Body};
+use common::tunnel::{start_edge, Proc, ADMIN_TOKEN};
+use http_body_util::BodyExt;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+fn with_auth(host: &str, path: &str, pair: &str) -> Result<Request<Body>> {
+    let value = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    );
+    Ok(Request::get(path)
+        .header("host", host)
+        .header("authorization", value)
+        .body(full(""))?)
+}
+
+async fn access_through(transport: &str) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let web = http_server().await?;
+    let edge = start_edge(
+        dir.path(),
+        transport,
+        "127.0.0.1:0",
+        &[
+            "--http-listen",
+            "127.0.0.1:0",
+            "--upstream-timeout-secs",
+            "1",
+        ],
+    )?;
+    let (_locked, locked, public) = start_http_agent(
+        &edge,
+        transport,
+        web,
+        "locked",
+        &["--basic-auth", "ann:s3cret", "--allow", "127.0.0.0/8"],
+    )?;
+    let (_lan, lan, _) =
+        start_http_agent(&edge, transport, web, "lan", &["--allow", "10.0.0.0/8"])?;
+
+    let mut c = client(public).await?;
+    let resp = {
+        c.ready().await?;
+        c.send_request(get(&locked, "/hello")?).await?
+    };
+    ensure!(resp.status() == 401, "no credentials: {}", resp.status());
+    ensure!(
+        resp.headers()
+            .get("www-authenticate")
+            .is_some_and(|v| v.as_bytes().starts_with(b"Basic")),
+        "a 401 asks for basic auth"
+    );
+    resp.into_body().collect().await?;
+    let (status, _) = send(&mut c, with_auth(&locked, "/hello", "ann:wrong")?).await?;
+    ensure!(status == 401, "wrong password: {status}");
+    let (status, body) = send(&mut c, with_auth(&locked, "/hello", "ann:s3cret")?).await?;
+    ensure!(
+        (status, body.as_str()) == (200, "hello through the tunnel"),
+        "right password: {status} {body}"
+    );
+    // 127.0.0.1 is outside 10.0.0.0/8: refused whatever the credentials.
+    let (status, body) = send(&mut c, get(&lan, "/hello")?).await?;
+    ensure!(status == 403, "outside the allowlist: {status} {body}");
+    // The service takes 5 s; the edge waits 1 s.
+    let (status, body) = send(&mut c, with_auth(&locked, "/slow", "ann:s3cret")?).await?;
+    ensure!(
+        status == 504 && body.contains("did not answer"),
+        "slow service: {status} {body}"
+    );
+
+    edge.proc.signal(rustix::process::Signal::TERM)?;
+    edge.proc.expect("stopped", Duration::from_secs(30))?;
+    drop(edge);
+    // Refused requests never reached the agent: only the 200 and the 504 are captured.
+    let out = common::beamd(&["replay", "--data-dir", dir.path().to_str().context("dir")?]);
+    let mut statuses: Vec<u64> = common::text(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["type"] == "RequestCaptured")
+        .filter_map(|e| e["event"]["status"].as_u64())
+        .collect();
+    statuses.sort();
+    ensure!(statuses == [200, 504], "captured statuses {statuses:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_over_quic() -> Result<()> {
+    access_through("quic").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_over_websocket() -> Result<()> {
+    access_through("ws").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_over_tcp() -> Result<()> {
+    access_through("tcp").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_access_rules_are_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let edge = start_edge(
+        dir.path(),
+        "tcp",
+        "127.0.0.1:0",
+        &["--http-listen", "127.0.0.1:0"],
+    )?;
+    let addr = edge.agent_addr.to_string();
+    for (flag, value, says) in [
+        ("--allow", "10.0.0.0/33", "not an IP network"),
+        ("--basic-auth", "nocolon", "USER:PASSWORD"),
+    ] {
+        let mut agent = Proc::spawn(
+            &[
+                "http",
+                "9",
+                "--name",
+                "bad",
+                "--edge",
+                &addr,
+                "--transport",
+                "tcp",
+                flag,
+                value,
+            ],
+            &[("BEAMD_TOKEN", ADMIN_TOKEN)],
+        )?;
+        let status = agent.child.wait()?;
+        ensure!(!status.success(), "{flag} {value} must fail");
+        // stderr is read by a thread: give it a moment to catch up.
+        let mut said = false;
+        for _ in 0..50 {
+            said = agent.stderr_contains("invalid_request") && agent.stderr_contains(says);
+            if said {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        ensure!(said, "{flag} {value}: the refusal says why");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_ingress_serves_tunnels_with_its_certificate() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let certs = tempfile::tempdir()?;
+    let (identity, _) = EdgeIdentity::load_or_create(certs.path(), &["secure.localhost".into()])?;
+    let cert = certs.path().join("edge-cert.pem");
+    let key = certs.path().join("edge-key.pem");
+    let web = http_server().await?;
+    let edge = start_edge(
+        dir.path(),
+        "quic",
+        "127.0.0.1:0",
+        &[
+            "--http-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().context("path")?,
+            "--tls-key",
+            key.to_str().context("path")?,
+        ],
+    )?;
+    let (_agent, url, public) = start_http_agent(&edge, "quic", web, "secure", &[])?;
+    ensure!(url.starts_with("secure.localhost:"), "{url}");
+    // A TLS client that accepts exactly the certificate given to the edge.
+    let mut tls = Trust::Fingerprint(identity.fingerprint()).client_config()?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let name = rustls::pki_types::ServerName::try_from("secure.localhost")?;
+    let stream = connector
+        .connect(name, TcpStream::connect(public).await?)
+        .await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let (status, body) = send(&mut sender, get(&url, "/hello")?).await?;
+    ensure!(
+        status == 200 && body == "hello through the tunnel",
+        "{status} {body}"
+    );
+    let (_, seen) = send(&mut sender, get(&url, "/headers")?).await?;
+    ensure!(seen == "127.0.0.1 secure.localhost https", "{seen}");
+    // Plain HTTP on the HTTPS port gets no answer.
+    let mut plain = client(public).await?;
+    ensure!(
+        send(&mut plain, get(&url, "/hello")?).await.is_err(),
+        "plain HTTP must not be served on the HTTPS port"
+    );
+    Ok(())
+}
