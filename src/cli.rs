@@ -224,6 +224,8 @@ pub enum BenchCommand {
     Core(crate::bench::core::CoreBenchArgs),
     /// TCP throughput and connection setup through each transport against a direct connection.
     Tunnel(crate::bench::tunnel::TunnelBenchArgs),
+    /// HTTP requests/s and p50/p99 latency through an HTTP tunnel, with and without capture, against direct.
+    Http(crate::bench::http::HttpBenchArgs),
 }
 
 /// Runs a parsed command line.
@@ -242,5 +244,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Tunnel(args)) => {
             runtime.block_on(crate::bench::tunnel::run(args))
         }
+        Command::Bench(BenchCommand::Http(args)) => runtime.block_on(crate::bench::http::run(args)),
     }
 }

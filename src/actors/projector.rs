@@ -9,7 +9,6 @@ use beamd_events::{Envelope, EventLog};
 use beamd_snapshots::{Fold, Snapshot, SnapshotPolicy, SnapshotStore};
 use serde::de::DeserializeOwned;
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
 
 use super::CoreError;
 use crate::projections::{
@@ -185,7 +184,7 @@ pub struct ProjectorHandle {
     shared: Arc<RwLock<Projections>>,
     applied: watch::Receiver<u64>,
     stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
-    task: tokio::sync::Mutex<Option<JoinHandle<Result<(), CoreError>>>>,
+    task: tokio::sync::Mutex<Option<oneshot::Receiver<Result<(), CoreError>>>>,
 }
 
 impl ProjectorHandle {
@@ -225,10 +224,34 @@ impl ProjectorHandle {
         match task {
             Some(task) => task
                 .await
-                .map_err(|e| CoreError::Actor(format!("projector panicked: {e}")))?,
+                .map_err(|_| CoreError::Actor("the projector thread panicked".into()))?,
             None => Ok(()),
         }
     }
+}
+
+/// Runs the projector's loop on its own thread (with its own single-thread
+/// runtime): folding, indexing and snapshotting bursts of events is CPU and
+/// blocking sled work that must not stall the workers carrying traffic.
+fn spawn_on_own_thread<F>(work: F) -> Result<oneshot::Receiver<Result<(), CoreError>>, CoreError>
+where
+    F: std::future::Future<Output = Result<(), CoreError>> + Send + 'static,
+{
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("beamd-projector".into())
+        .spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(work),
+                Err(e) => Err(CoreError::Actor(format!("projector runtime: {e}"))),
+            };
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| CoreError::Actor(format!("cannot start the projector thread: {e}")))?;
+    Ok(done_rx)
 }
 
 /// Rebuilds the projections and starts following the log.
@@ -254,13 +277,18 @@ pub async fn start_projector(
     let shared = Arc::new(RwLock::new(rebuilt));
     let (stop_tx, mut stop_rx) = oneshot::channel();
     let writer = shared.clone();
-    let task = tokio::spawn(async move {
+    let task = spawn_on_own_thread(async move {
         // Counted from the snapshots the rebuild started from, so a start that
         // replayed a long tail snapshots it at the next chance.
         let mut snapshot_seq = rebuilt_from;
         loop {
             let events = tokio::select! {
-                _ = &mut stop_rx => break,
+                stopped = &mut stop_rx => match stopped {
+                    Ok(()) => break,
+                    // The handle was dropped without `stop` (a crash, in
+                    // tests): end without a final snapshot, as a crash would.
+                    Err(_) => return Ok(()),
+                },
                 events = follower.next_batch() => events?,
             };
             let mut captured = Vec::new();
@@ -290,7 +318,7 @@ pub async fn start_projector(
             }
         }
         Ok(())
-    });
+    })?;
     Ok(ProjectorHandle {
         replayed,
         shared,

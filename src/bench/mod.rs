@@ -1,7 +1,9 @@
 //! `beamd bench …`: measurements run side by side with their baselines, so
 //! that figures are ratios taken in one run on one machine.
 
+mod child;
 pub mod core;
+pub mod http;
 pub mod log;
 mod raw;
 pub mod tunnel;

@@ -2,15 +2,15 @@
 //! each transport, against a direct loopback connection in the same run.
 //! The edge and the agents are this binary, run as child processes.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use super::child::Spawned;
 
 /// Options of `beamd bench tunnel`.
 #[derive(Debug, clap::Args)]
@@ -24,50 +24,6 @@ pub struct TunnelBenchArgs {
     /// Connections timed for the setup latency (median).
     #[arg(long, default_value_t = 300)]
     pub setups: usize,
-}
-
-/// A child process, killed when dropped.
-struct Spawned {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Spawned {
-    fn spawn(args: &[String], env: &[(&str, &str)]) -> Result<Self> {
-        let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn()?;
-        let out = child.stdout.take().context("stdout")?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Self { child, lines })
-    }
-
-    fn wait_for_line(&self, needle: &str) -> Result<String> {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(30)) {
-                Ok(l) if l.contains(needle) => return Ok(l),
-                Ok(_) => {}
-                Err(_) => bail!("no {needle:?} from the child"),
-            }
-        }
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn echo_server() -> Result<SocketAddr> {

@@ -85,8 +85,8 @@ pub enum TunnelCommand {
     Release,
     /// Bytes summed over one flush window.
     RecordTraffic(TrafficRecorded),
-    /// One proxied HTTP request's metadata.
-    CaptureRequest(RequestCaptured),
+    /// Proxied HTTP requests' metadata, one event each, appended together.
+    CaptureRequests(Vec<RequestCaptured>),
 }
 
 impl Fold for Tunnel {
@@ -179,7 +179,7 @@ impl Aggregate for Tunnel {
                     vec![t.clone().into()]
                 })
             }
-            TunnelCommand::CaptureRequest(r) => Ok(vec![r.clone().into()]),
+            TunnelCommand::CaptureRequests(rs) => Ok(rs.iter().cloned().map(Into::into).collect()),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Counting the bytes of streamed HTTP bodies, and recording the request as
+//! Counting the bytes of streamed HTTP bodies, and capturing the request as
 //! one `RequestCaptured` once its response body has been sent (or dropped).
 
 use std::pin::Pin;
@@ -11,6 +11,7 @@ use beamd_events::vocabulary::RequestCaptured;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
+use super::meter::Meter;
 use crate::actors::Core;
 use crate::domain::TunnelCommand;
 
@@ -59,7 +60,9 @@ impl<B: Body<Data = Bytes> + Unpin> Body for CountingBody<B> {
     }
 }
 
-/// Records a request when dropped, with the bytes counted by then.
+/// Records a request when dropped, with the bytes counted by then: into its
+/// tunnel's meter, which the session records once per traffic window (or
+/// here, when a batch is full).
 pub struct CaptureGuard {
     /// What is known of the request; status and bytes are filled in at the end.
     pub capture: RequestCaptured,
@@ -69,10 +72,12 @@ pub struct CaptureGuard {
     pub bytes_out: Arc<AtomicU64>,
     /// When the request arrived.
     pub started: Instant,
-    /// Where to record it.
+    /// Where to record a full batch.
     pub core: Arc<Core>,
     /// The tunnel it went through.
     pub tunnel: String,
+    /// The tunnel's meter, which collects captures.
+    pub meter: Arc<Meter>,
 }
 
 impl Drop for CaptureGuard {
@@ -81,12 +86,18 @@ impl Drop for CaptureGuard {
         capture.bytes_in = self.bytes_in.load(Ordering::Relaxed);
         capture.bytes_out = self.bytes_out.load(Ordering::Relaxed);
         capture.duration_ms = self.started.elapsed().as_millis() as u64;
+        let Some(batch) = self.meter.capture(capture) else {
+            return;
+        };
         let (core, tunnel) = (self.core.clone(), std::mem::take(&mut self.tunnel));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = core
-                    .tunnel_command(&tunnel, TunnelCommand::CaptureRequest(capture))
-                    .await;
+                if let Err(e) = core
+                    .tunnel_command(&tunnel, TunnelCommand::CaptureRequests(batch))
+                    .await
+                {
+                    tracing::warn!(%tunnel, "captured requests not recorded: {e}");
+                }
             });
         }
     }

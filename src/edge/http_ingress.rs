@@ -7,15 +7,17 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use beamd_events::vocabulary::RequestCaptured;
+use beamd_events::{Clock, SystemClock};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -25,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::access::Denied;
 use super::capture::{CaptureGuard, CountingBody};
-use super::context::{AgentStream, EdgeContext, Route};
+use super::context::{AgentStream, EdgeContext, Route, StreamOpener};
 use super::meter::Meter;
 use crate::protocol::{write_frame, StreamHeader};
 
@@ -67,7 +69,9 @@ async fn serve_connection<S>(io: S, peer: SocketAddr, ctx: Arc<EdgeContext>)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let service = hyper::service::service_fn(move |req| proxy(req, peer, ctx.clone()));
+    let slot: Slot = Arc::new(Mutex::new(None));
+    let service =
+        hyper::service::service_fn(move |req| proxy(req, peer, ctx.clone(), slot.clone()));
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades()
@@ -144,6 +148,7 @@ async fn proxy(
     mut req: Request<Incoming>,
     peer: SocketAddr,
     ctx: Arc<EdgeContext>,
+    slot: Slot,
 ) -> Result<Response<Body>, Infallible> {
     let host = host_of(&req);
     let Some(route) = live_route(&ctx, &host) else {
@@ -167,7 +172,7 @@ async fn proxy(
         }
     }
     let started = Instant::now();
-    let stream = match open(&route, peer).await {
+    let mut sender = match upstream(&route, peer, &slot).await {
         Ok(s) => s,
         Err(e) => {
             return Ok(page(
@@ -176,20 +181,6 @@ async fn proxy(
             ))
         }
     };
-    let io = TokioIo::new(Counted {
-        inner: stream,
-        meter: route.meter.clone(),
-    });
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(io).await {
-        Ok(pair) => pair,
-        Err(e) => {
-            return Ok(page(
-                StatusCode::BAD_GATEWAY,
-                format!("the tunnel for {host} failed: {e}"),
-            ))
-        }
-    };
-    tokio::spawn(conn.with_upgrades());
     let headers = req.headers_mut();
     let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {}", peer.ip()),
@@ -223,6 +214,7 @@ async fn proxy(
             .to_string(),
         proto: format!("{:?}", req.version()),
         host: host.clone(),
+        started_at: SystemClock.now_ms(),
         ..RequestCaptured::default()
     };
     route.meter.requests.fetch_add(1, Ordering::Relaxed);
@@ -249,6 +241,12 @@ async fn proxy(
                         .await;
                     }
                 });
+            } else {
+                // Kept for the public connection's next request.
+                *lock(&slot) = Some(Upstream {
+                    opener: route.opener.clone(),
+                    sender,
+                });
             }
             resp.map(|b| b.boxed())
         }
@@ -269,9 +267,53 @@ async fn proxy(
         started,
         core: ctx.core.clone(),
         tunnel: route.tunnel.clone(),
+        meter: route.meter.clone(),
     });
     let response = response.map(|b| CountingBody::new(b, bytes_out, guard).boxed());
     Ok(response)
+}
+
+/// The request body sent through the tunnel.
+type UpBody = CountingBody<Incoming>;
+
+/// A kept-alive HTTP connection through the tunnel, for one public connection.
+struct Upstream {
+    opener: Arc<dyn StreamOpener>,
+    sender: SendRequest<UpBody>,
+}
+
+/// Where a public connection keeps its upstream between requests.
+type Slot = Arc<Mutex<Option<Upstream>>>;
+
+fn lock(slot: &Slot) -> MutexGuard<'_, Option<Upstream>> {
+    // Only whole values are stored; a poisoned slot is still consistent.
+    slot.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The public connection's kept-alive upstream if it still goes to this
+/// route's agent and is usable, else a new stream to the agent.
+async fn upstream(
+    route: &Route,
+    peer: SocketAddr,
+    slot: &Slot,
+) -> Result<SendRequest<UpBody>, String> {
+    let kept = lock(slot).take();
+    if let Some(Upstream { opener, mut sender }) = kept {
+        let same = std::ptr::addr_eq(Arc::as_ptr(&opener), Arc::as_ptr(&route.opener));
+        if same && sender.ready().await.is_ok() {
+            return Ok(sender);
+        }
+    }
+    let stream = open(route, peer).await?;
+    let io = TokioIo::new(Counted {
+        inner: stream,
+        meter: route.meter.clone(),
+    });
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn.with_upgrades());
+    Ok(sender)
 }
 
 async fn open(route: &Route, peer: SocketAddr) -> Result<Box<dyn AgentStream>, String> {

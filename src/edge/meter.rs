@@ -1,9 +1,15 @@
 //! Per-tunnel byte and connection counters, summed on the hot path with
 //! atomics and reported to the tunnel actor once per window.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use beamd_events::vocabulary::RequestCaptured;
 
 use crate::actors::TrafficDelta;
+
+/// Captured requests are recorded at the latest when this many are waiting.
+pub const CAPTURE_BATCH: usize = 4096;
 
 /// Counters of one tunnel since the last report.
 #[derive(Debug, Default)]
@@ -18,6 +24,10 @@ pub struct Meter {
     pub requests: AtomicU64,
     /// Public connections open right now (not reset by `take`).
     pub active: AtomicU64,
+    /// Requests captured since the last report.
+    captured: Mutex<Vec<RequestCaptured>>,
+    /// Set when the session made its last report: captures are recorded at once.
+    closed: AtomicBool,
 }
 
 impl Meter {
@@ -29,6 +39,26 @@ impl Meter {
             connections: self.connections.swap(0, Ordering::Relaxed),
             requests: self.requests.swap(0, Ordering::Relaxed),
         }
+    }
+
+    /// Adds a captured request; returns what to record now: a full batch,
+    /// or everything once the session made its last report.
+    pub fn capture(&self, request: RequestCaptured) -> Option<Vec<RequestCaptured>> {
+        let mut captured = self.captured.lock().unwrap_or_else(|p| p.into_inner());
+        captured.push(request);
+        let now = captured.len() >= CAPTURE_BATCH || self.closed.load(Ordering::Acquire);
+        now.then(|| std::mem::take(&mut *captured))
+    }
+
+    /// From now on, captures are handed back for recording at once.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Takes the requests captured since the last call.
+    pub fn take_captured(&self) -> Vec<RequestCaptured> {
+        // Only whole requests are pushed; a poisoned buffer is still consistent.
+        std::mem::take(&mut *self.captured.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 

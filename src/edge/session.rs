@@ -360,10 +360,7 @@ async fn report(
     loop {
         tick.tick().await;
         for (id, meter) in &meters {
-            let delta = meter.take();
-            if !is_empty(&delta) {
-                let _ = ctx.core.report_traffic(id, delta).await;
-            }
+            record(&ctx, id, meter).await;
         }
         let now = SystemClock.now_ms();
         let (key_used, month_used) = {
@@ -389,13 +386,29 @@ async fn report(
     }
 }
 
+/// Records a tunnel's traffic and captured requests since the last call.
+async fn record(ctx: &EdgeContext, id: &str, meter: &Meter) {
+    let delta = meter.take();
+    if !is_empty(&delta) {
+        if let Err(e) = ctx.core.report_traffic(id, delta).await {
+            tracing::warn!(tunnel = %id, "traffic not recorded: {e}");
+        }
+    }
+    let captured = meter.take_captured();
+    if !captured.is_empty() {
+        let cmd = TunnelCommand::CaptureRequests(captured);
+        if let Err(e) = ctx.core.tunnel_command(id, cmd).await {
+            tracing::warn!(tunnel = %id, "captured requests not recorded: {e}");
+        }
+    }
+}
+
 /// Records the last traffic and takes the session's tunnels offline.
 async fn finish(ctx: &EdgeContext, session: &str, served: &[Served]) {
     for s in served {
-        let delta = s.meter.take();
-        if !is_empty(&delta) {
-            let _ = ctx.core.report_traffic(&s.id, delta).await;
-        }
+        // Responses still streaming record their capture themselves after this.
+        s.meter.close();
+        record(ctx, &s.id, &s.meter).await;
         let _ = ctx.core.flush_tunnel(&s.id).await;
         // A tunnel another session took over stays online.
         if ctx.leave(&s.id, session) {

@@ -80,7 +80,11 @@ impl InspectorProjection {
         let tenant = self.tunnels.get(envelope.stream.as_str())?;
         Some(CapturedRequest {
             seq: envelope.seq,
-            at: envelope.at,
+            at: if r.started_at > 0 {
+                r.started_at
+            } else {
+                envelope.at
+            },
             tenant: tenant.clone(),
             tunnel: envelope.stream.to_string(),
             method: r.method.clone(),

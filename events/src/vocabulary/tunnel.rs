@@ -109,4 +109,9 @@ pub struct RequestCaptured {
     pub proto: String,
     /// Host header.
     pub host: String,
+    /// When the request arrived (ms since the epoch). Captures are recorded
+    /// in batches, so this, not the envelope's time, dates the request; 0 in
+    /// events written before the field existed.
+    #[serde(default)]
+    pub started_at: u64,
 }
