@@ -311,6 +311,14 @@ impl Core {
         command(&self.nodes, id, cmd).await
     }
 
+    /// Whether a tunnel (online or not) holds this HTTP host; cheap, unlike `directory()`.
+    pub async fn host_held(&self, host: &str) -> Result<bool, CoreError> {
+        ask(&self.directory, |r| {
+            DirectoryMsg::HostHeld(host.to_string(), r)
+        })
+        .await
+    }
+
     /// The directory's state.
     pub async fn directory(&self) -> Result<Directory, CoreError> {
         ask(&self.directory, DirectoryMsg::Get).await

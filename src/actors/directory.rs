@@ -35,6 +35,8 @@ pub enum DirectoryMsg {
     ),
     /// The directory's current state.
     Get(RpcReplyPort<Directory>),
+    /// Whether a tunnel (online or not) holds this HTTP host.
+    HostHeld(String, RpcReplyPort<bool>),
     /// Catch up and snapshot now (clean shutdown).
     Snapshot(RpcReplyPort<Result<(), CoreError>>),
 }
@@ -228,6 +230,9 @@ impl Actor for DirectoryActor {
             }
             DirectoryMsg::Get(reply) => {
                 let _ = reply.send(st.dir.clone());
+            }
+            DirectoryMsg::HostHeld(host, reply) => {
+                let _ = reply.send(st.dir.holder_of_host(&host).is_some());
             }
             DirectoryMsg::Snapshot(reply) => {
                 let _ = reply.send(st.snapshot());

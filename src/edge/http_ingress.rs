@@ -152,10 +152,7 @@ async fn proxy(
 ) -> Result<Response<Body>, Infallible> {
     let host = host_of(&req);
     let Some(route) = live_route(&ctx, &host) else {
-        let known = match ctx.core.directory().await {
-            Ok(d) => d.holder_of_host(&host).is_some(),
-            Err(_) => false,
-        };
+        let known = ctx.core.host_held(&host).await.unwrap_or(false);
         return Ok(if known {
             page(
                 StatusCode::BAD_GATEWAY,
