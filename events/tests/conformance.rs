@@ -35,13 +35,28 @@ struct Sled {
 impl Backend for Sled {
     type S = SledStore;
     fn store(&mut self) -> Arc<SledStore> {
-        let db = self
-            .db
-            .get_or_insert_with(|| sled::open(self.dir.path().join("db")).unwrap());
+        let path = self.dir.path().join("db");
+        let db = self.db.get_or_insert_with(|| reopen(&path));
         Arc::new(SledStore::new(db).unwrap())
     }
     fn forget(&mut self) {
         self.db = None;
+    }
+}
+
+/// Opens sled at `path`. A database just dropped stays locked until sled's
+/// flusher thread notices and ends, so the lock is retried for a while.
+fn reopen(path: &std::path::Path) -> sled::Db {
+    let mut tries = 0;
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if tries < 100 && e.to_string().contains("could not acquire lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open sled at {}: {e}", path.display()),
+        }
     }
 }
 
