@@ -15,7 +15,8 @@ use crate::data_dir::DataDir;
 use crate::domain::{Directory, DomainName, Key, Node, Tenant, Tunnel};
 use crate::progress::events_bar;
 use crate::projections::{
-    DomainsProjection, InspectorProjection, LogSummary, StatusProjection, UsageProjection,
+    CatalogProjection, DomainsProjection, InspectorProjection, LogSummary, StatusProjection,
+    UsageProjection,
 };
 
 /// The first problem an audit found.
@@ -88,6 +89,7 @@ fn check_for(snap: &Snapshot) -> Option<Box<dyn SnapshotCheck>> {
         UsageProjection::KIND => global(UsageProjection::default()),
         StatusProjection::KIND => global(StatusProjection::default()),
         DomainsProjection::KIND => global(DomainsProjection::default()),
+        CatalogProjection::KIND => global(CatalogProjection::default()),
         Directory::KIND => global(Directory::default()),
         // The inspector's capacity is configuration: the rebuild uses the snapshot's own.
         InspectorProjection::KIND => {

@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Run an edge node on the embedded sled log: agents connect over QUIC,
     /// WebSocket or TCP, public TCP connections are forwarded to them.
-    Edge(EdgeArgs),
+    Edge(Box<EdgeArgs>),
     /// Expose a local TCP port through an edge.
     Tcp(crate::agent::TcpArgs),
     /// Expose a local HTTP service through an edge, at NAME.<tunnel base>.
@@ -128,6 +128,12 @@ pub struct EdgeArgs {
     /// The PKCS#8 private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve the REST API (and /metrics) here. Keep it on a private address: it is the control plane.
+    #[arg(long, default_value = "127.0.0.1:4040")]
+    pub api_listen: std::net::SocketAddr,
+    /// Do not serve the REST API.
+    #[arg(long)]
+    pub no_api: bool,
     /// Do not record a RequestCaptured event per proxied HTTP request.
     #[arg(long)]
     pub no_capture: bool,
@@ -234,7 +240,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Edge(args) => runtime.block_on(crate::edge::run(args)),
+        Command::Edge(args) => runtime.block_on(crate::edge::run(*args)),
         Command::Tcp(args) => runtime.block_on(crate::agent::run_tcp(args)),
         Command::Http(args) => runtime.block_on(crate::agent::run_http(args)),
         Command::Replay(args) => runtime.block_on(crate::replay::run(args)),

@@ -14,6 +14,7 @@ macro_rules! say {
 
 pub mod actors;
 pub mod agent;
+pub mod api;
 pub mod audit;
 pub mod bench;
 pub mod cli;

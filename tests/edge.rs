@@ -21,6 +21,8 @@ fn run_edge_until_sigterm(dir: &str) -> Result<Vec<String>> {
             "127.0.0.1:0",
             "--public-host",
             "127.0.0.1",
+            "--api-listen",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
         .spawn()?;
@@ -66,7 +68,7 @@ fn joins_heartbeats_leaves_and_restarts_from_a_snapshot() -> Result<()> {
     let audit = beamd(&["audit", "--data-dir", d]);
     assert!(audit.status.success(), "{}", text(&audit.stderr));
     assert!(
-        text(&audit.stdout).contains("9 snapshots match"),
+        text(&audit.stdout).contains("10 snapshots match"),
         "{}",
         text(&audit.stdout)
     );
@@ -77,7 +79,7 @@ fn joins_heartbeats_leaves_and_restarts_from_a_snapshot() -> Result<()> {
     let audit = beamd(&["audit", "--data-dir", d]);
     assert!(audit.status.success(), "{}", text(&audit.stderr));
     assert!(
-        text(&audit.stdout).contains("16 snapshots match"),
+        text(&audit.stdout).contains("18 snapshots match"),
         "{}",
         text(&audit.stdout)
     );
@@ -97,6 +99,8 @@ fn a_data_dir_in_use_is_refused_clearly() -> Result<()> {
             "127.0.0.1:0",
             "--public-host",
             "127.0.0.1",
+            "--api-listen",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
         .spawn()?;

@@ -109,6 +109,7 @@ pub struct Core {
     nodes: ActorRef<SupervisorMsg<Node>>,
     directory: ActorRef<DirectoryMsg>,
     projector: ProjectorHandle,
+    index: Option<InspectorIndex>,
 }
 
 async fn supervisor<A: Hosted>(shell: &Shell) -> Result<ActorRef<SupervisorMsg<A>>, CoreError> {
@@ -141,6 +142,7 @@ impl Core {
             policy: config.policy,
             timings: config.timings,
         };
+        let index = config.index.clone();
         let projector = start_projector(
             config.log,
             config.snapshots,
@@ -173,7 +175,27 @@ impl Core {
             tunnels,
             directory,
             projector,
+            index,
         })
+    }
+
+    /// Entity actors running now (tenants, keys, tunnels, domains, nodes).
+    pub fn actors_alive(&self) -> usize {
+        [
+            self.tenants.get_cell(),
+            self.keys.get_cell(),
+            self.tunnels.get_cell(),
+            self.domains.get_cell(),
+            self.nodes.get_cell(),
+        ]
+        .iter()
+        .map(|cell| cell.get_children().len())
+        .sum()
+    }
+
+    /// The history of captured requests, when the core keeps one.
+    pub fn inspector_index(&self) -> Option<&InspectorIndex> {
+        self.index.as_ref()
     }
 
     /// The projections.

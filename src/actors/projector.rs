@@ -12,8 +12,8 @@ use tokio::sync::{oneshot, watch};
 
 use super::CoreError;
 use crate::projections::{
-    CapturedRequest, DomainsProjection, InspectorIndex, InspectorProjection, LogSummary,
-    StatusProjection, UsageProjection,
+    CapturedRequest, CatalogProjection, DomainsProjection, InspectorIndex, InspectorProjection,
+    LogSummary, StatusProjection, UsageProjection,
 };
 
 /// The id under which projections over the whole log are snapshotted.
@@ -35,6 +35,8 @@ pub struct Projections {
     pub status: StatusProjection,
     /// Custom domains.
     pub domains: DomainsProjection,
+    /// Tenants, keys and tunnels, for listing.
+    pub catalog: CatalogProjection,
 }
 
 impl Projections {
@@ -45,6 +47,7 @@ impl Projections {
         self.inspector.apply(env);
         self.status.apply(env);
         self.domains.apply(env);
+        self.catalog.apply(env);
         self.seq = env.seq;
     }
 
@@ -84,6 +87,13 @@ impl Projections {
             0,
             &self.domains,
         )?)?;
+        store.save(&Snapshot::new(
+            CatalogProjection::KIND,
+            GLOBAL_ID,
+            self.seq,
+            0,
+            &self.catalog,
+        )?)?;
         store.flush()?;
         Ok(())
     }
@@ -114,6 +124,7 @@ async fn rebuild(
         .filter(|(p, _)| p.capacity == inspector_capacity);
     let status = latest::<StatusProjection>(store, head)?;
     let domains = latest::<DomainsProjection>(store, head)?;
+    let catalog = latest::<CatalogProjection>(store, head)?;
     // They are snapshotted together; if any is missing or they differ, start them all from one point.
     let seqs = [
         summary.as_ref().map(|s| s.1),
@@ -121,9 +132,12 @@ async fn rebuild(
         inspector.as_ref().map(|s| s.1),
         status.as_ref().map(|s| s.1),
         domains.as_ref().map(|s| s.1),
+        catalog.as_ref().map(|s| s.1),
     ];
-    let mut p = match (summary, usage, inspector, status, domains) {
-        (Some(a), Some(b), Some(c), Some(d), Some(e)) if seqs.iter().all(|s| *s == Some(a.1)) => {
+    let mut p = match (summary, usage, inspector, status, domains, catalog) {
+        (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f))
+            if seqs.iter().all(|s| *s == Some(a.1)) =>
+        {
             Projections {
                 seq: a.1,
                 summary: a.0,
@@ -131,6 +145,7 @@ async fn rebuild(
                 inspector: c.0,
                 status: d.0,
                 domains: e.0,
+                catalog: f.0,
             }
         }
         _ => Projections {

@@ -44,6 +44,28 @@ impl ShareLink {
     }
 }
 
+impl std::fmt::Display for ShareLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "beamd://{}@{}", self.token, self.edge)?;
+        let mut sep = '?';
+        let mut param = |f: &mut std::fmt::Formatter<'_>, k: &str, v: &str| {
+            let r = write!(f, "{sep}{k}={v}");
+            sep = '&';
+            r
+        };
+        if let Some(t) = &self.transport {
+            param(f, "transport", t)?;
+        }
+        if let Some(fp) = &self.fingerprint {
+            param(f, "fingerprint", fp)?;
+        }
+        if self.tls {
+            param(f, "tls", "1")?;
+        }
+        Ok(())
+    }
+}
+
 pub(super) fn trust(args: &AgentConn, fingerprint: Option<&str>) -> Result<Trust> {
     if args.insecure {
         eprintln!("beamd tcp: WARNING: --insecure: the edge is not verified; anyone in the path can impersonate it");
@@ -77,6 +99,11 @@ mod tests {
         assert_eq!(link.transport.as_deref(), Some("ws"));
         assert_eq!(link.fingerprint.as_deref(), Some("ab"));
         assert!(link.tls);
+        assert_eq!(
+            link.to_string(),
+            "beamd://tok_a.s3cret@edge.example:7000?transport=ws&fingerprint=ab&tls=1"
+        );
+        assert_eq!(ShareLink::parse(&link.to_string()), Some(link));
         assert_eq!(ShareLink::parse("edge.example:7000"), None);
         assert_eq!(ShareLink::parse("beamd://@edge:1"), None);
     }

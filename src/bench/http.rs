@@ -138,6 +138,7 @@ fn tunnel(
         "127.0.0.1:0",
         "--http-listen",
         "127.0.0.1:0",
+        "--no-api",
     ]
     .map(String::from)
     .to_vec();

@@ -105,7 +105,7 @@ pub async fn run(args: TunnelBenchArgs) -> Result<ExitCode> {
     let result = async {
         let edge = Spawned::spawn(
             &[
-                "edge", "--data-dir", dir.to_str().context("dir")?, "--public-host", "127.0.0.1",
+                "edge", "--data-dir", dir.to_str().context("dir")?, "--public-host", "127.0.0.1", "--no-api",
                 "--transport", "quic", "--transport", "ws", "--transport", "tcp",
                 "--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0",
             ]

@@ -19,6 +19,7 @@ use super::context::{EdgeContext, EdgeSettings};
 use super::dns::DnsVerifier;
 use super::supervisor::{EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec};
 use crate::actors::{ask, Core, CoreConfig, CoreError, Timings};
+use crate::api::{ApiState, Endpoint};
 use crate::cli::EdgeArgs;
 use crate::data_dir::DataDir;
 use crate::domain::{NodeCommand, TunnelCommand};
@@ -83,6 +84,44 @@ async fn open_http(args: &EdgeArgs) -> Result<Option<(TcpListener, Option<TlsAcc
     Ok(Some((listener, tls)))
 }
 
+/// What the API serves: the core, the public settings, where agents connect.
+fn api_state(
+    args: &EdgeArgs,
+    ctx: &EdgeContext,
+    bound: &[String],
+    fingerprint: String,
+) -> ApiState {
+    let agents = bound
+        .iter()
+        .filter_map(|b| b.split_once('='))
+        .filter(|(kind, _)| ["quic", "ws", "tcp"].contains(kind))
+        .filter_map(|(kind, addr)| {
+            let port = addr.parse::<std::net::SocketAddr>().ok()?.port();
+            Some(Endpoint {
+                transport: kind.to_string(),
+                address: format!("{}:{port}", ctx.settings.advertise),
+            })
+        })
+        .collect();
+    let metrics = match crate::api::install_metrics() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!("metrics are off: {e}");
+            None
+        }
+    };
+    ApiState {
+        core: ctx.core.clone(),
+        settings: ctx.settings.clone(),
+        started: std::time::Instant::now(),
+        node: ctx.node.clone(),
+        agents,
+        fingerprint,
+        agent_tls: args.tls,
+        metrics,
+    }
+}
+
 /// Runs `beamd edge` until SIGINT or SIGTERM.
 pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     if args.durability == Durability::Off {
@@ -128,7 +167,16 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         _ => EdgeIdentity::load_or_create(dir.path(), std::slice::from_ref(&advertise))?,
     };
     let http = open_http(&args).await?;
+    let api = match args.no_api {
+        true => None,
+        false => Some(
+            TcpListener::bind(args.api_listen)
+                .await
+                .with_context(|| format!("cannot listen for the API on {}", args.api_listen))?,
+        ),
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx_api = stop_rx.clone();
     let mut settings = EdgeSettings::new(args.public_host, advertise);
     settings.tcp_ports = (args.tcp_ports.0, args.tcp_ports.1);
     settings.http_port = match &http {
@@ -181,6 +229,13 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         crate::say!("beamd edge: listening {scheme} on {local}");
         tokio::spawn(super::http_ingress::serve(listener, tls, ctx.clone()));
         tokio::spawn(super::domains::recheck(ctx.clone()));
+    }
+    if let Some(listener) = api {
+        let local = listener.local_addr()?;
+        bound.push(format!("api={local}"));
+        crate::say!("beamd edge: listening api on {local}");
+        let state = api_state(&args, &ctx, &bound, fingerprint.clone());
+        tokio::spawn(crate::api::serve(listener, Arc::new(state), stop_rx_api));
     }
     let join = NodeCommand::Join {
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -3,6 +3,7 @@
 //! Every projection registered in `GLOBAL_FOLDS` is rebuilt and compared
 //! with its snapshots by `beamd audit`.
 
+mod catalog;
 mod domains;
 mod inspector;
 mod inspector_index;
@@ -10,6 +11,7 @@ mod log_summary;
 mod status;
 mod usage;
 
+pub use catalog::{CatalogProjection, Shelf};
 pub use domains::DomainsProjection;
 pub use inspector::{CapturedRequest, InspectorProjection, DEFAULT_RECENT};
 pub use inspector_index::{
@@ -26,5 +28,6 @@ pub const GLOBAL_FOLDS: &[&str] = &[
     <InspectorProjection as beamd_snapshots::Fold>::KIND,
     <StatusProjection as beamd_snapshots::Fold>::KIND,
     <DomainsProjection as beamd_snapshots::Fold>::KIND,
+    <CatalogProjection as beamd_snapshots::Fold>::KIND,
     <crate::domain::Directory as beamd_snapshots::Fold>::KIND,
 ];

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: the real binary and real data dirs.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod http;
 pub mod tunnel;
 

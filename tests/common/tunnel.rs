@@ -97,6 +97,7 @@ impl Drop for Proc {
 pub struct Edge {
     pub proc: Proc,
     pub agent_addr: SocketAddr,
+    pub api: SocketAddr,
     pub fingerprint: String,
     pub token: Option<String>,
 }
@@ -118,11 +119,15 @@ pub fn start_edge(dir: &Path, transport: &str, listen: &str, extra: &[&str]) -> 
         "127.0.0.1",
         "--traffic-window-ms",
         "200",
+        "--api-listen",
+        "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
     let proc = Proc::spawn(&args, &[("BEAMD_ADMIN_TOKEN", ADMIN_TOKEN)])?;
     let listening = proc.expect("listening", Duration::from_secs(30))?;
     let agent_addr: SocketAddr = listening.rsplit(' ').next().context("addr")?.parse()?;
+    let api_line = proc.expect("listening api on", Duration::from_secs(10))?;
+    let api: SocketAddr = api_line.rsplit(' ').next().context("api addr")?.parse()?;
     let fp_line = proc.expect("fingerprint", Duration::from_secs(10))?;
     let fingerprint = fp_line
         .split(' ')
@@ -133,6 +138,7 @@ pub fn start_edge(dir: &Path, transport: &str, listen: &str, extra: &[&str]) -> 
     Ok(Edge {
         proc,
         agent_addr,
+        api,
         fingerprint,
         token: Some(ADMIN_TOKEN.to_string()),
     })

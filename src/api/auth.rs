@@ -1,0 +1,104 @@
+//! Who is calling: `Authorization: Bearer tok_<id>.<secret>`, checked against
+//! the key's stored hash in constant time, and what its scopes allow.
+
+use beamd_events::vocabulary::KeyKind;
+
+use super::error::ApiError;
+use super::ApiState;
+use crate::domain::{Key, KeyStatus, Tenant};
+use crate::protocol::Token;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Read the tenant's resources.
+    Read,
+    /// Change them (tokens, tunnels, domains).
+    Manage,
+    /// Operate the edge: every tenant.
+    Admin,
+}
+
+impl Scope {
+    /// The scope's name in a key's `scopes`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Manage => "manage",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// Every scope name a key may carry.
+    pub const NAMES: [&'static str; 3] = ["read", "manage", "admin"];
+}
+
+/// The highest scope a key holds (read for a key without scopes).
+pub fn held(key: &Key) -> Scope {
+    let has = |s: Scope| key.scopes.iter().any(|x| x == s.name());
+    [Scope::Admin, Scope::Manage]
+        .into_iter()
+        .find(|s| has(*s))
+        .unwrap_or(Scope::Read)
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The key it presented.
+    pub key: Key,
+    /// The key's tenant.
+    pub tenant: Tenant,
+}
+
+impl Caller {
+    /// Whether the caller may see `tenant`'s resources.
+    pub fn owns(&self, tenant: &str) -> bool {
+        self.key.tenant == tenant
+    }
+}
+
+/// The token in an `Authorization: Bearer …` header.
+fn bearer(header: Option<&str>) -> Result<Token, ApiError> {
+    let value = header.ok_or_else(|| {
+        ApiError::unauthorized("send the API key as Authorization: Bearer tok_<id>.<secret>")
+    })?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be Bearer <key>"))?;
+    Ok(Token(token.trim().to_string()))
+}
+
+impl ApiState {
+    /// The key behind `token` if its secret matches and it is not revoked.
+    pub async fn key_for(&self, token: &Token) -> Result<Key, ApiError> {
+        let unknown = || ApiError::unauthorized("invalid API key");
+        let (id, secret) = token.parts().ok_or_else(unknown)?;
+        let key = self.core.key(id).await.map_err(|_| unknown())?;
+        let stored = blake3::Hash::from_hex(&key.secret_hash).map_err(|_| unknown())?;
+        // blake3::Hash compares in constant time.
+        if key.status != KeyStatus::Active || blake3::hash(secret.as_bytes()) != stored {
+            return Err(unknown());
+        }
+        if key.kind == Some(KeyKind::Consumer) {
+            return Err(ApiError::unauthorized(
+                "gateway consumer keys cannot call this API",
+            ));
+        }
+        Ok(key)
+    }
+
+    /// Authenticates the caller and checks it holds `need`.
+    pub async fn caller(&self, header: Option<String>, need: Scope) -> Result<Caller, ApiError> {
+        let key = self.key_for(&bearer(header.as_deref())?).await?;
+        if held(&key) < need {
+            return Err(ApiError::forbidden(format!(
+                "this key lacks the {:?} scope",
+                need.name()
+            )));
+        }
+        let tenant = self.core.tenant(&key.tenant).await?;
+        Ok(Caller { key, tenant })
+    }
+}

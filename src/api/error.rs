@@ -1,0 +1,127 @@
+//! The API's error format: `{"error": code, "message": …, "details": …}`
+//! with the status that goes with the code.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use warp::http::StatusCode;
+
+use crate::actors::CoreError;
+use crate::domain::DomainError;
+
+/// An error response body.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// `invalid_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `method_not_allowed`, `conflict`, `limit_exceeded`, `payload_too_large` or `internal`.
+    pub error: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Specifics (the field or parameter at fault), when there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// An error the API answers with.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The body (boxed: errors travel in every handler's `Result`).
+    pub body: Box<ErrorBody>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: Box::new(ErrorBody {
+                error: code.into(),
+                message: message.into(),
+                details: None,
+            }),
+        }
+    }
+
+    /// 400 `invalid_request`, naming what was wrong in `details`.
+    pub fn invalid(message: impl Into<String>, details: serde_json::Value) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_request", message);
+        e.body.details = Some(details);
+        e
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    /// 405 `method_not_allowed`.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method",
+        )
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request bodies are limited to {limit} bytes"),
+        )
+    }
+
+    /// 500 `internal`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let status = match &e {
+            DomainError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            DomainError::NotFound(_) => StatusCode::NOT_FOUND,
+            DomainError::Unauthorized(_) => StatusCode::FORBIDDEN,
+            DomainError::Conflict(_) => StatusCode::CONFLICT,
+            DomainError::LimitExceeded { .. } => StatusCode::FORBIDDEN,
+        };
+        let code = match &e {
+            DomainError::Unauthorized(_) => "forbidden",
+            other => other.code(),
+        };
+        let mut err = Self::new(status, code, e.to_string());
+        if let DomainError::LimitExceeded { limit, max } = &e {
+            err.body.details = Some(serde_json::json!({ "limit": limit, "max": max }));
+        }
+        err
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Domain(d) => d.into(),
+            other => {
+                tracing::error!("API: {other}");
+                Self::internal(other.to_string())
+            }
+        }
+    }
+}

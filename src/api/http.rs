@@ -1,0 +1,189 @@
+//! Shared request and response plumbing: JSON replies, strict query and body
+//! parsing (unknown fields and wrong types are a 400 with details), bounded
+//! bodies, timestamps and pages.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::{Filter, Rejection};
+
+use super::error::ApiError;
+
+/// The largest request body taken.
+pub const BODY_LIMIT: u64 = 64 * 1024;
+/// Page size when `limit` is not given, and the largest one allowed.
+pub const DEFAULT_PAGE: usize = 50;
+/// The largest `limit`.
+pub const MAX_PAGE: usize = 200;
+
+/// A response.
+pub type Resp = warp::reply::Response;
+
+/// `body` as JSON with `status`.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Resp {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut resp = Resp::new(bytes.into());
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => error(ApiError::internal(format!(
+            "cannot encode the response: {e}"
+        ))),
+    }
+}
+
+/// An error as its JSON response.
+pub fn error(e: ApiError) -> Resp {
+    json(e.status, &e.body)
+}
+
+/// A handler's outcome as a response.
+pub fn respond<T: Serialize>(result: Result<(StatusCode, T), ApiError>) -> Resp {
+    match result {
+        Ok((status, body)) => json(status, &body),
+        Err(e) => error(e),
+    }
+}
+
+/// 200 with `body`.
+pub fn ok<T>(body: T) -> Result<(StatusCode, T), ApiError> {
+    Ok((StatusCode::OK, body))
+}
+
+/// The raw query string ("" when there is none).
+pub fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+/// The request body, at most `BODY_LIMIT` bytes.
+pub fn body() -> impl Filter<Extract = (Result<Bytes, ApiError>,), Error = Rejection> + Clone {
+    warp::body::stream().then(collect)
+}
+
+async fn collect<S, B>(stream: S) -> Result<Bytes, ApiError>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut stream = Box::pin(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk
+            .map_err(|e| ApiError::invalid("the body could not be read", e.to_string().into()))?;
+        if out.len() as u64 + chunk.remaining() as u64 > BODY_LIMIT {
+            return Err(ApiError::too_large(BODY_LIMIT));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Parses a query string strictly.
+pub fn query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(raw).map_err(|e| {
+        ApiError::invalid(
+            format!("bad query parameters: {e}"),
+            serde_json::json!({ "query": e.to_string() }),
+        )
+    })
+}
+
+/// Parses a JSON body strictly; an empty body reads as `{}`.
+pub fn parse<T: DeserializeOwned>(body: Result<Bytes, ApiError>) -> Result<T, ApiError> {
+    let body = body?;
+    let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &body
+    };
+    serde_json::from_slice(text).map_err(|e| {
+        ApiError::invalid(
+            format!("bad request body: {e}"),
+            serde_json::json!({ "body": e.to_string(), "line": e.line(), "column": e.column() }),
+        )
+    })
+}
+
+/// An RFC 3339 UTC time with milliseconds, as the API shows times.
+pub fn iso(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// `iso` of an optional time.
+pub fn iso_opt(ms: Option<u64>) -> Option<String> {
+    ms.map(iso)
+}
+
+/// How every list is paged: by id, `limit` items after the `cursor` of the
+/// previous page's `next`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1–200 (default 50).
+    pub limit: Option<usize>,
+    /// The `next` value of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size, checked.
+    pub fn size(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE),
+            Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            Some(n) => Err(ApiError::invalid(
+                format!("limit must be 1 to {MAX_PAGE}, not {n}"),
+                serde_json::json!({ "limit": n }),
+            )),
+        }
+    }
+}
+
+/// Takes one page from `items` (sorted by the id `id_of` gives), with the
+/// cursor of the next page if there is more.
+pub fn page<T, I>(items: I, size: usize, id_of: impl Fn(&T) -> String) -> (Vec<T>, Option<String>)
+where
+    I: Iterator<Item = T>,
+{
+    let mut items: Vec<T> = items.take(size + 1).collect();
+    let next = if items.len() > size {
+        items.truncate(size);
+        items.last().map(&id_of)
+    } else {
+        None
+    };
+    (items, next)
+}
+
+/// The `{"id": …, "revoked"/"released"/"removed": true}` answers of deletions.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deleted {
+    /// The id.
+    pub id: String,
+    /// Set on `DELETE /tokens/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<bool>,
+    /// Set on `DELETE /tunnels/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub released: Option<bool>,
+    /// Set on `DELETE /domains/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<bool>,
+}

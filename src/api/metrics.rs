@@ -1,0 +1,55 @@
+//! `/metrics`: Prometheus text from the `metrics` crate. Counters and
+//! histograms are recorded where things happen (HTTP ingress, traffic
+//! reports, log appends); gauges of live things are read from the
+//! projections at each scrape.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use warp::http::{header, HeaderValue, StatusCode};
+
+use super::error::ApiError;
+use super::http::{error, Resp};
+use super::ApiState;
+
+/// Latency buckets, in seconds.
+const BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder; call once, at start.
+pub fn install() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new()
+        .set_buckets(BUCKETS)
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())
+}
+
+/// Prometheus text of every metric (public, like most scrape endpoints:
+/// bind the API to a private address).
+pub async fn render(state: Arc<ApiState>) -> Resp {
+    let Some(handle) = &state.metrics else {
+        return error(ApiError::not_found(
+            "metrics (the recorder is not installed)",
+        ));
+    };
+    {
+        let p = state.core.projections().read();
+        let c = p.status.counts;
+        metrics::gauge!("beamd_tunnels_online").set(c.online_tunnels as f64);
+        metrics::gauge!("beamd_tunnels_offline").set(c.offline_tunnels as f64);
+        metrics::gauge!("beamd_tenants").set(c.tenants as f64);
+        metrics::gauge!("beamd_keys_active").set(c.active_keys as f64);
+        metrics::gauge!("beamd_log_head_seq").set(p.seq as f64);
+    }
+    metrics::gauge!("beamd_actors_alive").set(state.core.actors_alive() as f64);
+    let mut resp = Resp::new(handle.render().into());
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}

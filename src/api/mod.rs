@@ -1,0 +1,82 @@
+//! The REST API v1 on warp: every read from projections or actor state,
+//! every write a command to an actor that returns once its events are durable
+//! and the projections show them. Errors are JSON (`error.rs`), CORS is open,
+//! bodies are bounded, lists are paged by cursor, and `/api/v1/openapi.json`
+//! is generated from the handlers themselves (`openapi.rs`).
+
+mod auth;
+mod domains;
+mod error;
+mod http;
+mod metrics;
+mod openapi;
+mod routes;
+mod tenants;
+mod tokens;
+mod tunnels;
+mod usage;
+mod workspace;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::actors::{Core, CoreError};
+use crate::edge::EdgeSettings;
+
+pub use auth::Scope;
+pub use error::{ApiError, ErrorBody};
+pub use metrics::install as install_metrics;
+pub use openapi::document as openapi_document;
+pub use tokens::Endpoint;
+
+/// What the handlers share.
+pub struct ApiState {
+    /// The control-plane core.
+    pub core: Arc<Core>,
+    /// How the edge serves the public (URLs, domain verification).
+    pub settings: EdgeSettings,
+    /// When the server started.
+    pub started: Instant,
+    /// This node.
+    pub node: String,
+    /// Where agents connect, per transport.
+    pub agents: Vec<Endpoint>,
+    /// The edge certificate's fingerprint.
+    pub fingerprint: String,
+    /// Whether ws and tcp agents use TLS.
+    pub agent_tls: bool,
+    /// Where Prometheus text comes from.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl ApiState {
+    /// Waits until the projections show every event committed so far, so a
+    /// write is visible to the next read.
+    pub async fn settle(&self) -> Result<(), CoreError> {
+        let head = self.core.log().head().seq;
+        self.core.projections().wait_for(head).await
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ApiState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let signal = async move {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    warp::serve(routes::all(state))
+        .incoming(listener)
+        .graceful(signal)
+        .run()
+        .await;
+}

@@ -1,0 +1,303 @@
+//! The route table: path and method first, then the handler authenticates,
+//! so an unknown path is a 404, a known one with the wrong method a 405, and
+//! everything else the handler's own answer. CORS is open.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use warp::http::{header, HeaderValue, Method, StatusCode};
+use warp::{Filter, Rejection, Reply};
+
+use super::error::ApiError;
+use super::http::{body, error, json, raw_query, respond, Resp};
+use super::{domains, metrics, openapi, tenants, tokens, tunnels, usage, workspace, ApiState};
+
+type Routes = warp::filters::BoxedFilter<(Resp,)>;
+
+/// Every route, with CORS and JSON errors.
+pub fn all(
+    state: Arc<ApiState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let s = warp::any().map(move || state.clone());
+    let auth = warp::header::optional::<String>("authorization");
+    let v1 = || warp::path("api").and(warp::path("v1"));
+    let with = |r: Routes, more: Routes| r.or(more).unify().boxed();
+
+    let workspace = v1()
+        .and(warp::path!("workspace"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .then(|st, a| async move { respond(workspace::workspace(st, a).await) })
+        .boxed();
+    let me = v1()
+        .and(warp::path!("me"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .then(|st, a| async move { respond(workspace::me(st, a).await) })
+        .boxed();
+    let status = v1()
+        .and(warp::path!("status"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .then(|st, a| async move { respond(workspace::status(st, a).await) })
+        .boxed();
+    let nodes = v1()
+        .and(warp::path!("nodes"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .then(|st, a| async move { respond(workspace::nodes(st, a).await) })
+        .boxed();
+
+    let tokens_list = v1()
+        .and(warp::path!("tokens"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .and(raw_query())
+        .then(|st, a, q| async move { respond(tokens::list(st, a, q).await) })
+        .boxed();
+    let tokens_create = v1()
+        .and(warp::path!("tokens"))
+        .and(warp::post())
+        .and(s.clone())
+        .and(auth)
+        .and(body())
+        .then(|st, a, b| async move { respond(tokens::create(st, a, b).await) })
+        .boxed();
+    let tokens_revoke = v1()
+        .and(warp::path!("tokens" / String))
+        .and(warp::delete())
+        .and(s.clone())
+        .and(auth)
+        .then(|id, st, a| async move { respond(tokens::revoke(st, a, id).await) })
+        .boxed();
+    let tokens_limit = v1()
+        .and(warp::path!("tokens" / String / "limit"))
+        .and(warp::put())
+        .and(s.clone())
+        .and(auth)
+        .and(body())
+        .then(|id, st, a, b| async move { respond(tokens::set_limit(st, a, id, b).await) })
+        .boxed();
+    let tokens_reset = v1()
+        .and(warp::path!("tokens" / String / "reset"))
+        .and(warp::post())
+        .and(s.clone())
+        .and(auth)
+        .then(|id, st, a| async move { respond(tokens::reset(st, a, id).await) })
+        .boxed();
+    let subscribe = v1()
+        .and(warp::path!("subscribe" / String))
+        .and(warp::get())
+        .and(s.clone())
+        .and(warp::header::optional::<String>("accept"))
+        .then(|key, st, accept: Option<String>| async move {
+            match tokens::subscribe(st, key).await {
+                Ok((_, cfg)) if accept.as_deref().is_some_and(|a| a.contains("text/plain")) => {
+                    let mut r = Resp::new(format!("{}\n", cfg.link).into());
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
+                    r
+                }
+                other => respond(other),
+            }
+        })
+        .boxed();
+
+    let tunnels_list = v1()
+        .and(warp::path!("tunnels"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .and(raw_query())
+        .then(|st, a, q| async move { respond(tunnels::list(st, a, q).await) })
+        .boxed();
+    let tunnels_get = v1()
+        .and(warp::path!("tunnels" / String))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .then(|id, st, a| async move { respond(tunnels::get(st, a, id).await) })
+        .boxed();
+    let tunnels_release = v1()
+        .and(warp::path!("tunnels" / String))
+        .and(warp::delete())
+        .and(s.clone())
+        .and(auth)
+        .then(|id, st, a| async move { respond(tunnels::release(st, a, id).await) })
+        .boxed();
+
+    let usage_now = v1()
+        .and(warp::path!("usage"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .and(raw_query())
+        .then(|st, a, q| async move { respond(usage::usage(st, a, q).await) })
+        .boxed();
+    let usage_history = v1()
+        .and(warp::path!("usage" / "history"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .and(raw_query())
+        .then(|st, a, q| async move { respond(usage::history(st, a, q).await) })
+        .boxed();
+    let requests = v1()
+        .and(warp::path!("requests"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .and(raw_query())
+        .then(|st, a, q| async move { respond(usage::requests(st, a, q).await) })
+        .boxed();
+    let logs = v1()
+        .and(warp::path!("logs"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .and(raw_query())
+        .then(|st, a, q| async move { respond(usage::logs(st, a, q).await) })
+        .boxed();
+
+    let domains_list = v1()
+        .and(warp::path!("domains"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .and(raw_query())
+        .then(|st, a, q| async move { respond(domains::list(st, a, q).await) })
+        .boxed();
+    let domains_add = v1()
+        .and(warp::path!("domains"))
+        .and(warp::post())
+        .and(s.clone())
+        .and(auth)
+        .and(body())
+        .then(|st, a, b| async move { respond(domains::add(st, a, b).await) })
+        .boxed();
+    let domains_verify = v1()
+        .and(warp::path!("domains" / String / "verify"))
+        .and(warp::post())
+        .and(s.clone())
+        .and(auth)
+        .then(|id, st, a| async move { respond(domains::verify(st, a, id).await) })
+        .boxed();
+    let domains_remove = v1()
+        .and(warp::path!("domains" / String))
+        .and(warp::delete())
+        .and(s.clone())
+        .and(auth)
+        .then(|id, st, a| async move { respond(domains::remove(st, a, id).await) })
+        .boxed();
+
+    let tenants_list = v1()
+        .and(warp::path!("tenants"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .and(raw_query())
+        .then(|st, a, q| async move { respond(tenants::list(st, a, q).await) })
+        .boxed();
+    let tenants_create = v1()
+        .and(warp::path!("tenants"))
+        .and(warp::post())
+        .and(s.clone())
+        .and(auth)
+        .and(body())
+        .then(|st, a, b| async move { respond(tenants::create(st, a, b).await) })
+        .boxed();
+    let tenants_plan = v1()
+        .and(warp::path!("tenants" / String / "plan"))
+        .and(warp::put())
+        .and(s.clone())
+        .and(auth)
+        .and(body())
+        .then(|id, st, a, b| async move { respond(tenants::set_plan(st, a, id, b).await) })
+        .boxed();
+
+    let doc = v1()
+        .and(warp::path!("openapi.json"))
+        .and(warp::get())
+        .map(|| json(StatusCode::OK, &openapi::document()))
+        .boxed();
+    let prometheus = warp::path!("metrics")
+        .and(warp::get())
+        .and(s.clone())
+        .then(metrics::render)
+        .boxed();
+
+    let routes = [
+        workspace,
+        me,
+        status,
+        nodes,
+        tokens_list,
+        tokens_create,
+        tokens_revoke,
+        tokens_limit,
+        tokens_reset,
+        subscribe,
+        tunnels_list,
+        tunnels_get,
+        tunnels_release,
+        usage_now,
+        usage_history,
+        requests,
+        logs,
+        domains_list,
+        domains_add,
+        domains_verify,
+        domains_remove,
+        tenants_list,
+        tenants_create,
+        tenants_plan,
+        doc,
+        prometheus,
+    ]
+    .into_iter()
+    .reduce(with)
+    .unwrap_or_else(|| {
+        warp::any()
+            .map(|| error(ApiError::not_found("route")))
+            .boxed()
+    });
+
+    let cors = warp::cors()
+        .allow_any_origin()
+        .allow_headers(["authorization", "content-type", "accept"])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .max_age(600);
+    routes.recover(recover).unify().with(cors)
+}
+
+/// Turns warp's rejections into the JSON error format.
+async fn recover(rejection: Rejection) -> Result<Resp, Infallible> {
+    let e = if rejection.is_not_found() {
+        ApiError::not_found("route")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::method_not_allowed()
+    } else if let Some(h) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::invalid(
+            format!("bad header: {h}"),
+            serde_json::json!({ "header": h.name() }),
+        )
+    } else if let Some(c) = rejection.find::<warp::filters::cors::CorsForbidden>() {
+        ApiError::forbidden(c.to_string())
+    } else {
+        ApiError::internal(format!("unhandled rejection: {rejection:?}"))
+    };
+    Ok(error(e))
+}

@@ -1,0 +1,175 @@
+//! `/tunnels`: a tenant's tunnels (until released) with their state, public
+//! address and bytes; releasing one frees its name or port.
+
+use std::sync::Arc;
+
+use beamd_events::vocabulary::TunnelProtocol;
+use serde::Serialize;
+use utoipa::ToSchema;
+use warp::http::StatusCode;
+
+use super::auth::Scope;
+use super::error::{ApiError, ErrorBody};
+use super::http::{iso_opt, ok, page, query, Deleted, PageQuery};
+use super::ApiState;
+use crate::domain::{Tunnel, TunnelCommand, TunnelStatus};
+
+/// A tunnel as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelView {
+    /// `tun_…`.
+    pub id: String,
+    /// `http` or `tcp`.
+    pub protocol: String,
+    /// `online` (an agent serves it) or `offline` (name or port kept for its agent).
+    pub status: String,
+    /// Its name (HTTP).
+    pub name: Option<String>,
+    /// Its public port (TCP).
+    pub port: Option<u16>,
+    /// Where the public reaches it.
+    pub public_url: Option<String>,
+    /// The agent's transport.
+    pub transport: Option<String>,
+    /// The node serving it.
+    pub node: String,
+    /// The key that opened it.
+    pub key: String,
+    /// Where the agent forwards to.
+    pub local_addr: String,
+    /// Bytes from the public toward the agent.
+    pub bytes_in: u64,
+    /// Bytes back to the public.
+    pub bytes_out: u64,
+    /// Public connections.
+    pub connections: u64,
+    /// HTTP requests.
+    pub requests: u64,
+    /// When opened.
+    pub opened_at: Option<String>,
+    /// Last recorded activity.
+    pub last_seen: Option<String>,
+}
+
+/// A page of tunnels.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TunnelList {
+    /// Tunnels, by id.
+    pub tunnels: Vec<TunnelView>,
+    /// The cursor of the next page; null on the last.
+    pub next: Option<String>,
+}
+
+fn view(state: &ApiState, t: &Tunnel, tunnel_base: &str) -> TunnelView {
+    let public_url = match (t.protocol, &t.name, t.port) {
+        (Some(TunnelProtocol::Http), Some(name), _) => state
+            .settings
+            .http_port
+            .map(|_| state.settings.url(&format!("{name}.{tunnel_base}"))),
+        (Some(TunnelProtocol::Tcp), _, Some(port)) => {
+            Some(format!("tcp://{}:{port}", state.settings.advertise))
+        }
+        _ => None,
+    };
+    TunnelView {
+        id: t.id.clone(),
+        protocol: match t.protocol {
+            Some(TunnelProtocol::Http) => "http",
+            _ => "tcp",
+        }
+        .into(),
+        status: match t.status {
+            TunnelStatus::Online => "online",
+            _ => "offline",
+        }
+        .into(),
+        name: t.name.clone(),
+        port: t.port,
+        public_url,
+        transport: t.transport.map(|k| format!("{k:?}").to_ascii_lowercase()),
+        node: t.node.clone(),
+        key: t.key.clone(),
+        local_addr: t.local_addr.clone(),
+        bytes_in: t.bytes_in,
+        bytes_out: t.bytes_out,
+        connections: t.connections,
+        requests: t.requests,
+        opened_at: iso_opt(t.opened_at),
+        last_seen: iso_opt(t.last_seen),
+    }
+}
+
+/// The tenant's tunnels (released ones are gone).
+#[utoipa::path(get, path = "/api/v1/tunnels", tag = "tunnels", params(PageQuery),
+    responses((status = 200, body = TunnelList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    raw: String,
+) -> Result<(StatusCode, TunnelList), ApiError> {
+    let caller = state.caller(auth, Scope::Read).await?;
+    let q: PageQuery = query(&raw)?;
+    let size = q.size()?;
+    let p = state.core.projections().read();
+    let (tunnels, next) = page(
+        p.catalog
+            .tunnels
+            .of_tenant(&caller.tenant.id, q.cursor.as_deref()),
+        size,
+        |t: &&Tunnel| t.id.clone(),
+    );
+    ok(TunnelList {
+        tunnels: tunnels
+            .iter()
+            .map(|t| view(&state, t, &caller.tenant.tunnel_base))
+            .collect(),
+        next,
+    })
+}
+
+fn own(state: &ApiState, tenant: &str, id: &str) -> Result<Tunnel, ApiError> {
+    match state.core.projections().read().catalog.tunnels.get(id) {
+        Some(t) if t.tenant == tenant => Ok(t.clone()),
+        _ => Err(ApiError::not_found("tunnel")),
+    }
+}
+
+/// One tunnel.
+#[utoipa::path(get, path = "/api/v1/tunnels/{id}", tag = "tunnels", params(("id" = String, Path, description = "tun_…")),
+    responses((status = 200, body = TunnelView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    id: String,
+) -> Result<(StatusCode, TunnelView), ApiError> {
+    let caller = state.caller(auth, Scope::Read).await?;
+    let t = own(&state, &caller.tenant.id, &id)?;
+    ok(view(&state, &t, &caller.tenant.tunnel_base))
+}
+
+/// Release a tunnel: its name or port is free again. An agent still serving it loses it at its next reconnect.
+#[utoipa::path(delete, path = "/api/v1/tunnels/{id}", tag = "tunnels", params(("id" = String, Path, description = "tun_…")),
+    responses((status = 200, body = Deleted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn release(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    id: String,
+) -> Result<(StatusCode, Deleted), ApiError> {
+    let caller = state.caller(auth, Scope::Manage).await?;
+    let t = own(&state, &caller.tenant.id, &id)?;
+    state
+        .core
+        .tunnel_command(&t.id, TunnelCommand::Release)
+        .await?;
+    state.settle().await?;
+    ok(Deleted {
+        id: t.id,
+        revoked: None,
+        released: Some(true),
+        removed: None,
+    })
+}

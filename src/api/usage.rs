@@ -1,0 +1,366 @@
+//! `/usage`, `/usage/history`, `/requests` and `/logs`: what a tenant used,
+//! day by day, and the requests its HTTP tunnels served.
+
+use std::sync::Arc;
+
+use beamd_events::{Clock, SystemClock};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use warp::http::StatusCode;
+
+use super::auth::Scope;
+use super::error::{ApiError, ErrorBody};
+use super::http::{iso, iso_opt, ok, query};
+use super::ApiState;
+use crate::domain::calendar::DAY_MS;
+use crate::projections::{CapturedRequest, LogQuery, PAGE_SIZE};
+
+/// `?days=`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DaysQuery {
+    /// Days to cover, 1–365 (default 30), ending today (UTC).
+    pub days: Option<u64>,
+}
+
+impl DaysQuery {
+    fn days(&self) -> Result<u64, ApiError> {
+        match self.days.unwrap_or(30) {
+            d @ 1..=365 => Ok(d),
+            d => Err(ApiError::invalid(
+                format!("days must be 1 to 365, not {d}"),
+                serde_json::json!({ "days": d }),
+            )),
+        }
+    }
+}
+
+/// Plan limits (null = none) or what is used of them.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Quota {
+    /// Custom domains.
+    pub domains: Option<u64>,
+    /// Tunnels live at once.
+    pub tunnels: Option<u64>,
+    /// Bytes per calendar month (UTC).
+    pub bandwidth_bytes: Option<u64>,
+}
+
+/// One day of usage.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageDay {
+    /// The day's start (UTC midnight).
+    pub day: String,
+    /// Bytes both ways.
+    pub bytes: u64,
+    /// Most tunnels online at once.
+    pub peak_tunnels: u64,
+}
+
+/// Usage against the plan, with a per-day series.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Plan name.
+    pub plan: String,
+    /// The plan's limits.
+    pub limits: Quota,
+    /// What is used now (bandwidth: this calendar month).
+    pub used: Quota,
+    /// Bytes in the covered days.
+    pub total_bytes: u64,
+    /// Most tunnels online at once in the covered days.
+    pub peak_tunnels: u64,
+    /// Events recorded for the tenant in the covered days.
+    pub event_count: u64,
+    /// When the tenant's traffic was last recorded.
+    pub last_seen: Option<String>,
+    /// Every covered day, oldest first, days without traffic included.
+    pub series: Vec<UsageDay>,
+}
+
+/// Usage against the plan and a per-day series; O(days) whatever the history.
+#[utoipa::path(get, path = "/api/v1/usage", tag = "usage", params(DaysQuery),
+    responses((status = 200, body = Usage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn usage(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    raw: String,
+) -> Result<(StatusCode, Usage), ApiError> {
+    let caller = state.caller(auth, Scope::Read).await?;
+    let days = query::<DaysQuery>(&raw)?.days()?;
+    let now = SystemClock.now_ms();
+    let t = &caller.tenant;
+    let p = state.core.projections().read();
+    let series = p.usage.series(&t.id, now, days);
+    let totals = p.usage.tenant(&t.id);
+    let live = p.catalog.tunnels.of_tenant(&t.id, None).count() as u64;
+    let domains = p.domains.of_tenant(&t.id).count() as u64;
+    ok(Usage {
+        plan: t.plan.name.clone(),
+        limits: Quota {
+            domains: t.plan.max_domains.map(u64::from),
+            tunnels: t.plan.max_tunnels.map(u64::from),
+            bandwidth_bytes: t.plan.bandwidth_bytes_per_month,
+        },
+        used: Quota {
+            domains: Some(domains),
+            tunnels: Some(live),
+            bandwidth_bytes: Some(p.usage.month_bytes(&t.id, now)),
+        },
+        total_bytes: series.iter().map(|(_, d)| d.bytes()).sum(),
+        peak_tunnels: series
+            .iter()
+            .map(|(_, d)| d.peak_tunnels)
+            .max()
+            .unwrap_or(0),
+        event_count: series.iter().map(|(_, d)| d.events).sum(),
+        last_seen: iso_opt(totals.last_seen),
+        series: series
+            .iter()
+            .map(|(day, d)| UsageDay {
+                day: iso(day * DAY_MS),
+                bytes: d.bytes(),
+                peak_tunnels: d.peak_tunnels,
+            })
+            .collect(),
+    })
+}
+
+/// One day's rollup.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryDay {
+    /// The day's start (UTC midnight).
+    pub day: String,
+    /// Bytes from the public toward agents.
+    pub bytes_in: u64,
+    /// Bytes back to the public.
+    pub bytes_out: u64,
+    /// Public connections.
+    pub connections: u64,
+    /// HTTP requests.
+    pub requests: u64,
+    /// Most tunnels online at once.
+    pub peak_tunnels: u64,
+    /// Events recorded.
+    pub events: u64,
+}
+
+/// Daily rollups.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct History {
+    /// Every covered day, oldest first.
+    pub history: Vec<HistoryDay>,
+}
+
+/// Daily usage rollups.
+#[utoipa::path(get, path = "/api/v1/usage/history", tag = "usage", params(DaysQuery),
+    responses((status = 200, body = History), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn history(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    raw: String,
+) -> Result<(StatusCode, History), ApiError> {
+    let caller = state.caller(auth, Scope::Read).await?;
+    let days = query::<DaysQuery>(&raw)?.days()?;
+    let series =
+        state
+            .core
+            .projections()
+            .read()
+            .usage
+            .series(&caller.tenant.id, SystemClock.now_ms(), days);
+    ok(History {
+        history: series
+            .into_iter()
+            .map(|(day, d)| HistoryDay {
+                day: iso(day * DAY_MS),
+                bytes_in: d.bytes_in,
+                bytes_out: d.bytes_out,
+                connections: d.connections,
+                requests: d.requests,
+                peak_tunnels: d.peak_tunnels,
+                events: d.events,
+            })
+            .collect(),
+    })
+}
+
+/// A captured request.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestView {
+    /// The log seq of its `RequestCaptured`.
+    pub seq: u64,
+    /// When it arrived.
+    pub at: String,
+    /// The tunnel.
+    pub tunnel: String,
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Response status.
+    pub status: u16,
+    /// Time to the end of the response.
+    pub duration_ms: u64,
+    /// Request plus response body bytes.
+    pub bytes: u64,
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
+    /// Client address.
+    pub ip: String,
+    /// Client user agent.
+    pub user_agent: String,
+    /// HTTP version.
+    pub proto: String,
+    /// Host.
+    pub host: String,
+}
+
+fn request_view(r: CapturedRequest) -> RequestView {
+    RequestView {
+        seq: r.seq,
+        at: iso(r.at),
+        tunnel: r.tunnel,
+        method: r.method,
+        path: r.path,
+        status: r.status,
+        duration_ms: r.duration_ms,
+        bytes: r.bytes_in + r.bytes_out,
+        bytes_in: r.bytes_in,
+        bytes_out: r.bytes_out,
+        ip: r.ip,
+        user_agent: r.user_agent,
+        proto: r.proto,
+        host: r.host,
+    }
+}
+
+/// `?limit=` of `/requests`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RecentQuery {
+    /// How many, 1–1000 (default 50), newest first.
+    pub limit: Option<usize>,
+}
+
+/// Recent requests.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestList {
+    /// Newest first.
+    pub requests: Vec<RequestView>,
+}
+
+/// The most recent requests captured by the inspector.
+#[utoipa::path(get, path = "/api/v1/requests", tag = "inspector", params(RecentQuery),
+    responses((status = 200, body = RequestList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn requests(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    raw: String,
+) -> Result<(StatusCode, RequestList), ApiError> {
+    let caller = state.caller(auth, Scope::Read).await?;
+    let q: RecentQuery = query(&raw)?;
+    let limit = match q.limit.unwrap_or(50) {
+        n @ 1..=1000 => n,
+        n => {
+            return Err(ApiError::invalid(
+                format!("limit must be 1 to 1000, not {n}"),
+                serde_json::json!({ "limit": n }),
+            ))
+        }
+    };
+    let recent = state
+        .core
+        .projections()
+        .read()
+        .inspector
+        .recent(&caller.tenant.id, limit);
+    ok(RequestList {
+        requests: recent.into_iter().map(request_view).collect(),
+    })
+}
+
+/// Filters of `/logs`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Earliest arrival, ms since the epoch.
+    pub from: Option<u64>,
+    /// Latest arrival, ms since the epoch.
+    pub to: Option<u64>,
+    /// Path prefix.
+    pub path: Option<String>,
+    /// Exact status code.
+    pub status_code: Option<u16>,
+    /// 1-based page of 50.
+    pub page: Option<usize>,
+}
+
+/// One page of the request history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogPageView {
+    /// Matching requests in all pages.
+    pub count: usize,
+    /// The next page number, if any.
+    pub next: Option<usize>,
+    /// The previous page number, if any.
+    pub previous: Option<usize>,
+    /// This page, newest first.
+    pub results: Vec<RequestView>,
+}
+
+/// The whole request history, filtered, 50 a page.
+#[utoipa::path(get, path = "/api/v1/logs", tag = "inspector", params(LogsQuery),
+    responses((status = 200, body = LogPageView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn logs(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    raw: String,
+) -> Result<(StatusCode, LogPageView), ApiError> {
+    let caller = state.caller(auth, Scope::Read).await?;
+    let q: LogsQuery = query(&raw)?;
+    let page = q.page.unwrap_or(1);
+    if page == 0 {
+        return Err(ApiError::invalid(
+            "page starts at 1",
+            serde_json::json!({ "page": 0 }),
+        ));
+    }
+    let index = state
+        .core
+        .inspector_index()
+        .ok_or_else(|| ApiError::not_found("request history"))?;
+    let found = index
+        .query(
+            &caller.tenant.id,
+            &LogQuery {
+                from: q.from,
+                to: q.to,
+                path: q.path,
+                status_code: q.status_code,
+                page,
+            },
+        )
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let pages = found.count.div_ceil(PAGE_SIZE);
+    ok(LogPageView {
+        count: found.count,
+        next: (page < pages).then_some(page + 1),
+        previous: (page > 1).then(|| (page - 1).min(pages.max(1))),
+        results: found.results.into_iter().map(request_view).collect(),
+    })
+}

@@ -1,0 +1,84 @@
+//! A real HTTP client for the REST API.
+
+use std::net::SocketAddr;
+
+use anyhow::Result;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+/// A response: status, headers and the body (JSON when it parses, else a string).
+pub struct Answer {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+/// Sends one request on a fresh connection.
+pub async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<Answer> {
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(addr).await?))
+            .await?;
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body.unwrap_or("").to_string())))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+    Ok(Answer {
+        status,
+        headers,
+        body,
+        text,
+    })
+}
+
+/// An API client for one server and key.
+#[derive(Clone)]
+pub struct Api {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr, token: &str) -> Self {
+        Self {
+            addr,
+            token: Some(token.to_string()),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Answer> {
+        call(self.addr, "GET", path, self.token.as_deref(), None, &[]).await
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<&str>) -> Result<Answer> {
+        call(self.addr, method, path, self.token.as_deref(), body, &[]).await
+    }
+}
