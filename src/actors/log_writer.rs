@@ -64,5 +64,9 @@ pub async fn append(
     writer: &ActorRef<LogWriterMsg>,
     append: Append,
 ) -> Result<Vec<Envelope>, CoreError> {
-    Ok(ask(writer, |reply| LogWriterMsg::Append(append, reply)).await??)
+    let started = std::time::Instant::now();
+    let committed = ask(writer, |reply| LogWriterMsg::Append(append, reply)).await??;
+    metrics::histogram!("beamd_log_append_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!("beamd_events_appended_total").increment(committed.len() as u64);
+    Ok(committed)
 }

@@ -257,6 +257,9 @@ async fn proxy(
         ),
     };
     capture.status = response.status().as_u16();
+    metrics::counter!("beamd_http_requests_total").increment(1);
+    metrics::histogram!("beamd_http_request_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
     let guard = ctx.settings.capture.then(|| CaptureGuard {
         capture,
         bytes_in,

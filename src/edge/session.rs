@@ -389,6 +389,9 @@ async fn report(
 /// Records a tunnel's traffic and captured requests since the last call.
 async fn record(ctx: &EdgeContext, id: &str, meter: &Meter) {
     let delta = meter.take();
+    metrics::counter!("beamd_tunnel_bytes_total", "direction" => "in").increment(delta.bytes_in);
+    metrics::counter!("beamd_tunnel_bytes_total", "direction" => "out").increment(delta.bytes_out);
+    metrics::counter!("beamd_tunnel_connections_total").increment(delta.connections);
     if !is_empty(&delta) {
         if let Err(e) = ctx.core.report_traffic(id, delta).await {
             tracing::warn!(tunnel = %id, "traffic not recorded: {e}");
