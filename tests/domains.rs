@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use common::api::Api;
 use common::http::{client, get, http_server, send, start_http_agent};
-use common::tunnel::start_edge;
+use common::tunnel::{start_edge, ADMIN_TOKEN};
 use hickory_proto::op::{Message, OpCode};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{RData, Record, RecordType};
@@ -97,6 +98,27 @@ async fn a_domain_routes_once_its_txt_record_is_found() -> Result<()> {
         "the tunnel's own host routes meanwhile: {status}"
     );
 
+    // Verifying through the API looks again, and says what it expected.
+    let api = Api::new(edge.api, ADMIN_TOKEN);
+    let listed = api.get("/api/v1/domains").await?;
+    let id = listed.body["domains"][0]["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    let checked = api
+        .send("POST", &format!("/api/v1/domains/{id}/verify"), None)
+        .await?;
+    ensure!(
+        checked.status == 200 && checked.body["status"] == "pending",
+        "{}",
+        checked.text
+    );
+    let failure = checked.body["failure"].as_str().context("failure")?;
+    ensure!(
+        failure.contains(&token) && failure.contains("not-the-token"),
+        "{failure}"
+    );
+
     // Publish the right value: the edge's next check verifies and routes it.
     *value.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = token.clone();
     edge.proc.expect(
@@ -111,6 +133,22 @@ async fn a_domain_routes_once_its_txt_record_is_found() -> Result<()> {
     let (_, seen) = send(&mut c, get(&custom, "/headers")?).await?;
     ensure!(seen == format!("127.0.0.1 {HOST} http"), "{seen}");
 
+    // The API shows it verified; removing it stops routing with the next request.
+    let listed = api.get("/api/v1/domains").await?;
+    let domain = &listed.body["domains"][0];
+    ensure!(
+        domain["host"] == HOST && domain["status"] == "verified",
+        "{}",
+        listed.text
+    );
+    let id = domain["id"].as_str().context("id")?;
+    let removed = api
+        .send("DELETE", &format!("/api/v1/domains/{id}"), None)
+        .await?;
+    ensure!(removed.status == 200, "{}", removed.text);
+    let (status, _) = send(&mut c, get(&custom, "/hello")?).await?;
+    ensure!(status == 404, "a removed domain does not route: {status}");
+
     edge.proc.signal(rustix::process::Signal::TERM)?;
     edge.proc.expect("stopped", Duration::from_secs(30))?;
     drop((agent, edge));
@@ -122,6 +160,7 @@ async fn a_domain_routes_once_its_txt_record_is_found() -> Result<()> {
     let of = |kind: &str| events.iter().filter(|e| e["type"] == kind).count();
     ensure!(of("DomainAdded") == 1, "one DomainAdded");
     ensure!(of("DomainVerified") == 1, "one DomainVerified");
+    ensure!(of("DomainRemoved") == 1, "one DomainRemoved");
     ensure!(of("DomainVerificationFailed") >= 1, "the miss is recorded");
     let captured_custom = events
         .iter()

@@ -108,6 +108,10 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct NewDomain {
     /// The host name, e.g. `app.example.com`.
+    #[schema(
+        max_length = 253,
+        pattern = "^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*\\.?$"
+    )]
     pub host: String,
 }
 

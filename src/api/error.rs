@@ -107,9 +107,13 @@ impl From<DomainError> for ApiError {
             other => other.code(),
         };
         let mut err = Self::new(status, code, e.to_string());
-        if let DomainError::LimitExceeded { limit, max } = &e {
-            err.body.details = Some(serde_json::json!({ "limit": limit, "max": max }));
-        }
+        err.body.details = match &e {
+            DomainError::LimitExceeded { limit, max } => {
+                Some(serde_json::json!({ "limit": limit, "max": max }))
+            }
+            DomainError::InvalidRequest(why) => Some(serde_json::json!({ "reason": why })),
+            _ => None,
+        };
         err
     }
 }

@@ -136,6 +136,7 @@ pub fn iso_opt(ms: Option<u64>) -> Option<String> {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
     /// The `next` value of the previous page.
     pub cursor: Option<String>,

@@ -18,7 +18,8 @@ use crate::domain::{CreateTenant, Tenant, TenantCommand};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlanView {
-    /// `free`, `pro`, …
+    /// `free`, `pro`, … (lowercase letters, digits, `-`)
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
     /// Tunnels live at once.
     #[serde(default)]
@@ -124,6 +125,7 @@ pub async fn list(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewTenant {
     /// URL-safe short name, unique on the edge.
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub slug: String,
     /// Display name (default: the slug).
     pub name: Option<String>,

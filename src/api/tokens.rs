@@ -116,11 +116,13 @@ pub async fn list(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateToken {
-    /// Label, ≤ 80 characters.
+    /// Label, 1–80 characters (default `token`).
+    #[schema(max_length = 80, min_length = 1, pattern = "^[^\\p{Cc}]*$")]
     pub label: Option<String>,
     /// `agent` (default) or `api`.
+    #[schema(pattern = "^(agent|api)$")]
     pub kind: Option<String>,
-    /// Scopes (default `["read"]`); no more than the caller's own.
+    /// Scopes (default `["read"]`): `read`, `manage`, `admin`; no more than the caller's own.
     pub scopes: Option<Vec<String>>,
     /// Byte limit; null or absent = none.
     pub limit_bytes: Option<u64>,
@@ -188,7 +190,7 @@ pub async fn create(
             )));
         }
     }
-    let label = req.label.unwrap_or_default();
+    let label = req.label.unwrap_or_else(|| "token".into());
     let (key, secret) = state
         .core
         .issue_key(&caller.tenant.id, &label, kind, scopes, req.limit_bytes)

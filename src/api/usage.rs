@@ -21,6 +21,7 @@ use crate::projections::{CapturedRequest, LogQuery, PAGE_SIZE};
 #[into_params(parameter_in = Query)]
 pub struct DaysQuery {
     /// Days to cover, 1–365 (default 30), ending today (UTC).
+    #[param(minimum = 1, maximum = 365)]
     pub days: Option<u64>,
 }
 
@@ -251,6 +252,7 @@ fn request_view(r: CapturedRequest) -> RequestView {
 #[into_params(parameter_in = Query)]
 pub struct RecentQuery {
     /// How many, 1–1000 (default 50), newest first.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -306,6 +308,7 @@ pub struct LogsQuery {
     /// Exact status code.
     pub status_code: Option<u16>,
     /// 1-based page of 50.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
 }
 
