@@ -7,6 +7,9 @@ use anyhow::Result;
 use beamd_events::Durability;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::client::commands::{ApiArgs, DomainsCmd, TokensCmd, TunnelsCmd};
+use crate::client::ClientCommand;
+
 /// Where beamd keeps its data when `--data-dir` is not given.
 pub const DEFAULT_DATA_DIR: &str = "beamd-data";
 
@@ -37,6 +40,54 @@ pub enum Command {
     /// Measure beamd against its baselines.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Manage the tenant's keys through the API.
+    Tokens {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: TokensCmd,
+        /// The API and key.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List or release tunnels through the API.
+    Tunnels {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: TunnelsCmd,
+        /// The API and key.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Usage against the plan, day by day.
+    Usage {
+        /// Days to show, 1–365.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+        /// The API and key.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Requests captured by the inspector.
+    Requests {
+        /// How many recent requests to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Keep printing new requests as they come (Ctrl-C to stop).
+        #[arg(long)]
+        follow: bool,
+        /// The API and key.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Manage custom domains through the API.
+    Domains {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: DomainsCmd,
+        /// The API and key.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 /// A transport on the command line.
@@ -251,5 +302,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(crate::bench::tunnel::run(args))
         }
         Command::Bench(BenchCommand::Http(args)) => runtime.block_on(crate::bench::http::run(args)),
+        Command::Tokens { cmd, api } => {
+            runtime.block_on(crate::client::run(ClientCommand::Tokens(cmd), api))
+        }
+        Command::Tunnels { cmd, api } => {
+            runtime.block_on(crate::client::run(ClientCommand::Tunnels(cmd), api))
+        }
+        Command::Usage { days, api } => {
+            runtime.block_on(crate::client::run(ClientCommand::Usage { days }, api))
+        }
+        Command::Requests { limit, follow, api } => runtime.block_on(crate::client::run(
+            ClientCommand::Requests { limit, follow },
+            api,
+        )),
+        Command::Domains { cmd, api } => {
+            runtime.block_on(crate::client::run(ClientCommand::Domains(cmd), api))
+        }
     }
 }

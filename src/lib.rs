@@ -18,6 +18,7 @@ pub mod api;
 pub mod audit;
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod data_dir;
 pub mod domain;
 pub mod edge;

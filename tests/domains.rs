@@ -11,52 +11,15 @@ use anyhow::{ensure, Context, Result};
 use common::api::Api;
 use common::http::{client, get, http_server, send, start_http_agent};
 use common::tunnel::{start_edge, ADMIN_TOKEN};
-use hickory_proto::op::{Message, OpCode};
-use hickory_proto::rr::rdata::TXT;
-use hickory_proto::rr::{RData, Record, RecordType};
-use tokio::net::UdpSocket;
+
+use common::dns::dns_server;
 
 const HOST: &str = "app.example.test";
-
-/// A DNS server that answers TXT queries for `_beamd-challenge.HOST` with
-/// the current value (none when empty), and nothing else.
-async fn dns_server(value: Arc<Mutex<String>>) -> Result<u16> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
-    let port = socket.local_addr()?.port();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 1500];
-        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut answer = Message::response(query.metadata.id, OpCode::Query);
-            answer.metadata.recursion_desired = query.metadata.recursion_desired;
-            answer.metadata.recursion_available = true;
-            answer.metadata.authoritative = true;
-            for q in &query.queries {
-                answer.add_query(q.clone());
-                let wanted = format!("_beamd-challenge.{HOST}.");
-                let current = value.lock().map(|v| v.clone()).unwrap_or_default();
-                if q.query_type() == RecordType::TXT
-                    && q.name().to_ascii().eq_ignore_ascii_case(&wanted)
-                    && !current.is_empty()
-                {
-                    let txt = RData::TXT(TXT::new(vec![current]));
-                    answer.add_answer(Record::from_rdata(q.name().clone(), 5, txt));
-                }
-            }
-            if let Ok(bytes) = answer.to_vec() {
-                let _ = socket.send_to(&bytes, from).await;
-            }
-        }
-    });
-    Ok(port)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_domain_routes_once_its_txt_record_is_found() -> Result<()> {
     let value = Arc::new(Mutex::new("not-the-token".to_string()));
-    let dns = dns_server(value.clone()).await?;
+    let dns = dns_server(HOST, value.clone()).await?;
     let dir = tempfile::tempdir()?;
     let web = http_server().await?;
     let resolver = format!("127.0.0.1:{dns}");

@@ -1,0 +1,77 @@
+//! A small HTTP client for the REST API: one request per call, JSON in and
+//! out, the API's error turned into one clear line.
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+/// Where the API is and which key to use: shared by every API command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    /// The edge's API, http://HOST:PORT.
+    #[arg(
+        long,
+        env = "BEAMD_API",
+        default_value = "http://127.0.0.1:4040",
+        global = true
+    )]
+    pub api: String,
+    /// The API key, tok_<id>.<secret>.
+    #[arg(long, env = "BEAMD_KEY", hide_env_values = true, global = true)]
+    pub key: Option<String>,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl ApiArgs {
+    fn authority(&self) -> Result<&str> {
+        let rest = self
+            .api
+            .strip_prefix("http://")
+            .with_context(|| format!("--api must be http://HOST:PORT, not {:?}", self.api))?;
+        Ok(rest.trim_end_matches('/'))
+    }
+
+    /// Sends `method path` with an optional JSON body; the answer's JSON, or
+    /// the API's error as the error.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+        let key = self
+            .key
+            .as_deref()
+            .context("no API key: pass --key or set BEAMD_KEY")?;
+        let authority = self.authority()?;
+        let stream = TcpStream::connect(authority)
+            .await
+            .with_context(|| format!("cannot reach the API at {}", self.api))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"))
+            .header("host", authority)
+            .header("authorization", format!("Bearer {key}"));
+        let payload = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(serde_json::to_vec(&v)?)
+            }
+            None => Bytes::new(),
+        };
+        let resp = sender.send_request(req.body(Full::new(payload))?).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = value["message"].as_str().unwrap_or("");
+            let code = value["error"].as_str().unwrap_or("error");
+            bail!("{method} {path}: {} {code}: {message}", status.as_u16());
+        }
+        Ok(value)
+    }
+}
