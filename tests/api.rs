@@ -63,6 +63,31 @@ async fn auth_errors_cors_and_the_document() -> Result<()> {
     ] {
         ensure!(doc.body["paths"][path].is_object(), "{path} is documented");
     }
+    // Every documented route but the public ones refuses a call without a key.
+    let mut checked = 0;
+    for (path, item) in doc.body["paths"].as_object().context("paths")? {
+        for method in item.as_object().context("item")?.keys() {
+            let concrete = path
+                .replace("{id}", "tok_x")
+                .replace("{key}", "tok_x.nosecretnosecret");
+            let a = call(
+                edge.api,
+                &method.to_uppercase(),
+                &concrete,
+                None,
+                Some("{}"),
+                &[],
+            )
+            .await?;
+            ensure!(
+                a.status == 401 && error_of(&a) == "unauthorized",
+                "{method} {path} without a key: {}",
+                a.text
+            );
+            checked += 1;
+        }
+    }
+    ensure!(checked >= 24, "{checked} operations checked");
     let none = anon.get("/api/v1/workspace").await?;
     ensure!(
         none.status == 401 && error_of(&none) == "unauthorized",

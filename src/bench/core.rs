@@ -335,6 +335,8 @@ async fn startup(dir: &Path, args: &CoreBenchArgs) -> Result<()> {
     }
     std::hint::black_box(full.series(&tenant, now, 30));
     let fold = t.elapsed();
+    let core = Arc::new(core);
+    let over_http = super::api::usage_over_http(core.clone(), &tenant, &[1, 30, 365], 500).await?;
     core.shutdown().await?;
     drop(core);
     drop(data);
@@ -361,6 +363,12 @@ async fn startup(dir: &Path, args: &CoreBenchArgs) -> Result<()> {
         per_query.as_secs_f64() * 1e6
     );
     println!("| by folding the whole log | {:.3} s |", fold.as_secs_f64());
+    println!();
+    println!("| GET /api/v1/usage through the API server (keep-alive, median of 500) | time |");
+    println!("|---|---:|");
+    for (days, t) in over_http {
+        println!("| days={days} | {:.3} ms |", t.as_secs_f64() * 1e3);
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `beamd bench …`: measurements run side by side with their baselines, so
 //! that figures are ratios taken in one run on one machine.
 
+mod api;
 mod child;
 pub mod core;
 pub mod http;

@@ -1,0 +1,75 @@
+//! `GET /api/v1/usage?days=N` through the real API server (in process, on
+//! 127.0.0.1) and a real HTTP client with keep-alive: the median time of a
+//! request per `days`, on whatever history the core holds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use beamd_events::vocabulary::KeyKind;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::actors::Core;
+use crate::api::{serve, ApiState};
+use crate::edge::EdgeSettings;
+
+/// Median request time of `usage?days=N` for each of `days`, `n` requests each.
+pub async fn usage_over_http(
+    core: Arc<Core>,
+    tenant: &str,
+    days: &[u64],
+    n: usize,
+) -> Result<Vec<(u64, Duration)>> {
+    let (key, secret) = core
+        .issue_key(tenant, "bench", KeyKind::Api, vec!["read".into()], None)
+        .await?;
+    let token = format!("{}.{}", key.id, secret.expose());
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let state = ApiState {
+        core,
+        settings: EdgeSettings::new("127.0.0.1".parse()?, "127.0.0.1"),
+        started: Instant::now(),
+        node: "bench".into(),
+        agents: Vec::new(),
+        fingerprint: String::new(),
+        agent_tls: false,
+        metrics: None,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(serve(listener, Arc::new(state), stopped));
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(addr).await?))
+            .await?;
+    tokio::spawn(conn);
+    let mut out = Vec::new();
+    for &d in days {
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let req = Request::get(format!("/api/v1/usage?days={d}"))
+                .header("host", addr.to_string())
+                .header("authorization", format!("Bearer {token}"))
+                .body(Empty::<Bytes>::new())?;
+            let t = Instant::now();
+            sender.ready().await?;
+            let resp = sender.send_request(req).await?;
+            ensure!(
+                resp.status().is_success(),
+                "usage answered {}",
+                resp.status()
+            );
+            resp.into_body().collect().await?;
+            samples.push(t.elapsed());
+        }
+        samples.sort();
+        out.push((d, samples[samples.len() / 2]));
+    }
+    drop(sender);
+    let _ = stop.send(true);
+    let _ = server.await;
+    Ok(out)
+}
