@@ -38,6 +38,10 @@ pub struct CoreConfig {
     pub timings: Timings,
     /// Recent requests kept per tenant.
     pub inspector_capacity: usize,
+    /// Run the projector on its own thread (the default), so folding bursts
+    /// of events never stalls the runtime that carries traffic. The
+    /// deterministic simulation turns this off to keep everything on its one thread.
+    pub projector_thread: bool,
 }
 
 impl CoreConfig {
@@ -55,6 +59,7 @@ impl CoreConfig {
             policy: SnapshotPolicy::default(),
             timings: Timings::default(),
             inspector_capacity: DEFAULT_RECENT,
+            projector_thread: true,
         }
     }
 }
@@ -149,6 +154,7 @@ impl Core {
             config.index,
             config.policy,
             config.inspector_capacity,
+            config.projector_thread,
         )
         .await?;
         let (tenants, keys, tunnels) = (

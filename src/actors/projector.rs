@@ -248,11 +248,21 @@ impl ProjectorHandle {
 /// Runs the projector's loop on its own thread (with its own single-thread
 /// runtime): folding, indexing and snapshotting bursts of events is CPU and
 /// blocking sled work that must not stall the workers carrying traffic.
-fn spawn_on_own_thread<F>(work: F) -> Result<oneshot::Receiver<Result<(), CoreError>>, CoreError>
+/// Without `own_thread` it is a task on the current runtime.
+fn spawn<F>(
+    own_thread: bool,
+    work: F,
+) -> Result<oneshot::Receiver<Result<(), CoreError>>, CoreError>
 where
     F: std::future::Future<Output = Result<(), CoreError>> + Send + 'static,
 {
     let (done_tx, done_rx) = oneshot::channel();
+    if !own_thread {
+        tokio::spawn(async move {
+            let _ = done_tx.send(work.await);
+        });
+        return Ok(done_rx);
+    }
     std::thread::Builder::new()
         .name("beamd-projector".into())
         .spawn(move || {
@@ -276,6 +286,7 @@ pub async fn start_projector(
     index: Option<InspectorIndex>,
     policy: SnapshotPolicy,
     inspector_capacity: usize,
+    own_thread: bool,
 ) -> Result<ProjectorHandle, CoreError> {
     let started = std::time::Instant::now();
     let (rebuilt, replayed) = rebuild(
@@ -292,7 +303,7 @@ pub async fn start_projector(
     let shared = Arc::new(RwLock::new(rebuilt));
     let (stop_tx, mut stop_rx) = oneshot::channel();
     let writer = shared.clone();
-    let task = spawn_on_own_thread(async move {
+    let task = spawn(own_thread, async move {
         // Counted from the snapshots the rebuild started from, so a start that
         // replayed a long tail snapshots it at the next chance.
         let mut snapshot_seq = rebuilt_from;

@@ -88,23 +88,52 @@ impl<S: Store> GroupCommitLog<S> {
             None => LogError::Closed,
         }
     }
+}
 
-    fn decode_chained(&self, raw: Vec<(u64, Vec<u8>)>) -> Result<Vec<Envelope>, LogError> {
-        let mut out: Vec<Envelope> = Vec::with_capacity(raw.len());
-        for (seq, bytes) in raw {
-            let env = decode_record(seq, &bytes)?;
-            if let Some(prev) = out.last() {
-                if prev.seq + 1 != seq || prev.hash != env.prev_hash {
-                    return Err(LogError::Corrupt {
-                        seq,
-                        reason: "does not chain to the record before it".into(),
-                    });
-                }
+/// Up to `limit` committed records from `from_seq` (up to `head`), decoded and chain-checked.
+pub(super) fn read_committed<S: Store>(
+    store: &S,
+    head: u64,
+    from_seq: u64,
+    limit: usize,
+) -> Result<Vec<Envelope>, LogError> {
+    let raw = store.scan(from_seq.max(1), head, limit)?;
+    let mut out: Vec<Envelope> = Vec::with_capacity(raw.len());
+    for (seq, bytes) in raw {
+        let env = decode_record(seq, &bytes)?;
+        if let Some(prev) = out.last() {
+            if prev.seq + 1 != seq || prev.hash != env.prev_hash {
+                return Err(LogError::Corrupt {
+                    seq,
+                    reason: "does not chain to the record before it".into(),
+                });
             }
-            out.push(env);
         }
-        Ok(out)
+        out.push(env);
     }
+    Ok(out)
+}
+
+/// Up to `limit` committed events of one stream from `from_version` (up to `head`).
+pub(super) fn read_stream_committed<S: Store>(
+    store: &S,
+    head: u64,
+    stream: &StreamId,
+    from_version: u64,
+    limit: usize,
+) -> Result<Vec<Envelope>, LogError> {
+    let mut out = Vec::new();
+    for seq in store.stream_seqs(stream, from_version, limit)? {
+        if seq > head {
+            break;
+        }
+        let bytes = store.get(seq)?.ok_or_else(|| LogError::Corrupt {
+            seq,
+            reason: format!("indexed in stream {stream} but missing"),
+        })?;
+        out.push(decode_record(seq, &bytes)?);
+    }
+    Ok(out)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -139,8 +168,7 @@ impl<S: Store> EventLog for GroupCommitLog<S> {
     fn read_from(&self, from_seq: u64, limit: usize) -> LogFuture<'_, Vec<Envelope>> {
         Box::pin(async move {
             let head = self.committed.borrow().seq;
-            let raw = self.store.scan(from_seq.max(1), head, limit)?;
-            self.decode_chained(raw)
+            read_committed(self.store.as_ref(), head, from_seq, limit)
         })
     }
 
@@ -152,18 +180,7 @@ impl<S: Store> EventLog for GroupCommitLog<S> {
     ) -> LogFuture<'a, Vec<Envelope>> {
         Box::pin(async move {
             let head = self.committed.borrow().seq;
-            let mut out = Vec::new();
-            for seq in self.store.stream_seqs(stream, from_version, limit)? {
-                if seq > head {
-                    break;
-                }
-                let bytes = self.store.get(seq)?.ok_or_else(|| LogError::Corrupt {
-                    seq,
-                    reason: format!("indexed in stream {stream} but missing"),
-                })?;
-                out.push(decode_record(seq, &bytes)?);
-            }
-            Ok(out)
+            read_stream_committed(self.store.as_ref(), head, stream, from_version, limit)
         })
     }
 

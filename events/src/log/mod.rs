@@ -4,6 +4,7 @@
 mod core;
 mod follow;
 mod group_commit;
+mod inline;
 mod memory_store;
 mod reader;
 mod sled_store;
@@ -12,6 +13,7 @@ mod store;
 pub use self::core::{LogCore, RepairReport, Staged};
 pub use follow::Follower;
 pub use group_commit::GroupCommitLog;
+pub use inline::{Acknowledge, InlineLog};
 pub use memory_store::MemoryStore;
 pub use reader::ChainReader;
 pub use sled_store::{record_key, SledStore, LOG_TREE};
