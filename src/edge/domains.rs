@@ -81,8 +81,8 @@ pub(super) async fn recheck(ctx: Arc<EdgeContext>) {
             let Some(current) = current else { continue };
             match ctx.settings.dns.verify(&ctx.core, &current).await {
                 Ok(d) if d.status == DomainStatus::Verified => {
-                    crate::say!("beamd edge: custom domain {} verified", d.host);
                     ctx.domain_verified(&tunnel, &d);
+                    crate::say!("beamd edge: custom domain {} verified", d.host);
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(domain = %current.host, "domain check failed: {e}"),
