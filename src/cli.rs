@@ -37,6 +37,8 @@ pub enum Command {
     /// Verify the log (chain, sequence, decoding, stream index) and that every
     /// snapshot equals the fold of the events up to its seq.
     Audit(AuditArgs),
+    /// Run the deterministic simulation: the core under a seeded workload and faults.
+    Simulate(crate::simulate::SimulateArgs),
     /// Measure beamd against its baselines.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -296,6 +298,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Http(args) => runtime.block_on(crate::agent::run_http(args)),
         Command::Replay(args) => runtime.block_on(crate::replay::run(args)),
         Command::Audit(args) => crate::audit::run(args),
+        Command::Simulate(args) => crate::simulate::run_cli(args),
         Command::Bench(BenchCommand::Log(args)) => runtime.block_on(crate::bench::log::run(args)),
         Command::Bench(BenchCommand::Core(args)) => runtime.block_on(crate::bench::core::run(args)),
         Command::Bench(BenchCommand::Tunnel(args)) => {

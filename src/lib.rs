@@ -27,3 +27,4 @@ pub mod projections;
 pub mod protocol;
 pub mod pump;
 pub mod replay;
+pub mod simulate;

@@ -389,6 +389,29 @@ impl Core {
     }
 }
 
+impl Core {
+    /// Stops every actor at once, flushing and snapshotting nothing: what a
+    /// crash does. The deterministic simulation uses it before it drops the
+    /// unflushed tail of its store and starts a new core.
+    pub fn kill(&self) {
+        self.projector.abandon();
+        self.directory.get_cell().kill();
+        for s in [
+            self.tenants.get_cell(),
+            self.keys.get_cell(),
+            self.tunnels.get_cell(),
+            self.domains.get_cell(),
+            self.nodes.get_cell(),
+        ] {
+            for child in s.get_children() {
+                child.kill();
+            }
+            s.kill();
+        }
+        self.shell.writer.get_cell().kill();
+    }
+}
+
 async fn flush_all<A: Hosted>(supervisor: &ActorRef<SupervisorMsg<A>>) -> Result<(), CoreError> {
     for actor in ask(supervisor, SupervisorMsg::Running).await? {
         match ask(&actor, EntityMsg::Flush).await {

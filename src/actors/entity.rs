@@ -3,7 +3,10 @@
 //! durable ack), applies and replies. Idle actors snapshot and stop.
 
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: virtual (and deterministic) under the simulation's paused runtime.
+use tokio::time::Instant;
 
 use beamd_events::vocabulary::TrafficRecorded;
 use beamd_events::{Append, ExpectedVersion, LogError, StreamId};

@@ -229,6 +229,11 @@ impl ProjectorHandle {
             .map_err(|_| CoreError::Actor("projector stopped".into()))
     }
 
+    /// Stops following at once, without a final snapshot (a crash).
+    pub fn abandon(&self) {
+        drop(self.stop.lock().unwrap_or_else(|p| p.into_inner()).take());
+    }
+
     /// Stops following, writes a final snapshot and waits for it.
     pub async fn stop(&self) -> Result<(), CoreError> {
         let stop = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();

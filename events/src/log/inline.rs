@@ -64,6 +64,17 @@ impl<S: Store> InlineLog<S> {
         Ok((log, report))
     }
 
+    /// Refuses every later append: a crashed process writes nothing more.
+    pub fn close(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.poison.get_or_insert_with(|| "closed".into());
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
     fn append_now(&self, append: &Append) -> Result<Vec<Envelope>, LogError> {
         // Whole values are replaced under the lock; a poisoned lock holds no torn state.
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
