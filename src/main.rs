@@ -7,11 +7,16 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = beamd::cli::Cli::parse();
+    // The simulation injects failures on purpose; their warnings are noise there.
+    let default_filter = match cli.command {
+        beamd::cli::Command::Simulate(_) => "error",
+        _ => "warn,beamd=info",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BEAMD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,beamd=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
     match beamd::cli::run(cli) {

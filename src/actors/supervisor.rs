@@ -1,7 +1,7 @@
 //! One supervisor per aggregate kind: spawns entity actors on demand, forgets
 //! them when they stop idle, and restarts (rehydrates) them when they fail.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 
 use beamd_events::StreamId;
@@ -49,7 +49,9 @@ pub async fn deliver<A: Hosted, T: Send + 'static>(
 /// A supervisor's state.
 pub struct SupervisorState<A: Hosted> {
     shell: Shell,
-    children: HashMap<StreamId, ActorRef<EntityMsg<A>>>,
+    /// Ordered, so that walking the children (flushes on shutdown) is the
+    /// same on every run: the simulation's determinism depends on it.
+    children: BTreeMap<StreamId, ActorRef<EntityMsg<A>>>,
     streams: HashMap<ActorId, StreamId>,
     restarts: u64,
 }
@@ -103,7 +105,7 @@ impl<A: Hosted> Actor for EntitySupervisor<A> {
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(SupervisorState {
             shell,
-            children: HashMap::new(),
+            children: BTreeMap::new(),
             streams: HashMap::new(),
             restarts: 0,
         })

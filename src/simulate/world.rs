@@ -13,7 +13,7 @@ use beamd_events::{Clock, EventLog, LogHead, ManualClock};
 use beamd_simulations::{Faults, Violation, World};
 use beamd_snapshots::{MemorySnapshotStore, SnapshotPolicy};
 
-use crate::actors::{Core, CoreConfig, CoreError, Secret, TrafficDelta};
+use crate::actors::{Core, CoreConfig, CoreError, Secret, Timings, TrafficDelta};
 use crate::domain::{
     AddDomain, CreateTenant, DomainCommand, KeyCommand, OpenTunnel, PortRequest, TunnelCommand,
 };
@@ -71,6 +71,12 @@ async fn start(
         on_shutdown: true,
     };
     config.projector_thread = false;
+    // Windows and idle stops in virtual seconds: long enough that timers do
+    // not dominate the run, short enough that time steps cross them.
+    config.timings = Timings {
+        idle: Duration::from_secs(20),
+        flush_window: Duration::from_secs(5),
+    };
     let core = Core::start(config).await.map_err(err)?;
     Ok((log, core))
 }
@@ -252,7 +258,7 @@ impl BeamdWorld {
                 format!("domain {d}")
             }
             _ => {
-                let ms = self.rng.u64(1..90_000);
+                let ms = self.rng.u64(1..30_000);
                 self.clock.advance(ms);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 format!("time +{ms} ms")
