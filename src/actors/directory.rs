@@ -143,19 +143,6 @@ impl DirectoryState {
                 .map(|(id, t)| (id.clone(), t.key.clone())),
             _ => None,
         };
-        if let (Some((tunnel_id, holder)), crate::domain::KeyStatus::Active) = (held, key.status) {
-            if holder == key.id {
-                let stream =
-                    StreamId::new(tunnel_id).map_err(|e| CoreError::Actor(e.to_string()))?;
-                let actor = ask(&self.args.tunnels, |r| SupervisorMsg::Get(stream, r)).await??;
-                let resume = TunnelCommand::Resume {
-                    node: cmd.node.clone(),
-                    transport: cmd.transport,
-                    key: key.id.clone(),
-                };
-                return ask(&actor, |r| EntityMsg::Command(resume, r)).await?;
-            }
-        }
         let ctx = self.ctx();
         let usage = {
             let p = self
@@ -168,6 +155,21 @@ impl DirectoryState {
                 key_bytes: p.usage.key(&key.id).bytes(),
             }
         };
+        if let (Some((tunnel_id, holder)), crate::domain::KeyStatus::Active) = (held, key.status) {
+            if holder == key.id {
+                // A reconnect is held to the same byte limits as an open.
+                Directory::may_resume(&tenant, &key, &usage)?;
+                let stream =
+                    StreamId::new(tunnel_id).map_err(|e| CoreError::Actor(e.to_string()))?;
+                let actor = ask(&self.args.tunnels, |r| SupervisorMsg::Get(stream, r)).await??;
+                let resume = TunnelCommand::Resume {
+                    node: cmd.node.clone(),
+                    transport: cmd.transport,
+                    key: key.id.clone(),
+                };
+                return ask(&actor, |r| EntityMsg::Command(resume, r)).await?;
+            }
+        }
         let (id, events) = self.dir.open_tunnel(cmd, &tenant, &key, &usage, &ctx)?;
         Ok(fold(&self.record(id, events).await?))
     }

@@ -77,6 +77,16 @@ fn limit(limit: &'static str, max: Option<impl Into<u64>>, used: u64) -> Result<
 }
 
 impl Directory {
+    /// The byte limits an open, and a reconnect to a held tunnel, must be within.
+    pub fn may_resume(tenant: &Tenant, key: &Key, usage: &OpenUsage) -> Result<(), DomainError> {
+        limit(
+            "bandwidthBytes",
+            tenant.plan.bandwidth_bytes_per_month,
+            usage.tenant_month_bytes,
+        )?;
+        limit("limitBytes", key.limit_bytes, usage.key_bytes)
+    }
+
     /// Tunnels offline since before `cutoff_ms`: their grace period is over.
     pub fn expired(&self, cutoff_ms: u64) -> Vec<String> {
         self.tunnels
@@ -169,12 +179,7 @@ impl Directory {
             }
         };
         limit("tunnels", tenant.plan.max_tunnels, entry.live_tunnels)?;
-        limit(
-            "bandwidthBytes",
-            tenant.plan.bandwidth_bytes_per_month,
-            usage.tenant_month_bytes,
-        )?;
-        limit("limitBytes", key.limit_bytes, usage.key_bytes)?;
+        Self::may_resume(tenant, key, usage)?;
         let (name, port) = match (cmd.protocol, &cmd.name, cmd.port) {
             (TunnelProtocol::Http, Some(name), PortRequest::None) => {
                 validate::label("tunnel name", name)?;

@@ -290,10 +290,22 @@ impl BeamdWorld {
             node: "node_sim".into(),
             local_addr: "127.0.0.1:1".into(),
         };
+        // What the key had used, and its limit, before the open was decided.
+        let (used, limit) = {
+            let p = self.core.projections().read();
+            let limit = p.catalog.keys.get(&key).and_then(|k| k.limit_bytes);
+            (p.usage.key(&key).bytes(), limit)
+        };
         let t = self.core.open_tunnel(&key, open).await?;
         if self.revoked.contains(&key) {
             return Err(CoreError::Actor(format!(
                 "INVARIANT revoked key {key} opened {}",
+                t.id
+            )));
+        }
+        if limit.is_some_and(|l| used >= l) {
+            return Err(CoreError::Actor(format!(
+                "INVARIANT key {key} opened {} with {used} of its {limit:?} bytes used",
                 t.id
             )));
         }
@@ -335,8 +347,11 @@ impl World for BeamdWorld {
                 self.acked = self.log.head();
                 Ok(line)
             }
-            Err(CoreError::Actor(m)) if m.starts_with("INVARIANT ") => {
+            Err(CoreError::Actor(m)) if m.starts_with("INVARIANT revoked") => {
                 Err(Violation::new("a revoked key never opens a tunnel", m))
+            }
+            Err(CoreError::Actor(m)) if m.starts_with("INVARIANT ") => {
+                Err(Violation::new("key limits hold", m))
             }
             // Refusals are part of the workload (limits, conflicts, released tunnels).
             Err(CoreError::Domain(d)) => {
