@@ -10,15 +10,17 @@ mod entity;
 mod error;
 mod log_writer;
 mod projector;
+mod secret;
 mod shell;
 mod supervisor;
 
-pub use self::core::{Core, CoreConfig, Secret};
+pub use self::core::{Core, CoreConfig};
 pub use ask::{ask, CALL_TIMEOUT};
 pub use directory::{DirectoryActor, DirectoryMsg};
 pub use entity::{EntityActor, EntityMsg, Hosted, TrafficDelta};
 pub use error::CoreError;
 pub use log_writer::{LogWriter, LogWriterMsg};
 pub use projector::{start_projector, Projections, ProjectorHandle, GLOBAL_ID};
+pub use secret::Secret;
 pub use shell::{Shell, Timings};
 pub use supervisor::{EntitySupervisor, SupervisorMsg};

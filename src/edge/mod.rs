@@ -13,6 +13,7 @@ mod http_ingress;
 mod listener;
 mod meter;
 mod node;
+mod open;
 mod public_port;
 mod session;
 mod supervisor;

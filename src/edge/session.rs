@@ -10,17 +10,15 @@ use beamd_events::{Clock, SystemClock};
 use beamd_transports::Connection;
 use tokio::sync::mpsc;
 
-use super::access::Access;
 use super::auth::authenticate;
-use super::context::{EdgeContext, Route, Serve};
-use super::domains;
+use super::context::EdgeContext;
 use super::meter::{is_empty, Meter};
-use super::public_port::{accept_public, open_any, open_exact};
+use super::open::{open_http, open_tcp};
 use crate::actors::CoreError;
-use crate::domain::{DomainStatus, Key, OpenTunnel, PortRequest, TunnelCommand};
+use crate::domain::{Key, TunnelCommand};
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
-    TunnelRequest, PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 
 /// How long an agent has to open its control stream and say hello.
@@ -223,125 +221,6 @@ async fn start<C: Connection>(
         tunnels: assigned,
     };
     Ok((key, served, welcome))
-}
-
-/// A tunnel opened for the agent.
-struct Opened {
-    id: String,
-    public: String,
-    port: Option<u16>,
-    aliases: Vec<String>,
-    notice: Option<String>,
-}
-
-/// Opens a TCP tunnel: its port bound, its public connections forwarded.
-async fn open_tcp<C: Connection>(
-    conn: &Arc<C>,
-    session: &str,
-    transport: TransportKind,
-    ctx: &EdgeContext,
-    key: &Key,
-    request: &TunnelRequest,
-    meter: &Arc<Meter>,
-) -> Result<Opened, ErrorFrame> {
-    let (tunnel, listener) = match request.port {
-        Some(port) => open_exact(ctx, key, request, transport, port).await?,
-        None => open_any(ctx, key, request, transport).await?,
-    };
-    let port = tunnel
-        .port
-        .ok_or_else(|| error("internal", "the tunnel has no port"))?;
-    let accept = tokio::spawn(accept_public(
-        listener,
-        conn.clone(),
-        tunnel.id.clone(),
-        meter.clone(),
-    ));
-    ctx.take_over(&tunnel.id, session, Serve::Port(accept.abort_handle()));
-    Ok(Opened {
-        id: tunnel.id,
-        public: format!("tcp://{}:{port}", ctx.settings.advertise),
-        port: Some(port),
-        aliases: Vec::new(),
-        notice: None,
-    })
-}
-
-/// Opens an HTTP tunnel: requests for NAME.<tunnel base>, and for its
-/// custom domain once verified, are routed to this connection.
-async fn open_http<C: Connection>(
-    conn: &Arc<C>,
-    session: &str,
-    transport: TransportKind,
-    ctx: &EdgeContext,
-    key: &Key,
-    request: &TunnelRequest,
-    meter: &Arc<Meter>,
-) -> Result<Opened, ErrorFrame> {
-    if ctx.settings.http_port.is_none() {
-        return Err(error(
-            "invalid_request",
-            "this edge serves no HTTP tunnels (it runs without --http-listen)",
-        ));
-    }
-    let access = Access::parse(request.basic_auth.as_deref(), &request.allow)
-        .map_err(|e| error("invalid_request", e))?;
-    let name = request
-        .name
-        .clone()
-        .ok_or_else(|| error("invalid_request", "an HTTP tunnel needs a name"))?;
-    let open = OpenTunnel {
-        protocol: TunnelProtocol::Http,
-        name: Some(name.clone()),
-        port: PortRequest::None,
-        transport,
-        node: ctx.node.clone(),
-        local_addr: request.local_addr.clone(),
-    };
-    let tunnel = ctx
-        .core
-        .open_tunnel(&key.id, open)
-        .await
-        .map_err(from_core)?;
-    let tenant = ctx.core.tenant(&tunnel.tenant).await.map_err(from_core)?;
-    let host = format!("{name}.{}", tenant.tunnel_base);
-    let route = Route {
-        tunnel: tunnel.id.clone(),
-        tenant: tunnel.tenant.clone(),
-        custom: false,
-        opener: conn.clone(),
-        meter: meter.clone(),
-        access: Arc::new(access),
-    };
-    let (mut verified, mut notice, mut waiting) = (None, None, Vec::new());
-    if let Some(wanted) = &request.domain {
-        let domain = domains::ensure(ctx, key, wanted).await?;
-        if domain.status == DomainStatus::Verified {
-            verified = Some(domain);
-        } else {
-            notice = Some(domains::waiting_notice(ctx, &domain));
-            waiting.push(domain);
-        }
-    }
-    let public = ctx.settings.url(&host);
-    let serve = Serve::Http {
-        hosts: vec![host],
-        route,
-        waiting,
-    };
-    ctx.take_over(&tunnel.id, session, serve);
-    let mut aliases = Vec::new();
-    if let Some(d) = verified {
-        ctx.domain_verified(&tunnel.id, &d);
-        aliases.push(ctx.settings.url(&d.host));
-    }
-    Ok(Opened {
-        id: tunnel.id,
-        public,
-        port: None,
-        aliases,
-        notice,
-    })
 }
 
 /// Reports traffic once per window and cuts the session off when the key's

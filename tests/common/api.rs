@@ -2,13 +2,15 @@
 
 use std::net::SocketAddr;
 
-use anyhow::Result;
+use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
+
+use super::tunnel::{start_edge, Edge};
 
 /// A response: status, headers and the body (JSON when it parses, else a string).
 pub struct Answer {
@@ -81,4 +83,39 @@ impl Api {
     pub async fn send(&self, method: &str, path: &str, body: Option<&str>) -> Result<Answer> {
         call(self.addr, method, path, self.token.as_deref(), body, &[]).await
     }
+}
+
+/// An edge with HTTP ingress and the API, on 127.0.0.1.
+pub fn api_edge() -> Result<(tempfile::TempDir, Edge)> {
+    let dir = tempfile::tempdir()?;
+    let edge = start_edge(
+        dir.path(),
+        "tcp",
+        "127.0.0.1:0",
+        &["--http-listen", "127.0.0.1:0"],
+    )?;
+    Ok((dir, edge))
+}
+
+/// A second tenant and its first key (manage scope), made by the admin.
+pub async fn tenant(admin: &Api, slug: &str) -> Result<(String, Api)> {
+    let made = admin
+        .send(
+            "POST",
+            "/api/v1/tenants",
+            Some(&format!(r#"{{"slug":"{slug}"}}"#)),
+        )
+        .await?;
+    ensure!(made.status == 201, "create tenant: {}", made.text);
+    let token = made.body["token"].as_str().context("token")?.to_string();
+    let id = made.body["tenant"]["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    Ok((id, Api::new(admin.addr, &token)))
+}
+
+/// The `error` code of an answer.
+pub fn error_of(a: &Answer) -> &str {
+    a.body["error"].as_str().unwrap_or("")
 }

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! Real edges, real agents and a real echo server, as processes on 127.0.0.1.
 
 use std::io::{BufRead, BufReader};
