@@ -220,6 +220,11 @@ impl EdgeContext {
         true
     }
 
+    /// Whether a session serves `tunnel` now.
+    pub fn serves(&self, tunnel: &str) -> bool {
+        lock(&self.serving).contains_key(tunnel)
+    }
+
     /// Whether no session serves any tunnel.
     pub fn idle(&self) -> bool {
         lock(&self.serving).is_empty()

@@ -22,5 +22,6 @@ mod tokens_file;
 pub use access::{Access, Denied};
 pub use context::{EdgeContext, EdgeSettings};
 pub use dns::DnsVerifier;
-pub use node::run;
+pub use node::{run, take_offline_after_restart};
+pub use session::run as run_session;
 pub use supervisor::{EdgeSupervisor, EdgeSupervisorMsg, ListenerActor, ListenerMsg, ListenerSpec};

@@ -51,6 +51,18 @@ async fn start_core(args: &EdgeArgs, dir: &DataDir, log: Arc<dyn EventLog>) -> R
     Core::start(config).await.context("cannot start the core")
 }
 
+/// After a crash the log still says this node serves its tunnels; none is
+/// served until its agent comes back, and the grace period starts now.
+pub async fn take_offline_after_restart(core: &Core, node: &str) -> Result<(), CoreError> {
+    for id in core.directory().await?.online_on(node) {
+        let offline = TunnelCommand::GoOffline {
+            reason: "edge restarted".into(),
+        };
+        core.tunnel_command(&id, offline).await?;
+    }
+    Ok(())
+}
+
 /// Releases tunnels whose agent stayed away longer than the grace period.
 async fn release_expired(core: &Core, grace: Duration) -> Result<()> {
     let cutoff = SystemClock
@@ -147,14 +159,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     let log: Arc<dyn EventLog> = Arc::new(log);
     let core = Arc::new(start_core(&args, &dir, log.clone()).await?);
     let replayed = core.projections().replayed();
-    // After a crash the log still says this node serves its tunnels; none is
-    // served until its agent comes back, and the grace period starts now.
-    for id in core.directory().await?.online_on(&node) {
-        let offline = TunnelCommand::GoOffline {
-            reason: "edge restarted".into(),
-        };
-        core.tunnel_command(&id, offline).await?;
-    }
+    take_offline_after_restart(&core, &node).await?;
     let advertise = args
         .advertise
         .clone()

@@ -7,9 +7,9 @@ use beamd_events::{Envelope, Event, EventLog, StreamId, GENESIS_HASH};
 use beamd_simulations::Violation;
 use beamd_snapshots::Fold;
 
-use super::world::BeamdWorld;
+use super::world::{BeamdWorld, NODE};
 use crate::actors::Projections;
-use crate::domain::{Key, Tunnel};
+use crate::domain::{Key, Tunnel, TunnelStatus};
 use crate::projections::InspectorProjection;
 
 fn broke(invariant: &str, detail: impl Into<String>) -> Violation {
@@ -95,6 +95,8 @@ async fn all_events(w: &BeamdWorld) -> Result<Vec<Envelope>, Violation> {
 
 /// Every invariant.
 pub(super) async fn check_full(w: &mut BeamdWorld) -> Result<(), Violation> {
+    // Sessions whose agent left get to notice and end first.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let events = all_events(w).await?;
     let head = w.log.head().seq;
     w.core
@@ -124,6 +126,14 @@ pub(super) async fn check_full(w: &mut BeamdWorld) -> Result<(), Violation> {
         ));
     }
     usage_is_the_sum_of_traffic(&events, &live)?;
+    for t in live.catalog.tunnels.all() {
+        if t.status == TunnelStatus::Online && t.node == NODE && !w.ctx.serves(&t.id) {
+            return Err(broke(
+                "a tunnel is online on the edge only while a session serves it",
+                format!("{} is online on {NODE} and no session serves it", t.id),
+            ));
+        }
+    }
     names_ports_and_limits(&live)?;
     entities_equal_their_streams(w, &events).await
 }

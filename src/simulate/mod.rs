@@ -2,6 +2,7 @@
 //! thread with virtual time, with its invariants checked after every step
 //! (see `simulations/` for the harness).
 
+mod agents;
 mod invariants;
 mod world;
 

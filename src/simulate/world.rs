@@ -3,7 +3,7 @@
 //! driven by a seeded workload with crashes, torn tails, failing flushes and
 //! snapshots at random points.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +13,15 @@ use beamd_events::{Clock, EventLog, LogHead, ManualClock};
 use beamd_simulations::{Faults, Violation, World};
 use beamd_snapshots::{MemorySnapshotStore, SnapshotPolicy};
 
+use beamd_transports::{Connection, MemoryTransport};
+use tokio::sync::watch;
+
+use super::agents::{self, SimAgent};
 use crate::actors::{Core, CoreConfig, CoreError, Secret, Timings, TrafficDelta};
 use crate::domain::{
     AddDomain, CreateTenant, DomainCommand, KeyCommand, OpenTunnel, PortRequest, TunnelCommand,
 };
+use crate::edge::{take_offline_after_restart, EdgeContext, EdgeSettings};
 
 /// A deliberately wrong rule, to prove the simulation catches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +39,12 @@ pub struct BeamdWorld {
     snapshots: Arc<MemorySnapshotStore>,
     pub(super) clock: Arc<ManualClock>,
     pub(super) log: Arc<InlineLog<MemoryStore>>,
-    pub(super) core: Core,
+    pub(super) core: Arc<Core>,
+    transport: MemoryTransport,
+    pub(super) ctx: Arc<EdgeContext>,
+    stop: watch::Sender<bool>,
+    agents: Vec<SimAgent>,
+    secrets: BTreeMap<String, String>,
     every: u64,
     pub(super) tenants: Vec<String>,
     pub(super) keys: Vec<String>,
@@ -51,13 +61,25 @@ fn err(e: impl std::fmt::Display) -> Violation {
     Violation::new("harness", e.to_string())
 }
 
+/// The node agents' sessions run on.
+pub(super) const NODE: &str = "node_sim";
+
+/// A started process: the log, the core, and an edge serving agents.
+struct Process {
+    log: Arc<InlineLog<MemoryStore>>,
+    core: Arc<Core>,
+    transport: MemoryTransport,
+    ctx: Arc<EdgeContext>,
+    stop: watch::Sender<bool>,
+}
+
 async fn start(
     store: &Arc<MemoryStore>,
     snapshots: &Arc<MemorySnapshotStore>,
     clock: &Arc<ManualClock>,
     every: u64,
     planted: Option<Planted>,
-) -> Result<(Arc<InlineLog<MemoryStore>>, Core), Violation> {
+) -> Result<Process, Violation> {
     let ack = match planted {
         Some(Planted::AckBeforeFlush) => Acknowledge::BeforeFlush(4),
         None => Acknowledge::AfterFlush,
@@ -77,8 +99,27 @@ async fn start(
         idle: Duration::from_secs(20),
         flush_window: Duration::from_secs(5),
     };
-    let core = Core::start(config).await.map_err(err)?;
-    Ok((log, core))
+    let core = Arc::new(Core::start(config).await.map_err(err)?);
+    take_offline_after_restart(&core, NODE).await.map_err(err)?;
+    let mut settings = EdgeSettings::new("127.0.0.1".parse().map_err(err)?, "edge.sim");
+    settings.http_port = Some(80);
+    settings.window = Duration::from_secs(5);
+    let (stop, stopped) = watch::channel(false);
+    let ctx = Arc::new(EdgeContext::new(
+        core.clone(),
+        NODE.into(),
+        settings,
+        stopped,
+    ));
+    let transport = MemoryTransport::new();
+    agents::listen(&transport, ctx.clone()).await?;
+    Ok(Process {
+        log,
+        core,
+        transport,
+        ctx,
+        stop,
+    })
 }
 
 impl BeamdWorld {
@@ -96,7 +137,13 @@ impl BeamdWorld {
         } else {
             1_000_000
         };
-        let (log, core) = start(&store, &snapshots, &clock, every, planted).await?;
+        let Process {
+            log,
+            core,
+            transport,
+            ctx,
+            stop,
+        } = start(&store, &snapshots, &clock, every, planted).await?;
         Ok(Self {
             rng,
             faults,
@@ -106,6 +153,11 @@ impl BeamdWorld {
             clock,
             log,
             core,
+            transport,
+            ctx,
+            stop,
+            agents: Vec::new(),
+            secrets: BTreeMap::new(),
             every,
             tenants: Vec::new(),
             keys: Vec::new(),
@@ -127,6 +179,9 @@ impl BeamdWorld {
     /// Crash: every actor stops at once, the unflushed tail is lost (torn
     /// when asked), and a new core starts from snapshots and the log.
     async fn crash(&mut self, torn: bool) -> Result<String, Violation> {
+        for agent in self.agents.drain(..) {
+            agent.conn.close();
+        }
         self.core.kill();
         self.log.close();
         self.store.crash(torn);
@@ -139,7 +194,7 @@ impl BeamdWorld {
     }
 
     async fn restart(&mut self) -> Result<(), Violation> {
-        let (log, core) = start(
+        let p = start(
             &self.store,
             &self.snapshots,
             &self.clock,
@@ -147,8 +202,11 @@ impl BeamdWorld {
             self.planted,
         )
         .await?;
-        self.log = log;
-        self.core = core;
+        self.log = p.log;
+        self.core = p.core;
+        self.transport = p.transport;
+        self.ctx = p.ctx;
+        self.stop = p.stop;
         self.restarted = true;
         Ok(())
     }
@@ -179,7 +237,9 @@ impl BeamdWorld {
                     return Ok("no tenant".into());
                 };
                 let id = format!("tok_{n:016x}");
-                let secret = Secret::from_text(&format!("{:032x}", self.rng.u128(..)))?;
+                let text = format!("{:032x}", self.rng.u128(..));
+                let secret = Secret::from_text(&text)?;
+                self.secrets.insert(id.clone(), text);
                 let limit = self.rng.bool().then(|| self.rng.u64(1_000..200_000));
                 self.core
                     .issue_key_as(&tenant, &id, secret, "sim", KeyKind::Agent, vec![], limit)
@@ -205,7 +265,8 @@ impl BeamdWorld {
                     .await?;
                 format!("limit {key} to {limit_bytes:?}")
             }
-            26..=45 => return self.open().await,
+            26..=35 => return self.open().await,
+            36..=45 => return self.connect_agent().await,
             46..=70 => {
                 let Some(t) = self.pick(&self.tunnels.clone()) else {
                     return Ok("no tunnel".into());
@@ -222,7 +283,17 @@ impl BeamdWorld {
                 }
                 format!("traffic on {t}")
             }
-            71..=75 => {
+            74..=75 => {
+                if self.agents.is_empty() {
+                    return Ok("no agent".into());
+                }
+                let agent = self.agents.remove(self.rng.usize(0..self.agents.len()));
+                agent.conn.close();
+                // Let the session notice and end.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                format!("agent of {} dropped", agent.tunnel)
+            }
+            71..=73 => {
                 let Some(t) = self.pick(&self.tunnels.clone()) else {
                     return Ok("no tunnel".into());
                 };
@@ -266,6 +337,37 @@ impl BeamdWorld {
         })
     }
 
+    async fn connect_agent(&mut self) -> Result<String, CoreError> {
+        let Some(key) = self.pick(&self.keys.clone()) else {
+            return Ok("no key".into());
+        };
+        let token = format!(
+            "{key}.{}",
+            self.secrets.get(&key).cloned().unwrap_or_default()
+        );
+        let name = format!("n{}", self.rng.u8(0..4));
+        let connected = agents::connect(&self.transport, token, name.clone())
+            .await
+            .map_err(|v| CoreError::Actor(format!("SESSION {}", v.detail)))?;
+        match connected {
+            Ok(agent) => {
+                if self.revoked.contains(&key) {
+                    return Err(CoreError::Actor(format!(
+                        "INVARIANT revoked key {key} opened {} over a session",
+                        agent.tunnel
+                    )));
+                }
+                let line = format!("agent with {key} serves {} as {name}", agent.tunnel);
+                if !self.tunnels.contains(&agent.tunnel) {
+                    self.tunnels.push(agent.tunnel.clone());
+                }
+                self.agents.push(agent);
+                Ok(line)
+            }
+            Err(refusal) => Ok(format!("agent with {key} refused: {refusal}")),
+        }
+    }
+
     async fn open(&mut self) -> Result<String, CoreError> {
         let Some(key) = self.pick(&self.keys.clone()) else {
             return Ok("no key".into());
@@ -287,7 +389,7 @@ impl BeamdWorld {
                 (false, false) => PortRequest::Exact(20_000 + self.rng.u16(0..5)),
             },
             transport: TransportKind::Tcp,
-            node: "node_sim".into(),
+            node: "node_core".into(),
             local_addr: "127.0.0.1:1".into(),
         };
         // What the key had used, and its limit, before the open was decided.
@@ -352,6 +454,9 @@ impl World for BeamdWorld {
             }
             Err(CoreError::Actor(m)) if m.starts_with("INVARIANT ") => {
                 Err(Violation::new("key limits hold", m))
+            }
+            Err(CoreError::Actor(m)) if m.starts_with("SESSION ") => {
+                Err(Violation::new("agent sessions work", m))
             }
             // Refusals are part of the workload (limits, conflicts, released tunnels).
             Err(CoreError::Domain(d)) => {
