@@ -37,23 +37,33 @@ impl DataDir {
     }
 
     fn open_db(path: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(path.join(DB))
-            .open()
-            .map_err(|e| match e {
+        // A database this process just closed stays locked until sled's
+        // flusher thread notices (within about half a second): a held lock is
+        // tried again for a moment before it is reported.
+        let mut tries = 0;
+        let db = loop {
+            match sled::Config::new().path(path.join(DB)).open() {
+                Ok(db) => break db,
                 // sled reports a held lock as an I/O error whose text names the lock.
-                sled::Error::Io(io)
+                Err(sled::Error::Io(io))
                     if io.kind() == std::io::ErrorKind::WouldBlock
                         || io.to_string().contains("acquire lock") =>
                 {
-                    anyhow::anyhow!(
-                        "data dir {} is in use by another beamd process",
-                        path.display()
-                    )
+                    tries += 1;
+                    if tries >= 20 {
+                        anyhow::bail!(
+                            "data dir {} is in use by another beamd process",
+                            path.display()
+                        );
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                other => anyhow::Error::new(other)
-                    .context(format!("cannot open the database in {}", path.display())),
-            })?;
+                Err(other) => {
+                    return Err(anyhow::Error::new(other)
+                        .context(format!("cannot open the database in {}", path.display())))
+                }
+            }
+        };
         Ok(Self {
             path: path.to_path_buf(),
             db,
