@@ -4,6 +4,7 @@
 
 mod agents;
 mod invariants;
+mod workload;
 mod world;
 
 use std::process::ExitCode;

@@ -1,0 +1,222 @@
+//! The simulated workload: one random step of tenants, keys, tunnels,
+//! agents, traffic, domains or time, on the world's real core and edge.
+
+use std::time::Duration;
+
+use beamd_events::vocabulary::{KeyKind, Plan, TransportKind, TunnelProtocol};
+use beamd_transports::Connection;
+
+use super::agents;
+use super::world::BeamdWorld;
+use crate::actors::{CoreError, Secret, TrafficDelta};
+use crate::domain::{
+    AddDomain, CreateTenant, DomainCommand, KeyCommand, OpenTunnel, PortRequest, TunnelCommand,
+};
+
+impl BeamdWorld {
+    pub(super) async fn step_inner(&mut self, roll: u8) -> Result<String, CoreError> {
+        let n = self.rng.u64(..);
+        Ok(match roll {
+            0..=7 => {
+                let slug = format!("t{}", self.tenants.len());
+                let plan = Plan {
+                    name: "sim".into(),
+                    max_tunnels: Some(self.rng.u32(1..5)),
+                    max_domains: Some(self.rng.u32(1..3)),
+                    bandwidth_bytes_per_month: None,
+                };
+                let cmd = CreateTenant {
+                    tunnel_base: format!("{slug}.sim"),
+                    name: slug.clone(),
+                    slug,
+                    plan,
+                };
+                let t = self.core.create_tenant(cmd).await?;
+                self.tenants.push(t.id.clone());
+                format!("create tenant {}", t.id)
+            }
+            8..=17 => {
+                let Some(tenant) = self.pick(&self.tenants.clone()) else {
+                    return Ok("no tenant".into());
+                };
+                let id = format!("tok_{n:016x}");
+                let text = format!("{:032x}", self.rng.u128(..));
+                let secret = Secret::from_text(&text)?;
+                self.secrets.insert(id.clone(), text);
+                let limit = self.rng.bool().then(|| self.rng.u64(1_000..200_000));
+                self.core
+                    .issue_key_as(&tenant, &id, secret, "sim", KeyKind::Agent, vec![], limit)
+                    .await?;
+                self.keys.push(id.clone());
+                format!("issue key {id} (limit {limit:?})")
+            }
+            18..=21 => {
+                let Some(key) = self.pick(&self.keys.clone()) else {
+                    return Ok("no key".into());
+                };
+                self.core.key_command(&key, KeyCommand::Revoke).await?;
+                self.revoked.insert(key.clone());
+                format!("revoke {key}")
+            }
+            22..=25 => {
+                let Some(key) = self.pick(&self.keys.clone()) else {
+                    return Ok("no key".into());
+                };
+                let limit_bytes = self.rng.bool().then(|| self.rng.u64(1_000..200_000));
+                self.core
+                    .key_command(&key, KeyCommand::SetLimit { limit_bytes })
+                    .await?;
+                format!("limit {key} to {limit_bytes:?}")
+            }
+            26..=35 => return self.open().await,
+            36..=45 => return self.connect_agent().await,
+            46..=70 => {
+                let Some(t) = self.pick(&self.tunnels.clone()) else {
+                    return Ok("no tunnel".into());
+                };
+                let delta = TrafficDelta {
+                    bytes_in: self.rng.u64(0..20_000),
+                    bytes_out: self.rng.u64(0..50_000),
+                    connections: self.rng.u64(0..3),
+                    requests: self.rng.u64(0..5),
+                };
+                self.core.report_traffic(&t, delta).await?;
+                if self.rng.bool() {
+                    self.core.flush_tunnel(&t).await?;
+                }
+                format!("traffic on {t}")
+            }
+            74..=75 => {
+                if self.agents.is_empty() {
+                    return Ok("no agent".into());
+                }
+                let agent = self.agents.remove(self.rng.usize(0..self.agents.len()));
+                agent.conn.close();
+                // Let the session notice and end.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                format!("agent of {} dropped", agent.tunnel)
+            }
+            71..=73 => {
+                let Some(t) = self.pick(&self.tunnels.clone()) else {
+                    return Ok("no tunnel".into());
+                };
+                let cmd = match self.rng.bool() {
+                    true => TunnelCommand::GoOffline {
+                        reason: "sim".into(),
+                    },
+                    false => TunnelCommand::Release,
+                };
+                self.core.tunnel_command(&t, cmd.clone()).await?;
+                format!("{cmd:?} {t}")
+            }
+            76..=79 => {
+                let Some(tenant) = self.pick(&self.tenants.clone()) else {
+                    return Ok("no tenant".into());
+                };
+                let host = format!("d{}.example.test", self.rng.u8(0..6));
+                let d = self.core.add_domain(&tenant, AddDomain { host }).await?;
+                self.domains.push(d.id.clone());
+                format!("add domain {} {}", d.id, d.host)
+            }
+            80..=82 => {
+                let Some(d) = self.pick(&self.domains.clone()) else {
+                    return Ok("no domain".into());
+                };
+                let cmd = match self.rng.bool() {
+                    true => DomainCommand::Remove,
+                    false => DomainCommand::Verify {
+                        found: Ok(vec![format!("{n:x}")]),
+                    },
+                };
+                self.core.domain_command(&d, cmd).await?;
+                format!("domain {d}")
+            }
+            _ => {
+                let ms = self.rng.u64(1..30_000);
+                self.clock.advance(ms);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                format!("time +{ms} ms")
+            }
+        })
+    }
+
+    async fn connect_agent(&mut self) -> Result<String, CoreError> {
+        let Some(key) = self.pick(&self.keys.clone()) else {
+            return Ok("no key".into());
+        };
+        let token = format!(
+            "{key}.{}",
+            self.secrets.get(&key).cloned().unwrap_or_default()
+        );
+        let name = format!("n{}", self.rng.u8(0..4));
+        let connected = agents::connect(&self.transport, token, name.clone())
+            .await
+            .map_err(|v| CoreError::Actor(format!("SESSION {}", v.detail)))?;
+        match connected {
+            Ok(agent) => {
+                if self.revoked.contains(&key) {
+                    return Err(CoreError::Actor(format!(
+                        "INVARIANT revoked key {key} opened {} over a session",
+                        agent.tunnel
+                    )));
+                }
+                let line = format!("agent with {key} serves {} as {name}", agent.tunnel);
+                if !self.tunnels.contains(&agent.tunnel) {
+                    self.tunnels.push(agent.tunnel.clone());
+                }
+                self.agents.push(agent);
+                Ok(line)
+            }
+            Err(refusal) => Ok(format!("agent with {key} refused: {refusal}")),
+        }
+    }
+
+    async fn open(&mut self) -> Result<String, CoreError> {
+        let Some(key) = self.pick(&self.keys.clone()) else {
+            return Ok("no key".into());
+        };
+        let http = self.rng.bool();
+        let open = OpenTunnel {
+            protocol: if http {
+                TunnelProtocol::Http
+            } else {
+                TunnelProtocol::Tcp
+            },
+            name: http.then(|| format!("n{}", self.rng.u8(0..4))),
+            port: match (http, self.rng.bool()) {
+                (true, _) => PortRequest::None,
+                (false, true) => PortRequest::Any {
+                    from: 20_000,
+                    to: 20_004,
+                },
+                (false, false) => PortRequest::Exact(20_000 + self.rng.u16(0..5)),
+            },
+            transport: TransportKind::Tcp,
+            node: "node_core".into(),
+            local_addr: "127.0.0.1:1".into(),
+        };
+        // What the key had used, and its limit, before the open was decided.
+        let (used, limit) = {
+            let p = self.core.projections().read();
+            let limit = p.catalog.keys.get(&key).and_then(|k| k.limit_bytes);
+            (p.usage.key(&key).bytes(), limit)
+        };
+        let t = self.core.open_tunnel(&key, open).await?;
+        if self.revoked.contains(&key) {
+            return Err(CoreError::Actor(format!(
+                "INVARIANT revoked key {key} opened {}",
+                t.id
+            )));
+        }
+        if limit.is_some_and(|l| used >= l) {
+            return Err(CoreError::Actor(format!(
+                "INVARIANT key {key} opened {} with {used} of its {limit:?} bytes used",
+                t.id
+            )));
+        }
+        if !self.tunnels.contains(&t.id) {
+            self.tunnels.push(t.id.clone());
+        }
+        Ok(format!("open {} with {key}", t.id))
+    }
+}
