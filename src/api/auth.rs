@@ -99,6 +99,9 @@ impl ApiState {
             )));
         }
         let tenant = self.core.tenant(&key.tenant).await?;
+        // Reads see every event committed before the request arrived (an
+        // agent's tunnel opened a moment ago included), not a lagging projection.
+        self.settle().await?;
         Ok(Caller { key, tenant })
     }
 }
