@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod accept;
+mod faulty;
 mod memory;
 mod mux;
 mod quic;
@@ -20,6 +21,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use accept::ChannelListener;
+pub use faulty::{Faulty, FaultyConnection, FaultyListener, FaultyStream, LinkFaults};
 pub use memory::MemoryTransport;
 pub use mux::{MuxConnection, MuxStream};
 pub use quic::{QuicConnection, QuicStream, QuicTransport};

@@ -8,8 +8,8 @@ use anyhow::{ensure, Result};
 use beamd_transports::tls::{EdgeIdentity, Trust};
 use beamd_transports::StreamTls;
 use beamd_transports::{
-    Connection, Listener, MemoryTransport, QuicTransport, TcpTransport, Transport, TransportError,
-    WsTransport,
+    Connection, Faulty, LinkFaults, Listener, MemoryTransport, QuicTransport, TcpTransport,
+    Transport, TransportError, WsTransport,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -169,6 +169,45 @@ async fn tls_over_tcp_refuses_a_self_signed_edge_by_system_roots() -> Result<()>
 async fn memory_conforms() -> Result<()> {
     let t = MemoryTransport::new();
     conformance(t.clone(), t, "10.255.255.1:7000".parse()?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_with_read_delays_and_overtaking_streams_conforms() -> Result<()> {
+    let faults = LinkFaults {
+        delay_per_mille: 300,
+        max_delay: Duration::from_millis(3),
+        ..LinkFaults::default()
+    };
+    let t = Faulty::new(MemoryTransport::new(), faults, 7);
+    conformance(t.clone(), t, "10.255.255.2:7000".parse()?).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_faulty_link_cuts_a_connection_within_its_bound() -> Result<()> {
+    let faults = LinkFaults {
+        drop_per_mille: 1000,
+        drop_within: Duration::from_secs(5),
+        ..LinkFaults::default()
+    };
+    let t = Faulty::new(MemoryTransport::new(), faults, 3);
+    let addr = "10.255.255.3:7000".parse()?;
+    let mut listener = t.listen(addr).await?;
+    let client = t.connect(addr).await?;
+    let server = listener.accept().await?;
+    let started = tokio::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(60), server.accept_stream()).await?;
+    ensure!(
+        matches!(closed, Err(TransportError::Closed)),
+        "{:?}",
+        closed.err()
+    );
+    ensure!(
+        started.elapsed() <= Duration::from_secs(6),
+        "cut after {:?}",
+        started.elapsed()
+    );
+    drop(client);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
