@@ -21,6 +21,8 @@ pub struct Faults {
     pub flush: bool,
     /// Snapshots at random points (clean restarts and small snapshot intervals).
     pub snapshot: bool,
+    /// The agents' transport delays reads (streams overtake each other) and cuts connections.
+    pub link: bool,
 }
 
 impl Faults {
@@ -30,6 +32,7 @@ impl Faults {
         torn: true,
         flush: true,
         snapshot: true,
+        link: true,
     };
     /// No fault.
     pub const NONE: Faults = Faults {
@@ -37,13 +40,14 @@ impl Faults {
         torn: false,
         flush: false,
         snapshot: false,
+        link: false,
     };
 }
 
 impl FromStr for Faults {
     type Err = String;
 
-    /// `all`, `none`, or a comma list of `crash`, `torn`, `flush`, `snapshot`.
+    /// `all`, `none`, or a comma list of `crash`, `torn`, `flush`, `snapshot`, `link`.
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "all" => return Ok(Faults::ALL),
@@ -57,9 +61,10 @@ impl FromStr for Faults {
                 "torn" => f.torn = true,
                 "flush" => f.flush = true,
                 "snapshot" => f.snapshot = true,
+                "link" => f.link = true,
                 other => {
                     return Err(format!(
-                        "unknown fault {other:?}: use all, none, or crash,torn,flush,snapshot"
+                        "unknown fault {other:?}: use all, none, or crash,torn,flush,snapshot,link"
                     ))
                 }
             }

@@ -169,6 +169,11 @@ impl Core {
         &self.projector
     }
 
+    /// Now, in ms since the epoch, from the core's clock (virtual in simulations).
+    pub fn now_ms(&self) -> u64 {
+        self.shell.clock.now_ms()
+    }
+
     /// The event log.
     pub fn log(&self) -> &Arc<dyn EventLog> {
         &self.shell.log

@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use beamd_events::vocabulary::RequestCaptured;
 use bytes::Bytes;
@@ -71,7 +70,7 @@ pub struct CaptureGuard {
     /// Response body bytes.
     pub bytes_out: Arc<AtomicU64>,
     /// When the request arrived.
-    pub started: Instant,
+    pub started: tokio::time::Instant,
     /// Where to record a full batch.
     pub core: Arc<Core>,
     /// The tunnel it went through.

@@ -9,10 +9,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use beamd_events::vocabulary::RequestCaptured;
-use beamd_events::{Clock, SystemClock};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -23,12 +22,14 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::access::Denied;
 use super::capture::{CaptureGuard, CountingBody};
 use super::context::{AgentStream, EdgeContext, Route, StreamOpener};
 use super::meter::Meter;
+use crate::actors::Core;
 use crate::protocol::{write_frame, StreamHeader};
 
 /// How long a client has to finish its TLS handshake.
@@ -65,7 +66,8 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<Edg
     }
 }
 
-async fn serve_connection<S>(io: S, peer: SocketAddr, ctx: Arc<EdgeContext>)
+/// Serves one public HTTP connection (already accepted, TLS already done).
+pub async fn serve_connection<S>(io: S, peer: SocketAddr, ctx: Arc<EdgeContext>)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -169,7 +171,7 @@ async fn proxy(
         }
     }
     let started = Instant::now();
-    let mut sender = match upstream(&route, peer, &slot).await {
+    let mut sender = match upstream(&ctx.core, &route, peer, &slot).await {
         Ok(s) => s,
         Err(e) => {
             return Ok(page(
@@ -211,7 +213,7 @@ async fn proxy(
             .to_string(),
         proto: format!("{:?}", req.version()),
         host: host.clone(),
-        started_at: SystemClock.now_ms(),
+        started_at: ctx.core.now_ms(),
         ..RequestCaptured::default()
     };
     route.meter.requests.fetch_add(1, Ordering::Relaxed);
@@ -293,6 +295,7 @@ fn lock(slot: &Slot) -> MutexGuard<'_, Option<Upstream>> {
 /// The public connection's kept-alive upstream if it still goes to this
 /// route's agent and is usable, else a new stream to the agent.
 async fn upstream(
+    core: &Arc<Core>,
     route: &Route,
     peer: SocketAddr,
     slot: &Slot,
@@ -308,6 +311,8 @@ async fn upstream(
     let io = TokioIo::new(Counted {
         inner: stream,
         meter: route.meter.clone(),
+        core: core.clone(),
+        tunnel: route.tunnel.clone(),
     });
     let (sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
@@ -332,6 +337,14 @@ async fn open(route: &Route, peer: SocketAddr) -> Result<Box<dyn AgentStream>, S
 struct Counted {
     inner: Box<dyn AgentStream>,
     meter: Arc<Meter>,
+    core: Arc<Core>,
+    tunnel: String,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.meter.record_late(&self.core, &self.tunnel);
+    }
 }
 
 impl AsyncRead for Counted {

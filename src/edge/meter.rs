@@ -2,11 +2,11 @@
 //! atomics and reported to the tunnel actor once per window.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use beamd_events::vocabulary::RequestCaptured;
 
-use crate::actors::TrafficDelta;
+use crate::actors::{Core, TrafficDelta};
 
 /// Captured requests are recorded at the latest when this many are waiting.
 pub const CAPTURE_BATCH: usize = 4096;
@@ -53,6 +53,31 @@ impl Meter {
     /// From now on, captures are handed back for recording at once.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+
+    /// Records, in the background, what a stream counted after the session's
+    /// last report: a response or connection that was still streaming when
+    /// the agent left or was cut off. Called by each stream when it ends.
+    pub fn record_late(&self, core: &Arc<Core>, tunnel: &str) {
+        if !self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let delta = self.take();
+        if is_empty(&delta) {
+            return;
+        }
+        let (core, tunnel) = (core.clone(), tunnel.to_string());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let recorded = match core.report_traffic(&tunnel, delta).await {
+                    Ok(()) => core.flush_tunnel(&tunnel).await.map(drop),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = recorded {
+                    tracing::warn!(%tunnel, "late traffic not recorded: {e}");
+                }
+            });
+        }
     }
 
     /// Takes the requests captured since the last call.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use beamd_events::log::SledLog;
-use beamd_events::{Clock, Durability, EventLog, SystemClock};
+use beamd_events::{Durability, EventLog, SystemClock};
 use beamd_snapshots::SnapshotPolicy;
 use beamd_transports::tls::EdgeIdentity;
 use tokio::net::TcpListener;
@@ -65,9 +65,7 @@ pub async fn take_offline_after_restart(core: &Core, node: &str) -> Result<(), C
 
 /// Releases tunnels whose agent stayed away longer than the grace period.
 async fn release_expired(core: &Core, grace: Duration) -> Result<()> {
-    let cutoff = SystemClock
-        .now_ms()
-        .saturating_sub(grace.as_millis() as u64);
+    let cutoff = core.now_ms().saturating_sub(grace.as_millis() as u64);
     for id in core.directory().await?.expired(cutoff) {
         match core.tunnel_command(&id, TunnelCommand::Release).await {
             Ok(_) | Err(CoreError::Domain(_)) => {}

@@ -46,6 +46,7 @@ pub(super) async fn open_tcp<C: Connection>(
         conn.clone(),
         tunnel.id.clone(),
         meter.clone(),
+        ctx.core.clone(),
     ));
     ctx.take_over(&tunnel.id, session, Serve::Port(accept.abort_handle()));
     Ok(Opened {

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use super::context::EdgeContext;
 use super::meter::Meter;
 use super::session::{error, from_core};
-use crate::actors::CoreError;
+use crate::actors::{Core, CoreError};
 use crate::domain::{DomainError, Key, OpenTunnel, PortRequest, Tunnel, TunnelCommand};
 use crate::protocol::{write_frame, ErrorFrame, StreamHeader, TunnelRequest};
 use crate::pump;
@@ -115,16 +115,18 @@ pub(super) async fn accept_public<C: Connection>(
     conn: Arc<C>,
     tunnel: String,
     meter: Arc<Meter>,
+    core: Arc<Core>,
 ) {
     while let Ok((public, peer)) = listener.accept().await {
         let _ = public.set_nodelay(true);
-        let (conn, tunnel, meter) = (conn.clone(), tunnel.clone(), meter.clone());
+        let (conn, tunnel, meter, core) =
+            (conn.clone(), tunnel.clone(), meter.clone(), core.clone());
         tokio::spawn(async move {
             let Ok(mut stream) = conn.open_stream().await else {
                 return;
             };
             let header = StreamHeader {
-                tunnel,
+                tunnel: tunnel.clone(),
                 peer: peer.to_string(),
             };
             if write_frame(&mut stream, &header).await.is_err() {
@@ -140,6 +142,7 @@ pub(super) async fn accept_public<C: Connection>(
             )
             .await;
             meter.active.fetch_sub(1, Ordering::Relaxed);
+            meter.record_late(&core, &tunnel);
         });
     }
 }

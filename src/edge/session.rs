@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
-use beamd_events::{Clock, SystemClock};
 use beamd_transports::Connection;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::auth::authenticate;
 use super::context::EdgeContext;
@@ -85,8 +84,10 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
         }
     };
     let (cutoff_tx, mut cutoff) = mpsc::channel::<ErrorFrame>(1);
+    let (stop_reports, reports_stop) = oneshot::channel::<()>();
     let reporter = tokio::spawn(report(
         ctx.clone(),
+        reports_stop,
         key,
         served
             .iter()
@@ -113,7 +114,9 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
             }
         }
     };
-    reporter.abort();
+    // Stopped between windows, never in the middle of one (its counts are taken by then).
+    let _ = stop_reports.send(());
+    let _ = reporter.await;
     finish(&ctx, &session, &served).await;
     close(control, conn.as_ref(), last_word).await;
 }
@@ -227,6 +230,7 @@ async fn start<C: Connection>(
 /// byte limit is reached.
 async fn report(
     ctx: Arc<EdgeContext>,
+    mut stop: oneshot::Receiver<()>,
     key: Key,
     meters: Vec<(String, Arc<Meter>)>,
     cutoff: mpsc::Sender<ErrorFrame>,
@@ -237,11 +241,14 @@ async fn report(
     };
     let mut tick = tokio::time::interval(ctx.settings.window);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stop => return,
+        }
         for (id, meter) in &meters {
             record(&ctx, id, meter).await;
         }
-        let now = SystemClock.now_ms();
+        let now = ctx.core.now_ms();
         let (key_used, month_used) = {
             let p = ctx.core.projections().read();
             (

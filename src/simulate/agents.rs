@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
 use beamd_simulations::Violation;
-use beamd_transports::{Connection, Listener, MemoryTransport, MuxConnection, Transport};
+use beamd_transports::{
+    Connection, Faulty, FaultyConnection, Listener, MemoryTransport, MuxConnection, Transport,
+};
 
+use super::public::{self, Carried};
 use crate::edge::{run_session, EdgeContext};
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, EdgeFrame, Hello, Token, TunnelRequest, PROTOCOL_VERSION,
@@ -21,17 +24,22 @@ const EDGE: SocketAddr = SocketAddr::new(
     7000,
 );
 
+/// The agents' transport: in memory, with the link faults the seed asks for.
+pub(super) type SimTransport = Faulty<MemoryTransport>;
+
 /// A connected agent.
 pub(super) struct SimAgent {
-    /// Its connection (dropping or closing it ends the session).
-    pub conn: MuxConnection,
+    /// Its connection (closing it ends the session).
+    pub conn: Arc<FaultyConnection<MuxConnection>>,
     /// The tunnel the edge assigned.
     pub tunnel: String,
+    /// The tunnel's public host.
+    pub host: String,
 }
 
 /// Listens on the in-memory transport and runs one edge session per connection.
 pub(super) async fn listen(
-    transport: &MemoryTransport,
+    transport: &SimTransport,
     ctx: Arc<EdgeContext>,
 ) -> Result<(), Violation> {
     let mut listener = transport
@@ -47,16 +55,60 @@ pub(super) async fn listen(
 }
 
 /// Connects an agent with `token` asking for the HTTP tunnel `name`; its
-/// tunnel, or the edge's refusal as text.
+/// tunnel, or the edge's refusal as text (or how the connection was cut,
+/// when the link `cuts`). The agent's service counts the bytes it carries
+/// into `carried` (one counter per tunnel id).
 pub(super) async fn connect(
-    transport: &MemoryTransport,
+    transport: &SimTransport,
     token: String,
     name: String,
+    cuts: bool,
+    carried: impl FnOnce(&str) -> Arc<Carried>,
 ) -> Result<Result<SimAgent, String>, Violation> {
     let harness = |e: &dyn std::fmt::Display| Violation::new("agent sessions work", e.to_string());
-    let conn = transport.connect(EDGE).await.map_err(|e| harness(&e))?;
-    let mut control = conn.open_stream().await.map_err(|e| harness(&e))?;
-    let hello = AgentFrame::Hello(Hello {
+    let conn = Arc::new(transport.connect(EDGE).await.map_err(|e| harness(&e))?);
+    let exchange = async {
+        let mut control = conn.open_stream().await.map_err(|e| e.to_string())?;
+        write_frame(&mut control, &hello(token, name))
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = read_frame::<EdgeFrame>(&mut control)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((control, answer))
+    };
+    let (control, answer) = match tokio::time::timeout(Duration::from_secs(30), exchange).await {
+        Err(_) => return Err(harness(&"no answer to the hello within 30 s")),
+        Ok(Ok(done)) => done,
+        // A link that cuts connections may cut this one during the hello.
+        Ok(Err(e)) if cuts => return Ok(Err(format!("the connection was cut: {e}"))),
+        Ok(Err(e)) => return Err(harness(&e)),
+    };
+    match answer {
+        EdgeFrame::Welcome { tunnels, .. } => {
+            let assigned = tunnels
+                .first()
+                .ok_or_else(|| harness(&"a welcome without tunnels"))?;
+            let (tunnel, host) = (assigned.id.clone(), host_of(&assigned.public));
+            tokio::spawn(public::serve(conn.clone(), carried(&tunnel)));
+            // The control stream lives as long as the connection: heartbeats are
+            // not sent, so a session left alone ends after the edge's silence timeout.
+            tokio::spawn(async move {
+                let mut control = control;
+                while read_frame::<EdgeFrame>(&mut control).await.is_ok() {}
+            });
+            Ok(Ok(SimAgent { conn, tunnel, host }))
+        }
+        EdgeFrame::Error(e) => {
+            conn.close();
+            Ok(Err(format!("{}: {}", e.code, e.message)))
+        }
+        EdgeFrame::Heartbeat => Err(harness(&"a heartbeat before the welcome")),
+    }
+}
+
+fn hello(token: String, name: String) -> AgentFrame {
+    AgentFrame::Hello(Hello {
         version: PROTOCOL_VERSION,
         token: Token(token),
         tunnels: vec![TunnelRequest {
@@ -68,35 +120,16 @@ pub(super) async fn connect(
             basic_auth: None,
             allow: Vec::new(),
         }],
-    });
-    write_frame(&mut control, &hello)
-        .await
-        .map_err(|e| harness(&e))?;
-    let answer = tokio::time::timeout(
-        Duration::from_secs(30),
-        read_frame::<EdgeFrame>(&mut control),
-    )
-    .await
-    .map_err(|_| harness(&"no answer to the hello within 30 s"))?
-    .map_err(|e| harness(&e))?;
-    match answer {
-        EdgeFrame::Welcome { tunnels, .. } => {
-            let tunnel = tunnels
-                .first()
-                .map(|t| t.id.clone())
-                .ok_or_else(|| harness(&"a welcome without tunnels"))?;
-            // The control stream lives as long as the connection: heartbeats are
-            // not sent, so a session left alone ends after the edge's silence timeout.
-            tokio::spawn(async move {
-                let mut control = control;
-                while read_frame::<EdgeFrame>(&mut control).await.is_ok() {}
-            });
-            Ok(Ok(SimAgent { conn, tunnel }))
-        }
-        EdgeFrame::Error(e) => {
-            conn.close();
-            Ok(Err(format!("{}: {}", e.code, e.message)))
-        }
-        EdgeFrame::Heartbeat => Err(harness(&"a heartbeat before the welcome")),
-    }
+    })
+}
+
+/// The host of a public URL (`http://HOST[:PORT][/…]`).
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(authority)
+        .to_string()
 }

@@ -8,7 +8,7 @@ use beamd_simulations::Violation;
 use beamd_snapshots::Fold;
 
 use super::world::{BeamdWorld, NODE};
-use crate::actors::Projections;
+use crate::actors::{CoreError, Projections};
 use crate::domain::{Key, Tunnel, TunnelStatus};
 use crate::projections::InspectorProjection;
 
@@ -59,7 +59,7 @@ fn acknowledged_survive(w: &BeamdWorld) -> Result<(), Violation> {
     Ok(())
 }
 
-async fn all_events(w: &BeamdWorld) -> Result<Vec<Envelope>, Violation> {
+pub(super) async fn all_events(w: &BeamdWorld) -> Result<Vec<Envelope>, Violation> {
     const NAME: &str = "the hash chain verifies";
     let mut out: Vec<Envelope> = Vec::new();
     loop {
@@ -95,9 +95,17 @@ async fn all_events(w: &BeamdWorld) -> Result<Vec<Envelope>, Violation> {
 
 /// Every invariant.
 pub(super) async fn check_full(w: &mut BeamdWorld) -> Result<(), Violation> {
-    // Sessions whose agent left get to notice and end first.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // Sessions whose agent left get to notice and end, and live sessions
+    // report their window; then every tunnel records what it buffered.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    for id in w.ledger.tunnels().cloned().collect::<Vec<_>>() {
+        match w.core.flush_tunnel(&id).await {
+            Ok(_) | Err(CoreError::Domain(_)) => {}
+            Err(e) => return Err(broke("the core keeps working", e.to_string())),
+        }
+    }
     let events = all_events(w).await?;
+    w.ledger.check(&super::ledger::recorded(&events))?;
     let head = w.log.head().seq;
     w.core
         .projections()

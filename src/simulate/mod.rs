@@ -4,6 +4,8 @@
 
 mod agents;
 mod invariants;
+mod ledger;
+mod public;
 mod workload;
 mod world;
 

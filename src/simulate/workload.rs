@@ -6,8 +6,8 @@ use std::time::Duration;
 use beamd_events::vocabulary::{KeyKind, Plan, TransportKind, TunnelProtocol};
 use beamd_transports::Connection;
 
-use super::agents;
 use super::world::BeamdWorld;
+use super::{agents, public};
 use crate::actors::{CoreError, Secret, TrafficDelta};
 use crate::domain::{
     AddDomain, CreateTenant, DomainCommand, KeyCommand, OpenTunnel, PortRequest, TunnelCommand,
@@ -70,7 +70,8 @@ impl BeamdWorld {
             }
             26..=35 => return self.open().await,
             36..=45 => return self.connect_agent().await,
-            46..=70 => {
+            46..=58 => return self.public_request().await,
+            59..=70 => {
                 let Some(t) = self.pick(&self.tunnels.clone()) else {
                     return Ok("no tunnel".into());
                 };
@@ -81,6 +82,7 @@ impl BeamdWorld {
                     requests: self.rng.u64(0..5),
                 };
                 self.core.report_traffic(&t, delta).await?;
+                self.ledger.reported(&t, &delta);
                 if self.rng.bool() {
                     self.core.flush_tunnel(&t).await?;
                 }
@@ -149,9 +151,16 @@ impl BeamdWorld {
             self.secrets.get(&key).cloned().unwrap_or_default()
         );
         let name = format!("n{}", self.rng.u8(0..4));
-        let connected = agents::connect(&self.transport, token, name.clone())
-            .await
-            .map_err(|v| CoreError::Actor(format!("SESSION {}", v.detail)))?;
+        let ledger = &mut self.ledger;
+        let connected = agents::connect(
+            &self.transport,
+            token,
+            name.clone(),
+            self.faults.link,
+            |t| ledger.carried(t),
+        )
+        .await
+        .map_err(|v| CoreError::Actor(format!("SESSION {}", v.detail)))?;
         match connected {
             Ok(agent) => {
                 if self.revoked.contains(&key) {
@@ -169,6 +178,24 @@ impl BeamdWorld {
             }
             Err(refusal) => Ok(format!("agent with {key} refused: {refusal}")),
         }
+    }
+
+    /// A public HTTP request through a connected agent's tunnel, booked in the ledger.
+    async fn public_request(&mut self) -> Result<String, CoreError> {
+        if self.agents.is_empty() {
+            return Ok("no agent".into());
+        }
+        let agent = &self.agents[self.rng.usize(0..self.agents.len())];
+        let (tunnel, host) = (agent.tunnel.clone(), agent.host.clone());
+        let (sent, wanted) = (self.rng.usize(0..16_000), self.rng.usize(0..64_000));
+        let before = self.ledger.before();
+        let outcome = public::request(self.ctx.clone(), &host, sent, wanted).await;
+        self.ledger
+            .after(&before, &outcome)
+            .map_err(|v| CoreError::Actor(format!("SESSION {}", v.detail)))?;
+        Ok(format!(
+            "request to {host} (served by {tunnel} when it connected), {sent} bytes up, {wanted} down: {outcome:?}"
+        ))
     }
 
     async fn open(&mut self) -> Result<String, CoreError> {

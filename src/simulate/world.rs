@@ -12,10 +12,11 @@ use beamd_events::{Clock, EventLog, LogHead, ManualClock};
 use beamd_simulations::{Faults, Violation, World};
 use beamd_snapshots::{MemorySnapshotStore, SnapshotPolicy};
 
-use beamd_transports::{Connection, MemoryTransport};
+use beamd_transports::{Connection, Faulty, LinkFaults, MemoryTransport};
 use tokio::sync::watch;
 
-use super::agents::{self, SimAgent};
+use super::agents::{self, SimAgent, SimTransport};
+use super::ledger::{self, Ledger};
 use crate::actors::{Core, CoreConfig, CoreError, Timings};
 use crate::edge::{take_offline_after_restart, EdgeContext, EdgeSettings};
 
@@ -36,7 +37,7 @@ pub struct BeamdWorld {
     pub(super) clock: Arc<ManualClock>,
     pub(super) log: Arc<InlineLog<MemoryStore>>,
     pub(super) core: Arc<Core>,
-    pub(super) transport: MemoryTransport,
+    pub(super) transport: SimTransport,
     pub(super) ctx: Arc<EdgeContext>,
     pub(super) stop: watch::Sender<bool>,
     pub(super) agents: Vec<SimAgent>,
@@ -47,6 +48,8 @@ pub struct BeamdWorld {
     pub(super) revoked: BTreeSet<String>,
     pub(super) tunnels: Vec<String>,
     pub(super) domains: Vec<String>,
+    /// What each tunnel carried, to check its traffic events against.
+    pub(super) ledger: Ledger,
     /// The highest head acknowledged to a caller.
     pub(super) acked: LogHead,
     /// Set after a restart: the next check is a full one.
@@ -64,7 +67,7 @@ pub(super) const NODE: &str = "node_sim";
 struct Process {
     log: Arc<InlineLog<MemoryStore>>,
     core: Arc<Core>,
-    transport: MemoryTransport,
+    transport: SimTransport,
     ctx: Arc<EdgeContext>,
     stop: watch::Sender<bool>,
 }
@@ -75,6 +78,7 @@ async fn start(
     clock: &Arc<ManualClock>,
     every: u64,
     planted: Option<Planted>,
+    link: (LinkFaults, u64),
 ) -> Result<Process, Violation> {
     let ack = match planted {
         Some(Planted::AckBeforeFlush) => Acknowledge::BeforeFlush(4),
@@ -107,7 +111,7 @@ async fn start(
         settings,
         stopped,
     ));
-    let transport = MemoryTransport::new();
+    let transport = Faulty::new(MemoryTransport::new(), link.0, link.1);
     agents::listen(&transport, ctx.clone()).await?;
     Ok(Process {
         log,
@@ -116,6 +120,20 @@ async fn start(
         ctx,
         stop,
     })
+}
+
+/// The agents' link faults, and the seed they are drawn from.
+fn link(rng: &mut fastrand::Rng, faults: Faults) -> (LinkFaults, u64) {
+    let link = match faults.link {
+        true => LinkFaults {
+            delay_per_mille: 150,
+            max_delay: Duration::from_millis(400),
+            drop_per_mille: 100,
+            drop_within: Duration::from_secs(300),
+        },
+        false => LinkFaults::default(),
+    };
+    (link, rng.u64(..))
 }
 
 impl BeamdWorld {
@@ -139,7 +157,15 @@ impl BeamdWorld {
             transport,
             ctx,
             stop,
-        } = start(&store, &snapshots, &clock, every, planted).await?;
+        } = start(
+            &store,
+            &snapshots,
+            &clock,
+            every,
+            planted,
+            link(&mut rng, faults),
+        )
+        .await?;
         Ok(Self {
             rng,
             faults,
@@ -160,6 +186,7 @@ impl BeamdWorld {
             revoked: BTreeSet::new(),
             tunnels: Vec::new(),
             domains: Vec::new(),
+            ledger: Ledger::default(),
             acked: LogHead {
                 seq: 0,
                 hash: beamd_events::GENESIS_HASH,
@@ -183,6 +210,9 @@ impl BeamdWorld {
         self.store.crash(torn);
         self.store.fail_flushes(false);
         self.restart().await?;
+        // The traffic of the window not recorded yet is gone with the process.
+        let events = super::invariants::all_events(self).await?;
+        self.ledger.restart_from(&ledger::recorded(&events));
         Ok(format!(
             "crash (torn: {torn}); head {}",
             self.log.head().seq
@@ -196,6 +226,7 @@ impl BeamdWorld {
             &self.clock,
             self.every,
             self.planted,
+            link(&mut self.rng, self.faults),
         )
         .await?;
         self.log = p.log;
@@ -228,6 +259,12 @@ impl World for BeamdWorld {
             ));
         }
         if f.snapshot && roll == 95 {
+            // The edge stops first: sessions drain, record their last traffic and leave.
+            let _ = self.stop.send(true);
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            for agent in self.agents.drain(..) {
+                agent.conn.close();
+            }
             self.core.shutdown().await.map_err(err)?;
             self.log.close();
             self.restart().await?;
