@@ -27,7 +27,7 @@ async fn a_failed_listener_is_restarted_where_it_was() -> Result<()> {
         ))
         .await?,
     );
-    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let shutdown = tokio_util::sync::CancellationToken::new();
     let mut settings = EdgeSettings::new("127.0.0.1".parse()?, "127.0.0.1");
     settings.tcp_ports = (42_000, 42_099);
     settings.window = Duration::from_millis(200);

@@ -314,6 +314,7 @@ pub async fn start_projector(
         let mut snapshot_seq = rebuilt_from;
         loop {
             let events = tokio::select! {
+                biased;
                 stopped = &mut stop_rx => match stopped {
                     Ok(()) => break,
                     // The handle was dropped without `stop` (a crash, in

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::actors::{Core, CoreError};
 use crate::edge::EdgeSettings;
@@ -61,19 +61,9 @@ impl ApiState {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<ApiState>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let signal = async move {
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                return;
-            }
-        }
-    };
+/// Serves the API on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: CancellationToken) {
+    let signal = async move { shutdown.cancelled().await };
     warp::serve(routes::all(state))
         .incoming(listener)
         .graceful(signal)

@@ -40,8 +40,8 @@ pub async fn usage_over_http(
         agent_tls: false,
         metrics: None,
     };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(serve(listener, Arc::new(state), stopped));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(serve(listener, Arc::new(state), stop.clone()));
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(addr).await?))
             .await?;
@@ -69,7 +69,7 @@ pub async fn usage_over_http(
         out.push((d, samples[samples.len() / 2]));
     }
     drop(sender);
-    let _ = stop.send(true);
+    stop.cancel();
     let _ = server.await;
     Ok(out)
 }

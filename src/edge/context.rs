@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use beamd_transports::{Connection, TransportError};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
 use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::access::Access;
 use super::dns::DnsVerifier;
@@ -139,8 +139,9 @@ pub struct EdgeContext {
     pub node: String,
     /// How the public is served.
     pub settings: EdgeSettings,
-    /// Turns true when the edge stops.
-    pub shutdown: watch::Receiver<bool>,
+    /// Cancelled when the edge stops. (Not a `watch`: tokio wakes a watch's
+    /// receivers in a random order, which a simulated run must not depend on.)
+    pub shutdown: CancellationToken,
     serving: Mutex<HashMap<String, Serving>>,
     routes: Mutex<HashMap<String, Route>>,
 }
@@ -156,7 +157,7 @@ impl EdgeContext {
         core: Arc<Core>,
         node: String,
         settings: EdgeSettings,
-        shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) -> Self {
         Self {
             core,

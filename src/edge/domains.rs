@@ -61,13 +61,14 @@ pub(super) fn waiting_notice(ctx: &EdgeContext, domain: &DomainName) -> String {
 
 /// Checks waiting domains again every `domain_recheck` until the edge stops.
 pub(super) async fn recheck(ctx: Arc<EdgeContext>) {
-    let mut shutdown = ctx.shutdown.clone();
+    let shutdown = ctx.shutdown.clone();
     let mut tick = tokio::time::interval(ctx.settings.domain_recheck);
     tick.tick().await;
     loop {
         tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
         }
         for (tunnel, waiting) in ctx.waiting_domains() {
             // A domain removed meanwhile is not looked up again.

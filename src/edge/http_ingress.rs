@@ -39,14 +39,14 @@ type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Serves public HTTP (HTTPS with `tls`) on `listener` until the edge stops.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<EdgeContext>) {
-    let mut shutdown = ctx.shutdown.clone();
+    let shutdown = ctx.shutdown.clone();
     loop {
         let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(_) => continue,
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.cancelled() => return,
         };
         let _ = socket.set_nodelay(true);
         let ctx = ctx.clone();

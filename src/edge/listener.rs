@@ -45,14 +45,14 @@ async fn serve<T: Transport>(
     let mut listener = transport.listen(addr).await?;
     let local = listener.local_addr();
     let handle = tokio::spawn(async move {
-        let mut shutdown = ctx.shutdown.clone();
+        let shutdown = ctx.shutdown.clone();
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(conn) => { tokio::spawn(session::run(conn, kind, ctx.clone())); }
                     Err(_) => break,
                 },
-                _ = shutdown.changed() => break,
+                _ = shutdown.cancelled() => break,
             }
         }
     });

@@ -178,8 +178,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
                 .with_context(|| format!("cannot listen for the API on {}", args.api_listen))?,
         ),
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop_rx_api = stop_rx.clone();
+    let stopping = tokio_util::sync::CancellationToken::new();
     let mut settings = EdgeSettings::new(args.public_host, advertise);
     settings.tcp_ports = (args.tcp_ports.0, args.tcp_ports.1);
     settings.http_port = match &http {
@@ -198,7 +197,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         core.clone(),
         node.clone(),
         settings,
-        stop_rx,
+        stopping.clone(),
     ));
     let mut bound = Vec::new();
     let fingerprint = identity.fingerprint();
@@ -238,7 +237,11 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         bound.push(format!("api={local}"));
         crate::say!("beamd edge: listening api on {local}");
         let state = api_state(&args, &ctx, &bound, fingerprint.clone());
-        tokio::spawn(crate::api::serve(listener, Arc::new(state), stop_rx_api));
+        tokio::spawn(crate::api::serve(
+            listener,
+            Arc::new(state),
+            stopping.clone(),
+        ));
     }
     let join = NodeCommand::Join {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -297,7 +300,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         }
     };
     // Stop accepting; sessions see the signal, record their last traffic and go offline.
-    let _ = stop_tx.send(true);
+    stopping.cancel();
     supervisor
         .get_cell()
         .stop_children_and_wait(None, Some(DRAIN))

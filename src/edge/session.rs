@@ -95,9 +95,10 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
             .collect(),
         cutoff_tx,
     ));
-    let mut shutdown = ctx.shutdown.clone();
+    let shutdown = ctx.shutdown.clone();
     let last_word = loop {
         tokio::select! {
+            biased;
             frame = tokio::time::timeout(SILENCE_TIMEOUT, read_frame::<AgentFrame>(&mut control)) => match frame {
                 Ok(Ok(AgentFrame::Heartbeat)) => {
                     if write_frame(&mut control, &EdgeFrame::Heartbeat).await.is_err() { break None; }
@@ -108,7 +109,7 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
                 Err(_) => break Some(error("timeout", "no heartbeat within 45 s")),
             },
             Some(frame) = cutoff.recv() => break Some(frame),
-            _ = shutdown.changed() => {
+            _ = shutdown.cancelled() => {
                 drain(&ctx, &served).await;
                 break Some(error("shutting_down", "the edge is stopping"));
             }
@@ -242,8 +243,9 @@ async fn report(
     let mut tick = tokio::time::interval(ctx.settings.window);
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            biased;
             _ = &mut stop => return,
+            _ = tick.tick() => {}
         }
         for (id, meter) in &meters {
             record(&ctx, id, meter).await;

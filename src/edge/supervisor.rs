@@ -83,7 +83,7 @@ impl Actor for ListenerActor {
         let abort = accept.abort_handle();
         let watcher = tokio::spawn(async move {
             let _ = accept.await;
-            if !*stopping.borrow() {
+            if !stopping.is_cancelled() {
                 let _ = myself.cast(ListenerMsg::AcceptLoopEnded);
             }
         });

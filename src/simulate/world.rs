@@ -13,7 +13,7 @@ use beamd_simulations::{Faults, Violation, World};
 use beamd_snapshots::{MemorySnapshotStore, SnapshotPolicy};
 
 use beamd_transports::{Connection, Faulty, LinkFaults, MemoryTransport};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::agents::{self, SimAgent, SimTransport};
 use super::ledger::{self, Ledger};
@@ -39,7 +39,7 @@ pub struct BeamdWorld {
     pub(super) core: Arc<Core>,
     pub(super) transport: SimTransport,
     pub(super) ctx: Arc<EdgeContext>,
-    pub(super) stop: watch::Sender<bool>,
+    pub(super) stop: CancellationToken,
     pub(super) agents: Vec<SimAgent>,
     pub(super) secrets: BTreeMap<String, String>,
     pub(super) every: u64,
@@ -69,7 +69,7 @@ struct Process {
     core: Arc<Core>,
     transport: SimTransport,
     ctx: Arc<EdgeContext>,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
 }
 
 async fn start(
@@ -104,12 +104,12 @@ async fn start(
     let mut settings = EdgeSettings::new("127.0.0.1".parse().map_err(err)?, "edge.sim");
     settings.http_port = Some(80);
     settings.window = Duration::from_secs(5);
-    let (stop, stopped) = watch::channel(false);
+    let stop = CancellationToken::new();
     let ctx = Arc::new(EdgeContext::new(
         core.clone(),
         NODE.into(),
         settings,
-        stopped,
+        stop.clone(),
     ));
     let transport = Faulty::new(MemoryTransport::new(), link.0, link.1);
     agents::listen(&transport, ctx.clone()).await?;
@@ -126,8 +126,8 @@ async fn start(
 fn link(rng: &mut fastrand::Rng, faults: Faults) -> (LinkFaults, u64) {
     let link = match faults.link {
         true => LinkFaults {
-            delay_per_mille: 150,
-            max_delay: Duration::from_millis(400),
+            delay_per_mille: 300,
+            max_delay: Duration::from_secs(2),
             drop_per_mille: 100,
             drop_within: Duration::from_secs(300),
         },
@@ -260,7 +260,7 @@ impl World for BeamdWorld {
         }
         if f.snapshot && roll == 95 {
             // The edge stops first: sessions drain, record their last traffic and leave.
-            let _ = self.stop.send(true);
+            self.stop.cancel();
             tokio::time::sleep(Duration::from_secs(15)).await;
             for agent in self.agents.drain(..) {
                 agent.conn.close();

@@ -1,9 +1,14 @@
 //! A transport wrapper that injects network faults from a seeded random
-//! source: a read on a stream may first wait (so data sent on one stream can
+//! source: a stream's first read may wait (so data sent on one stream can
 //! overtake data sent earlier on another stream of the same connection), and
 //! a connection may be cut a while after it opens. Byte order within a
 //! stream is kept, as every real transport keeps it. Meant for simulations
 //! and tests: under tokio's paused clock the waits are virtual time.
+//!
+//! Faults are drawn once per connection and once per stream, never per read:
+//! how a byte stream is split into reads depends on the multiplexer's flow
+//! control (yamux tunes its windows by wall-clock round trips), and a draw
+//! per read would let that leak into a seeded run.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,7 +25,7 @@ use crate::{Connection, Listener, Transport, TransportError};
 /// Which faults, how often.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LinkFaults {
-    /// Chance, per thousand reads, that a read waits before it delivers.
+    /// Chance, per thousand streams, that the stream's first read waits.
     pub delay_per_mille: u16,
     /// The longest such wait.
     pub max_delay: Duration,
@@ -170,12 +175,9 @@ impl<C: Connection> Connection for FaultyConnection<C> {
     }
 }
 
-/// A stream whose reads may wait before delivering.
+/// A stream whose first read may wait before delivering.
 pub struct FaultyStream<S> {
     inner: S,
-    link: Link,
-    /// Whether the next read's wait was drawn already.
-    drawn: bool,
     wait: Option<Pin<Box<Sleep>>>,
 }
 
@@ -183,9 +185,7 @@ impl<S> FaultyStream<S> {
     fn new(inner: S, link: Link) -> Self {
         Self {
             inner,
-            link,
-            drawn: false,
-            wait: None,
+            wait: link.delay().map(|d| Box::pin(tokio::time::sleep(d))),
         }
     }
 }
@@ -196,19 +196,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for FaultyStream<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if !self.drawn {
-            self.drawn = true;
-            self.wait = self.link.delay().map(|d| Box::pin(tokio::time::sleep(d)));
-        }
         if let Some(wait) = self.wait.as_mut() {
             ready!(wait.as_mut().poll(cx));
             self.wait = None;
         }
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if polled.is_ready() {
-            self.drawn = false;
-        }
-        polled
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
