@@ -12,11 +12,12 @@ use beamd_snapshots::{Fold, Snapshot, SnapshotStore};
 
 use crate::cli::AuditArgs;
 use crate::data_dir::DataDir;
+use crate::domain::gateway::{Consumer, Route, Service};
 use crate::domain::{Directory, DomainName, Key, Node, Tenant, Tunnel};
 use crate::progress::events_bar;
 use crate::projections::{
-    CatalogProjection, DomainsProjection, InspectorProjection, LogSummary, StatusProjection,
-    UsageProjection,
+    CatalogProjection, DomainsProjection, GatewayProjection, InspectorProjection, LogSummary,
+    StatusProjection, UsageProjection,
 };
 
 /// The first problem an audit found.
@@ -90,6 +91,7 @@ fn check_for(snap: &Snapshot) -> Option<Box<dyn SnapshotCheck>> {
         StatusProjection::KIND => global(StatusProjection::default()),
         DomainsProjection::KIND => global(DomainsProjection::default()),
         CatalogProjection::KIND => global(CatalogProjection::default()),
+        GatewayProjection::KIND => global(GatewayProjection::default()),
         Directory::KIND => global(Directory::default()),
         // The inspector's capacity is configuration: the rebuild uses the snapshot's own.
         InspectorProjection::KIND => {
@@ -104,6 +106,9 @@ fn check_for(snap: &Snapshot) -> Option<Box<dyn SnapshotCheck>> {
         Tunnel::KIND => per_stream::<Tunnel>(id),
         DomainName::KIND => per_stream::<DomainName>(id),
         Node::KIND => per_stream::<Node>(id),
+        Service::KIND => per_stream::<Service>(id),
+        Route::KIND => per_stream::<Route>(id),
+        Consumer::KIND => per_stream::<Consumer>(id),
         _ => return None,
     })
 }

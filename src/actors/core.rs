@@ -11,6 +11,7 @@ use ractor::{Actor, ActorRef};
 use super::ask::ask;
 use super::directory::{entity, DirectoryActor, DirectoryArgs, DirectoryMsg};
 use super::entity::{EntityMsg, Hosted, TrafficDelta};
+use super::gateway::GatewayActors;
 use super::log_writer::LogWriter;
 use super::projector::{start_projector, ProjectorHandle};
 use super::secret::Secret;
@@ -75,16 +76,19 @@ pub struct Core {
     directory: ActorRef<DirectoryMsg>,
     projector: ProjectorHandle,
     index: Option<InspectorIndex>,
+    pub(super) gateway: GatewayActors,
 }
 
-async fn supervisor<A: Hosted>(shell: &Shell) -> Result<ActorRef<SupervisorMsg<A>>, CoreError> {
+pub(super) async fn supervisor<A: Hosted>(
+    shell: &Shell,
+) -> Result<ActorRef<SupervisorMsg<A>>, CoreError> {
     let (actor, _) = Actor::spawn(None, EntitySupervisor::<A>::default(), shell.clone())
         .await
         .map_err(|e| CoreError::Actor(format!("{} supervisor failed to start: {e}", A::KIND)))?;
     Ok(actor)
 }
 
-async fn command<A: Hosted>(
+pub(super) async fn command<A: Hosted>(
     supervisor: &ActorRef<SupervisorMsg<A>>,
     id: &str,
     cmd: A::Command,
@@ -135,6 +139,7 @@ impl Core {
         Ok(Self {
             domains: supervisor(&shell).await?,
             nodes: supervisor(&shell).await?,
+            gateway: GatewayActors::start(&shell).await?,
             shell,
             tenants,
             keys,
@@ -147,16 +152,23 @@ impl Core {
 
     /// Entity actors running now (tenants, keys, tunnels, domains, nodes).
     pub fn actors_alive(&self) -> usize {
-        [
+        self.supervisors()
+            .iter()
+            .map(|cell| cell.get_children().len())
+            .sum()
+    }
+
+    /// Every entity supervisor.
+    fn supervisors(&self) -> Vec<ractor::ActorCell> {
+        let mut cells = vec![
             self.tenants.get_cell(),
             self.keys.get_cell(),
             self.tunnels.get_cell(),
             self.domains.get_cell(),
             self.nodes.get_cell(),
-        ]
-        .iter()
-        .map(|cell| cell.get_children().len())
-        .sum()
+        ];
+        cells.extend(self.gateway.cells());
+        cells
     }
 
     /// The history of captured requests, when the core keeps one.
@@ -330,6 +342,7 @@ impl Core {
         flush_all(&self.keys).await?;
         flush_all(&self.domains).await?;
         flush_all(&self.nodes).await?;
+        self.gateway.flush().await?;
         ask(&self.directory, DirectoryMsg::Snapshot).await??;
         let head = self.shell.log.head().seq;
         self.projector.wait_for(head).await?;
@@ -338,14 +351,7 @@ impl Core {
         let wait = Some(std::time::Duration::from_secs(10));
         // Stopped and awaited, so that nothing holds the log or the database afterwards.
         let _ = self.directory.stop_and_wait(None, wait).await;
-        let supervisors = [
-            self.tenants.get_cell(),
-            self.keys.get_cell(),
-            self.tunnels.get_cell(),
-            self.domains.get_cell(),
-            self.nodes.get_cell(),
-        ];
-        for s in supervisors {
+        for s in self.supervisors() {
             s.stop_children_and_wait(None, wait).await;
             let _ = s.stop_and_wait(None, wait).await;
         }
@@ -361,13 +367,7 @@ impl Core {
     pub fn kill(&self) {
         self.projector.abandon();
         self.directory.get_cell().kill();
-        for s in [
-            self.tenants.get_cell(),
-            self.keys.get_cell(),
-            self.tunnels.get_cell(),
-            self.domains.get_cell(),
-            self.nodes.get_cell(),
-        ] {
+        for s in self.supervisors() {
             for child in s.get_children() {
                 child.kill();
             }
@@ -377,7 +377,9 @@ impl Core {
     }
 }
 
-async fn flush_all<A: Hosted>(supervisor: &ActorRef<SupervisorMsg<A>>) -> Result<(), CoreError> {
+pub(super) async fn flush_all<A: Hosted>(
+    supervisor: &ActorRef<SupervisorMsg<A>>,
+) -> Result<(), CoreError> {
     for actor in ask(supervisor, SupervisorMsg::Running).await? {
         match ask(&actor, EntityMsg::Flush).await {
             // An actor that passivated meanwhile snapshotted on its way out.

@@ -33,6 +33,9 @@ impl Hosted for Tenant {}
 impl Hosted for Key {}
 impl Hosted for DomainName {}
 impl Hosted for Node {}
+impl Hosted for crate::domain::gateway::Service {}
+impl Hosted for crate::domain::gateway::Route {}
+impl Hosted for crate::domain::gateway::Consumer {}
 impl Hosted for Tunnel {
     fn traffic(window: TrafficRecorded) -> Option<TunnelCommand> {
         Some(TunnelCommand::RecordTraffic(window))

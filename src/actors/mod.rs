@@ -8,6 +8,7 @@ mod core;
 mod directory;
 mod entity;
 mod error;
+mod gateway;
 mod log_writer;
 mod projector;
 mod secret;

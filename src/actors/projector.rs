@@ -12,8 +12,8 @@ use tokio::sync::{oneshot, watch};
 
 use super::CoreError;
 use crate::projections::{
-    CapturedRequest, CatalogProjection, DomainsProjection, InspectorIndex, InspectorProjection,
-    LogSummary, StatusProjection, UsageProjection,
+    CapturedRequest, CatalogProjection, DomainsProjection, GatewayProjection, InspectorIndex,
+    InspectorProjection, LogSummary, StatusProjection, UsageProjection,
 };
 
 /// The id under which projections over the whole log are snapshotted.
@@ -37,6 +37,8 @@ pub struct Projections {
     pub domains: DomainsProjection,
     /// Tenants, keys and tunnels, for listing.
     pub catalog: CatalogProjection,
+    /// Gateway services, routes and consumers.
+    pub gateway: GatewayProjection,
 }
 
 impl Projections {
@@ -48,6 +50,7 @@ impl Projections {
         self.status.apply(env);
         self.domains.apply(env);
         self.catalog.apply(env);
+        self.gateway.apply(env);
         self.seq = env.seq;
     }
 
@@ -94,6 +97,13 @@ impl Projections {
             0,
             &self.catalog,
         )?)?;
+        store.save(&Snapshot::new(
+            GatewayProjection::KIND,
+            GLOBAL_ID,
+            self.seq,
+            0,
+            &self.gateway,
+        )?)?;
         store.flush()?;
         Ok(())
     }
@@ -125,6 +135,7 @@ async fn rebuild(
     let status = latest::<StatusProjection>(store, head)?;
     let domains = latest::<DomainsProjection>(store, head)?;
     let catalog = latest::<CatalogProjection>(store, head)?;
+    let gateway = latest::<GatewayProjection>(store, head)?;
     // They are snapshotted together; if any is missing or they differ, start them all from one point.
     let seqs = [
         summary.as_ref().map(|s| s.1),
@@ -133,9 +144,10 @@ async fn rebuild(
         status.as_ref().map(|s| s.1),
         domains.as_ref().map(|s| s.1),
         catalog.as_ref().map(|s| s.1),
+        gateway.as_ref().map(|s| s.1),
     ];
-    let mut p = match (summary, usage, inspector, status, domains, catalog) {
-        (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f))
+    let mut p = match (summary, usage, inspector, status, domains, catalog, gateway) {
+        (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f), Some(g))
             if seqs.iter().all(|s| *s == Some(a.1)) =>
         {
             Projections {
@@ -146,6 +158,7 @@ async fn rebuild(
                 status: d.0,
                 domains: e.0,
                 catalog: f.0,
+                gateway: g.0,
             }
         }
         _ => Projections {

@@ -7,6 +7,7 @@
 mod auth;
 mod domains;
 mod error;
+mod gateway;
 mod http;
 mod metrics;
 mod openapi;

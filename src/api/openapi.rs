@@ -5,6 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::gateway::{consumers, routes, services};
 use super::{domains, tenants, tokens, tunnels, usage, workspace};
 
 struct Bearer;
@@ -37,6 +38,9 @@ impl Modify for Bearer {
         usage::usage, usage::history, usage::requests, usage::logs,
         domains::list, domains::add, domains::verify, domains::remove,
         tenants::list, tenants::create, tenants::set_plan,
+        services::list, services::create, services::update, services::delete,
+        routes::list, routes::create, routes::update, routes::delete,
+        consumers::list, consumers::create, consumers::revoke,
     ),
     modifiers(&Bearer)
 )]

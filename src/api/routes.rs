@@ -10,7 +10,9 @@ use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
 use super::http::{body, error, json, raw_query, respond, Resp};
-use super::{domains, metrics, openapi, tenants, tokens, tunnels, usage, workspace, ApiState};
+use super::{
+    domains, gateway, metrics, openapi, tenants, tokens, tunnels, usage, workspace, ApiState,
+};
 
 type Routes = warp::filters::BoxedFilter<(Resp,)>;
 
@@ -18,7 +20,7 @@ type Routes = warp::filters::BoxedFilter<(Resp,)>;
 pub fn all(
     state: Arc<ApiState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let s = warp::any().map(move || state.clone());
+    let s = warp::any().map(move || state.clone()).boxed();
     let auth = warp::header::optional::<String>("authorization");
     let v1 = || warp::path("api").and(warp::path("v1"));
     let with = |r: Routes, more: Routes| r.or(more).unify().boxed();
@@ -262,6 +264,7 @@ pub fn all(
         prometheus,
     ]
     .into_iter()
+    .chain(gateway::filters(s.clone()))
     .reduce(with)
     .unwrap_or_else(|| {
         warp::any()
@@ -276,6 +279,7 @@ pub fn all(
             Method::GET,
             Method::POST,
             Method::PUT,
+            Method::PATCH,
             Method::DELETE,
             Method::OPTIONS,
         ])

@@ -1,4 +1,5 @@
-//! The pure aggregates: tenant, key, tunnel, domain name, node, and the
+//! The pure aggregates: tenant, key, tunnel, domain name, node, the API
+//! gateway's services, routes and consumers, and the
 //! directory that serializes what must be unique across them.
 //!
 //! Nothing here does I/O or reads a clock: `decide` gets the time and a fresh
@@ -11,6 +12,7 @@ mod creation;
 mod directory;
 mod domain_name;
 mod error;
+pub mod gateway;
 mod key;
 mod node;
 mod tenant;

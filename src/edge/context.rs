@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::access::Access;
 use super::dns::DnsVerifier;
 use super::meter::Meter;
+use super::rate_limit::RateLimiter;
 use crate::actors::Core;
 use crate::domain::DomainName;
 
@@ -142,6 +143,8 @@ pub struct EdgeContext {
     /// Cancelled when the edge stops. (Not a `watch`: tokio wakes a watch's
     /// receivers in a random order, which a simulated run must not depend on.)
     pub shutdown: CancellationToken,
+    /// The gateway's rate limits.
+    pub limiter: RateLimiter,
     serving: Mutex<HashMap<String, Serving>>,
     routes: Mutex<HashMap<String, Route>>,
 }
@@ -164,6 +167,7 @@ impl EdgeContext {
             node,
             settings,
             shutdown,
+            limiter: RateLimiter::default(),
             serving: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
         }

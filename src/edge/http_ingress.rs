@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use super::access::Denied;
 use super::capture::{CaptureGuard, CountingBody};
 use super::context::{AgentStream, EdgeContext, Route, StreamOpener};
+use super::gateway::{self, Target};
 use super::meter::Meter;
 use crate::actors::Core;
 use crate::protocol::{write_frame, StreamHeader};
@@ -153,16 +154,27 @@ async fn proxy(
     slot: Slot,
 ) -> Result<Response<Body>, Infallible> {
     let host = host_of(&req);
-    let Some(route) = live_route(&ctx, &host) else {
-        let known = ctx.core.host_held(&host).await.unwrap_or(false);
-        return Ok(if known {
-            page(
-                StatusCode::BAD_GATEWAY,
-                format!("the tunnel for {host} is offline"),
-            )
-        } else {
-            page(StatusCode::NOT_FOUND, format!("no tunnel serves {host}"))
-        });
+    let (method, path) = (req.method().as_str(), req.uri().path());
+    let (route, timeout) = match gateway::decide(&ctx, &host, method, path, req.headers(), peer) {
+        Some(Err(refusal)) => return Ok(refusal.response()),
+        Some(Ok((Target::Url(url), timeout))) => {
+            return Ok(gateway::to_url(req, &url, timeout).await)
+        }
+        Some(Ok((Target::Tunnel(route), timeout))) => (route, timeout),
+        None => match live_route(&ctx, &host) {
+            Some(route) => (route, ctx.settings.upstream_timeout),
+            None => {
+                let known = ctx.core.host_held(&host).await.unwrap_or(false);
+                return Ok(if known {
+                    page(
+                        StatusCode::BAD_GATEWAY,
+                        format!("the tunnel for {host} is offline"),
+                    )
+                } else {
+                    page(StatusCode::NOT_FOUND, format!("no tunnel serves {host}"))
+                });
+            }
+        },
     };
     if !route.access.is_open() {
         let authorization = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
@@ -225,7 +237,6 @@ async fn proxy(
         .then(|| hyper::upgrade::on(&mut req));
     let (bytes_in, bytes_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let req = req.map(|b| CountingBody::new(b, bytes_in.clone(), None));
-    let timeout = ctx.settings.upstream_timeout;
     let response = match tokio::time::timeout(timeout, sender.send_request(req)).await {
         Ok(Ok(mut resp)) => {
             if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) = (resp.status(), client_upgrade)

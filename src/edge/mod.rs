@@ -9,15 +9,18 @@ mod capture;
 mod context;
 mod dns;
 mod domains;
+mod gateway;
 mod http_ingress;
 mod listener;
 mod meter;
 mod node;
 mod open;
 mod public_port;
+mod rate_limit;
 mod session;
 mod supervisor;
 mod tokens_file;
+mod upstream_url;
 
 pub use access::{Access, Denied};
 pub use context::{EdgeContext, EdgeSettings};

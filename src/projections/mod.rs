@@ -5,6 +5,7 @@
 
 mod catalog;
 mod domains;
+mod gateway;
 mod inspector;
 mod inspector_index;
 mod log_summary;
@@ -13,6 +14,7 @@ mod usage;
 
 pub use catalog::{CatalogProjection, Shelf};
 pub use domains::DomainsProjection;
+pub use gateway::GatewayProjection;
 pub use inspector::{CapturedRequest, InspectorProjection, DEFAULT_RECENT};
 pub use inspector_index::{
     IndexError, InspectorIndex, LogPage, LogQuery, INSPECTOR_TREE, PAGE_SIZE,
@@ -29,5 +31,6 @@ pub const GLOBAL_FOLDS: &[&str] = &[
     <StatusProjection as beamd_snapshots::Fold>::KIND,
     <DomainsProjection as beamd_snapshots::Fold>::KIND,
     <CatalogProjection as beamd_snapshots::Fold>::KIND,
+    <GatewayProjection as beamd_snapshots::Fold>::KIND,
     <crate::domain::Directory as beamd_snapshots::Fold>::KIND,
 ];

@@ -125,6 +125,7 @@ pub(super) async fn check_full(w: &mut BeamdWorld) -> Result<(), Violation> {
         ("status", fresh.status != live.status),
         ("domains", fresh.domains != live.domains),
         ("catalog", fresh.catalog != live.catalog),
+        ("gateway", fresh.gateway != live.gateway),
         ("seq", fresh.seq != live.seq),
     ];
     if let Some((name, _)) = differs.iter().find(|(_, d)| *d) {

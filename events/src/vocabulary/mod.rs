@@ -5,12 +5,17 @@
 //! written by older versions keep decoding.
 
 mod domain;
+mod gateway;
 mod key;
 mod node;
 mod tenant;
 mod tunnel;
 
 pub use domain::{DomainAdded, DomainRemoved, DomainVerificationFailed, DomainVerified};
+pub use gateway::{
+    ConsumerCreated, ConsumerRevoked, RouteConfig, RouteCreated, RouteDeleted, RouteUpdated,
+    ServiceConfig, ServiceCreated, ServiceDeleted, ServiceUpdated,
+};
 pub use key::{KeyCountersReset, KeyIssued, KeyKind, KeyLimitSet, KeyRevoked};
 pub use node::{NodeHeartbeat, NodeJoined, NodeLeft};
 pub use tenant::{Plan, TenantCreated, TenantPlanChanged, TenantRenamed};
@@ -77,4 +82,12 @@ events!(
     NodeJoined,
     NodeHeartbeat,
     NodeLeft,
+    ServiceCreated,
+    ServiceUpdated,
+    ServiceDeleted,
+    RouteCreated,
+    RouteUpdated,
+    RouteDeleted,
+    ConsumerCreated,
+    ConsumerRevoked,
 );

@@ -1,0 +1,12 @@
+//! The API gateway's aggregates: services, routes and consumers, and the
+//! path patterns routes match requests with.
+
+mod consumer;
+mod pattern;
+mod route;
+mod service;
+
+pub use consumer::{tier_rate, Consumer, ConsumerCommand, TIERS};
+pub use pattern::PathPattern;
+pub use route::{Route, RouteCommand, METHODS};
+pub use service::{Service, ServiceCommand};

@@ -1,0 +1,147 @@
+//! The service aggregate: where a gateway route's requests are sent (one of
+//! the tenant's tunnels, or an upstream URL), with health-check path and
+//! timeout. Deleting keeps it, marked deleted.
+
+use beamd_events::vocabulary::{ServiceConfig, ServiceCreated, ServiceDeleted, ServiceUpdated};
+use beamd_events::{Envelope, Event};
+use beamd_snapshots::Fold;
+use serde::{Deserialize, Serialize};
+
+use super::super::validate::{label, text};
+use super::super::{Aggregate, Ctx, DomainError};
+
+/// The longest timeout a service may have, in ms.
+pub const MAX_TIMEOUT_MS: u64 = 300_000;
+
+/// A service's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    /// `svc_…` (its stream id).
+    pub id: String,
+    /// The owning tenant (empty: never created).
+    pub tenant: String,
+    /// Its configuration.
+    pub config: Option<ServiceConfig>,
+    /// When it was created.
+    pub created_at: u64,
+    /// When it last changed.
+    pub updated_at: u64,
+    /// When it was deleted.
+    pub deleted_at: Option<u64>,
+}
+
+/// Commands to a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceCommand {
+    /// Create it.
+    Create {
+        /// Owner.
+        tenant: String,
+        /// Configuration.
+        config: ServiceConfig,
+    },
+    /// Replace its configuration.
+    Update(ServiceConfig),
+    /// Delete it.
+    Delete,
+}
+
+/// Checks a service configuration.
+pub fn validate(c: &ServiceConfig) -> Result<(), DomainError> {
+    text("name", &c.name, 80)?;
+    match (&c.tunnel, &c.target_url) {
+        (Some(t), None) => label("tunnel", t)?,
+        (None, Some(url)) => {
+            let ok = url.strip_prefix("http://").is_some_and(|rest| {
+                let host = rest.split('/').next().unwrap_or("");
+                !host.is_empty() && url.parse::<hyper::Uri>().is_ok()
+            });
+            if !ok {
+                return Err(DomainError::InvalidRequest(format!(
+                    "targetUrl {url:?} must be an http:// URL with a host"
+                )));
+            }
+        }
+        _ => {
+            return Err(DomainError::InvalidRequest(
+                "give exactly one of tunnel (a tunnel name) and targetUrl".into(),
+            ))
+        }
+    }
+    if let Some(p) = &c.health_check_path {
+        if !p.starts_with('/') || p.len() > 512 || p.chars().any(char::is_control) {
+            return Err(DomainError::InvalidRequest(format!(
+                "healthCheckPath {p:?} must start with '/' and be at most 512 characters"
+            )));
+        }
+    }
+    if !(1..=MAX_TIMEOUT_MS).contains(&c.timeout_ms) {
+        return Err(DomainError::InvalidRequest(format!(
+            "timeoutMs must be 1-{MAX_TIMEOUT_MS}"
+        )));
+    }
+    Ok(())
+}
+
+impl Service {
+    /// Whether it exists and is not deleted.
+    pub fn live(&self) -> bool {
+        self.config.is_some() && self.deleted_at.is_none()
+    }
+}
+
+impl Fold for Service {
+    const KIND: &'static str = "service";
+
+    fn apply(&mut self, envelope: &Envelope) {
+        match &envelope.event {
+            Event::ServiceCreated(e) => {
+                self.id = envelope.stream.to_string();
+                self.tenant = e.tenant.clone();
+                self.config = Some(e.config.clone());
+                self.created_at = envelope.at;
+                self.updated_at = envelope.at;
+            }
+            Event::ServiceUpdated(e) => {
+                self.config = Some(e.config.clone());
+                self.updated_at = envelope.at;
+            }
+            Event::ServiceDeleted(_) => {
+                self.deleted_at = Some(envelope.at);
+                self.updated_at = envelope.at;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Aggregate for Service {
+    type Command = ServiceCommand;
+    const PREFIX: &'static str = "svc";
+
+    fn decide(&self, command: &ServiceCommand, _ctx: &Ctx) -> Result<Vec<Event>, DomainError> {
+        match command {
+            ServiceCommand::Create { .. } if self.config.is_some() => {
+                Err(DomainError::Conflict("the service exists".into()))
+            }
+            ServiceCommand::Create { tenant, config } => {
+                validate(config)?;
+                Ok(vec![ServiceCreated {
+                    tenant: tenant.clone(),
+                    config: config.clone(),
+                }
+                .into()])
+            }
+            _ if !self.live() => Err(DomainError::NotFound("service".into())),
+            ServiceCommand::Update(config) => {
+                validate(config)?;
+                Ok(vec![ServiceUpdated {
+                    config: config.clone(),
+                }
+                .into()])
+            }
+            ServiceCommand::Delete => Ok(vec![ServiceDeleted {}.into()]),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The API gateway on the data path. When a live route is bound to a
+//! request's host, the gateway decides: the most specific enabled route for
+//! the method and path (404 when none), the consumer key when the route needs
+//! one (401), the caller's rate limit (429 with `Retry-After`), and where the
+//! service is (its tunnel, 502 when that is offline or the service was
+//! deleted, or its upstream URL). Hosts without routes stay plain tunnels.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Request, Response, StatusCode};
+
+use super::context::{EdgeContext, Route};
+use super::upstream_url::{forward, Failed};
+use crate::domain::gateway::tier_rate;
+
+/// Where a gateway request goes.
+pub(super) enum Target {
+    /// Through this tunnel.
+    Tunnel(Route),
+    /// To this `http://` upstream.
+    Url(String),
+}
+
+/// A gateway's own answer.
+pub(super) struct Refusal {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds to wait (429).
+    pub retry_after: Option<u64>,
+}
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+impl Refusal {
+    /// The answer, in the API's JSON error format.
+    pub fn response(self) -> Response<Body> {
+        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let mut resp = Response::new(
+            Full::new(Bytes::from(body.to_string()))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *resp.status_mut() = self.status;
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// Forwards to a service's upstream URL; 502 or 504 when that fails.
+pub(super) async fn to_url(req: Request<Incoming>, url: &str, timeout: Duration) -> Response<Body> {
+    match forward(req, url, timeout).await {
+        Ok(resp) => resp,
+        Err(Failed::Timeout) => refuse(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("the service at {url} did not answer within {timeout:?}"),
+        )
+        .response(),
+        Err(Failed::Other(e)) => refuse(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            format!("the service at {url} failed: {e}"),
+        )
+        .response(),
+    }
+}
+
+fn refuse(status: StatusCode, code: &'static str, message: String) -> Refusal {
+    Refusal {
+        status,
+        code,
+        message,
+        retry_after: None,
+    }
+}
+
+/// The consumer key a request carries: `x-api-key`, or a bearer token that looks like one.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim());
+    }
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| k.starts_with("con_"))
+}
+
+/// The gateway's decision for a request to `host`: `None` when no route is
+/// bound to the host, else the target and the service's timeout, or the
+/// gateway's own answer.
+pub(super) fn decide(
+    ctx: &EdgeContext,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Option<Result<(Target, Duration), Refusal>> {
+    let p = ctx.core.projections().read();
+    if !p.gateway.serves_host(host) {
+        return None;
+    }
+    Some((|| {
+        let route = p.gateway.route_for(host, method, path).ok_or_else(|| {
+            refuse(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no route of {host} matches {method} {path}"),
+            )
+        })?;
+        let config = route.config.as_ref().ok_or_else(|| {
+            refuse(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "the route is gone".into(),
+            )
+        })?;
+        let consumer =
+            presented_key(headers).and_then(|k| p.gateway.consumer_by_key(&route.tenant, k));
+        if config.auth_required && consumer.is_none() {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this route needs a valid consumer API key (x-api-key: con_…)".into(),
+            ));
+        }
+        let per_minute = config
+            .rate_limit_override
+            .or_else(|| consumer.and_then(|c| tier_rate(&c.rate_limit_tier)))
+            .or_else(|| tier_rate("free"))
+            .unwrap_or(60);
+        let scope = match config.rate_limit_override {
+            Some(_) => route.id.as_str(),
+            None => "tier",
+        };
+        let caller = match consumer {
+            Some(c) => c.id.clone(),
+            None => peer.ip().to_string(),
+        };
+        if let Err(wait) = ctx.limiter.take(scope, &caller, per_minute) {
+            return Err(Refusal {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "rate_limited",
+                message: format!("more than {per_minute} requests a minute"),
+                retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            });
+        }
+        let gone = || {
+            refuse(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                format!("the service of route {} was deleted", route.id),
+            )
+        };
+        let service = p
+            .gateway
+            .service(&config.service_id)
+            .filter(|s| s.live() && s.tenant == route.tenant)
+            .ok_or_else(gone)?;
+        let sc = service.config.as_ref().ok_or_else(gone)?;
+        let timeout = Duration::from_millis(sc.timeout_ms);
+        let target = match (&sc.tunnel, &sc.target_url) {
+            (Some(name), _) => {
+                let base = p
+                    .catalog
+                    .tenants
+                    .get(&route.tenant)
+                    .map(|t| t.tunnel_base.clone())
+                    .unwrap_or_default();
+                let tunnel_host = format!("{name}.{base}");
+                let live = ctx.route(&tunnel_host).filter(|r| r.tenant == route.tenant);
+                Target::Tunnel(live.ok_or_else(|| {
+                    refuse(
+                        StatusCode::BAD_GATEWAY,
+                        "bad_gateway",
+                        format!(
+                            "the tunnel {tunnel_host} of service {} is offline",
+                            service.id
+                        ),
+                    )
+                })?)
+            }
+            (None, Some(url)) => Target::Url(url.clone()),
+            (None, None) => return Err(gone()),
+        };
+        Ok((target, timeout))
+    })())
+}

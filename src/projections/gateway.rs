@@ -1,0 +1,146 @@
+//! The gateway projection: every service, route and consumer (deleted and
+//! revoked ones too, marked), so the HTTP ingress can pick a request's route
+//! and check its consumer key without asking an actor, and the API can list
+//! them.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use beamd_events::{Envelope, Event};
+use beamd_snapshots::Fold;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::gateway::{Consumer, PathPattern, Route, Service};
+
+/// Services, routes and consumers by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayProjection {
+    services: BTreeMap<String, Service>,
+    routes: BTreeMap<String, Route>,
+    consumers: BTreeMap<String, Consumer>,
+}
+
+fn fold_into<A: Fold + Default>(map: &mut BTreeMap<String, A>, envelope: &Envelope) {
+    map.entry(envelope.stream.as_str().to_string())
+        .or_default()
+        .apply(envelope);
+}
+
+impl GatewayProjection {
+    /// A service, deleted or not.
+    pub fn service(&self, id: &str) -> Option<&Service> {
+        self.services.get(id)
+    }
+
+    /// A route, deleted or not.
+    pub fn route(&self, id: &str) -> Option<&Route> {
+        self.routes.get(id)
+    }
+
+    /// A consumer, revoked or not.
+    pub fn consumer(&self, id: &str) -> Option<&Consumer> {
+        self.consumers.get(id)
+    }
+
+    /// A tenant's services not deleted.
+    pub fn services_of<'a>(&'a self, tenant: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
+        self.services
+            .values()
+            .filter(move |s| s.tenant == tenant && s.live())
+    }
+
+    /// A tenant's routes not deleted.
+    pub fn routes_of<'a>(&'a self, tenant: &'a str) -> impl Iterator<Item = &'a Route> + 'a {
+        self.routes
+            .values()
+            .filter(move |r| r.tenant == tenant && r.live())
+    }
+
+    /// A tenant's consumers not revoked.
+    pub fn consumers_of<'a>(&'a self, tenant: &'a str) -> impl Iterator<Item = &'a Consumer> + 'a {
+        self.consumers
+            .values()
+            .filter(move |c| c.tenant == tenant && c.live())
+    }
+
+    /// Whether any live route is bound to `host` (then the gateway, not the
+    /// plain tunnel, answers requests for it).
+    pub fn serves_host(&self, host: &str) -> bool {
+        self.routes
+            .values()
+            .any(|r| r.live() && r.config.as_ref().is_some_and(|c| c.host == host))
+    }
+
+    /// The enabled route for a request: bound to `host`, naming `method` (or
+    /// `*`), with a pattern matching `path`; the most specific pattern wins,
+    /// then an exact method over `*`, then the older route.
+    pub fn route_for(&self, host: &str, method: &str, path: &str) -> Option<&Route> {
+        let mut best: Option<(&Route, PathPattern)> = None;
+        for route in self.routes.values().filter(|r| r.live()) {
+            let Some(c) = route.config.as_ref() else {
+                continue;
+            };
+            if !c.enabled || c.host != host || (c.method != "*" && c.method != method) {
+                continue;
+            }
+            let Ok(pattern) = PathPattern::parse(&c.path_pattern) else {
+                continue;
+            };
+            if !pattern.matches(path) {
+                continue;
+            }
+            let wins = match &best {
+                None => true,
+                Some((held, held_pattern)) => {
+                    let held_exact = held.config.as_ref().is_some_and(|h| h.method != "*");
+                    match pattern.specificity(held_pattern) {
+                        Ordering::Greater => true,
+                        Ordering::Less => false,
+                        Ordering::Equal => match (c.method != "*", held_exact) {
+                            (true, false) => true,
+                            (false, true) => false,
+                            _ => route.created_at < held.created_at,
+                        },
+                    }
+                }
+            };
+            if wins {
+                best = Some((route, pattern));
+            }
+        }
+        best.map(|(r, _)| r)
+    }
+
+    /// The live consumer of `tenant` whose key is `key` (`con_….SECRET`).
+    pub fn consumer_by_key(&self, tenant: &str, key: &str) -> Option<&Consumer> {
+        let (id, secret) = key.split_once('.')?;
+        let c = self.consumers.get(id)?;
+        let hash = blake3::hash(secret.as_bytes()).to_hex();
+        let same = constant_time_eq(hash.as_bytes(), c.key_hash.as_bytes());
+        (c.live() && c.tenant == tenant && same).then_some(c)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Fold for GatewayProjection {
+    const KIND: &'static str = "gateway";
+
+    fn apply(&mut self, envelope: &Envelope) {
+        match &envelope.event {
+            Event::ServiceCreated(_) | Event::ServiceUpdated(_) | Event::ServiceDeleted(_) => {
+                fold_into(&mut self.services, envelope)
+            }
+            Event::RouteCreated(_) | Event::RouteUpdated(_) | Event::RouteDeleted(_) => {
+                fold_into(&mut self.routes, envelope)
+            }
+            Event::ConsumerCreated(_) | Event::ConsumerRevoked(_) => {
+                fold_into(&mut self.consumers, envelope)
+            }
+            _ => {}
+        }
+    }
+}
