@@ -199,6 +199,9 @@ pub struct EdgeArgs {
     /// Seconds between checks of custom domains still waiting for their TXT record.
     #[arg(long, default_value_t = 30)]
     pub domain_recheck_secs: u64,
+    /// Seconds between health probes of gateway services with a healthCheckPath.
+    #[arg(long, default_value_t = 10)]
+    pub health_interval_secs: u64,
     /// Serve TCP and WebSocket agents over TLS as well (QUIC always is).
     #[arg(long)]
     pub tls: bool,

@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::gateway::{consumers, routes, services};
+use super::gateway::{consumers, routes, services, status};
 use super::{domains, tenants, tokens, tunnels, usage, workspace};
 
 struct Bearer;
@@ -41,6 +41,7 @@ impl Modify for Bearer {
         services::list, services::create, services::update, services::delete,
         routes::list, routes::create, routes::update, routes::delete,
         consumers::list, consumers::create, consumers::revoke,
+        status::health, status::gateway_status,
     ),
     modifiers(&Bearer)
 )]

@@ -10,6 +10,7 @@ mod context;
 mod dns;
 mod domains;
 mod gateway;
+mod health;
 mod http_ingress;
 mod listener;
 mod meter;

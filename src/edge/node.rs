@@ -231,6 +231,8 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         crate::say!("beamd edge: listening {scheme} on {local}");
         tokio::spawn(super::http_ingress::serve(listener, tls, ctx.clone()));
         tokio::spawn(super::domains::recheck(ctx.clone()));
+        let every = Duration::from_secs(args.health_interval_secs.max(1));
+        tokio::spawn(super::health::run(ctx.clone(), every));
     }
     if let Some(listener) = api {
         let local = listener.local_addr()?;

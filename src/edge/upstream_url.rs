@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Response, Uri};
 use hyper_util::rt::TokioIo;
@@ -19,11 +19,15 @@ pub(super) enum Failed {
 }
 
 /// Sends `req` to `url` and returns the upstream's answer.
-pub(super) async fn forward(
-    mut req: Request<Incoming>,
+pub(super) async fn forward<B>(
+    mut req: Request<B>,
     url: &str,
     timeout: Duration,
-) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Failed> {
+) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Failed>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let other = |e: &dyn std::fmt::Display| Failed::Other(e.to_string());
     let base: Uri = url.parse().map_err(|e| other(&e))?;
     let authority = base

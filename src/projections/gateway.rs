@@ -43,6 +43,11 @@ impl GatewayProjection {
         self.consumers.get(id)
     }
 
+    /// Every live service, of every tenant (for the health prober).
+    pub fn live_services(&self) -> impl Iterator<Item = &Service> {
+        self.services.values().filter(|s| s.live())
+    }
+
     /// A tenant's services not deleted.
     pub fn services_of<'a>(&'a self, tenant: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
         self.services
@@ -131,9 +136,10 @@ impl Fold for GatewayProjection {
 
     fn apply(&mut self, envelope: &Envelope) {
         match &envelope.event {
-            Event::ServiceCreated(_) | Event::ServiceUpdated(_) | Event::ServiceDeleted(_) => {
-                fold_into(&mut self.services, envelope)
-            }
+            Event::ServiceCreated(_)
+            | Event::ServiceUpdated(_)
+            | Event::ServiceDeleted(_)
+            | Event::ServiceHealthChanged(_) => fold_into(&mut self.services, envelope),
             Event::RouteCreated(_) | Event::RouteUpdated(_) | Event::RouteDeleted(_) => {
                 fold_into(&mut self.routes, envelope)
             }

@@ -103,3 +103,15 @@ pub struct ConsumerCreated {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerRevoked {}
+
+/// A service's health, as the edge's probe found it, changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceHealthChanged {
+    /// Whether the probe got a 2xx or 3xx answer in time.
+    pub healthy: bool,
+    /// The answer's status, if there was one.
+    pub status: Option<u16>,
+    /// What happened, for people.
+    pub detail: String,
+}

@@ -14,7 +14,7 @@ mod tunnel;
 pub use domain::{DomainAdded, DomainRemoved, DomainVerificationFailed, DomainVerified};
 pub use gateway::{
     ConsumerCreated, ConsumerRevoked, RouteConfig, RouteCreated, RouteDeleted, RouteUpdated,
-    ServiceConfig, ServiceCreated, ServiceDeleted, ServiceUpdated,
+    ServiceConfig, ServiceCreated, ServiceDeleted, ServiceHealthChanged, ServiceUpdated,
 };
 pub use key::{KeyCountersReset, KeyIssued, KeyKind, KeyLimitSet, KeyRevoked};
 pub use node::{NodeHeartbeat, NodeJoined, NodeLeft};
@@ -90,4 +90,5 @@ events!(
     RouteDeleted,
     ConsumerCreated,
     ConsumerRevoked,
+    ServiceHealthChanged,
 );

@@ -5,6 +5,7 @@
 pub mod consumers;
 pub mod routes;
 pub mod services;
+pub mod status;
 
 use serde::{Deserialize, Deserializer};
 use warp::http::StatusCode;
@@ -65,6 +66,22 @@ pub fn filters(s: warp::filters::BoxedFilter<(std::sync::Arc<super::ApiState>,)>
     all.extend(list_create!("services", services, create));
     all.extend(list_create!("routes", routes, create));
     all.extend(list_create!("consumers", consumers, create));
+    all.push(
+        v1().and(warp::path!("health"))
+            .and(warp::get())
+            .and(s.clone())
+            .and(auth())
+            .then(|st, a| async move { respond(status::health(st, a).await) })
+            .boxed(),
+    );
+    all.push(
+        v1().and(warp::path!("gateway-status"))
+            .and(warp::get())
+            .and(s.clone())
+            .and(auth())
+            .then(|st, a| async move { respond(status::gateway_status(st, a).await) })
+            .boxed(),
+    );
     all.push(
         v1().and(warp::path!("services" / String))
             .and(warp::patch())

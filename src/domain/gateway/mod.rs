@@ -9,4 +9,4 @@ mod service;
 pub use consumer::{tier_rate, Consumer, ConsumerCommand, TIERS};
 pub use pattern::PathPattern;
 pub use route::{Route, RouteCommand, METHODS};
-pub use service::{Service, ServiceCommand};
+pub use service::{Health, Service, ServiceCommand};

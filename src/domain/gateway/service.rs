@@ -2,7 +2,9 @@
 //! the tenant's tunnels, or an upstream URL), with health-check path and
 //! timeout. Deleting keeps it, marked deleted.
 
-use beamd_events::vocabulary::{ServiceConfig, ServiceCreated, ServiceDeleted, ServiceUpdated};
+use beamd_events::vocabulary::{
+    ServiceConfig, ServiceCreated, ServiceDeleted, ServiceHealthChanged, ServiceUpdated,
+};
 use beamd_events::{Envelope, Event};
 use beamd_snapshots::Fold;
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,22 @@ pub struct Service {
     pub updated_at: u64,
     /// When it was deleted.
     pub deleted_at: Option<u64>,
+    /// The last health the edge's probe recorded.
+    pub health: Option<Health>,
+}
+
+/// A recorded health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// Whether the probe got a 2xx or 3xx answer in time.
+    pub healthy: bool,
+    /// The answer's status, if any.
+    pub status: Option<u16>,
+    /// What happened.
+    pub detail: String,
+    /// When this state began.
+    pub since: u64,
 }
 
 /// Commands to a service.
@@ -45,6 +63,15 @@ pub enum ServiceCommand {
     Update(ServiceConfig),
     /// Delete it.
     Delete,
+    /// Record what a health probe found (an event only when health flips).
+    RecordHealth {
+        /// 2xx/3xx in time.
+        healthy: bool,
+        /// The status, if any.
+        status: Option<u16>,
+        /// What happened.
+        detail: String,
+    },
 }
 
 /// Checks a service configuration.
@@ -107,6 +134,14 @@ impl Fold for Service {
                 self.config = Some(e.config.clone());
                 self.updated_at = envelope.at;
             }
+            Event::ServiceHealthChanged(e) => {
+                self.health = Some(Health {
+                    healthy: e.healthy,
+                    status: e.status,
+                    detail: e.detail.clone(),
+                    since: envelope.at,
+                });
+            }
             Event::ServiceDeleted(_) => {
                 self.deleted_at = Some(envelope.at);
                 self.updated_at = envelope.at;
@@ -142,6 +177,21 @@ impl Aggregate for Service {
                 .into()])
             }
             ServiceCommand::Delete => Ok(vec![ServiceDeleted {}.into()]),
+            ServiceCommand::RecordHealth {
+                healthy,
+                status,
+                detail,
+            } => {
+                if self.health.as_ref().is_some_and(|h| h.healthy == *healthy) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![ServiceHealthChanged {
+                    healthy: *healthy,
+                    status: *status,
+                    detail: detail.chars().take(300).collect(),
+                }
+                .into()])
+            }
         }
     }
 }
