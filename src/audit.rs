@@ -12,7 +12,7 @@ use beamd_snapshots::{Fold, Snapshot, SnapshotStore};
 
 use crate::cli::AuditArgs;
 use crate::data_dir::DataDir;
-use crate::domain::gateway::{Consumer, Route, Service};
+use crate::domain::gateway::{Consumer, ErrorGroup, Route, Service};
 use crate::domain::{Directory, DomainName, Key, Node, Tenant, Tunnel};
 use crate::progress::events_bar;
 use crate::projections::{
@@ -109,6 +109,7 @@ fn check_for(snap: &Snapshot) -> Option<Box<dyn SnapshotCheck>> {
         Service::KIND => per_stream::<Service>(id),
         Route::KIND => per_stream::<Route>(id),
         Consumer::KIND => per_stream::<Consumer>(id),
+        ErrorGroup::KIND => per_stream::<ErrorGroup>(id),
         _ => return None,
     })
 }

@@ -36,6 +36,7 @@ impl Hosted for Node {}
 impl Hosted for crate::domain::gateway::Service {}
 impl Hosted for crate::domain::gateway::Route {}
 impl Hosted for crate::domain::gateway::Consumer {}
+impl Hosted for crate::domain::gateway::ErrorGroup {}
 impl Hosted for Tunnel {
     fn traffic(window: TrafficRecorded) -> Option<TunnelCommand> {
         Some(TunnelCommand::RecordTraffic(window))

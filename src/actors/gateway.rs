@@ -10,8 +10,11 @@ use super::directory::entity;
 use super::secret::Secret;
 use super::supervisor::SupervisorMsg;
 use super::{CoreError, Shell};
+use beamd_events::vocabulary::GatewayErrorsRecorded;
+
 use crate::domain::gateway::{
-    Consumer, ConsumerCommand, Route, RouteCommand, Service, ServiceCommand,
+    error_group_id, Consumer, ConsumerCommand, ErrorGroup, ErrorGroupCommand, Route, RouteCommand,
+    Service, ServiceCommand,
 };
 
 /// The gateway's supervisors.
@@ -19,6 +22,7 @@ pub(super) struct GatewayActors {
     services: ActorRef<SupervisorMsg<Service>>,
     routes: ActorRef<SupervisorMsg<Route>>,
     consumers: ActorRef<SupervisorMsg<Consumer>>,
+    errors: ActorRef<SupervisorMsg<ErrorGroup>>,
 }
 
 impl GatewayActors {
@@ -27,21 +31,24 @@ impl GatewayActors {
             services: supervisor(shell).await?,
             routes: supervisor(shell).await?,
             consumers: supervisor(shell).await?,
+            errors: supervisor(shell).await?,
         })
     }
 
-    pub(super) fn cells(&self) -> [ActorCell; 3] {
+    pub(super) fn cells(&self) -> [ActorCell; 4] {
         [
             self.services.get_cell(),
             self.routes.get_cell(),
             self.consumers.get_cell(),
+            self.errors.get_cell(),
         ]
     }
 
     pub(super) async fn flush(&self) -> Result<(), CoreError> {
         flush_all(&self.services).await?;
         flush_all(&self.routes).await?;
-        flush_all(&self.consumers).await
+        flush_all(&self.consumers).await?;
+        flush_all(&self.errors).await
     }
 }
 
@@ -137,6 +144,22 @@ impl Core {
         cmd: ConsumerCommand,
     ) -> Result<Consumer, CoreError> {
         self.settled(command(&self.gateway.consumers, id, cmd).await)
+            .await
+    }
+
+    /// Counts failures of a route (one group per route and kind).
+    pub async fn record_gateway_errors(
+        &self,
+        errors: GatewayErrorsRecorded,
+    ) -> Result<ErrorGroup, CoreError> {
+        let id = error_group_id(&errors.route, &errors.kind);
+        self.settled(command(&self.gateway.errors, &id, ErrorGroupCommand::Record(errors)).await)
+            .await
+    }
+
+    /// Marks an error group resolved.
+    pub async fn resolve_gateway_error(&self, id: &str) -> Result<ErrorGroup, CoreError> {
+        self.settled(command(&self.gateway.errors, id, ErrorGroupCommand::Resolve).await)
             .await
     }
 }

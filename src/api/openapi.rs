@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::gateway::{consumers, routes, services, status};
+use super::gateway::{consumers, errors, routes, services, status};
 use super::{domains, tenants, tokens, tunnels, usage, workspace};
 
 struct Bearer;
@@ -42,6 +42,7 @@ impl Modify for Bearer {
         routes::list, routes::create, routes::update, routes::delete,
         consumers::list, consumers::create, consumers::revoke,
         status::health, status::gateway_status,
+        errors::list, errors::patch, errors::resolve,
     ),
     modifiers(&Bearer)
 )]

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::access::Access;
 use super::dns::DnsVerifier;
+use super::error_tally::ErrorTally;
 use super::meter::Meter;
 use super::rate_limit::RateLimiter;
 use crate::actors::Core;
@@ -145,6 +146,8 @@ pub struct EdgeContext {
     pub shutdown: CancellationToken,
     /// The gateway's rate limits.
     pub limiter: RateLimiter,
+    /// Gateway failures not recorded yet.
+    pub errors: ErrorTally,
     serving: Mutex<HashMap<String, Serving>>,
     routes: Mutex<HashMap<String, Route>>,
 }
@@ -168,6 +171,7 @@ impl EdgeContext {
             settings,
             shutdown,
             limiter: RateLimiter::default(),
+            errors: ErrorTally::default(),
             serving: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
         }

@@ -15,6 +15,7 @@ use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_A
 use hyper::{Request, Response, StatusCode};
 
 use super::context::{EdgeContext, Route};
+use super::error_tally::Failure;
 use super::upstream_url::{forward, Failed};
 use crate::domain::gateway::tier_rate;
 
@@ -24,6 +25,29 @@ pub(super) enum Target {
     Tunnel(Route),
     /// To this `http://` upstream.
     Url(String),
+}
+
+/// Where a gateway request goes, within what time, for which route.
+pub(super) struct Decision {
+    pub target: Target,
+    pub timeout: Duration,
+    /// The route's id.
+    pub route: String,
+    /// The route's tenant.
+    pub tenant: String,
+}
+
+impl Decision {
+    /// Counts a failure of this request's service.
+    pub fn failed(&self, ctx: &EdgeContext, kind: &'static str, status: u16, message: String) {
+        ctx.errors.note(Failure {
+            tenant: &self.tenant,
+            route: &self.route,
+            kind,
+            status,
+            message,
+        });
+    }
 }
 
 /// A gateway's own answer.
@@ -58,22 +82,43 @@ impl Refusal {
 }
 
 /// Forwards to a service's upstream URL; 502 or 504 when that fails.
-pub(super) async fn to_url(req: Request<Incoming>, url: &str, timeout: Duration) -> Response<Body> {
-    match forward(req, url, timeout).await {
-        Ok(resp) => resp,
+/// Failures and 5xx answers are counted for the route.
+pub(super) async fn to_url(
+    ctx: &EdgeContext,
+    d: &Decision,
+    req: Request<Incoming>,
+    url: &str,
+) -> Response<Body> {
+    let refusal = match forward(req, url, d.timeout).await {
+        Ok(resp) => {
+            let status = resp.status();
+            if status.is_server_error() {
+                d.failed(
+                    ctx,
+                    "server_error",
+                    status.as_u16(),
+                    format!("{url} answered {status}"),
+                );
+            }
+            return resp;
+        }
         Err(Failed::Timeout) => refuse(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",
-            format!("the service at {url} did not answer within {timeout:?}"),
-        )
-        .response(),
+            format!("the service at {url} did not answer within {:?}", d.timeout),
+        ),
         Err(Failed::Other(e)) => refuse(
             StatusCode::BAD_GATEWAY,
             "bad_gateway",
             format!("the service at {url} failed: {e}"),
-        )
-        .response(),
-    }
+        ),
+    };
+    let kind = match refusal.status {
+        StatusCode::GATEWAY_TIMEOUT => "timeout",
+        _ => "unreachable",
+    };
+    d.failed(ctx, kind, refusal.status.as_u16(), refusal.message.clone());
+    refusal.response()
 }
 
 fn refuse(status: StatusCode, code: &'static str, message: String) -> Refusal {
@@ -99,8 +144,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The gateway's decision for a request to `host`: `None` when no route is
-/// bound to the host, else the target and the service's timeout, or the
-/// gateway's own answer.
+/// bound to the host, else where it goes, or the gateway's own answer.
 pub(super) fn decide(
     ctx: &EdgeContext,
     host: &str,
@@ -108,7 +152,7 @@ pub(super) fn decide(
     path: &str,
     headers: &HeaderMap,
     peer: SocketAddr,
-) -> Option<Result<(Target, Duration), Refusal>> {
+) -> Option<Result<Decision, Refusal>> {
     let p = ctx.core.projections().read();
     if !p.gateway.serves_host(host) {
         return None;
@@ -183,19 +227,28 @@ pub(super) fn decide(
                 let tunnel_host = format!("{name}.{base}");
                 let live = ctx.route(&tunnel_host).filter(|r| r.tenant == route.tenant);
                 Target::Tunnel(live.ok_or_else(|| {
-                    refuse(
-                        StatusCode::BAD_GATEWAY,
-                        "bad_gateway",
-                        format!(
-                            "the tunnel {tunnel_host} of service {} is offline",
-                            service.id
-                        ),
-                    )
+                    let message = format!(
+                        "the tunnel {tunnel_host} of service {} is offline",
+                        service.id
+                    );
+                    ctx.errors.note(Failure {
+                        tenant: &route.tenant,
+                        route: &route.id,
+                        kind: "unreachable",
+                        status: 502,
+                        message: message.clone(),
+                    });
+                    refuse(StatusCode::BAD_GATEWAY, "bad_gateway", message)
                 })?)
             }
             (None, Some(url)) => Target::Url(url.clone()),
             (None, None) => return Err(gone()),
         };
-        Ok((target, timeout))
+        Ok(Decision {
+            target,
+            timeout,
+            route: route.id.clone(),
+            tenant: route.tenant.clone(),
+        })
     })())
 }

@@ -5,10 +5,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use beamd_events::vocabulary::RequestCaptured;
@@ -16,22 +14,19 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::access::Denied;
 use super::capture::{CaptureGuard, CountingBody};
-use super::context::{AgentStream, EdgeContext, Route, StreamOpener};
+use super::context::{EdgeContext, Route};
 use super::gateway::{self, Target};
-use super::meter::Meter;
-use crate::actors::Core;
-use crate::protocol::{write_frame, StreamHeader};
+use super::upstream_tunnel::{lock, upstream, Slot, Upstream};
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -155,12 +150,16 @@ async fn proxy(
 ) -> Result<Response<Body>, Infallible> {
     let host = host_of(&req);
     let (method, path) = (req.method().as_str(), req.uri().path());
-    let (route, timeout) = match gateway::decide(&ctx, &host, method, path, req.headers(), peer) {
+    let decision = match gateway::decide(&ctx, &host, method, path, req.headers(), peer) {
         Some(Err(refusal)) => return Ok(refusal.response()),
-        Some(Ok((Target::Url(url), timeout))) => {
-            return Ok(gateway::to_url(req, &url, timeout).await)
-        }
-        Some(Ok((Target::Tunnel(route), timeout))) => (route, timeout),
+        Some(Ok(d)) => Some(d),
+        None => None,
+    };
+    let (route, timeout) = match &decision {
+        Some(d) => match &d.target {
+            Target::Url(url) => return Ok(gateway::to_url(&ctx, d, req, url).await),
+            Target::Tunnel(route) => (route.clone(), d.timeout),
+        },
         None => match live_route(&ctx, &host) {
             Some(route) => (route, ctx.settings.upstream_timeout),
             None => {
@@ -186,10 +185,11 @@ async fn proxy(
     let mut sender = match upstream(&ctx.core, &route, peer, &slot).await {
         Ok(s) => s,
         Err(e) => {
-            return Ok(page(
-                StatusCode::BAD_GATEWAY,
-                format!("the tunnel for {host} is unreachable: {e}"),
-            ))
+            let message = format!("the tunnel for {host} is unreachable: {e}");
+            if let Some(d) = &decision {
+                d.failed(&ctx, "unreachable", 502, message.clone());
+            }
+            return Ok(page(StatusCode::BAD_GATEWAY, message));
         }
     };
     let headers = req.headers_mut();
@@ -237,8 +237,10 @@ async fn proxy(
         .then(|| hyper::upgrade::on(&mut req));
     let (bytes_in, bytes_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let req = req.map(|b| CountingBody::new(b, bytes_in.clone(), None));
+    let mut upstream_answered = None;
     let response = match tokio::time::timeout(timeout, sender.send_request(req)).await {
         Ok(Ok(mut resp)) => {
+            upstream_answered = Some(resp.status());
             if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) = (resp.status(), client_upgrade)
             {
                 let upstream = hyper::upgrade::on(&mut resp);
@@ -269,6 +271,23 @@ async fn proxy(
             format!("the service behind {host} did not answer within {timeout:?}"),
         ),
     };
+    if let Some(d) = &decision {
+        let status = response.status();
+        let kind = match status {
+            StatusCode::GATEWAY_TIMEOUT if upstream_answered.is_none() => Some("timeout"),
+            StatusCode::BAD_GATEWAY if upstream_answered.is_none() => Some("unreachable"),
+            s if s.is_server_error() => Some("server_error"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            d.failed(
+                &ctx,
+                kind,
+                status.as_u16(),
+                format!("{host}{}: {status}", capture.path),
+            );
+        }
+    }
     capture.status = response.status().as_u16();
     metrics::counter!("beamd_http_requests_total").increment(1);
     metrics::histogram!("beamd_http_request_duration_seconds")
@@ -284,112 +303,4 @@ async fn proxy(
     });
     let response = response.map(|b| CountingBody::new(b, bytes_out, guard).boxed());
     Ok(response)
-}
-
-/// The request body sent through the tunnel.
-type UpBody = CountingBody<Incoming>;
-
-/// A kept-alive HTTP connection through the tunnel, for one public connection.
-struct Upstream {
-    opener: Arc<dyn StreamOpener>,
-    sender: SendRequest<UpBody>,
-}
-
-/// Where a public connection keeps its upstream between requests.
-type Slot = Arc<Mutex<Option<Upstream>>>;
-
-fn lock(slot: &Slot) -> MutexGuard<'_, Option<Upstream>> {
-    // Only whole values are stored; a poisoned slot is still consistent.
-    slot.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The public connection's kept-alive upstream if it still goes to this
-/// route's agent and is usable, else a new stream to the agent.
-async fn upstream(
-    core: &Arc<Core>,
-    route: &Route,
-    peer: SocketAddr,
-    slot: &Slot,
-) -> Result<SendRequest<UpBody>, String> {
-    let kept = lock(slot).take();
-    if let Some(Upstream { opener, mut sender }) = kept {
-        let same = std::ptr::addr_eq(Arc::as_ptr(&opener), Arc::as_ptr(&route.opener));
-        if same && sender.ready().await.is_ok() {
-            return Ok(sender);
-        }
-    }
-    let stream = open(route, peer).await?;
-    let io = TokioIo::new(Counted {
-        inner: stream,
-        meter: route.meter.clone(),
-        core: core.clone(),
-        tunnel: route.tunnel.clone(),
-    });
-    let (sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn.with_upgrades());
-    Ok(sender)
-}
-
-async fn open(route: &Route, peer: SocketAddr) -> Result<Box<dyn AgentStream>, String> {
-    let mut stream = route.opener.open().await.map_err(|e| e.to_string())?;
-    let header = StreamHeader {
-        tunnel: route.tunnel.clone(),
-        peer: peer.to_string(),
-    };
-    write_frame(&mut stream, &header)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(stream)
-}
-
-/// A stream to the agent that counts the bytes crossing it.
-struct Counted {
-    inner: Box<dyn AgentStream>,
-    meter: Arc<Meter>,
-    core: Arc<Core>,
-    tunnel: String,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.meter.record_late(&self.core, &self.tunnel);
-    }
-}
-
-impl AsyncRead for Counted {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        self.meter.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-        polled
-    }
-}
-
-impl AsyncWrite for Counted {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = &polled {
-            self.meter.bytes_in.fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

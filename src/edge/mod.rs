@@ -9,6 +9,7 @@ mod capture;
 mod context;
 mod dns;
 mod domains;
+mod error_tally;
 mod gateway;
 mod health;
 mod http_ingress;
@@ -21,6 +22,7 @@ mod rate_limit;
 mod session;
 mod supervisor;
 mod tokens_file;
+mod upstream_tunnel;
 mod upstream_url;
 
 pub use access::{Access, Denied};

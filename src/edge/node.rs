@@ -233,6 +233,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         tokio::spawn(super::domains::recheck(ctx.clone()));
         let every = Duration::from_secs(args.health_interval_secs.max(1));
         tokio::spawn(super::health::run(ctx.clone(), every));
+        tokio::spawn(super::error_tally::run(ctx.clone()));
     }
     if let Some(listener) = api {
         let local = listener.local_addr()?;

@@ -10,7 +10,7 @@ use beamd_events::{Envelope, Event};
 use beamd_snapshots::Fold;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::gateway::{Consumer, PathPattern, Route, Service};
+use crate::domain::gateway::{Consumer, ErrorGroup, PathPattern, Route, Service};
 
 /// Services, routes and consumers by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,9 @@ pub struct GatewayProjection {
     services: BTreeMap<String, Service>,
     routes: BTreeMap<String, Route>,
     consumers: BTreeMap<String, Consumer>,
+    /// Error groups.
+    #[serde(default)]
+    errors: BTreeMap<String, ErrorGroup>,
 }
 
 fn fold_into<A: Fold + Default>(map: &mut BTreeMap<String, A>, envelope: &Envelope) {
@@ -46,6 +49,22 @@ impl GatewayProjection {
     /// Every live service, of every tenant (for the health prober).
     pub fn live_services(&self) -> impl Iterator<Item = &Service> {
         self.services.values().filter(|s| s.live())
+    }
+
+    /// An error group.
+    pub fn error(&self, id: &str) -> Option<&ErrorGroup> {
+        self.errors.get(id)
+    }
+
+    /// A tenant's error groups, the most recent failure first.
+    pub fn errors_of(&self, tenant: &str) -> Vec<&ErrorGroup> {
+        let mut out: Vec<&ErrorGroup> = self
+            .errors
+            .values()
+            .filter(|e| e.tenant == tenant)
+            .collect();
+        out.sort_by(|a, b| b.last_at.cmp(&a.last_at).then_with(|| a.id.cmp(&b.id)));
+        out
     }
 
     /// A tenant's services not deleted.
@@ -145,6 +164,9 @@ impl Fold for GatewayProjection {
             }
             Event::ConsumerCreated(_) | Event::ConsumerRevoked(_) => {
                 fold_into(&mut self.consumers, envelope)
+            }
+            Event::GatewayErrorsRecorded(_) | Event::GatewayErrorResolved(_) => {
+                fold_into(&mut self.errors, envelope)
             }
             _ => {}
         }

@@ -21,7 +21,7 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 
 /// The service behind the tunnel: `/hello`, `/sum` (blake3 and length of the
 /// body), `/chunked` (a streamed response of unknown length), `/headers`,
-/// `/slow` (answers after 5 s), `/ws` (a WebSocket echo).
+/// `/slow` (answers after 5 s), `/boom` (a 500), `/ws` (a WebSocket echo).
 pub async fn service(
     mut req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, hyper::Error> {
@@ -61,6 +61,11 @@ pub async fn service(
             Ok(r)
         }
         "/hello" => Ok(Response::new(full("hello through the tunnel"))),
+        "/boom" => {
+            let mut r = Response::new(full("it broke"));
+            *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            Ok(r)
+        }
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok(Response::new(full("too late")))

@@ -115,3 +115,28 @@ pub struct ServiceHealthChanged {
     /// What happened, for people.
     pub detail: String,
 }
+
+/// Requests through a gateway route failed upstream, counted over a window:
+/// one event per (route, kind) and window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayErrorsRecorded {
+    /// The owning tenant's id.
+    pub tenant: String,
+    /// The route.
+    pub route: String,
+    /// `unreachable` (the service could not be reached), `timeout`, or
+    /// `server_error` (it answered 5xx).
+    pub kind: String,
+    /// How many requests failed so in the window.
+    pub count: u64,
+    /// The last failure's status.
+    pub status: u16,
+    /// The last failure, for people.
+    pub message: String,
+}
+
+/// An error group was marked resolved (a new failure opens it again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayErrorResolved {}

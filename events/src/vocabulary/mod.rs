@@ -13,8 +13,9 @@ mod tunnel;
 
 pub use domain::{DomainAdded, DomainRemoved, DomainVerificationFailed, DomainVerified};
 pub use gateway::{
-    ConsumerCreated, ConsumerRevoked, RouteConfig, RouteCreated, RouteDeleted, RouteUpdated,
-    ServiceConfig, ServiceCreated, ServiceDeleted, ServiceHealthChanged, ServiceUpdated,
+    ConsumerCreated, ConsumerRevoked, GatewayErrorResolved, GatewayErrorsRecorded, RouteConfig,
+    RouteCreated, RouteDeleted, RouteUpdated, ServiceConfig, ServiceCreated, ServiceDeleted,
+    ServiceHealthChanged, ServiceUpdated,
 };
 pub use key::{KeyCountersReset, KeyIssued, KeyKind, KeyLimitSet, KeyRevoked};
 pub use node::{NodeHeartbeat, NodeJoined, NodeLeft};
@@ -91,4 +92,6 @@ events!(
     ConsumerCreated,
     ConsumerRevoked,
     ServiceHealthChanged,
+    GatewayErrorsRecorded,
+    GatewayErrorResolved,
 );

@@ -3,6 +3,7 @@
 //! (`204 No Content`), as the gateway's own API has them.
 
 pub mod consumers;
+pub mod errors;
 pub mod routes;
 pub mod services;
 pub mod status;
@@ -66,6 +67,32 @@ pub fn filters(s: warp::filters::BoxedFilter<(std::sync::Arc<super::ApiState>,)>
     all.extend(list_create!("services", services, create));
     all.extend(list_create!("routes", routes, create));
     all.extend(list_create!("consumers", consumers, create));
+    all.push(
+        v1().and(warp::path!("errors"))
+            .and(warp::get())
+            .and(s.clone())
+            .and(auth())
+            .and(super::http::raw_query())
+            .then(|st, a, q| async move { respond(errors::list(st, a, q).await) })
+            .boxed(),
+    );
+    all.push(
+        v1().and(warp::path!("errors" / String))
+            .and(warp::patch())
+            .and(s.clone())
+            .and(auth())
+            .and(body())
+            .then(|id, st, a, b| async move { no_content(errors::patch(st, a, id, b).await) })
+            .boxed(),
+    );
+    all.push(
+        v1().and(warp::path!("errors" / String / "resolve"))
+            .and(warp::post())
+            .and(s.clone())
+            .and(auth())
+            .then(|id, st, a| async move { no_content(errors::resolve(st, a, id).await) })
+            .boxed(),
+    );
     all.push(
         v1().and(warp::path!("health"))
             .and(warp::get())

@@ -1,0 +1,141 @@
+//! Gateway errors end to end: timeouts, 5xx answers and unreachable
+//! services through a real tunnel (and a dead upstream URL) become error
+//! groups per route and kind, listed with the `resolved` filter and paging,
+//! resolved through the API, and opened again by a new failure.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use common::api::{error_of, Api};
+use common::http::{client, get, http_server, send, start_http_agent};
+use common::tunnel::start_edge;
+
+async fn wait_for_groups(api: &Api, query: &str, n: usize) -> Result<serde_json::Value> {
+    for _ in 0..100 {
+        let a = api.get(&format!("/api/v1/errors{query}")).await?;
+        ensure!(a.status == 200, "{}", a.text);
+        if a.body["count"] == n {
+            return Ok(a.body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("never {n} error groups for {query}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_grouped_listed_and_resolved() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let web = http_server().await?;
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await?
+        .local_addr()?
+        .port();
+    let edge = start_edge(
+        dir.path(),
+        "tcp",
+        "127.0.0.1:0",
+        &["--http-listen", "127.0.0.1:0"],
+    )?;
+    let (_agent, url, public) = start_http_agent(&edge, "tcp", web, "err", &[])?;
+    let host = url.split(':').next().context("host")?.to_string();
+    let api = Api::new(edge.api, edge.token.as_deref().context("token")?);
+    let mut ids = Vec::new();
+    for body in [
+        r#"{"name":"tunnel","tunnel":"err","timeoutMs":1000}"#.to_string(),
+        format!(r#"{{"name":"dead","targetUrl":"http://127.0.0.1:{dead}"}}"#),
+    ] {
+        let made = api.send("POST", "/api/v1/services", Some(&body)).await?;
+        ensure!(made.status == 201, "{}", made.text);
+        ids.push(made.body["id"].as_str().context("id")?.to_string());
+    }
+    for (path, svc) in [("/slow", &ids[0]), ("/boom", &ids[0]), ("/dead", &ids[1])] {
+        let body = format!(
+            r#"{{"host":"{host}","method":"GET","pathPattern":"{path}","serviceId":"{svc}","authRequired":false}}"#
+        );
+        let made = api.send("POST", "/api/v1/routes", Some(&body)).await?;
+        ensure!(made.status == 201, "{}", made.text);
+    }
+
+    let mut c = client(public).await?;
+    for (path, want) in [
+        ("/slow", 504),
+        ("/slow", 504),
+        ("/boom", 500),
+        ("/dead", 502),
+    ] {
+        let (status, body) = send(&mut c, get(&host, path)?).await?;
+        ensure!(status == want, "{path}: {status} {body}");
+    }
+    let all = wait_for_groups(&api, "", 3).await?;
+    let results = all["results"].as_array().context("results")?;
+    let by_kind = |kind: &str| results.iter().find(|e| e["kind"] == kind).cloned();
+    let timeout = by_kind("timeout").context("a timeout group")?;
+    ensure!(
+        timeout["count"] == 2 && timeout["statusCode"] == 504,
+        "{timeout}"
+    );
+    let server = by_kind("server_error").context("a server_error group")?;
+    ensure!(server["statusCode"] == 500, "{server}");
+    ensure!(by_kind("unreachable").is_some(), "{all}");
+
+    let id = timeout["id"].as_str().context("id")?;
+    let a = api
+        .send(
+            "PATCH",
+            &format!("/api/v1/errors/{id}"),
+            Some(r#"{"resolved":true}"#),
+        )
+        .await?;
+    ensure!(a.status == 204, "{}", a.text);
+    let open = wait_for_groups(&api, "?resolved=false", 2).await?;
+    ensure!(
+        open["results"]
+            .as_array()
+            .is_some_and(|r| r.iter().all(|e| e["resolved"] == false)),
+        "{open}"
+    );
+    wait_for_groups(&api, "?resolved=true", 1).await?;
+    let bad = api
+        .send(
+            "PATCH",
+            &format!("/api/v1/errors/{id}"),
+            Some(r#"{"resolved":false}"#),
+        )
+        .await?;
+    ensure!(bad.status == 400, "{}", bad.text);
+    let server_id = server["id"].as_str().context("id")?;
+    let a = api
+        .send("POST", &format!("/api/v1/errors/{server_id}/resolve"), None)
+        .await?;
+    ensure!(a.status == 204, "{}", a.text);
+    wait_for_groups(&api, "?resolved=true", 2).await?;
+    let page2 = api.get("/api/v1/errors?page=2").await?;
+    ensure!(
+        page2.body["results"].as_array().map(Vec::len) == Some(0) && page2.body["previous"] == 1,
+        "{}",
+        page2.text
+    );
+
+    // A new timeout opens the group again, with the count going on.
+    let (status, _) = send(&mut c, get(&host, "/slow")?).await?;
+    ensure!(status == 504);
+    let open = wait_for_groups(&api, "?resolved=false", 2).await?;
+    let again = open["results"]
+        .as_array()
+        .and_then(|r| r.iter().find(|e| e["kind"] == "timeout").cloned())
+        .context("the timeout group open again")?;
+    ensure!(again["count"] == 3, "{again}");
+
+    let (_, other) = common::api::tenant(&api, "other").await?;
+    let theirs = other
+        .send("POST", &format!("/api/v1/errors/{id}/resolve"), None)
+        .await?;
+    ensure!(
+        theirs.status == 404 && error_of(&theirs) == "not_found",
+        "{}",
+        theirs.text
+    );
+    Ok(())
+}
