@@ -139,6 +139,22 @@ async fn routes_services_and_consumers_through_a_tunnel() -> Result<()> {
         status == 200 && body.starts_with("3 "),
         "with the key: {status} {body}"
     );
+    // The request log knows the consumer.
+    let mut logged = serde_json::Value::Null;
+    for _ in 0..100 {
+        logged = admin
+            .get(&format!("/api/v1/logs?consumerId={consumer}"))
+            .await?
+            .body;
+        if logged["count"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ensure!(
+        logged["count"] == 1 && logged["results"][0]["consumerId"] == consumer.as_str(),
+        "{logged}"
+    );
     let (status, _) = send(
         &mut c,
         with_key("POST", &host, "/sum", &format!("{key}x"), "abc")?,

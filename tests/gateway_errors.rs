@@ -1,7 +1,8 @@
 //! Gateway errors end to end: timeouts, 5xx answers and unreachable
 //! services through a real tunnel (and a dead upstream URL) become error
 //! groups per route and kind, listed with the `resolved` filter and paging,
-//! resolved through the API, and opened again by a new failure.
+//! resolved through the API, and opened again by a new failure; and the
+//! metrics buckets.
 
 mod common;
 
@@ -69,6 +70,31 @@ async fn failures_are_grouped_listed_and_resolved() -> Result<()> {
         ensure!(status == want, "{path}: {status} {body}");
     }
     let all = wait_for_groups(&api, "", 3).await?;
+    // The requests through the tunnel are in the metrics: three, all 5xx.
+    let mut buckets = serde_json::Value::Null;
+    for _ in 0..100 {
+        buckets = api.get("/api/v1/metrics?period=1h").await?.body;
+        let sum = |field: &str| {
+            buckets
+                .as_array()
+                .map(|b| b.iter().filter_map(|m| m[field].as_u64()).sum::<u64>())
+                .unwrap_or(0)
+        };
+        if sum("requestCount") == 3 {
+            ensure!(sum("errorCount") == 3, "{buckets}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let list = buckets.as_array().context("buckets")?;
+    ensure!(list.len() == 12, "12 buckets of 5 minutes: {buckets}");
+    ensure!(
+        list.iter()
+            .any(|m| m["p99LatencyMs"].as_u64().is_some_and(|ms| ms >= 1000)),
+        "the timeouts' latency shows: {buckets}"
+    );
+    let bad = api.get("/api/v1/metrics?period=2h").await?;
+    ensure!(bad.status == 400, "{}", bad.text);
     let results = all["results"].as_array().context("results")?;
     let by_kind = |kind: &str| results.iter().find(|e| e["kind"] == kind).cloned();
     let timeout = by_kind("timeout").context("a timeout group")?;

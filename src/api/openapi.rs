@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::gateway::{consumers, errors, routes, services, status};
+use super::gateway::{consumers, errors, metrics, routes, services, status};
 use super::{domains, tenants, tokens, tunnels, usage, workspace};
 
 struct Bearer;
@@ -43,6 +43,7 @@ impl Modify for Bearer {
         consumers::list, consumers::create, consumers::revoke,
         status::health, status::gateway_status,
         errors::list, errors::patch, errors::resolve,
+        metrics::metrics,
     ),
     modifiers(&Bearer)
 )]

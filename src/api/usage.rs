@@ -225,6 +225,10 @@ pub struct RequestView {
     pub proto: String,
     /// Host.
     pub host: String,
+    /// The gateway route that took it.
+    pub route_id: Option<String>,
+    /// The gateway consumer that sent it.
+    pub consumer_id: Option<String>,
 }
 
 fn request_view(r: CapturedRequest) -> RequestView {
@@ -243,6 +247,8 @@ fn request_view(r: CapturedRequest) -> RequestView {
         user_agent: r.user_agent,
         proto: r.proto,
         host: r.host,
+        route_id: r.route,
+        consumer_id: r.consumer,
     }
 }
 
@@ -307,6 +313,8 @@ pub struct LogsQuery {
     pub path: Option<String>,
     /// Exact status code.
     pub status_code: Option<u16>,
+    /// Requests of this gateway consumer (`con_…`) only.
+    pub consumer_id: Option<String>,
     /// 1-based page of 50.
     #[param(minimum = 1)]
     pub page: Option<usize>,
@@ -355,6 +363,7 @@ pub async fn logs(
                 to: q.to,
                 path: q.path,
                 status_code: q.status_code,
+                consumer_id: q.consumer_id,
                 page,
             },
         )

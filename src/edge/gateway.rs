@@ -35,6 +35,8 @@ pub(super) struct Decision {
     pub route: String,
     /// The route's tenant.
     pub tenant: String,
+    /// The consumer whose key the request carried.
+    pub consumer: Option<String>,
 }
 
 impl Decision {
@@ -249,6 +251,7 @@ pub(super) fn decide(
             timeout,
             route: route.id.clone(),
             tenant: route.tenant.clone(),
+            consumer: consumer.map(|c| c.id.clone()),
         })
     })())
 }

@@ -226,6 +226,8 @@ async fn proxy(
         proto: format!("{:?}", req.version()),
         host: host.clone(),
         started_at: ctx.core.now_ms(),
+        route: decision.as_ref().map(|d| d.route.clone()),
+        consumer: decision.as_ref().and_then(|d| d.consumer.clone()),
         ..RequestCaptured::default()
     };
     route.meter.requests.fetch_add(1, Ordering::Relaxed);

@@ -42,6 +42,12 @@ pub struct CapturedRequest {
     pub proto: String,
     /// Host.
     pub host: String,
+    /// The gateway route that took it.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// The gateway consumer that sent it.
+    #[serde(default)]
+    pub consumer: Option<String>,
 }
 
 /// The inspector projection's state.
@@ -95,6 +101,8 @@ impl InspectorProjection {
             bytes_out: r.bytes_out,
             ip: r.ip.clone(),
             user_agent: r.user_agent.clone(),
+            route: r.route.clone(),
+            consumer: r.consumer.clone(),
             proto: r.proto.clone(),
             host: r.host.clone(),
         })

@@ -36,6 +36,8 @@ pub struct LogQuery {
     pub path: Option<String>,
     /// Exact status code.
     pub status_code: Option<u16>,
+    /// Exact gateway consumer.
+    pub consumer_id: Option<String>,
     /// 1-based page.
     pub page: usize,
 }
@@ -98,6 +100,26 @@ impl InspectorIndex {
         Ok(())
     }
 
+    /// Every request of `tenant` that arrived in `from..=to` (ms), oldest first.
+    pub fn scan(
+        &self,
+        tenant: &str,
+        from: u64,
+        to: u64,
+        mut each: impl FnMut(&CapturedRequest),
+    ) -> Result<(), IndexError> {
+        for item in self
+            .tree
+            .range(key(tenant, from, 0)..=key(tenant, to, u64::MAX))
+        {
+            let (_, value) = item?;
+            let r: CapturedRequest =
+                rmp_serde::from_slice(&value).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+            each(&r);
+        }
+        Ok(())
+    }
+
     /// One page of a tenant's requests matching `query`, newest first.
     pub fn query(&self, tenant: &str, query: &LogQuery) -> Result<LogPage, IndexError> {
         let start = key(tenant, query.from.unwrap_or(0), 0);
@@ -112,7 +134,11 @@ impl InspectorIndex {
                 .path
                 .as_ref()
                 .is_none_or(|p| r.path.starts_with(p.as_str()))
-                && query.status_code.is_none_or(|s| s == r.status);
+                && query.status_code.is_none_or(|s| s == r.status)
+                && query
+                    .consumer_id
+                    .as_ref()
+                    .is_none_or(|c| r.consumer.as_ref() == Some(c));
             if !wanted {
                 continue;
             }
@@ -181,6 +207,7 @@ mod tests {
             to: Some(1_059),
             path: Some("/api".into()),
             status_code: Some(500),
+            consumer_id: None,
             page: 1,
         };
         let hits = index.query("ten_a", &q).unwrap();

@@ -114,4 +114,10 @@ pub struct RequestCaptured {
     /// events written before the field existed.
     #[serde(default)]
     pub started_at: u64,
+    /// The gateway route that took it, if any.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// The gateway consumer whose key it carried, if any.
+    #[serde(default)]
+    pub consumer: Option<String>,
 }

@@ -4,6 +4,7 @@
 
 pub mod consumers;
 pub mod errors;
+pub mod metrics;
 pub mod routes;
 pub mod services;
 pub mod status;
@@ -91,6 +92,15 @@ pub fn filters(s: warp::filters::BoxedFilter<(std::sync::Arc<super::ApiState>,)>
             .and(s.clone())
             .and(auth())
             .then(|id, st, a| async move { no_content(errors::resolve(st, a, id).await) })
+            .boxed(),
+    );
+    all.push(
+        v1().and(warp::path!("metrics"))
+            .and(warp::get())
+            .and(s.clone())
+            .and(auth())
+            .and(super::http::raw_query())
+            .then(|st, a, q| async move { respond(metrics::metrics(st, a, q).await) })
             .boxed(),
     );
     all.push(
