@@ -13,11 +13,11 @@ use beamd_snapshots::{Fold, Snapshot, SnapshotStore};
 use crate::cli::AuditArgs;
 use crate::data_dir::DataDir;
 use crate::domain::gateway::{Consumer, ErrorGroup, Route, Service};
-use crate::domain::{Directory, DomainName, Key, Node, Tenant, Tunnel};
+use crate::domain::{Account, Directory, DomainName, Key, Node, Tenant, Tunnel};
 use crate::progress::events_bar;
 use crate::projections::{
-    CatalogProjection, DomainsProjection, GatewayProjection, InspectorProjection, LogSummary,
-    StatusProjection, UsageProjection,
+    AccountsProjection, CatalogProjection, DomainsProjection, GatewayProjection,
+    InspectorProjection, LogSummary, StatusProjection, UsageProjection,
 };
 
 /// The first problem an audit found.
@@ -92,6 +92,7 @@ fn check_for(snap: &Snapshot) -> Option<Box<dyn SnapshotCheck>> {
         DomainsProjection::KIND => global(DomainsProjection::default()),
         CatalogProjection::KIND => global(CatalogProjection::default()),
         GatewayProjection::KIND => global(GatewayProjection::default()),
+        AccountsProjection::KIND => global(AccountsProjection::default()),
         Directory::KIND => global(Directory::default()),
         // The inspector's capacity is configuration: the rebuild uses the snapshot's own.
         InspectorProjection::KIND => {
@@ -110,6 +111,7 @@ fn check_for(snap: &Snapshot) -> Option<Box<dyn SnapshotCheck>> {
         Route::KIND => per_stream::<Route>(id),
         Consumer::KIND => per_stream::<Consumer>(id),
         ErrorGroup::KIND => per_stream::<ErrorGroup>(id),
+        Account::KIND => per_stream::<Account>(id),
         _ => return None,
     })
 }

@@ -187,6 +187,18 @@ pub struct EdgeArgs {
     /// Do not serve the REST API.
     #[arg(long)]
     pub no_api: bool,
+    /// Refuse sign-ups (POST /api/v1/auth/register answers 403).
+    #[arg(long)]
+    pub no_signup: bool,
+    /// The SMTP relay (HOST-IP:PORT, plain SMTP) that password-reset mail goes through; without it mail is off.
+    #[arg(long)]
+    pub smtp_relay: Option<std::net::SocketAddr>,
+    /// The sender of password-reset mail.
+    #[arg(long, default_value = "beamd <noreply@localhost>")]
+    pub mail_from: String,
+    /// The public base URL of this control plane, for links in mail (default: http://<api listen address>).
+    #[arg(long)]
+    pub public_url: Option<String>,
     /// Do not record a RequestCaptured event per proxied HTTP request.
     #[arg(long)]
     pub no_capture: bool,

@@ -186,6 +186,10 @@ impl Core {
         self.shell.clock.now_ms()
     }
 
+    pub(super) fn directory_actor(&self) -> &ActorRef<DirectoryMsg> {
+        &self.directory
+    }
+
     /// The event log.
     pub fn log(&self) -> &Arc<dyn EventLog> {
         &self.shell.log

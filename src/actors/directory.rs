@@ -16,8 +16,8 @@ use super::projector::{Projections, GLOBAL_ID};
 use super::supervisor::{deliver, SupervisorMsg};
 use super::{CoreError, Shell};
 use crate::domain::{
-    AddDomain, CreateTenant, Ctx, Directory, DomainError, DomainName, Key, OpenTunnel, OpenUsage,
-    PortRequest, Tenant, Tunnel, TunnelCommand,
+    Account, AddDomain, CreateTenant, Ctx, Directory, DomainError, DomainName, Key, OpenTunnel,
+    OpenUsage, PortRequest, Tenant, Tunnel, TunnelCommand,
 };
 
 /// Messages to the directory.
@@ -33,6 +33,8 @@ pub enum DirectoryMsg {
         AddDomain,
         RpcReplyPort<Result<DomainName, CoreError>>,
     ),
+    /// Register an account (tenant, email, name, password hash) for an existing tenant.
+    RegisterAccount([String; 4], RpcReplyPort<Result<Account, CoreError>>),
     /// The directory's current state.
     Get(RpcReplyPort<Directory>),
     /// Whether a tunnel (online or not) holds this HTTP host.
@@ -229,6 +231,14 @@ impl Actor for DirectoryActor {
                     Ok(fold(&st.record(id, events).await?))
                 };
                 let _ = reply.send(result.await);
+            }
+            DirectoryMsg::RegisterAccount([tenant, email, name, hash], reply) => {
+                let ctx = st.ctx();
+                let result = match st.dir.register_account(&tenant, &email, &name, &hash, &ctx) {
+                    Ok((id, events)) => st.record(id, events).await.map(|e| fold(&e)),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
             }
             DirectoryMsg::Get(reply) => {
                 let _ = reply.send(st.dir.clone());

@@ -37,6 +37,7 @@ impl Hosted for crate::domain::gateway::Service {}
 impl Hosted for crate::domain::gateway::Route {}
 impl Hosted for crate::domain::gateway::Consumer {}
 impl Hosted for crate::domain::gateway::ErrorGroup {}
+impl Hosted for crate::domain::Account {}
 impl Hosted for Tunnel {
     fn traffic(window: TrafficRecorded) -> Option<TunnelCommand> {
         Some(TunnelCommand::RecordTraffic(window))

@@ -16,9 +16,11 @@ use crate::domain::gateway::{
     error_group_id, Consumer, ConsumerCommand, ErrorGroup, ErrorGroupCommand, Route, RouteCommand,
     Service, ServiceCommand,
 };
+use crate::domain::Account;
 
-/// The gateway's supervisors.
+/// The gateway's supervisors (and the accounts').
 pub(super) struct GatewayActors {
+    pub(super) accounts: ActorRef<SupervisorMsg<Account>>,
     services: ActorRef<SupervisorMsg<Service>>,
     routes: ActorRef<SupervisorMsg<Route>>,
     consumers: ActorRef<SupervisorMsg<Consumer>>,
@@ -32,11 +34,13 @@ impl GatewayActors {
             routes: supervisor(shell).await?,
             consumers: supervisor(shell).await?,
             errors: supervisor(shell).await?,
+            accounts: supervisor(shell).await?,
         })
     }
 
-    pub(super) fn cells(&self) -> [ActorCell; 4] {
+    pub(super) fn cells(&self) -> [ActorCell; 5] {
         [
+            self.accounts.get_cell(),
             self.services.get_cell(),
             self.routes.get_cell(),
             self.consumers.get_cell(),
@@ -48,7 +52,8 @@ impl GatewayActors {
         flush_all(&self.services).await?;
         flush_all(&self.routes).await?;
         flush_all(&self.consumers).await?;
-        flush_all(&self.errors).await
+        flush_all(&self.errors).await?;
+        flush_all(&self.accounts).await
     }
 }
 
@@ -57,7 +62,7 @@ fn fresh(prefix: &str) -> String {
 }
 
 impl Core {
-    async fn settled<T>(&self, outcome: Result<T, CoreError>) -> Result<T, CoreError> {
+    pub(super) async fn settled<T>(&self, outcome: Result<T, CoreError>) -> Result<T, CoreError> {
         let value = outcome?;
         self.projections().wait_for(self.log().head().seq).await?;
         Ok(value)

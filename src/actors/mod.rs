@@ -3,6 +3,7 @@
 //! applies and replies; supervisors spawn, passivate and restart them; the
 //! directory decides creations; the projector folds committed events.
 
+mod accounts;
 mod ask;
 mod core;
 mod directory;

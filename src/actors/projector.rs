@@ -12,8 +12,8 @@ use tokio::sync::{oneshot, watch};
 
 use super::CoreError;
 use crate::projections::{
-    CapturedRequest, CatalogProjection, DomainsProjection, GatewayProjection, InspectorIndex,
-    InspectorProjection, LogSummary, StatusProjection, UsageProjection,
+    AccountsProjection, CapturedRequest, CatalogProjection, DomainsProjection, GatewayProjection,
+    InspectorIndex, InspectorProjection, LogSummary, StatusProjection, UsageProjection,
 };
 
 /// The id under which projections over the whole log are snapshotted.
@@ -39,6 +39,8 @@ pub struct Projections {
     pub catalog: CatalogProjection,
     /// Gateway services, routes and consumers.
     pub gateway: GatewayProjection,
+    /// Accounts.
+    pub accounts: AccountsProjection,
 }
 
 impl Projections {
@@ -51,6 +53,7 @@ impl Projections {
         self.domains.apply(env);
         self.catalog.apply(env);
         self.gateway.apply(env);
+        self.accounts.apply(env);
         self.seq = env.seq;
     }
 
@@ -104,6 +107,13 @@ impl Projections {
             0,
             &self.gateway,
         )?)?;
+        store.save(&Snapshot::new(
+            AccountsProjection::KIND,
+            GLOBAL_ID,
+            self.seq,
+            0,
+            &self.accounts,
+        )?)?;
         store.flush()?;
         Ok(())
     }
@@ -136,6 +146,7 @@ async fn rebuild(
     let domains = latest::<DomainsProjection>(store, head)?;
     let catalog = latest::<CatalogProjection>(store, head)?;
     let gateway = latest::<GatewayProjection>(store, head)?;
+    let accounts = latest::<AccountsProjection>(store, head)?;
     // They are snapshotted together; if any is missing or they differ, start them all from one point.
     let seqs = [
         summary.as_ref().map(|s| s.1),
@@ -145,9 +156,13 @@ async fn rebuild(
         domains.as_ref().map(|s| s.1),
         catalog.as_ref().map(|s| s.1),
         gateway.as_ref().map(|s| s.1),
+        accounts.as_ref().map(|s| s.1),
     ];
-    let mut p = match (summary, usage, inspector, status, domains, catalog, gateway) {
-        (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f), Some(g))
+    let all = (
+        summary, usage, inspector, status, domains, catalog, gateway, accounts,
+    );
+    let mut p = match all {
+        (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f), Some(g), Some(h))
             if seqs.iter().all(|s| *s == Some(a.1)) =>
         {
             Projections {
@@ -159,6 +174,7 @@ async fn rebuild(
                 domains: e.0,
                 catalog: f.0,
                 gateway: g.0,
+                accounts: h.0,
             }
         }
         _ => Projections {

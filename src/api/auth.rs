@@ -91,7 +91,11 @@ impl ApiState {
 
     /// Authenticates the caller and checks it holds `need`.
     pub async fn caller(&self, header: Option<String>, need: Scope) -> Result<Caller, ApiError> {
-        let key = self.key_for(&bearer(header.as_deref())?).await?;
+        let token = bearer(header.as_deref())?;
+        let key = match token.0.starts_with("eyJ") {
+            true => self.account_key(&token.0)?,
+            false => self.key_for(&token).await?,
+        };
         if held(&key) < need {
             return Err(ApiError::forbidden(format!(
                 "this key lacks the {:?} scope",
@@ -103,5 +107,25 @@ impl ApiState {
         // agent's tunnel opened a moment ago included), not a lagging projection.
         self.settle().await?;
         Ok(Caller { key, tenant })
+    }
+
+    /// A signed-in account as a key of its tenant with the `manage` scope.
+    fn account_key(&self, jwt: &str) -> Result<Key, ApiError> {
+        let claims = self.accounts.jwt.verify(jwt)?;
+        let p = self.core.projections().read();
+        let account = p
+            .accounts
+            .get(&claims.sub)
+            .filter(|a| a.tenant == claims.tenant)
+            .ok_or_else(|| ApiError::unauthorized("the sign-in token's account is gone"))?;
+        Ok(Key {
+            id: account.id.clone(),
+            tenant: account.tenant.clone(),
+            label: account.email.clone(),
+            kind: Some(KeyKind::Api),
+            scopes: vec![Scope::Manage.name().to_string()],
+            status: KeyStatus::Active,
+            ..Key::default()
+        })
     }
 }

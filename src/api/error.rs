@@ -29,6 +29,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The body (boxed: errors travel in every handler's `Result`).
     pub body: Box<ErrorBody>,
+    /// Seconds to wait, sent as `Retry-After` (429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -40,7 +42,16 @@ impl ApiError {
                 message: message.into(),
                 details: None,
             }),
+            retry_after: None,
         }
+    }
+
+    /// 429 `rate_limited`, with `Retry-After`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        e.body.details = Some(serde_json::json!({ "retryAfter": retry_after }));
+        e.retry_after = Some(retry_after);
+        e
     }
 
     /// 400 `invalid_request`, naming what was wrong in `details`.

@@ -44,7 +44,12 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Resp {
 
 /// An error as its JSON response.
 pub fn error(e: ApiError) -> Resp {
-    json(e.status, &e.body)
+    let mut resp = json(e.status, &e.body);
+    if let Some(secs) = e.retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
 }
 
 /// A handler's outcome as a response.

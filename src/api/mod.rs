@@ -4,6 +4,7 @@
 //! bodies are bounded, lists are paged by cursor, and `/api/v1/openapi.json`
 //! is generated from the handlers themselves (`openapi.rs`).
 
+pub mod accounts;
 mod auth;
 mod domains;
 mod error;
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub agent_tls: bool,
     /// Where Prometheus text comes from.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Sign-up, sign-in and resets.
+    pub accounts: accounts::AccountSettings,
 }
 
 impl ApiState {

@@ -5,6 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::accounts;
 use super::gateway::{consumers, errors, metrics, routes, services, status};
 use super::{domains, tenants, tokens, tunnels, usage, workspace};
 
@@ -44,6 +45,7 @@ impl Modify for Bearer {
         status::health, status::gateway_status,
         errors::list, errors::patch, errors::resolve,
         metrics::metrics,
+        accounts::register, accounts::login, accounts::forgot, accounts::reset,
     ),
     modifiers(&Bearer)
 )]

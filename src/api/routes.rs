@@ -265,6 +265,7 @@ pub fn all(
     ]
     .into_iter()
     .chain(gateway::filters(s.clone()))
+    .chain(super::accounts::filters(s.clone()))
     .reduce(with)
     .unwrap_or_else(|| {
         warp::any()

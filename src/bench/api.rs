@@ -39,6 +39,14 @@ pub async fn usage_over_http(
         fingerprint: String::new(),
         agent_tls: false,
         metrics: None,
+        accounts: crate::api::accounts::AccountSettings {
+            signup: false,
+            tunnel_base: "bench.localhost".into(),
+            jwt: crate::api::accounts::secrets::JwtKey::from_bytes(vec![7; 32]),
+            mail: None,
+            public_url: format!("http://{addr}"),
+            failures: Default::default(),
+        },
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(serve(listener, Arc::new(state), stop.clone()));

@@ -67,6 +67,9 @@ pub struct Directory {
     pub ports: BTreeMap<u16, String>,
     /// Custom domain host → (domain id, tenant id).
     pub domains: BTreeMap<String, (String, String)>,
+    /// Account email → account id.
+    #[serde(default)]
+    pub emails: BTreeMap<String, String>,
 }
 
 fn limit(limit: &'static str, max: Option<impl Into<u64>>, used: u64) -> Result<(), DomainError> {
@@ -121,6 +124,40 @@ impl Directory {
     pub fn host_for(&self, tenant: &str, name: &str) -> Option<String> {
         let base = &self.tenants.get(tenant)?.tunnel_base;
         Some(format!("{name}.{base}"))
+    }
+
+    /// Decides an account's registration for an existing tenant: the email
+    /// must be free. Returns its id and events.
+    pub fn register_account(
+        &self,
+        tenant: &str,
+        email: &str,
+        name: &str,
+        password_hash: &str,
+        ctx: &Ctx,
+    ) -> Result<(String, Vec<Event>), DomainError> {
+        let email = email.trim().to_ascii_lowercase();
+        let ok = email.len() <= 254
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            && email
+                .split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
+        if !ok {
+            return Err(DomainError::InvalidRequest(format!(
+                "{email:?} is not an email address"
+            )));
+        }
+        validate::text("name", name, 100)?;
+        if self.emails.contains_key(&email) {
+            return Err(DomainError::Conflict(
+                "an account with this email exists".into(),
+            ));
+        }
+        if !self.tenants.contains_key(tenant) {
+            return Err(DomainError::NotFound("tenant".into()));
+        }
+        let event = super::account::registered(tenant, &email, name, password_hash);
+        Ok((ctx.id("acc"), vec![event]))
     }
 
     /// Decides a tenant's creation: returns its id and events.
@@ -271,6 +308,9 @@ impl Fold for Directory {
                         ..TenantEntry::default()
                     },
                 );
+            }
+            Event::AccountRegistered(e) => {
+                self.emails.insert(e.email.clone(), id.to_string());
             }
             Event::TunnelOpened(e) => {
                 let host = e.name.as_ref().and_then(|n| self.host_for(&e.tenant, n));

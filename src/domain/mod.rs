@@ -6,6 +6,7 @@
 //! id from `Ctx`, and `apply` (via `Fold`) never fails. This is what makes
 //! replay and simulation exact.
 
+mod account;
 pub mod calendar;
 mod context;
 mod creation;
@@ -19,6 +20,7 @@ mod tenant;
 mod tunnel;
 mod validate;
 
+pub use account::{registered, Account, AccountCommand};
 pub use context::Ctx;
 pub use directory::{AddDomain, CreateTenant, Directory, OpenTunnel, OpenUsage, PortRequest};
 pub use domain_name::{DomainCommand, DomainName, DomainStatus};

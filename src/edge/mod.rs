@@ -30,5 +30,6 @@ pub use context::{EdgeContext, EdgeSettings};
 pub use dns::DnsVerifier;
 pub use http_ingress::serve_connection as serve_public_http;
 pub use node::{run, take_offline_after_restart};
+pub use rate_limit::RateLimiter;
 pub use session::run as run_session;
 pub use supervisor::{EdgeSupervisor, EdgeSupervisorMsg, ListenerActor, ListenerMsg, ListenerSpec};

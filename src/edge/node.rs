@@ -100,6 +100,7 @@ fn api_state(
     ctx: &EdgeContext,
     bound: &[String],
     fingerprint: String,
+    accounts: crate::api::accounts::AccountSettings,
 ) -> ApiState {
     let agents = bound
         .iter()
@@ -129,7 +130,43 @@ fn api_state(
         fingerprint,
         agent_tls: args.tls,
         metrics,
+        accounts,
     }
+}
+
+/// How sign-up, sign-in and reset mail work, from the flags; says so when mail is off.
+fn account_settings(
+    args: &EdgeArgs,
+    dir: &DataDir,
+    api: std::net::SocketAddr,
+) -> Result<crate::api::accounts::AccountSettings> {
+    use crate::api::accounts::{mail::Mailer, secrets::JwtKey, AccountSettings};
+    let mail = match args.smtp_relay {
+        Some(relay) => Some(Mailer {
+            relay,
+            from: args
+                .mail_from
+                .parse()
+                .with_context(|| format!("--mail-from {:?} is not a mailbox", args.mail_from))?,
+        }),
+        None => {
+            eprintln!(
+                "beamd edge: mail is off (no --smtp-relay): password-reset links are not sent"
+            );
+            None
+        }
+    };
+    Ok(AccountSettings {
+        signup: !args.no_signup,
+        tunnel_base: args.tunnel_base.clone(),
+        jwt: JwtKey::load_or_create(&dir.path().join("jwt.secret"))?,
+        mail,
+        public_url: args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{api}")),
+        failures: Default::default(),
+    })
 }
 
 /// Runs `beamd edge` until SIGINT or SIGTERM.
@@ -239,7 +276,8 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         let local = listener.local_addr()?;
         bound.push(format!("api={local}"));
         crate::say!("beamd edge: listening api on {local}");
-        let state = api_state(&args, &ctx, &bound, fingerprint.clone());
+        let accounts = account_settings(&args, &dir, local)?;
+        let state = api_state(&args, &ctx, &bound, fingerprint.clone(), accounts);
         tokio::spawn(crate::api::serve(
             listener,
             Arc::new(state),

@@ -25,6 +25,22 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// Whether `caller` could take a request now, without taking it.
+    pub fn peek(&self, scope: &str, caller: &str, per_minute: u32) -> Result<(), Duration> {
+        let capacity = f64::from(per_minute.max(1));
+        let per_sec = capacity / 60.0;
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(b) = buckets.get(&(scope.to_string(), caller.to_string())) else {
+            return Ok(());
+        };
+        let refilled = (b.tokens + b.at.elapsed().as_secs_f64() * per_sec).min(capacity);
+        if refilled >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - refilled) / per_sec))
+        }
+    }
+
     /// Takes one request from `caller`'s bucket in `scope`, which holds
     /// `per_minute` and refills at that rate; `Err(wait)` when it is empty.
     pub fn take(&self, scope: &str, caller: &str, per_minute: u32) -> Result<(), Duration> {

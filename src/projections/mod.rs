@@ -3,6 +3,7 @@
 //! Every projection registered in `GLOBAL_FOLDS` is rebuilt and compared
 //! with its snapshots by `beamd audit`.
 
+mod accounts;
 mod catalog;
 mod domains;
 mod gateway;
@@ -12,6 +13,7 @@ mod log_summary;
 mod status;
 mod usage;
 
+pub use accounts::AccountsProjection;
 pub use catalog::{CatalogProjection, Shelf};
 pub use domains::DomainsProjection;
 pub use gateway::GatewayProjection;
@@ -32,5 +34,6 @@ pub const GLOBAL_FOLDS: &[&str] = &[
     <DomainsProjection as beamd_snapshots::Fold>::KIND,
     <CatalogProjection as beamd_snapshots::Fold>::KIND,
     <GatewayProjection as beamd_snapshots::Fold>::KIND,
+    <AccountsProjection as beamd_snapshots::Fold>::KIND,
     <crate::domain::Directory as beamd_snapshots::Fold>::KIND,
 ];

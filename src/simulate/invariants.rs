@@ -126,6 +126,7 @@ pub(super) async fn check_full(w: &mut BeamdWorld) -> Result<(), Violation> {
         ("domains", fresh.domains != live.domains),
         ("catalog", fresh.catalog != live.catalog),
         ("gateway", fresh.gateway != live.gateway),
+        ("accounts", fresh.accounts != live.accounts),
         ("seq", fresh.seq != live.seq),
     ];
     if let Some((name, _)) = differs.iter().find(|(_, d)| *d) {

@@ -4,6 +4,7 @@
 //! variant. Fields added later must carry `#[serde(default)]` so that events
 //! written by older versions keep decoding.
 
+mod account;
 mod domain;
 mod gateway;
 mod key;
@@ -11,6 +12,7 @@ mod node;
 mod tenant;
 mod tunnel;
 
+pub use account::{AccountRegistered, PasswordChanged, PasswordResetRequested};
 pub use domain::{DomainAdded, DomainRemoved, DomainVerificationFailed, DomainVerified};
 pub use gateway::{
     ConsumerCreated, ConsumerRevoked, GatewayErrorResolved, GatewayErrorsRecorded, RouteConfig,
@@ -94,4 +96,7 @@ events!(
     ServiceHealthChanged,
     GatewayErrorsRecorded,
     GatewayErrorResolved,
+    AccountRegistered,
+    PasswordResetRequested,
+    PasswordChanged,
 );
