@@ -68,7 +68,7 @@ fn joins_heartbeats_leaves_and_restarts_from_a_snapshot() -> Result<()> {
     let audit = beamd(&["audit", "--data-dir", d]);
     assert!(audit.status.success(), "{}", text(&audit.stderr));
     assert!(
-        text(&audit.stdout).contains("11 snapshots match"),
+        text(&audit.stdout).contains("12 snapshots match"),
         "{}",
         text(&audit.stdout)
     );
@@ -79,7 +79,7 @@ fn joins_heartbeats_leaves_and_restarts_from_a_snapshot() -> Result<()> {
     let audit = beamd(&["audit", "--data-dir", d]);
     assert!(audit.status.success(), "{}", text(&audit.stderr));
     assert!(
-        text(&audit.stdout).contains("20 snapshots match"),
+        text(&audit.stdout).contains("22 snapshots match"),
         "{}",
         text(&audit.stdout)
     );
