@@ -4,7 +4,7 @@
 //! them.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use beamd_events::{Envelope, Event};
 use beamd_snapshots::Fold;
@@ -22,6 +22,9 @@ pub struct GatewayProjection {
     /// Error groups.
     #[serde(default)]
     errors: BTreeMap<String, ErrorGroup>,
+    /// Host → its live routes, so a request to a host without routes costs one lookup.
+    #[serde(default)]
+    hosts: BTreeMap<String, BTreeSet<String>>,
 }
 
 fn fold_into<A: Fold + Default>(map: &mut BTreeMap<String, A>, envelope: &Envelope) {
@@ -91,9 +94,7 @@ impl GatewayProjection {
     /// Whether any live route is bound to `host` (then the gateway, not the
     /// plain tunnel, answers requests for it).
     pub fn serves_host(&self, host: &str) -> bool {
-        self.routes
-            .values()
-            .any(|r| r.live() && r.config.as_ref().is_some_and(|c| c.host == host))
+        self.hosts.contains_key(host)
     }
 
     /// The enabled route for a request: bound to `host`, naming `method` (or
@@ -101,7 +102,12 @@ impl GatewayProjection {
     /// then an exact method over `*`, then the older route.
     pub fn route_for(&self, host: &str, method: &str, path: &str) -> Option<&Route> {
         let mut best: Option<(&Route, PathPattern)> = None;
-        for route in self.routes.values().filter(|r| r.live()) {
+        let ids = self.hosts.get(host)?;
+        for route in ids
+            .iter()
+            .filter_map(|id| self.routes.get(id))
+            .filter(|r| r.live())
+        {
             let Some(c) = route.config.as_ref() else {
                 continue;
             };
@@ -160,7 +166,29 @@ impl Fold for GatewayProjection {
             | Event::ServiceDeleted(_)
             | Event::ServiceHealthChanged(_) => fold_into(&mut self.services, envelope),
             Event::RouteCreated(_) | Event::RouteUpdated(_) | Event::RouteDeleted(_) => {
-                fold_into(&mut self.routes, envelope)
+                let id = envelope.stream.as_str();
+                if let Some(host) = self
+                    .routes
+                    .get(id)
+                    .and_then(|r| r.config.as_ref())
+                    .map(|c| c.host.clone())
+                {
+                    if let Some(ids) = self.hosts.get_mut(&host) {
+                        ids.remove(id);
+                        if ids.is_empty() {
+                            self.hosts.remove(&host);
+                        }
+                    }
+                }
+                fold_into(&mut self.routes, envelope);
+                if let Some(r) = self.routes.get(id).filter(|r| r.live()) {
+                    if let Some(c) = &r.config {
+                        self.hosts
+                            .entry(c.host.clone())
+                            .or_default()
+                            .insert(id.to_string());
+                    }
+                }
             }
             Event::ConsumerCreated(_) | Event::ConsumerRevoked(_) => {
                 fold_into(&mut self.consumers, envelope)
@@ -170,5 +198,77 @@ impl Fold for GatewayProjection {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beamd_events::vocabulary::{RouteConfig, RouteCreated, RouteDeleted, RouteUpdated};
+    use beamd_events::StreamId;
+
+    fn env(stream: &str, seq: u64, event: Event) -> Envelope {
+        Envelope {
+            seq,
+            at: seq,
+            stream: StreamId::new(stream).unwrap(),
+            version: seq,
+            schema: beamd_events::SCHEMA_VERSION,
+            event,
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        }
+    }
+
+    fn config(host: &str, method: &str, pattern: &str) -> RouteConfig {
+        RouteConfig {
+            host: host.into(),
+            method: method.into(),
+            path_pattern: pattern.into(),
+            service_id: "svc_1".into(),
+            auth_required: false,
+            rate_limit_override: None,
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn routes_are_found_by_host_method_and_the_most_specific_pattern() {
+        let mut p = GatewayProjection::default();
+        let created = |c: RouteConfig| {
+            Event::RouteCreated(RouteCreated {
+                tenant: "ten_1".into(),
+                config: c,
+            })
+        };
+        p.apply(&env(
+            "rte_1",
+            1,
+            created(config("a.x", "GET", "/users/:id")),
+        ));
+        p.apply(&env("rte_2", 2, created(config("a.x", "*", "/*"))));
+        p.apply(&env("rte_3", 3, created(config("a.x", "GET", "/users/me"))));
+        fn id(p: &GatewayProjection, m: &str, path: &str) -> Option<String> {
+            p.route_for("a.x", m, path).map(|r| r.id.clone())
+        }
+        assert_eq!(id(&p, "GET", "/users/me").as_deref(), Some("rte_3"));
+        assert_eq!(id(&p, "GET", "/users/7").as_deref(), Some("rte_1"));
+        assert_eq!(id(&p, "POST", "/users/7").as_deref(), Some("rte_2"));
+        assert!(p.route_for("b.x", "GET", "/users/7").is_none());
+
+        // Moving a route to another host and deleting one keep the host index right.
+        let moved = Event::RouteUpdated(RouteUpdated {
+            config: config("b.x", "GET", "/users/:id"),
+        });
+        p.apply(&env("rte_1", 4, moved));
+        assert_eq!(
+            p.route_for("b.x", "GET", "/users/7").map(|r| r.id.as_str()),
+            Some("rte_1")
+        );
+        assert_eq!(id(&p, "GET", "/users/7").as_deref(), Some("rte_2"));
+        p.apply(&env("rte_2", 5, Event::RouteDeleted(RouteDeleted {})));
+        p.apply(&env("rte_3", 6, Event::RouteDeleted(RouteDeleted {})));
+        assert!(!p.serves_host("a.x"), "no live route is bound to a.x");
+        assert!(p.serves_host("b.x"));
     }
 }
