@@ -58,65 +58,27 @@ impl Projections {
     }
 
     fn snapshot(&self, store: &dyn SnapshotStore) -> Result<(), CoreError> {
-        store.save(&Snapshot::new(
-            LogSummary::KIND,
-            GLOBAL_ID,
-            self.seq,
-            0,
-            &self.summary,
-        )?)?;
-        store.save(&Snapshot::new(
-            UsageProjection::KIND,
-            GLOBAL_ID,
-            self.seq,
-            0,
-            &self.usage,
-        )?)?;
-        store.save(&Snapshot::new(
-            InspectorProjection::KIND,
-            GLOBAL_ID,
-            self.seq,
-            0,
-            &self.inspector,
-        )?)?;
-        store.save(&Snapshot::new(
-            StatusProjection::KIND,
-            GLOBAL_ID,
-            self.seq,
-            0,
-            &self.status,
-        )?)?;
-        store.save(&Snapshot::new(
-            DomainsProjection::KIND,
-            GLOBAL_ID,
-            self.seq,
-            0,
-            &self.domains,
-        )?)?;
-        store.save(&Snapshot::new(
-            CatalogProjection::KIND,
-            GLOBAL_ID,
-            self.seq,
-            0,
-            &self.catalog,
-        )?)?;
-        store.save(&Snapshot::new(
-            GatewayProjection::KIND,
-            GLOBAL_ID,
-            self.seq,
-            0,
-            &self.gateway,
-        )?)?;
-        store.save(&Snapshot::new(
-            AccountsProjection::KIND,
-            GLOBAL_ID,
-            self.seq,
-            0,
-            &self.accounts,
-        )?)?;
+        save(store, self.seq, &self.summary)?;
+        save(store, self.seq, &self.usage)?;
+        save(store, self.seq, &self.inspector)?;
+        save(store, self.seq, &self.status)?;
+        save(store, self.seq, &self.domains)?;
+        save(store, self.seq, &self.catalog)?;
+        save(store, self.seq, &self.gateway)?;
+        save(store, self.seq, &self.accounts)?;
         store.flush()?;
         Ok(())
     }
+}
+
+/// Saves one projection's snapshot at `seq`.
+fn save<F: Fold + serde::Serialize>(
+    store: &dyn SnapshotStore,
+    seq: u64,
+    fold: &F,
+) -> Result<(), CoreError> {
+    store.save(&Snapshot::new(F::KIND, GLOBAL_ID, seq, 0, fold)?)?;
+    Ok(())
 }
 
 fn latest<F: Fold + DeserializeOwned>(
