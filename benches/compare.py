@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""beamd against a direct connection, bore and rathole, in one run on 127.0.0.1.
+
+Every path forwards to the same two local services: an iperf3 server and an
+nginx answering a small body (1 worker, access log off). Each workload runs
+through each path in turn, so the figures share one machine and one moment.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HOST = "127.0.0.1"
+IPERF, NGINX = 45201, 45280
+EDGE = {"tcp": 45701, "quic": 45702, "ws": 45703}
+HTTP_INGRESS = 45780
+BORE_IPERF, BORE_WEB = 45901, 45902
+RATHOLE_CTRL, RATHOLE_IPERF, RATHOLE_WEB = 45600, 45601, 45602
+TOKEN = "tok_bench.0123456789abcdef0123456789abcdef"
+
+
+def log(msg):
+    print(f"benches: {msg}", file=sys.stderr, flush=True)
+
+
+class Procs:
+    """Background processes, stopped at the end whatever happens."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, args, env=None, **kw):
+        full_env = dict(os.environ, RUST_LOG="warn", BEAMD_LOG="warn", **(env or {}))
+        p = subprocess.Popen(args, env=full_env, stdin=subprocess.DEVNULL, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def wait_port(port, timeout=30):
+    import socket
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout}s")
+
+
+def read_until(proc, needle, timeout=30):
+    """Reads the process's stdout lines until one contains `needle`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if needle in line:
+            return line.strip()
+    raise RuntimeError(f"no line with {needle!r} from {proc.args[0]}")
+
+
+def drain(proc):
+    """Keeps reading a started process's stdout so that it never blocks on a full pipe."""
+    import threading
+
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+
+
+def cpu_seconds(pids):
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def iperf(port, streams, duration, pids):
+    before = cpu_seconds(pids) if pids else 0.0
+    out = subprocess.run(
+        ["iperf3", "-c", HOST, "-p", str(port), "-t", str(duration), "-P", str(streams), "-J"],
+        capture_output=True, text=True, timeout=duration + 30,
+    )
+    if out.returncode != 0:
+        return None
+    end = json.loads(out.stdout)["end"]["sum_received"]
+    cpu = (cpu_seconds(pids) - before) if pids else None
+    gib = end["bytes"] / 2**30
+    return {"gbit": end["bits_per_second"] / 1e9, "cpu_per_gib": (cpu / gib) if cpu is not None and gib else None}
+
+
+def wrk(port, duration, close, host=None):
+    args = ["wrk", "-t2", "-c50", f"-d{duration}s", "--latency"]
+    if close:
+        args += ["-H", "Connection: close"]
+    if host:
+        args += ["-H", f"Host: {host}"]
+    args.append(f"http://{HOST}:{port}/")
+    out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 30)
+    text = out.stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = re.search(r"Socket errors: (.*)", text)
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if not m:
+            return None
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+    return {
+        "rps": float(rate.group(1)) if rate else 0.0,
+        "p50": pct(50),
+        "p99": pct(99),
+        "bad": int(non2xx.group(1)) if non2xx else 0,
+        "errors": errors.group(1) if errors else "",
+    }
+
+
+def nginx_conf(dir):
+    conf = os.path.join(dir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log stderr error;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  keepalive_requests 1000000;
+  server {{
+    listen {HOST}:{NGINX} reuseport backlog=4096;
+    location / {{ return 200 "hello from nginx\\n"; }}
+  }}
+}}
+""")
+    return conf
+
+
+def start_beamd(procs, beamd, dir):
+    data = os.path.join(dir, "beamd")
+    args = [beamd, "edge", "--data-dir", data, "--public-host", HOST, "--tcp-ports", "45800-45899",
+            "--http-listen", f"{HOST}:{HTTP_INGRESS}", "--api-listen", f"{HOST}:0"]
+    for t, port in EDGE.items():
+        args += ["--transport", t, "--listen", f"{HOST}:{port}"]
+    edge = procs.start(args, env={"BEAMD_ADMIN_TOKEN": TOKEN}, stdout=subprocess.PIPE, text=True)
+    fp = read_until(edge, "fingerprint").split()[4]
+    read_until(edge, " up; ")
+    drain(edge)
+    agents = {}
+    for i, t in enumerate(EDGE):
+        for j, (local, kind) in enumerate([(IPERF, "tcp"), (NGINX, "tcp")]):
+            remote = 45810 + i * 10 + j
+            a = procs.start([beamd, "tcp", str(local), "--edge", f"{HOST}:{EDGE[t]}", "--transport", t,
+                             "--remote-port", str(remote), "--fingerprint", fp],
+                            env={"BEAMD_TOKEN": TOKEN}, stdout=subprocess.PIPE, text=True)
+            read_until(a, "tunnel tcp://")
+            drain(a)
+            agents[(t, local)] = (a, remote)
+    web = procs.start([beamd, "http", str(NGINX), "--name", "web", "--edge", f"{HOST}:{EDGE['tcp']}",
+                       "--transport", "tcp", "--fingerprint", fp],
+                      env={"BEAMD_TOKEN": TOKEN}, stdout=subprocess.PIPE, text=True)
+    read_until(web, "tunnel http")
+    drain(web)
+    return edge, agents
+
+
+def start_bore(procs, tools):
+    server = procs.start([os.path.join(tools, "bore"), "server", "--min-port", "45900", "--max-port", "45999"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(7835)
+    clients = []
+    for local, remote in [(IPERF, BORE_IPERF), (NGINX, BORE_WEB)]:
+        clients.append(procs.start([os.path.join(tools, "bore"), "local", str(local), "--to", HOST, "--port", str(remote)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(remote)
+    return server, clients
+
+
+def start_rathole(procs, tools, dir):
+    s, c = os.path.join(dir, "rathole-server.toml"), os.path.join(dir, "rathole-client.toml")
+    with open(s, "w") as f:
+        f.write(f"""[server]
+bind_addr = "{HOST}:{RATHOLE_CTRL}"
+default_token = "bench"
+[server.services.iperf]
+bind_addr = "{HOST}:{RATHOLE_IPERF}"
+[server.services.web]
+bind_addr = "{HOST}:{RATHOLE_WEB}"
+""")
+    with open(c, "w") as f:
+        f.write(f"""[client]
+remote_addr = "{HOST}:{RATHOLE_CTRL}"
+default_token = "bench"
+[client.services.iperf]
+local_addr = "{HOST}:{IPERF}"
+[client.services.web]
+local_addr = "{HOST}:{NGINX}"
+""")
+    server = procs.start([os.path.join(tools, "rathole"), "-s", s], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = procs.start([os.path.join(tools, "rathole"), "-c", c], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(RATHOLE_IPERF)
+    wait_port(RATHOLE_WEB)
+    time.sleep(1)  # the client connects its services after the server binds
+    return server, client
+
+
+def fmt_req(r):
+    if not r or not r["rps"]:
+        return "failed"
+    lat = f" ({r['p50']:.2f}, {r['p99']:.2f} ms)" if r["p50"] is not None and r["p99"] is not None else ""
+    bad = f" [{r['bad']} non-2xx]" if r["bad"] else ""
+    return f"{r['rps']:,.0f}{lat}{bad}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--beamd", required=True)
+    ap.add_argument("--tools", required=True)
+    ap.add_argument("--out", default="benches/results.md")
+    args = ap.parse_args()
+    duration = int(os.environ.get("DURATION", "5"))
+    dir = tempfile.mkdtemp(prefix="beamd-bench-")
+    procs = Procs()
+    rows = {}
+    try:
+        procs.start(["iperf3", "-s", "-p", str(IPERF), "-B", HOST], stdout=subprocess.DEVNULL)
+        procs.start(["nginx", "-e", "stderr", "-c", nginx_conf(dir), "-p", dir], stderr=subprocess.DEVNULL)
+        wait_port(IPERF)
+        wait_port(NGINX)
+        edge, agents = start_beamd(procs, args.beamd, dir)
+        bore_server, bore_clients = start_bore(procs, args.tools)
+        rat_server, rat_client = start_rathole(procs, args.tools, dir)
+        paths = [("direct", IPERF, NGINX, [], None)]
+        for t in EDGE:
+            a_iperf, port_iperf = agents[(t, IPERF)]
+            _, port_web = agents[(t, NGINX)]
+            paths.append((f"beamd {t} (TCP tunnel)", port_iperf, port_web, [edge.pid, a_iperf.pid], None))
+        paths.append(("beamd tcp (HTTP tunnel)", None, HTTP_INGRESS, [], "web.localhost"))
+        paths.append(("bore 0.6.0", BORE_IPERF, BORE_WEB, [bore_server.pid, bore_clients[0].pid], None))
+        paths.append(("rathole 0.5.0", RATHOLE_IPERF, RATHOLE_WEB, [rat_server.pid, rat_client.pid], None))
+        for name, p_iperf, p_web, pids, host in paths:
+            log(f"{name} …")
+            row = {}
+            if p_iperf:
+                row["one"] = iperf(p_iperf, 1, duration, pids)
+                row["eight"] = iperf(p_iperf, 8, duration, [])
+            row["keep"] = wrk(p_web, duration, close=False, host=host)
+            row["close"] = wrk(p_web, duration, close=True, host=host)
+            rows[name] = row
+    finally:
+        procs.stop_all()
+        shutil.rmtree(dir, ignore_errors=True)
+
+    peers = [n for n in rows if n.startswith(("bore", "rathole"))]
+
+    def best(key, field):
+        vals = [rows[p][key][field] for p in peers if rows[p].get(key) and rows[p][key].get(field)]
+        return max(vals) if vals else None
+
+    lines = [
+        f"| path | 1 stream Gbit/s | 8 streams Gbit/s | CPU s/GiB (1 stream) | keep-alive req/s (p50, p99) | `Connection: close` req/s (p50, p99) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        one, eight = r.get("one"), r.get("eight")
+        lines.append("| {} | {} | {} | {} | {} | {} |".format(
+            name,
+            f"{one['gbit']:.2f}" if one else "–",
+            f"{eight['gbit']:.2f}" if eight else "–",
+            f"{one['cpu_per_gib']:.2f}" if one and one.get("cpu_per_gib") is not None else "–",
+            fmt_req(r["keep"]), fmt_req(r["close"])))
+    lines += ["", "| beamd path | 1 stream vs direct / best peer | keep-alive vs direct / best peer | close vs direct / best peer |", "|---|---|---|---|"]
+    direct = rows["direct"]
+    for name, r in rows.items():
+        if not name.startswith("beamd"):
+            continue
+
+        def ratio(key, field):
+            mine = r.get(key) and r[key].get(field)
+            d = direct.get(key) and direct[key].get(field)
+            b = best(key, field)
+            if not mine:
+                return "–"
+            return f"{mine / d:.2f}× / {mine / b:.2f}×" if d and b else "–"
+
+        lines.append(f"| {name} | {ratio('one', 'gbit')} | {ratio('keep', 'rps')} | {ratio('close', 'rps')} |")
+    table = "\n".join(lines)
+    header = (f"One run on {os.uname().nodename} ({os.cpu_count()} cores), {duration} s per figure, "
+              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; wrk -t2 -c50; beamd records every byte "
+              "and request (event log and inspector on).\n\n")
+    with open(args.out, "w") as f:
+        f.write(header + table + "\n")
+    print(header + table)
+
+
+if __name__ == "__main__":
+    main()
