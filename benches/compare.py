@@ -247,7 +247,7 @@ def main():
     procs = Procs()
     rows = {}
     try:
-        procs.start(["iperf3", "-s", "-p", str(IPERF), "-B", HOST], stdout=subprocess.DEVNULL)
+        procs.start(["iperf3", "-s", "-p", str(IPERF), "-B", HOST], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.start(["nginx", "-e", "stderr", "-c", nginx_conf(dir), "-p", dir], stderr=subprocess.DEVNULL)
         wait_port(IPERF)
         wait_port(NGINX)

@@ -2,8 +2,9 @@
 
 use std::net::SocketAddr;
 
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::compat::TokioAsyncReadCompatExt;
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
 use crate::stream_tls::StreamTls;
 use crate::{ChannelListener, MuxConnection, Transport, TransportError};
@@ -48,7 +49,7 @@ impl Transport for TcpTransport {
                 match &tls {
                     None => {
                         if ready
-                            .send(MuxConnection::start(socket.compat(), false, peer))
+                            .send(MuxConnection::start(coalesced(socket), false, peer))
                             .await
                             .is_err()
                         {
@@ -60,7 +61,7 @@ impl Transport for TcpTransport {
                         tokio::spawn(async move {
                             if let Ok(stream) = tls.accept(socket).await {
                                 let _ = ready
-                                    .send(MuxConnection::start(stream.compat(), false, peer))
+                                    .send(MuxConnection::start(coalesced(stream), false, peer))
                                     .await;
                             }
                         });
@@ -76,8 +77,19 @@ impl Transport for TcpTransport {
             .map_err(|e| TransportError::io("connecting over TCP", e))?;
         let _ = socket.set_nodelay(true);
         Ok(match &self.tls {
-            None => MuxConnection::start(socket.compat(), true, addr),
-            Some(tls) => MuxConnection::start(tls.connect(socket).await?.compat(), true, addr),
+            None => MuxConnection::start(coalesced(socket), true, addr),
+            Some(tls) => MuxConnection::start(coalesced(tls.connect(socket).await?), true, addr),
         })
     }
 }
+
+/// The socket yamux writes to, with a write buffer: yamux writes a frame's
+/// 12-byte header and its body separately and flushes after every frame,
+/// so the buffer turns two writes (two TCP segments with `TCP_NODELAY`)
+/// into one per frame.
+fn coalesced<S: AsyncRead + AsyncWrite + Unpin>(socket: S) -> Compat<BufWriter<S>> {
+    BufWriter::with_capacity(WRITE_BUFFER, socket).compat()
+}
+
+/// Bytes a frame may gather before it is written.
+const WRITE_BUFFER: usize = 64 * 1024;
