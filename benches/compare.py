@@ -21,6 +21,8 @@ HOST = "127.0.0.1"
 IPERF, NGINX = 45201, 45280
 EDGE = {"tcp": 45701, "quic": 45702, "ws": 45703}
 HTTP_INGRESS = 45780
+# A second edge that records no RequestCaptured events: the recording cost.
+BARE_EDGE, BARE_INGRESS = 45704, 45781
 BORE_IPERF, BORE_WEB = 45901, 45902
 RATHOLE_CTRL, RATHOLE_IPERF, RATHOLE_WEB = 45600, 45601, 45602
 TOKEN = "tok_bench.0123456789abcdef0123456789abcdef"
@@ -188,6 +190,23 @@ def start_beamd(procs, beamd, dir):
     return edge, agents
 
 
+def start_bare_http(procs, beamd, dir):
+    """An edge with `--no-capture` and one HTTP tunnel to nginx."""
+    data = os.path.join(dir, "beamd-bare")
+    edge = procs.start([beamd, "edge", "--data-dir", data, "--public-host", HOST, "--tcp-ports", "45700-45700",
+                        "--transport", "tcp", "--listen", f"{HOST}:{BARE_EDGE}", "--no-capture",
+                        "--http-listen", f"{HOST}:{BARE_INGRESS}", "--api-listen", f"{HOST}:0"],
+                       env={"BEAMD_ADMIN_TOKEN": TOKEN}, stdout=subprocess.PIPE, text=True)
+    fp = read_until(edge, "fingerprint").split()[4]
+    read_until(edge, " up; ")
+    drain(edge)
+    web = procs.start([beamd, "http", str(NGINX), "--name", "web", "--edge", f"{HOST}:{BARE_EDGE}",
+                       "--transport", "tcp", "--fingerprint", fp],
+                      env={"BEAMD_TOKEN": TOKEN}, stdout=subprocess.PIPE, text=True)
+    read_until(web, "tunnel http")
+    drain(web)
+
+
 def start_bore(procs, tools):
     server = procs.start([os.path.join(tools, "bore"), "server", "--min-port", "45900", "--max-port", "45999"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -252,6 +271,7 @@ def main():
         wait_port(IPERF)
         wait_port(NGINX)
         edge, agents = start_beamd(procs, args.beamd, dir)
+        start_bare_http(procs, args.beamd, dir)
         bore_server, bore_clients = start_bore(procs, args.tools)
         rat_server, rat_client = start_rathole(procs, args.tools, dir)
         paths = [("direct", IPERF, NGINX, [], None)]
@@ -260,6 +280,7 @@ def main():
             _, port_web = agents[(t, NGINX)]
             paths.append((f"beamd {t} (TCP tunnel)", port_iperf, port_web, [edge.pid, a_iperf.pid], None))
         paths.append(("beamd tcp (HTTP tunnel)", None, HTTP_INGRESS, [], "web.localhost"))
+        paths.append(("beamd tcp (HTTP tunnel, --no-capture)", None, BARE_INGRESS, [], "web.localhost"))
         paths.append(("bore 0.6.0", BORE_IPERF, BORE_WEB, [bore_server.pid, bore_clients[0].pid], None))
         paths.append(("rathole 0.5.0", RATHOLE_IPERF, RATHOLE_WEB, [rat_server.pid, rat_client.pid], None))
         for name, p_iperf, p_web, pids, host in paths:
@@ -308,6 +329,11 @@ def main():
             return f"{mine / d:.2f}× / {mine / b:.2f}×" if d and b else "–"
 
         lines.append(f"| {name} | {ratio('one', 'gbit')} | {ratio('keep', 'rps')} | {ratio('close', 'rps')} |")
+    on, off = rows.get("beamd tcp (HTTP tunnel)"), rows.get("beamd tcp (HTTP tunnel, --no-capture)")
+    if on and off and off["keep"]["rps"] and off["close"]["rps"]:
+        lines += ["", "| recording cost, HTTP tunnel | capture on / off |", "|---|---|",
+                  f"| keep-alive req/s | {on['keep']['rps'] / off['keep']['rps']:.2f}× |",
+                  f"| `Connection: close` req/s | {on['close']['rps'] / off['close']['rps']:.2f}× |"]
     table = "\n".join(lines)
     header = (f"One run on {os.uname().nodename} ({os.cpu_count()} cores), {duration} s per figure, "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; wrk -t2 -c50; beamd records every byte "
