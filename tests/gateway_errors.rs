@@ -137,6 +137,18 @@ async fn failures_are_grouped_listed_and_resolved() -> Result<()> {
         .await?;
     ensure!(a.status == 204, "{}", a.text);
     wait_for_groups(&api, "?resolved=true", 2).await?;
+    for path in [
+        "/api/v1/errors?page=18446744073709551615",
+        "/api/v1/logs?page=18446744073709551615",
+        "/api/v1/logs?from=2000&to=1000",
+    ] {
+        let far = api.get(path).await?;
+        ensure!(
+            far.status == 200 && far.body["results"].as_array().is_some_and(Vec::is_empty),
+            "{path}: {}",
+            far.text
+        );
+    }
     let page2 = api.get("/api/v1/errors?page=2").await?;
     ensure!(
         page2.body["results"].as_array().map(Vec::len) == Some(0) && page2.body["previous"] == 1,

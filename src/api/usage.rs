@@ -371,7 +371,7 @@ pub async fn logs(
     let pages = found.count.div_ceil(PAGE_SIZE);
     ok(LogPageView {
         count: found.count,
-        next: (page < pages).then_some(page + 1),
+        next: (page < pages).then(|| page + 1),
         previous: (page > 1).then(|| (page - 1).min(pages.max(1))),
         results: found.results.into_iter().map(request_view).collect(),
     })

@@ -108,6 +108,9 @@ impl InspectorIndex {
         to: u64,
         mut each: impl FnMut(&CapturedRequest),
     ) -> Result<(), IndexError> {
+        if from > to {
+            return Ok(());
+        }
         for item in self
             .tree
             .range(key(tenant, from, 0)..=key(tenant, to, u64::MAX))
@@ -124,8 +127,15 @@ impl InspectorIndex {
     pub fn query(&self, tenant: &str, query: &LogQuery) -> Result<LogPage, IndexError> {
         let start = key(tenant, query.from.unwrap_or(0), 0);
         let end = key(tenant, query.to.unwrap_or(u64::MAX), u64::MAX);
-        let skip = query.page.max(1).saturating_sub(1) * PAGE_SIZE;
+        let skip = query
+            .page
+            .max(1)
+            .saturating_sub(1)
+            .saturating_mul(PAGE_SIZE);
         let mut page = LogPage::default();
+        if query.from.unwrap_or(0) > query.to.unwrap_or(u64::MAX) {
+            return Ok(page);
+        }
         for item in self.tree.range(start..=end).rev() {
             let (_, value) = item?;
             let r: CapturedRequest =
@@ -220,5 +230,18 @@ mod tests {
             index.query("ten_b", &LogQuery::default()).unwrap().count,
             12
         );
+        // A page far past the end, and an empty time range, are empty pages.
+        let far = LogQuery {
+            page: usize::MAX,
+            ..Default::default()
+        };
+        assert!(index.query("ten_a", &far).unwrap().results.is_empty());
+        let backwards = LogQuery {
+            from: Some(2_000),
+            to: Some(1_000),
+            page: 1,
+            ..Default::default()
+        };
+        assert_eq!(index.query("ten_a", &backwards).unwrap().count, 0);
     }
 }

@@ -118,7 +118,7 @@ pub async fn list(
         .collect();
     ok(ErrorPage {
         count: all.len(),
-        next: (page < pages).then_some(page + 1),
+        next: (page < pages).then(|| page + 1),
         previous: (page > 1).then(|| (page - 1).min(pages.max(1))),
         results,
     })
