@@ -24,50 +24,73 @@ pub struct RateLimiter {
     buckets: Mutex<HashMap<(String, String), Bucket>>,
 }
 
+/// A bucket's rate: capacity (a minute's worth) and refill per second.
+#[derive(Clone, Copy)]
+struct Rate {
+    capacity: f64,
+    per_sec: f64,
+}
+
+impl Rate {
+    fn per_minute(n: u32) -> Self {
+        let capacity = f64::from(n.max(1));
+        Self {
+            capacity,
+            per_sec: capacity / 60.0,
+        }
+    }
+
+    /// The tokens `b` holds at `now`.
+    fn refilled(self, b: &Bucket, now: Instant) -> f64 {
+        (b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_sec).min(self.capacity)
+    }
+
+    /// How long until `tokens` reach one.
+    fn wait(self, tokens: f64) -> Duration {
+        Duration::from_secs_f64((1.0 - tokens) / self.per_sec)
+    }
+}
+
 impl RateLimiter {
     /// Whether `caller` could take a request now, without taking it.
     pub fn peek(&self, scope: &str, caller: &str, per_minute: u32) -> Result<(), Duration> {
-        let capacity = f64::from(per_minute.max(1));
-        let per_sec = capacity / 60.0;
+        let rate = Rate::per_minute(per_minute);
         let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let Some(b) = buckets.get(&(scope.to_string(), caller.to_string())) else {
             return Ok(());
         };
-        let refilled = (b.tokens + b.at.elapsed().as_secs_f64() * per_sec).min(capacity);
-        if refilled >= 1.0 {
+        let tokens = rate.refilled(b, Instant::now());
+        if tokens >= 1.0 {
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - refilled) / per_sec))
+            Err(rate.wait(tokens))
         }
     }
 
     /// Takes one request from `caller`'s bucket in `scope`, which holds
     /// `per_minute` and refills at that rate; `Err(wait)` when it is empty.
     pub fn take(&self, scope: &str, caller: &str, per_minute: u32) -> Result<(), Duration> {
-        let capacity = f64::from(per_minute.max(1));
-        let per_sec = capacity / 60.0;
+        let rate = Rate::per_minute(per_minute);
         let now = Instant::now();
         // Buckets are replaced whole; a poisoned map is still consistent.
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > PRUNE_AT {
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec < capacity
-            });
+            buckets.retain(|_, b| rate.refilled(b, now) < rate.capacity);
         }
         let b = buckets
             .entry((scope.to_string(), caller.to_string()))
             .or_insert(Bucket {
-                tokens: capacity,
+                tokens: rate.capacity,
                 at: now,
             });
-        let refilled = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(capacity);
+        let tokens = rate.refilled(b, now);
         b.at = now;
-        if refilled >= 1.0 {
-            b.tokens = refilled - 1.0;
+        if tokens >= 1.0 {
+            b.tokens = tokens - 1.0;
             Ok(())
         } else {
-            b.tokens = refilled;
-            Err(Duration::from_secs_f64((1.0 - refilled) / per_sec))
+            b.tokens = tokens;
+            Err(rate.wait(tokens))
         }
     }
 }
