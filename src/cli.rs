@@ -300,6 +300,14 @@ pub enum BenchCommand {
     Tunnel(crate::bench::tunnel::TunnelBenchArgs),
     /// HTTP requests/s and p50/p99 latency through an HTTP tunnel, with and without capture, against direct.
     Http(crate::bench::http::HttpBenchArgs),
+    /// Resident memory of the edge and the agent with many idle tunnels, then many open connections.
+    Idle(crate::bench::idle::IdleBenchArgs),
+    /// The agents of `bench idle`, in their own process.
+    #[command(hide = true)]
+    IdleAgents(crate::bench::idle::IdleAgentsArgs),
+    /// The echo service of `bench idle`, holding every connection open.
+    #[command(hide = true)]
+    Hold,
 }
 
 /// Runs a parsed command line.
@@ -320,6 +328,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(crate::bench::tunnel::run(args))
         }
         Command::Bench(BenchCommand::Http(args)) => runtime.block_on(crate::bench::http::run(args)),
+        Command::Bench(BenchCommand::Idle(args)) => runtime.block_on(crate::bench::idle::run(args)),
+        Command::Bench(BenchCommand::IdleAgents(args)) => {
+            runtime.block_on(crate::bench::idle::agents(args))
+        }
+        Command::Bench(BenchCommand::Hold) => runtime.block_on(crate::bench::idle::hold()),
         Command::Tokens { cmd, api } => {
             runtime.block_on(crate::client::run(ClientCommand::Tokens(cmd), api))
         }

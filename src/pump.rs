@@ -4,7 +4,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-const BUF: usize = 64 * 1024;
+/// A pump starts with a small buffer, so that the many connections that sit
+/// idle or carry small messages cost little memory, and grows it (4 KiB, 16,
+/// 64) each time a read fills it, so that a bulk transfer soon reads 64 KiB
+/// at a time.
+const FIRST_BUF: usize = 4 * 1024;
+const MAX_BUF: usize = 64 * 1024;
 
 /// Copies `r` into `w` until EOF, then shuts `w` down; adds each chunk to `counter` as it goes.
 pub async fn pump(
@@ -12,7 +17,7 @@ pub async fn pump(
     mut w: impl AsyncWrite + Unpin,
     counter: Option<&AtomicU64>,
 ) -> std::io::Result<()> {
-    let mut buf = vec![0u8; BUF];
+    let mut buf = vec![0u8; FIRST_BUF];
     loop {
         let n = r.read(&mut buf).await?;
         if n == 0 {
@@ -21,6 +26,9 @@ pub async fn pump(
         w.write_all(&buf[..n]).await?;
         if let Some(c) = counter {
             c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if n == buf.len() && buf.len() < MAX_BUF {
+            buf = vec![0u8; (buf.len() * 4).min(MAX_BUF)];
         }
     }
 }

@@ -5,4 +5,4 @@ mod link;
 mod run;
 
 pub use link::ShareLink;
-pub use run::{run_http, run_tcp, AgentConn, HttpArgs, TcpArgs};
+pub use run::{run_http, run_tcp, run_tcp_reporting, AgentConn, HttpArgs, TcpArgs};

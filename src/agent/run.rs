@@ -121,7 +121,26 @@ pub async fn run_tcp(args: TcpArgs) -> Result<ExitCode> {
         basic_auth: None,
         allow: Vec::new(),
     };
-    run(args.conn, request, "beamd tcp").await
+    run(args.conn, request, "beamd tcp", None).await
+}
+
+/// Runs `beamd tcp` quietly, sending the public address of each (re)assigned
+/// tunnel to `public` instead of printing it: many agents in one process.
+pub async fn run_tcp_reporting(
+    args: TcpArgs,
+    public: tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<ExitCode> {
+    let local = format!("{}:{}", args.conn.local_host, args.local_port);
+    let request = TunnelRequest {
+        protocol: TunnelProtocol::Tcp,
+        local_addr: local,
+        port: args.remote_port,
+        name: None,
+        domain: None,
+        basic_auth: None,
+        allow: Vec::new(),
+    };
+    run(args.conn, request, "beamd tcp", Some(public)).await
 }
 
 /// Runs `beamd http`.
@@ -139,11 +158,16 @@ pub async fn run_http(args: HttpArgs) -> Result<ExitCode> {
         basic_auth: args.basic_auth,
         allow: args.allow,
     };
-    run(args.conn, request, "beamd http").await
+    run(args.conn, request, "beamd http", None).await
 }
 
 /// Connects per `args` and serves the tunnel `request` until refused.
-async fn run(mut args: AgentConn, request: TunnelRequest, label: &'static str) -> Result<ExitCode> {
+async fn run(
+    mut args: AgentConn,
+    request: TunnelRequest,
+    label: &'static str,
+    announce: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+) -> Result<ExitCode> {
     let mut fingerprint = args.fingerprint.clone();
     if let Some(link) = ShareLink::parse(&args.edge) {
         args.edge = link.edge;
@@ -178,7 +202,11 @@ async fn run(mut args: AgentConn, request: TunnelRequest, label: &'static str) -
         token: Some(token),
         ..args
     };
-    let agent = Agent { args: &args, label };
+    let agent = Agent {
+        args: &args,
+        label,
+        announce,
+    };
     match (args.transport, args.tls) {
         (TransportArg::Quic, _) => {
             agent
@@ -204,6 +232,8 @@ async fn run(mut args: AgentConn, request: TunnelRequest, label: &'static str) -
 struct Agent<'a> {
     args: &'a AgentConn,
     label: &'static str,
+    /// Where the public address goes instead of stdout (benchmarks).
+    announce: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Agent<'_> {
@@ -295,17 +325,21 @@ impl Agent<'_> {
         let Some(tunnel) = assigned.first() else {
             return (Ended::Lost("the edge assigned no tunnel".into()), None);
         };
-        crate::say!(
-            "{}: tunnel {} -> {local} ({})",
-            self.label,
-            tunnel.public,
-            tunnel.id
-        );
-        for alias in &tunnel.aliases {
-            crate::say!("{}: also at {alias}", self.label);
-        }
-        if let Some(notice) = &tunnel.notice {
-            crate::say!("{}: {notice}", self.label);
+        if let Some(tx) = &self.announce {
+            let _ = tx.send(tunnel.public.clone());
+        } else {
+            crate::say!(
+                "{}: tunnel {} -> {local} ({})",
+                self.label,
+                tunnel.public,
+                tunnel.id
+            );
+            for alias in &tunnel.aliases {
+                crate::say!("{}: also at {alias}", self.label);
+            }
+            if let Some(notice) = &tunnel.notice {
+                crate::say!("{}: {notice}", self.label);
+            }
         }
         let assigned_port = tunnel.port;
         let streams = {

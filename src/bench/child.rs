@@ -34,6 +34,11 @@ impl Spawned {
         Ok(Self { child, lines })
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The next stdout line containing `needle` (30 s at most).
     pub fn wait_for_line(&self, needle: &str) -> Result<String> {
         loop {

@@ -5,6 +5,7 @@ mod api;
 mod child;
 pub mod core;
 pub mod http;
+pub mod idle;
 pub mod log;
 mod raw;
 pub mod tunnel;

@@ -38,10 +38,7 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<Edg
     let shutdown = ctx.shutdown.clone();
     loop {
         let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => continue,
-            },
+            accepted = beamd_transports::accept_tcp(&listener) => accepted,
             _ = shutdown.cancelled() => return,
         };
         let _ = socket.set_nodelay(true);

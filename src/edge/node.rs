@@ -88,8 +88,7 @@ async fn open_http(args: &EdgeArgs) -> Result<Option<(TcpListener, Option<TlsAcc
         }
         _ => None,
     };
-    let listener = TcpListener::bind(addr)
-        .await
+    let listener = beamd_transports::bind_tcp(addr)
         .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
     Ok(Some((listener, tls)))
 }
@@ -210,8 +209,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     let api = match args.no_api {
         true => None,
         false => Some(
-            TcpListener::bind(args.api_listen)
-                .await
+            beamd_transports::bind_tcp(args.api_listen)
                 .with_context(|| format!("cannot listen for the API on {}", args.api_listen))?,
         ),
     };

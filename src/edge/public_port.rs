@@ -75,7 +75,8 @@ pub(super) async fn open_any(
     let (from, to) = ctx.settings.tcp_ports;
     let held = ctx.core.directory().await.map_err(from_core)?.ports;
     for port in (from..=to).filter(|p| !held.contains_key(p)) {
-        let Ok(listener) = TcpListener::bind(SocketAddr::new(ctx.settings.public_host, port)).await
+        let Ok(listener) =
+            beamd_transports::bind_tcp(SocketAddr::new(ctx.settings.public_host, port))
         else {
             continue;
         };
@@ -100,7 +101,7 @@ async fn bind(ctx: &EdgeContext, port: u16) -> std::io::Result<TcpListener> {
     let addr = SocketAddr::new(ctx.settings.public_host, port);
     let mut last = None;
     for _ in 0..20 {
-        match TcpListener::bind(addr).await {
+        match beamd_transports::bind_tcp(addr) {
             Ok(l) => return Ok(l),
             Err(e) => last = Some(e),
         }
@@ -117,7 +118,8 @@ pub(super) async fn accept_public<C: Connection>(
     meter: Arc<Meter>,
     core: Arc<Core>,
 ) {
-    while let Ok((public, peer)) = listener.accept().await {
+    loop {
+        let (public, peer) = beamd_transports::accept_tcp(&listener).await;
         let _ = public.set_nodelay(true);
         let (conn, tunnel, meter, core) =
             (conn.clone(), tunnel.clone(), meter.clone(), core.clone());

@@ -55,6 +55,7 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
     let session = format!("ses_{:016x}", fastrand::u64(..));
     let Ok(Ok(mut control)) = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_stream()).await
     else {
+        tracing::debug!(%session, "no control stream within 10 s");
         conn.close();
         return;
     };
@@ -71,7 +72,8 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
     };
     let (key, served) = match started {
         Ok((key, served, welcome)) => {
-            if write_frame(&mut control, &welcome).await.is_err() {
+            if let Err(e) = write_frame(&mut control, &welcome).await {
+                tracing::debug!(%session, "the welcome was not delivered: {e}");
                 finish(&ctx, &session, &served).await;
                 conn.close();
                 return;
@@ -79,6 +81,7 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
             (key, served)
         }
         Err(frame) => {
+            tracing::debug!(%session, code = %frame.code, "refused: {}", frame.message);
             close(control, conn.as_ref(), Some(frame)).await;
             return;
         }

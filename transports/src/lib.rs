@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use accept::ChannelListener;
+pub use accept::{accept_tcp, bind_tcp, ChannelListener};
 pub use faulty::{Faulty, FaultyConnection, FaultyListener, FaultyStream, LinkFaults};
 pub use memory::MemoryTransport;
 pub use mux::{MuxConnection, MuxStream};

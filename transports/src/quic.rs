@@ -20,9 +20,19 @@ pub struct QuicTransport {
     server_name: String,
 }
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
+/// Streams the edge lets an agent open: the agent opens only its control
+/// stream. quinn sets aside state for every stream a peer may open, so this
+/// is memory per connection (1,024 slots cost ~90 KiB).
+const AGENT_OPENED_STREAMS: u32 = 64;
+/// Streams an agent lets the edge open: one per public connection.
+const EDGE_OPENED_STREAMS: u32 = 1_024;
+
+/// The connection settings; `peer_streams` is how many streams the peer may open.
+fn transport_config(peer_streams: u32) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_bidi_streams(1_024u32.into());
+    t.max_concurrent_bidi_streams(peer_streams.into());
+    // Nothing uses unidirectional streams.
+    t.max_concurrent_uni_streams(0u32.into());
     // A peer that vanished (a killed edge) is noticed within the idle timeout;
     // keep-alives stop a quiet but healthy connection from reaching it.
     t.keep_alive_interval(Some(Duration::from_secs(3)));
@@ -147,7 +157,7 @@ impl Transport for QuicTransport {
             .ok_or_else(|| TransportError::Tls("listening needs the edge's identity".into()))?;
         let crypto = QuicServerConfig::try_from(tls).map_err(handshake)?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        config.transport_config(transport_config());
+        config.transport_config(transport_config(AGENT_OPENED_STREAMS));
         let endpoint = quinn::Endpoint::server(config, addr)
             .map_err(|e| TransportError::io("binding the QUIC endpoint", e))?;
         let local = endpoint
@@ -176,7 +186,7 @@ impl Transport for QuicTransport {
         })?;
         let crypto = QuicClientConfig::try_from(tls).map_err(handshake)?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(transport_config());
+        config.transport_config(transport_config(EDGE_OPENED_STREAMS));
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0"
         } else {

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
 use crate::stream_tls::StreamTls;
@@ -36,15 +36,15 @@ impl Transport for TcpTransport {
     }
 
     async fn listen(&self, addr: SocketAddr) -> Result<Self::Listener, TransportError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| TransportError::io("binding the TCP listener", e))?;
+        let listener =
+            crate::bind_tcp(addr).map_err(|e| TransportError::io("binding the TCP listener", e))?;
         let local = listener
             .local_addr()
             .map_err(|e| TransportError::io("reading the bound address", e))?;
         let tls = self.tls.clone();
         Ok(ChannelListener::spawn(local, move |ready| async move {
-            while let Ok((socket, peer)) = listener.accept().await {
+            loop {
+                let (socket, peer) = crate::accept_tcp(&listener).await;
                 let _ = socket.set_nodelay(true);
                 match &tls {
                     None => {
@@ -91,5 +91,8 @@ fn coalesced<S: AsyncRead + AsyncWrite + Unpin>(socket: S) -> Compat<BufWriter<S
     BufWriter::with_capacity(WRITE_BUFFER, socket).compat()
 }
 
-/// Bytes a frame may gather before it is written.
-const WRITE_BUFFER: usize = 64 * 1024;
+/// Bytes a frame may gather before it is written: one yamux frame (its
+/// 12-byte header and a body of at most 16 KiB, yamux's split size) fits,
+/// and yamux flushes after every frame, so a bigger buffer would never fill
+/// but would cost every connection its size.
+const WRITE_BUFFER: usize = 20 * 1024;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::stream_tls::StreamTls;
 use crate::ws_bytes::WsBytes;
@@ -14,6 +14,15 @@ use crate::{ChannelListener, MuxConnection, Transport, TransportError};
 /// The path agents connect to.
 pub const WS_PATH: &str = "/beamd/v1/agent";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// tungstenite's buffers, smaller than its 128 KiB defaults: the read buffer
+/// is allocated whole for every connection, and a yamux frame (the unit
+/// written) is at most 16 KiB, so 32 KiB holds two.
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(32 * 1024)
+        .write_buffer_size(32 * 1024)
+}
 
 /// The WebSocket transport: plain (ws) by default, TLS (wss) with `with_tls`.
 #[derive(Clone, Default)]
@@ -37,7 +46,7 @@ async fn serve_ws<S>(socket: S, peer: SocketAddr) -> Option<MuxConnection>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let handshake = tokio_tungstenite::accept_async(socket);
+    let handshake = tokio_tungstenite::accept_async_with_config(socket, Some(ws_config()));
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(ws)) => Some(MuxConnection::start(WsBytes::new(ws), false, peer)),
         _ => None,
@@ -52,7 +61,7 @@ async fn open_ws<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let handshake = tokio_tungstenite::client_async(url, socket);
+    let handshake = tokio_tungstenite::client_async_with_config(url, socket, Some(ws_config()));
     let (ws, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
         .map_err(|_| TransportError::Handshake("WebSocket handshake timed out".into()))?
@@ -69,15 +78,15 @@ impl Transport for WsTransport {
     }
 
     async fn listen(&self, addr: SocketAddr) -> Result<Self::Listener, TransportError> {
-        let listener = TcpListener::bind(addr)
-            .await
+        let listener = crate::bind_tcp(addr)
             .map_err(|e| TransportError::io("binding the WebSocket listener", e))?;
         let local = listener
             .local_addr()
             .map_err(|e| TransportError::io("reading the bound address", e))?;
         let tls = self.tls.clone();
         Ok(ChannelListener::spawn(local, move |ready| async move {
-            while let Ok((socket, peer)) = listener.accept().await {
+            loop {
+                let (socket, peer) = crate::accept_tcp(&listener).await;
                 let _ = socket.set_nodelay(true);
                 let (tls, ready) = (tls.clone(), ready.clone());
                 tokio::spawn(async move {
