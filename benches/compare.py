@@ -255,6 +255,16 @@ def fmt_req(r):
     return f"{r['rps']:,.0f}{lat}{bad}"
 
 
+def memory(beamd):
+    """`beamd bench idle`'s table: edge and agent memory per idle tunnel and per open connection."""
+    log("memory: 1,000 idle tunnels, then 10,000 open connections, per transport …")
+    out = subprocess.run([beamd, "bench", "idle"], capture_output=True, text=True, timeout=900,
+                         env=dict(os.environ, BEAMD_LOG="warn"))
+    if out.returncode != 0:
+        raise RuntimeError(f"beamd bench idle failed: {out.stderr.strip()[-800:]}")
+    return [line for line in out.stdout.splitlines() if line.startswith("|")]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--beamd", required=True)
@@ -295,6 +305,8 @@ def main():
     finally:
         procs.stop_all()
         shutil.rmtree(dir, ignore_errors=True)
+    # After the other paths have stopped, so that their memory and CPU stay out of it.
+    mem = memory(args.beamd)
 
     peers = [n for n in rows if n.startswith(("bore", "rathole"))]
 
@@ -334,6 +346,9 @@ def main():
         lines += ["", "| recording cost, HTTP tunnel | capture on / off |", "|---|---|",
                   f"| keep-alive req/s | {on['keep']['rps'] / off['keep']['rps']:.2f}× |",
                   f"| `Connection: close` req/s | {on['close']['rps'] / off['close']['rps']:.2f}× |"]
+    lines += ["", "Resident memory, beamd only (1,000 idle tunnels, one agent connection each, then 10,000 "
+              "open public connections; goal at the edge: under 64 KiB per idle tunnel, under 32 KiB per "
+              "open connection):", ""] + mem
     table = "\n".join(lines)
     header = (f"One run on {os.uname().nodename} ({os.cpu_count()} cores), {duration} s per figure, "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; wrk -t2 -c50; beamd records every byte "
