@@ -132,3 +132,49 @@ async fn a_failed_flush_stops_the_log_for_good() -> Result<()> {
     assert!(log.head().seq >= 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn every_cut_of_the_last_record_recovers_to_the_one_before() -> Result<()> {
+    let mut b = sled_backend();
+    {
+        let log = open(&mut b, Arc::new(ManualClock::new(0)));
+        for i in 0..11 {
+            log.append(Append::new(
+                stream("tun_t"),
+                ExpectedVersion::Any,
+                vec![traffic(i)],
+            ))
+            .await?;
+        }
+        log.close();
+    }
+    let store = b.store();
+    // The marker names the last record of the batch before the newest, so the
+    // newest record (11) is the one a crash can tear.
+    assert_eq!(store.marker()?.map(|m| m.seq), Some(10));
+    let whole = store.get(11)?.unwrap();
+    for cut in 0..=whole.len() {
+        store
+            .tree()
+            .insert(beamd_events::log::record_key(11), &whole[..cut])?;
+        store.flush()?;
+        let (log, report) = GroupCommitLog::open(
+            store.clone(),
+            Arc::new(ManualClock::new(0)),
+            Durability::Always,
+        )?;
+        if cut == whole.len() {
+            assert_eq!(report.truncated_from, None, "the whole record is kept");
+            assert_eq!(log.head().seq, 11);
+        } else {
+            assert_eq!(report.truncated_from, Some(11), "cut at byte {cut}");
+            assert_eq!(log.head().seq, 10, "cut at byte {cut}");
+            assert!(
+                store.get(11)?.is_none(),
+                "cut at byte {cut}: the torn record is gone"
+            );
+        }
+        log.close();
+    }
+    Ok(())
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use beamd_events::log::SledLog;
+use beamd_events::log::{verify_chain, SledLog};
 use beamd_events::{Durability, EventLog, SystemClock};
 use beamd_snapshots::SnapshotPolicy;
 use beamd_transports::tls::EdgeIdentity;
@@ -28,12 +28,19 @@ use crate::projections::InspectorIndex;
 /// How long sessions get to end after the edge stops accepting.
 const DRAIN: Duration = Duration::from_secs(15);
 
-async fn shutdown_signal() -> Result<&'static str> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => { r?; Ok("interrupt") }
-        _ = term.recv() => Ok("terminate"),
-    }
+/// Installs the SIGINT and SIGTERM handlers now (not when first polled), so
+/// that a signal arriving just after "up" is a clean stop rather than the
+/// default kill; the future ends with the signal's name.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => "interrupt",
+            _ = term.recv() => "terminate",
+        }
+    })
 }
 
 async fn start_core(args: &EdgeArgs, dir: &DataDir, log: Arc<dyn EventLog>) -> Result<Core> {
@@ -76,6 +83,24 @@ async fn release_expired(core: &Core, grace: Duration) -> Result<()> {
 }
 
 /// Binds the public HTTP listener, with its TLS acceptor for HTTPS.
+/// Checks every committed record's hash and its link to the one before
+/// before anything is served: damaged history (a flipped bit, a lost record)
+/// stops the start with the seq named, and nothing is truncated. Snapshots
+/// spare the replay, not this check (over a million records a second).
+fn verify_history(log: &SledLog) -> Result<()> {
+    let head = log.head();
+    let bar = crate::progress::events_bar(head.seq, "verifying the event log");
+    let hash = verify_chain(log.store().as_ref(), head.seq, |seq| bar.set_position(seq))
+        .context("the event log is damaged, start refused (`beamd audit` lists the damage)")?;
+    bar.finish_and_clear();
+    anyhow::ensure!(
+        hash == head.hash,
+        "the event log's head does not match its chain at seq {}, start refused",
+        head.seq
+    );
+    Ok(())
+}
+
 async fn open_http(args: &EdgeArgs) -> Result<Option<(TcpListener, Option<TlsAcceptor>)>> {
     let Some(addr) = args.http_listen else {
         return Ok(None);
@@ -190,6 +215,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             repair.dropped
         );
     }
+    verify_history(&log)?;
     let log: Arc<dyn EventLog> = Arc::new(log);
     let core = Arc::new(start_core(&args, &dir, log.clone()).await?);
     let replayed = core.projections().replayed();
@@ -319,6 +345,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             path.display()
         );
     }
+    let stop = shutdown_signal()?;
     crate::say!(
         "beamd edge: node {node} up; data dir {}; log head seq {}; {replayed} events replayed from the log",
         dir.path().display(),
@@ -329,11 +356,10 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     heartbeat.tick().await;
     let grace = Duration::from_secs(args.grace_secs);
     let mut sweep = tokio::time::interval((grace / 4).max(Duration::from_secs(1)));
-    let stop = shutdown_signal();
     tokio::pin!(stop);
     let reason = loop {
         tokio::select! {
-            reason = &mut stop => break reason?,
+            reason = &mut stop => break reason,
             _ = heartbeat.tick() => { core.node_command(&node, NodeCommand::Heartbeat).await?; }
             _ = sweep.tick() => release_expired(&core, grace).await?,
         }

@@ -15,7 +15,7 @@ pub use follow::Follower;
 pub use group_commit::GroupCommitLog;
 pub use inline::{Acknowledge, InlineLog};
 pub use memory_store::MemoryStore;
-pub use reader::ChainReader;
+pub use reader::{verify_chain, ChainReader};
 pub use sled_store::{record_key, SledStore, LOG_TREE};
 pub use store::{EncodedRecord, Marker, Store};
 
