@@ -211,7 +211,9 @@ async fn the_edge_refuses_to_start_over_a_flipped_bit_in_committed_history() -> 
     edge_once(dir.path())?;
     let (ok, stdout, stderr) = audit(dir.path());
     assert!(ok && !stdout.contains(" 0 snapshots"), "{stdout}{stderr}");
-    let last = DataDir::open_existing(dir.path())?.log_store()?.last_seq()?;
+    let last = DataDir::open_existing(dir.path())?
+        .log_store()?
+        .last_seq()?;
     let seq = 17;
     {
         let data = DataDir::open_existing(dir.path())?;
