@@ -54,10 +54,7 @@ async fn no_secret_is_stored_or_logged_in_the_clear() -> Result<()> {
             "--traffic-window-ms",
             "200",
         ],
-        &[
-            ("BEAMD_ADMIN_TOKEN", ADMIN_TOKEN),
-            ("BEAMD_LOG", "debug"),
-        ],
+        &[("BEAMD_ADMIN_TOKEN", ADMIN_TOKEN), ("BEAMD_LOG", "debug")],
     )?;
     let listening = edge.expect("listening tcp", Duration::from_secs(30))?;
     let agent_addr = listening.rsplit(' ').next().context("addr")?.to_string();
@@ -149,10 +146,7 @@ async fn no_secret_is_stored_or_logged_in_the_clear() -> Result<()> {
             "--fingerprint",
             &fingerprint,
         ],
-        &[
-            ("BEAMD_TOKEN", secrets[1].as_str()),
-            ("BEAMD_LOG", "debug"),
-        ],
+        &[("BEAMD_TOKEN", secrets[1].as_str()), ("BEAMD_LOG", "debug")],
     )?;
     let line = agent.expect("beamd tcp: tunnel tcp://", Duration::from_secs(30))?;
     let public = common::tunnel::parse_public(&line)?;

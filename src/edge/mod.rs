@@ -14,6 +14,7 @@ mod gateway;
 mod health;
 mod http_ingress;
 mod listener;
+mod log_guard;
 mod meter;
 mod node;
 mod open;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use beamd_events::log::{verify_chain, SledLog};
+use beamd_events::log::SledLog;
 use beamd_events::{Durability, EventLog, SystemClock};
 use beamd_snapshots::SnapshotPolicy;
 use beamd_transports::tls::EdgeIdentity;
@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use super::admin::bootstrap;
 use super::context::{EdgeContext, EdgeSettings};
 use super::dns::DnsVerifier;
+use super::log_guard::{log_failed, log_stopped, verify_history, SIGXFSZ};
 use super::supervisor::{EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec};
 use crate::actors::{ask, Core, CoreConfig, CoreError, Timings};
 use crate::api::{ApiState, Endpoint};
@@ -83,24 +84,6 @@ async fn release_expired(core: &Core, grace: Duration) -> Result<()> {
 }
 
 /// Binds the public HTTP listener, with its TLS acceptor for HTTPS.
-/// Checks every committed record's hash and its link to the one before
-/// before anything is served: damaged history (a flipped bit, a lost record)
-/// stops the start with the seq named, and nothing is truncated. Snapshots
-/// spare the replay, not this check (over a million records a second).
-fn verify_history(log: &SledLog) -> Result<()> {
-    let head = log.head();
-    let bar = crate::progress::events_bar(head.seq, "verifying the event log");
-    let hash = verify_chain(log.store().as_ref(), head.seq, |seq| bar.set_position(seq))
-        .context("the event log is damaged, start refused (`beamd audit` lists the damage)")?;
-    bar.finish_and_clear();
-    anyhow::ensure!(
-        hash == head.hash,
-        "the event log's head does not match its chain at seq {}, start refused",
-        head.seq
-    );
-    Ok(())
-}
-
 async fn open_http(args: &EdgeArgs) -> Result<Option<(TcpListener, Option<TlsAcceptor>)>> {
     let Some(addr) = args.http_listen else {
         return Ok(None);
@@ -216,7 +199,12 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         );
     }
     verify_history(&log)?;
-    let log: Arc<dyn EventLog> = Arc::new(log);
+    // A write past a file-size limit should fail with EFBIG like any other
+    // failed write (and stop the log), not kill the process with SIGXFSZ.
+    let _xfsz = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ))?;
+    let sled_log = Arc::new(log);
+    let mut committed = sled_log.subscribe();
+    let log: Arc<dyn EventLog> = sled_log.clone();
     let core = Arc::new(start_core(&args, &dir, log.clone()).await?);
     let replayed = core.projections().replayed();
     take_offline_after_restart(&core, &node).await?;
@@ -360,6 +348,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     let reason = loop {
         tokio::select! {
             reason = &mut stop => break reason,
+            () = log_stopped(&mut committed) => log_failed(&sled_log),
             _ = heartbeat.tick() => { core.node_command(&node, NodeCommand::Heartbeat).await?; }
             _ = sweep.tick() => release_expired(&core, grace).await?,
         }

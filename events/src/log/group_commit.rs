@@ -77,6 +77,11 @@ impl<S: Store> GroupCommitLog<S> {
         }
     }
 
+    /// Why the writer stopped, once a write or flush has failed.
+    pub fn poisoned(&self) -> Option<String> {
+        lock(&self.poison).clone()
+    }
+
     /// The store underneath.
     pub fn store(&self) -> &Arc<S> {
         &self.store
