@@ -202,6 +202,11 @@ pub struct EdgeArgs {
     /// Do not record a RequestCaptured event per proxied HTTP request.
     #[arg(long)]
     pub no_capture: bool,
+    /// Free space (MiB) kept on the data dir's disk: below it, API writes get
+    /// 507, new agent sessions and request captures are refused, and traffic
+    /// is still recorded. 0 turns the check off.
+    #[arg(long, default_value_t = 64)]
+    pub min_free_disk_mib: u64,
     /// Seconds the service behind an HTTP tunnel has to start answering before the client gets 504.
     #[arg(long, default_value_t = 30)]
     pub upstream_timeout_secs: u64,

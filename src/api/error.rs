@@ -12,7 +12,8 @@ use crate::domain::DomainError;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// `invalid_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `method_not_allowed`, `conflict`, `limit_exceeded`, `payload_too_large` or `internal`.
+    /// `method_not_allowed`, `conflict`, `limit_exceeded`, `payload_too_large`,
+    /// `insufficient_storage` or `internal`.
     pub error: String,
     /// What went wrong, for people.
     pub message: String,
@@ -86,6 +87,16 @@ impl ApiError {
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "this route does not take that method",
+        )
+    }
+
+    /// 507 `insufficient_storage`: the edge keeps its disk's last reserve for
+    /// what it owes (traffic counts) and takes commands again once space is freed.
+    pub fn insufficient_storage(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            message,
         )
     }
 

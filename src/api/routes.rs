@@ -285,7 +285,33 @@ pub fn all(
             Method::OPTIONS,
         ])
         .max_age(600);
-    routes.recover(recover).unify().with(cors)
+    storage_guard(s)
+        .and(routes)
+        .recover(recover)
+        .unify()
+        .with(cors)
+}
+
+/// A write refused because the data dir's disk is short of space.
+#[derive(Debug)]
+struct StorageShort(String);
+impl warp::reject::Reject for StorageShort {}
+
+/// Lets reads through always and writes only while the disk has room.
+fn storage_guard(
+    s: warp::filters::BoxedFilter<(Arc<ApiState>,)>,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::method()
+        .and(s)
+        .and_then(|method: Method, state: Arc<ApiState>| async move {
+            match state.settings.disk.short() {
+                Some(why) if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) => {
+                    Err(warp::reject::custom(StorageShort(why)))
+                }
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
 }
 
 /// Turns warp's rejections into the JSON error format.
@@ -299,6 +325,8 @@ async fn recover(rejection: Rejection) -> Result<Resp, Infallible> {
             format!("bad header: {h}"),
             serde_json::json!({ "header": h.name() }),
         )
+    } else if let Some(StorageShort(why)) = rejection.find() {
+        ApiError::insufficient_storage(why.clone())
     } else if let Some(c) = rejection.find::<warp::filters::cors::CorsForbidden>() {
         ApiError::forbidden(c.to_string())
     } else {

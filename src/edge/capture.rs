@@ -77,10 +77,16 @@ pub struct CaptureGuard {
     pub tunnel: String,
     /// The tunnel's meter, which collects captures.
     pub meter: Arc<Meter>,
+    /// Captures are dropped (and counted) while the disk is short of space.
+    pub disk: Arc<super::DiskGuard>,
 }
 
 impl Drop for CaptureGuard {
     fn drop(&mut self) {
+        if self.disk.short().is_some() {
+            metrics::counter!("beamd_captures_dropped_total").increment(1);
+            return;
+        }
         let mut capture = std::mem::take(&mut self.capture);
         capture.bytes_in = self.bytes_in.load(Ordering::Relaxed);
         capture.bytes_out = self.bytes_out.load(Ordering::Relaxed);

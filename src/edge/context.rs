@@ -103,6 +103,9 @@ pub struct EdgeSettings {
     pub domain_recheck: Duration,
     /// How often traffic is reported.
     pub window: Duration,
+    /// The data dir's free space: below its watermark, commands, new
+    /// sessions and captures are refused.
+    pub disk: Arc<super::DiskGuard>,
 }
 
 impl EdgeSettings {
@@ -120,6 +123,7 @@ impl EdgeSettings {
             dns: DnsVerifier::default(),
             domain_recheck: Duration::from_secs(30),
             window: Duration::from_millis(200),
+            disk: super::DiskGuard::off(),
         }
     }
 

@@ -299,6 +299,7 @@ async fn proxy(
         core: ctx.core.clone(),
         tunnel: route.tunnel.clone(),
         meter: route.meter.clone(),
+        disk: ctx.settings.disk.clone(),
     });
     let response = response.map(|b| CountingBody::new(b, bytes_out, guard).boxed());
     Ok(response)

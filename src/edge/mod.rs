@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod capture;
 mod context;
+mod disk;
 mod dns;
 mod domains;
 mod error_tally;
@@ -28,6 +29,7 @@ mod upstream_url;
 
 pub use access::{Access, Denied};
 pub use context::{EdgeContext, EdgeSettings};
+pub use disk::DiskGuard;
 pub use dns::DnsVerifier;
 pub use http_ingress::serve_connection as serve_public_http;
 pub use node::{run, take_offline_after_restart};

@@ -242,6 +242,8 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     };
     settings.domain_recheck = Duration::from_secs(args.domain_recheck_secs.max(1));
     settings.window = Duration::from_millis(args.traffic_window_ms.max(10));
+    settings.disk = super::DiskGuard::new(dir.path().into(), args.min_free_disk_mib << 20);
+    settings.disk.clone().watch(stopping.clone());
     let ctx = Arc::new(EdgeContext::new(
         core.clone(),
         node.clone(),

@@ -190,6 +190,9 @@ async fn start<C: Connection>(
             format!("ask for 1 to {MAX_TUNNELS} tunnels"),
         ));
     }
+    if let Some(why) = ctx.settings.disk.short() {
+        return Err(error("insufficient_storage", why));
+    }
     let key = authenticate(&ctx.core, &hello.token).await?;
     let mut served = Vec::new();
     let mut assigned = Vec::new();
@@ -289,7 +292,9 @@ async fn record(ctx: &EdgeContext, id: &str, meter: &Meter) {
         }
     }
     let captured = meter.take_captured();
-    if !captured.is_empty() {
+    if !captured.is_empty() && ctx.settings.disk.short().is_some() {
+        metrics::counter!("beamd_captures_dropped_total").increment(captured.len() as u64);
+    } else if !captured.is_empty() {
         let cmd = TunnelCommand::CaptureRequests(captured);
         if let Err(e) = ctx.core.tunnel_command(id, cmd).await {
             tracing::warn!(tunnel = %id, "captured requests not recorded: {e}");
