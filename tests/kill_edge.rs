@@ -1,8 +1,10 @@
 //! `kill -9` of the whole edge at random moments while 8 writers issue API
 //! commands and traffic flows through a tunnel. Each writer keeps the id of
-//! every command the edge acknowledged (201). Afterwards every acknowledged
-//! command is there, `beamd audit` is clean (chain, seqs, snapshots equal to
-//! the fold of the log) and the agent is back on its port.
+//! every command the edge acknowledged (201). Snapshots are taken every 40
+//! events, so kills also land during snapshot writes. Afterwards every
+//! acknowledged command is there, `beamd audit` is clean (chain, seqs, every
+//! snapshot equal to the fold of the log up to its seq) and the agent is
+//! back on its port.
 //!
 //! CI kills 8 times; the soak is `BEAMD_KILLS=200 cargo test --release --test
 //! kill_edge` (`BEAMD_KILL_SEED` repeats a run's moments).
@@ -20,6 +22,9 @@ use common::tunnel::{echo_server, pattern, round_trip, start_agent, start_edge, 
 use common::{beamd, text};
 
 const WRITERS: usize = 8;
+/// Snapshots this often (every 10,000 events by default), so that kills
+/// land in the middle of snapshot writes too.
+const EDGE_ARGS: &[&str] = &["--snapshot-every", "40"];
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -64,7 +69,7 @@ async fn kill_nine_loses_no_acknowledged_command() -> Result<()> {
     let mut agent = None;
     let mut carried = 0u32;
     for round in 0..kills {
-        let edge = start_edge(dir.path(), "tcp", &listen, &[])?;
+        let edge = start_edge(dir.path(), "tcp", &listen, EDGE_ARGS)?;
         if agent.is_none() {
             agent = Some(start_agent(&edge, "tcp", local, &[])?);
         }
@@ -121,7 +126,7 @@ async fn kill_nine_loses_no_acknowledged_command() -> Result<()> {
         "only {} acknowledged commands",
         acked.len()
     );
-    let edge = start_edge(dir.path(), "tcp", &listen, &[])?;
+    let edge = start_edge(dir.path(), "tcp", &listen, EDGE_ARGS)?;
     let stored = all_tokens(&Api::new(edge.api, ADMIN_TOKEN)).await?;
     let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     eprintln!(
@@ -131,9 +136,15 @@ async fn kill_nine_loses_no_acknowledged_command() -> Result<()> {
     );
     ensure!(lost.is_empty(), "acknowledged and lost: {lost:?}");
     let agent = agent.context("agent")?;
-    round_trip(agent.public, pattern(2, 4096))
-        .await
-        .context("the agent is back on its port")?;
+    // The agent reconnects on its own, after its backoff (at most a few seconds here).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while let Err(e) = round_trip(agent.public, pattern(2, 4096)).await {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the agent is not back on its port within 15 s: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(agent);
     drop(edge);
     let audit = beamd(&["audit", "--data-dir", dir.path().to_str().context("dir")?]);
