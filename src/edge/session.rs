@@ -66,6 +66,20 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
             Ok(Err(e)) => Err(error(e.code(), e.to_string())),
             Err(_) => Err(error("timeout", "no hello within 10 s")),
         };
+    // Boxed: until a hello arrives, a connection (perhaps junk, perhaps one
+    // of thousands) holds only this small future, not the whole session's.
+    Box::pin(serve(conn, session, control, hello, transport, ctx)).await;
+}
+
+/// The session after its hello: start, then serve until the end.
+async fn serve<C: Connection>(
+    conn: Arc<C>,
+    session: String,
+    mut control: C::Stream,
+    hello: Result<Hello, ErrorFrame>,
+    transport: TransportKind,
+    ctx: Arc<EdgeContext>,
+) {
     let started = match hello {
         Ok(hello) => start(&conn, &session, transport, &ctx, hello).await,
         Err(e) => Err(e),

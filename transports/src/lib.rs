@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod accept;
+mod coalesce;
 mod faulty;
 mod memory;
 mod mux;

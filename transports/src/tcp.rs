@@ -2,10 +2,11 @@
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
+use crate::coalesce::Coalesce;
 use crate::stream_tls::StreamTls;
 use crate::{ChannelListener, MuxConnection, Transport, TransportError};
 
@@ -83,16 +84,7 @@ impl Transport for TcpTransport {
     }
 }
 
-/// The socket yamux writes to, with a write buffer: yamux writes a frame's
-/// 12-byte header and its body separately and flushes after every frame,
-/// so the buffer turns two writes (two TCP segments with `TCP_NODELAY`)
-/// into one per frame.
-fn coalesced<S: AsyncRead + AsyncWrite + Unpin>(socket: S) -> Compat<BufWriter<S>> {
-    BufWriter::with_capacity(WRITE_BUFFER, socket).compat()
+/// The socket yamux writes to, with its writes gathered per frame.
+fn coalesced<S: AsyncRead + AsyncWrite + Unpin>(socket: S) -> Compat<Coalesce<S>> {
+    Coalesce::new(socket).compat()
 }
-
-/// Bytes a frame may gather before it is written: one yamux frame (its
-/// 12-byte header and a body of at most 16 KiB, yamux's split size) fits,
-/// and yamux flushes after every frame, so a bigger buffer would never fill
-/// but would cost every connection its size.
-const WRITE_BUFFER: usize = 20 * 1024;
