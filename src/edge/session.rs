@@ -126,6 +126,12 @@ async fn serve<C: Connection>(
                 Err(_) => break Some(error("timeout", "no heartbeat within 45 s")),
             },
             Some(frame) = cutoff.recv() => break Some(frame),
+            // An agent opens its control stream and nothing else; left
+            // unaccepted, its other streams would queue up with their data.
+            opened = conn.accept_stream() => match opened {
+                Ok(_) => break Some(error("unexpected_stream", "an agent opens only its control stream")),
+                Err(_) => break None,
+            },
             _ = shutdown.cancelled() => {
                 drain(&ctx, &served).await;
                 break Some(error("shutting_down", "the edge is stopping"));
