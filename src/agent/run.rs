@@ -109,18 +109,22 @@ const FATAL: &[&str] = &[
 ];
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
-/// Runs `beamd tcp`.
-pub async fn run_tcp(args: TcpArgs) -> Result<ExitCode> {
-    let local = format!("{}:{}", args.conn.local_host, args.local_port);
-    let request = TunnelRequest {
+/// What `beamd tcp` asks the edge for.
+fn tcp_request(args: &TcpArgs) -> TunnelRequest {
+    TunnelRequest {
         protocol: TunnelProtocol::Tcp,
-        local_addr: local,
+        local_addr: format!("{}:{}", args.conn.local_host, args.local_port),
         port: args.remote_port,
         name: None,
         domain: None,
         basic_auth: None,
         allow: Vec::new(),
-    };
+    }
+}
+
+/// Runs `beamd tcp`.
+pub async fn run_tcp(args: TcpArgs) -> Result<ExitCode> {
+    let request = tcp_request(&args);
     run(args.conn, request, "beamd tcp", None).await
 }
 
@@ -130,16 +134,7 @@ pub async fn run_tcp_reporting(
     args: TcpArgs,
     public: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<ExitCode> {
-    let local = format!("{}:{}", args.conn.local_host, args.local_port);
-    let request = TunnelRequest {
-        protocol: TunnelProtocol::Tcp,
-        local_addr: local,
-        port: args.remote_port,
-        name: None,
-        domain: None,
-        basic_auth: None,
-        allow: Vec::new(),
-    };
+    let request = tcp_request(&args);
     run(args.conn, request, "beamd tcp", Some(public)).await
 }
 
