@@ -111,6 +111,11 @@ async fn a_full_disk_refuses_writes_keeps_traffic_and_recovers() -> Result<()> {
     until(&admin, 507, &mut acked).await?;
     let read = admin.get("/api/v1/tokens").await?;
     ensure!(read.status == 200, "reads go on: {}", read.text);
+    let doc = admin.get("/api/v1/openapi.json").await?;
+    ensure!(
+        doc.body["paths"]["/api/v1/tokens"]["post"]["responses"]["507"].is_object(),
+        "the document says writes may answer 507"
+    );
     round_trip(agent.public, pattern(3, 64 * 1024)).await?;
 
     std::fs::remove_file(&fill)?;

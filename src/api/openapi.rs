@@ -26,6 +26,42 @@ impl Modify for Bearer {
     }
 }
 
+/// Every write may answer 507 while the edge keeps its disk reserve
+/// (`--min-free-disk-mib`); the guard sits in front of all routes, so the
+/// response is documented here once rather than on each handler.
+struct StorageReserve;
+
+impl Modify for StorageReserve {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let response = ResponseBuilder::new()
+            .description("insufficient_storage: the data dir's disk is down to its reserve; retry once space is freed")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .entry("507".into())
+                    .or_insert_with(|| RefOr::T(response.clone()));
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -47,7 +83,7 @@ impl Modify for Bearer {
         metrics::metrics,
         accounts::register, accounts::login, accounts::forgot, accounts::reset,
     ),
-    modifiers(&Bearer)
+    modifiers(&Bearer, &StorageReserve)
 )]
 struct Doc;
 
