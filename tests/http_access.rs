@@ -198,6 +198,18 @@ async fn https_ingress_serves_tunnels_with_its_certificate() -> Result<()> {
     );
     let (_, seen) = send(&mut sender, get(&url, "/headers")?).await?;
     ensure!(seen == "127.0.0.1 secure.localhost https", "{seen}");
+    // Domain fronting: on a connection made for secure.localhost, a request
+    // naming another host is answered 421 and never forwarded.
+    let port = url.rsplit(':').next().context("port")?;
+    let (status, body) = send(
+        &mut sender,
+        get(&format!("elsewhere.localhost:{port}"), "/hello")?,
+    )
+    .await?;
+    ensure!(
+        status == 421 && body.contains("opened for secure.localhost"),
+        "{status} {body}"
+    );
     // Plain HTTP on the HTTPS port gets no answer.
     let mut plain = client(public).await?;
     ensure!(

@@ -51,7 +51,12 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<Edg
                     if let Ok(Ok(stream)) =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await
                     {
-                        serve_connection(stream, peer, ctx).await;
+                        let sni = stream
+                            .get_ref()
+                            .1
+                            .server_name()
+                            .map(str::to_ascii_lowercase);
+                        serve_named(stream, peer, sni, ctx).await;
                     }
                 }
             }
@@ -59,14 +64,25 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<Edg
     }
 }
 
-/// Serves one public HTTP connection (already accepted, TLS already done).
+/// Serves one public plain-HTTP connection (already accepted).
 pub async fn serve_connection<S>(io: S, peer: SocketAddr, ctx: Arc<EdgeContext>)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    serve_named(io, peer, None, ctx).await
+}
+
+/// Serves one public connection; `sni` is the name its TLS handshake asked
+/// for, which every request on it must then name as its Host.
+async fn serve_named<S>(io: S, peer: SocketAddr, sni: Option<String>, ctx: Arc<EdgeContext>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let slot: Slot = Arc::new(Mutex::new(None));
-    let service =
-        hyper::service::service_fn(move |req| proxy(req, peer, ctx.clone(), slot.clone()));
+    let sni: Option<Arc<str>> = sni.map(Into::into);
+    let service = hyper::service::service_fn(move |req| {
+        proxy(req, peer, sni.clone(), ctx.clone(), slot.clone())
+    });
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades()
@@ -142,10 +158,18 @@ fn host_of(req: &Request<Incoming>) -> String {
 async fn proxy(
     mut req: Request<Incoming>,
     peer: SocketAddr,
+    sni: Option<Arc<str>>,
     ctx: Arc<EdgeContext>,
     slot: Slot,
 ) -> Result<Response<Body>, Infallible> {
     let host = host_of(&req);
+    if let Some(sni) = sni.filter(|sni| **sni != *host) {
+        // Domain fronting: a connection made for one name carrying requests for another.
+        return Ok(page(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!("this connection was opened for {sni}; {host} needs a connection of its own"),
+        ));
+    }
     let (method, path) = (req.method().as_str(), req.uri().path());
     let decision = match gateway::decide(&ctx, &host, method, path, req.headers(), peer) {
         Some(Err(refusal)) => return Ok(refusal.response()),
