@@ -97,6 +97,8 @@ pub struct EdgeSettings {
     pub capture: bool,
     /// How long the agent's service has to start answering an HTTP request.
     pub upstream_timeout: Duration,
+    /// How long a public client has to send a request's headers (slowloris).
+    pub header_timeout: Option<Duration>,
     /// How custom domains are verified.
     pub dns: DnsVerifier,
     /// How often domains waiting for their TXT record are checked again.
@@ -120,6 +122,7 @@ impl EdgeSettings {
             https: false,
             capture: true,
             upstream_timeout: Duration::from_secs(30),
+            header_timeout: Some(Duration::from_secs(10)),
             dns: DnsVerifier::default(),
             domain_recheck: Duration::from_secs(30),
             window: Duration::from_millis(200),

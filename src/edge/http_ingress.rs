@@ -80,10 +80,16 @@ where
 {
     let slot: Slot = Arc::new(Mutex::new(None));
     let sni: Option<Arc<str>> = sni.map(Into::into);
+    let ctx_header_timeout = ctx.settings.header_timeout;
     let service = hyper::service::service_fn(move |req| {
         proxy(req, peer, sni.clone(), ctx.clone(), slot.clone())
     });
-    let _ = hyper::server::conn::http1::Builder::new()
+    let mut http = hyper::server::conn::http1::Builder::new();
+    if let Some(limit) = ctx_header_timeout {
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limit);
+    }
+    let _ = http
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades()
         .await;

@@ -237,6 +237,8 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     settings.https = matches!(&http, Some((_, Some(_))));
     settings.capture = !args.no_capture;
     settings.upstream_timeout = Duration::from_secs(args.upstream_timeout_secs.max(1));
+    settings.header_timeout =
+        (args.header_timeout_secs > 0).then(|| Duration::from_secs(args.header_timeout_secs));
     settings.dns = DnsVerifier {
         resolver: args.dns_resolver,
     };

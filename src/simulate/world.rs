@@ -104,6 +104,9 @@ async fn start(
     let mut settings = EdgeSettings::new("127.0.0.1".parse().map_err(err)?, "edge.sim");
     settings.http_port = Some(80);
     settings.window = Duration::from_secs(5);
+    // The simulated clients are never slow on purpose; a timer on virtual
+    // time would only close idle connections the workload means to reuse.
+    settings.header_timeout = None;
     let stop = CancellationToken::new();
     let ctx = Arc::new(EdgeContext::new(
         core.clone(),
