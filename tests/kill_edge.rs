@@ -11,13 +11,12 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use common::api::Api;
+use common::api::{token_ids, Api};
 use common::tunnel::{echo_server, pattern, round_trip, start_agent, start_edge, ADMIN_TOKEN};
 use common::{beamd, text};
 
@@ -38,22 +37,6 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-async fn all_tokens(admin: &Api) -> Result<HashSet<String>> {
-    let mut ids = HashSet::new();
-    let mut path = "/api/v1/tokens?limit=100".to_string();
-    loop {
-        let page = admin.get(&path).await?;
-        ensure!(page.status == 200, "{}", page.text);
-        for t in page.body["tokens"].as_array().context("tokens")? {
-            ids.insert(t["id"].as_str().context("id")?.to_string());
-        }
-        match page.body["next"].as_str() {
-            Some(next) => path = format!("/api/v1/tokens?limit=100&cursor={next}"),
-            None => return Ok(ids),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +110,7 @@ async fn kill_nine_loses_no_acknowledged_command() -> Result<()> {
         acked.len()
     );
     let edge = start_edge(dir.path(), "tcp", &listen, EDGE_ARGS)?;
-    let stored = all_tokens(&Api::new(edge.api, ADMIN_TOKEN)).await?;
+    let stored = token_ids(&Api::new(edge.api, ADMIN_TOKEN)).await?;
     let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     eprintln!(
         "kill_edge: {kills} kills, {} commands acknowledged, {} lost, {carried} round trips carried",

@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use common::api::Api;
+use common::api::{token_ids, Api};
 use common::tunnel::{start_edge, ADMIN_TOKEN};
 use common::{beamd, text};
 
@@ -117,19 +116,7 @@ async fn a_failed_write_stops_the_edge_and_loses_nothing_acknowledged() -> Resul
     );
     let edge = start_edge(dir.path(), "tcp", "127.0.0.1:0", &[])?;
     let admin = Api::new(edge.api, ADMIN_TOKEN);
-    let mut stored = HashSet::new();
-    let mut path = "/api/v1/tokens?limit=100".to_string();
-    loop {
-        let page = admin.get(&path).await?;
-        ensure!(page.status == 200, "{}", page.text);
-        for t in page.body["tokens"].as_array().context("tokens")? {
-            stored.insert(t["id"].as_str().context("id")?.to_string());
-        }
-        match page.body["next"].as_str() {
-            Some(next) => path = format!("/api/v1/tokens?limit=100&cursor={next}"),
-            None => break,
-        }
-    }
+    let stored = token_ids(&admin).await?;
     let lost: Vec<_> = acknowledged
         .iter()
         .filter(|id| !stored.contains(*id))

@@ -39,6 +39,21 @@ impl Spawned {
         self.child.id()
     }
 
+    /// For an edge with one agent listener: waits until it is up and returns
+    /// that listener's address and the certificate's fingerprint.
+    pub fn edge_ready(&self) -> Result<(String, String)> {
+        let listen = self.wait_for_line("listening")?;
+        let addr = listen
+            .rsplit(' ')
+            .next()
+            .context("edge address")?
+            .to_string();
+        let fp = self.wait_for_line("fingerprint")?;
+        let fp = fp.split(' ').nth(4).context("fingerprint")?.to_string();
+        self.wait_for_line(" up; ")?;
+        Ok((addr, fp))
+    }
+
     /// The next stdout line containing `needle` (30 s at most).
     pub fn wait_for_line(&self, needle: &str) -> Result<String> {
         loop {

@@ -147,19 +147,7 @@ fn tunnel(
     }
     args.extend(extra.split_whitespace().map(String::from));
     let edge = Spawned::spawn(&args, &[("BEAMD_ADMIN_TOKEN", token)])?;
-    let agent_addr = edge
-        .wait_for_line("listening")?
-        .rsplit(' ')
-        .next()
-        .context("addr")?
-        .to_string();
-    let fp = edge
-        .wait_for_line("fingerprint")?
-        .split(' ')
-        .nth(4)
-        .context("fingerprint")?
-        .to_string();
-    edge.wait_for_line(" up; ")?;
+    let (agent_addr, fp) = edge.edge_ready()?;
     let agent = Spawned::spawn(
         &[
             "http",

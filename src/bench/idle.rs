@@ -184,19 +184,7 @@ async fn measure(
             .map(String::from),
             &[("BEAMD_ADMIN_TOKEN", TOKEN), ("BEAMD_LOG", "warn")],
         )?;
-        let listen = edge.wait_for_line("listening")?;
-        let addr = listen
-            .rsplit(' ')
-            .next()
-            .context("edge address")?
-            .to_string();
-        let fp = edge
-            .wait_for_line("fingerprint")?
-            .split(' ')
-            .nth(4)
-            .context("fingerprint")?
-            .to_string();
-        edge.wait_for_line(" up; ")?;
+        let (addr, fp) = edge.edge_ready()?;
         tokio::time::sleep(SETTLE).await;
         let edge_base = rss_kib(Some(edge.pid()))?;
         eprintln!("bench: {name}: opening {} tunnels", args.tunnels);

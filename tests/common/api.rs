@@ -115,6 +115,23 @@ pub async fn tenant(admin: &Api, slug: &str) -> Result<(String, Api)> {
     Ok((id, Api::new(admin.addr, &token)))
 }
 
+/// The ids of every token the caller sees, following the pages.
+pub async fn token_ids(api: &Api) -> Result<std::collections::HashSet<String>> {
+    let mut ids = std::collections::HashSet::new();
+    let mut path = "/api/v1/tokens?limit=100".to_string();
+    loop {
+        let page = api.get(&path).await?;
+        ensure!(page.status == 200, "{}", page.text);
+        for t in page.body["tokens"].as_array().context("tokens")? {
+            ids.insert(t["id"].as_str().context("id")?.to_string());
+        }
+        match page.body["next"].as_str() {
+            Some(next) => path = format!("/api/v1/tokens?limit=100&cursor={next}"),
+            None => return Ok(ids),
+        }
+    }
+}
+
 /// The `error` code of an answer.
 pub fn error_of(a: &Answer) -> &str {
     a.body["error"].as_str().unwrap_or("")
