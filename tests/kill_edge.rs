@@ -7,7 +7,8 @@
 //! back on its port.
 //!
 //! CI kills 8 times; the soak is `BEAMD_KILLS=200 cargo test --release --test
-//! kill_edge` (`BEAMD_KILL_SEED` repeats a run's moments).
+//! kill_edge` (`BEAMD_KILL_SEED` repeats a run's moments), and
+//! `BEAMD_SNAPSHOT_EVERY=1` snapshots after every event.
 
 mod common;
 
@@ -21,9 +22,12 @@ use common::tunnel::{echo_server, pattern, round_trip, start_agent, start_edge, 
 use common::{beamd, text};
 
 const WRITERS: usize = 8;
-/// Snapshots this often (every 10,000 events by default), so that kills
-/// land in the middle of snapshot writes too.
-const EDGE_ARGS: &[&str] = &["--snapshot-every", "40"];
+/// Snapshots every 40 events (the edge's default is 10,000), so that kills
+/// land in the middle of snapshot writes too; `BEAMD_SNAPSHOT_EVERY=1` for
+/// a run where nearly every kill does.
+fn snapshot_every() -> String {
+    env_or("BEAMD_SNAPSHOT_EVERY", 40).to_string()
+}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -42,6 +46,7 @@ fn free_port() -> Result<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_loses_no_acknowledged_command() -> Result<()> {
     let kills = env_or("BEAMD_KILLS", 8);
+    let every = snapshot_every();
     let seed = env_or("BEAMD_KILL_SEED", fastrand::u64(..));
     eprintln!("kill_edge: {kills} kills, BEAMD_KILL_SEED={seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -52,7 +57,7 @@ async fn kill_nine_loses_no_acknowledged_command() -> Result<()> {
     let mut agent = None;
     let mut carried = 0u32;
     for round in 0..kills {
-        let edge = start_edge(dir.path(), "tcp", &listen, EDGE_ARGS)?;
+        let edge = start_edge(dir.path(), "tcp", &listen, &["--snapshot-every", &every])?;
         if agent.is_none() {
             agent = Some(start_agent(&edge, "tcp", local, &[])?);
         }
@@ -109,7 +114,7 @@ async fn kill_nine_loses_no_acknowledged_command() -> Result<()> {
         "only {} acknowledged commands",
         acked.len()
     );
-    let edge = start_edge(dir.path(), "tcp", &listen, EDGE_ARGS)?;
+    let edge = start_edge(dir.path(), "tcp", &listen, &["--snapshot-every", &every])?;
     let stored = token_ids(&Api::new(edge.api, ADMIN_TOKEN)).await?;
     let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     eprintln!(
