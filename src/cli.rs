@@ -210,7 +210,8 @@ pub struct EdgeArgs {
     /// Seconds the service behind an HTTP tunnel has to start answering before the client gets 504.
     #[arg(long, default_value_t = 30)]
     pub upstream_timeout_secs: u64,
-    /// Seconds a public HTTP client has to send a request's headers (slowloris guard; 0 = no limit).
+    /// Seconds a public HTTP client has to send a request's headers, and a keep-alive
+    /// connection may stay idle (slowloris guard; 0 = no limit).
     #[arg(long, default_value_t = 10)]
     pub header_timeout_secs: u64,
     /// The DNS server (IP:PORT, UDP) asked for custom-domain TXT records (default: the system's).
