@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::api::Api;
-use common::tunnel::{echo_server, Proc, ADMIN_TOKEN};
+use common::tunnel::{echo_server, start_edge_env, Proc, ADMIN_TOKEN};
 
 /// Every file under `dir`, read whole.
 fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
@@ -37,36 +37,15 @@ fn secret_part(token: &str) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_is_stored_or_logged_in_the_clear() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let d = dir.path().to_str().context("dir")?;
-    let edge = Proc::spawn(
-        &[
-            "edge",
-            "--data-dir",
-            d,
-            "--transport",
-            "tcp",
-            "--listen",
-            "127.0.0.1:0",
-            "--public-host",
-            "127.0.0.1",
-            "--api-listen",
-            "127.0.0.1:0",
-            "--traffic-window-ms",
-            "200",
-        ],
-        &[("BEAMD_ADMIN_TOKEN", ADMIN_TOKEN), ("BEAMD_LOG", "debug")],
+    let edge = start_edge_env(
+        dir.path(),
+        "tcp",
+        "127.0.0.1:0",
+        &[],
+        &[("BEAMD_LOG", "debug")],
     )?;
-    let listening = edge.expect("listening tcp", Duration::from_secs(30))?;
-    let agent_addr = listening.rsplit(' ').next().context("addr")?.to_string();
-    let api_line = edge.expect("listening api on", Duration::from_secs(10))?;
-    let api_addr = api_line.rsplit(' ').next().context("api")?.parse()?;
-    let fp_line = edge.expect("fingerprint", Duration::from_secs(10))?;
-    let fingerprint = fp_line
-        .split(' ')
-        .nth(4)
-        .context("fingerprint")?
-        .to_string();
-    edge.expect(" up; ", Duration::from_secs(10))?;
+    let (agent_addr, api_addr) = (edge.agent_addr.to_string(), edge.api);
+    let fingerprint = edge.fingerprint.clone();
     let admin = Api::new(api_addr, ADMIN_TOKEN);
 
     let mut secrets = vec![ADMIN_TOKEN.to_string()];
@@ -153,9 +132,9 @@ async fn no_secret_is_stored_or_logged_in_the_clear() -> Result<()> {
     common::tunnel::round_trip(public, common::tunnel::pattern(1, 4096)).await?;
 
     drop(agent);
-    edge.signal(rustix::process::Signal::TERM)?;
+    edge.proc.signal(rustix::process::Signal::TERM)?;
     let mut edge = edge;
-    edge.child.wait()?;
+    edge.proc.child.wait()?;
 
     let mut stored = Vec::new();
     files(dir.path(), &mut stored)?;
@@ -164,7 +143,12 @@ async fn no_secret_is_stored_or_logged_in_the_clear() -> Result<()> {
         "the data dir holds {} files",
         stored.len()
     );
-    let log = edge.stderr.lock().map(|l| l.join("\n")).unwrap_or_default();
+    let log = edge
+        .proc
+        .stderr
+        .lock()
+        .map(|l| l.join("\n"))
+        .unwrap_or_default();
     ensure!(
         log.lines().count() > 5,
         "the debug log is nearly empty: {log}"

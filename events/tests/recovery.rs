@@ -42,21 +42,25 @@ async fn a_torn_tail_is_truncated_in_memory() -> Result<()> {
     Ok(())
 }
 
+/// A sled log holding `n` traffic events of one stream, one append each, closed.
+async fn sled_with_traffic(n: u64) -> Result<Sled> {
+    let mut b = sled_backend();
+    let log = open(&mut b, Arc::new(ManualClock::new(0)));
+    for i in 0..n {
+        log.append(Append::new(
+            stream("tun_t"),
+            ExpectedVersion::Any,
+            vec![traffic(i)],
+        ))
+        .await?;
+    }
+    log.close();
+    Ok(b)
+}
+
 #[tokio::test]
 async fn a_torn_tail_is_truncated_on_sled() -> Result<()> {
-    let mut b = sled_backend();
-    {
-        let log = open(&mut b, Arc::new(ManualClock::new(0)));
-        for i in 0..10 {
-            log.append(Append::new(
-                stream("tun_t"),
-                ExpectedVersion::Any,
-                vec![traffic(i)],
-            ))
-            .await?;
-        }
-        log.close();
-    }
+    let mut b = sled_with_traffic(10).await?;
     // Forge what a torn write leaves: record 11 cut short, record 12 whole but
     // unchained, and an index entry for 11.
     {
@@ -135,19 +139,7 @@ async fn a_failed_flush_stops_the_log_for_good() -> Result<()> {
 
 #[tokio::test]
 async fn every_cut_of_the_last_record_recovers_to_the_one_before() -> Result<()> {
-    let mut b = sled_backend();
-    {
-        let log = open(&mut b, Arc::new(ManualClock::new(0)));
-        for i in 0..11 {
-            log.append(Append::new(
-                stream("tun_t"),
-                ExpectedVersion::Any,
-                vec![traffic(i)],
-            ))
-            .await?;
-        }
-        log.close();
-    }
+    let mut b = sled_with_traffic(11).await?;
     let store = b.store();
     // The marker names the last record of the batch before the newest, so the
     // newest record (11) is the one a crash can tear.

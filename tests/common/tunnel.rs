@@ -105,6 +105,17 @@ pub const ADMIN_TOKEN: &str = "tok_testadmin.0123456789abcdef0123456789abcdef";
 
 /// Starts `beamd edge` on `dir` serving one transport on `listen`.
 pub fn start_edge(dir: &Path, transport: &str, listen: &str, extra: &[&str]) -> Result<Edge> {
+    start_edge_env(dir, transport, listen, extra, &[])
+}
+
+/// `start_edge` with more environment (`BEAMD_LOG`, say).
+pub fn start_edge_env(
+    dir: &Path,
+    transport: &str,
+    listen: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Edge> {
     let d = dir.to_str().context("dir")?;
     let mut args = vec![
         "edge",
@@ -122,7 +133,9 @@ pub fn start_edge(dir: &Path, transport: &str, listen: &str, extra: &[&str]) -> 
         "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
-    let proc = Proc::spawn(&args, &[("BEAMD_ADMIN_TOKEN", ADMIN_TOKEN)])?;
+    let mut envs = vec![("BEAMD_ADMIN_TOKEN", ADMIN_TOKEN)];
+    envs.extend_from_slice(env);
+    let proc = Proc::spawn(&args, &envs)?;
     let listening = proc.expect("listening", Duration::from_secs(30))?;
     let agent_addr: SocketAddr = listening.rsplit(' ').next().context("addr")?.parse()?;
     let api_line = proc.expect("listening api on", Duration::from_secs(10))?;
