@@ -207,6 +207,16 @@ pub struct EdgeArgs {
     /// is still recorded. 0 turns the check off.
     #[arg(long, default_value_t = 64)]
     pub min_free_disk_mib: u64,
+    /// Public connections one tenant's tunnels may hold open at once (TCP
+    /// connections, and HTTP client connections with a stream to a tunnel);
+    /// past it a TCP connection is closed and an HTTP request gets 503.
+    #[arg(long, default_value_t = crate::edge::DEFAULT_TENANT_CONNECTIONS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tenant_connections: u64,
+    /// File descriptors kept free: a connection accepted with fewer left is
+    /// turned away (HTTP and the API: 503; others: closed). The edge raises its
+    /// soft open-file limit to the hard one at start. 0 turns the check off.
+    #[arg(long, default_value_t = beamd_transports::DEFAULT_FD_RESERVE)]
+    pub fd_reserve: u64,
     /// Seconds the service behind an HTTP tunnel has to start answering before the client gets 504.
     #[arg(long, default_value_t = 30)]
     pub upstream_timeout_secs: u64,

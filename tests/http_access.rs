@@ -219,9 +219,29 @@ async fn https_ingress_serves_tunnels_with_its_certificate() -> Result<()> {
     Ok(())
 }
 
+/// How long `addr` holds a connection that sent `head` and nothing more
+/// (at most 8 s, then an error).
+async fn held_for(addr: std::net::SocketAddr, head: &str) -> Result<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut slow = TcpStream::connect(addr).await?;
+    slow.write_all(head.as_bytes()).await?;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 512];
+    tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("{addr} held a half-sent request for 8 s"))?;
+    Ok(started.elapsed())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() -> Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir()?;
     let web = http_server().await?;
     let edge = start_edge(
@@ -231,30 +251,15 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() -> Result<()> {
         &["--http-listen", "127.0.0.1:0", "--header-timeout-secs", "2"],
     )?;
     let (_agent, url, public) = start_http_agent(&edge, "tcp", web, "slow", &[])?;
-    // Slowloris: a request line and one header, then nothing more.
-    let mut slow = TcpStream::connect(public).await?;
-    slow.write_all(format!("GET /hello HTTP/1.1\r\nHost: {url}\r\n").as_bytes())
-        .await?;
-    let started = std::time::Instant::now();
-    let mut buf = [0u8; 512];
-    let ended = tokio::time::timeout(Duration::from_secs(8), async {
-        loop {
-            match slow.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    ensure!(
-        ended.is_ok(),
-        "the half-sent request held its connection for 8 s"
-    );
-    ensure!(
-        started.elapsed() >= Duration::from_millis(1500),
-        "cut off before the 2 s limit: {:?}",
-        started.elapsed()
-    );
+    // Slowloris: a request line and one header, then nothing more, on the
+    // public port and on the API.
+    for (addr, host) in [(public, url.as_str()), (edge.api, "api")] {
+        let held = held_for(addr, &format!("GET /hello HTTP/1.1\r\nHost: {host}\r\n")).await?;
+        ensure!(
+            held >= Duration::from_millis(1500),
+            "{addr}: cut off before the 2 s limit: {held:?}"
+        );
+    }
     // A client that sends its request whole is served as ever.
     let mut c = client(public).await?;
     let (status, body) = send(&mut c, get(&url, "/hello")?).await?;
@@ -262,5 +267,8 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() -> Result<()> {
         status == 200 && body == "hello through the tunnel",
         "{status} {body}"
     );
+    let api = common::api::Api::new(edge.api, ADMIN_TOKEN);
+    let me = api.get("/api/v1/workspace").await?;
+    ensure!(me.status == 200, "{}", me.text);
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! 10,000 unauthenticated connections to the agent port, half sending junk
-//! and half sending nothing (a handshake that never comes): the edge closes
+//! 10,000 unauthenticated connections to the agent port, half sending junk,
+//! a quarter sending nothing (a handshake that never comes) and a quarter a
+//! multiplexer frame header that announces a 1 MiB body and never sends it
+//! (yamux sets the body's buffer aside on the header alone): the edge closes
 //! every one within its 10 s hello timeout (plus a margin), its resident
 //! memory grows by under 100 MB, it never panics, and a tunnel opened
 //! before the flood carries traffic all through it.
@@ -32,9 +34,17 @@ fn rss_kib(pid: u32) -> Result<u64> {
 async fn one(addr: std::net::SocketAddr, i: usize) -> Result<Option<Duration>> {
     let mut s = TcpStream::connect(addr).await?;
     let opened = Instant::now();
-    if i % 2 == 0 {
-        let junk = pattern(i, 64 + i % 512);
-        let _ = s.write_all(&junk).await;
+    match i % 4 {
+        0 | 2 => {
+            let junk = pattern(i, 64 + i % 512);
+            let _ = s.write_all(&junk).await;
+        }
+        // A well-formed yamux frame header (data, SYN, stream 1) announcing
+        // the largest body yamux accepts, 1 MiB, and none of it.
+        3 => {
+            let _ = s.write_all(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0x10, 0, 0]).await;
+        }
+        _ => {}
     }
     let mut buf = [0u8; 1024];
     let closed = tokio::time::timeout(HELLO_TIMEOUT + MARGIN, async {

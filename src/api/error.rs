@@ -13,7 +13,8 @@ use crate::domain::DomainError;
 pub struct ErrorBody {
     /// `invalid_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `conflict`, `limit_exceeded`, `payload_too_large`,
-    /// `insufficient_storage` or `internal`.
+    /// `insufficient_storage`, `unavailable` (503, the edge at its connection
+    /// capacity) or `internal`.
     pub error: String,
     /// What went wrong, for people.
     pub message: String,

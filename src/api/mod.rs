@@ -13,6 +13,7 @@ mod http;
 mod metrics;
 mod openapi;
 mod routes;
+mod server;
 mod tenants;
 mod tokens;
 mod tunnels;
@@ -22,9 +23,6 @@ mod workspace;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
 use crate::actors::{Core, CoreError};
 use crate::edge::EdgeSettings;
 
@@ -32,6 +30,7 @@ pub use auth::Scope;
 pub use error::{ApiError, ErrorBody};
 pub use metrics::install as install_metrics;
 pub use openapi::document as openapi_document;
+pub use server::{serve, Peer};
 pub use tokens::Endpoint;
 
 /// What the handlers share.
@@ -63,14 +62,4 @@ impl ApiState {
         let head = self.core.log().head().seq;
         self.core.projections().wait_for(head).await
     }
-}
-
-/// Serves the API on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: CancellationToken) {
-    let signal = async move { shutdown.cancelled().await };
-    warp::serve(routes::all(state))
-        .incoming(listener)
-        .graceful(signal)
-        .run()
-        .await;
 }

@@ -49,7 +49,7 @@ pub async fn usage_over_http(
         },
     };
     let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(serve(listener, Arc::new(state), stop.clone()));
+    let server = tokio::spawn(serve(listener, Arc::new(state), stop.clone(), None));
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(addr).await?))
             .await?;

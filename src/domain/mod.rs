@@ -29,6 +29,7 @@ pub use key::{Key, KeyCommand, KeyStatus};
 pub use node::{Node, NodeCommand, NodeStatus};
 pub use tenant::{Tenant, TenantCommand};
 pub use tunnel::{Tunnel, TunnelCommand, TunnelStatus};
+pub use validate::{host as check_host, request_host};
 
 use beamd_events::Event;
 use beamd_snapshots::Fold;

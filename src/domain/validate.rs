@@ -29,6 +29,16 @@ pub fn host(what: &str, s: &str) -> Result<(), DomainError> {
     s.split('.').try_for_each(|part| label(what, part))
 }
 
+/// The routing key of a request's `Host` (or URI authority): lower case,
+/// without a trailing `:port`. An IPv6 literal keeps its brackets.
+pub fn request_host(raw: &str) -> String {
+    raw.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(h, _)| h)
+        .unwrap_or(raw)
+        .to_ascii_lowercase()
+}
+
 /// Free text of 1..=max characters.
 pub fn text(what: &str, s: &str, max: usize) -> Result<(), DomainError> {
     let n = s.chars().count();
@@ -43,6 +53,16 @@ pub fn text(what: &str, s: &str, max: usize) -> Result<(), DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_hosts_lose_their_port_and_case() {
+        assert_eq!(request_host("App.Example.COM:8080"), "app.example.com");
+        assert_eq!(request_host("app.example.com"), "app.example.com");
+        assert_eq!(request_host("[::1]:443"), "[::1]");
+        assert_eq!(request_host("[::1]"), "[::1]");
+        assert_eq!(request_host("a:"), "a");
+        assert_eq!(request_host(""), "");
+    }
 
     #[test]
     fn labels_and_hosts() {

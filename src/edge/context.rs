@@ -80,6 +80,9 @@ struct Serving {
     serve: Serve,
 }
 
+/// Public connections one tenant's tunnels may hold open at once.
+pub const DEFAULT_TENANT_CONNECTIONS: u64 = 10_000;
+
 /// How the edge serves the public.
 #[derive(Debug, Clone)]
 pub struct EdgeSettings {
@@ -108,6 +111,8 @@ pub struct EdgeSettings {
     /// The data dir's free space: below its watermark, commands, new
     /// sessions and captures are refused.
     pub disk: Arc<super::DiskGuard>,
+    /// Public connections open per tenant, and their cap.
+    pub connections: Arc<super::TenantConnections>,
 }
 
 impl EdgeSettings {
@@ -127,6 +132,7 @@ impl EdgeSettings {
             domain_recheck: Duration::from_secs(30),
             window: Duration::from_millis(200),
             disk: super::DiskGuard::off(),
+            connections: super::TenantConnections::new(DEFAULT_TENANT_CONNECTIONS),
         }
     }
 

@@ -26,7 +26,10 @@ use super::access::Denied;
 use super::capture::{CaptureGuard, CountingBody};
 use super::context::{EdgeContext, Route};
 use super::gateway::{self, Target};
-use super::upstream_tunnel::{lock, upstream, Slot, Upstream};
+use super::upstream_tunnel::{lock, upstream, Refused, Slot, Upstream};
+
+/// The answer past the file-descriptor watermark.
+const BUSY: &str = "the edge is at its connection capacity; try again shortly\n";
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,6 +44,20 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<Edg
             accepted = beamd_transports::accept_tcp(&listener) => accepted,
             _ = shutdown.cancelled() => return,
         };
+        if beamd_transports::over_fd_watermark(&socket, "public_http") {
+            match &tls {
+                // A TLS client cannot read a plain answer; it is closed.
+                Some(_) => drop(socket),
+                None => {
+                    tokio::spawn(super::busy::refuse_busy(
+                        socket,
+                        "text/plain; charset=utf-8",
+                        BUSY,
+                    ));
+                }
+            }
+            continue;
+        }
         let _ = socket.set_nodelay(true);
         let ctx = ctx.clone();
         let tls = tls.clone();
@@ -154,11 +171,7 @@ fn host_of(req: &Request<Incoming>) -> String {
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host())
         .unwrap_or("");
-    raw.rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map(|(h, _)| h)
-        .unwrap_or(raw)
-        .to_ascii_lowercase()
+    crate::domain::request_host(raw)
 }
 
 async fn proxy(
@@ -209,9 +222,19 @@ async fn proxy(
         }
     }
     let started = Instant::now();
-    let mut sender = match upstream(&ctx.core, &route, peer, &slot).await {
+    let mut sender = match upstream(&ctx, &route, peer, &slot).await {
         Ok(s) => s,
-        Err(e) => {
+        Err(Refused::AtCap) => {
+            let message = format!(
+                "the tunnel's tenant has {} connections open, its limit; try again shortly",
+                ctx.settings.connections.max()
+            );
+            if let Some(d) = &decision {
+                d.failed(&ctx, "unreachable", 503, message.clone());
+            }
+            return Ok(page(StatusCode::SERVICE_UNAVAILABLE, message));
+        }
+        Err(Refused::Failed(e)) => {
             let message = format!("the tunnel for {host} is unreachable: {e}");
             if let Some(d) = &decision {
                 d.failed(&ctx, "unreachable", 502, message.clone());

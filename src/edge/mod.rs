@@ -5,7 +5,9 @@
 mod access;
 mod admin;
 mod auth;
+mod busy;
 mod capture;
+mod conn_cap;
 mod context;
 mod disk;
 mod dns;
@@ -28,7 +30,9 @@ mod upstream_tunnel;
 mod upstream_url;
 
 pub use access::{Access, Denied};
-pub use context::{EdgeContext, EdgeSettings};
+pub use busy::refuse_busy;
+pub use conn_cap::{TenantConnections, TenantSlot};
+pub use context::{EdgeContext, EdgeSettings, DEFAULT_TENANT_CONNECTIONS};
 pub use disk::DiskGuard;
 pub use dns::DnsVerifier;
 pub use http_ingress::serve_connection as serve_public_http;

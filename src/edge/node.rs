@@ -245,6 +245,14 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     settings.domain_recheck = Duration::from_secs(args.domain_recheck_secs.max(1));
     settings.window = Duration::from_millis(args.traffic_window_ms.max(10));
     settings.disk = super::DiskGuard::new(dir.path().into(), args.min_free_disk_mib << 20);
+    settings.connections = super::TenantConnections::new(args.max_tenant_connections);
+    beamd_transports::set_fd_reserve(args.fd_reserve);
+    if let Some(limit) = beamd_transports::raise_fd_limit() {
+        tracing::info!(
+            "open-file limit {limit}, {} kept in reserve",
+            args.fd_reserve
+        );
+    }
     settings.disk.clone().watch(stopping.clone());
     let ctx = Arc::new(EdgeContext::new(
         core.clone(),
@@ -298,6 +306,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             listener,
             Arc::new(state),
             stopping.clone(),
+            ctx.settings.header_timeout,
         ));
     }
     let join = NodeCommand::Join {

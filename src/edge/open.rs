@@ -10,7 +10,7 @@ use super::access::Access;
 use super::context::{EdgeContext, Route, Serve};
 use super::domains;
 use super::meter::Meter;
-use super::public_port::{accept_public, open_any, open_exact};
+use super::public_port::{accept_public, open_any, open_exact, Public};
 use super::session::{error, from_core};
 use crate::domain::{DomainStatus, Key, OpenTunnel, PortRequest};
 use crate::protocol::{ErrorFrame, TunnelRequest};
@@ -44,9 +44,13 @@ pub(super) async fn open_tcp<C: Connection>(
     let accept = tokio::spawn(accept_public(
         listener,
         conn.clone(),
-        tunnel.id.clone(),
-        meter.clone(),
-        ctx.core.clone(),
+        Public {
+            tunnel: tunnel.id.clone(),
+            tenant: key.tenant.clone(),
+            meter: meter.clone(),
+            core: ctx.core.clone(),
+            connections: ctx.settings.connections.clone(),
+        },
     ));
     ctx.take_over(&tunnel.id, session, Serve::Port(accept.abort_handle()));
     Ok(Opened {

@@ -10,6 +10,7 @@ use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
 use beamd_transports::Connection;
 use tokio::net::TcpListener;
 
+use super::conn_cap::TenantConnections;
 use super::context::EdgeContext;
 use super::meter::Meter;
 use super::session::{error, from_core};
@@ -110,41 +111,58 @@ async fn bind(ctx: &EdgeContext, port: u16) -> std::io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()))
 }
 
-/// Accepts public connections on a tunnel's port and forwards each as one stream.
+/// What a tunnel's public port serves, and counts into.
+pub(super) struct Public {
+    pub tunnel: String,
+    pub tenant: String,
+    pub meter: Arc<Meter>,
+    pub core: Arc<Core>,
+    pub connections: Arc<TenantConnections>,
+}
+
+/// Accepts public connections on a tunnel's port and forwards each as one
+/// stream. A connection past the file-descriptor watermark, or past the
+/// tenant's cap on open connections, is closed at once.
 pub(super) async fn accept_public<C: Connection>(
     listener: TcpListener,
     conn: Arc<C>,
-    tunnel: String,
-    meter: Arc<Meter>,
-    core: Arc<Core>,
+    public: Public,
 ) {
+    let public = Arc::new(public);
     loop {
-        let (public, peer) = beamd_transports::accept_tcp(&listener).await;
-        let _ = public.set_nodelay(true);
-        let (conn, tunnel, meter, core) =
-            (conn.clone(), tunnel.clone(), meter.clone(), core.clone());
+        let (socket, peer) = beamd_transports::accept_tcp(&listener).await;
+        if beamd_transports::over_fd_watermark(&socket, "public_tcp") {
+            continue;
+        }
+        let Some(slot) = public.connections.enter(&public.tenant) else {
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let (conn, public) = (conn.clone(), public.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let Ok(mut stream) = conn.open_stream().await else {
                 return;
             };
             let header = StreamHeader {
-                tunnel: tunnel.clone(),
+                tunnel: public.tunnel.clone(),
                 peer: peer.to_string(),
             };
             if write_frame(&mut stream, &header).await.is_err() {
                 return;
             }
+            let meter = &public.meter;
             meter.connections.fetch_add(1, Ordering::Relaxed);
             meter.active.fetch_add(1, Ordering::Relaxed);
             pump::join(
-                public,
+                socket,
                 stream,
                 Some(&meter.bytes_in),
                 Some(&meter.bytes_out),
             )
             .await;
             meter.active.fetch_sub(1, Ordering::Relaxed);
-            meter.record_late(&core, &tunnel);
+            meter.record_late(&public.core, &public.tunnel);
         });
     }
 }

@@ -15,7 +15,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::capture::CountingBody;
-use super::context::{AgentStream, Route, StreamOpener};
+use super::conn_cap::TenantSlot;
+use super::context::{AgentStream, EdgeContext, Route, StreamOpener};
 use super::meter::Meter;
 use crate::actors::Core;
 use crate::protocol::{write_frame, StreamHeader};
@@ -37,14 +38,23 @@ pub(super) fn lock(slot: &Slot) -> MutexGuard<'_, Option<Upstream>> {
     slot.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Why no upstream was had.
+pub(super) enum Refused {
+    /// The tunnel's tenant holds its cap of open connections.
+    AtCap,
+    /// The stream or the HTTP handshake over it failed.
+    Failed(String),
+}
+
 /// The public connection's kept-alive upstream if it still goes to this
-/// route's agent and is usable, else a new stream to the agent.
+/// route's agent and is usable, else a new stream to the agent, which
+/// takes one of the tenant's connection slots while it lasts.
 pub(super) async fn upstream(
-    core: &Arc<Core>,
+    ctx: &EdgeContext,
     route: &Route,
     peer: SocketAddr,
     slot: &Slot,
-) -> Result<SendRequest<UpBody>, String> {
+) -> Result<SendRequest<UpBody>, Refused> {
     let kept = lock(slot).take();
     if let Some(Upstream { opener, mut sender }) = kept {
         let same = std::ptr::addr_eq(Arc::as_ptr(&opener), Arc::as_ptr(&route.opener));
@@ -52,16 +62,22 @@ pub(super) async fn upstream(
             return Ok(sender);
         }
     }
-    let stream = open(route, peer).await?;
+    let tenant_slot = ctx
+        .settings
+        .connections
+        .enter(&route.tenant)
+        .ok_or(Refused::AtCap)?;
+    let stream = open(route, peer).await.map_err(Refused::Failed)?;
     let io = TokioIo::new(Counted {
         inner: stream,
         meter: route.meter.clone(),
-        core: core.clone(),
+        core: ctx.core.clone(),
         tunnel: route.tunnel.clone(),
+        _slot: tenant_slot,
     });
     let (sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Refused::Failed(e.to_string()))?;
     tokio::spawn(conn.with_upgrades());
     Ok(sender)
 }
@@ -84,6 +100,7 @@ struct Counted {
     meter: Arc<Meter>,
     core: Arc<Core>,
     tunnel: String,
+    _slot: TenantSlot,
 }
 
 impl Drop for Counted {

@@ -7,6 +7,8 @@
 mod accept;
 mod coalesce;
 mod faulty;
+mod fd_watermark;
+mod frame_gate;
 mod memory;
 mod mux;
 mod quic;
@@ -23,6 +25,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use accept::{accept_tcp, bind_tcp, ChannelListener};
 pub use faulty::{Faulty, FaultyConnection, FaultyListener, FaultyStream, LinkFaults};
+pub use fd_watermark::{
+    fd_limit, over_fd_watermark, raise_fd_limit, set_fd_reserve, DEFAULT_FD_RESERVE,
+};
 pub use memory::MemoryTransport;
 pub use mux::{MuxConnection, MuxStream};
 pub use quic::{QuicConnection, QuicStream, QuicTransport};

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
+use crate::frame_gate::{FrameGate, MAX_DATA_FRAME};
 use crate::{Connection, TransportError};
 
 /// A yamux stream with tokio's I/O traits.
@@ -30,6 +31,8 @@ fn config() -> yamux::Config {
     // Up to 1,024 concurrent public connections per agent, each with yamux's
     // default 256 KiB window growing with use.
     cfg.set_max_num_streams(1_024);
+    // What the peer's frame gate accepts (yamux's default, said explicitly).
+    cfg.set_split_send_size(MAX_DATA_FRAME);
     cfg
 }
 
@@ -44,7 +47,7 @@ impl MuxConnection {
         } else {
             yamux::Mode::Server
         };
-        let mut conn = yamux::Connection::new(socket, config(), mode);
+        let mut conn = yamux::Connection::new(FrameGate::new(socket), config(), mode);
         let (opens, mut open_rx) = mpsc::unbounded_channel::<OpenReply>();
         let (inbound_tx, inbound) = mpsc::unbounded_channel();
         let closing = Arc::new(Notify::new());

@@ -46,6 +46,9 @@ impl Transport for TcpTransport {
         Ok(ChannelListener::spawn(local, move |ready| async move {
             loop {
                 let (socket, peer) = crate::accept_tcp(&listener).await;
+                if crate::over_fd_watermark(&socket, "agent_tcp") {
+                    continue;
+                }
                 let _ = socket.set_nodelay(true);
                 match &tls {
                     None => {

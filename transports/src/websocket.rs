@@ -87,6 +87,9 @@ impl Transport for WsTransport {
         Ok(ChannelListener::spawn(local, move |ready| async move {
             loop {
                 let (socket, peer) = crate::accept_tcp(&listener).await;
+                if crate::over_fd_watermark(&socket, "agent_ws") {
+                    continue;
+                }
                 let _ = socket.set_nodelay(true);
                 let (tls, ready) = (tls.clone(), ready.clone());
                 tokio::spawn(async move {

@@ -349,9 +349,11 @@ pub fn filters(s: warp::filters::BoxedFilter<(Arc<ApiState>,)>) -> Vec<Routes> {
             .boxed(),
         auth("login")
             .and(s.clone())
-            .and(warp::addr::remote())
+            .and(warp::ext::optional::<crate::api::Peer>())
             .and(body())
-            .then(|st, peer, b| async move { respond(login(st, peer, b).await) })
+            .then(|st, peer: Option<crate::api::Peer>, b| async move {
+                respond(login(st, peer.map(|p| p.0), b).await)
+            })
             .boxed(),
         auth("forgot-password")
             .and(s.clone())
