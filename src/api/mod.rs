@@ -6,8 +6,10 @@
 
 pub mod accounts;
 mod auth;
+mod dashboard;
 mod domains;
 mod error;
+mod feed;
 mod gateway;
 mod http;
 mod metrics;

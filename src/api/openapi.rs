@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::accounts;
 use super::gateway::{consumers, errors, metrics, routes, services, status};
-use super::{domains, tenants, tokens, tunnels, usage, workspace};
+use super::{domains, feed, tenants, tokens, tunnels, usage, workspace};
 
 struct Bearer;
 
@@ -73,6 +73,7 @@ impl Modify for StorageReserve {
         tokens::list, tokens::create, tokens::revoke, tokens::set_limit, tokens::reset, tokens::subscribe,
         tunnels::list, tunnels::get, tunnels::release,
         usage::usage, usage::history, usage::requests, usage::logs,
+        feed::stream,
         domains::list, domains::add, domains::verify, domains::remove,
         tenants::list, tenants::create, tenants::set_plan,
         services::list, services::create, services::update, services::delete,

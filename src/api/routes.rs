@@ -11,7 +11,8 @@ use warp::{Filter, Rejection, Reply};
 use super::error::ApiError;
 use super::http::{body, error, json, raw_query, respond, Resp};
 use super::{
-    domains, gateway, metrics, openapi, tenants, tokens, tunnels, usage, workspace, ApiState,
+    dashboard, domains, feed, gateway, metrics, openapi, tenants, tokens, tunnels, usage,
+    workspace, ApiState,
 };
 
 type Routes = warp::filters::BoxedFilter<(Resp,)>;
@@ -168,6 +169,15 @@ pub fn all(
         .then(|st, a, q| async move { respond(usage::logs(st, a, q).await) })
         .boxed();
 
+    let feed = v1()
+        .and(warp::path!("events" / "stream"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .and(raw_query())
+        .then(|st, a, q| async move { feed::stream(st, a, q).await.unwrap_or_else(error) })
+        .boxed();
+
     let domains_list = v1()
         .and(warp::path!("domains"))
         .and(warp::get())
@@ -229,6 +239,15 @@ pub fn all(
         .and(warp::get())
         .map(|| json(StatusCode::OK, &openapi::document()))
         .boxed();
+    let dashboard = warp::get()
+        .and(warp::path::full())
+        .and_then(|path: warp::path::FullPath| async move {
+            match dashboard::asset(path.as_str().trim_start_matches('/')) {
+                Some((kind, body)) => Ok(dashboard::serve(kind, body)),
+                None => Err(warp::reject::not_found()),
+            }
+        })
+        .boxed();
     let prometheus = warp::path!("metrics")
         .and(warp::get())
         .and(s.clone())
@@ -253,6 +272,7 @@ pub fn all(
         usage_history,
         requests,
         logs,
+        feed,
         domains_list,
         domains_add,
         domains_verify,
@@ -262,6 +282,7 @@ pub fn all(
         tenants_plan,
         doc,
         prometheus,
+        dashboard,
     ]
     .into_iter()
     .chain(gateway::filters(s.clone()))

@@ -114,6 +114,12 @@ impl UsageProjection {
         self.tenants.get(tenant).copied().unwrap_or_default()
     }
 
+    /// The tenant an event belongs to, if it belongs to one (node events do
+    /// not). Valid once the projection has folded the event in.
+    pub fn tenant_of(&self, envelope: &Envelope) -> Option<String> {
+        self.owner_of(envelope).map(|(tenant, _)| tenant)
+    }
+
     fn owner_of(&self, envelope: &Envelope) -> Option<(String, Option<String>)> {
         let stream = envelope.stream.as_str();
         match &envelope.event {

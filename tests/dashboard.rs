@@ -1,0 +1,242 @@
+//! The dashboard in a real browser: headless Chromium (Debian's chromium and
+//! chromium-driver, installed with apt-get when missing) driven over
+//! WebDriver. It signs in with a token, sees a tunnel come online and a
+//! proxied request appear in the inspector without a reload (the live feed),
+//! creates and revokes a token, counts the usage chart's bars for 7, 30 and
+//! 90 days, and checks a phone-sized window scrolls only vertically. A
+//! screenshot of each page is saved under `target/dashboard-screenshots/`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use common::api::{api_edge, Api};
+use common::http::{client, get, http_server, send, start_http_agent};
+use common::tunnel::ADMIN_TOKEN;
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::io::{BufRead, BufReader};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Installs Debian's chromium and chromium-driver unless both are there.
+fn ensure_chromium() -> Result<()> {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return Ok(());
+    }
+    eprintln!("installing chromium and chromium-driver (apt-get)");
+    let apt = |args: &[&str]| -> Result<()> {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .context("apt-get (Debian) installs chromium for the browser test")?;
+        ensure!(status.success(), "apt-get {} failed", args.join(" "));
+        Ok(())
+    };
+    apt(&["update", "-q"])?;
+    apt(&["install", "-y", "-q", "chromium", "chromium-driver"])
+}
+
+/// chromedriver on a port of its choosing; returns it and its URL.
+fn start_chromedriver() -> Result<(std::process::Child, String)> {
+    let mut child = Command::new(CHROMEDRIVER)
+        .args(["--port=0", "--allowed-ips=127.0.0.1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("chromedriver")?;
+    let out = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(out).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(rest) = line.split("started successfully on port ").nth(1) {
+            let port: u16 = rest.trim_end_matches('.').trim().parse()?;
+            std::thread::spawn(move || lines.for_each(drop));
+            return Ok((child, format!("http://127.0.0.1:{port}")));
+        }
+    }
+    bail!("chromedriver did not say which port it listens on")
+}
+
+async fn browser(driver: &str, profile: &Path) -> Result<Client> {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    Ok(ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(driver)
+        .await?)
+}
+
+fn shots() -> Result<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-screenshots");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn shoot(c: &Client, name: &str) -> Result<()> {
+    let png = c.screenshot().await?;
+    std::fs::write(shots()?.join(format!("{name}.png")), png)?;
+    Ok(())
+}
+
+/// Waits for `css` to match, and returns the first match.
+async fn find(c: &Client, css: &str) -> Result<fantoccini::elements::Element> {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .with_context(|| format!("{css} did not appear in {WAIT:?}"))
+}
+
+async fn count(c: &Client, css: &str) -> Result<usize> {
+    Ok(c.find_all(Locator::Css(css)).await?.len())
+}
+
+/// Clicks the nav link to `page` and waits for the page to render.
+async fn open(c: &Client, page: &str) -> Result<()> {
+    find(c, &format!("#nav a[href='#/{page}']"))
+        .await?
+        .click()
+        .await?;
+    find(c, &format!("main[data-page='{page}']")).await?;
+    Ok(())
+}
+
+async fn bars_for(c: &Client, days: usize) -> Result<usize> {
+    find(c, &format!("button[data-days='{days}']"))
+        .await?
+        .click()
+        .await?;
+    find(c, &format!("button[data-days='{days}'].active")).await?;
+    count(c, "#usage-chart rect.bar").await
+}
+
+async fn run(c: &Client, edge: &common::tunnel::Edge) -> Result<()> {
+    let admin = Api::new(edge.api, ADMIN_TOKEN);
+    c.goto(&format!("http://{}/", edge.api)).await?;
+    find(c, "#token-input")
+        .await?
+        .send_keys(ADMIN_TOKEN)
+        .await?;
+    find(c, "#sign-in").await?.click().await?;
+    find(c, "main[data-page='overview'] #plan-name").await?;
+    ensure!(
+        find(c, "#tunnels-online").await?.text().await? == "0",
+        "no tunnel is online yet"
+    );
+    shoot(c, "overview-empty").await?;
+
+    // A tunnel comes online while the page is open.
+    open(c, "tunnels").await?;
+    let web = http_server().await?;
+    let (_agent, host, public) = start_http_agent(edge, "tcp", web, "dash", &[])?;
+    let row = find(c, "tr[data-tunnel-id][data-status='online']").await?;
+    ensure!(row.text().await?.contains("dash"), "{}", row.text().await?);
+    shoot(c, "tunnels").await?;
+
+    // A request through it appears in the inspector, and opens.
+    open(c, "inspector").await?;
+    let mut http = client(public).await?;
+    let (status, _) = send(&mut http, get(&host, "/hello")?).await?;
+    ensure!(status == 200, "the request through the tunnel: {status}");
+    find(c, "tr[data-path='/hello']").await?.click().await?;
+    let detail = find(c, "#request-detail h2").await?.text().await?;
+    ensure!(detail == "GET /hello", "{detail}");
+    shoot(c, "inspector").await?;
+
+    // A token is created (its secret shown once) and revoked.
+    open(c, "tokens").await?;
+    find(c, "#token-label")
+        .await?
+        .send_keys("from-the-browser")
+        .await?;
+    find(c, "#token-create").await?.click().await?;
+    let secret = find(c, "#token-secret").await?.text().await?;
+    ensure!(secret.starts_with("tok_"), "{secret}");
+    let id = secret.split('.').next().context("id")?.to_string();
+    let listed = admin.get("/api/v1/tokens?limit=200").await?;
+    ensure!(listed.text.contains(&id), "the new token is not listed");
+    shoot(c, "tokens-created").await?;
+    let revoke = find(c, &format!("button[data-revoke='{id}']")).await?;
+    revoke.click().await?;
+    revoke.click().await?;
+    find(c, &format!("tr[data-token-id='{id}'][data-revoked='yes']")).await?;
+    let gone = admin.get("/api/v1/tokens?limit=200").await?;
+    let revoked = gone.body["tokens"]
+        .as_array()
+        .context("tokens")?
+        .iter()
+        .any(|t| t["id"] == id.as_str() && !t["revokedAt"].is_null());
+    ensure!(revoked, "the API does not show the token revoked");
+
+    // The usage chart has a bar a day.
+    open(c, "usage").await?;
+    for days in [7, 90, 30] {
+        let bars = bars_for(c, days).await?;
+        ensure!(bars == days, "{days} days drew {bars} bars");
+    }
+    shoot(c, "usage").await?;
+    open(c, "domains").await?;
+    shoot(c, "domains").await?;
+
+    // The overview now shows the tunnel; on a phone-sized screen nothing
+    // overflows sideways.
+    open(c, "overview").await?;
+    ensure!(
+        find(c, "#tunnels-online").await?.text().await? == "1",
+        "the overview does not count the tunnel"
+    );
+    shoot(c, "overview").await?;
+    c.set_window_size(390, 844).await?;
+    let fits = c
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+            vec![],
+        )
+        .await?;
+    shoot(c, "overview-narrow").await?;
+    ensure!(
+        fits == serde_json::Value::Bool(true),
+        "the page scrolls sideways at 390 px"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_works_in_a_real_browser() -> Result<()> {
+    tokio::task::spawn_blocking(ensure_chromium).await??;
+    let (_dir, edge) = api_edge()?;
+    let (mut driver, url) = start_chromedriver()?;
+    let profile = tempfile::tempdir()?;
+    let outcome = async {
+        let c = browser(&url, profile.path()).await?;
+        let result = run(&c, &edge).await;
+        if result.is_err() {
+            let _ = shoot(&c, "failure").await;
+        }
+        let _ = c.close().await;
+        result
+    }
+    .await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+    outcome
+}
