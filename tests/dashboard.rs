@@ -132,10 +132,20 @@ async fn bars_for(c: &Client, days: usize) -> Result<usize> {
 async fn run(c: &Client, edge: &common::tunnel::Edge) -> Result<()> {
     let admin = Api::new(edge.api, ADMIN_TOKEN);
     c.goto(&format!("http://{}/", edge.api)).await?;
+    // A wrong token is refused with the API's message, readable.
     find(c, "#token-input")
         .await?
-        .send_keys(ADMIN_TOKEN)
+        .send_keys("tok_nobody.0000")
         .await?;
+    find(c, "#sign-in").await?.click().await?;
+    let refused = find(c, "#notice:not([hidden])").await?.text().await?;
+    ensure!(
+        refused.starts_with("Sign-in refused: ") && refused.contains("key"),
+        "the refusal says nothing useful: {refused}"
+    );
+    let input = find(c, "#token-input").await?;
+    input.clear().await?;
+    input.send_keys(ADMIN_TOKEN).await?;
     find(c, "#sign-in").await?.click().await?;
     find(c, "main[data-page='overview'] #plan-name").await?;
     ensure!(
@@ -174,6 +184,30 @@ async fn run(c: &Client, edge: &common::tunnel::Edge) -> Result<()> {
     let id = secret.split('.').next().context("id")?.to_string();
     let listed = admin.get("/api/v1/tokens?limit=200").await?;
     ensure!(listed.text.contains(&id), "the new token is not listed");
+    // A byte limit is bound to it, and a bad one is refused readably.
+    let limit = find(c, &format!("input[data-limit='{id}']")).await?;
+    limit.send_keys("lots").await?;
+    find(c, &format!("button[data-set-limit='{id}']"))
+        .await?
+        .click()
+        .await?;
+    let said = find(c, "#notice:not([hidden])").await?.text().await?;
+    ensure!(said.contains("whole number"), "{said}");
+    let limit = find(c, &format!("input[data-limit='{id}']")).await?;
+    limit.clear().await?;
+    limit.send_keys("5000000").await?;
+    find(c, &format!("button[data-set-limit='{id}']"))
+        .await?
+        .click()
+        .await?;
+    find(c, &format!("input[data-limit='{id}'][value='5000000']")).await?;
+    let limited = admin.get("/api/v1/tokens?limit=200").await?;
+    let bound = limited.body["tokens"]
+        .as_array()
+        .context("tokens")?
+        .iter()
+        .any(|t| t["id"] == id.as_str() && t["limitBytes"] == 5_000_000);
+    ensure!(bound, "the API does not show the limit: {}", limited.text);
     shoot(c, "tokens-created").await?;
     let revoke = find(c, &format!("button[data-revoke='{id}']")).await?;
     revoke.click().await?;

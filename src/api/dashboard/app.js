@@ -9,6 +9,7 @@ const main = document.getElementById('main');
 let feed = null;
 let refreshTimer = null;
 let lastSeq = null;
+let signedIn = false;
 
 function token() { return sessionStorage.getItem(TOKEN_KEY); }
 
@@ -45,7 +46,7 @@ async function api(method, path, body) {
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
   if (!res.ok) {
     const message = data && data.message ? data.message : res.status + ' ' + res.statusText;
-    if (res.status === 401) signOut('Your session ended: ' + message);
+    if (res.status === 401 && signedIn) signOut('Your session ended: ' + message);
     throw new ApiError(res.status, data && data.error, message);
   }
   return data;
@@ -244,8 +245,22 @@ async function tokensPage() {
   function tokenTable(tokens) {
     return table(['label', 'id', 'scopes', 'used', 'limit', 'last used', ''], tokens.map((t) => h('tr', { 'data-token-id': t.id, 'data-revoked': t.revokedAt ? 'yes' : 'no' },
       h('td', {}, t.label), h('td', {}, h('code', {}, t.id)), h('td', {}, t.scopes.join(', ')), h('td', {}, bytes(t.bytesUp + t.bytesDown)),
-      h('td', {}, t.limitBytes === null || t.limitBytes === undefined ? '—' : bytes(t.limitBytes)), h('td', {}, when(t.lastUsedAt)),
+      h('td', {}, t.revokedAt ? (t.limitBytes == null ? '—' : bytes(t.limitBytes)) : limitForm(t)), h('td', {}, when(t.lastUsedAt)),
       h('td', {}, t.revokedAt ? h('span', { class: 'muted' }, 'revoked') : confirmButton('Revoke', async () => { await api('DELETE', '/tokens/' + t.id); notice('Revoked ' + t.id, 'info'); await refreshList(); }, { 'data-revoke': t.id })))));
+  }
+  // The byte limit bound to a key: a number of bytes, or empty for none.
+  function limitForm(t) {
+    const input = h('input', { 'data-limit': t.id, size: 10, inputmode: 'numeric', value: t.limitBytes == null ? '' : t.limitBytes, placeholder: 'no limit', 'aria-label': 'byte limit' });
+    return h('form', { class: 'inline', onsubmit: async (e) => {
+      e.preventDefault();
+      const text = input.value.trim();
+      if (text && !/^[0-9]+$/.test(text)) { notice('A byte limit is a whole number of bytes, or empty for none.'); return; }
+      try {
+        await api('PUT', '/tokens/' + t.id + '/limit', { limitBytes: text ? Number(text) : null });
+        notice(text ? 'Limited ' + t.id + ' to ' + bytes(Number(text)) : 'Removed the limit of ' + t.id, 'info');
+        await refreshList();
+      } catch (err) { notice(err.message); }
+    } }, input, h('button', { type: 'submit', class: 'secondary', 'data-set-limit': t.id }, 'Set'));
   }
   listBox.append(tokenTable(list.tokens));
   return [h('h1', {}, 'Tokens'), h('section', { class: 'card' }, h('h2', {}, 'New token'), form, created), listBox];
@@ -354,7 +369,7 @@ function signInPage() {
   const password = h('input', { id: 'password-input', type: 'password', autocomplete: 'current-password' });
   const start = async (t) => {
     sessionStorage.setItem(TOKEN_KEY, t);
-    try { await begin(); } catch (e) { sessionStorage.removeItem(TOKEN_KEY); notice(e.message); }
+    try { await begin(); } catch (e) { sessionStorage.removeItem(TOKEN_KEY); notice('Sign-in refused: ' + e.message); }
   };
   main.replaceChildren(h('div', { class: 'signin' },
     h('section', { class: 'card' }, h('h1', {}, 'Sign in with a token'),
@@ -376,6 +391,7 @@ function signInPage() {
 
 async function begin() {
   const me = await api('GET', '/me');
+  signedIn = true;
   notice('');
   document.getElementById('who').textContent = me.name + ' · ' + me.plan;
   document.getElementById('nav').hidden = false;
@@ -386,6 +402,7 @@ async function begin() {
 }
 
 function signOut(message) {
+  signedIn = false;
   sessionStorage.removeItem(TOKEN_KEY);
   if (feed) feed.abort();
   feed = null;
