@@ -10,6 +10,9 @@ let feed = null;
 let refreshTimer = null;
 let lastSeq = null;
 let signedIn = false;
+// A page that keeps state the user is working on (a secret shown once, a
+// form) refreshes only its list on live events, through this.
+let liveRefresh = null;
 
 function token() { return sessionStorage.getItem(TOKEN_KEY); }
 
@@ -238,8 +241,14 @@ async function tokensPage() {
     } catch (err) { notice(err.message); }
   } }, label, limit, h('button', { id: 'token-create', type: 'submit' }, 'Create token'));
   const listBox = h('div', { id: 'token-list' });
+  let shown = JSON.stringify(list.tokens);
+  // Rebuilt only when something changed, so that a live event about a
+  // change already shown does not replace the inputs under the user.
   async function refreshList() {
     const l = await api('GET', '/tokens?limit=200');
+    const now = JSON.stringify(l.tokens);
+    if (now === shown) return;
+    shown = now;
     listBox.replaceChildren(tokenTable(l.tokens));
   }
   function tokenTable(tokens) {
@@ -263,6 +272,7 @@ async function tokensPage() {
     } }, input, h('button', { type: 'submit', class: 'secondary', 'data-set-limit': t.id }, 'Set'));
   }
   listBox.append(tokenTable(list.tokens));
+  liveRefresh = refreshList;
   return [h('h1', {}, 'Tokens'), h('section', { class: 'card' }, h('h2', {}, 'New token'), form, created), listBox];
 }
 
@@ -304,6 +314,7 @@ async function render() {
   if (!token()) return signInPage();
   const name = page();
   const mine = ++rendering;
+  liveRefresh = null;
   document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.getAttribute('href') === '#/' + name));
   try {
     const content = await pages[name]();
@@ -320,6 +331,18 @@ async function render() {
 function scheduleRefresh(delay) {
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(render, delay === undefined ? 300 : delay);
+}
+
+// A live event: refresh what the page shows, but not under someone typing
+// into one of its forms (filters excepted: they refresh as they change).
+function liveUpdate() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => {
+    const a = document.activeElement;
+    const editing = a && main.contains(a) && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName) && !a.dataset.filter;
+    if (editing) return liveUpdate();
+    (liveRefresh || render)().catch((e) => notice(e.message));
+  }, 300);
 }
 
 // Server-sent events read with fetch, so that the token travels in a header.
@@ -349,7 +372,7 @@ async function listen() {
             else if (line.startsWith('id:')) id = line.slice(3).trim();
           }
           if (id !== null) lastSeq = Number(id);
-          if (type && watches[page()].test(type)) scheduleRefresh();
+          if (type && watches[page()].test(type)) liveUpdate();
         }
       }
     } catch (e) {
