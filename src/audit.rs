@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use beamd_events::envelope::hex;
-use beamd_events::log::{ChainReader, Store};
+use beamd_events::log::{ChainReader, JetStreamConfig, JetStreamStore, Store};
 use beamd_events::{Envelope, LogHead, StreamId};
-use beamd_snapshots::{Fold, Snapshot, SnapshotStore};
+use beamd_snapshots::{Fold, MemorySnapshotStore, Snapshot, SnapshotStore};
 
 use crate::cli::AuditArgs;
 use crate::data_dir::DataDir;
@@ -235,13 +235,17 @@ pub fn audit(
 }
 
 /// Runs `beamd audit`.
-pub fn run(args: AuditArgs) -> Result<ExitCode> {
-    let dir = DataDir::open_existing(&args.data_dir)?;
-    let store = dir.log_store()?;
-    let snapshots = dir.snapshots()?;
-    let bar = events_bar(store.last_seq()?, "audit");
-    let outcome = audit(store.as_ref(), &snapshots, || bar.inc(1))?;
-    bar.finish_and_clear();
+pub async fn run(args: AuditArgs) -> Result<ExitCode> {
+    let outcome = match &args.log {
+        Some(url) => {
+            let store = JetStreamStore::open(&JetStreamConfig::parse(url)?).await?;
+            audit_with_bar(store.as_ref(), &MemorySnapshotStore::new())?
+        }
+        None => {
+            let dir = DataDir::open_existing(&args.data_dir)?;
+            audit_with_bar(dir.log_store()?.as_ref(), &dir.snapshots()?)?
+        }
+    };
     match outcome {
         Ok(report) => {
             println!(
@@ -262,4 +266,14 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn audit_with_bar(
+    store: &impl Store,
+    snapshots: &dyn SnapshotStore,
+) -> Result<Result<AuditReport, AuditFailure>> {
+    let bar = events_bar(store.last_seq()?, "audit");
+    let outcome = audit(store, snapshots, || bar.inc(1));
+    bar.finish_and_clear();
+    outcome
 }

@@ -286,6 +286,9 @@ pub struct ReplayArgs {
     /// The data directory to read.
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Read this NATS JetStream log instead of the data dir's sled log.
+    #[arg(long, value_name = "nats://HOST:PORT[,HOST:PORT…]")]
+    pub log: Option<String>,
     /// First seq to print.
     #[arg(long, default_value_t = 1)]
     pub from: u64,
@@ -306,6 +309,10 @@ pub struct AuditArgs {
     /// The data directory to verify.
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Verify this NATS JetStream log instead of the data dir's sled log (its records; snapshots are
+    /// local to each edge and are not checked).
+    #[arg(long, value_name = "nats://HOST:PORT[,HOST:PORT…]")]
+    pub log: Option<String>,
 }
 
 /// `beamd bench …` subcommands.
@@ -339,7 +346,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tcp(args) => runtime.block_on(crate::agent::run_tcp(args)),
         Command::Http(args) => runtime.block_on(crate::agent::run_http(args)),
         Command::Replay(args) => runtime.block_on(crate::replay::run(args)),
-        Command::Audit(args) => crate::audit::run(args),
+        Command::Audit(args) => runtime.block_on(crate::audit::run(args)),
         Command::Simulate(args) => crate::simulate::run_cli(args),
         Command::Bench(BenchCommand::Log(args)) => runtime.block_on(crate::bench::log::run(args)),
         Command::Bench(BenchCommand::Core(args)) => runtime.block_on(crate::bench::core::run(args)),

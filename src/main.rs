@@ -28,8 +28,24 @@ fn main() -> ExitCode {
     match beamd::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("beamd: error: {e:#}");
+            eprintln!("beamd: error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the
+/// message before it already carries (errors that print their source).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use beamd_events::envelope::{decode_record, hex};
-use beamd_events::log::{ChainReader, Store};
+use beamd_events::log::{ChainReader, JetStreamConfig, JetStreamStore, Store};
 use beamd_events::{Envelope, StreamId};
 use serde_json::json;
 
@@ -48,8 +48,19 @@ fn text_line(env: &Envelope) -> String {
 
 /// Runs `beamd replay`.
 pub async fn run(args: ReplayArgs) -> Result<ExitCode> {
-    let dir = DataDir::open_existing(&args.data_dir)?;
-    let store = dir.log_store()?;
+    match &args.log {
+        Some(url) => {
+            let store = JetStreamStore::open(&JetStreamConfig::parse(url)?).await?;
+            replay(store.as_ref(), &args)
+        }
+        None => {
+            let dir = DataDir::open_existing(&args.data_dir)?;
+            replay(dir.log_store()?.as_ref(), &args)
+        }
+    }
+}
+
+fn replay(store: &impl Store, args: &ReplayArgs) -> Result<ExitCode> {
     let to = args.to.unwrap_or(u64::MAX).min(store.last_seq()?);
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -80,7 +91,7 @@ pub async fn run(args: ReplayArgs) -> Result<ExitCode> {
         None => {
             let bar = events_bar(to.saturating_sub(args.from) + 1, "replay");
             let mut written = Ok(());
-            for env in ChainReader::new(store.as_ref(), args.from, to)? {
+            for env in ChainReader::new(store, args.from, to)? {
                 written = emit(&env?);
                 if written.is_err() {
                     break;

@@ -1,4 +1,5 @@
-//! The event-log contract, run against every backend (sled and memory).
+//! The event-log contract, run against every backend (sled, memory, and
+//! NATS JetStream on a real nats-server).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -216,6 +217,11 @@ macro_rules! conformance {
         mod sled_backend {
             use super::*;
             $(#[tokio::test] async fn $name() -> Result<()> { super::$name(sled_backend()).await })+
+        }
+        mod jetstream_backend {
+            use super::*;
+            use common::nats::nats_backend;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() -> Result<()> { super::$name(nats_backend()).await })+
         }
     };
 }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod core;
 pub mod dns;
 pub mod http;
+pub mod nats;
 pub mod tunnel;
 
 use std::path::Path;

@@ -5,6 +5,7 @@ mod core;
 mod follow;
 mod group_commit;
 mod inline;
+mod jetstream_store;
 mod memory_store;
 mod reader;
 mod sled_store;
@@ -14,6 +15,7 @@ pub use self::core::{LogCore, RepairReport, Staged};
 pub use follow::Follower;
 pub use group_commit::GroupCommitLog;
 pub use inline::{Acknowledge, InlineLog};
+pub use jetstream_store::{JetStreamConfig, JetStreamStore};
 pub use memory_store::MemoryStore;
 pub use reader::{verify_chain, ChainReader};
 pub use sled_store::{record_key, SledStore, LOG_TREE};
@@ -33,6 +35,9 @@ use crate::vocabulary::Event;
 
 /// The event log on sled: the embedded default.
 pub type SledLog = GroupCommitLog<SledStore>;
+/// The event log on NATS JetStream: several edges, one log.
+pub type JetStreamLog = GroupCommitLog<JetStreamStore>;
+
 /// The event log in memory: for tests and simulations.
 pub type MemoryLog = GroupCommitLog<MemoryStore>;
 

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+pub mod nats;
+
 use beamd_events::log::{GroupCommitLog, MemoryStore, SledStore, Store};
 use beamd_events::vocabulary::{NodeHeartbeat, TrafficRecorded};
 use beamd_events::{Durability, Event, ManualClock, StreamId};

@@ -1,0 +1,424 @@
+//! The log's records on NATS JetStream, behind the same `Store` trait as sled
+//! and memory, so the same `LogCore` and group-commit writer run over it.
+//!
+//! One group-commit batch is one JetStream message: the batch's stored
+//! records, each behind its length. It is published with
+//! `Nats-Expected-Last-Sequence` set to the last message this store has
+//! applied, so two writers can never both extend the same head: the second
+//! publish is refused, and nothing forks. A follower task applies every
+//! message of the stream, in order, to a local in-memory copy that serves
+//! the reads; it checks each record's hash and chain link as it goes.
+//!
+//! What this store does not do yet: a refused publish (another writer was
+//! first) fails the write, which stops the log; catching up and deciding
+//! again belongs to the writer, which does not know other writers exist.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, stream};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::memory_store::MemoryStore;
+use super::store::{EncodedRecord, Marker, Store};
+use crate::envelope::{decode_record, StreamId};
+use crate::error::LogError;
+
+/// The first byte of every message: the batch layout's version.
+const BATCH_FORMAT: u8 = 1;
+/// How long opening waits for the stream and the catch-up.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a JetStream log lives.
+#[derive(Debug, Clone)]
+pub struct JetStreamConfig {
+    /// `HOST:PORT` of one or more NATS servers.
+    pub servers: Vec<String>,
+    /// The JetStream stream's name (`BEAMD_EVENTS` by default).
+    pub stream: String,
+    /// Copies the stream keeps (3 on a three-server cluster).
+    pub replicas: usize,
+}
+
+impl JetStreamConfig {
+    /// Parses `nats://HOST:PORT[,HOST:PORT…]`, with one replica per server (at most 3).
+    pub fn parse(url: &str) -> Result<Self, LogError> {
+        let rest = url
+            .strip_prefix("nats://")
+            .ok_or_else(|| bad_config(format!("{url:?} does not start with nats://")))?;
+        let servers: Vec<String> = rest
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if servers.is_empty() || servers.iter().any(|s| !s.contains(':')) {
+            return Err(bad_config(format!(
+                "{url:?}: expected nats://HOST:PORT[,HOST:PORT…]"
+            )));
+        }
+        Ok(Self {
+            replicas: servers.len().min(3),
+            servers,
+            stream: "BEAMD_EVENTS".into(),
+        })
+    }
+
+    fn subject(&self) -> String {
+        format!("beamd.ev.{}", self.stream)
+    }
+}
+
+fn bad_config(message: String) -> LogError {
+    LogError::Storage {
+        context: "reading the JetStream log's address",
+        source: message.into(),
+    }
+}
+
+fn nats_error(context: &'static str) -> impl Fn(String) -> LogError {
+    move |message| LogError::Storage {
+        context,
+        source: message.into(),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Applied {
+    /// The JetStream sequence of the last message in the local copy.
+    message: u64,
+    /// Why the follower stopped, if it did.
+    broken: Option<String>,
+}
+
+/// Event records on a JetStream stream, with a local copy for reads.
+pub struct JetStreamStore {
+    copy: MemoryStore,
+    applied: Mutex<Applied>,
+    progress: watch::Sender<u64>,
+    context: jetstream::Context,
+    subject: String,
+    runtime: tokio::runtime::Handle,
+    follower: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl JetStreamStore {
+    /// Connects, creates the stream if it is missing, and reads all of it
+    /// into the local copy before returning; then keeps following it.
+    pub async fn open(config: &JetStreamConfig) -> Result<Arc<Self>, LogError> {
+        tokio::time::timeout(OPEN_TIMEOUT, Self::connect(config))
+            .await
+            .map_err(|_| {
+                nats_error("opening the JetStream log")(format!(
+                    "no answer from {} within {OPEN_TIMEOUT:?}",
+                    config.servers.join(",")
+                ))
+            })?
+    }
+
+    async fn connect(config: &JetStreamConfig) -> Result<Arc<Self>, LogError> {
+        let client = async_nats::connect(config.servers.join(","))
+            .await
+            .map_err(|e| nats_error("connecting to NATS")(e.to_string()))?;
+        let context = jetstream::new(client);
+        let subject = config.subject();
+        let mut stream = context
+            .get_or_create_stream(stream::Config {
+                name: config.stream.clone(),
+                subjects: vec![subject.clone()],
+                num_replicas: config.replicas,
+                storage: stream::StorageType::File,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats_error("creating the JetStream stream")(e.to_string()))?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|e| nats_error("reading the JetStream stream's state")(e.to_string()))?
+            .state
+            .last_sequence;
+        let (progress, mut seen) = watch::channel(0);
+        let store = Arc::new(Self {
+            copy: MemoryStore::new(),
+            applied: Mutex::new(Applied::default()),
+            progress,
+            context,
+            subject,
+            runtime: tokio::runtime::Handle::current(),
+            follower: Mutex::new(None),
+        });
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::All,
+                filter_subject: store.subject.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats_error("following the JetStream stream")(e.to_string()))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| nats_error("following the JetStream stream")(e.to_string()))?;
+        let follower = tokio::spawn(follow(Arc::downgrade(&store), messages));
+        *lock(&store.follower) = Some(follower);
+        while *seen.borrow_and_update() < last {
+            if let Some(why) = &lock(&store.applied).broken {
+                return Err(LogError::Corrupt {
+                    seq: store.copy.last_seq()? + 1,
+                    reason: why.clone(),
+                });
+            }
+            if seen.changed().await.is_err() {
+                break;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Applies message `message` (its records) to the local copy, once.
+    fn apply(&self, message: u64, records: Vec<EncodedRecord>) -> Result<(), LogError> {
+        let mut applied = lock(&self.applied);
+        if message <= applied.message {
+            return Ok(()); // this store's own write, applied when it was acknowledged
+        }
+        if let Some(last) = records.last() {
+            let first = records[0].seq;
+            let expected = self.copy.last_seq()? + 1;
+            if first != expected {
+                return Err(LogError::Corrupt {
+                    seq: first,
+                    reason: format!("message {message} starts at seq {first}, not {expected}"),
+                });
+            }
+            let hash = decode_record(last.seq, &last.bytes)?.hash;
+            self.copy.write(
+                &records,
+                Marker {
+                    seq: last.seq,
+                    hash,
+                },
+            )?;
+        }
+        applied.message = message;
+        drop(applied);
+        self.progress.send_replace(message);
+        Ok(())
+    }
+
+    fn publish(&self, payload: Vec<u8>, expected: u64) -> Result<u64, LogError> {
+        let publish = PublishMessage::build()
+            .payload(payload.into())
+            .expected_last_sequence(expected);
+        let acked = self.runtime.block_on(async {
+            self.context
+                .send_publish(self.subject.clone(), publish)
+                .await?
+                .await
+        });
+        match acked {
+            Ok(ack) => Ok(ack.sequence),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(nats_error("appending to the JetStream log")(format!(
+                    "another writer appended after message {expected}; this log cannot \
+                     take writes from two places yet"
+                )))
+            }
+            Err(e) => Err(nats_error("appending to the JetStream log")(e.to_string())),
+        }
+    }
+}
+
+/// Applies every message of the stream in order until the store is dropped
+/// or a message does not fit (then the store is marked broken).
+async fn follow(
+    store: std::sync::Weak<JetStreamStore>,
+    mut messages: async_nats::jetstream::consumer::pull::Ordered,
+) {
+    while let Some(next) = messages.next().await {
+        let Some(store) = store.upgrade() else { return };
+        let outcome = next
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                let info = m.info().map_err(|e| e.to_string())?;
+                let seq = info.stream_sequence;
+                Ok((seq, decode_batch(&m.payload).map_err(|e| e.to_string())?))
+            })
+            .and_then(|(seq, records)| store.apply(seq, records).map_err(|e| e.to_string()));
+        if let Err(why) = outcome {
+            tracing::error!("the JetStream log's follower stopped: {why}");
+            lock(&store.applied).broken = Some(why);
+            store.progress.send_modify(|_| {});
+            return;
+        }
+    }
+}
+
+fn encode_batch(records: &[EncodedRecord]) -> Vec<u8> {
+    let size = records.iter().map(|r| r.bytes.len() + 4).sum::<usize>();
+    let mut out = Vec::with_capacity(1 + size);
+    out.push(BATCH_FORMAT);
+    for r in records {
+        out.extend_from_slice(&(r.bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(&r.bytes);
+    }
+    out
+}
+
+/// The records of one message, each checked against its own hash.
+fn decode_batch(payload: &[u8]) -> Result<Vec<EncodedRecord>, LogError> {
+    let corrupt = |reason: String| LogError::Corrupt { seq: 0, reason };
+    let (&format, mut rest) = payload
+        .split_first()
+        .ok_or_else(|| corrupt("an empty JetStream message".into()))?;
+    if format != BATCH_FORMAT {
+        return Err(corrupt(format!("unknown batch format {format}")));
+    }
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| corrupt("a record length cut short".into()))?;
+        let len = u32::from_be_bytes(*len) as usize;
+        let bytes = tail
+            .get(..len)
+            .ok_or_else(|| corrupt("a record cut short".into()))?;
+        rest = &tail[len..];
+        let seq = peek_seq(bytes)?;
+        let env = decode_record(seq, bytes)?;
+        out.push(EncodedRecord {
+            seq,
+            stream: env.stream,
+            version: env.version,
+            bytes: bytes.to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+/// The seq a stored record claims (decoding it checks the claim).
+fn peek_seq(bytes: &[u8]) -> Result<u64, LogError> {
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
+    let body = bytes.get(65..).unwrap_or_default();
+    rmp_serde::from_slice::<Seq>(body)
+        .map(|s| s.seq)
+        .map_err(|e| LogError::Corrupt {
+            seq: 0,
+            reason: format!("a record without a seq: {e}"),
+        })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Values are replaced whole under the lock; a poisoned one is consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Drop for JetStreamStore {
+    fn drop(&mut self) {
+        if let Some(follower) = lock(&self.follower).take() {
+            follower.abort();
+        }
+    }
+}
+
+impl Store for JetStreamStore {
+    fn get(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
+        self.copy.get(seq)
+    }
+
+    fn last_seq(&self) -> Result<u64, LogError> {
+        self.copy.last_seq()
+    }
+
+    fn scan(&self, from: u64, to: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+        self.copy.scan(from, to, limit)
+    }
+
+    fn stream_seqs(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, LogError> {
+        self.copy.stream_seqs(stream, from_version, limit)
+    }
+
+    fn stream_version(&self, stream: &StreamId, max_seq: u64) -> Result<u64, LogError> {
+        self.copy.stream_version(stream, max_seq)
+    }
+
+    fn write(&self, records: &[EncodedRecord], _marker: Marker) -> Result<(), LogError> {
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        let expected = {
+            let applied = lock(&self.applied);
+            if let Some(why) = &applied.broken {
+                return Err(nats_error("appending to the JetStream log")(why.clone()));
+            }
+            let next = self.copy.last_seq()? + 1;
+            if first.seq != next {
+                return Err(nats_error("appending to the JetStream log")(format!(
+                    "the log moved on: seq {} is taken, this batch starts at {}",
+                    next - 1,
+                    first.seq
+                )));
+            }
+            applied.message
+        };
+        let message = self.publish(encode_batch(records), expected)?;
+        self.apply(message, records.to_vec())
+    }
+
+    fn marker(&self) -> Result<Option<Marker>, LogError> {
+        self.copy.marker()
+    }
+
+    fn truncate_from(&self, from: u64) -> Result<u64, LogError> {
+        if from > self.copy.last_seq()? {
+            return Ok(0);
+        }
+        Err(LogError::Corrupt {
+            seq: from,
+            reason: "records on JetStream are never truncated".into(),
+        })
+    }
+
+    /// A JetStream acknowledgement means the stream's replicas hold the
+    /// message: there is nothing more to flush.
+    fn flush(&self) -> Result<(), LogError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_with_a_replica_per_server() {
+        let c = JetStreamConfig::parse("nats://127.0.0.1:4222,127.0.0.1:4223").unwrap();
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.replicas, 2);
+        assert!(JetStreamConfig::parse("127.0.0.1:4222").is_err());
+        assert!(JetStreamConfig::parse("nats://").is_err());
+        assert!(JetStreamConfig::parse("nats://host").is_err());
+    }
+
+    #[test]
+    fn a_batch_survives_its_wire_format_and_refuses_damage() {
+        assert!(decode_batch(&[]).is_err());
+        assert!(decode_batch(&[9]).is_err());
+        assert!(decode_batch(&[BATCH_FORMAT, 0, 0, 0, 9, 1]).is_err());
+        assert!(decode_batch(&[BATCH_FORMAT]).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,82 @@
+//! A real nats-server with JetStream on 127.0.0.1, on a port of its own
+//! choosing, with its store in a temporary directory; killed on drop.
+//! Installed from Debian's packages (apt-get) when it is missing. Shared by
+//! the root tests and the events crate's tests (`#[path]`).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+
+static INSTALL: Once = Once::new();
+
+fn ensure_nats_server() {
+    INSTALL.call_once(|| {
+        let present = Command::new("nats-server")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !present {
+            eprintln!("installing nats-server (apt-get)");
+            for args in [
+                &["update", "-q"][..],
+                &["install", "-y", "-q", "nats-server"],
+            ] {
+                let ok = Command::new("apt-get")
+                    .args(args)
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .stdout(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(
+                    ok,
+                    "apt-get {} failed: the JetStream tests need nats-server",
+                    args.join(" ")
+                );
+            }
+        }
+    });
+}
+
+/// A running nats-server.
+pub struct NatsServer {
+    child: Child,
+    /// `HOST:PORT` for clients.
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        ensure_nats_server();
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", "-1", "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nats-server starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut addr = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(at) = line.split("Listening for client connections on ").nth(1) {
+                addr = Some(at.trim().to_string());
+                break;
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            addr: addr.expect("nats-server says where it listens"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
