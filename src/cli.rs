@@ -254,6 +254,12 @@ pub struct EdgeArgs {
     /// When appends are flushed: always, interval:<ms>, or off (benchmarks only: acknowledged events can be lost).
     #[arg(long, default_value = "always")]
     pub durability: Durability,
+    /// Keep the event log on NATS JetStream (`nats://HOST:PORT[,HOST:PORT…]`,
+    /// one stream replica per server up to 3) instead of the data dir's sled,
+    /// so that several edges share one log; the data dir keeps this node's
+    /// id, snapshots and inspector index.
+    #[arg(long, value_name = "nats://HOST:PORT[,…]")]
+    pub log: Option<String>,
     /// Seconds between the node's heartbeat events.
     #[arg(long, default_value_t = 30)]
     pub heartbeat_secs: u64,

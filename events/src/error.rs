@@ -41,6 +41,10 @@ pub enum LogError {
     /// A write or flush failed earlier; the log cannot know what is durable and refuses all further work.
     #[error("the log is stopped after a failed write or flush: {0}")]
     Poisoned(String),
+    /// Another writer appended to a shared log first: nothing of the batch
+    /// was written, and the writer catches up and decides it again.
+    #[error("another writer appended to the shared log first (after its message {0})")]
+    Moved(u64),
     /// The log's writer has shut down.
     #[error("the log is closed")]
     Closed,

@@ -1,25 +1,27 @@
-//! The JetStream store on a real nats-server, beyond the shared contract:
-//! a second store on the same stream follows what the first writes, record
-//! for record, and a write decided against a stale head is refused by the
-//! server instead of forking the chain.
+//! The JetStream log on a real nats-server with two writers on one stream,
+//! beyond the shared contract: each follows what the other writes, record
+//! for record; a write decided against a stale head is refused by the server
+//! and decided again on top of the other's records (never a fork); version
+//! conflicts across writers are typed; and writers racing each other leave
+//! one gap-free chain.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use beamd_events::log::Store;
-use beamd_events::{Append, EventLog, ExpectedVersion, ManualClock};
+use beamd_events::{Append, EventLog, ExpectedVersion, LogError, ManualClock};
 use common::nats::nats_backend;
 use common::*;
 
 mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_store_follows_and_a_stale_writer_cannot_fork() -> Result<()> {
+async fn two_writers_share_one_chain() -> Result<()> {
     let mut b = nats_backend();
     let clock = Arc::new(ManualClock::new(0));
-    let first = open(&mut b, clock.clone());
-    let second = open(&mut b, clock.clone());
+    let first = Arc::new(open(&mut b, clock.clone()));
+    let second = Arc::new(open(&mut b, clock.clone()));
     for i in 0..3 {
         first
             .append(Append::new(
@@ -29,10 +31,10 @@ async fn a_second_store_follows_and_a_stale_writer_cannot_fork() -> Result<()> {
             ))
             .await?;
     }
-    // The second store's copy follows the stream, record for record.
+    // The second follows: its store's copy and its committed head.
     let mut followed = 0;
     for _ in 0..100 {
-        followed = second.store().last_seq()?;
+        followed = second.head().seq;
         if followed == 3 {
             break;
         }
@@ -40,7 +42,7 @@ async fn a_second_store_follows_and_a_stale_writer_cannot_fork() -> Result<()> {
     }
     ensure!(
         followed == 3,
-        "the second store followed {followed} of 3 records"
+        "the second writer followed {followed} of 3 events"
     );
     for seq in 1..=3 {
         ensure!(
@@ -48,28 +50,74 @@ async fn a_second_store_follows_and_a_stale_writer_cannot_fork() -> Result<()> {
             "record {seq} differs between the stores"
         );
     }
-    // The second log decided its head before those writes: its append is
-    // refused, and the stream keeps one chain.
-    let refused = second
+    // A version decided before the first's writes is a typed conflict.
+    let stale = second
         .append(Append::new(
-            stream("n"),
-            ExpectedVersion::Any,
-            vec![heartbeat()],
+            stream("tun_a"),
+            ExpectedVersion::Exact(0),
+            vec![traffic(9)],
         ))
         .await;
     ensure!(
-        refused.is_err(),
-        "a stale writer was let through: {refused:?}"
+        matches!(stale, Err(LogError::Conflict { actual: 3, .. })),
+        "{stale:?}"
     );
+    // Both write at once, to their own streams and to a shared one.
+    let mut tasks = Vec::new();
+    for (w, log) in [first.clone(), second.clone()].into_iter().enumerate() {
+        for t in 0..4 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let own = stream(&format!("tun_{w}_{t}"));
+                for i in 0..15u64 {
+                    log.append(Append::new(
+                        own.clone(),
+                        ExpectedVersion::Exact(i),
+                        vec![traffic(i)],
+                    ))
+                    .await?;
+                    log.append(Append::new(
+                        stream("node_shared"),
+                        ExpectedVersion::Any,
+                        vec![heartbeat()],
+                    ))
+                    .await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let total = 3 + 2 * 4 * 15 * 2;
     drop((first, second));
     b.forget();
     let reopened = open(&mut b, clock);
     ensure!(
-        reopened.head().seq == 3,
-        "the stream holds {} records",
+        reopened.head().seq == total,
+        "{} events, wanted {total}",
         reopened.head().seq
     );
-    let all = reopened.read_from(1, 10).await?;
-    ensure!(all.len() == 3 && all.iter().all(|e| e.stream.as_str() == "tun_a"));
+    let all = reopened.read_from(1, 10_000).await?;
+    for (i, e) in all.iter().enumerate() {
+        ensure!(e.seq == i as u64 + 1, "seq {} at {i}", e.seq);
+        if i > 0 {
+            ensure!(
+                e.prev_hash == all[i - 1].hash,
+                "the chain breaks at {}",
+                e.seq
+            );
+        }
+    }
+    ensure!(reopened.stream_version(&stream("node_shared")).await? == 120);
+    for w in 0..2 {
+        for t in 0..4 {
+            let v = reopened
+                .stream_version(&stream(&format!("tun_{w}_{t}")))
+                .await?;
+            ensure!(v == 15, "tun_{w}_{t} at version {v}");
+        }
+    }
     Ok(())
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use beamd_events::log::SledLog;
 use beamd_events::{Durability, EventLog, SystemClock};
 use beamd_snapshots::SnapshotPolicy;
 use beamd_transports::tls::EdgeIdentity;
@@ -17,7 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use super::admin::bootstrap;
 use super::context::{EdgeContext, EdgeSettings};
 use super::dns::DnsVerifier;
-use super::log_guard::{log_failed, log_stopped, verify_history, SIGXFSZ};
+use super::log_guard::{log_failed, log_stopped, open_log, SIGXFSZ};
 use super::supervisor::{EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec};
 use crate::actors::{ask, Core, CoreConfig, CoreError, Timings};
 use crate::api::{ApiState, Endpoint};
@@ -190,21 +189,12 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     }
     let dir = DataDir::create(&args.data_dir)?;
     let node = dir.node_id()?;
-    let (log, repair) = SledLog::open(dir.log_store()?, Arc::new(SystemClock), args.durability)
-        .context("cannot open the event log")?;
-    if let Some(from) = repair.truncated_from {
-        eprintln!(
-            "beamd: recovered a torn log tail: dropped {} unacknowledged record(s) from seq {from}",
-            repair.dropped
-        );
-    }
-    verify_history(&log)?;
+    let opened = open_log(&args, &dir).await?;
     // A write past a file-size limit should fail with EFBIG like any other
     // failed write (and stop the log), not kill the process with SIGXFSZ.
     let _xfsz = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ))?;
-    let sled_log = Arc::new(log);
-    let mut committed = sled_log.subscribe();
-    let log: Arc<dyn EventLog> = sled_log.clone();
+    let mut committed = opened.log.subscribe();
+    let log = opened.log.clone();
     let core = Arc::new(start_core(&args, &dir, log.clone()).await?);
     let replayed = core.projections().replayed();
     take_offline_after_restart(&core, &node).await?;
@@ -361,7 +351,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     let reason = loop {
         tokio::select! {
             reason = &mut stop => break reason,
-            () = log_stopped(&mut committed) => log_failed(&sled_log),
+            () = log_stopped(&mut committed) => log_failed(&opened),
             _ = heartbeat.tick() => { core.node_command(&node, NodeCommand::Heartbeat).await?; }
             _ = sweep.tick() => release_expired(&core, grace).await?,
         }

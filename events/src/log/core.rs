@@ -208,6 +208,34 @@ impl<S: Store> LogCore<S> {
         Ok(envelopes)
     }
 
+    /// Adopts what other writers appended to a shared store since this core's
+    /// head, checking each record's hash and chain link; returns how many.
+    pub fn adopt(&mut self) -> Result<u64, LogError> {
+        let last = self.store.last_seq()?;
+        let mut adopted = 0;
+        for seq in self.head.seq + 1..=last {
+            let bytes = self.store.get(seq)?.ok_or_else(|| LogError::Corrupt {
+                seq,
+                reason: "missing from the shared log's copy".into(),
+            })?;
+            let env = decode_record(seq, &bytes)?;
+            if env.prev_hash != self.head.hash {
+                return Err(LogError::Corrupt {
+                    seq,
+                    reason: "does not chain to the record before it".into(),
+                });
+            }
+            self.head = LogHead {
+                seq,
+                hash: env.hash,
+            };
+            self.last_at = self.last_at.max(env.at);
+            self.versions.insert(env.stream, env.version);
+            adopted += 1;
+        }
+        Ok(adopted)
+    }
+
     /// Writes a staged batch (atomically) and adopts its head. The caller
     /// flushes per its durability mode. On error the core must not be used
     /// again: what reached storage is unknown until the log is reopened.

@@ -17,6 +17,11 @@ use crate::error::LogError;
 
 /// The most events one group-commit batch takes before it is written.
 const MAX_BATCH_EVENTS: usize = 16_384;
+/// How often a writer over a shared log adopts what other writers appended
+/// while it had nothing to write.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// How many times a batch is decided again after other writers got ahead.
+const MAX_RETRIES: usize = 64;
 
 type Reply = oneshot::Sender<Result<Vec<Envelope>, LogError>>;
 
@@ -260,18 +265,55 @@ impl<S: Store> Writer<S> {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        match self.durability {
+        let flush = match self.durability {
             Durability::Interval(every) if !self.unflushed.is_empty() => {
                 Some(self.last_flush + every)
             }
             _ => None,
+        };
+        let follow = self
+            .core
+            .store()
+            .shared()
+            .then(|| Instant::now() + FOLLOW_EVERY);
+        match (flush, follow) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
+    /// Adopts other writers' records (a shared log) and publishes the head:
+    /// they are durable where they were written.
+    fn adopt(&mut self) -> Result<(), LogError> {
+        if self.core.store().shared() && self.core.adopt()? > 0 {
+            self.head_tx.send_replace(self.core.head());
+        }
+        Ok(())
+    }
+
     fn commit(&mut self, batch: Vec<Request>) -> Result<(), LogError> {
+        self.adopt()?;
         if !batch.is_empty() {
-            let mut staged = self.core.stage(batch.iter().map(|r| &r.append));
-            let written = self.core.write(&mut staged);
+            let mut retries = 0;
+            let (staged, written) = loop {
+                let mut staged = self.core.stage(batch.iter().map(|r| &r.append));
+                match self.core.write(&mut staged) {
+                    // Another writer got ahead: nothing was written; decide
+                    // the batch again on top of what it wrote.
+                    Err(LogError::Moved(_)) if retries < MAX_RETRIES => {
+                        retries += 1;
+                        self.core.store().catch_up()?;
+                        self.adopt()?;
+                    }
+                    written => break (staged, written),
+                }
+            };
+            if let Err(LogError::Moved(at)) = written {
+                for request in batch {
+                    let _ = request.reply.send(Err(LogError::Moved(at)));
+                }
+                return Ok(());
+            }
             for (request, outcome) in batch.into_iter().zip(staged.outcomes) {
                 match (outcome, &written) {
                     (Ok(envs), Ok(())) => self.unflushed.push((request.reply, envs)),

@@ -9,9 +9,8 @@
 //! message of the stream, in order, to a local in-memory copy that serves
 //! the reads; it checks each record's hash and chain link as it goes.
 //!
-//! What this store does not do yet: a refused publish (another writer was
-//! first) fails the write, which stops the log; catching up and deciding
-//! again belongs to the writer, which does not know other writers exist.
+//! A refused publish is `LogError::Moved`: the writer waits for the copy to
+//! catch up, adopts the other writers' records and decides the batch again.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -102,6 +101,7 @@ pub struct JetStreamStore {
     applied: Mutex<Applied>,
     progress: watch::Sender<u64>,
     context: jetstream::Context,
+    stream: String,
     subject: String,
     runtime: tokio::runtime::Handle,
     follower: Mutex<Option<JoinHandle<()>>>,
@@ -150,6 +150,7 @@ impl JetStreamStore {
             applied: Mutex::new(Applied::default()),
             progress,
             context,
+            stream: config.stream.clone(),
             subject,
             runtime: tokio::runtime::Handle::current(),
             follower: Mutex::new(None),
@@ -225,10 +226,7 @@ impl JetStreamStore {
         match acked {
             Ok(ack) => Ok(ack.sequence),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                Err(nats_error("appending to the JetStream log")(format!(
-                    "another writer appended after message {expected}; this log cannot \
-                     take writes from two places yet"
-                )))
+                Err(LogError::Moved(expected))
             }
             Err(e) => Err(nats_error("appending to the JetStream log")(e.to_string())),
         }
@@ -365,13 +363,8 @@ impl Store for JetStreamStore {
             if let Some(why) = &applied.broken {
                 return Err(nats_error("appending to the JetStream log")(why.clone()));
             }
-            let next = self.copy.last_seq()? + 1;
-            if first.seq != next {
-                return Err(nats_error("appending to the JetStream log")(format!(
-                    "the log moved on: seq {} is taken, this batch starts at {}",
-                    next - 1,
-                    first.seq
-                )));
+            if first.seq != self.copy.last_seq()? + 1 {
+                return Err(LogError::Moved(applied.message));
             }
             applied.message
         };
@@ -397,6 +390,37 @@ impl Store for JetStreamStore {
     /// message: there is nothing more to flush.
     fn flush(&self) -> Result<(), LogError> {
         Ok(())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn catch_up(&self) -> Result<(), LogError> {
+        let last = self.runtime.block_on(async {
+            let stream =
+                self.context.get_stream(&self.stream).await.map_err(|e| {
+                    nats_error("reading the JetStream stream's state")(e.to_string())
+                })?;
+            Ok::<_, LogError>(stream.cached_info().state.last_sequence)
+        })?;
+        let mut progress = self.progress.subscribe();
+        self.runtime.block_on(async {
+            tokio::time::timeout(OPEN_TIMEOUT, progress.wait_for(|m| *m >= last))
+                .await
+                .map(|_| ())
+                .map_err(|_| {
+                    nats_error("catching up with the JetStream log")(format!(
+                        "message {last} did not arrive within {OPEN_TIMEOUT:?}"
+                    ))
+                })
+        })?;
+        match &lock(&self.applied).broken {
+            Some(why) => Err(nats_error("catching up with the JetStream log")(
+                why.clone(),
+            )),
+            None => Ok(()),
+        }
     }
 }
 

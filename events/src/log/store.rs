@@ -52,4 +52,14 @@ pub trait Store: Send + Sync + 'static {
     fn truncate_from(&self, from: u64) -> Result<u64, LogError>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), LogError>;
+    /// Whether other writers append to the same log (JetStream): the writer
+    /// then adopts their records as they arrive, and a batch they got ahead
+    /// of (`LogError::Moved`) is decided again on top of them.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Waits until this store holds everything the shared log has committed.
+    fn catch_up(&self) -> Result<(), LogError> {
+        Ok(())
+    }
 }

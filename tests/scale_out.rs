@@ -1,0 +1,100 @@
+//! Two edges on one event log on NATS JetStream (a real nats-server on
+//! 127.0.0.1), each with its own data dir: a token created through one edge
+//! works on the other, traffic through a tunnel on the second shows as the
+//! same usage on both, both nodes are listed on each, and the shared log
+//! audits clean.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use common::api::Api;
+use common::nats::NatsServer;
+use common::tunnel::{echo_server, pattern, round_trip, start_agent, start_edge, ADMIN_TOKEN};
+use common::{beamd, text};
+
+/// Polls `check` for up to 15 s.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    for _ in 0..150 {
+        if check().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{what}: not within 15 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_edges_share_one_log() -> Result<()> {
+    let nats = NatsServer::start();
+    let url = format!("nats://{}", nats.addr);
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let edge_a = start_edge(dir_a.path(), "tcp", "127.0.0.1:0", &["--log", &url])?;
+    let mut edge_b = start_edge(dir_b.path(), "tcp", "127.0.0.1:0", &["--log", &url])?;
+    let (a, b) = (
+        Api::new(edge_a.api, ADMIN_TOKEN),
+        Api::new(edge_b.api, ADMIN_TOKEN),
+    );
+
+    // A token made on A is known to B.
+    let made = a
+        .send("POST", "/api/v1/tokens", Some(r#"{"label":"shared"}"#))
+        .await?;
+    ensure!(made.status == 201, "{}", made.text);
+    let id = made.body["id"].as_str().context("id")?.to_string();
+    let token = made.body["token"].as_str().context("token")?.to_string();
+    eventually("the token listed on B", || async {
+        Ok(b.get("/api/v1/tokens?limit=200").await?.text.contains(&id))
+    })
+    .await?;
+
+    // An agent signs in to B with it and carries traffic.
+    edge_b.token = Some(token);
+    let echo = echo_server().await?;
+    let agent = start_agent(&edge_b, "tcp", echo, &[])?;
+    round_trip(agent.public, pattern(1, 64 * 1024)).await?;
+
+    // Both edges count the same bytes, and list the tunnel and both nodes.
+    let total = |api: &Api| {
+        let api = Api::new(api.addr, ADMIN_TOKEN);
+        async move {
+            let u = api.get("/api/v1/usage?days=1").await?;
+            Ok::<_, anyhow::Error>(u.body["totalBytes"].as_u64().unwrap_or(0))
+        }
+    };
+    eventually("the traffic counted on A", || async {
+        Ok(total(&a).await? >= 2 * 64 * 1024)
+    })
+    .await?;
+    eventually("the same usage on both", || async {
+        Ok(total(&a).await? == total(&b).await?)
+    })
+    .await?;
+    for api in [&a, &b] {
+        let nodes = api.get("/api/v1/nodes").await?;
+        let n = nodes.body["nodes"].as_array().map_or(0, |n| n.len());
+        ensure!(n == 2, "{} lists {n} nodes: {}", api.addr, nodes.text);
+        let tunnels = api.get("/api/v1/tunnels").await?;
+        ensure!(
+            tunnels.body["tunnels"].as_array().map_or(0, |t| t.len()) == 1,
+            "{}",
+            tunnels.text
+        );
+    }
+    drop(agent);
+    drop((edge_a, edge_b));
+
+    let audit = tokio::task::spawn_blocking(move || beamd(&["audit", "--log", &url])).await?;
+    ensure!(
+        audit.status.success() && text(&audit.stdout).starts_with("audit ok"),
+        "{} {}",
+        text(&audit.stdout),
+        text(&audit.stderr)
+    );
+    Ok(())
+}
