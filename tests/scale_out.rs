@@ -2,7 +2,9 @@
 //! 127.0.0.1), each with its own data dir: a token created through one edge
 //! works on the other, traffic through a tunnel on the second shows as the
 //! same usage on both, both nodes are listed on each, and the shared log
-//! audits clean.
+//! audits clean. On a three-server cluster (stream replicas 3), kill -9 of
+//! one server while commands flow: commands go on, none acknowledged is
+//! lost, and the log audits clean.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use common::api::Api;
-use common::nats::NatsServer;
+use common::nats::{NatsCluster, NatsServer};
 use common::tunnel::{echo_server, pattern, round_trip, start_agent, start_edge, ADMIN_TOKEN};
 use common::{beamd, text};
 
@@ -89,6 +91,61 @@ async fn two_edges_share_one_log() -> Result<()> {
     drop(agent);
     drop((edge_a, edge_b));
 
+    let audit = tokio::task::spawn_blocking(move || beamd(&["audit", "--log", &url])).await?;
+    ensure!(
+        audit.status.success() && text(&audit.stdout).starts_with("audit ok"),
+        "{} {}",
+        text(&audit.stdout),
+        text(&audit.stderr)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_go_on_when_a_nats_server_dies() -> Result<()> {
+    let mut cluster = NatsCluster::start();
+    let url = cluster.url();
+    let dir = tempfile::tempdir()?;
+    let edge = start_edge(dir.path(), "tcp", "127.0.0.1:0", &["--log", &url])?;
+    let api = Api::new(edge.api, ADMIN_TOKEN);
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for i in 0..60 {
+        if i == 20 {
+            cluster.kill(0);
+        }
+        let made = api
+            .send(
+                "POST",
+                "/api/v1/tokens",
+                Some(&format!(r#"{{"label":"t{i}"}}"#)),
+            )
+            .await?;
+        match made.status {
+            201 => acknowledged.push(made.body["id"].as_str().context("id")?.to_string()),
+            _ => refused += 1,
+        }
+    }
+    eprintln!(
+        "scale_out: one of 3 NATS servers killed after command 20: {} of 60 acknowledged, {refused} refused",
+        acknowledged.len()
+    );
+    let mut edge = edge;
+    ensure!(edge.proc_alive(), "the edge died with one NATS server");
+    ensure!(
+        acknowledged.len() >= 50,
+        "{} of 60 commands acknowledged ({refused} refused)",
+        acknowledged.len()
+    );
+    let listed = api.get("/api/v1/tokens?limit=200").await?.text;
+    for id in &acknowledged {
+        ensure!(
+            listed.contains(id.as_str()),
+            "acknowledged token {id} is lost"
+        );
+    }
+    drop(edge);
+    let url = format!("nats://{},{}", cluster.addrs[1], cluster.addrs[2]);
     let audit = tokio::task::spawn_blocking(move || beamd(&["audit", "--log", &url])).await?;
     ensure!(
         audit.status.success() && text(&audit.stdout).starts_with("audit ok"),

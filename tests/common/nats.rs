@@ -80,3 +80,85 @@ impl Drop for NatsServer {
         let _ = self.child.wait();
     }
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released: nats-server's cluster
+/// port cannot be chosen by the server itself when routes must name it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Three nats-servers clustered with JetStream on 127.0.0.1.
+pub struct NatsCluster {
+    /// The servers, in order; `None` once killed.
+    pub servers: Vec<Option<Child>>,
+    /// Their client addresses.
+    pub addrs: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    pub fn start() -> Self {
+        ensure_nats_server();
+        let dir = tempfile::tempdir().unwrap();
+        let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut servers = Vec::new();
+        for i in 0..3 {
+            let others: Vec<String> = (0..3)
+                .filter(|j| *j != i)
+                .map(|j| format!("nats-route://127.0.0.1:{}", routes[j]))
+                .collect();
+            let store = dir.path().join(format!("n{i}"));
+            let conf = dir.path().join(format!("n{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "server_name: n{i}\nlisten: 127.0.0.1:{}\njetstream {{ store_dir: \"{}\" }}\n\
+                     cluster {{ name: beamd, listen: 127.0.0.1:{}, routes: [{}] }}\n",
+                    clients[i],
+                    store.display(),
+                    routes[i],
+                    others.join(", ")
+                ),
+            )
+            .unwrap();
+            let child = Command::new("nats-server")
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server starts");
+            servers.push(Some(child));
+        }
+        Self {
+            servers,
+            addrs: clients.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+            _dir: dir,
+        }
+    }
+
+    /// `nats://` with every server.
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.addrs.join(","))
+    }
+
+    /// SIGKILLs server `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.servers[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.servers.len() {
+            self.kill(i);
+        }
+    }
+}

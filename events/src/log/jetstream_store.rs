@@ -33,6 +33,14 @@ use crate::error::LogError;
 const BATCH_FORMAT: u8 = 1;
 /// How long opening waits for the stream and the catch-up.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one publish may wait for its acknowledgement.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a publish is retried while servers fail over (a JetStream
+/// leader election takes seconds).
+const RETRY_FOR: Duration = Duration::from_secs(30);
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// How many times creating the stream is tried while a cluster forms (15 s).
+const STREAM_ATTEMPTS: u32 = 60;
 
 /// Where a JetStream log lives.
 #[derive(Debug, Clone)]
@@ -122,22 +130,43 @@ impl JetStreamStore {
     }
 
     async fn connect(config: &JetStreamConfig) -> Result<Arc<Self>, LogError> {
-        let client = async_nats::connect(config.servers.join(","))
+        let servers = config
+            .servers
+            .iter()
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| nats_error("reading the NATS server list")(e.to_string()))?;
+        let client = async_nats::connect(servers)
             .await
             .map_err(|e| nats_error("connecting to NATS")(e.to_string()))?;
         let context = jetstream::new(client);
         let subject = config.subject();
-        let mut stream = context
-            .get_or_create_stream(stream::Config {
-                name: config.stream.clone(),
-                subjects: vec![subject.clone()],
-                num_replicas: config.replicas,
-                storage: stream::StorageType::File,
-                allow_direct: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_error("creating the JetStream stream")(e.to_string()))?;
+        // A cluster that is still forming (no JetStream leader yet) refuses
+        // for a moment; the caller's timeout bounds the wait.
+        let mut attempts = 0;
+        let mut stream = loop {
+            attempts += 1;
+            let made = context
+                .get_or_create_stream(stream::Config {
+                    name: config.stream.clone(),
+                    subjects: vec![subject.clone()],
+                    num_replicas: config.replicas,
+                    storage: stream::StorageType::File,
+                    allow_direct: true,
+                    ..Default::default()
+                })
+                .await;
+            match made {
+                Ok(stream) => break stream,
+                Err(e) if attempts >= STREAM_ATTEMPTS => {
+                    return Err(nats_error("creating the JetStream stream")(e.to_string()))
+                }
+                Err(e) => {
+                    tracing::debug!("creating the JetStream stream, retrying: {e}");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+        };
         let last = stream
             .info()
             .await
@@ -155,18 +184,36 @@ impl JetStreamStore {
             runtime: tokio::runtime::Handle::current(),
             follower: Mutex::new(None),
         });
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                deliver_policy: DeliverPolicy::All,
-                filter_subject: store.subject.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_error("following the JetStream stream")(e.to_string()))?;
-        let messages = consumer
-            .messages()
-            .await
-            .map_err(|e| nats_error("following the JetStream stream")(e.to_string()))?;
+        // Right after a server is lost the cluster may not place a consumer
+        // for a few seconds: retried like the stream.
+        let mut attempts = 0;
+        let messages = loop {
+            attempts += 1;
+            let made = async {
+                stream
+                    .create_consumer(OrderedConfig {
+                        deliver_policy: DeliverPolicy::All,
+                        filter_subject: store.subject.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .messages()
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            match made {
+                Ok(messages) => break messages,
+                Err(e) if attempts >= STREAM_ATTEMPTS => {
+                    return Err(nats_error("following the JetStream stream")(e))
+                }
+                Err(e) => {
+                    tracing::debug!("following the JetStream stream, retrying: {e}");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+        };
         let follower = tokio::spawn(follow(Arc::downgrade(&store), messages));
         *lock(&store.follower) = Some(follower);
         while *seen.borrow_and_update() < last {
@@ -213,22 +260,46 @@ impl JetStreamStore {
         Ok(())
     }
 
+    /// Publishes one batch after message `expected`. A failure that leaves
+    /// the outcome open (a server gone, a leader being elected) is retried
+    /// for a while under the same message id, so that a batch stored by the
+    /// first attempt is acknowledged as a duplicate, never stored twice.
     fn publish(&self, payload: Vec<u8>, expected: u64) -> Result<u64, LogError> {
-        let publish = PublishMessage::build()
-            .payload(payload.into())
-            .expected_last_sequence(expected);
-        let acked = self.runtime.block_on(async {
-            self.context
-                .send_publish(self.subject.clone(), publish)
-                .await?
+        let id = blake3::hash(&payload).to_hex().to_string();
+        let payload = bytes::Bytes::from(payload);
+        let deadline = std::time::Instant::now() + RETRY_FOR;
+        loop {
+            let publish = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&id)
+                .expected_last_sequence(expected);
+            let acked = self.runtime.block_on(async {
+                tokio::time::timeout(ATTEMPT_TIMEOUT, async {
+                    self.context
+                        .send_publish(self.subject.clone(), publish)
+                        .await?
+                        .await
+                })
                 .await
-        });
-        match acked {
-            Ok(ack) => Ok(ack.sequence),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                Err(LogError::Moved(expected))
+            });
+            let error = match acked {
+                Ok(Ok(ack)) => return Ok(ack.sequence),
+                Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    return Err(LogError::Moved(expected))
+                }
+                Ok(Err(e)) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(nats_error("appending to the JetStream log")(e.to_string()))
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no acknowledgement within {ATTEMPT_TIMEOUT:?}"),
+            };
+            if std::time::Instant::now() >= deadline {
+                return Err(nats_error("appending to the JetStream log")(format!(
+                    "{error} (retried for {RETRY_FOR:?})"
+                )));
             }
-            Err(e) => Err(nats_error("appending to the JetStream log")(e.to_string())),
+            tracing::warn!("appending to the JetStream log failed, retrying: {error}");
+            std::thread::sleep(RETRY_PAUSE);
         }
     }
 }
