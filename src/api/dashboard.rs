@@ -9,6 +9,7 @@ use super::http::Resp;
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/app.js");
+const PAGES: &str = include_str!("dashboard/pages.js");
 const STYLE: &str = include_str!("dashboard/app.css");
 
 /// Only this origin's script and style run (inline style attributes draw the
@@ -16,11 +17,12 @@ const STYLE: &str = include_str!("dashboard/app.css");
 const POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; \
                       img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'";
 
-/// An embedded asset by its path: `/`, `/dashboard/app.js`, `/dashboard/app.css`.
+/// An embedded asset by its path: `/`, `/dashboard/app.js`, `/dashboard/pages.js`, `/dashboard/app.css`.
 pub fn asset(path: &str) -> Option<(&'static str, &'static str)> {
     match path {
         "" | "index.html" => Some(("text/html; charset=utf-8", INDEX)),
         "dashboard/app.js" => Some(("text/javascript; charset=utf-8", SCRIPT)),
+        "dashboard/pages.js" => Some(("text/javascript; charset=utf-8", PAGES)),
         "dashboard/app.css" => Some(("text/css; charset=utf-8", STYLE)),
         _ => None,
     }
@@ -50,7 +52,11 @@ mod tests {
     fn the_page_loads_only_embedded_assets() {
         let (kind, page) = asset("").unwrap();
         assert!(kind.starts_with("text/html"));
-        for src in ["/dashboard/app.js", "/dashboard/app.css"] {
+        for src in [
+            "/dashboard/app.js",
+            "/dashboard/pages.js",
+            "/dashboard/app.css",
+        ] {
             assert!(page.contains(src), "{src}");
             assert!(asset(&src[1..]).is_some(), "{src} is embedded");
         }

@@ -24,13 +24,17 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod batch;
+mod config;
+
+pub use config::JetStreamConfig;
+
 use super::memory_store::MemoryStore;
 use super::store::{EncodedRecord, Marker, Store};
 use crate::envelope::{decode_record, StreamId};
 use crate::error::LogError;
+use batch::{decode_batch, encode_batch};
 
-/// The first byte of every message: the batch layout's version.
-const BATCH_FORMAT: u8 = 1;
 /// How long opening waits for the stream and the catch-up.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one publish may wait for its acknowledgement.
@@ -41,52 +45,6 @@ const RETRY_FOR: Duration = Duration::from_secs(30);
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// How many times creating the stream is tried while a cluster forms (15 s).
 const STREAM_ATTEMPTS: u32 = 60;
-
-/// Where a JetStream log lives.
-#[derive(Debug, Clone)]
-pub struct JetStreamConfig {
-    /// `HOST:PORT` of one or more NATS servers.
-    pub servers: Vec<String>,
-    /// The JetStream stream's name (`BEAMD_EVENTS` by default).
-    pub stream: String,
-    /// Copies the stream keeps (3 on a three-server cluster).
-    pub replicas: usize,
-}
-
-impl JetStreamConfig {
-    /// Parses `nats://HOST:PORT[,HOST:PORT…]`, with one replica per server (at most 3).
-    pub fn parse(url: &str) -> Result<Self, LogError> {
-        let rest = url
-            .strip_prefix("nats://")
-            .ok_or_else(|| bad_config(format!("{url:?} does not start with nats://")))?;
-        let servers: Vec<String> = rest
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if servers.is_empty() || servers.iter().any(|s| !s.contains(':')) {
-            return Err(bad_config(format!(
-                "{url:?}: expected nats://HOST:PORT[,HOST:PORT…]"
-            )));
-        }
-        Ok(Self {
-            replicas: servers.len().min(3),
-            servers,
-            stream: "BEAMD_EVENTS".into(),
-        })
-    }
-
-    fn subject(&self) -> String {
-        format!("beamd.ev.{}", self.stream)
-    }
-}
-
-fn bad_config(message: String) -> LogError {
-    LogError::Storage {
-        context: "reading the JetStream log's address",
-        source: message.into(),
-    }
-}
 
 fn nats_error(context: &'static str) -> impl Fn(String) -> LogError {
     move |message| LogError::Storage {
@@ -329,63 +287,6 @@ async fn follow(
     }
 }
 
-fn encode_batch(records: &[EncodedRecord]) -> Vec<u8> {
-    let size = records.iter().map(|r| r.bytes.len() + 4).sum::<usize>();
-    let mut out = Vec::with_capacity(1 + size);
-    out.push(BATCH_FORMAT);
-    for r in records {
-        out.extend_from_slice(&(r.bytes.len() as u32).to_be_bytes());
-        out.extend_from_slice(&r.bytes);
-    }
-    out
-}
-
-/// The records of one message, each checked against its own hash.
-fn decode_batch(payload: &[u8]) -> Result<Vec<EncodedRecord>, LogError> {
-    let corrupt = |reason: String| LogError::Corrupt { seq: 0, reason };
-    let (&format, mut rest) = payload
-        .split_first()
-        .ok_or_else(|| corrupt("an empty JetStream message".into()))?;
-    if format != BATCH_FORMAT {
-        return Err(corrupt(format!("unknown batch format {format}")));
-    }
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let (len, tail) = rest
-            .split_first_chunk::<4>()
-            .ok_or_else(|| corrupt("a record length cut short".into()))?;
-        let len = u32::from_be_bytes(*len) as usize;
-        let bytes = tail
-            .get(..len)
-            .ok_or_else(|| corrupt("a record cut short".into()))?;
-        rest = &tail[len..];
-        let seq = peek_seq(bytes)?;
-        let env = decode_record(seq, bytes)?;
-        out.push(EncodedRecord {
-            seq,
-            stream: env.stream,
-            version: env.version,
-            bytes: bytes.to_vec(),
-        });
-    }
-    Ok(out)
-}
-
-/// The seq a stored record claims (decoding it checks the claim).
-fn peek_seq(bytes: &[u8]) -> Result<u64, LogError> {
-    #[derive(serde::Deserialize)]
-    struct Seq {
-        seq: u64,
-    }
-    let body = bytes.get(65..).unwrap_or_default();
-    rmp_serde::from_slice::<Seq>(body)
-        .map(|s| s.seq)
-        .map_err(|e| LogError::Corrupt {
-            seq: 0,
-            reason: format!("a record without a seq: {e}"),
-        })
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Values are replaced whole under the lock; a poisoned one is consistent.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -492,28 +393,5 @@ impl Store for JetStreamStore {
             )),
             None => Ok(()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_parse_with_a_replica_per_server() {
-        let c = JetStreamConfig::parse("nats://127.0.0.1:4222,127.0.0.1:4223").unwrap();
-        assert_eq!(c.servers.len(), 2);
-        assert_eq!(c.replicas, 2);
-        assert!(JetStreamConfig::parse("127.0.0.1:4222").is_err());
-        assert!(JetStreamConfig::parse("nats://").is_err());
-        assert!(JetStreamConfig::parse("nats://host").is_err());
-    }
-
-    #[test]
-    fn a_batch_survives_its_wire_format_and_refuses_damage() {
-        assert!(decode_batch(&[]).is_err());
-        assert!(decode_batch(&[9]).is_err());
-        assert!(decode_batch(&[BATCH_FORMAT, 0, 0, 0, 9, 1]).is_err());
-        assert!(decode_batch(&[BATCH_FORMAT]).unwrap().is_empty());
     }
 }
