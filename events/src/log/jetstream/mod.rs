@@ -67,6 +67,8 @@ pub struct JetStreamStore {
     applied: Mutex<Applied>,
     progress: watch::Sender<u64>,
     context: jetstream::Context,
+    /// This store's id as a writer, in every message id it publishes.
+    writer: String,
     stream: String,
     subject: String,
     runtime: tokio::runtime::Handle,
@@ -137,6 +139,7 @@ impl JetStreamStore {
             applied: Mutex::new(Applied::default()),
             progress,
             context,
+            writer: writer_id(),
             stream: config.stream.clone(),
             subject,
             runtime: tokio::runtime::Handle::current(),
@@ -223,7 +226,11 @@ impl JetStreamStore {
     /// for a while under the same message id, so that a batch stored by the
     /// first attempt is acknowledged as a duplicate, never stored twice.
     fn publish(&self, payload: Vec<u8>, expected: u64) -> Result<u64, LogError> {
-        let id = blake3::hash(&payload).to_hex().to_string();
+        // The writer's own id goes into the message id: two writers can
+        // stage byte-identical batches (the same heartbeat, in the same
+        // millisecond, on the same head), and the server must not take the
+        // second for a retry of the first.
+        let id = format!("{}-{}", self.writer, blake3::hash(&payload).to_hex());
         let payload = bytes::Bytes::from(payload);
         let deadline = std::time::Instant::now() + RETRY_FOR;
         loop {
@@ -285,6 +292,17 @@ async fn follow(
             return;
         }
     }
+}
+
+/// An id no other store opened anywhere shares: process, time and a count.
+fn writer_id() -> String {
+    static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!("{}:{nanos}:{n}", std::process::id());
+    blake3::hash(seed.as_bytes()).to_hex()[..16].to_string()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
