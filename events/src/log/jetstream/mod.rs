@@ -20,12 +20,12 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
-use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 mod batch;
 mod config;
+mod follower;
 
 pub use config::JetStreamConfig;
 
@@ -33,7 +33,8 @@ use super::memory_store::MemoryStore;
 use super::store::{EncodedRecord, Marker, Store};
 use crate::envelope::{decode_record, StreamId};
 use crate::error::LogError;
-use batch::{decode_batch, encode_batch};
+use batch::encode_batch;
+use follower::follow;
 
 /// How long opening waits for the stream and the catch-up.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -265,31 +266,6 @@ impl JetStreamStore {
             }
             tracing::warn!("appending to the JetStream log failed, retrying: {error}");
             std::thread::sleep(RETRY_PAUSE);
-        }
-    }
-}
-
-/// Applies every message of the stream in order until the store is dropped
-/// or a message does not fit (then the store is marked broken).
-async fn follow(
-    store: std::sync::Weak<JetStreamStore>,
-    mut messages: async_nats::jetstream::consumer::pull::Ordered,
-) {
-    while let Some(next) = messages.next().await {
-        let Some(store) = store.upgrade() else { return };
-        let outcome = next
-            .map_err(|e| e.to_string())
-            .and_then(|m| {
-                let info = m.info().map_err(|e| e.to_string())?;
-                let seq = info.stream_sequence;
-                Ok((seq, decode_batch(&m.payload).map_err(|e| e.to_string())?))
-            })
-            .and_then(|(seq, records)| store.apply(seq, records).map_err(|e| e.to_string()));
-        if let Err(why) = outcome {
-            tracing::error!("the JetStream log's follower stopped: {why}");
-            lock(&store.applied).broken = Some(why);
-            store.progress.send_modify(|_| {});
-            return;
         }
     }
 }
