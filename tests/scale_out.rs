@@ -31,6 +31,18 @@ where
     bail!("{what}: not within 15 s")
 }
 
+/// `beamd audit --log URL` passes.
+async fn audits_clean(url: String) -> Result<()> {
+    let audit = tokio::task::spawn_blocking(move || beamd(&["audit", "--log", &url])).await?;
+    ensure!(
+        audit.status.success() && text(&audit.stdout).starts_with("audit ok"),
+        "{} {}",
+        text(&audit.stdout),
+        text(&audit.stderr)
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_edges_share_one_log() -> Result<()> {
     let nats = NatsServer::start();
@@ -91,14 +103,7 @@ async fn two_edges_share_one_log() -> Result<()> {
     drop(agent);
     drop((edge_a, edge_b));
 
-    let audit = tokio::task::spawn_blocking(move || beamd(&["audit", "--log", &url])).await?;
-    ensure!(
-        audit.status.success() && text(&audit.stdout).starts_with("audit ok"),
-        "{} {}",
-        text(&audit.stdout),
-        text(&audit.stderr)
-    );
-    Ok(())
+    audits_clean(url).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,12 +151,5 @@ async fn commands_go_on_when_a_nats_server_dies() -> Result<()> {
     }
     drop(edge);
     let url = format!("nats://{},{}", cluster.addrs[1], cluster.addrs[2]);
-    let audit = tokio::task::spawn_blocking(move || beamd(&["audit", "--log", &url])).await?;
-    ensure!(
-        audit.status.success() && text(&audit.stdout).starts_with("audit ok"),
-        "{} {}",
-        text(&audit.stdout),
-        text(&audit.stderr)
-    );
-    Ok(())
+    audits_clean(url).await
 }
