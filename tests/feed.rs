@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
-use common::api::{api_edge, error_of, tenant, Api};
+use common::api::{api_edge, error_of, new_token, tenant, Api};
 use common::tunnel::ADMIN_TOKEN;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -105,15 +105,8 @@ impl Feed {
     }
 }
 
-async fn new_token(api: &Api, label: &str) -> Result<String> {
-    let made = api
-        .send(
-            "POST",
-            "/api/v1/tokens",
-            Some(&format!(r#"{{"label":"{label}"}}"#)),
-        )
-        .await?;
-    ensure!(made.status == 201, "{}", made.text);
+async fn new_token_id(api: &Api, label: &str) -> Result<String> {
+    let made = new_token(api, label).await?;
     Ok(made.body["id"].as_str().context("id")?.to_string())
 }
 
@@ -129,8 +122,8 @@ async fn each_tenant_hears_its_own_events_and_no_others() -> Result<()> {
     let (status, mut other_feed) = open(edge.api, &other_token, "").await?;
     ensure!(status == 200, "other feed: {status}");
 
-    let theirs = new_token(&other, "theirs").await?;
-    let mine = new_token(&admin, "mine").await?;
+    let theirs = new_token_id(&other, "theirs").await?;
+    let mine = new_token_id(&admin, "mine").await?;
     let heard = admin_feed.until_stream(&mine).await?;
     ensure!(
         heard.iter().all(|e| e.data["stream"] != theirs.as_str()),

@@ -20,7 +20,7 @@ use beamd::protocol::{
     TunnelRequest, PROTOCOL_VERSION,
 };
 use beamd_events::vocabulary::TunnelProtocol;
-use common::api::{tenant, Api};
+use common::api::{new_token, tenant, Api};
 use common::tunnel::{echo_server, pattern, round_trip, start_agent, start_edge, ADMIN_TOKEN};
 
 const TARGETS: [&str; 3] = ["control_frame", "event_record", "host_route"];
@@ -80,10 +80,7 @@ async fn event_seeds(dir: &Path) -> Result<usize> {
         let edge = start_edge(data.path(), "tcp", "127.0.0.1:0", &[])?;
         let admin = Api::new(edge.api, ADMIN_TOKEN);
         let (_, other) = tenant(&admin, "fuzzseed").await?;
-        let made = other
-            .send("POST", "/api/v1/tokens", Some(r#"{"label":"seed"}"#))
-            .await?;
-        ensure!(made.status == 201, "{}", made.text);
+        new_token(&other, "seed").await?;
         let echo = echo_server().await?;
         let agent = start_agent(&edge, "tcp", echo, &[])?;
         round_trip(agent.public, pattern(1, 10_000)).await?;

@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Result};
 use beamd_events::log::{GroupCommitLog, JetStreamConfig, JetStreamStore};
-use beamd_events::vocabulary::{NodeHeartbeat, TrafficRecorded};
-use beamd_events::{Append, Durability, Event, EventLog, ExpectedVersion, ManualClock, StreamId};
+use beamd_events::{Append, Durability, EventLog, ExpectedVersion, ManualClock};
 use common::nats::NatsServer;
-use common::{beamd, text};
+use common::{beamd, sample_event, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_and_audit_read_a_jetstream_log() -> Result<()> {
@@ -24,16 +23,7 @@ async fn replay_and_audit_read_a_jetstream_log() -> Result<()> {
         Durability::Always,
     )?;
     for i in 0..30u64 {
-        let stream = StreamId::new(["tun_a", "tun_b", "node_x"][(i % 3) as usize])?;
-        let event: Event = if i % 3 == 2 {
-            NodeHeartbeat {}.into()
-        } else {
-            TrafficRecorded {
-                bytes_in: i,
-                ..Default::default()
-            }
-            .into()
-        };
+        let (stream, event) = sample_event(i)?;
         log.append(Append::new(stream, ExpectedVersion::Any, vec![event]))
             .await?;
     }

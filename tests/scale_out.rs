@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use common::api::Api;
+use common::api::{new_token, Api};
 use common::nats::{NatsCluster, NatsServer};
 use common::tunnel::{echo_server, pattern, round_trip, start_agent, start_edge, ADMIN_TOKEN};
 use common::{beamd, text};
@@ -56,10 +56,7 @@ async fn two_edges_share_one_log() -> Result<()> {
     );
 
     // A token made on A is known to B.
-    let made = a
-        .send("POST", "/api/v1/tokens", Some(r#"{"label":"shared"}"#))
-        .await?;
-    ensure!(made.status == 201, "{}", made.text);
+    let made = new_token(&a, "shared").await?;
     let id = made.body["id"].as_str().context("id")?.to_string();
     let token = made.body["token"].as_str().context("token")?.to_string();
     eventually("the token listed on B", || async {

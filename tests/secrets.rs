@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use common::api::Api;
+use common::api::{new_token, Api};
 use common::tunnel::{echo_server, start_edge_env, Proc, ADMIN_TOKEN};
 
 /// Every file under `dir`, read whole.
@@ -50,14 +50,7 @@ async fn no_secret_is_stored_or_logged_in_the_clear() -> Result<()> {
 
     let mut secrets = vec![ADMIN_TOKEN.to_string()];
     for label in ["ci", "laptop", "deploy"] {
-        let made = admin
-            .send(
-                "POST",
-                "/api/v1/tokens",
-                Some(&format!(r#"{{"label":"{label}"}}"#)),
-            )
-            .await?;
-        ensure!(made.status == 201, "{}", made.text);
+        let made = new_token(&admin, label).await?;
         let token = made.body["token"].as_str().context("token")?.to_string();
         // 256 random bits: 64 hex digits after the id.
         ensure!(secret_part(&token).len() >= 64, "a short secret: {token}");

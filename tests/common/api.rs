@@ -115,6 +115,20 @@ pub async fn tenant(admin: &Api, slug: &str) -> Result<(String, Api)> {
     Ok((id, Api::new(admin.addr, &token)))
 }
 
+/// A new token labelled `label`, made by `api` (201 or an error): the answer
+/// carries `id` and the secret `token`.
+pub async fn new_token(api: &Api, label: &str) -> Result<Answer> {
+    let made = api
+        .send(
+            "POST",
+            "/api/v1/tokens",
+            Some(&format!(r#"{{"label":"{label}"}}"#)),
+        )
+        .await?;
+    ensure!(made.status == 201, "create token: {}", made.text);
+    Ok(made)
+}
+
 /// The ids of every token the caller sees, following the pages.
 pub async fn token_ids(api: &Api) -> Result<std::collections::HashSet<String>> {
     let mut ids = std::collections::HashSet::new();

@@ -34,6 +34,23 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Event `i` of a sample log over three streams: traffic on two tunnels,
+/// heartbeats of a node.
+pub fn sample_event(i: u64) -> Result<(StreamId, Event)> {
+    let stream = StreamId::new(["tun_a", "tun_b", "node_x"][(i % 3) as usize])?;
+    let event: Event = if i % 3 == 2 {
+        NodeHeartbeat {}.into()
+    } else {
+        TrafficRecorded {
+            bytes_in: i,
+            bytes_out: 2 * i,
+            ..Default::default()
+        }
+        .into()
+    };
+    Ok((stream, event))
+}
+
 /// Writes `n` events over three streams into a data dir, and snapshots the
 /// log summary after each seq in `snapshot_at`.
 pub async fn populate(dir: &Path, n: u64, snapshot_at: &[u64]) -> Result<()> {
@@ -46,17 +63,7 @@ pub async fn populate(dir: &Path, n: u64, snapshot_at: &[u64]) -> Result<()> {
     let snapshots = data.snapshots()?;
     let mut summary = LogSummary::default();
     for i in 0..n {
-        let stream = StreamId::new(["tun_a", "tun_b", "node_x"][(i % 3) as usize])?;
-        let event: Event = if i % 3 == 2 {
-            NodeHeartbeat {}.into()
-        } else {
-            TrafficRecorded {
-                bytes_in: i,
-                bytes_out: 2 * i,
-                ..Default::default()
-            }
-            .into()
-        };
+        let (stream, event) = sample_event(i)?;
         for env in log
             .append(Append::new(stream, ExpectedVersion::Any, vec![event]))
             .await?
