@@ -56,6 +56,7 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
             &b.id,
             TunnelCommand::GoOffline {
                 reason: "agent left".into(),
+                node: None,
             },
         )
         .await?;

@@ -8,40 +8,11 @@
 
 mod common;
 
-use std::time::Duration;
-
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use common::api::{new_token, Api};
+use common::cluster::{audits_clean, eventually};
 use common::nats::{NatsCluster, NatsServer};
 use common::tunnel::{echo_server, pattern, round_trip, start_agent, start_edge, ADMIN_TOKEN};
-use common::{beamd, text};
-
-/// Polls `check` for up to 15 s.
-async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    for _ in 0..150 {
-        if check().await? {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("{what}: not within 15 s")
-}
-
-/// `beamd audit --log URL` passes.
-async fn audits_clean(url: String) -> Result<()> {
-    let audit = tokio::task::spawn_blocking(move || beamd(&["audit", "--log", &url])).await?;
-    ensure!(
-        audit.status.success() && text(&audit.stdout).starts_with("audit ok"),
-        "{} {}",
-        text(&audit.stdout),
-        text(&audit.stderr)
-    );
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_edges_share_one_log() -> Result<()> {

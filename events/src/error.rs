@@ -29,6 +29,17 @@ pub enum LogError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A guarded append's decision is out of date: an event it depended on
+    /// was committed after the seq it was made at. Nothing was written.
+    #[error("a {kind} event was committed at seq {seq}, after the decision made at seq {after}")]
+    Stale {
+        /// The kind of the newer event.
+        kind: &'static str,
+        /// Its seq.
+        seq: u64,
+        /// The seq the decision was made at.
+        after: u64,
+    },
     /// The storage backend failed.
     #[error("storage error while {context}: {source}")]
     Storage {

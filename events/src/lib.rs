@@ -11,5 +11,5 @@ pub mod vocabulary;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use envelope::{Envelope, Hash, StreamId, GENESIS_HASH, SCHEMA_VERSION};
 pub use error::LogError;
-pub use log::{Append, Durability, EventLog, ExpectedVersion, LogHead, MemoryLog, SledLog};
+pub use log::{Append, Durability, EventLog, ExpectedVersion, Guard, LogHead, MemoryLog, SledLog};
 pub use vocabulary::Event;

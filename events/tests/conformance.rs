@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use beamd_events::log::{Follower, GroupCommitLog, MemoryStore};
 use beamd_events::{
-    Append, Durability, EventLog, ExpectedVersion, LogError, ManualClock, GENESIS_HASH,
+    Append, Durability, EventLog, ExpectedVersion, Guard, LogError, ManualClock, GENESIS_HASH,
 };
 use common::*;
 
@@ -208,6 +208,65 @@ async fn interval_mode_acks_after_flush<B: Backend>(mut b: B) -> Result<()> {
     Ok(())
 }
 
+async fn guards_refuse_stale_decisions<B: Backend>(mut b: B) -> Result<()> {
+    let log = open(&mut b, Arc::new(ManualClock::new(0)));
+    const BEATS: &[&str] = &["NodeHeartbeat"];
+    let guard = |after| Guard {
+        after,
+        kinds: BEATS,
+    };
+    let beat = |s: &str| Append::new(stream(s), ExpectedVersion::Any, vec![heartbeat()]);
+    // Nothing committed since the log was opened: a decision at seq 0 holds.
+    log.append(beat("node_a").guarded(guard(0))).await?;
+    log.append(Append::new(
+        stream("tun_a"),
+        ExpectedVersion::Any,
+        vec![traffic(1)],
+    ))
+    .await?;
+    // A heartbeat at seq 1 came after a decision at seq 0, on another stream.
+    let err = log
+        .append(beat("node_b").guarded(guard(0)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LogError::Stale {
+                kind: "NodeHeartbeat",
+                seq: 1,
+                after: 0
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(log.head().seq, 2, "a stale append writes nothing");
+    // Traffic at seq 2 is not a kind the decision depended on.
+    let ok = log.append(beat("node_b").guarded(guard(1))).await?;
+    assert_eq!(ok[0].seq, 3);
+    // Within one batch: the first of two racing guarded appends wins.
+    let (x, y) = tokio::join!(
+        log.append(beat("node_c").guarded(guard(3))),
+        log.append(beat("node_d").guarded(guard(3)))
+    );
+    assert_eq!(
+        [x.is_ok(), y.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "one of two decisions made at the same seq is stale: {x:?} {y:?}"
+    );
+    drop(log);
+    b.forget();
+    // After a reopen, unindexed history counts as committed at the head.
+    let log = open(&mut b, Arc::new(ManualClock::new(0)));
+    let err = log
+        .append(beat("node_e").guarded(guard(2)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LogError::Stale { seq: 4, .. }), "{err}");
+    log.append(beat("node_e").guarded(guard(4))).await?;
+    Ok(())
+}
+
 macro_rules! conformance {
     ($($name:ident),+) => {
         mod memory {
@@ -232,5 +291,6 @@ conformance!(
     concurrent_appends_stay_gap_free,
     survives_reopen,
     followers_see_new_commits,
-    interval_mode_acks_after_flush
+    interval_mode_acks_after_flush,
+    guards_refuse_stale_decisions
 );

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use beamd_events::log::Store;
-use beamd_events::{Append, EventLog, ExpectedVersion, LogError, ManualClock};
+use beamd_events::{Append, EventLog, ExpectedVersion, Guard, LogError, ManualClock};
 use common::nats::nats_backend;
 use common::*;
 
@@ -119,5 +119,59 @@ async fn two_writers_share_one_chain() -> Result<()> {
             ensure!(v == 15, "tun_{w}_{t} at version {v}");
         }
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guards_see_the_other_writers_events() -> Result<()> {
+    let mut b = nats_backend();
+    let clock = Arc::new(ManualClock::new(0));
+    let first = open(&mut b, clock.clone());
+    let second = open(&mut b, clock);
+    const TRAFFIC: &[&str] = &["TrafficRecorded"];
+    let guard = |after| Guard {
+        after,
+        kinds: TRAFFIC,
+    };
+    first
+        .append(Append::new(
+            stream("tun_a"),
+            ExpectedVersion::Any,
+            vec![traffic(1)],
+        ))
+        .await?;
+    // The second writer decided at seq 0, before the first writer's traffic:
+    // refused, whether it had followed that record yet or learns of it from
+    // the server's refusal.
+    let err = second
+        .append(
+            Append::new(stream("tun_b"), ExpectedVersion::Any, vec![traffic(2)]).guarded(guard(0)),
+        )
+        .await
+        .unwrap_err();
+    ensure!(
+        matches!(
+            err,
+            LogError::Stale {
+                kind: "TrafficRecorded",
+                seq: 1,
+                after: 0
+            }
+        ),
+        "{err}"
+    );
+    let ok = second
+        .append(
+            Append::new(stream("tun_b"), ExpectedVersion::Any, vec![heartbeat()]).guarded(guard(1)),
+        )
+        .await?;
+    ensure!(ok[0].seq == 2);
+    // A heartbeat is not traffic: the first writer's decision at seq 1 holds.
+    let ok = first
+        .append(
+            Append::new(stream("tun_a"), ExpectedVersion::Any, vec![traffic(3)]).guarded(guard(1)),
+        )
+        .await?;
+    ensure!(ok[0].seq == 3, "seq {}", ok[0].seq);
     Ok(())
 }

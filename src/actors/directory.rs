@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use beamd_events::{Append, Envelope, ExpectedVersion, StreamId};
+use beamd_events::{Append, Envelope, ExpectedVersion, Guard, LogError, StreamId};
 use beamd_snapshots::{load_global, Fold, Snapshot};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -19,6 +19,46 @@ use crate::domain::{
     Account, AddDomain, CreateTenant, Ctx, Directory, DomainError, DomainName, Key, OpenTunnel,
     OpenUsage, PortRequest, Tenant, Tunnel, TunnelCommand,
 };
+
+/// The events the directory's decisions depend on: a creation is recorded
+/// only if none of them was committed (on any node) after the seq it was
+/// decided at. Releases are left out: missing one only makes a decision
+/// stricter than it had to be.
+pub const CLAIMS: &[&str] = &[
+    "TenantCreated",
+    "TenantPlanChanged",
+    "AccountRegistered",
+    "TunnelOpened",
+    "DomainAdded",
+];
+
+/// How many times a creation is decided again after another one overtook it.
+const STALE_RETRIES: u32 = 16;
+
+/// Whether `result` failed because another creation overtook it; if so, and
+/// tries remain, the caller decides again.
+fn overtaken<T>(result: &Result<T, CoreError>, attempt: u32) -> bool {
+    let stale = matches!(result, Err(CoreError::Log(LogError::Stale { .. })));
+    if stale {
+        metrics::counter!("beamd_directory_retries_total").increment(1);
+    }
+    stale && attempt < STALE_RETRIES
+}
+
+/// Runs a decision until it is recorded or fails for another reason than
+/// being overtaken.
+macro_rules! decided_again {
+    ($decide:expr) => {{
+        let mut attempt = 0;
+        loop {
+            let result = $decide;
+            attempt += 1;
+            if !overtaken(&result, attempt) {
+                break result;
+            }
+        }
+    }};
+}
 
 /// Messages to the directory.
 pub enum DirectoryMsg {
@@ -116,11 +156,20 @@ impl DirectoryState {
         events: Vec<beamd_events::Event>,
     ) -> Result<Vec<Envelope>, CoreError> {
         let stream = StreamId::new(id).map_err(|e| CoreError::Actor(e.to_string()))?;
+        let guard = Guard {
+            after: self.seq,
+            kinds: CLAIMS,
+        };
         let envelopes = append(
             &self.args.shell.writer,
-            Append::new(stream, ExpectedVersion::NoStream, events),
+            Append::new(stream, ExpectedVersion::NoStream, events).guarded(guard),
         )
-        .await?;
+        .await;
+        if envelopes.is_err() {
+            // Whatever overtook the decision is in the log: see it before deciding again.
+            self.catch_up().await?;
+        }
+        let envelopes = envelopes?;
         self.catch_up().await?;
         Ok(envelopes)
     }
@@ -214,30 +263,38 @@ impl Actor for DirectoryActor {
         }
         match message {
             DirectoryMsg::CreateTenant(cmd, reply) => {
-                let ctx = st.ctx();
-                let result = match st.dir.create_tenant(&cmd, &ctx) {
-                    Ok((id, events)) => st.record(id, events).await.map(|e| fold(&e)),
-                    Err(e) => Err(e.into()),
-                };
+                let result = decided_again!({
+                    let ctx = st.ctx();
+                    match st.dir.create_tenant(&cmd, &ctx) {
+                        Ok((id, events)) => st.record(id, events).await.map(|e| fold(&e)),
+                        Err(e) => Err(e.into()),
+                    }
+                });
                 let _ = reply.send(result);
             }
             DirectoryMsg::OpenTunnel(key, cmd, reply) => {
-                let _ = reply.send(st.open_tunnel(&key, &cmd).await);
+                let result = decided_again!({ st.open_tunnel(&key, &cmd).await });
+                let _ = reply.send(result);
             }
             DirectoryMsg::AddDomain(tenant, cmd, reply) => {
-                let result = async {
-                    let tenant: Tenant = entity(&st.args.tenants, &tenant).await?;
-                    let (id, events) = st.dir.add_domain(&cmd, &tenant, &st.ctx())?;
-                    Ok(fold(&st.record(id, events).await?))
-                };
-                let _ = reply.send(result.await);
+                let result = decided_again!({
+                    async {
+                        let tenant: Tenant = entity(&st.args.tenants, &tenant).await?;
+                        let (id, events) = st.dir.add_domain(&cmd, &tenant, &st.ctx())?;
+                        Ok(fold(&st.record(id, events).await?))
+                    }
+                    .await
+                });
+                let _ = reply.send(result);
             }
             DirectoryMsg::RegisterAccount([tenant, email, name, hash], reply) => {
-                let ctx = st.ctx();
-                let result = match st.dir.register_account(&tenant, &email, &name, &hash, &ctx) {
-                    Ok((id, events)) => st.record(id, events).await.map(|e| fold(&e)),
-                    Err(e) => Err(e.into()),
-                };
+                let result = decided_again!({
+                    let ctx = st.ctx();
+                    match st.dir.register_account(&tenant, &email, &name, &hash, &ctx) {
+                        Ok((id, events)) => st.record(id, events).await.map(|e| fold(&e)),
+                        Err(e) => Err(e.into()),
+                    }
+                });
                 let _ = reply.send(result);
             }
             DirectoryMsg::Get(reply) => {
@@ -251,5 +308,15 @@ impl Actor for DirectoryActor {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn claims_name_real_event_kinds() {
+        for kind in super::CLAIMS {
+            assert!(beamd_events::Event::KINDS.contains(kind), "{kind}");
+        }
     }
 }

@@ -278,6 +278,10 @@ impl<A: Hosted> Actor for EntityActor<A> {
                 }
             }
             EntityMsg::Get(reply) => {
+                // On a shared log other nodes write to this stream too.
+                if st.shell.log.shared() {
+                    st.catch_up().await?;
+                }
                 let _ = reply.send(st.state.clone());
             }
             EntityMsg::Traffic(d, reply) => {

@@ -1,8 +1,11 @@
 //! The agent: `beamd tcp` and `beamd http` run next to a private service, connects out to an
 //! edge, and forwards the streams the edge opens to the local port.
 
+mod dial;
 mod link;
 mod run;
+mod session;
 
+pub use dial::AgentTransport;
 pub use link::ShareLink;
 pub use run::{run_http, run_tcp, run_tcp_reporting, AgentConn, HttpArgs, TcpArgs};

@@ -2,36 +2,32 @@
 //! reconnecting with exponential backoff and jitter, and asking for the same
 //! public port (or name) back.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use beamd_events::vocabulary::TunnelProtocol;
-use beamd_transports::{
-    Connection, QuicTransport, StreamTls, TcpTransport, Transport, WsTransport,
-};
-use tokio::net::TcpStream;
 
+use super::dial::{parse_edges, uses_quic, AgentTransport, Dialers, EdgeAddr, QUIC_FALLBACK_AFTER};
 use super::link::{trust, ShareLink};
+use super::session::{Agent, Ended};
 use crate::cli::TransportArg;
-use crate::protocol::{
-    read_frame, write_frame, AgentFrame, EdgeFrame, Hello, StreamHeader, Token, TunnelRequest,
-    PROTOCOL_VERSION,
-};
-use crate::pump;
+use crate::protocol::{Token, TunnelRequest};
 
 /// How an agent reaches and trusts the edge: shared by `beamd tcp` and `beamd http`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentConn {
-    /// The edge's agent address, HOST:PORT, or a share link beamd://TOKEN@HOST:PORT?transport=…&fingerprint=….
+    /// The edge's agent address HOST:PORT, or several edges of one cluster
+    /// (HOST:PORT,HOST:PORT,…: the agent moves to the next when its edge goes
+    /// away), each optionally prefixed quic://, ws:// or tcp://; or a share
+    /// link beamd://TOKEN@HOST:PORT[,…]?transport=…&fingerprint=….
     #[arg(long, env = "BEAMD_EDGE")]
     pub edge: String,
-    /// How to reach the edge.
+    /// How to reach the edge; auto tries QUIC, then WebSocket, then TCP at
+    /// each edge, using the first that connects.
     #[arg(long, value_enum, default_value = "quic")]
-    pub transport: TransportArg,
+    pub transport: AgentTransport,
     /// The agent token, tok_<id>.<secret> (or in the share link).
     #[arg(long, env = "BEAMD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -92,23 +88,6 @@ pub struct HttpArgs {
     pub conn: AgentConn,
 }
 
-/// Why a connection attempt ended.
-enum Ended {
-    /// The edge refused for good (bad token, limit, conflict): stop.
-    Refused(String),
-    /// The connection failed or dropped: try again.
-    Lost(String),
-}
-
-const FATAL: &[&str] = &[
-    "unauthorized",
-    "unsupported_version",
-    "invalid_request",
-    "limit_exceeded",
-    "conflict",
-];
-const HEARTBEAT: Duration = Duration::from_secs(15);
-
 /// What `beamd tcp` asks the edge for.
 fn tcp_request(args: &TcpArgs) -> TunnelRequest {
     TunnelRequest {
@@ -155,7 +134,6 @@ pub async fn run_http(args: HttpArgs) -> Result<ExitCode> {
     };
     run(args.conn, request, "beamd http", None).await
 }
-
 /// Connects per `args` and serves the tunnel `request` until refused.
 async fn run(
     mut args: AgentConn,
@@ -181,18 +159,14 @@ async fn run(
     if Token(token.clone()).parts().is_none() {
         bail!("the token must look like tok_<id>.<secret>");
     }
-    let edge = tokio::net::lookup_host(&args.edge)
-        .await
-        .with_context(|| format!("cannot resolve the edge {}", args.edge))?
-        .next()
-        .with_context(|| format!("the edge {} has no address", args.edge))?;
-    let encrypted = args.transport == TransportArg::Quic || args.tls;
-    let trust = if encrypted {
+    let edges = parse_edges(&args.edge)?;
+    let quic = uses_quic(&edges, args.transport);
+    let trust = if quic || args.tls {
         Some(trust(&args, fingerprint.as_deref())?)
     } else {
         None
     };
-    let stream_tls = || StreamTls::new(None, trust.as_ref());
+    let dialers = Dialers::new(quic, args.tls, trust.as_ref())?;
     let args = AgentConn {
         token: Some(token),
         ..args
@@ -202,198 +176,121 @@ async fn run(
         label,
         announce,
     };
-    match (args.transport, args.tls) {
-        (TransportArg::Quic, _) => {
-            agent
-                .run_with(QuicTransport::new(None, trust.as_ref())?, edge, request)
-                .await
-        }
-        (TransportArg::Ws, false) => agent.run_with(WsTransport::plain(), edge, request).await,
-        (TransportArg::Ws, true) => {
-            agent
-                .run_with(WsTransport::with_tls(stream_tls()?), edge, request)
-                .await
-        }
-        (TransportArg::Tcp, false) => agent.run_with(TcpTransport::plain(), edge, request).await,
-        (TransportArg::Tcp, true) => {
-            agent
-                .run_with(TcpTransport::with_tls(stream_tls()?), edge, request)
-                .await
-        }
-    }
+    serve(&agent, &dialers, &edges, request).await
 }
 
-/// A running agent: its connection options and how it names itself in output.
-struct Agent<'a> {
-    args: &'a AgentConn,
-    label: &'static str,
-    /// Where the public address goes instead of stdout (benchmarks).
-    announce: Option<tokio::sync::mpsc::UnboundedSender<String>>,
-}
-
-impl Agent<'_> {
-    async fn run_with<T: Transport>(
-        &self,
-        transport: T,
-        edge: SocketAddr,
-        mut request: TunnelRequest,
-    ) -> Result<ExitCode> {
-        let (args, label) = (self.args, self.label);
-        let mut failures = 0u32;
-        let mut backoff = Duration::from_millis(250);
-        loop {
-            let (ended, assigned) = self.attempt(&transport, edge, &request).await;
-            if assigned.is_some() {
-                // A TCP tunnel asks for the port it had; an HTTP one keeps its name.
-                request.port = request
-                    .port
-                    .or(assigned)
-                    .filter(|_| request.protocol == TunnelProtocol::Tcp);
-                failures = 0;
-                backoff = Duration::from_millis(250);
-            }
-            match ended {
-                Ended::Refused(why) => {
-                    eprintln!("{label}: the edge refused: {why}");
-                    return Ok(ExitCode::FAILURE);
-                }
-                Ended::Lost(why) => {
-                    failures += 1;
-                    if args.max_retries > 0 && failures >= args.max_retries {
-                        eprintln!("{label}: giving up after {failures} failed attempts: {why}");
-                        return Ok(ExitCode::FAILURE);
-                    }
-                    // Full jitter around the current backoff, so that many agents do not reconnect in step.
-                    let wait = backoff.mul_f64(0.5 + fastrand::f64());
-                    eprintln!(
-                        "{label}: connection lost ({why}); reconnecting in {} ms",
-                        wait.as_millis()
-                    );
-                    tokio::time::sleep(wait).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
+/// Serves the tunnel, moving to the next edge whenever the current one is
+/// lost or cannot be reached; backs off once every edge failed in a row.
+async fn serve(
+    agent: &Agent<'_>,
+    dialers: &Dialers,
+    edges: &[EdgeAddr],
+    mut request: TunnelRequest,
+) -> Result<ExitCode> {
+    let (args, label) = (agent.args, agent.label);
+    let pinned_port = request.port.is_some();
+    let mut failures = 0u32;
+    let mut backoff = Duration::from_millis(250);
+    let mut at = 0usize;
+    loop {
+        let edge = &edges[at % edges.len()];
+        let (ended, assigned) = at_edge(agent, dialers, edge, &request, edges.len() > 1).await;
+        if assigned.is_some() {
+            // A TCP tunnel asks for the port it had; an HTTP one keeps its name.
+            request.port = request
+                .port
+                .or(assigned)
+                .filter(|_| request.protocol == TunnelProtocol::Tcp);
+            failures = 0;
+            backoff = Duration::from_millis(250);
         }
-    }
-
-    /// One connection: hello, welcome, then serve streams until it drops.
-    async fn attempt<T: Transport>(
-        &self,
-        transport: &T,
-        edge: SocketAddr,
-        request: &TunnelRequest,
-    ) -> (Ended, Option<u16>) {
-        let args = self.args;
-        let conn = match transport.connect(edge).await {
-            Ok(c) => Arc::new(c),
-            Err(e) => return (Ended::Lost(e.to_string()), None),
+        let why = match ended {
+            Ended::Refused(why) => {
+                eprintln!("{label}: the edge refused: {why}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ended::Lost(why) | Ended::Unreachable(why) => why,
         };
-        let Ok(mut control) = conn.open_stream().await else {
-            return (Ended::Lost("cannot open the control stream".into()), None);
-        };
-        let local = request.local_addr.clone();
-        let hello = AgentFrame::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            token: Token(args.token.clone().unwrap_or_default()),
-            tunnels: vec![request.clone()],
-        });
-        if let Err(e) = write_frame(&mut control, &hello).await {
-            return (Ended::Lost(e.to_string()), None);
+        if why.starts_with("port_unavailable") && !pinned_port {
+            // The port it had is taken on this edge: any free one will do.
+            request.port = None;
         }
-        let welcome = tokio::time::timeout(
-            Duration::from_secs(15),
-            read_frame::<EdgeFrame>(&mut control),
-        )
-        .await;
-        let assigned = match welcome {
-            Ok(Ok(EdgeFrame::Welcome { tunnels, .. })) => tunnels,
-            Ok(Ok(EdgeFrame::Error(e))) if FATAL.contains(&e.code.as_str()) => {
-                return (Ended::Refused(format!("{}: {}", e.code, e.message)), None)
-            }
-            Ok(Ok(EdgeFrame::Error(e))) => {
-                return (Ended::Lost(format!("{}: {}", e.code, e.message)), None)
-            }
-            Ok(Ok(EdgeFrame::Heartbeat)) => return (Ended::Lost("no welcome".into()), None),
-            Ok(Err(e)) => return (Ended::Lost(e.to_string()), None),
-            Err(_) => return (Ended::Lost("no welcome within 15 s".into()), None),
-        };
-        let Some(tunnel) = assigned.first() else {
-            return (Ended::Lost("the edge assigned no tunnel".into()), None);
-        };
-        if let Some(tx) = &self.announce {
-            let _ = tx.send(tunnel.public.clone());
+        failures += 1;
+        if args.max_retries > 0 && failures >= args.max_retries {
+            eprintln!("{label}: giving up after {failures} failed attempts: {why}");
+            return Ok(ExitCode::FAILURE);
+        }
+        at += 1;
+        // The next edge at once; after a full round, full jitter around the
+        // current backoff, so that many agents do not reconnect in step.
+        let round_failed = failures as usize % edges.len() == 0;
+        let wait = if round_failed {
+            let wait = backoff.mul_f64(0.5 + fastrand::f64());
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            wait
         } else {
-            crate::say!(
-                "{}: tunnel {} -> {local} ({})",
-                self.label,
-                tunnel.public,
-                tunnel.id
-            );
-            for alias in &tunnel.aliases {
-                crate::say!("{}: also at {alias}", self.label);
-            }
-            if let Some(notice) = &tunnel.notice {
-                crate::say!("{}: {notice}", self.label);
-            }
-        }
-        let assigned_port = tunnel.port;
-        let streams = {
-            let (conn, local) = (conn.clone(), local.clone());
-            tokio::spawn(async move {
-                while let Ok(stream) = conn.accept_stream().await {
-                    tokio::spawn(forward(stream, local.clone()));
-                }
-            })
+            Duration::from_millis(fastrand::u64(50..150))
         };
-        let (mut reader, mut writer) = tokio::io::split(control);
-        let beats = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(HEARTBEAT);
-            loop {
-                tick.tick().await;
-                if write_frame(&mut writer, &AgentFrame::Heartbeat)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
-        let ended = loop {
-            match read_frame::<EdgeFrame>(&mut reader).await {
-                Ok(EdgeFrame::Heartbeat) => continue,
-                Ok(EdgeFrame::Error(e)) if FATAL.contains(&e.code.as_str()) => {
-                    break Ended::Refused(format!("{}: {}", e.code, e.message))
-                }
-                Ok(EdgeFrame::Error(e)) => break Ended::Lost(format!("{}: {}", e.code, e.message)),
-                Ok(EdgeFrame::Welcome { .. }) => {
-                    break Ended::Lost("unexpected second welcome".into())
-                }
-                Err(e) => break Ended::Lost(e.to_string()),
-            }
-        };
-        beats.abort();
-        streams.abort();
-        conn.close();
-        (ended, assigned_port)
+        let next = &edges[at % edges.len()].addr;
+        eprintln!(
+            "{label}: connection lost ({why}); reconnecting to {next} in {} ms",
+            wait.as_millis()
+        );
+        tokio::time::sleep(wait).await;
     }
 }
 
-/// Forwards one stream the edge opened to the local service.
-async fn forward<S>(mut stream: S, local: String)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let header = tokio::time::timeout(
-        Duration::from_secs(10),
-        read_frame::<StreamHeader>(&mut stream),
-    )
-    .await;
-    if !matches!(header, Ok(Ok(_))) {
-        return;
-    }
-    let Ok(service) = TcpStream::connect(&local).await else {
-        return; // the public client sees its connection close
+/// One edge: each of its transports in turn until one gets a welcome.
+async fn at_edge(
+    agent: &Agent<'_>,
+    dialers: &Dialers,
+    edge: &EdgeAddr,
+    request: &TunnelRequest,
+    more_edges: bool,
+) -> (Ended, Option<u16>) {
+    let addr = match tokio::net::lookup_host(&edge.addr)
+        .await
+        .map(|mut a| a.next())
+    {
+        Ok(Some(addr)) => addr,
+        Ok(None) => {
+            return (
+                Ended::Unreachable(format!("{} has no address", edge.addr)),
+                None,
+            )
+        }
+        Err(e) => {
+            return (
+                Ended::Unreachable(format!("cannot resolve {}: {e}", edge.addr)),
+                None,
+            )
+        }
     };
-    let _ = service.set_nodelay(true);
-    pump::join(stream, service, None, None).await;
+    let order = edge.transports(agent.args.transport);
+    let mut ended = Ended::Unreachable("no transport to try".into());
+    for (i, transport) in order.iter().enumerate() {
+        let fallback = more_edges || i + 1 < order.len();
+        let (outcome, assigned) = match transport {
+            TransportArg::Quic => {
+                let Some(quic) = &dialers.quic else { continue };
+                let within = fallback.then_some(QUIC_FALLBACK_AFTER);
+                agent.attempt(quic, addr, request, within).await
+            }
+            TransportArg::Ws => agent.attempt(&dialers.ws, addr, request, None).await,
+            TransportArg::Tcp => agent.attempt(&dialers.tcp, addr, request, None).await,
+        };
+        match outcome {
+            Ended::Unreachable(why) if i + 1 < order.len() => {
+                eprintln!(
+                    "{}: {} to {addr} did not connect ({why}); trying {}",
+                    agent.label,
+                    transport.kind_name(),
+                    order[i + 1].kind_name()
+                );
+                ended = Ended::Unreachable(why);
+            }
+            other => return (other, assigned),
+        }
+    }
+    (ended, None)
 }

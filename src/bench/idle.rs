@@ -89,7 +89,7 @@ pub async fn agents(args: IdleAgentsArgs) -> Result<ExitCode> {
     for _ in 0..args.tunnels {
         let conn = crate::agent::AgentConn {
             edge: args.edge.clone(),
-            transport: args.transport,
+            transport: args.transport.into(),
             token: Some(TOKEN.into()),
             tls: false,
             local_host: "127.0.0.1".into(),

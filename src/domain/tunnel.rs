@@ -71,6 +71,9 @@ pub enum TunnelCommand {
     GoOffline {
         /// Why.
         reason: String,
+        /// The node whose session ended: when the tunnel is served by another
+        /// node by now (the agent failed over), nothing changes. `None`: whatever node.
+        node: Option<String>,
     },
     /// An agent with the same key took the tunnel (again).
     Resume {
@@ -140,7 +143,8 @@ impl Aggregate for Tunnel {
         }
         let released = self.status == TunnelStatus::Released;
         match command {
-            TunnelCommand::GoOffline { reason } => match self.status {
+            TunnelCommand::GoOffline { node: Some(n), .. } if *n != self.node => Ok(vec![]),
+            TunnelCommand::GoOffline { reason, .. } => match self.status {
                 TunnelStatus::Online => Ok(vec![TunnelWentOffline {
                     reason: reason.clone(),
                 }
@@ -218,6 +222,25 @@ mod tests {
     }
 
     #[test]
+    fn a_node_that_lost_the_tunnel_cannot_take_it_offline() {
+        let mut t = opened();
+        let resume = TunnelCommand::Resume {
+            node: "node_b".into(),
+            transport: TransportKind::Ws,
+            key: "tok_1".into(),
+        };
+        run(&mut t, resume).unwrap();
+        let from = |node: &str| TunnelCommand::GoOffline {
+            reason: "agent disconnected".into(),
+            node: Some(node.into()),
+        };
+        assert!(run(&mut t, from("node_a")).unwrap().is_empty());
+        assert_eq!(t.status, TunnelStatus::Online);
+        assert_eq!(run(&mut t, from("node_b")).unwrap().len(), 1);
+        assert_eq!(t.status, TunnelStatus::Offline);
+    }
+
+    #[test]
     fn offline_resume_release() {
         let mut t = opened();
         assert_eq!(t.status, TunnelStatus::Online);
@@ -225,6 +248,7 @@ mod tests {
             &mut t,
             TunnelCommand::GoOffline {
                 reason: "agent closed".into(),
+                node: None,
             },
         )
         .unwrap();
@@ -232,7 +256,8 @@ mod tests {
         assert!(run(
             &mut t,
             TunnelCommand::GoOffline {
-                reason: "again".into()
+                reason: "again".into(),
+                node: None,
             }
         )
         .unwrap()

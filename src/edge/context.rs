@@ -227,7 +227,23 @@ impl EdgeContext {
         if !matches!(serving.get(tunnel), Some(s) if s.session == session) {
             return false;
         }
-        match serving.remove(tunnel).map(|s| s.serve) {
+        let removed = serving.remove(tunnel);
+        drop(serving);
+        self.stop_serving(tunnel, removed);
+        true
+    }
+
+    /// Stops serving `tunnel` here whichever session serves it: another node
+    /// took it over. The session notices at its next traffic window and ends.
+    pub fn evict(&self, tunnel: &str) -> bool {
+        let removed = lock(&self.serving).remove(tunnel);
+        let evicted = removed.is_some();
+        self.stop_serving(tunnel, removed);
+        evicted
+    }
+
+    fn stop_serving(&self, tunnel: &str, removed: Option<Serving>) {
+        match removed.map(|s| s.serve) {
             Some(Serve::Port(a)) => a.abort(),
             Some(Serve::Http { hosts, .. }) => {
                 let mut routes = lock(&self.routes);
@@ -239,12 +255,16 @@ impl EdgeContext {
             }
             None => {}
         }
-        true
     }
 
     /// Whether a session serves `tunnel` now.
     pub fn serves(&self, tunnel: &str) -> bool {
         lock(&self.serving).contains_key(tunnel)
+    }
+
+    /// Whether `session` still serves `tunnel` (no reconnect took it over).
+    pub fn serves_as(&self, tunnel: &str, session: &str) -> bool {
+        matches!(lock(&self.serving).get(tunnel), Some(s) if s.session == session)
     }
 
     /// Whether no session serves any tunnel.

@@ -25,6 +25,7 @@ mod public_port;
 mod rate_limit;
 mod session;
 mod supervisor;
+mod takeover;
 mod tokens_file;
 mod upstream_tunnel;
 mod upstream_url;

@@ -64,6 +64,7 @@ pub async fn take_offline_after_restart(core: &Core, node: &str) -> Result<(), C
     for id in core.directory().await?.online_on(node) {
         let offline = TunnelCommand::GoOffline {
             reason: "edge restarted".into(),
+            node: Some(node.to_string()),
         };
         core.tunnel_command(&id, offline).await?;
     }
@@ -275,6 +276,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         bound.push(format!("{}={local}", transport.kind_name()));
         crate::say!("beamd edge: listening {} on {local}", transport.kind_name());
     }
+    tokio::spawn(super::takeover::follow(ctx.clone()));
     if let Some((listener, tls)) = http {
         let local = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };

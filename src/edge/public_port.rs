@@ -55,6 +55,7 @@ pub(super) async fn open_exact(
         Err(e) => {
             let offline = TunnelCommand::GoOffline {
                 reason: "port unavailable".into(),
+                node: Some(ctx.node.clone()),
             };
             let _ = ctx.core.tunnel_command(&tunnel.id, offline).await;
             Err(error(

@@ -104,6 +104,7 @@ async fn serve<C: Connection>(
     let (stop_reports, reports_stop) = oneshot::channel::<()>();
     let reporter = tokio::spawn(report(
         ctx.clone(),
+        session.clone(),
         reports_stop,
         key,
         served
@@ -254,9 +255,11 @@ async fn start<C: Connection>(
 }
 
 /// Reports traffic once per window and cuts the session off when the key's
-/// byte limit is reached.
+/// byte limit is reached, or when another session took one of its tunnels
+/// over (here, or on another node).
 async fn report(
     ctx: Arc<EdgeContext>,
+    session: String,
     mut stop: oneshot::Receiver<()>,
     key: Key,
     meters: Vec<(String, Arc<Meter>)>,
@@ -275,6 +278,11 @@ async fn report(
         }
         for (id, meter) in &meters {
             record(&ctx, id, meter).await;
+        }
+        if let Some((id, _)) = meters.iter().find(|(id, _)| !ctx.serves_as(id, &session)) {
+            let message = format!("another agent with this token took tunnel {id} over");
+            let _ = cutoff.send(error("taken_over", message)).await;
+            return;
         }
         let now = ctx.core.now_ms();
         let (key_used, month_used) = {
@@ -333,6 +341,7 @@ async fn finish(ctx: &EdgeContext, session: &str, served: &[Served]) {
         if ctx.leave(&s.id, session) {
             let offline = TunnelCommand::GoOffline {
                 reason: "agent disconnected".into(),
+                node: Some(ctx.node.clone()),
             };
             let _ = ctx.core.tunnel_command(&s.id, offline).await;
         }

@@ -105,6 +105,7 @@ impl BeamdWorld {
                 let cmd = match self.rng.bool() {
                     true => TunnelCommand::GoOffline {
                         reason: "sim".into(),
+                        node: None,
                     },
                     false => TunnelCommand::Release,
                 };

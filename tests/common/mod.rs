@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod cluster;
 pub mod core;
 pub mod dns;
 pub mod http;

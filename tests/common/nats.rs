@@ -128,6 +128,8 @@ impl NatsCluster {
             let child = Command::new("nats-server")
                 .arg("-c")
                 .arg(&conf)
+                .arg("-l")
+                .arg(dir.path().join(format!("n{i}.log")))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

@@ -97,6 +97,8 @@ pub struct Edge {
     pub proc: Proc,
     pub agent_addr: SocketAddr,
     pub api: SocketAddr,
+    /// The public HTTP listener, with --http-listen.
+    pub http: Option<SocketAddr>,
     pub fingerprint: String,
     pub token: Option<String>,
 }
@@ -136,22 +138,33 @@ pub fn start_edge_env(
     let mut envs = vec![("BEAMD_ADMIN_TOKEN", ADMIN_TOKEN)];
     envs.extend_from_slice(env);
     let proc = Proc::spawn(&args, &envs)?;
-    let listening = proc.expect("listening", Duration::from_secs(30))?;
-    let agent_addr: SocketAddr = listening.rsplit(' ').next().context("addr")?.parse()?;
-    let api_line = proc.expect("listening api on", Duration::from_secs(10))?;
-    let api: SocketAddr = api_line.rsplit(' ').next().context("api addr")?.parse()?;
-    let fp_line = proc.expect("fingerprint", Duration::from_secs(10))?;
-    let fingerprint = fp_line
-        .split(' ')
-        .nth(4)
-        .context("fingerprint")?
-        .to_string();
-    proc.expect(" up; ", Duration::from_secs(10))?;
+    let (mut agent_addr, mut api, mut http, mut fingerprint) = (None, None, None, None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = proc
+            .lines
+            .recv_timeout(left)
+            .context("the edge did not say it was up within 60 s")?;
+        let last = || line.rsplit(' ').next().context("addr");
+        if line.contains(" up; ") {
+            break;
+        } else if line.contains("listening api on") {
+            api = Some(last()?.parse::<SocketAddr>()?);
+        } else if line.contains("listening http on") || line.contains("listening https on") {
+            http = Some(last()?.parse::<SocketAddr>()?);
+        } else if line.contains("listening") && agent_addr.is_none() {
+            agent_addr = Some(last()?.parse::<SocketAddr>()?);
+        } else if line.contains("fingerprint") {
+            fingerprint = line.split(' ').nth(4).map(str::to_string);
+        }
+    }
     Ok(Edge {
         proc,
-        agent_addr,
-        api,
-        fingerprint,
+        agent_addr: agent_addr.context("no agent listener")?,
+        api: api.context("no API listener")?,
+        http,
+        fingerprint: fingerprint.context("no fingerprint")?,
         token: Some(ADMIN_TOKEN.to_string()),
     })
 }

@@ -10,6 +10,7 @@ use super::{Append, LogHead};
 use crate::clock::Clock;
 use crate::envelope::{decode_record, encode_record, verify_record, Envelope, StreamId};
 use crate::error::LogError;
+use crate::vocabulary::Event;
 
 /// What recovery found when the log was opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub struct Staged {
     head: LogHead,
     last_at: u64,
     versions: HashMap<StreamId, u64>,
+    /// (kind ordinal, seq) of each accepted event, for guards and `write`.
+    kinds: Vec<(usize, u64)>,
 }
 
 /// Sequence, chain and stream versions of a log over a `Store`.
@@ -39,6 +42,10 @@ pub struct LogCore<S: Store> {
     head: LogHead,
     last_at: u64,
     versions: HashMap<StreamId, u64>,
+    /// The seq of the last event of each kind (by ordinal) since the log was
+    /// opened; kinds not seen since count as at `opened_at`.
+    last_of_kind: Vec<u64>,
+    opened_at: u64,
 }
 
 impl<S: Store> LogCore<S> {
@@ -110,6 +117,8 @@ impl<S: Store> LogCore<S> {
             head,
             last_at,
             versions: HashMap::new(),
+            last_of_kind: vec![0; Event::KINDS.len()],
+            opened_at: head.seq,
         };
         Ok((core, report))
     }
@@ -144,8 +153,14 @@ impl<S: Store> LogCore<S> {
         let mut versions: HashMap<StreamId, u64> = HashMap::new();
         let mut records = Vec::new();
         let mut outcomes = Vec::new();
+        let mut kinds = Vec::new();
         for append in appends {
-            let outcome = self.stage_one(append, at, &mut head, &mut versions, &mut records);
+            let outcome = self
+                .check_guard(append, &kinds)
+                .and_then(|()| self.stage_one(append, at, &mut head, &mut versions, &mut records));
+            if let Ok(envelopes) = &outcome {
+                kinds.extend(envelopes.iter().map(|e| (e.event.ordinal(), e.seq)));
+            }
             outcomes.push(outcome);
         }
         Staged {
@@ -154,7 +169,36 @@ impl<S: Store> LogCore<S> {
             head,
             last_at: at,
             versions,
+            kinds,
         }
+    }
+
+    /// The seq of the last committed event of kind `ordinal` (at least the
+    /// head the log was opened at: older history is not indexed).
+    fn last_of(&self, ordinal: usize) -> u64 {
+        let seen = self.last_of_kind.get(ordinal).copied().unwrap_or(0);
+        seen.max(self.opened_at)
+    }
+
+    fn check_guard(&self, append: &Append, staged: &[(usize, u64)]) -> Result<(), LogError> {
+        let Some(guard) = &append.guard else {
+            return Ok(());
+        };
+        for kind in guard.kinds {
+            let Some(ordinal) = Event::KINDS.iter().position(|k| k == kind) else {
+                continue;
+            };
+            let in_batch = staged.iter().rev().find(|(o, _)| *o == ordinal);
+            let seq = in_batch.map_or_else(|| self.last_of(ordinal), |(_, seq)| *seq);
+            if seq > guard.after {
+                return Err(LogError::Stale {
+                    kind,
+                    seq,
+                    after: guard.after,
+                });
+            }
+        }
+        Ok(())
     }
 
     fn stage_one(
@@ -230,6 +274,9 @@ impl<S: Store> LogCore<S> {
                 hash: env.hash,
             };
             self.last_at = self.last_at.max(env.at);
+            if let Some(last) = self.last_of_kind.get_mut(env.event.ordinal()) {
+                *last = seq;
+            }
             self.versions.insert(env.stream, env.version);
             adopted += 1;
         }
@@ -251,6 +298,11 @@ impl<S: Store> LogCore<S> {
         self.head = staged.head;
         self.last_at = staged.last_at;
         self.versions.extend(staged.versions.drain());
+        for (ordinal, seq) in staged.kinds.drain(..) {
+            if let Some(last) = self.last_of_kind.get_mut(ordinal) {
+                *last = seq;
+            }
+        }
         Ok(())
     }
 }

@@ -208,6 +208,10 @@ impl<S: Store> EventLog for GroupCommitLog<S> {
     fn subscribe(&self) -> watch::Receiver<LogHead> {
         self.committed.clone()
     }
+
+    fn shared(&self) -> bool {
+        self.store.shared()
+    }
 }
 
 struct Writer<S: Store> {

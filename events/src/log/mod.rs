@@ -85,6 +85,8 @@ pub struct Append {
     pub expected: ExpectedVersion,
     /// The events, in order.
     pub events: Vec<Event>,
+    /// A condition on the rest of the log, for decisions that span streams.
+    pub guard: Option<Guard>,
 }
 
 impl Append {
@@ -94,8 +96,28 @@ impl Append {
             stream,
             expected,
             events,
+            guard: None,
         }
     }
+
+    /// The same append, accepted only while `guard` holds.
+    pub fn guarded(mut self, guard: Guard) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+}
+
+/// Optimistic concurrency across streams: the append is refused with
+/// `LogError::Stale` when an event of one of `kinds` was committed after seq
+/// `after` (by this node or, on a shared log, by any other). A decision that
+/// depends on many streams (a unique name, a plan limit) is made at a seq and
+/// recorded only if nothing it depended on changed since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guard {
+    /// The seq the decision was made at.
+    pub after: u64,
+    /// The event kinds (`Event::kind`) the decision depended on.
+    pub kinds: &'static [&'static str],
 }
 
 /// When appended events are flushed to disk.
@@ -185,4 +207,10 @@ pub trait EventLog: Send + Sync {
 
     /// Watches the committed head: changes only after events are durable.
     fn subscribe(&self) -> watch::Receiver<LogHead>;
+
+    /// Whether other processes append to this log too (JetStream): state
+    /// held in memory must then catch up with the log before it is trusted.
+    fn shared(&self) -> bool {
+        false
+    }
 }

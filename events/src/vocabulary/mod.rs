@@ -50,6 +50,18 @@ macro_rules! events {
                 }
             }
 
+            /// The position of the event's type in `KINDS`.
+            pub fn ordinal(&self) -> usize {
+                let mut n = 0usize;
+                $(
+                    if matches!(self, Event::$variant(_)) {
+                        return n;
+                    }
+                    n += 1;
+                )+
+                n
+            }
+
             /// Every event type name, in declaration order.
             pub const KINDS: &'static [&'static str] = &[$(stringify!($variant)),+];
         }

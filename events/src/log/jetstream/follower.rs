@@ -1,10 +1,14 @@
 //! The follower: applies every message of the stream, in order, to a
-//! store's local copy, including the store's own (applied once).
+//! store's local copy, including the store's own (applied once); and
+//! catching up directly when the follower lags.
 
 use futures_util::StreamExt;
 
 use super::batch::decode_batch;
-use super::{lock, JetStreamStore};
+use super::{
+    lock, nats_error, JetStreamStore, FOLLOWER_GRACE, OPEN_TIMEOUT, RETRY_PAUSE, SETUP_TIMEOUT,
+};
+use crate::error::LogError;
 
 /// Applies every message of the stream in order until the store is dropped
 /// or a message does not fit (then the store is marked broken).
@@ -27,6 +31,55 @@ pub(super) async fn follow(
             lock(&store.applied).broken = Some(why);
             store.progress.send_modify(|_| {});
             return;
+        }
+    }
+}
+
+/// Waits until the local copy holds the stream's last message. The
+/// follower usually delivers it within moments; when it does not (its
+/// consumer is being placed again after a server was lost), the missing
+/// messages are read directly from any replica.
+pub(super) async fn catch_up(store: &JetStreamStore) -> Result<(), LogError> {
+    let failed = nats_error("catching up with the JetStream log");
+    let deadline = tokio::time::Instant::now() + OPEN_TIMEOUT;
+    let stream = loop {
+        match tokio::time::timeout(SETUP_TIMEOUT, store.context.get_stream(&store.stream)).await {
+            Ok(Ok(stream)) => break stream,
+            _ if tokio::time::Instant::now() >= deadline => {
+                return Err(failed(format!("no stream state within {OPEN_TIMEOUT:?}")))
+            }
+            _ => tokio::time::sleep(RETRY_PAUSE).await,
+        }
+    };
+    let last = stream.cached_info().state.last_sequence;
+    let mut progress = store.progress.subscribe();
+    let followed = progress.wait_for(|m| *m >= last);
+    if tokio::time::timeout(FOLLOWER_GRACE, followed).await.is_ok() {
+        return Ok(());
+    }
+    loop {
+        let next = lock(&store.applied).message + 1;
+        if next > last {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(failed(format!(
+                "message {next} not readable within {OPEN_TIMEOUT:?}"
+            )));
+        }
+        match tokio::time::timeout(SETUP_TIMEOUT, stream.direct_get(next)).await {
+            Ok(Ok(message)) => {
+                let records = decode_batch(&message.payload)
+                    .map_err(|e| failed(format!("message {next}: {e}")))?;
+                store.apply(next, records)?;
+            }
+            other => {
+                tracing::debug!(
+                    next,
+                    "reading a JetStream message directly, retrying: {other:?}"
+                );
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
         }
     }
 }

@@ -37,7 +37,13 @@ use batch::encode_batch;
 use follower::follow;
 
 /// How long opening waits for the stream and the catch-up.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one request setting up the stream or its consumer may take. Right
+/// after a server is lost, the cluster may place a consumer on it and never
+/// answer; another attempt is placed elsewhere.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long catching up waits for the follower before reading directly.
+const FOLLOWER_GRACE: Duration = Duration::from_secs(1);
 /// How long one publish may wait for its acknowledgement.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a publish is retried while servers fail over (a JetStream
@@ -107,16 +113,21 @@ impl JetStreamStore {
         let mut attempts = 0;
         let mut stream = loop {
             attempts += 1;
-            let made = context
-                .get_or_create_stream(stream::Config {
+            let made = tokio::time::timeout(
+                SETUP_TIMEOUT,
+                context.get_or_create_stream(stream::Config {
                     name: config.stream.clone(),
                     subjects: vec![subject.clone()],
                     num_replicas: config.replicas,
                     storage: stream::StorageType::File,
                     allow_direct: true,
                     ..Default::default()
-                })
-                .await;
+                }),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(async_nats::jetstream::context::CreateStreamErrorKind::TimedOut.into())
+            });
             match made {
                 Ok(stream) => break stream,
                 Err(e) if attempts >= STREAM_ATTEMPTS => {
@@ -163,8 +174,10 @@ impl JetStreamStore {
                     .messages()
                     .await
                     .map_err(|e| e.to_string())
-            }
-            .await;
+            };
+            let made = tokio::time::timeout(SETUP_TIMEOUT, made)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {SETUP_TIMEOUT:?}")));
             match made {
                 Ok(messages) => break messages,
                 Err(e) if attempts >= STREAM_ATTEMPTS => {
@@ -363,24 +376,7 @@ impl Store for JetStreamStore {
     }
 
     fn catch_up(&self) -> Result<(), LogError> {
-        let last = self.runtime.block_on(async {
-            let stream =
-                self.context.get_stream(&self.stream).await.map_err(|e| {
-                    nats_error("reading the JetStream stream's state")(e.to_string())
-                })?;
-            Ok::<_, LogError>(stream.cached_info().state.last_sequence)
-        })?;
-        let mut progress = self.progress.subscribe();
-        self.runtime.block_on(async {
-            tokio::time::timeout(OPEN_TIMEOUT, progress.wait_for(|m| *m >= last))
-                .await
-                .map(|_| ())
-                .map_err(|_| {
-                    nats_error("catching up with the JetStream log")(format!(
-                        "message {last} did not arrive within {OPEN_TIMEOUT:?}"
-                    ))
-                })
-        })?;
+        self.runtime.block_on(follower::catch_up(self))?;
         match &lock(&self.applied).broken {
             Some(why) => Err(nats_error("catching up with the JetStream log")(
                 why.clone(),
