@@ -22,7 +22,7 @@ use anyhow::{ensure, Context, Result};
 use common::api::{new_token, tenant, Api};
 use common::cluster::{audits_clean, eventually, eventually_within, replayed};
 use common::http::{client, get, http_server, send};
-use common::nats::NatsCluster;
+use common::nats::{NatsCluster, NatsServer};
 use common::tunnel::{
     echo_server, pattern, round_trip, start_agent, start_edge, Edge, Proc, ADMIN_TOKEN,
 };
@@ -307,5 +307,58 @@ async fn racing_nodes_respect_limits_and_uniqueness() -> Result<()> {
         count("DomainRemoved")
     );
     eprintln!("cluster: {added} domains granted over 4 races between two nodes, limit 6 each time");
+    audits_clean(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_on_another_node_takes_the_name_over_at_once() -> Result<()> {
+    let nats = NatsServer::start();
+    let url = format!("nats://{}", nats.addr);
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let edges = edges_on(&dirs, &url)?;
+    let web = http_server().await?.to_string();
+    let agent_on = |edge: &Edge| {
+        let addr = edge.agent_addr.to_string();
+        let args = [
+            "http",
+            &web,
+            "--name",
+            "app",
+            "--edge",
+            &addr,
+            "--transport",
+            "tcp",
+        ];
+        Proc::spawn(&args, &[("BEAMD_TOKEN", ADMIN_TOKEN)])
+    };
+    let mut first = agent_on(&edges[0])?;
+    first.expect("beamd http: tunnel http://app.", Duration::from_secs(30))?;
+    let (http0, http1) = (
+        edges[0].http.context("http")?,
+        edges[1].http.context("http")?,
+    );
+    ensure!(through(http0, "app.localhost").await? == 200);
+
+    // The first agent is still connected when the second asks for the name.
+    let second = agent_on(&edges[1])?;
+    second.expect("beamd http: tunnel http://app.", Duration::from_secs(30))?;
+    ensure!(through(http1, "app.localhost").await? == 200);
+    eventually("node 0 stops serving the name", || async {
+        Ok(through(http0, "app.localhost").await? != 200)
+    })
+    .await?;
+    let mut waited = 0;
+    while first.child.try_wait()?.is_none() && waited < 150 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    ensure!(
+        first.stderr_contains("taken_over"),
+        "the first agent is told why it lost the name"
+    );
+    let api = Api::new(edges[0].api, ADMIN_TOKEN);
+    let t = tunnel_named(&api, "app").await?.context("app listed")?;
+    ensure!(t["status"] == "online", "{t}");
+    drop((first, second, edges));
     audits_clean(url).await
 }
