@@ -334,6 +334,8 @@ pub enum BenchCommand {
     Http(crate::bench::http::HttpBenchArgs),
     /// Resident memory of the edge and the agent with many idle tunnels, then many open connections.
     Idle(crate::bench::idle::IdleBenchArgs),
+    /// events/s and commands/s on sled against NATS JetStream (3 servers, replicas 3) with 1 and 3 edges; needs nats-server.
+    Scale(crate::bench::scale::ScaleBenchArgs),
     /// The agents of `bench idle`, in their own process.
     #[command(hide = true)]
     IdleAgents(crate::bench::idle::IdleAgentsArgs),
@@ -361,6 +363,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Http(args)) => runtime.block_on(crate::bench::http::run(args)),
         Command::Bench(BenchCommand::Idle(args)) => runtime.block_on(crate::bench::idle::run(args)),
+        Command::Bench(BenchCommand::Scale(args)) => {
+            runtime.block_on(crate::bench::scale::run(args))
+        }
         Command::Bench(BenchCommand::IdleAgents(args)) => {
             runtime.block_on(crate::bench::idle::agents(args))
         }

@@ -7,5 +7,7 @@ pub mod core;
 pub mod http;
 pub mod idle;
 pub mod log;
+mod nats;
 mod raw;
+pub mod scale;
 pub mod tunnel;
