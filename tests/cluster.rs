@@ -347,11 +347,7 @@ async fn an_agent_on_another_node_takes_the_name_over_at_once() -> Result<()> {
         Ok(through(http0, "app.localhost").await? != 200)
     })
     .await?;
-    let mut waited = 0;
-    while first.child.try_wait()?.is_none() && waited < 150 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        waited += 1;
-    }
+    first.exited_within(Duration::from_secs(15)).await?;
     ensure!(
         first.stderr_contains("taken_over"),
         "the first agent is told why it lost the name"

@@ -57,17 +57,31 @@ impl Backend {
     }
 }
 
+/// Runs `workers` tasks until `run` is over; each counts what it completed
+/// in the shared counter. Returns the count.
+async fn count_for<W, Fut>(workers: usize, run: Duration, work: W) -> Result<u64>
+where
+    W: Fn(usize, Instant, Arc<AtomicU64>) -> Fut,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + run;
+    let tasks: Vec<_> = (0..workers.max(1))
+        .map(|i| tokio::spawn(work(i, deadline, done.clone())))
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(done.load(Ordering::Relaxed))
+}
+
 /// Appends single-event batches from `appenders` tasks spread over `logs`
 /// for `run`; returns the events acknowledged.
 async fn append_load(logs: &[Arc<dyn EventLog>], appenders: usize, run: Duration) -> Result<u64> {
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + run;
-    let mut tasks = Vec::new();
-    for i in 0..appenders.max(1) {
+    count_for(appenders, run, |i, deadline, done| {
         let log = logs[i % logs.len()].clone();
-        let done = done.clone();
-        let stream = StreamId::new(format!("tun_bench{:03}", i % 100))?;
-        tasks.push(tokio::spawn(async move {
+        async move {
+            let stream = StreamId::new(format!("tun_bench{:03}", i % 100))?;
             while Instant::now() < deadline {
                 let event = TrafficRecorded {
                     bytes_in: 1_000,
@@ -80,43 +94,45 @@ async fn append_load(logs: &[Arc<dyn EventLog>], appenders: usize, run: Duration
                 log.append(append).await?;
                 done.fetch_add(1, Ordering::Relaxed);
             }
-            Ok::<_, beamd_events::LogError>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(done.load(Ordering::Relaxed))
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Events/s on `backend`, with its logs opened in this process.
 async fn events_per_second(backend: Backend, dir: &Path, args: &ScaleBenchArgs) -> Result<f64> {
     let run = Duration::from_secs(args.seconds);
+    // Declared first, dropped last: the logs close while their servers run.
+    let mut nats = None;
     let mut _db = None;
-    let (logs, _nats): (Vec<Arc<dyn EventLog>>, _) = match backend {
+    let mut logs: Vec<Arc<dyn EventLog>> = Vec::new();
+    match backend {
         Backend::Sled => {
             let db = sled::open(dir.join("sled"))?;
             let store = Arc::new(beamd_events::log::SledStore::new(&db)?);
             _db = Some(db);
             let (log, _) = SledLog::open(store, Arc::new(SystemClock), Durability::Always)?;
-            (vec![Arc::new(log)], None)
+            logs.push(Arc::new(log));
         }
         Backend::JetStream(n) => {
-            let nats = NatsCluster::start(dir)?;
-            let config = JetStreamConfig::parse(&nats.url())?;
-            let mut logs: Vec<Arc<dyn EventLog>> = Vec::new();
+            let cluster = NatsCluster::start(dir)?;
+            let config = JetStreamConfig::parse(&cluster.url())?;
+            nats = Some(cluster);
             for _ in 0..n {
                 let store = JetStreamStore::open(&config).await?;
                 let (log, _) =
                     GroupCommitLog::open(store, Arc::new(SystemClock), Durability::Always)?;
                 logs.push(Arc::new(log));
             }
-            (logs, Some(nats))
         }
-    };
+    }
     let started = Instant::now();
     let events = append_load(&logs, args.writers, run).await?;
-    Ok(events as f64 / started.elapsed().as_secs_f64())
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    drop(logs);
+    drop(nats);
+    Ok(rate)
 }
 
 /// Starts an edge on `log` (sled when `None`); returns it and its API address.
@@ -148,13 +164,9 @@ fn start_edge(dir: &Path, log: Option<&str>) -> Result<(Spawned, String)> {
 /// POSTs /api/v1/tokens from `clients` keep-alive connections spread over
 /// `apis` for `run`; returns the tokens created.
 async fn command_load(apis: &[String], clients: usize, run: Duration) -> Result<u64> {
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + run;
-    let mut tasks = Vec::new();
-    for i in 0..clients.max(1) {
+    count_for(clients, run, |i, deadline, done| {
         let api = apis[i % apis.len()].clone();
-        let done = done.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             let io = TokioIo::new(TcpStream::connect(&api).await?);
             let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
             tokio::spawn(conn);
@@ -171,13 +183,10 @@ async fn command_load(apis: &[String], clients: usize, run: Duration) -> Result<
                 anyhow::ensure!(status.as_u16() == 201, "POST /tokens answered {status}");
                 done.fetch_add(1, Ordering::Relaxed);
             }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(done.load(Ordering::Relaxed))
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Commands/s through the API of edges on `backend`.

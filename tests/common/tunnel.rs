@@ -78,6 +78,18 @@ impl Proc {
             .unwrap_or(false)
     }
 
+    /// Waits up to `within` for the process to exit; whether it did.
+    pub async fn exited_within(&mut self, within: Duration) -> Result<bool> {
+        let deadline = std::time::Instant::now() + within;
+        while self.child.try_wait()?.is_none() {
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(true)
+    }
+
     pub fn signal(&self, signal: rustix::process::Signal) -> Result<()> {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).context("pid")?;
         rustix::process::kill_process(pid, signal)?;

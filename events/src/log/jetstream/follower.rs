@@ -40,6 +40,17 @@ pub(super) async fn follow(
 /// consumer is being placed again after a server was lost), the missing
 /// messages are read directly from any replica.
 pub(super) async fn catch_up(store: &JetStreamStore) -> Result<(), LogError> {
+    // The message that beat this writer's publish is usually followed
+    // already, or within moments: then that is enough to decide again.
+    let target = store.catch_up_to.load(std::sync::atomic::Ordering::Relaxed);
+    let mut progress = store.progress.subscribe();
+    let followed = target > 0
+        && tokio::time::timeout(FOLLOWER_GRACE, progress.wait_for(|m| *m >= target))
+            .await
+            .is_ok();
+    if followed {
+        return Ok(());
+    }
     let failed = nats_error("catching up with the JetStream log");
     let deadline = tokio::time::Instant::now() + OPEN_TIMEOUT;
     let stream = loop {
@@ -52,7 +63,6 @@ pub(super) async fn catch_up(store: &JetStreamStore) -> Result<(), LogError> {
         }
     };
     let last = stream.cached_info().state.last_sequence;
-    let mut progress = store.progress.subscribe();
     let followed = progress.wait_for(|m| *m >= last);
     if tokio::time::timeout(FOLLOWER_GRACE, followed).await.is_ok() {
         return Ok(());

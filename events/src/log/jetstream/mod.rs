@@ -12,6 +12,7 @@
 //! A refused publish is `LogError::Moved`: the writer waits for the copy to
 //! catch up, adopts the other writers' records and decides the batch again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -80,6 +81,9 @@ pub struct JetStreamStore {
     subject: String,
     runtime: tokio::runtime::Handle,
     follower: Mutex<Option<JoinHandle<()>>>,
+    /// The message a writer that was not first must see before it decides
+    /// again: the one after the head its refused publish expected.
+    catch_up_to: AtomicU64,
 }
 
 impl JetStreamStore {
@@ -156,6 +160,7 @@ impl JetStreamStore {
             subject,
             runtime: tokio::runtime::Handle::current(),
             follower: Mutex::new(None),
+            catch_up_to: AtomicU64::new(0),
         });
         // Right after a server is lost the cluster may not place a consumer
         // for a few seconds: retried like the stream.
@@ -264,7 +269,8 @@ impl JetStreamStore {
             let error = match acked {
                 Ok(Ok(ack)) => return Ok(ack.sequence),
                 Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                    return Err(LogError::Moved(expected))
+                    self.catch_up_to.store(expected + 1, Ordering::Relaxed);
+                    return Err(LogError::Moved(expected));
                 }
                 Ok(Err(e)) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
                     return Err(nats_error("appending to the JetStream log")(e.to_string()))
@@ -343,6 +349,7 @@ impl Store for JetStreamStore {
                 return Err(nats_error("appending to the JetStream log")(why.clone()));
             }
             if first.seq != self.copy.last_seq()? + 1 {
+                self.catch_up_to.store(applied.message, Ordering::Relaxed);
                 return Err(LogError::Moved(applied.message));
             }
             applied.message
