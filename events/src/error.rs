@@ -40,6 +40,12 @@ pub enum LogError {
         /// The seq the decision was made at.
         after: u64,
     },
+    /// One append is larger than the log can store in one batch. Nothing was written.
+    #[error("the append's {events} events are too large for one batch of the log")]
+    TooLarge {
+        /// How many events the append carried.
+        events: usize,
+    },
     /// The storage backend failed.
     #[error("storage error while {context}: {source}")]
     Storage {

@@ -175,3 +175,54 @@ async fn guards_see_the_other_writers_events() -> Result<()> {
     ensure!(ok[0].seq == 3, "seq {}", ok[0].seq);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_stay_within_the_servers_max_payload() -> Result<()> {
+    use beamd_events::vocabulary::NodeLeft;
+    let mut b = nats_backend();
+    let log = Arc::new(open(&mut b, Arc::new(ManualClock::new(0))));
+    let big = |i: usize| -> beamd_events::Event {
+        NodeLeft {
+            reason: format!("{i:06}").repeat(100_000 / 6),
+        }
+        .into()
+    };
+    // 40 appends of 100 KB at once: together four times the server's 1 MiB.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            log.append(Append::new(
+                stream(&format!("node_{i}")),
+                ExpectedVersion::NoStream,
+                vec![big(i)],
+            ))
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    // One append that cannot fit in any message is refused alone.
+    let err = log
+        .append(Append::new(
+            stream("node_huge"),
+            ExpectedVersion::Any,
+            (0..12).map(big).collect(),
+        ))
+        .await
+        .unwrap_err();
+    ensure!(matches!(err, LogError::TooLarge { events: 12 }), "{err}");
+    log.append(Append::new(
+        stream("node_after"),
+        ExpectedVersion::Any,
+        vec![heartbeat()],
+    ))
+    .await?;
+    drop(log);
+    b.forget();
+    let reopened = open(&mut b, Arc::new(ManualClock::new(0)));
+    let all = reopened.read_from(1, 100).await?;
+    ensure!(all.len() == 41, "{} events read back", all.len());
+    Ok(())
+}

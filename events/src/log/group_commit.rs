@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::{oneshot, watch};
 
-use super::core::{LogCore, RepairReport};
+use super::core::{LogCore, RepairReport, Staged};
 use super::store::Store;
 use super::{Append, Durability, EventLog, LogFuture, LogHead};
 use crate::clock::Clock;
@@ -295,41 +295,33 @@ impl<S: Store> Writer<S> {
         Ok(())
     }
 
-    fn commit(&mut self, batch: Vec<Request>) -> Result<(), LogError> {
+    fn commit(&mut self, mut batch: Vec<Request>) -> Result<(), LogError> {
         self.adopt()?;
-        if !batch.is_empty() {
-            let mut retries = 0;
-            let (staged, written) = loop {
-                let mut staged = self.core.stage(batch.iter().map(|r| &r.append));
-                match self.core.write(&mut staged) {
-                    // Another writer got ahead: nothing was written; decide
-                    // the batch again on top of what it wrote.
-                    Err(LogError::Moved(_)) if retries < MAX_RETRIES => {
-                        retries += 1;
-                        self.core.store().catch_up()?;
-                        self.adopt()?;
-                    }
-                    written => break (staged, written),
+        while !batch.is_empty() {
+            // Halve the batch until the store takes it in one write; an
+            // append too large on its own is refused, nothing written.
+            let mut take = batch.len();
+            let staged = loop {
+                let staged = self.core.stage(batch[..take].iter().map(|r| &r.append));
+                if self.core.store().fits(&staged.records) {
+                    break Some(staged);
                 }
+                if take == 1 {
+                    break None;
+                }
+                take /= 2;
             };
-            if let Err(LogError::Moved(at)) = written {
-                for request in batch {
-                    let _ = request.reply.send(Err(LogError::Moved(at)));
-                }
-                return Ok(());
-            }
-            for (request, outcome) in batch.into_iter().zip(staged.outcomes) {
-                match (outcome, &written) {
-                    (Ok(envs), Ok(())) => self.unflushed.push((request.reply, envs)),
-                    (Err(e), _) => {
-                        let _ = request.reply.send(Err(e));
-                    }
-                    (Ok(_), Err(e)) => {
-                        let _ = request.reply.send(Err(LogError::Poisoned(e.to_string())));
+            let rest = batch.split_off(take);
+            match staged {
+                Some(staged) => self.commit_chunk(batch, staged)?,
+                None => {
+                    for request in batch {
+                        let events = request.append.events.len();
+                        let _ = request.reply.send(Err(LogError::TooLarge { events }));
                     }
                 }
             }
-            written?;
+            batch = rest;
         }
         let due = match self.durability {
             Durability::Always | Durability::Off => true,
@@ -339,6 +331,43 @@ impl<S: Store> Writer<S> {
             self.flush_and_ack()?;
         }
         Ok(())
+    }
+
+    /// Writes one staged batch, deciding it again on top of other writers'
+    /// records each time one of them got ahead.
+    fn commit_chunk(&mut self, batch: Vec<Request>, mut staged: Staged) -> Result<(), LogError> {
+        let mut retries = 0;
+        let written = loop {
+            match self.core.write(&mut staged) {
+                // Another writer got ahead: nothing was written; decide
+                // the batch again on top of what it wrote.
+                Err(LogError::Moved(_)) if retries < MAX_RETRIES => {
+                    retries += 1;
+                    self.core.store().catch_up()?;
+                    self.adopt()?;
+                    staged = self.core.stage(batch.iter().map(|r| &r.append));
+                }
+                written => break written,
+            }
+        };
+        if let Err(LogError::Moved(at)) = written {
+            for request in batch {
+                let _ = request.reply.send(Err(LogError::Moved(at)));
+            }
+            return Ok(());
+        }
+        for (request, outcome) in batch.into_iter().zip(staged.outcomes) {
+            match (outcome, &written) {
+                (Ok(envs), Ok(())) => self.unflushed.push((request.reply, envs)),
+                (Err(e), _) => {
+                    let _ = request.reply.send(Err(e));
+                }
+                (Ok(_), Err(e)) => {
+                    let _ = request.reply.send(Err(LogError::Poisoned(e.to_string())));
+                }
+            }
+        }
+        written
     }
 
     fn flush_and_ack(&mut self) -> Result<(), LogError> {

@@ -62,4 +62,10 @@ pub trait Store: Send + Sync + 'static {
     fn catch_up(&self) -> Result<(), LogError> {
         Ok(())
     }
+    /// Whether these records can be written as one batch (JetStream: one
+    /// message within the server's max payload). A batch that does not fit
+    /// is split by the writer between appends, never inside one.
+    fn fits(&self, _records: &[EncodedRecord]) -> bool {
+        true
+    }
 }

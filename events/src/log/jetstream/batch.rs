@@ -1,6 +1,6 @@
 //! One JetStream message of the log: a group-commit batch's stored records,
-//! each behind its length, after a format byte. Each record is checked
-//! against its own hash when read.
+//! each behind its length, after a format byte (each record is checked
+//! against its own hash when read); and the writer id in its message id.
 
 use super::super::store::EncodedRecord;
 use crate::envelope::decode_record;
@@ -9,9 +9,13 @@ use crate::error::LogError;
 /// The first byte of every message: the batch layout's version.
 const BATCH_FORMAT: u8 = 1;
 
+/// The size of `records` as one message.
+pub(super) fn batch_len(records: &[EncodedRecord]) -> usize {
+    1 + records.iter().map(|r| r.bytes.len() + 4).sum::<usize>()
+}
+
 pub(super) fn encode_batch(records: &[EncodedRecord]) -> Vec<u8> {
-    let size = records.iter().map(|r| r.bytes.len() + 4).sum::<usize>();
-    let mut out = Vec::with_capacity(1 + size);
+    let mut out = Vec::with_capacity(batch_len(records));
     out.push(BATCH_FORMAT);
     for r in records {
         out.extend_from_slice(&(r.bytes.len() as u32).to_be_bytes());
@@ -64,6 +68,17 @@ fn peek_seq(bytes: &[u8]) -> Result<u64, LogError> {
             seq: 0,
             reason: format!("a record without a seq: {e}"),
         })
+}
+
+/// An id no other store opened anywhere shares: process, time and a count.
+pub(super) fn writer_id() -> String {
+    static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!("{}:{nanos}:{n}", std::process::id());
+    blake3::hash(seed.as_bytes()).to_hex()[..16].to_string()
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 /// after a server is lost, the cluster may place a consumer on it and never
 /// answer; another attempt is placed elsewhere.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Room kept in a message for its headers.
+const HEADER_ROOM: usize = 1024;
 /// How long catching up waits for the follower before reading directly.
 const FOLLOWER_GRACE: Duration = Duration::from_secs(1);
 /// How long one publish may wait for its acknowledgement.
@@ -84,6 +86,8 @@ pub struct JetStreamStore {
     /// The message a writer that was not first must see before it decides
     /// again: the one after the head its refused publish expected.
     catch_up_to: AtomicU64,
+    /// The largest message the servers take, less room for its headers.
+    max_batch: usize,
 }
 
 impl JetStreamStore {
@@ -110,6 +114,8 @@ impl JetStreamStore {
         let client = async_nats::connect(servers)
             .await
             .map_err(|e| nats_error("connecting to NATS")(e.to_string()))?;
+        // Headers (message id, expected sequence) count against the limit too.
+        let max_batch = (client.server_info().max_payload as usize).saturating_sub(HEADER_ROOM);
         let context = jetstream::new(client);
         let subject = config.subject();
         // A cluster that is still forming (no JetStream leader yet) refuses
@@ -155,12 +161,13 @@ impl JetStreamStore {
             applied: Mutex::new(Applied::default()),
             progress,
             context,
-            writer: writer_id(),
+            writer: batch::writer_id(),
             stream: config.stream.clone(),
             subject,
             runtime: tokio::runtime::Handle::current(),
             follower: Mutex::new(None),
             catch_up_to: AtomicU64::new(0),
+            max_batch,
         });
         // Right after a server is lost the cluster may not place a consumer
         // for a few seconds: retried like the stream.
@@ -289,17 +296,6 @@ impl JetStreamStore {
     }
 }
 
-/// An id no other store opened anywhere shares: process, time and a count.
-fn writer_id() -> String {
-    static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let seed = format!("{}:{nanos}:{n}", std::process::id());
-    blake3::hash(seed.as_bytes()).to_hex()[..16].to_string()
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Values are replaced whole under the lock; a poisoned one is consistent.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -380,6 +376,10 @@ impl Store for JetStreamStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn fits(&self, records: &[EncodedRecord]) -> bool {
+        batch::batch_len(records) <= self.max_batch
     }
 
     fn catch_up(&self) -> Result<(), LogError> {
