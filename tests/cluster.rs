@@ -3,8 +3,9 @@
 //! - a token made on one node works on the others;
 //! - traffic through tunnels on two nodes shows as the same usage on all three;
 //! - kill -9 of the edge an HTTP agent pushes data through: the agent is back
-//!   on another node within 10 s under the same name, and nothing the killed
-//!   edge acknowledged is lost;
+//!   on another node within 10 s under the same name (and a TCP agent of the
+//!   same edge with the same port), and nothing the killed edge acknowledged
+//!   is lost;
 //! - kill -9 of a NATS server: writes go on, nothing acknowledged is lost;
 //! - the log audits clean afterwards.
 //!
@@ -24,7 +25,8 @@ use common::cluster::{audits_clean, eventually, eventually_within, replayed};
 use common::http::{client, get, http_server, send};
 use common::nats::{NatsCluster, NatsServer};
 use common::tunnel::{
-    echo_server, pattern, round_trip, start_agent, start_edge, Edge, Proc, ADMIN_TOKEN,
+    echo_server, parse_public, pattern, round_trip, start_agent, start_edge, Edge, Proc,
+    ADMIN_TOKEN,
 };
 
 /// One edge per data dir, serving agents over TCP and public HTTP, on `url`.
@@ -107,6 +109,22 @@ async fn three_edges_one_control_plane() -> Result<()> {
         &[("BEAMD_TOKEN", &token)],
     )?;
     http_agent.expect("beamd http: tunnel http://app.", Duration::from_secs(30))?;
+    // And a TCP tunnel on node 1 that may fail over to node 0, keeping its port.
+    let echo_addr = echo.to_string();
+    let tcp_moving = Proc::spawn(
+        &[
+            "tcp",
+            &echo_addr,
+            "--edge",
+            &edge_list,
+            "--transport",
+            "tcp",
+        ],
+        &[("BEAMD_TOKEN", &token)],
+    )?;
+    let moving_public =
+        parse_public(&tcp_moving.expect("beamd tcp: tunnel tcp://", Duration::from_secs(30))?)?;
+    round_trip(moving_public, pattern(2, 16 * 1024)).await?;
     let http = |i: usize| edges[i].http.context("http listener");
     let (http0, http1) = (http(0)?, http(1)?);
     ensure!(through(http1, "app.localhost").await? == 200);
@@ -161,6 +179,12 @@ async fn three_edges_one_control_plane() -> Result<()> {
         "cluster: {served} requests through node 1 before kill -9; back on node 0 after {:?}",
         killed.elapsed()
     );
+    let line = tcp_moving.expect("beamd tcp: tunnel tcp://", Duration::from_secs(10))?;
+    ensure!(
+        parse_public(&line)? == moving_public,
+        "the TCP tunnel keeps its port on the new node: {line}"
+    );
+    round_trip(moving_public, pattern(5, 16 * 1024)).await?;
     let after = tunnel_named(&apis[0], "app").await?.context("app listed")?;
     ensure!(
         after["id"] == tunnel_id && after["node"] != old_node && after["status"] == "online",
@@ -196,7 +220,7 @@ async fn three_edges_one_control_plane() -> Result<()> {
         })
         .await?;
     }
-    drop((http_agent, tcp_agent, edges));
+    drop((http_agent, tcp_agent, tcp_moving, edges));
     audits_clean(format!("nats://{},{}", nats.addrs[1], nats.addrs[2])).await
 }
 

@@ -6,12 +6,12 @@ use beamd_transports::tls::Trust;
 
 use super::run::AgentConn;
 
-/// The parts of a share link `beamd://TOKEN@HOST:PORT?transport=…&fingerprint=…&tls=1`.
+/// The parts of a share link `beamd://TOKEN@HOST:PORT[,HOST:PORT…]?transport=…&fingerprint=…&tls=1`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ShareLink {
     /// The agent token.
     pub token: String,
-    /// The edge's agent address.
+    /// The edge's agent address, or several edges' (comma-separated).
     pub edge: String,
     /// `transport=` (quic, ws, tcp).
     pub transport: Option<String>,
@@ -104,6 +104,11 @@ mod tests {
             "beamd://tok_a.s3cret@edge.example:7000?transport=ws&fingerprint=ab&tls=1"
         );
         assert_eq!(ShareLink::parse(&link.to_string()), Some(link));
+        let cluster =
+            ShareLink::parse("beamd://tok_a.b@a.example:7000,b.example:7000?transport=auto")
+                .unwrap();
+        assert_eq!(cluster.edge, "a.example:7000,b.example:7000");
+        assert_eq!(cluster.transport.as_deref(), Some("auto"));
         assert_eq!(ShareLink::parse("edge.example:7000"), None);
         assert_eq!(ShareLink::parse("beamd://@edge:1"), None);
     }
