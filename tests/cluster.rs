@@ -382,3 +382,34 @@ async fn an_agent_on_another_node_takes_the_name_over_at_once() -> Result<()> {
     drop((first, second, edges));
     audits_clean(url).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_started_together_on_an_empty_log_bootstrap_once() -> Result<()> {
+    let nats = NatsServer::start();
+    let url = format!("nats://{}", nats.addr);
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let starts: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            let (dir, url) = (d.path().to_path_buf(), url.clone());
+            std::thread::spawn(move || {
+                let extra = ["--log", url.as_str()];
+                start_edge(&dir, "tcp", "127.0.0.1:0", &extra)
+            })
+        })
+        .collect();
+    let mut edges = Vec::new();
+    for s in starts {
+        edges.push(s.join().map_err(|_| anyhow::anyhow!("start panicked"))??);
+    }
+    for e in &edges {
+        let api = Api::new(e.api, ADMIN_TOKEN);
+        eventually("one default tenant, seen by both", || async {
+            let t = api.get("/api/v1/tenants").await?;
+            Ok(t.status == 200 && t.body["tenants"].as_array().map(Vec::len) == Some(1))
+        })
+        .await?;
+    }
+    drop(edges);
+    audits_clean(url).await
+}

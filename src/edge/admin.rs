@@ -4,8 +4,8 @@
 use anyhow::{Context, Result};
 use beamd_events::vocabulary::{KeyKind, Plan};
 
-use crate::actors::{Core, Secret};
-use crate::domain::CreateTenant;
+use crate::actors::{Core, CoreError, Secret};
+use crate::domain::{CreateTenant, DomainError};
 use crate::protocol::Token;
 
 /// What the first start created.
@@ -35,8 +35,12 @@ pub async fn bootstrap(
             },
             tunnel_base: tunnel_base.to_string(),
         })
-        .await
-        .context("cannot create the default tenant")?;
+        .await;
+    let tenant = match tenant {
+        // Another edge on the same shared log bootstrapped it first.
+        Err(CoreError::Domain(DomainError::Conflict(_))) => return Ok(None),
+        other => other.context("cannot create the default tenant")?,
+    };
     let scopes = vec!["admin".to_string()];
     let (key, secret, from_env) = match env_token {
         Some(text) => {

@@ -154,10 +154,11 @@ pub fn start_edge_env(
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = proc
-            .lines
-            .recv_timeout(left)
-            .context("the edge did not say it was up within 60 s")?;
+        let line = match proc.lines.recv_timeout(left) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Timeout) => bail!("the edge was not up within 60 s"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the edge exited before it was up"),
+        };
         let last = || line.rsplit(' ').next().context("addr");
         if line.contains(" up; ") {
             break;
