@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use beamd_events::envelope::hex;
 use beamd_events::log::{ChainReader, JetStreamConfig, JetStreamStore, Store};
+use beamd_events::merkle::{leaf_hash, CompactTree};
 use beamd_events::{Envelope, LogHead, StreamId};
 use beamd_snapshots::{Fold, MemorySnapshotStore, Snapshot, SnapshotStore};
 
@@ -38,6 +39,8 @@ pub struct AuditReport {
     pub streams: usize,
     /// Snapshots checked against the fold of the log.
     pub snapshots: usize,
+    /// The RFC 6962 tree head over the stored events.
+    pub tree_root: beamd_events::merkle::TreeHash,
 }
 
 /// Rebuilds one fold from the log and compares it with its snapshots.
@@ -181,7 +184,9 @@ pub fn audit(
     }
     let mut versions: HashMap<StreamId, u64> = HashMap::new();
     let mut head = LogHead::EMPTY;
-    for env in ChainReader::new(store, 1, u64::MAX)? {
+    let mut tree = CompactTree::default();
+    let mut reader = ChainReader::new(store, 1, u64::MAX)?;
+    while let Some(env) = reader.next() {
         let env = match env {
             Ok(env) => env,
             Err(beamd_events::LogError::Corrupt { seq, reason }) => return fail(seq, reason),
@@ -196,6 +201,7 @@ pub fn audit(
             return fail(env.seq, reason);
         }
         *version = env.version;
+        tree.push(leaf_hash(reader.last_record()));
         let streamed = by_stream.get(env.stream.as_str()).into_iter().flatten();
         for key in global_keys.iter().chain(streamed) {
             if let Some(check) = checks.get_mut(key) {
@@ -231,6 +237,7 @@ pub fn audit(
         head,
         streams: versions.len(),
         snapshots: checked,
+        tree_root: tree.root(),
     }))
 }
 
@@ -249,12 +256,14 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode> {
     match outcome {
         Ok(report) => {
             println!(
-                "audit ok: {} events, {} streams, {} snapshots match; head seq {} hash {}",
+                "audit ok: {} events, {} streams, {} snapshots match; head seq {} hash {}; tree size {} root {}",
                 report.head.seq,
                 report.streams,
                 report.snapshots,
                 report.head.seq,
-                hex(&report.head.hash)
+                hex(&report.head.hash),
+                report.head.seq,
+                hex(&report.tree_root)
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod envelope;
 pub mod error;
 pub mod log;
+pub mod merkle;
 pub mod vocabulary;
 
 pub use clock::{Clock, ManualClock, SystemClock};

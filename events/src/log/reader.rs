@@ -19,6 +19,8 @@ pub struct ChainReader<'a, S: Store> {
     prev_hash: Hash,
     buffer: VecDeque<(u64, Vec<u8>)>,
     done: bool,
+    /// The stored bytes of the record read last.
+    last: Vec<u8>,
 }
 
 impl<'a, S: Store> ChainReader<'a, S> {
@@ -44,7 +46,13 @@ impl<'a, S: Store> ChainReader<'a, S> {
             prev_hash,
             buffer: VecDeque::new(),
             done: false,
+            last: Vec::new(),
         })
+    }
+
+    /// The stored bytes of the record read last (a Merkle leaf).
+    pub fn last_record(&self) -> &[u8] {
+        &self.last
     }
 
     /// The seq the reader will read next.
@@ -79,6 +87,7 @@ impl<'a, S: Store> ChainReader<'a, S> {
         }
         self.prev_hash = env.hash;
         self.next += 1;
+        self.last = bytes;
         Ok(Some(env))
     }
 }

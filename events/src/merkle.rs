@@ -1,0 +1,269 @@
+//! The RFC 6962 Merkle tree over the log's stored events (SHA-256; leaf =
+//! H(0x00 || stored event bytes), node = H(0x01 || left || right)): tree
+//! heads, inclusion and consistency proofs and their verification, as
+//! Certificate Transparency and the C2SP transparency-log formats define
+//! them, so that existing verifiers read what beamd proves.
+
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 tree hash.
+pub type TreeHash = [u8; 32];
+
+/// The hash of a leaf: H(0x00 || bytes).
+pub fn leaf_hash(bytes: &[u8]) -> TreeHash {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(bytes);
+    h.finalize().into()
+}
+
+/// The hash of an interior node: H(0x01 || left || right).
+pub fn node_hash(left: &TreeHash, right: &TreeHash) -> TreeHash {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// The root of the empty tree: H("").
+pub fn empty_root() -> TreeHash {
+    Sha256::digest([]).into()
+}
+
+/// The largest power of two smaller than `n` (n >= 2).
+fn split(n: usize) -> usize {
+    n.next_power_of_two() / 2
+}
+
+/// The Merkle Tree Hash of `leaves` (leaf hashes), RFC 6962 §2.1.
+pub fn root(leaves: &[TreeHash]) -> TreeHash {
+    match leaves.len() {
+        0 => empty_root(),
+        1 => leaves[0],
+        n => {
+            let k = split(n);
+            node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
+        }
+    }
+}
+
+/// The audit path of leaf `index` in the tree of `leaves`, RFC 6962 §2.1.1.
+/// `None` when `index` is outside the tree.
+pub fn inclusion_proof(leaves: &[TreeHash], index: usize) -> Option<Vec<TreeHash>> {
+    (index < leaves.len()).then(|| path(leaves, index))
+}
+
+fn path(leaves: &[TreeHash], m: usize) -> Vec<TreeHash> {
+    if leaves.len() <= 1 {
+        return Vec::new();
+    }
+    let k = split(leaves.len());
+    if m < k {
+        let mut p = path(&leaves[..k], m);
+        p.push(root(&leaves[k..]));
+        p
+    } else {
+        let mut p = path(&leaves[k..], m - k);
+        p.push(root(&leaves[..k]));
+        p
+    }
+}
+
+/// The consistency proof that the first `old_size` leaves are a prefix of
+/// `leaves`, RFC 6962 §2.1.2. `None` unless 0 < old_size <= leaves.len().
+pub fn consistency_proof(leaves: &[TreeHash], old_size: usize) -> Option<Vec<TreeHash>> {
+    (old_size > 0 && old_size <= leaves.len()).then(|| subproof(old_size, leaves, true))
+}
+
+fn subproof(m: usize, leaves: &[TreeHash], whole: bool) -> Vec<TreeHash> {
+    let n = leaves.len();
+    if m == n {
+        return if whole {
+            Vec::new()
+        } else {
+            vec![root(leaves)]
+        };
+    }
+    let k = split(n);
+    if m <= k {
+        let mut p = subproof(m, &leaves[..k], whole);
+        p.push(root(&leaves[k..]));
+        p
+    } else {
+        let mut p = subproof(m - k, &leaves[k..], false);
+        p.push(root(&leaves[..k]));
+        p
+    }
+}
+
+/// Whether `proof` shows leaf `leaf` at `index` in the tree of `size`
+/// leaves with root `root` (RFC 9162 §2.1.3.2).
+pub fn verify_inclusion(
+    leaf: &TreeHash,
+    index: u64,
+    size: u64,
+    proof: &[TreeHash],
+    root: &TreeHash,
+) -> bool {
+    if index >= size {
+        return false;
+    }
+    let (mut fnode, mut snode) = (index, size - 1);
+    let mut r = *leaf;
+    for p in proof {
+        if snode == 0 {
+            return false;
+        }
+        if fnode & 1 == 1 || fnode == snode {
+            r = node_hash(p, &r);
+            if fnode & 1 == 0 {
+                while fnode & 1 == 0 && fnode != 0 {
+                    fnode >>= 1;
+                    snode >>= 1;
+                }
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    snode == 0 && r == *root
+}
+
+/// Whether `proof` shows the tree of `old_size` leaves with root `old_root`
+/// to be a prefix of the tree of `new_size` leaves with root `new_root`
+/// (RFC 9162 §2.1.4.2).
+pub fn verify_consistency(
+    old_size: u64,
+    new_size: u64,
+    old_root: &TreeHash,
+    new_root: &TreeHash,
+    proof: &[TreeHash],
+) -> bool {
+    if old_size == 0 || old_size > new_size {
+        return false;
+    }
+    if old_size == new_size {
+        return proof.is_empty() && old_root == new_root;
+    }
+    let mut proof: Vec<TreeHash> = proof.to_vec();
+    if old_size.is_power_of_two() {
+        proof.insert(0, *old_root);
+    }
+    let Some((first, rest)) = proof.split_first() else {
+        return false;
+    };
+    let (mut fnode, mut snode) = (old_size - 1, new_size - 1);
+    while fnode & 1 == 1 {
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    let (mut fr, mut sr) = (*first, *first);
+    for c in rest {
+        if snode == 0 {
+            return false;
+        }
+        if fnode & 1 == 1 || fnode == snode {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            if fnode & 1 == 0 {
+                while fnode & 1 == 0 && fnode != 0 {
+                    fnode >>= 1;
+                    snode >>= 1;
+                }
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    snode == 0 && fr == *old_root && sr == *new_root
+}
+
+/// A tree grown one leaf at a time, holding only the roots of its perfect
+/// subtrees (O(log n) memory): the tree head of a log read once, in order.
+#[derive(Debug, Clone, Default)]
+pub struct CompactTree {
+    size: u64,
+    /// Roots of the perfect subtrees, largest first.
+    peaks: Vec<TreeHash>,
+}
+
+impl CompactTree {
+    /// Appends a leaf (its hash).
+    pub fn push(&mut self, leaf: TreeHash) {
+        let mut hash = leaf;
+        let mut size = self.size;
+        // Each trailing 1 bit of the old size is a peak of the same height: merge.
+        while size & 1 == 1 {
+            let Some(left) = self.peaks.pop() else { break };
+            hash = node_hash(&left, &hash);
+            size >>= 1;
+        }
+        self.peaks.push(hash);
+        self.size += 1;
+    }
+
+    /// How many leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root (the empty tree's for no leaves).
+    pub fn root(&self) -> TreeHash {
+        let mut peaks = self.peaks.iter().rev();
+        let Some(last) = peaks.next() else {
+            return empty_root();
+        };
+        peaks.fold(*last, |right, left| node_hash(left, &right))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaves(n: usize) -> Vec<TreeHash> {
+        (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect()
+    }
+
+    #[test]
+    fn compact_tree_matches_the_recursive_root() {
+        let all = leaves(300);
+        let mut tree = CompactTree::default();
+        assert_eq!(tree.root(), empty_root());
+        for (i, leaf) in all.iter().enumerate() {
+            tree.push(*leaf);
+            assert_eq!(tree.root(), root(&all[..=i]), "size {}", i + 1);
+        }
+    }
+
+    #[test]
+    fn proofs_verify_and_tampering_does_not() {
+        let all = leaves(37);
+        let head = root(&all);
+        for i in 0..all.len() {
+            let p = inclusion_proof(&all, i).unwrap();
+            assert!(verify_inclusion(&all[i], i as u64, 37, &p, &head));
+            assert!(!verify_inclusion(
+                &all[(i + 1) % 37],
+                i as u64,
+                37,
+                &p,
+                &head
+            ));
+        }
+        for m in 1..=all.len() {
+            let p = consistency_proof(&all, m).unwrap();
+            let old = root(&all[..m]);
+            assert!(verify_consistency(m as u64, 37, &old, &head, &p), "m {m}");
+            let wrong = root(&all[1..m.max(2)]);
+            assert!(m == 37 || !verify_consistency(m as u64, 37, &wrong, &head, &p));
+        }
+        assert!(inclusion_proof(&all, 37).is_none());
+        assert!(consistency_proof(&all, 0).is_none());
+    }
+}
