@@ -5,7 +5,8 @@
 //! - kill -9 of the edge an HTTP agent pushes data through: the agent is back
 //!   on another node within 10 s under the same name (and a TCP agent of the
 //!   same edge with the same port), and nothing the killed edge acknowledged
-//!   is lost;
+//!   is lost; a tunnel whose agent knows only the dead edge is taken
+//!   offline by a live node once the dead one's heartbeats are overdue;
 //! - kill -9 of a NATS server: writes go on, nothing acknowledged is lost;
 //! - the log audits clean afterwards.
 //!
@@ -33,7 +34,18 @@ use common::tunnel::{
 fn edges_on(dirs: &[tempfile::TempDir], url: &str) -> Result<Vec<Edge>> {
     dirs.iter()
         .map(|d| {
-            let extra = ["--log", url, "--http-listen", "127.0.0.1:0"];
+            // Heartbeats every second: a node is taken for dead after 3 s,
+            // and its tunnels are swept every 2 s.
+            let extra = [
+                "--log",
+                url,
+                "--http-listen",
+                "127.0.0.1:0",
+                "--heartbeat-secs",
+                "1",
+                "--grace-secs",
+                "8",
+            ];
             start_edge(d.path(), "tcp", "127.0.0.1:0", &extra)
         })
         .collect()
@@ -125,6 +137,26 @@ async fn three_edges_one_control_plane() -> Result<()> {
     let moving_public =
         parse_public(&tcp_moving.expect("beamd tcp: tunnel tcp://", Duration::from_secs(30))?)?;
     round_trip(moving_public, pattern(2, 16 * 1024)).await?;
+    // And one that knows only node 1: when node 1 dies, nobody serves it.
+    let only_node1 = edges[1].agent_addr.to_string();
+    let stranded = Proc::spawn(
+        &[
+            "tcp",
+            &echo_addr,
+            "--edge",
+            &only_node1,
+            "--transport",
+            "tcp",
+        ],
+        &[("BEAMD_TOKEN", &token)],
+    )?;
+    let stranded_line = stranded.expect("beamd tcp: tunnel tcp://", Duration::from_secs(30))?;
+    let stranded_id = stranded_line
+        .split('(')
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .context("tunnel id")?
+        .to_string();
     let http = |i: usize| edges[i].http.context("http listener");
     let (http0, http1) = (http(0)?, http(1)?);
     ensure!(through(http1, "app.localhost").await? == 200);
@@ -190,6 +222,17 @@ async fn three_edges_one_control_plane() -> Result<()> {
         after["id"] == tunnel_id && after["node"] != old_node && after["status"] == "online",
         "the same tunnel moves to another node: before {before}, after {after}"
     );
+    // Node 1 went silent: a live node takes its stranded tunnel offline
+    // (the ones that moved stay online).
+    eventually("the stranded tunnel offline", || async {
+        let t = apis[0]
+            .get(&format!("/api/v1/tunnels/{stranded_id}"))
+            .await?;
+        Ok(t.body["status"] != "online")
+    })
+    .await?;
+    let app = tunnel_named(&apis[2], "app").await?.context("app listed")?;
+    ensure!(app["status"] == "online", "{app}");
     let listed = apis[2].get("/api/v1/tokens?limit=200").await?.text;
     for id in &acknowledged {
         ensure!(
@@ -220,7 +263,7 @@ async fn three_edges_one_control_plane() -> Result<()> {
         })
         .await?;
     }
-    drop((http_agent, tcp_agent, tcp_moving, edges));
+    drop((http_agent, tcp_agent, tcp_moving, stranded, edges));
     audits_clean(format!("nats://{},{}", nats.addrs[1], nats.addrs[2])).await
 }
 

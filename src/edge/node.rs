@@ -18,11 +18,12 @@ use super::context::{EdgeContext, EdgeSettings};
 use super::dns::DnsVerifier;
 use super::log_guard::{log_failed, log_stopped, open_log, SIGXFSZ};
 use super::supervisor::{EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec};
-use crate::actors::{ask, Core, CoreConfig, CoreError, Timings};
+use super::sweep::{release_expired, take_offline_after_restart, take_offline_on_silent_nodes};
+use crate::actors::{ask, Core, CoreConfig, Timings};
 use crate::api::{ApiState, Endpoint};
 use crate::cli::EdgeArgs;
 use crate::data_dir::DataDir;
-use crate::domain::{NodeCommand, TunnelCommand};
+use crate::domain::NodeCommand;
 use crate::projections::InspectorIndex;
 
 /// How long sessions get to end after the edge stops accepting.
@@ -56,31 +57,6 @@ async fn start_core(args: &EdgeArgs, dir: &DataDir, log: Arc<dyn EventLog>) -> R
     };
     config.inspector_capacity = args.inspector_recent.max(1);
     Core::start(config).await.context("cannot start the core")
-}
-
-/// After a crash the log still says this node serves its tunnels; none is
-/// served until its agent comes back, and the grace period starts now.
-pub async fn take_offline_after_restart(core: &Core, node: &str) -> Result<(), CoreError> {
-    for id in core.directory().await?.online_on(node) {
-        let offline = TunnelCommand::GoOffline {
-            reason: "edge restarted".into(),
-            node: Some(node.to_string()),
-        };
-        core.tunnel_command(&id, offline).await?;
-    }
-    Ok(())
-}
-
-/// Releases tunnels whose agent stayed away longer than the grace period.
-async fn release_expired(core: &Core, grace: Duration) -> Result<()> {
-    let cutoff = core.now_ms().saturating_sub(grace.as_millis() as u64);
-    for id in core.directory().await?.expired(cutoff) {
-        match core.tunnel_command(&id, TunnelCommand::Release).await {
-            Ok(_) | Err(CoreError::Domain(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 /// Binds the public HTTP listener, with its TLS acceptor for HTTPS.
@@ -349,13 +325,30 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     heartbeat.tick().await;
     let grace = Duration::from_secs(args.grace_secs);
     let mut sweep = tokio::time::interval((grace / 4).max(Duration::from_secs(1)));
+    // A node three heartbeats late is taken for dead (kill -9, cut off).
+    let silent_after = Duration::from_secs(args.heartbeat_secs.max(1) * 3);
     tokio::pin!(stop);
     let reason = loop {
         tokio::select! {
             reason = &mut stop => break reason,
             () = log_stopped(&mut committed) => log_failed(&opened),
-            _ = heartbeat.tick() => { core.node_command(&node, NodeCommand::Heartbeat).await?; }
-            _ = sweep.tick() => release_expired(&core, grace).await?,
+            _ = heartbeat.tick() => {
+                // A heartbeat not recorded (the log failing over) is not fatal:
+                // a log that failed for good stops the edge above.
+                if let Err(e) = core.node_command(&node, NodeCommand::Heartbeat).await {
+                    tracing::warn!("heartbeat not recorded: {e}");
+                }
+            }
+            _ = sweep.tick() => {
+                // A sweep that fails (the log busy failing over) is tried again at the next tick.
+                let swept = async {
+                    take_offline_on_silent_nodes(&core, &node, silent_after).await?;
+                    release_expired(&core, grace).await
+                };
+                if let Err(e) = swept.await {
+                    tracing::warn!("sweeping tunnels nobody serves: {e:#}");
+                }
+            }
         }
     };
     // Stop accepting; sessions see the signal, record their last traffic and go offline.

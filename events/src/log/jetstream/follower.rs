@@ -4,6 +4,8 @@
 
 use futures_util::StreamExt;
 
+use async_nats::jetstream::stream::DirectGetErrorKind;
+
 use super::batch::decode_batch;
 use super::{
     lock, nats_error, JetStreamStore, FOLLOWER_GRACE, OPEN_TIMEOUT, RETRY_PAUSE, SETUP_TIMEOUT,
@@ -35,10 +37,10 @@ pub(super) async fn follow(
     }
 }
 
-/// Waits until the local copy holds the stream's last message. The
-/// follower usually delivers it within moments; when it does not (its
-/// consumer is being placed again after a server was lost), the missing
-/// messages are read directly from any replica.
+/// Brings the local copy up to at least the message that beat this
+/// writer's publish. The follower usually delivers it within moments; when
+/// it does not (its consumer is being placed again after a server was
+/// lost), the missing messages are read directly from any replica.
 pub(super) async fn catch_up(store: &JetStreamStore) -> Result<(), LogError> {
     // The message that beat this writer's publish is usually followed
     // already, or within moments: then that is enough to decide again.
@@ -51,27 +53,19 @@ pub(super) async fn catch_up(store: &JetStreamStore) -> Result<(), LogError> {
     if followed {
         return Ok(());
     }
+    // The follower is stalled (its consumer is being placed again after a
+    // server was lost): read on directly from any replica until the stream
+    // has no next message, without a stream-state request (those wait for a
+    // leader).
     let failed = nats_error("catching up with the JetStream log");
     let deadline = tokio::time::Instant::now() + OPEN_TIMEOUT;
-    let stream = loop {
-        match tokio::time::timeout(SETUP_TIMEOUT, store.context.get_stream(&store.stream)).await {
-            Ok(Ok(stream)) => break stream,
-            _ if tokio::time::Instant::now() >= deadline => {
-                return Err(failed(format!("no stream state within {OPEN_TIMEOUT:?}")))
-            }
-            _ => tokio::time::sleep(RETRY_PAUSE).await,
-        }
-    };
-    let last = stream.cached_info().state.last_sequence;
-    let followed = progress.wait_for(|m| *m >= last);
-    if tokio::time::timeout(FOLLOWER_GRACE, followed).await.is_ok() {
-        return Ok(());
-    }
+    let stream = store
+        .context
+        .get_stream_no_info(&store.stream)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
     loop {
         let next = lock(&store.applied).message + 1;
-        if next > last {
-            return Ok(());
-        }
         if tokio::time::Instant::now() >= deadline {
             return Err(failed(format!(
                 "message {next} not readable within {OPEN_TIMEOUT:?}"
@@ -82,6 +76,9 @@ pub(super) async fn catch_up(store: &JetStreamStore) -> Result<(), LogError> {
                 let records = decode_batch(&message.payload)
                     .map_err(|e| failed(format!("message {next}: {e}")))?;
                 store.apply(next, records)?;
+            }
+            Ok(Err(e)) if e.kind() == DirectGetErrorKind::NotFound && next > target => {
+                return Ok(());
             }
             other => {
                 tracing::debug!(
