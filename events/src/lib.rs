@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod error;
 pub mod log;
 pub mod merkle;
+pub mod tiles;
 pub mod vocabulary;
 
 pub use clock::{Clock, ManualClock, SystemClock};

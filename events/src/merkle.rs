@@ -32,8 +32,44 @@ pub fn empty_root() -> TreeHash {
 }
 
 /// The largest power of two smaller than `n` (n >= 2).
-fn split(n: usize) -> usize {
+fn split(n: u64) -> u64 {
     n.next_power_of_two() / 2
+}
+
+/// Where the hashes of perfect subtrees come from: a slice of leaf hashes in
+/// memory, or the stored tiles. Proofs are built from these alone.
+pub trait Subtrees {
+    /// Why a hash could not be read.
+    type Error;
+    /// MTH(D[index * 2^height .. (index + 1) * 2^height]), for a subtree
+    /// entirely within the tree.
+    fn perfect(&self, height: u32, index: u64) -> Result<TreeHash, Self::Error>;
+}
+
+impl Subtrees for [TreeHash] {
+    type Error = std::convert::Infallible;
+    fn perfect(&self, height: u32, index: u64) -> Result<TreeHash, Self::Error> {
+        let lo = (index << height) as usize;
+        Ok(root(&self[lo..lo + (1usize << height)]))
+    }
+}
+
+/// MTH(D[lo..hi]) for a range the RFC 6962 recursion produces (`lo` a
+/// multiple of the largest power of two not above `hi - lo`).
+pub fn range_root<S: Subtrees + ?Sized>(s: &S, lo: u64, hi: u64) -> Result<TreeHash, S::Error> {
+    let n = hi - lo;
+    if n == 0 {
+        return Ok(empty_root());
+    }
+    if n.is_power_of_two() {
+        let height = n.trailing_zeros();
+        return s.perfect(height, lo >> height);
+    }
+    let k = split(n);
+    Ok(node_hash(
+        &range_root(s, lo, lo + k)?,
+        &range_root(s, lo + k, hi)?,
+    ))
 }
 
 /// The Merkle Tree Hash of `leaves` (leaf hashes), RFC 6962 §2.1.
@@ -42,7 +78,7 @@ pub fn root(leaves: &[TreeHash]) -> TreeHash {
         0 => empty_root(),
         1 => leaves[0],
         n => {
-            let k = split(n);
+            let k = split(n as u64) as usize;
             node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
         }
     }
@@ -51,50 +87,93 @@ pub fn root(leaves: &[TreeHash]) -> TreeHash {
 /// The audit path of leaf `index` in the tree of `leaves`, RFC 6962 §2.1.1.
 /// `None` when `index` is outside the tree.
 pub fn inclusion_proof(leaves: &[TreeHash], index: usize) -> Option<Vec<TreeHash>> {
-    (index < leaves.len()).then(|| path(leaves, index))
+    let Ok(p) = prove_inclusion(leaves, leaves.len() as u64, index as u64);
+    p
 }
 
-fn path(leaves: &[TreeHash], m: usize) -> Vec<TreeHash> {
-    if leaves.len() <= 1 {
-        return Vec::new();
+/// The audit path of leaf `index` in the tree of the first `size` leaves of
+/// `s`; `None` when `index >= size`.
+pub fn prove_inclusion<S: Subtrees + ?Sized>(
+    s: &S,
+    size: u64,
+    index: u64,
+) -> Result<Option<Vec<TreeHash>>, S::Error> {
+    if index >= size {
+        return Ok(None);
     }
-    let k = split(leaves.len());
+    let mut out = Vec::new();
+    path(s, index, 0, size, &mut out)?;
+    Ok(Some(out))
+}
+
+fn path<S: Subtrees + ?Sized>(
+    s: &S,
+    m: u64,
+    lo: u64,
+    hi: u64,
+    out: &mut Vec<TreeHash>,
+) -> Result<(), S::Error> {
+    let n = hi - lo;
+    if n <= 1 {
+        return Ok(());
+    }
+    let k = split(n);
     if m < k {
-        let mut p = path(&leaves[..k], m);
-        p.push(root(&leaves[k..]));
-        p
+        path(s, m, lo, lo + k, out)?;
+        out.push(range_root(s, lo + k, hi)?);
     } else {
-        let mut p = path(&leaves[k..], m - k);
-        p.push(root(&leaves[..k]));
-        p
+        path(s, m - k, lo + k, hi, out)?;
+        out.push(range_root(s, lo, lo + k)?);
     }
+    Ok(())
 }
 
 /// The consistency proof that the first `old_size` leaves are a prefix of
 /// `leaves`, RFC 6962 §2.1.2. `None` unless 0 < old_size <= leaves.len().
 pub fn consistency_proof(leaves: &[TreeHash], old_size: usize) -> Option<Vec<TreeHash>> {
-    (old_size > 0 && old_size <= leaves.len()).then(|| subproof(old_size, leaves, true))
+    let Ok(p) = prove_consistency(leaves, old_size as u64, leaves.len() as u64);
+    p
 }
 
-fn subproof(m: usize, leaves: &[TreeHash], whole: bool) -> Vec<TreeHash> {
-    let n = leaves.len();
+/// The consistency proof from the tree of `old_size` leaves to the tree of
+/// `new_size` leaves of `s`; `None` unless 0 < old_size <= new_size.
+pub fn prove_consistency<S: Subtrees + ?Sized>(
+    s: &S,
+    old_size: u64,
+    new_size: u64,
+) -> Result<Option<Vec<TreeHash>>, S::Error> {
+    if old_size == 0 || old_size > new_size {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    subproof(s, old_size, 0, new_size, true, &mut out)?;
+    Ok(Some(out))
+}
+
+fn subproof<S: Subtrees + ?Sized>(
+    s: &S,
+    m: u64,
+    lo: u64,
+    hi: u64,
+    whole: bool,
+    out: &mut Vec<TreeHash>,
+) -> Result<(), S::Error> {
+    let n = hi - lo;
     if m == n {
-        return if whole {
-            Vec::new()
-        } else {
-            vec![root(leaves)]
-        };
+        if !whole {
+            out.push(range_root(s, lo, hi)?);
+        }
+        return Ok(());
     }
     let k = split(n);
     if m <= k {
-        let mut p = subproof(m, &leaves[..k], whole);
-        p.push(root(&leaves[k..]));
-        p
+        subproof(s, m, lo, lo + k, whole, out)?;
+        out.push(range_root(s, lo + k, hi)?);
     } else {
-        let mut p = subproof(m - k, &leaves[k..], false);
-        p.push(root(&leaves[..k]));
-        p
+        subproof(s, m - k, lo + k, hi, false, out)?;
+        out.push(range_root(s, lo, lo + k)?);
     }
+    Ok(())
 }
 
 /// Whether `proof` shows leaf `leaf` at `index` in the tree of `size`
