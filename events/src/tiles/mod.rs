@@ -170,7 +170,7 @@ pub fn partial_tiles(size: u64) -> Vec<TileId> {
 
 /// Splits tile bytes into hashes; `None` unless a whole number of hashes.
 pub fn hashes(bytes: &[u8]) -> Option<Vec<TreeHash>> {
-    if bytes.len() % HASH_LEN != 0 {
+    if !bytes.len().is_multiple_of(HASH_LEN) {
         return None;
     }
     Some(

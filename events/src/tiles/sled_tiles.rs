@@ -82,7 +82,7 @@ impl SledTiles {
                 .and_then(|s| s.try_into().ok())
                 .ok_or_else(|| corrupt("malformed tile key".into()))?;
             let width = v.len() / HASH_LEN;
-            if v.len() % HASH_LEN != 0 || width == 0 || width as u64 > TILE_WIDTH {
+            if !v.len().is_multiple_of(HASH_LEN) || width == 0 || width as u64 > TILE_WIDTH {
                 return Err(corrupt(format!("tile of {} bytes", v.len())));
             }
             let id = TileId {
