@@ -275,6 +275,9 @@ pub struct EdgeArgs {
     /// Recent captured requests kept in memory per tenant (older ones stay in the history index).
     #[arg(long, default_value_t = crate::projections::DEFAULT_RECENT)]
     pub inspector_recent: usize,
+    /// The transparency log.
+    #[command(flatten)]
+    pub tlog: crate::tlog::TlogArgs,
 }
 
 /// Output formats of `beamd replay`.

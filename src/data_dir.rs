@@ -105,3 +105,17 @@ impl DataDir {
         }
     }
 }
+
+/// Writes a new file readable by its owner only (mode 0600) and syncs it;
+/// fails when the file exists.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}

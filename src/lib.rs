@@ -28,3 +28,4 @@ pub mod protocol;
 pub mod pump;
 pub mod replay;
 pub mod simulate;
+pub mod tlog;

@@ -9,8 +9,8 @@ use std::cell::RefCell;
 use beamd_events::merkle::{leaf_hash, prove_consistency, prove_inclusion, TreeHash};
 use beamd_events::tiles::{tiles_for, SledTiles, TileBuilder, TileId};
 use tlog_tiles::{
-    check_record, check_tree, prove_record, prove_tree, stored_hashes, tree_hash, Hash,
-    HashReader, Tile, TileHashReader, TileReader,
+    check_record, check_tree, prove_record, prove_tree, stored_hashes, tree_hash, Hash, HashReader,
+    Tile, TileHashReader, TileReader,
 };
 
 /// Their in-memory tree: every stored hash, by stored-hash index.
@@ -56,7 +56,14 @@ fn theirs(h: &[TreeHash]) -> Vec<Hash> {
 
 fn samples(n: u64) -> Vec<u64> {
     let p = n.next_power_of_two() / 2;
-    let mut s = vec![0, n / 2, n - 1, p.saturating_sub(1), p.min(n - 1), n.saturating_sub(257)];
+    let mut s = vec![
+        0,
+        n / 2,
+        n - 1,
+        p.saturating_sub(1),
+        p.min(n - 1),
+        n.saturating_sub(257),
+    ];
     s.sort_unstable();
     s.dedup();
     s

@@ -55,6 +55,8 @@ pub struct ApiState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Sign-up, sign-in and resets.
     pub accounts: accounts::AccountSettings,
+    /// The transparency log: checkpoints, proofs and tiles (none in API-only benchmarks).
+    pub tlog: Option<Arc<crate::tlog::Transparency>>,
 }
 
 impl ApiState {

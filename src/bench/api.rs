@@ -47,6 +47,7 @@ pub async fn usage_over_http(
             public_url: format!("http://{addr}"),
             failures: Default::default(),
         },
+        tlog: None,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(serve(listener, Arc::new(state), stop.clone(), None));

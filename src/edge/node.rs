@@ -84,6 +84,7 @@ fn api_state(
     bound: &[String],
     fingerprint: String,
     accounts: crate::api::accounts::AccountSettings,
+    tlog: Arc<crate::tlog::Transparency>,
 ) -> ApiState {
     let agents = bound
         .iter()
@@ -114,6 +115,7 @@ fn api_state(
         agent_tls: args.tls,
         metrics,
         accounts,
+        tlog: Some(tlog),
     }
 }
 
@@ -175,6 +177,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     let core = Arc::new(start_core(&args, &dir, log.clone()).await?);
     let replayed = core.projections().replayed();
     take_offline_after_restart(&core, &node).await?;
+    let tlog = crate::tlog::open(&args.tlog, &dir, &node)?;
     let advertise = args
         .advertise
         .clone()
@@ -253,6 +256,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         crate::say!("beamd edge: listening {} on {local}", transport.kind_name());
     }
     tokio::spawn(super::takeover::follow(ctx.clone()));
+    tokio::spawn(crate::tlog::run(tlog.clone(), log.clone(), stopping.clone()));
     if let Some((listener, tls)) = http {
         let local = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -269,7 +273,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         bound.push(format!("api={local}"));
         crate::say!("beamd edge: listening api on {local}");
         let accounts = account_settings(&args, &dir, local)?;
-        let state = api_state(&args, &ctx, &bound, fingerprint.clone(), accounts);
+        let state = api_state(&args, &ctx, &bound, fingerprint.clone(), accounts, tlog);
         tokio::spawn(crate::api::serve(
             listener,
             Arc::new(state),

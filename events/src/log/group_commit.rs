@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use tokio::sync::{oneshot, watch};
 
+use super::committed::{read_committed, read_records_committed, read_stream_committed};
 use super::core::{LogCore, RepairReport, Staged};
 use super::store::Store;
 use super::{Append, Durability, EventLog, LogFuture, LogHead};
 use crate::clock::Clock;
-use crate::envelope::{decode_record, Envelope, StreamId};
+use crate::envelope::{Envelope, StreamId};
 use crate::error::LogError;
 
 /// The most events one group-commit batch takes before it is written.
@@ -100,52 +101,6 @@ impl<S: Store> GroupCommitLog<S> {
     }
 }
 
-/// Up to `limit` committed records from `from_seq` (up to `head`), decoded and chain-checked.
-pub(super) fn read_committed<S: Store>(
-    store: &S,
-    head: u64,
-    from_seq: u64,
-    limit: usize,
-) -> Result<Vec<Envelope>, LogError> {
-    let raw = store.scan(from_seq.max(1), head, limit)?;
-    let mut out: Vec<Envelope> = Vec::with_capacity(raw.len());
-    for (seq, bytes) in raw {
-        let env = decode_record(seq, &bytes)?;
-        if let Some(prev) = out.last() {
-            if prev.seq + 1 != seq || prev.hash != env.prev_hash {
-                return Err(LogError::Corrupt {
-                    seq,
-                    reason: "does not chain to the record before it".into(),
-                });
-            }
-        }
-        out.push(env);
-    }
-    Ok(out)
-}
-
-/// Up to `limit` committed events of one stream from `from_version` (up to `head`).
-pub(super) fn read_stream_committed<S: Store>(
-    store: &S,
-    head: u64,
-    stream: &StreamId,
-    from_version: u64,
-    limit: usize,
-) -> Result<Vec<Envelope>, LogError> {
-    let mut out = Vec::new();
-    for seq in store.stream_seqs(stream, from_version, limit)? {
-        if seq > head {
-            break;
-        }
-        let bytes = store.get(seq)?.ok_or_else(|| LogError::Corrupt {
-            seq,
-            reason: format!("indexed in stream {stream} but missing"),
-        })?;
-        out.push(decode_record(seq, &bytes)?);
-    }
-    Ok(out)
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded values are replaced whole, so a poisoned lock holds no torn state.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -179,6 +134,13 @@ impl<S: Store> EventLog for GroupCommitLog<S> {
         Box::pin(async move {
             let head = self.committed.borrow().seq;
             read_committed(self.store.as_ref(), head, from_seq, limit)
+        })
+    }
+
+    fn read_records(&self, from_seq: u64, limit: usize) -> LogFuture<'_, Vec<(u64, Vec<u8>)>> {
+        Box::pin(async move {
+            let head = self.committed.borrow().seq;
+            read_records_committed(self.store.as_ref(), head, from_seq, limit)
         })
     }
 

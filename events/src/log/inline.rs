@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use super::committed::{read_committed, read_records_committed, read_stream_committed};
 use super::core::{LogCore, RepairReport};
-use super::group_commit::read_committed;
 use super::store::Store;
 use super::{Append, EventLog, LogFuture, LogHead};
 use crate::clock::Clock;
@@ -126,6 +126,17 @@ impl<S: Store> EventLog for InlineLog<S> {
         })
     }
 
+    fn read_records(&self, from_seq: u64, limit: usize) -> LogFuture<'_, Vec<(u64, Vec<u8>)>> {
+        Box::pin(async move {
+            read_records_committed(
+                self.store.as_ref(),
+                self.committed.borrow().seq,
+                from_seq,
+                limit,
+            )
+        })
+    }
+
     fn read_stream<'a>(
         &'a self,
         stream: &'a StreamId,
@@ -133,7 +144,7 @@ impl<S: Store> EventLog for InlineLog<S> {
         limit: usize,
     ) -> LogFuture<'a, Vec<Envelope>> {
         Box::pin(async move {
-            super::group_commit::read_stream_committed(
+            read_stream_committed(
                 self.store.as_ref(),
                 self.committed.borrow().seq,
                 stream,

@@ -1,6 +1,7 @@
 //! The append-only event log: the `EventLog` trait, appends with expected
 //! versions, durability modes, and the backends behind it.
 
+mod committed;
 mod core;
 mod follow;
 mod group_commit;
@@ -190,6 +191,10 @@ pub trait EventLog: Send + Sync {
 
     /// Up to `limit` committed events from `from_seq` on, chain-checked.
     fn read_from(&self, from_seq: u64, limit: usize) -> LogFuture<'_, Vec<Envelope>>;
+
+    /// Up to `limit` committed records from `from_seq` on, as stored (the
+    /// Merkle tree's leaves), checksum-verified and chained.
+    fn read_records(&self, from_seq: u64, limit: usize) -> LogFuture<'_, Vec<(u64, Vec<u8>)>>;
 
     /// Up to `limit` committed events of one stream from `from_version` on.
     fn read_stream<'a>(

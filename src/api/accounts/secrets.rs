@@ -76,7 +76,7 @@ impl JwtKey {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(path, &hex).with_context(|| format!("cannot write {}", path.display()))?;
+        crate::data_dir::write_private(path, &hex).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Self(hex.into_bytes()))
     }
 
@@ -108,16 +108,4 @@ impl JwtKey {
             .map(|d| d.claims)
             .map_err(|e| ApiError::unauthorized(format!("the sign-in token is not valid: {e}")))
     }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
 }

@@ -1,0 +1,72 @@
+//! The transparency log over the event log: the RFC 6962 tree stored as
+//! C2SP tlog-tiles, signed checkpoints (C2SP tlog-checkpoint in a signed
+//! note, Ed25519), and the proofs an auditor checks without trusting the edge.
+
+mod checkpoint;
+mod keeper;
+mod note;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+
+pub use checkpoint::{Checkpoint, SignedCheckpoint};
+pub use keeper::{run, CheckpointPolicy, Transparency, CHECKPOINTS_TREE};
+pub use note::{key_id, valid_name, LogKey, Verifier};
+
+use crate::data_dir::DataDir;
+
+/// The signing key's file in the data dir (mode 0600).
+pub const KEY_FILE: &str = "log-signing.key";
+/// The verifier key's file in the data dir, to hand to auditors.
+pub const VERIFIER_FILE: &str = "log-signing.pub";
+
+/// `beamd edge` flags of the transparency log.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlogArgs {
+    /// The log's name in its checkpoints and signing key (a schema-less URL
+    /// such as example.com/beamd), set when the key is created on first start
+    /// [default: beamd/<node id>].
+    #[arg(long, value_name = "NAME")]
+    pub log_origin: Option<String>,
+    /// Sign a checkpoint once this many events arrived since the last one.
+    #[arg(long, default_value_t = 1_000, value_name = "EVENTS")]
+    pub checkpoint_every: u64,
+    /// Sign a checkpoint at least this often while events arrive (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub checkpoint_interval: Duration,
+}
+
+/// Loads or creates the edge's log key and opens its transparency log.
+pub fn open(args: &TlogArgs, dir: &DataDir, node: &str) -> Result<Arc<Transparency>> {
+    let path: PathBuf = dir.path().join(KEY_FILE);
+    let name = args
+        .log_origin
+        .clone()
+        .unwrap_or_else(|| format!("beamd/{node}"));
+    let (key, created) = LogKey::load_or_create(&path, &name)?;
+    if let Some(wanted) = &args.log_origin {
+        anyhow::ensure!(
+            wanted == key.name(),
+            "--log-origin {wanted:?} differs from the name of the existing log key {:?} in {}",
+            key.name(),
+            path.display()
+        );
+    }
+    let verifier = key.verifier().encode();
+    let public = dir.path().join(VERIFIER_FILE);
+    if created || !public.exists() {
+        std::fs::write(&public, format!("{verifier}\n"))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", public.display()))?;
+    }
+    if created {
+        eprintln!("beamd edge: created the log signing key {} ({verifier})", path.display());
+    }
+    let policy = CheckpointPolicy {
+        every: args.checkpoint_every.max(1),
+        interval: args.checkpoint_interval.max(Duration::from_millis(10)),
+    };
+    Ok(Arc::new(Transparency::open(dir.db(), key, policy)?))
+}
