@@ -11,7 +11,6 @@ use beamd_events::merkle::{leaf_hash, CompactTree};
 use beamd_events::{Envelope, LogHead, StreamId};
 use beamd_snapshots::{Fold, MemorySnapshotStore, Snapshot, SnapshotStore};
 
-use crate::cli::AuditArgs;
 use crate::data_dir::DataDir;
 use crate::domain::gateway::{Consumer, ErrorGroup, Route, Service};
 use crate::domain::{Account, Directory, DomainName, Key, Node, Tenant, Tunnel};
@@ -20,6 +19,28 @@ use crate::projections::{
     AccountsProjection, CatalogProjection, DomainsProjection, GatewayProjection,
     InspectorProjection, LogSummary, StatusProjection, UsageProjection,
 };
+use crate::tlog::tree_check::TreeCheck;
+
+/// Options of `beamd audit`.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// The data directory to verify.
+    #[arg(long, default_value = crate::cli::DEFAULT_DATA_DIR)]
+    pub data_dir: std::path::PathBuf,
+    /// Verify this NATS JetStream log instead of the data dir's sled log (its records; snapshots
+    /// and the Merkle tree are local to each edge and are not checked).
+    #[arg(long, value_name = "nats://HOST:PORT[,HOST:PORT…]")]
+    pub log: Option<String>,
+    /// Also prove the log extends a checkpoint saved earlier (a checkpoint
+    /// file, or a `beamd checkpoint --save` directory, whose tiles let the
+    /// audit name the first changed seq).
+    #[arg(long, value_name = "PATH")]
+    pub since: Option<std::path::PathBuf>,
+    /// The log's verifier key for --since (text or file) [default: the one saved beside the
+    /// checkpoint, else the data dir's log-signing.pub].
+    #[arg(long, value_name = "KEY|FILE")]
+    pub public_key: Option<String>,
+}
 
 /// The first problem an audit found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +62,8 @@ pub struct AuditReport {
     pub snapshots: usize,
     /// The RFC 6962 tree head over the stored events.
     pub tree_root: beamd_events::merkle::TreeHash,
+    /// How many events the stored tree (checked against them) holds.
+    pub tree_stored: Option<u64>,
 }
 
 /// Rebuilds one fold from the log and compares it with its snapshots.
@@ -123,6 +146,7 @@ fn check_for(snap: &Snapshot) -> Option<Box<dyn SnapshotCheck>> {
 pub fn audit(
     store: &impl Store,
     snapshots: &dyn SnapshotStore,
+    mut stored_tree: Option<TreeCheck>,
     on_event: impl Fn(),
 ) -> Result<Result<AuditReport, AuditFailure>> {
     let fail = |seq, reason: String| Ok(Err(AuditFailure { seq, reason }));
@@ -201,7 +225,13 @@ pub fn audit(
             return fail(env.seq, reason);
         }
         *version = env.version;
-        tree.push(leaf_hash(reader.last_record()));
+        let leaf = leaf_hash(reader.last_record());
+        tree.push(leaf);
+        if let Some(check) = stored_tree.as_mut() {
+            if let Some((seq, reason)) = check.push(env.seq, leaf)? {
+                return fail(seq, reason);
+            }
+        }
         let streamed = by_stream.get(env.stream.as_str()).into_iter().flatten();
         for key in global_keys.iter().chain(streamed) {
             if let Some(check) = checks.get_mut(key) {
@@ -233,7 +263,12 @@ pub fn audit(
             return fail(head.seq, reason);
         }
     }
+    let tree_stored = stored_tree.as_ref().map(TreeCheck::size);
+    if let Some((seq, reason)) = stored_tree.map(TreeCheck::finish).transpose()?.flatten() {
+        return fail(seq, reason);
+    }
     Ok(Ok(AuditReport {
+        tree_stored,
         head,
         streams: versions.len(),
         snapshots: checked,
@@ -243,20 +278,30 @@ pub fn audit(
 
 /// Runs `beamd audit`.
 pub async fn run(args: AuditArgs) -> Result<ExitCode> {
-    let outcome = match &args.log {
+    let (outcome, since) = match &args.log {
         Some(url) => {
             let store = JetStreamStore::open(&JetStreamConfig::parse(url)?).await?;
-            audit_with_bar(store.as_ref(), &MemorySnapshotStore::new())?
+            let outcome = audit_with_bar(store.as_ref(), &MemorySnapshotStore::new(), None)?;
+            (outcome, check_since(&args, store.as_ref(), None)?)
         }
         None => {
             let dir = DataDir::open_existing(&args.data_dir)?;
-            audit_with_bar(dir.log_store()?.as_ref(), &dir.snapshots()?)?
+            let store = dir.log_store()?;
+            let tree = TreeCheck::new(beamd_events::tiles::SledTiles::open(dir.db())?)?;
+            let outcome = audit_with_bar(store.as_ref(), &dir.snapshots()?, Some(tree))?;
+            (outcome, check_since(&args, store.as_ref(), Some(&dir))?)
         }
     };
+    let mut good = true;
     match outcome {
         Ok(report) => {
+            let stored = match report.tree_stored {
+                Some(0) => "; no stored tree yet".to_string(),
+                Some(n) => format!("; stored tree of {n} matches"),
+                None => String::new(),
+            };
             println!(
-                "audit ok: {} events, {} streams, {} snapshots match; head seq {} hash {}; tree size {} root {}",
+                "audit ok: {} events, {} streams, {} snapshots match; head seq {} hash {}; tree size {} root {}{stored}",
                 report.head.seq,
                 report.streams,
                 report.snapshots,
@@ -265,24 +310,74 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode> {
                 report.head.seq,
                 hex(&report.tree_root)
             );
-            Ok(ExitCode::SUCCESS)
         }
         Err(failure) => {
+            good = false;
             eprintln!(
                 "beamd audit: FAILED at seq {}: {}",
                 failure.seq, failure.reason
             );
-            Ok(ExitCode::FAILURE)
         }
     }
+    match since {
+        None => {}
+        Some(Ok(line)) => println!("since ok: {line}"),
+        Some(Err(not)) => {
+            good = false;
+            match not.seq {
+                Some(seq) => eprintln!(
+                    "beamd audit: the log does NOT extend the checkpoint: first bad seq {seq}: {}",
+                    not.reason
+                ),
+                None => eprintln!(
+                    "beamd audit: the log does NOT extend the checkpoint: {}",
+                    not.reason
+                ),
+            }
+        }
+    }
+    Ok(if good {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `--since`: the saved checkpoint checked against the log.
+fn check_since(
+    args: &AuditArgs,
+    store: &impl Store,
+    dir: Option<&DataDir>,
+) -> Result<Option<Result<String, crate::tlog::since::NotExtended>>> {
+    let Some(path) = &args.since else {
+        return Ok(None);
+    };
+    let saved = crate::tlog::mirror::load(path)?;
+    let verifier = match (&args.public_key, &saved.key, dir) {
+        (Some(k), _, _) => crate::tlog::mirror::verifier_from(k)?,
+        (None, Some(k), _) => crate::tlog::Verifier::parse(k)?,
+        (None, None, Some(dir)) => {
+            let file = dir.path().join(crate::tlog::VERIFIER_FILE);
+            eprintln!(
+                "beamd audit: checking the checkpoint's signature with the data dir's own {} (pass --public-key to use the key you hold)",
+                file.display()
+            );
+            crate::tlog::mirror::verifier_from(&file.to_string_lossy())?
+        }
+        (None, None, None) => {
+            anyhow::bail!("--since needs --public-key: no key is saved beside the checkpoint")
+        }
+    };
+    Ok(Some(crate::tlog::since::check(store, &saved, &verifier)?))
 }
 
 fn audit_with_bar(
     store: &impl Store,
     snapshots: &dyn SnapshotStore,
+    tree: Option<TreeCheck>,
 ) -> Result<Result<AuditReport, AuditFailure>> {
     let bar = events_bar(store.last_seq()?, "audit");
-    let outcome = audit(store, snapshots, || bar.inc(1));
+    let outcome = audit(store, snapshots, tree, || bar.inc(1));
     bar.finish_and_clear();
     outcome
 }

@@ -34,9 +34,14 @@ pub enum Command {
     Http(crate::agent::HttpArgs),
     /// Print stored events, in order, checking the hash chain as it reads.
     Replay(ReplayArgs),
-    /// Verify the log (chain, sequence, decoding, stream index) and that every
-    /// snapshot equals the fold of the events up to its seq.
-    Audit(AuditArgs),
+    /// Verify the log (chain, sequence, decoding, stream index, Merkle tree),
+    /// that every snapshot equals the fold of the events up to its seq, and
+    /// with --since that the log extends a checkpoint saved earlier.
+    Audit(crate::audit::AuditArgs),
+    /// Print the edge's current signed checkpoint; --save keeps it with its tiles.
+    Checkpoint(crate::tlog::cli::CheckpointArgs),
+    /// Check an inclusion proof bundle offline against a checkpoint and the log's public key.
+    VerifyProof(crate::tlog::cli::VerifyProofArgs),
     /// Run the deterministic simulation: the core under a seeded workload and faults.
     Simulate(crate::simulate::SimulateArgs),
     /// Measure beamd against its baselines.
@@ -312,18 +317,6 @@ pub struct ReplayArgs {
     pub format: ReplayFormat,
 }
 
-/// Options of `beamd audit`.
-#[derive(Debug, clap::Args)]
-pub struct AuditArgs {
-    /// The data directory to verify.
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
-    /// Verify this NATS JetStream log instead of the data dir's sled log (its records; snapshots are
-    /// local to each edge and are not checked).
-    #[arg(long, value_name = "nats://HOST:PORT[,HOST:PORT…]")]
-    pub log: Option<String>,
-}
-
 /// `beamd bench …` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -358,6 +351,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Http(args) => runtime.block_on(crate::agent::run_http(args)),
         Command::Replay(args) => runtime.block_on(crate::replay::run(args)),
         Command::Audit(args) => runtime.block_on(crate::audit::run(args)),
+        Command::Checkpoint(args) => runtime.block_on(crate::tlog::cli::checkpoint(args)),
+        Command::VerifyProof(args) => crate::tlog::cli::verify_proof(args),
         Command::Simulate(args) => crate::simulate::run_cli(args),
         Command::Bench(BenchCommand::Log(args)) => runtime.block_on(crate::bench::log::run(args)),
         Command::Bench(BenchCommand::Core(args)) => runtime.block_on(crate::bench::core::run(args)),

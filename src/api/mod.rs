@@ -17,6 +17,7 @@ mod openapi;
 mod routes;
 mod server;
 mod tenants;
+mod tlog;
 mod tokens;
 mod tunnels;
 mod usage;

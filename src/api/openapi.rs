@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::accounts;
 use super::gateway::{consumers, errors, metrics, routes, services, status};
-use super::{domains, feed, tenants, tokens, tunnels, usage, workspace};
+use super::{domains, feed, tenants, tlog, tokens, tunnels, usage, workspace};
 
 struct Bearer;
 
@@ -74,6 +74,7 @@ impl Modify for StorageReserve {
         tunnels::list, tunnels::get, tunnels::release,
         usage::usage, usage::history, usage::requests, usage::logs,
         feed::stream,
+        tlog::checkpoint, tlog::key, tlog::inclusion, tlog::consistency, tlog::tile,
         domains::list, domains::add, domains::verify, domains::remove,
         tenants::list, tenants::create, tenants::set_plan,
         services::list, services::create, services::update, services::delete,

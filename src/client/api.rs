@@ -75,3 +75,65 @@ impl ApiArgs {
         Ok(value)
     }
 }
+
+/// One kept-alive connection to the API for many GETs (tile downloads).
+pub struct ApiClient {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    authority: String,
+    key: String,
+    api: String,
+}
+
+impl ApiArgs {
+    /// Connects once; `ApiClient::get` then reuses the connection.
+    pub async fn connect(&self) -> Result<ApiClient> {
+        let key = self
+            .key
+            .clone()
+            .context("no API key: pass --key or set BEAMD_KEY")?;
+        let authority = self.authority()?.to_string();
+        let stream = TcpStream::connect(&authority)
+            .await
+            .with_context(|| format!("cannot reach the API at {}", self.api))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(ApiClient {
+            sender,
+            authority,
+            key,
+            api: self.api.clone(),
+        })
+    }
+}
+
+impl ApiClient {
+    /// `GET /api/v1{path}`: the body, or the API's error as the error.
+    pub async fn get(&mut self, path: &str) -> Result<Bytes> {
+        self.sender
+            .ready()
+            .await
+            .with_context(|| format!("the connection to {} closed", self.api))?;
+        let req = Request::builder()
+            .method("GET")
+            .uri(format!("/api/v1{path}"))
+            .header("host", &self.authority)
+            .header("authorization", format!("Bearer {}", self.key))
+            .body(Full::new(Bytes::new()))?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let message = value["message"].as_str().unwrap_or("");
+            let code = value["error"].as_str().unwrap_or("error");
+            bail!("GET {path}: {} {code}: {message}", status.as_u16());
+        }
+        Ok(bytes)
+    }
+
+    /// `GET /api/v1{path}` as UTF-8 text.
+    pub async fn get_text(&mut self, path: &str) -> Result<String> {
+        let bytes = self.get(path).await?;
+        String::from_utf8(bytes.to_vec()).with_context(|| format!("GET {path}: not UTF-8"))
+    }
+}

@@ -6,4 +6,5 @@ mod api;
 pub mod commands;
 mod table;
 
+pub use api::{ApiArgs, ApiClient};
 pub use commands::{run, ClientCommand};

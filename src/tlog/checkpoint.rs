@@ -22,7 +22,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The note text.
     pub fn text(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Parses a checkpoint's note text (extension lines are refused: beamd writes none).

@@ -79,6 +79,15 @@ impl Transparency {
         read(&self.latest)
     }
 
+    /// The checkpoint signed at `size`, if there is one.
+    pub fn signed_at(&self, size: u64) -> Result<Option<String>> {
+        Ok(self
+            .signed
+            .get(size.to_be_bytes())
+            .context("cannot read the checkpoints")?
+            .map(|n| String::from_utf8_lossy(&n).into_owned()))
+    }
+
     /// The stored tree.
     pub fn tiles(&self) -> &SledTiles {
         &self.tiles

@@ -3,8 +3,12 @@
 //! note, Ed25519), and the proofs an auditor checks without trusting the edge.
 
 mod checkpoint;
+pub mod cli;
 mod keeper;
+pub mod mirror;
 mod note;
+pub mod since;
+pub mod tree_check;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,7 +66,10 @@ pub fn open(args: &TlogArgs, dir: &DataDir, node: &str) -> Result<Arc<Transparen
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", public.display()))?;
     }
     if created {
-        eprintln!("beamd edge: created the log signing key {} ({verifier})", path.display());
+        eprintln!(
+            "beamd edge: created the log signing key {} ({verifier})",
+            path.display()
+        );
     }
     let policy = CheckpointPolicy {
         every: args.checkpoint_every.max(1),

@@ -288,8 +288,10 @@ mod tests {
     /// The example of the C2SP signed-note specification.
     #[test]
     fn verifies_the_spec_example() {
-        let v = Verifier::parse("example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k")
-            .unwrap();
+        let v = Verifier::parse(
+            "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k",
+        )
+        .unwrap();
         let note = "This is an example message.\n\n\u{2014} example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n";
         assert_eq!(v.open(note).unwrap(), "This is an example message.\n");
     }

@@ -168,6 +168,44 @@ pub fn partial_tiles(size: u64) -> Vec<TileId> {
         .collect()
 }
 
+/// Where the hash of the perfect subtree `height`/`index` is computed from:
+/// the tile (level, index) and the range of its hashes (offset, count).
+pub fn locate(height: u32, index: u64) -> (u8, u64, usize, usize) {
+    let level = height / TILE_HEIGHT;
+    let within = height % TILE_HEIGHT;
+    let first = index << within;
+    (
+        level as u8,
+        first / TILE_WIDTH,
+        (first % TILE_WIDTH) as usize,
+        1usize << within,
+    )
+}
+
+/// The root of `count` hashes from `offset` in a tile's bytes; `None` when
+/// the tile is torn or too short.
+pub fn subtree_of(bytes: &[u8], offset: usize, count: usize) -> Option<TreeHash> {
+    let all = hashes(bytes)?;
+    Some(root(all.get(offset..offset + count)?))
+}
+
+/// The tile (level, index) of a tree of `size`, with its width there; `None`
+/// when the tree has no such tile.
+pub fn tile_at(size: u64, level: u8, index: u64) -> Option<TileId> {
+    let n = hashes_at(size, level);
+    let full = n / TILE_WIDTH;
+    let width = match index {
+        i if i < full => TILE_WIDTH as u16,
+        i if i == full && n % TILE_WIDTH > 0 => (n % TILE_WIDTH) as u16,
+        _ => return None,
+    };
+    Some(TileId {
+        level,
+        index,
+        width,
+    })
+}
+
 /// Splits tile bytes into hashes; `None` unless a whole number of hashes.
 pub fn hashes(bytes: &[u8]) -> Option<Vec<TreeHash>> {
     if !bytes.len().is_multiple_of(HASH_LEN) {

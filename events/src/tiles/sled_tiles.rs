@@ -5,9 +5,9 @@
 
 use sled::{Batch, Tree};
 
-use super::{hashes, partial_tiles, TileBuilder, TileId, HASH_LEN, TILE_HEIGHT, TILE_WIDTH};
+use super::{hashes, locate, partial_tiles, subtree_of, TileBuilder, TileId, HASH_LEN, TILE_WIDTH};
 use crate::error::LogError;
-use crate::merkle::{range_root, root, Subtrees, TreeHash};
+use crate::merkle::{range_root, Subtrees, TreeHash};
 
 /// The name of the sled tree that holds the tiles.
 pub const TILES_TREE: &str = "beamd.tiles";
@@ -142,21 +142,13 @@ impl Subtrees for SledTiles {
     type Error = LogError;
 
     fn perfect(&self, height: u32, index: u64) -> Result<TreeHash, LogError> {
-        let level = height / TILE_HEIGHT;
-        let within = height % TILE_HEIGHT;
-        let first = index << within;
-        let count = 1u64 << within;
-        let (tile, offset) = (first / TILE_WIDTH, (first % TILE_WIDTH) as usize);
-        let level = u8::try_from(level).map_err(|_| corrupt("tree too tall".into()))?;
+        let (level, tile, offset, count) = locate(height, index);
         let bytes = self.tile(level, tile)?.ok_or_else(|| {
             corrupt(format!(
                 "tile {level}/{tile} is missing (subtree {height}/{index})"
             ))
         })?;
-        let all = hashes(&bytes).ok_or_else(|| corrupt(format!("tile {level}/{tile} is torn")))?;
-        let part = all
-            .get(offset..offset + count as usize)
-            .ok_or_else(|| corrupt(format!("tile {level}/{tile} is short")))?;
-        Ok(root(part))
+        subtree_of(&bytes, offset, count)
+            .ok_or_else(|| corrupt(format!("tile {level}/{tile} is short")))
     }
 }

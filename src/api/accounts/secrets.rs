@@ -76,7 +76,8 @@ impl JwtKey {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        crate::data_dir::write_private(path, &hex).with_context(|| format!("cannot write {}", path.display()))?;
+        crate::data_dir::write_private(path, &hex)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Self(hex.into_bytes()))
     }
 

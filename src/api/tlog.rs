@@ -1,0 +1,276 @@
+//! `/log/…`: the transparency log. The signed checkpoint and the verifier key
+//! as text, inclusion proofs (a tenant's key gets them for its own events
+//! only; another tenant's event is a 404), consistency proofs, and the tree's
+//! tiles in the C2SP tlog-tiles layout. Every hash is standard base64.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use beamd_events::envelope::decode_record;
+use beamd_events::merkle::{prove_consistency, prove_inclusion, TreeHash};
+use beamd_events::tiles::TileId;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use warp::http::{header, HeaderValue, StatusCode};
+
+use super::auth::{held, Scope};
+use super::error::{ApiError, ErrorBody};
+use super::http::{query, Resp};
+use super::ApiState;
+use crate::tlog::Transparency;
+
+/// `?seq=&size=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InclusionQuery {
+    /// The event's seq (1 = the first event; its leaf index is seq - 1).
+    #[param(minimum = 1)]
+    pub seq: u64,
+    /// The tree size to prove against (default: the latest checkpoint's).
+    pub size: Option<u64>,
+}
+
+/// An event, the path from it to a tree head, and the signed checkpoint of
+/// that size when there is one: everything `beamd verify-proof` needs offline.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InclusionProof {
+    /// The event's seq.
+    pub seq: u64,
+    /// Its leaf index (seq - 1).
+    pub leaf_index: u64,
+    /// The tree size proved against.
+    pub tree_size: u64,
+    /// The event's stored bytes (the leaf is SHA-256(0x00 || record)).
+    pub record: String,
+    /// The RFC 6962 audit path, leaf to root.
+    pub proof: Vec<String>,
+    /// The signed checkpoint of `treeSize`, if one was signed at that size.
+    pub checkpoint: Option<String>,
+}
+
+/// `?from=&to=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConsistencyQuery {
+    /// The older tree size (at least 1).
+    #[param(minimum = 1)]
+    pub from: u64,
+    /// The newer tree size (default: the latest checkpoint's).
+    pub to: Option<u64>,
+}
+
+/// The proof that the tree of `from` events is a prefix of the tree of `to`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsistencyProof {
+    /// The older size.
+    pub from: u64,
+    /// The newer size.
+    pub to: u64,
+    /// The RFC 6962 consistency proof.
+    pub proof: Vec<String>,
+}
+
+fn b64(hashes: &[TreeHash]) -> Vec<String> {
+    hashes.iter().map(|h| B64.encode(h)).collect()
+}
+
+fn unavailable(why: &str) -> ApiError {
+    ApiError::unavailable(format!("the transparency log is not available: {why}"))
+}
+
+fn tlog(state: &ApiState) -> Result<&Arc<Transparency>, ApiError> {
+    state
+        .tlog
+        .as_ref()
+        .ok_or_else(|| unavailable("this server keeps none"))
+}
+
+/// The size proofs default to: the latest checkpoint's.
+fn latest_size(t: &Transparency) -> Result<u64, ApiError> {
+    t.latest()
+        .map(|c| c.checkpoint.size)
+        .ok_or_else(|| unavailable("no checkpoint is signed yet"))
+}
+
+/// A size a proof may use: up to what the stored tree holds.
+fn within_tree(t: &Transparency, size: u64) -> Result<u64, ApiError> {
+    let tree = t.tiles().size().map_err(internal)?;
+    if size > tree {
+        return Err(ApiError::invalid(
+            format!("the tree holds {tree} events, not {size}"),
+            serde_json::json!({ "treeSize": tree }),
+        ));
+    }
+    Ok(size)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("cannot read the tree: {e}"))
+}
+
+fn text(body: String, cache: &'static str) -> Resp {
+    let mut r = Resp::new(body.into());
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    r
+}
+
+/// The latest signed checkpoint (C2SP tlog-checkpoint in a signed note).
+#[utoipa::path(get, path = "/api/v1/log/checkpoint", tag = "log",
+    responses((status = 200, content_type = "text/plain", body = String, description = "The signed note: origin, tree size, base64 root, a blank line, the signature"),
+        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn checkpoint(state: Arc<ApiState>, auth: Option<String>) -> Result<Resp, ApiError> {
+    state.caller(auth, Scope::Read).await?;
+    let t = tlog(&state)?;
+    let latest = t
+        .latest()
+        .ok_or_else(|| unavailable("no checkpoint is signed yet"))?;
+    Ok(text(latest.note, "no-cache"))
+}
+
+/// The verifier key checkpoints are signed with (`<name>+<id>+<base64 key>`).
+#[utoipa::path(get, path = "/api/v1/log/key", tag = "log",
+    responses((status = 200, content_type = "text/plain", body = String),
+        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn key(state: Arc<ApiState>, auth: Option<String>) -> Result<Resp, ApiError> {
+    state.caller(auth, Scope::Read).await?;
+    let t = tlog(&state)?;
+    Ok(text(format!("{}\n", t.verifier().encode()), "max-age=3600"))
+}
+
+/// The inclusion proof of one event; a tenant's key gets its own events only.
+#[utoipa::path(get, path = "/api/v1/log/proof/inclusion", tag = "log", params(InclusionQuery),
+    responses((status = 200, body = InclusionProof), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn inclusion(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    raw: String,
+) -> Result<(StatusCode, InclusionProof), ApiError> {
+    let caller = state.caller(auth, Scope::Read).await?;
+    let q: InclusionQuery = query(&raw)?;
+    let t = tlog(&state)?;
+    let size = within_tree(t, q.size.map_or_else(|| latest_size(t), Ok)?)?;
+    let missing = || ApiError::not_found(&format!("event {} in the tree of {size}", q.seq));
+    if q.seq == 0 || q.seq > size {
+        return Err(missing());
+    }
+    let records = state
+        .core
+        .log()
+        .read_records(q.seq, 1)
+        .await
+        .map_err(internal)?;
+    let Some((_, record)) = records.into_iter().find(|(s, _)| *s == q.seq) else {
+        return Err(missing());
+    };
+    if held(&caller.key) < Scope::Admin {
+        let env = decode_record(q.seq, &record).map_err(internal)?;
+        let owner = state.core.projections().read().usage.tenant_of(&env);
+        if owner.as_deref() != Some(caller.tenant.id.as_str()) {
+            return Err(missing());
+        }
+    }
+    let proof = prove_inclusion(t.tiles(), size, q.seq - 1)
+        .map_err(internal)?
+        .ok_or_else(missing)?;
+    let checkpoint = t.signed_at(size).map_err(internal)?;
+    Ok((
+        StatusCode::OK,
+        InclusionProof {
+            seq: q.seq,
+            leaf_index: q.seq - 1,
+            tree_size: size,
+            record: B64.encode(&record),
+            proof: b64(&proof),
+            checkpoint,
+        },
+    ))
+}
+
+/// The consistency proof between two tree sizes.
+#[utoipa::path(get, path = "/api/v1/log/proof/consistency", tag = "log", params(ConsistencyQuery),
+    responses((status = 200, body = ConsistencyProof), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn consistency(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    raw: String,
+) -> Result<(StatusCode, ConsistencyProof), ApiError> {
+    state.caller(auth, Scope::Read).await?;
+    let q: ConsistencyQuery = query(&raw)?;
+    let t = tlog(&state)?;
+    let to = within_tree(t, q.to.map_or_else(|| latest_size(t), Ok)?)?;
+    if q.from == 0 || q.from > to {
+        return Err(ApiError::invalid(
+            format!("from must be 1 to {to}, not {}", q.from),
+            serde_json::json!({ "from": q.from, "to": to }),
+        ));
+    }
+    let proof = prove_consistency(t.tiles(), q.from, to)
+        .map_err(internal)?
+        .unwrap_or_default();
+    Ok((
+        StatusCode::OK,
+        ConsistencyProof {
+            from: q.from,
+            to,
+            proof: b64(&proof),
+        },
+    ))
+}
+
+/// A tile of the tree: `tile/<L>/<N>[.p/<W>]` (C2SP tlog-tiles). Entry
+/// bundles are not served: events are read through the API, per tenant.
+#[utoipa::path(get, path = "/api/v1/log/tile/{path}", tag = "log",
+    params(("path" = String, Path, description = "`<L>/<N>[.p/<W>]`, N in 3-digit groups, all but the last prefixed x")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>, description = "W (256 for a full tile) SHA-256 hashes"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn tile(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    path: String,
+) -> Result<Resp, ApiError> {
+    state.caller(auth, Scope::Read).await?;
+    let t = tlog(&state)?;
+    if path.starts_with("entries/") {
+        return Err(ApiError::not_found(
+            "entry bundles (events are read through /api/v1/events/stream and the inspector)",
+        ));
+    }
+    let id = TileId::parse(&path)
+        .map_err(|e| ApiError::invalid(e, serde_json::json!({ "path": path })))?;
+    let width = usize::from(id.width) * 32;
+    let bytes = t
+        .tiles()
+        .tile(id.level, id.index)
+        .map_err(internal)?
+        .filter(|b| b.len() >= width)
+        .ok_or_else(|| ApiError::not_found(&format!("tile {id}")))?;
+    let mut r = Resp::new(bytes[..width].to_vec().into());
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    // A tile's hashes never change; a partial tile's path names its width.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    Ok(r)
+}
