@@ -18,6 +18,8 @@ pub struct Answer {
     pub headers: hyper::HeaderMap,
     pub body: Value,
     pub text: String,
+    /// The body's bytes as received.
+    pub raw: Bytes,
 }
 
 /// Sends one request on a fresh connection.
@@ -58,6 +60,7 @@ pub async fn call(
         headers,
         body,
         text,
+        raw: bytes,
     })
 }
 
