@@ -104,9 +104,27 @@ async fn log_append(
     Ok(elapsed)
 }
 
-async fn log_concurrent(dir: &Path, per_writer: usize) -> Result<Duration> {
-    let (_db, log) = open_log(dir, Durability::Always)?;
+/// Concurrent single-event appends; with `tree`, the transparency log keeps
+/// its tiles and signs a checkpoint every 1,000 events alongside, and the
+/// time runs until the tree has caught up with the last append.
+async fn log_concurrent(dir: &Path, per_writer: usize, tree: bool) -> Result<Duration> {
+    let (db, log) = open_log(dir, Durability::Always)?;
     let streams = streams()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let keeper = match tree {
+        true => {
+            let key = crate::tlog::LogKey::generate("bench.example/log")?;
+            let policy = crate::tlog::CheckpointPolicy {
+                every: 1_000,
+                interval: Duration::from_secs(10),
+            };
+            let t = Arc::new(crate::tlog::Transparency::open(&db, key, policy)?);
+            let dyn_log: Arc<dyn beamd_events::EventLog> = log.clone();
+            tokio::spawn(crate::tlog::run(t.clone(), dyn_log, stop.clone()));
+            Some(t)
+        }
+        false => None,
+    };
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
@@ -126,7 +144,13 @@ async fn log_concurrent(dir: &Path, per_writer: usize) -> Result<Duration> {
     for t in tasks {
         t.await??;
     }
+    if let Some(t) = &keeper {
+        while t.tiles().size()? < log.head().seq {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
     let elapsed = started.elapsed();
+    stop.cancel();
     log.close();
     Ok(elapsed)
 }
@@ -227,7 +251,11 @@ async fn run_in(scratch: &Path, args: &LogBenchArgs) -> Result<ExitCode> {
     eprintln!("bench: {WRITERS} concurrent writers × {per_writer} single-event appends");
     let concurrent = rate(
         WRITERS * per_writer,
-        log_concurrent(&fresh("concurrent"), per_writer).await?,
+        log_concurrent(&fresh("concurrent"), per_writer, false).await?,
+    );
+    let with_tree = rate(
+        WRITERS * per_writer,
+        log_concurrent(&fresh("concurrent-tree"), per_writer, true).await?,
     );
     let fsync_1024 = rate(all.len(), raw::file_append(&fresh("file1024"), &all, 1024)?);
     println!();
@@ -238,6 +266,8 @@ async fn run_in(scratch: &Path, args: &LogBenchArgs) -> Result<ExitCode> {
     );
     println!("| write+fdatasync, 1024 records per sync | {fsync_1024:.0} |");
     println!("| ratio | {:.2} |", concurrent / fsync_1024);
+    println!("| beamd log with the transparency log (tiles grown, checkpoint signed every 1,000 events) | {with_tree:.0} |");
+    println!("| with / without the transparency log | {:.2} |", with_tree / concurrent);
 
     let lone = scaled(300, args.scale.max(0.1), 1);
     eprintln!("bench: lone append latency over {lone} appends");

@@ -196,7 +196,7 @@ pub fn tile_at(size: u64, level: u8, index: u64) -> Option<TileId> {
     let full = n / TILE_WIDTH;
     let width = match index {
         i if i < full => TILE_WIDTH as u16,
-        i if i == full && n % TILE_WIDTH > 0 => (n % TILE_WIDTH) as u16,
+        i if i == full && !n.is_multiple_of(TILE_WIDTH) => (n % TILE_WIDTH) as u16,
         _ => return None,
     };
     Some(TileId {
