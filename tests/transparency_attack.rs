@@ -211,7 +211,10 @@ async fn a_saved_checkpoint_catches_a_recomputed_history_and_names_the_seq() -> 
     tenant(&admin, "four").await?;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !edge.proc.stderr_contains("does not extend the checkpoint") {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "the edge did not refuse to sign");
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the edge did not refuse to sign"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let served = admin.get("/api/v1/log/checkpoint").await?;

@@ -267,7 +267,10 @@ async fn run_in(scratch: &Path, args: &LogBenchArgs) -> Result<ExitCode> {
     println!("| write+fdatasync, 1024 records per sync | {fsync_1024:.0} |");
     println!("| ratio | {:.2} |", concurrent / fsync_1024);
     println!("| beamd log with the transparency log (tiles grown, checkpoint signed every 1,000 events) | {with_tree:.0} |");
-    println!("| with / without the transparency log | {:.2} |", with_tree / concurrent);
+    println!(
+        "| with / without the transparency log | {:.2} |",
+        with_tree / concurrent
+    );
 
     let lone = scaled(300, args.scale.max(0.1), 1);
     eprintln!("bench: lone append latency over {lone} appends");
