@@ -18,7 +18,8 @@ use beamd_events::merkle::leaf_hash;
 use beamd_events::tiles::{SledTiles, TileBuilder};
 use beamd_events::GENESIS_HASH;
 use common::api::{tenant, Api};
-use common::tunnel::{start_edge, Edge, ADMIN_TOKEN};
+use common::tlog::stop;
+use common::tunnel::{start_edge, ADMIN_TOKEN};
 use common::{beamd, text};
 
 /// An edge with some history, a checkpoint saved by the auditor, stopped.
@@ -59,15 +60,6 @@ async fn history(dir: &Path, saved: &Path) -> Result<u64> {
     };
     stop(&mut edge).await?;
     Ok(size)
-}
-
-async fn stop(edge: &mut Edge) -> Result<()> {
-    edge.proc.signal(rustix::process::Signal::INT)?;
-    anyhow::ensure!(
-        edge.proc.exited_within(Duration::from_secs(30)).await?,
-        "edge did not stop"
-    );
-    Ok(())
 }
 
 /// What the attacker recomputes: the tree over the stored records; snapshots go.

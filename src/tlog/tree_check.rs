@@ -73,20 +73,24 @@ impl TreeCheck {
         };
         let width = usize::from(want.width) * 32;
         let stored = self.stored.tile(id.level, id.index)?.unwrap_or_default();
-        let seq = id.first_leaf() + 1;
         if stored.len() < width {
-            return Ok(Some((
-                seq,
-                format!("the stored Merkle tree lacks tile {want}"),
-            )));
+            let seq = id.first_leaf() + 1;
+            let reason = format!("the stored Merkle tree lacks tile {want}");
+            return Ok(Some((seq, reason)));
         }
-        if built.len() >= width && stored[..width] != built[..width] {
-            return Ok(Some((
-                seq,
-                format!("the stored Merkle tree's tile {want} differs from the events it covers"),
-            )));
+        if built.len() < width {
+            return Ok(None);
         }
-        Ok(None)
+        // Named by the first event under the first hash that differs.
+        let differs = (0..usize::from(want.width))
+            .find(|j| stored[j * 32..(j + 1) * 32] != built[j * 32..(j + 1) * 32]);
+        Ok(differs.map(|j| {
+            let per = TILE_WIDTH.pow(id.level.into());
+            let seq = id.first_leaf() + j as u64 * per + 1;
+            let reason =
+                format!("the stored Merkle tree's tile {want} differs from the events it covers");
+            (seq, reason)
+        }))
     }
 
     /// After the last leaf: the remaining tiles, and a tree no larger than the log.

@@ -7,6 +7,7 @@ pub mod core;
 pub mod dns;
 pub mod http;
 pub mod nats;
+pub mod tlog;
 pub mod tunnel;
 
 use std::path::Path;
