@@ -178,48 +178,7 @@ pub fn all(
         .then(|st, a, q| async move { feed::stream(st, a, q).await.unwrap_or_else(error) })
         .boxed();
 
-    let log_checkpoint = v1()
-        .and(warp::path!("log" / "checkpoint"))
-        .and(warp::get())
-        .and(s.clone())
-        .and(auth)
-        .then(|st, a| async move { tlog::checkpoint(st, a).await.unwrap_or_else(error) })
-        .boxed();
-    let log_key = v1()
-        .and(warp::path!("log" / "key"))
-        .and(warp::get())
-        .and(s.clone())
-        .and(auth)
-        .then(|st, a| async move { tlog::key(st, a).await.unwrap_or_else(error) })
-        .boxed();
-    let log_inclusion = v1()
-        .and(warp::path!("log" / "proof" / "inclusion"))
-        .and(warp::get())
-        .and(s.clone())
-        .and(auth)
-        .and(raw_query())
-        .then(|st, a, q| async move { respond(tlog::inclusion(st, a, q).await) })
-        .boxed();
-    let log_consistency = v1()
-        .and(warp::path!("log" / "proof" / "consistency"))
-        .and(warp::get())
-        .and(s.clone())
-        .and(auth)
-        .and(raw_query())
-        .then(|st, a, q| async move { respond(tlog::consistency(st, a, q).await) })
-        .boxed();
-    let log_tile = v1()
-        .and(warp::path("log"))
-        .and(warp::path("tile"))
-        .and(warp::path::tail())
-        .and(warp::get())
-        .and(s.clone())
-        .and(auth)
-        .then(|tail: warp::path::Tail, st, a| async move {
-            let path = tail.as_str().to_string();
-            tlog::tile(st, a, path).await.unwrap_or_else(error)
-        })
-        .boxed();
+    let log = tlog::routes(s.clone());
 
     let domains_list = v1()
         .and(warp::path!("domains"))
@@ -316,11 +275,7 @@ pub fn all(
         requests,
         logs,
         feed,
-        log_checkpoint,
-        log_key,
-        log_inclusion,
-        log_consistency,
-        log_tile,
+        log,
         domains_list,
         domains_add,
         domains_verify,

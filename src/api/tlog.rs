@@ -12,11 +12,13 @@ use beamd_events::merkle::{prove_consistency, prove_inclusion, TreeHash};
 use beamd_events::tiles::TileId;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, StatusCode};
+use warp::Filter;
 
 use super::auth::{held, Scope};
 use super::error::{ApiError, ErrorBody};
-use super::http::{query, Resp};
+use super::http::{error, query, raw_query, respond, Resp};
 use super::ApiState;
 use crate::tlog::Transparency;
 
@@ -140,7 +142,7 @@ pub async fn checkpoint(state: Arc<ApiState>, auth: Option<String>) -> Result<Re
 
 /// The verifier key checkpoints are signed with (`<name>+<id>+<base64 key>`).
 #[utoipa::path(get, path = "/api/v1/log/key", tag = "log",
-    responses((status = 200, content_type = "text/plain", body = String),
+    responses((status = 200, content_type = "text/plain", body = String, description = "`<name>+<hex key id>+<base64(0x01 || Ed25519 public key)>`"),
         (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn key(state: Arc<ApiState>, auth: Option<String>) -> Result<Resp, ApiError> {
@@ -237,7 +239,7 @@ pub async fn consistency(
 /// bundles are not served: events are read through the API, per tenant.
 #[utoipa::path(get, path = "/api/v1/log/tile/{path}", tag = "log",
     params(("path" = String, Path, description = "`<L>/<N>[.p/<W>]`, N in 3-digit groups, all but the last prefixed x")),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>, description = "W (256 for a full tile) SHA-256 hashes"),
+    responses((status = 200, content_type = "application/octet-stream", body = String, description = "W (256 for a full tile) SHA-256 hashes, 32 bytes each, binary"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn tile(
@@ -273,4 +275,61 @@ pub async fn tile(
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
     Ok(r)
+}
+
+/// The `/api/v1/log/…` routes.
+pub fn routes(s: BoxedFilter<(Arc<ApiState>,)>) -> BoxedFilter<(Resp,)> {
+    let auth = || warp::header::optional::<String>("authorization");
+    let log = || {
+        warp::path("api")
+            .and(warp::path("v1"))
+            .and(warp::path("log"))
+    };
+    let checkpoint_route = log()
+        .and(warp::path!("checkpoint"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth())
+        .then(|st, a| async move { checkpoint(st, a).await.unwrap_or_else(error) });
+    let key_route = log()
+        .and(warp::path!("key"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth())
+        .then(|st, a| async move { key(st, a).await.unwrap_or_else(error) });
+    let inclusion_route = log()
+        .and(warp::path!("proof" / "inclusion"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth())
+        .and(raw_query())
+        .then(|st, a, q| async move { respond(inclusion(st, a, q).await) });
+    let consistency_route = log()
+        .and(warp::path!("proof" / "consistency"))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth())
+        .and(raw_query())
+        .then(|st, a, q| async move { respond(consistency(st, a, q).await) });
+    let tile_route = log()
+        .and(warp::path("tile"))
+        .and(warp::path::tail())
+        .and(warp::get())
+        .and(s)
+        .and(auth())
+        .then(|tail: warp::path::Tail, st, a| async move {
+            tile(st, a, tail.as_str().to_string())
+                .await
+                .unwrap_or_else(error)
+        });
+    checkpoint_route
+        .or(key_route)
+        .unify()
+        .or(inclusion_route)
+        .unify()
+        .or(consistency_route)
+        .unify()
+        .or(tile_route)
+        .unify()
+        .boxed()
 }
