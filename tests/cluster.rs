@@ -195,6 +195,14 @@ async fn three_edges_one_control_plane() -> Result<()> {
         );
     }
 
+    // Each live edge keeps the Merkle tree of the one shared log: the same leaves.
+    let tile = "/api/v1/log/tile/0/000.p/64";
+    eventually("the same tree on both live nodes", || async {
+        let (a, b) = (apis[0].get(tile).await?, apis[2].get(tile).await?);
+        Ok(a.status == 200 && b.status == 200 && a.raw == b.raw)
+    })
+    .await?;
+
     // Kill a NATS server: writes go on, nothing acknowledged is lost.
     nats.kill(0);
     let mut refused = 0;
