@@ -228,15 +228,6 @@ impl Transparency {
             Some(SignedCheckpoint { checkpoint, note });
         Ok(())
     }
-
-    /// Signs the current tree now if it grew (used on shutdown and by tests).
-    pub fn sign_now(&self) -> Result<()> {
-        let size = self.tiles.size()?;
-        if self.refused().is_none() && self.latest().is_none_or(|l| l.checkpoint.size < size) {
-            self.sign(size)?;
-        }
-        Ok(())
-    }
 }
 
 /// Keeps the tree and the checkpoints up with `log` until `stop`.
