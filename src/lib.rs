@@ -22,6 +22,7 @@ pub mod client;
 pub mod data_dir;
 pub mod domain;
 pub mod edge;
+pub mod inspector;
 pub mod progress;
 pub mod projections;
 pub mod protocol;
