@@ -4,6 +4,8 @@
 
 pub mod body_store;
 pub mod mask;
+pub mod tee;
 
 pub use body_store::{BodyLimits, BodyStore, Detail, BODIES_TREE};
 pub use mask::{mask_headers, DEFAULT_MASKED};
+pub use tee::{BodyDigest, BodyTee, DEFAULT_BODY_LIMIT};
