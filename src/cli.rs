@@ -283,6 +283,9 @@ pub struct EdgeArgs {
     /// The transparency log.
     #[command(flatten)]
     pub tlog: crate::tlog::TlogArgs,
+    /// Full capture.
+    #[command(flatten)]
+    pub inspect: crate::inspector::InspectArgs,
 }
 
 /// Output formats of `beamd replay`.

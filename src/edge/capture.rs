@@ -3,22 +3,77 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use beamd_events::vocabulary::RequestCaptured;
+use beamd_events::vocabulary::{BodySeen, RequestCaptured};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::meter::Meter;
 use crate::actors::Core;
 use crate::domain::TunnelCommand;
+use crate::inspector::{mask_headers, BodyDigest, BodyStore, BodyTee, Detail};
 
-/// A body that adds the size of every data frame to a counter.
+/// How full capture works on this edge.
+#[derive(Debug, Clone)]
+pub struct FullCaptureSettings {
+    /// Where headers and body prefixes go.
+    pub store: Arc<BodyStore>,
+    /// Body bytes kept per body.
+    pub body_limit: usize,
+    /// Header names whose values are masked (lower case).
+    pub masked: Vec<String>,
+}
+
+/// One request under full capture: what the guard stores when it is done.
+pub struct FullCapture {
+    /// The store.
+    pub store: Arc<BodyStore>,
+    /// Request headers as sent to the service, masked.
+    pub request_headers: Vec<(String, String)>,
+    /// Response headers, masked.
+    pub response_headers: Vec<(String, String)>,
+    /// The request body's digest, once it was sent.
+    pub request_body: DigestSlot,
+    /// The response body's digest, once it was sent.
+    pub response_body: DigestSlot,
+}
+
+/// Headers as (name, value) pairs, masked.
+pub fn masked_headers(headers: &hyper::HeaderMap, masked: &[String]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    mask_headers(&mut out, masked);
+    out
+}
+
+fn seen(d: &BodyDigest) -> BodySeen {
+    BodySeen {
+        sha256: d.sha256.iter().map(|b| format!("{b:02x}")).collect(),
+        len: d.len,
+        truncated: d.truncated,
+    }
+}
+
+/// Where a teed body's digest lands when the body ends.
+pub type DigestSlot = Arc<Mutex<Option<BodyDigest>>>;
+
+/// A body that adds the size of every data frame to a counter and, with
+/// full capture, tees it (hash of all, first bytes kept).
 pub struct CountingBody<B> {
     inner: B,
     count: Arc<AtomicU64>,
-    // Held by response bodies: the capture is recorded when the body is done.
+    tee: Option<(BodyTee, DigestSlot)>,
+    // Held by response bodies: the capture is recorded when the body is done
+    // (after `drop` below has handed the tee's digest over).
     _guard: Option<CaptureGuard>,
 }
 
@@ -28,7 +83,22 @@ impl<B> CountingBody<B> {
         Self {
             inner,
             count,
+            tee: None,
             _guard: guard,
+        }
+    }
+
+    /// The same body, teed into `slot` (its first `limit` bytes kept).
+    pub fn teed(mut self, limit: usize, slot: DigestSlot) -> Self {
+        self.tee = Some((BodyTee::new(limit), slot));
+        self
+    }
+}
+
+impl<B> Drop for CountingBody<B> {
+    fn drop(&mut self) {
+        if let Some((tee, slot)) = self.tee.take() {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(tee.finish());
         }
     }
 }
@@ -45,6 +115,9 @@ impl<B: Body<Data = Bytes> + Unpin> Body for CountingBody<B> {
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
                 self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                if let Some((tee, _)) = self.tee.as_mut() {
+                    tee.feed(data);
+                }
             }
         }
         polled
@@ -79,6 +152,31 @@ pub struct CaptureGuard {
     pub meter: Arc<Meter>,
     /// Captures are dropped (and counted) while the disk is short of space.
     pub disk: Arc<super::DiskGuard>,
+    /// With full capture: headers and bodies for the body store.
+    pub full: Option<FullCapture>,
+}
+
+impl CaptureGuard {
+    /// Stores headers and body prefixes; puts the bodies' digests in the event.
+    fn store_detail(&mut self) {
+        let Some(full) = self.full.take() else {
+            return;
+        };
+        let take = |slot: &DigestSlot| slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let (req, resp) = (take(&full.request_body), take(&full.response_body));
+        self.capture.request_body = req.as_ref().map(seen);
+        self.capture.response_body = resp.as_ref().map(seen);
+        let detail = Detail {
+            request_headers: full.request_headers,
+            response_headers: full.response_headers,
+            request_body: req.map(|d| d.kept).unwrap_or_default(),
+            response_body: resp.map(|d| d.kept).unwrap_or_default(),
+        };
+        let at = self.capture.started_at;
+        if let Err(e) = full.store.put(&self.capture.id, at, &detail) {
+            tracing::warn!(id = %self.capture.id, "request detail not stored: {e:#}");
+        }
+    }
 }
 
 impl Drop for CaptureGuard {
@@ -87,6 +185,7 @@ impl Drop for CaptureGuard {
             metrics::counter!("beamd_captures_dropped_total").increment(1);
             return;
         }
+        self.store_detail();
         let mut capture = std::mem::take(&mut self.capture);
         capture.bytes_in = self.bytes_in.load(Ordering::Relaxed);
         capture.bytes_out = self.bytes_out.load(Ordering::Relaxed);

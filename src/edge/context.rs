@@ -113,6 +113,8 @@ pub struct EdgeSettings {
     pub disk: Arc<super::DiskGuard>,
     /// Public connections open per tenant, and their cap.
     pub connections: Arc<super::TenantConnections>,
+    /// Full capture (headers and body prefixes); `None`: metadata only.
+    pub full_capture: Option<super::capture::FullCaptureSettings>,
 }
 
 impl EdgeSettings {
@@ -133,6 +135,7 @@ impl EdgeSettings {
             window: Duration::from_millis(200),
             disk: super::DiskGuard::off(),
             connections: super::TenantConnections::new(DEFAULT_TENANT_CONNECTIONS),
+            full_capture: None,
         }
     }
 

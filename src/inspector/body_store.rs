@@ -52,6 +52,7 @@ pub struct Detail {
 }
 
 /// Captured details in sled, bounded by `BodyLimits`.
+#[derive(Debug)]
 pub struct BodyStore {
     tree: Tree,
     limits: BodyLimits,

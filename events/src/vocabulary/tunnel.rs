@@ -120,4 +120,27 @@ pub struct RequestCaptured {
     /// The gateway consumer whose key it carried, if any.
     #[serde(default)]
     pub consumer: Option<String>,
+    /// The request's id (`req_…`), made at capture: full capture's headers
+    /// and bodies are kept under it. Empty without full capture.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// The request body as it passed, with full capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<BodySeen>,
+    /// The response body as it passed, with full capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<BodySeen>,
+}
+
+/// What the log records of a captured body: enough to prove what was seen,
+/// while the bytes themselves live (and are pruned) in the body store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BodySeen {
+    /// SHA-256 of the whole body, hex.
+    pub sha256: String,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Whether the body store keeps only its first bytes.
+    pub truncated: bool,
 }

@@ -1,0 +1,132 @@
+//! Full capture through a real HTTP tunnel: headers and body prefixes go to
+//! the body store with credentials masked (the secret is nowhere in the data
+//! dir), the log's `RequestCaptured` carries each body's SHA-256, length and
+//! truncated flag, and a 1 MiB body is kept truncated to the limit.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use beamd::data_dir::DataDir;
+use beamd::inspector::{BodyLimits, BodyStore};
+use beamd_events::log::Store;
+use beamd_events::vocabulary::RequestCaptured;
+use beamd_events::Event;
+use common::http::{client, full, http_server, send, start_http_agent};
+use common::tlog::stop;
+use common::tunnel::start_edge;
+use hyper::Request;
+use sha2::{Digest, Sha256};
+
+const SECRET: &str = "s3cr3t-bearer-4242";
+const API_KEY: &str = "k-api-777";
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Every file under `dir` holds none of `needle`.
+fn nowhere(dir: &std::path::Path, needle: &[u8]) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            nowhere(&path, needle)?;
+        } else {
+            let bytes = std::fs::read(&path)?;
+            anyhow::ensure!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds the secret",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn full_capture_stores_masked_headers_and_bodies_beside_the_log() -> Result<()> {
+    let web = http_server().await?;
+    let dir = tempfile::tempdir()?;
+    let mut edge = start_edge(
+        dir.path(),
+        "tcp",
+        "127.0.0.1:0",
+        &[
+            "--http-listen",
+            "127.0.0.1:0",
+            "--inspect-full",
+            "--body-limit",
+            "65536",
+            "--mask-header",
+            "X-Api-Key",
+        ],
+    )?;
+    let (agent, host, public) = start_http_agent(&edge, "tcp", web, "hook", &[])?;
+    let mut c = client(public).await?;
+    let json = r#"{"event":"payment.succeeded","amount":4200}"#;
+    let req = Request::post("/sum")
+        .header("host", &host)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {SECRET}"))
+        .header("x-api-key", API_KEY)
+        .body(full(json))?;
+    let (status, _) = send(&mut c, req).await?;
+    assert_eq!(status, 200);
+    let big: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
+    let req = Request::post("/sum")
+        .header("host", &host)
+        .body(full(big.clone()))?;
+    let (status, answer) = send(&mut c, req).await?;
+    assert_eq!(status, 200);
+    assert!(answer.starts_with("1048576 "), "{answer}");
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(agent);
+    stop(&mut edge).await?;
+
+    let data = DataDir::open_existing(dir.path())?;
+    let store = data.log_store()?;
+    let captured: Vec<RequestCaptured> = store
+        .scan(1, u64::MAX, usize::MAX)?
+        .into_iter()
+        .filter_map(|(seq, b)| beamd_events::envelope::decode_record(seq, &b).ok())
+        .filter_map(|e| match e.event {
+            Event::RequestCaptured(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(captured.len(), 2, "{captured:?}");
+    let bodies = BodyStore::open(data.db(), BodyLimits::default())?;
+
+    let small = &captured[0];
+    let seen = small.request_body.as_ref().context("request body seen")?;
+    assert_eq!(seen.sha256, hex(&Sha256::digest(json.as_bytes())));
+    assert!(!seen.truncated);
+    let detail = bodies.get(&small.id)?.context("detail stored")?;
+    assert_eq!(detail.request_body, json.as_bytes());
+    let header = |name: &str| {
+        detail
+            .request_headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("authorization").as_deref(), Some("Bearer [masked]"));
+    assert_eq!(header("x-api-key").as_deref(), Some("[masked]"));
+    assert_eq!(header("content-type").as_deref(), Some("application/json"));
+    assert!(small.response_body.is_some());
+
+    let large = &captured[1];
+    let seen = large.request_body.as_ref().context("large body seen")?;
+    assert_eq!(seen.sha256, hex(&Sha256::digest(&big)));
+    assert_eq!(seen.len, 1_048_576);
+    assert!(seen.truncated);
+    let detail = bodies.get(&large.id)?.context("large detail stored")?;
+    assert_eq!(detail.request_body, big[..65_536]);
+
+    drop((bodies, store, data));
+    nowhere(dir.path(), SECRET.as_bytes())?;
+    nowhere(dir.path(), API_KEY.as_bytes())?;
+    Ok(())
+}
