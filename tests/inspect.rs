@@ -13,9 +13,10 @@ use beamd::inspector::{BodyLimits, BodyStore};
 use beamd_events::log::Store;
 use beamd_events::vocabulary::RequestCaptured;
 use beamd_events::Event;
+use common::api::{tenant, Api};
 use common::http::{client, full, http_server, send, start_http_agent};
 use common::tlog::stop;
-use common::tunnel::start_edge;
+use common::tunnel::{start_edge, ADMIN_TOKEN};
 use hyper::Request;
 use sha2::{Digest, Sha256};
 
@@ -81,7 +82,49 @@ async fn full_capture_stores_masked_headers_and_bodies_beside_the_log() -> Resul
     assert_eq!(status, 200);
     assert!(answer.starts_with("1048576 "), "{answer}");
     drop(c);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Over the API: the detail of each, and 404 for another tenant.
+    let admin = Api::new(edge.api, ADMIN_TOKEN);
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        let got = admin.get("/api/v1/requests").await?;
+        listed = got.body["requests"].as_array().cloned().unwrap_or_default();
+        if listed.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    // Newest first: the 1 MiB one, then the JSON one.
+    let seq_of = |i: usize| listed[i]["seq"].as_u64().unwrap_or_default();
+    let small = admin
+        .get(&format!("/api/v1/requests/{}", seq_of(1)))
+        .await?;
+    assert_eq!(small.status, 200, "{}", small.text);
+    assert_eq!(small.body["detail"], "stored");
+    assert_eq!(small.body["requestBody"]["data"], json);
+    assert_eq!(small.body["requestBody"]["encoding"], "utf8");
+    assert_eq!(small.body["requestBody"]["contentType"], "application/json");
+    assert_eq!(small.body["requestBody"]["truncated"], false);
+    assert!(!small.text.contains(SECRET), "{}", small.text);
+    let large = admin
+        .get(&format!("/api/v1/requests/{}", seq_of(0)))
+        .await?;
+    assert_eq!(large.body["requestBody"]["truncated"], true);
+    assert_eq!(large.body["requestBody"]["len"], 1_048_576);
+    assert_eq!(large.body["requestBody"]["encoding"], "base64");
+    let (_, other) = tenant(&admin, "other").await?;
+    let theirs = other
+        .get(&format!("/api/v1/requests/{}", seq_of(1)))
+        .await?;
+    assert_eq!(theirs.status, 404, "{}", theirs.text);
+    assert_eq!(
+        admin.get("/api/v1/requests/1").await?.status,
+        404,
+        "not a request"
+    );
+    assert_eq!(admin.get("/api/v1/requests/abc").await?.status, 400);
+
     drop(agent);
     stop(&mut edge).await?;
 

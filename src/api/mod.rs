@@ -14,6 +14,7 @@ mod gateway;
 mod http;
 mod metrics;
 mod openapi;
+mod request_detail;
 mod routes;
 mod server;
 mod tenants;
@@ -56,6 +57,8 @@ pub struct ApiState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Sign-up, sign-in and resets.
     pub accounts: accounts::AccountSettings,
+    /// Full capture's headers and bodies (none without `--inspect-full`).
+    pub bodies: Option<Arc<crate::inspector::BodyStore>>,
     /// The transparency log: checkpoints, proofs and tiles (none in API-only benchmarks).
     pub tlog: Option<Arc<crate::tlog::Transparency>>,
 }

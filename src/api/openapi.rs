@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::accounts;
 use super::gateway::{consumers, errors, metrics, routes, services, status};
-use super::{domains, feed, tenants, tlog, tokens, tunnels, usage, workspace};
+use super::{domains, feed, request_detail, tenants, tlog, tokens, tunnels, usage, workspace};
 
 struct Bearer;
 
@@ -72,7 +72,7 @@ impl Modify for StorageReserve {
         workspace::workspace, workspace::me, workspace::status, workspace::nodes,
         tokens::list, tokens::create, tokens::revoke, tokens::set_limit, tokens::reset, tokens::subscribe,
         tunnels::list, tunnels::get, tunnels::release,
-        usage::usage, usage::history, usage::requests, usage::logs,
+        usage::usage, usage::history, usage::requests, request_detail::detail, usage::logs,
         feed::stream,
         tlog::checkpoint, tlog::key, tlog::inclusion, tlog::consistency, tlog::tile,
         domains::list, domains::add, domains::verify, domains::remove,

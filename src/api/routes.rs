@@ -11,8 +11,8 @@ use warp::{Filter, Rejection, Reply};
 use super::error::ApiError;
 use super::http::{body, error, json, raw_query, respond, Resp};
 use super::{
-    dashboard, domains, feed, gateway, metrics, openapi, tenants, tlog, tokens, tunnels, usage,
-    workspace, ApiState,
+    dashboard, domains, feed, gateway, metrics, openapi, request_detail, tenants, tlog, tokens,
+    tunnels, usage, workspace, ApiState,
 };
 
 type Routes = warp::filters::BoxedFilter<(Resp,)>;
@@ -160,6 +160,13 @@ pub fn all(
         .and(raw_query())
         .then(|st, a, q| async move { respond(usage::requests(st, a, q).await) })
         .boxed();
+    let request_detail = v1()
+        .and(warp::path!("requests" / String))
+        .and(warp::get())
+        .and(s.clone())
+        .and(auth)
+        .then(|id, st, a| async move { respond(request_detail::detail(st, a, id).await) })
+        .boxed();
     let logs = v1()
         .and(warp::path!("logs"))
         .and(warp::get())
@@ -273,6 +280,7 @@ pub fn all(
         usage_now,
         usage_history,
         requests,
+        request_detail,
         logs,
         feed,
         log,

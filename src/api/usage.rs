@@ -231,7 +231,7 @@ pub struct RequestView {
     pub consumer_id: Option<String>,
 }
 
-fn request_view(r: CapturedRequest) -> RequestView {
+pub(super) fn request_view(r: CapturedRequest) -> RequestView {
     RequestView {
         seq: r.seq,
         at: iso(r.at),

@@ -48,6 +48,7 @@ pub async fn usage_over_http(
             failures: Default::default(),
         },
         tlog: None,
+        bodies: None,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(serve(listener, Arc::new(state), stop.clone(), None));

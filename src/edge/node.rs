@@ -116,6 +116,7 @@ fn api_state(
         metrics,
         accounts,
         tlog: Some(tlog),
+        bodies: ctx.settings.full_capture.as_ref().map(|f| f.store.clone()),
     }
 }
 

@@ -1,0 +1,147 @@
+//! `GET /requests/{seq}`: one captured request, its metadata from the log
+//! and, with full capture, its headers and body prefixes from the body store
+//! (or why they are not there). Another tenant's request is a 404.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use beamd_events::vocabulary::BodySeen;
+use beamd_events::Event;
+use serde::Serialize;
+use utoipa::ToSchema;
+use warp::http::StatusCode;
+
+use super::auth::Scope;
+use super::error::{ApiError, ErrorBody};
+use super::usage::{request_view, RequestView};
+use super::ApiState;
+
+/// A captured body.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BodyView {
+    /// The body's content type, from its headers.
+    pub content_type: Option<String>,
+    /// `utf8` when `data` is the text itself, `base64` otherwise.
+    pub encoding: String,
+    /// The kept bytes.
+    pub data: String,
+    /// SHA-256 of the whole body, hex (as in the log).
+    pub sha256: String,
+    /// The whole body's length.
+    pub len: u64,
+    /// Whether only the first bytes were kept.
+    pub truncated: bool,
+}
+
+/// One captured request in detail.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestDetail {
+    /// Its metadata, as `/requests` lists it.
+    pub request: RequestView,
+    /// `stored` (headers and bodies below), `pruned` (captured, since
+    /// removed by the store's cap or time to live) or `notCaptured`.
+    pub detail: String,
+    /// Request headers, credentials masked.
+    pub request_headers: Option<Vec<(String, String)>>,
+    /// Response headers, credentials masked.
+    pub response_headers: Option<Vec<(String, String)>>,
+    /// The request body.
+    pub request_body: Option<BodyView>,
+    /// The response body.
+    pub response_body: Option<BodyView>,
+}
+
+fn body(headers: &[(String, String)], kept: Vec<u8>, seen: &BodySeen) -> BodyView {
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.clone());
+    let (encoding, data) = match String::from_utf8(kept) {
+        Ok(text) => ("utf8", text),
+        Err(e) => ("base64", B64.encode(e.into_bytes())),
+    };
+    BodyView {
+        content_type,
+        encoding: encoding.into(),
+        data,
+        sha256: seen.sha256.clone(),
+        len: seen.len,
+        truncated: seen.truncated,
+    }
+}
+
+/// One captured request with its headers and bodies.
+#[utoipa::path(get, path = "/api/v1/requests/{seq}", tag = "inspector",
+    params(("seq" = u64, Path, description = "The request's seq, as `/requests` lists it")),
+    responses((status = 200, body = RequestDetail), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn detail(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    seq: String,
+) -> Result<(StatusCode, RequestDetail), ApiError> {
+    let caller = state.caller(auth, Scope::Read).await?;
+    let missing = || ApiError::not_found(&format!("request {seq}"));
+    let n: u64 = seq.parse().map_err(|_| {
+        ApiError::invalid(
+            format!("{seq:?} is not a request seq"),
+            serde_json::json!({ "seq": seq }),
+        )
+    })?;
+    let env = state
+        .core
+        .log()
+        .read_from(n, 1)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .into_iter()
+        .find(|e| e.seq == n)
+        .ok_or_else(missing)?;
+    let Event::RequestCaptured(r) = &env.event else {
+        return Err(missing());
+    };
+    let captured = state
+        .core
+        .projections()
+        .read()
+        .inspector
+        .captured(&env)
+        .filter(|c| c.tenant == caller.tenant.id)
+        .ok_or_else(missing)?;
+    let stored = match (&state.bodies, r.id.is_empty()) {
+        (Some(store), false) => store
+            .get(&r.id)
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?,
+        _ => None,
+    };
+    let (kind, detail) = match (stored, r.id.is_empty()) {
+        (Some(d), _) => ("stored", Some(d)),
+        (None, false) => ("pruned", None),
+        (None, true) => ("notCaptured", None),
+    };
+    let mut out = RequestDetail {
+        request: request_view(captured),
+        detail: kind.into(),
+        request_headers: None,
+        response_headers: None,
+        request_body: None,
+        response_body: None,
+    };
+    if let Some(d) = detail {
+        out.request_body = r
+            .request_body
+            .as_ref()
+            .map(|s| body(&d.request_headers, d.request_body, s));
+        out.response_body = r
+            .response_body
+            .as_ref()
+            .map(|s| body(&d.response_headers, d.response_body, s));
+        out.request_headers = Some(d.request_headers);
+        out.response_headers = Some(d.response_headers);
+    }
+    Ok((StatusCode::OK, out))
+}
