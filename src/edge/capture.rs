@@ -26,6 +26,66 @@ pub struct FullCaptureSettings {
     pub masked: Vec<String>,
 }
 
+impl FullCaptureSettings {
+    /// Full capture as `beamd edge`'s flags ask for it (none without `--inspect-full`).
+    pub fn from_args(
+        args: &crate::inspector::InspectArgs,
+        dir: &crate::data_dir::DataDir,
+    ) -> anyhow::Result<Option<Self>> {
+        if !args.inspect_full {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            store: Arc::new(BodyStore::open(dir.db(), args.limits())?),
+            body_limit: args.body_limit,
+            masked: args.masked(),
+        }))
+    }
+}
+
+/// A request under full capture before its response: its id, its masked
+/// headers, and where its body's digest lands.
+pub struct FullStart {
+    settings: FullCaptureSettings,
+    /// The request's id (`req_…`).
+    pub id: String,
+    request_headers: Vec<(String, String)>,
+    request_body: DigestSlot,
+}
+
+impl FullCaptureSettings {
+    /// Starts capturing a request with these headers.
+    pub fn start(&self, headers: &hyper::HeaderMap) -> FullStart {
+        FullStart {
+            settings: self.clone(),
+            id: format!("req_{:016x}", fastrand::u64(..)),
+            request_headers: masked_headers(headers, &self.masked),
+            request_body: DigestSlot::default(),
+        }
+    }
+}
+
+impl FullStart {
+    /// The request body, teed.
+    pub fn tee<B>(&self, body: CountingBody<B>) -> CountingBody<B> {
+        body.teed(self.settings.body_limit, self.request_body.clone())
+    }
+
+    /// Once the response is known: what the guard stores, and how to tee
+    /// the response body (limit, slot).
+    pub fn answered(self, headers: &hyper::HeaderMap) -> (FullCapture, (usize, DigestSlot)) {
+        let response_body = DigestSlot::default();
+        let full = FullCapture {
+            store: self.settings.store.clone(),
+            request_headers: self.request_headers,
+            response_headers: masked_headers(headers, &self.settings.masked),
+            request_body: self.request_body,
+            response_body: response_body.clone(),
+        };
+        (full, (self.settings.body_limit, response_body))
+    }
+}
+
 /// One request under full capture: what the guard stores when it is done.
 pub struct FullCapture {
     /// The store.

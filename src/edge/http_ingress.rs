@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::access::Denied;
-use super::capture::{masked_headers, CaptureGuard, CountingBody, DigestSlot, FullCapture};
+use super::capture::{CaptureGuard, CountingBody};
 use super::context::{EdgeContext, Route};
 use super::gateway::{self, Target};
 use super::upstream_tunnel::{lock, upstream, Refused, Slot, Upstream};
@@ -289,20 +289,16 @@ async fn proxy(
         .then(|| hyper::upgrade::on(&mut req));
     let (bytes_in, bytes_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     // Full capture: the request's headers now, its body teed as it is sent.
-    let full = ctx
-        .settings
-        .full_capture
-        .as_ref()
-        .filter(|_| ctx.settings.capture);
-    let slots: (DigestSlot, DigestSlot) = Default::default();
-    let request_headers = full.map(|f| masked_headers(req.headers(), &f.masked));
-    if full.is_some() {
-        capture.id = format!("req_{:016x}", fastrand::u64(..));
+    let full = (ctx.settings.full_capture.as_ref())
+        .filter(|_| ctx.settings.capture)
+        .map(|f| f.start(req.headers()));
+    if let Some(f) = &full {
+        capture.id = f.id.clone();
     }
     let req = req.map(|b| {
         let counted = CountingBody::new(b, bytes_in.clone(), None);
-        match full {
-            Some(f) => counted.teed(f.body_limit, slots.0.clone()),
+        match &full {
+            Some(f) => f.tee(counted),
             None => counted,
         }
     });
@@ -361,14 +357,13 @@ async fn proxy(
     metrics::counter!("beamd_http_requests_total").increment(1);
     metrics::histogram!("beamd_http_request_duration_seconds")
         .record(started.elapsed().as_secs_f64());
-    let full = full.map(|f| FullCapture {
-        store: f.store.clone(),
-        request_headers: request_headers.unwrap_or_default(),
-        response_headers: masked_headers(response.headers(), &f.masked),
-        request_body: slots.0.clone(),
-        response_body: slots.1.clone(),
-    });
-    let limit = ctx.settings.full_capture.as_ref().map(|f| f.body_limit);
+    let (full, tee_out) = match full {
+        Some(f) => {
+            let (full, tee) = f.answered(response.headers());
+            (Some(full), Some(tee))
+        }
+        None => (None, None),
+    };
     let guard = ctx.settings.capture.then(|| CaptureGuard {
         capture,
         bytes_in,
@@ -382,8 +377,8 @@ async fn proxy(
     });
     let response = response.map(|b| {
         let counted = CountingBody::new(b, bytes_out, guard);
-        match limit.filter(|_| ctx.settings.capture) {
-            Some(limit) => counted.teed(limit, slots.1).boxed(),
+        match tee_out {
+            Some((limit, slot)) => counted.teed(limit, slot).boxed(),
             None => counted.boxed(),
         }
     });

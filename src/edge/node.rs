@@ -207,14 +207,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     };
     settings.https = matches!(&http, Some((_, Some(_))));
     settings.capture = !args.no_capture;
-    if args.inspect.inspect_full {
-        let store = crate::inspector::BodyStore::open(dir.db(), args.inspect.limits())?;
-        settings.full_capture = Some(super::capture::FullCaptureSettings {
-            store: Arc::new(store),
-            body_limit: args.inspect.body_limit,
-            masked: args.inspect.masked(),
-        });
-    }
+    settings.full_capture = super::capture::FullCaptureSettings::from_args(&args.inspect, &dir)?;
     settings.upstream_timeout = Duration::from_secs(args.upstream_timeout_secs.max(1));
     settings.header_timeout =
         (args.header_timeout_secs > 0).then(|| Duration::from_secs(args.header_timeout_secs));
