@@ -329,7 +329,7 @@ pub enum BenchCommand {
     Core(crate::bench::core::CoreBenchArgs),
     /// TCP throughput and connection setup through each transport against a direct connection.
     Tunnel(crate::bench::tunnel::TunnelBenchArgs),
-    /// HTTP requests/s and p50/p99 latency through an HTTP tunnel, with and without capture, against direct.
+    /// HTTP requests/s and p50/p99 latency through an HTTP tunnel without, with and with full capture, against direct.
     Http(crate::bench::http::HttpBenchArgs),
     /// Resident memory of the edge and the agent with many idle tunnels, then many open connections.
     Idle(crate::bench::idle::IdleBenchArgs),

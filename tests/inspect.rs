@@ -97,9 +97,17 @@ async fn full_capture_stores_masked_headers_and_bodies_beside_the_log() -> Resul
     assert_eq!(listed.len(), 2, "{listed:?}");
     // Newest first: the 1 MiB one, then the JSON one.
     let seq_of = |i: usize| listed[i]["seq"].as_u64().unwrap_or_default();
-    let small = admin
-        .get(&format!("/api/v1/requests/{}", seq_of(1)))
-        .await?;
+    // Details are written off the data path: wait until both are stored.
+    let paths = [0, 1].map(|i| format!("/api/v1/requests/{}", seq_of(i)));
+    let detail = |i: usize| admin.get(&paths[i]);
+    let mut small = detail(1).await?;
+    for _ in 0..100 {
+        if small.body["detail"] == "stored" && detail(0).await?.body["detail"] == "stored" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        small = detail(1).await?;
+    }
     assert_eq!(small.status, 200, "{}", small.text);
     assert_eq!(small.body["detail"], "stored");
     assert_eq!(small.body["requestBody"]["data"], json);

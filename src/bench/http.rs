@@ -1,6 +1,7 @@
 //! `beamd bench http`: requests per second and latency (p50, p99) of small
-//! keep-alive HTTP requests through an HTTP tunnel, with and without request
-//! capture, against the same service reached directly, in one run.
+//! keep-alive HTTP requests through an HTTP tunnel without capture, with
+//! metadata capture and with full capture (headers and bodies too), against
+//! the same service reached directly, in one run.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -198,24 +199,18 @@ pub async fn run(args: HttpBenchArgs) -> Result<ExitCode> {
             );
         };
         row("direct loopback", &direct);
-        for capture in [false, true] {
-            let label = if capture {
-                "with capture"
-            } else {
-                "without capture"
-            };
+        for (capture, label, more) in [
+            (false, "without capture", ""),
+            (true, "with capture", ""),
+            (true, "with full capture", "--inspect-full"),
+        ] {
             eprintln!(
                 "bench: through beamd over {}, {label}",
                 args.transport.kind_name()
             );
             let dir = base.join(label.replace(' ', "-"));
-            let (edge, agent, public) = tunnel(
-                &dir,
-                service,
-                args.transport,
-                capture,
-                args.edge_args.as_deref().unwrap_or(""),
-            )?;
+            let extra = format!("{} {more}", args.edge_args.as_deref().unwrap_or(""));
+            let (edge, agent, public) = tunnel(&dir, service, args.transport, capture, &extra)?;
             let figures =
                 measure(public, "bench.localhost", args.connections, args.seconds).await?;
             row(

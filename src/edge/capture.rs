@@ -13,13 +13,15 @@ use hyper::body::{Body, Frame, SizeHint};
 use super::meter::Meter;
 use crate::actors::Core;
 use crate::domain::TunnelCommand;
-use crate::inspector::{mask_headers, BodyDigest, BodyStore, BodyTee, Detail};
+use crate::inspector::{mask_headers, BodyDigest, BodySink, BodyStore, BodyTee, Detail};
 
 /// How full capture works on this edge.
 #[derive(Debug, Clone)]
 pub struct FullCaptureSettings {
-    /// Where headers and body prefixes go.
+    /// Where headers and body prefixes are read from.
     pub store: Arc<BodyStore>,
+    /// Where they are handed over to be written.
+    pub sink: BodySink,
     /// Body bytes kept per body.
     pub body_limit: usize,
     /// Header names whose values are masked (lower case).
@@ -35,8 +37,10 @@ impl FullCaptureSettings {
         if !args.inspect_full {
             return Ok(None);
         }
+        let store = Arc::new(BodyStore::open(dir.db(), args.limits())?);
         Ok(Some(Self {
-            store: Arc::new(BodyStore::open(dir.db(), args.limits())?),
+            sink: BodySink::spawn(store.clone())?,
+            store,
             body_limit: args.body_limit,
             masked: args.masked(),
         }))
@@ -76,7 +80,7 @@ impl FullStart {
     pub fn answered(self, headers: &hyper::HeaderMap) -> (FullCapture, (usize, DigestSlot)) {
         let response_body = DigestSlot::default();
         let full = FullCapture {
-            store: self.settings.store.clone(),
+            sink: self.settings.sink.clone(),
             request_headers: self.request_headers,
             response_headers: masked_headers(headers, &self.settings.masked),
             request_body: self.request_body,
@@ -88,8 +92,8 @@ impl FullStart {
 
 /// One request under full capture: what the guard stores when it is done.
 pub struct FullCapture {
-    /// The store.
-    pub store: Arc<BodyStore>,
+    /// Where the detail is handed over.
+    pub sink: BodySink,
     /// Request headers as sent to the service, masked.
     pub request_headers: Vec<(String, String)>,
     /// Response headers, masked.
@@ -233,9 +237,7 @@ impl CaptureGuard {
             response_body: resp.map(|d| d.kept).unwrap_or_default(),
         };
         let at = self.capture.started_at;
-        if let Err(e) = full.store.put(&self.capture.id, at, &detail) {
-            tracing::warn!(id = %self.capture.id, "request detail not stored: {e:#}");
-        }
+        full.sink.send(self.capture.id.clone(), at, detail);
     }
 }
 

@@ -109,22 +109,33 @@ impl BodyStore {
     /// is expired at `at_ms` and the oldest beyond the cap. A detail larger
     /// than the whole cap is not stored; returns whether it was.
     pub fn put(&self, id: &str, at_ms: u64, detail: &Detail) -> Result<bool> {
-        let bytes = rmp_serde::to_vec_named(detail).context("cannot encode a detail")?;
+        Ok(self.put_many(&[(id.to_string(), at_ms, detail.clone())])? == 1)
+    }
+
+    /// Stores many details in one batch, then prunes once; returns how many were stored.
+    pub fn put_many(&self, items: &[(String, u64, Detail)]) -> Result<usize> {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        if bytes.len() as u64 > self.limits.cap_bytes {
-            return Ok(false);
-        }
-        let key = time_key(at_ms, id);
         let mut batch = Batch::default();
-        batch.insert(id_key(id), key.clone());
-        batch.insert(key, bytes.as_slice());
+        let (mut stored, mut latest, mut added) = (0, 0, 0u64);
+        for (id, at_ms, detail) in items {
+            let bytes = rmp_serde::to_vec_named(detail).context("cannot encode a detail")?;
+            if bytes.len() as u64 > self.limits.cap_bytes {
+                continue;
+            }
+            let key = time_key(*at_ms, id);
+            batch.insert(id_key(id), key.clone());
+            batch.insert(key, bytes.as_slice());
+            added += bytes.len() as u64;
+            latest = latest.max(*at_ms);
+            stored += 1;
+        }
         self.tree
             .apply_batch(batch)
-            .context("cannot store a detail")?;
-        *used += bytes.len() as u64;
-        let expired_before = at_ms.saturating_sub(self.limits.ttl.as_millis() as u64);
+            .context("cannot store details")?;
+        *used += added;
+        let expired_before = latest.saturating_sub(self.limits.ttl.as_millis() as u64);
         self.prune(&mut used, expired_before)?;
-        Ok(true)
+        Ok(stored)
     }
 
     /// Drops what was stored before `now_ms - ttl`.

@@ -4,10 +4,12 @@
 
 pub mod body_store;
 pub mod mask;
+pub mod sink;
 pub mod tee;
 
 pub use body_store::{BodyLimits, BodyStore, Detail, BODIES_TREE};
 pub use mask::{mask_headers, DEFAULT_MASKED};
+pub use sink::BodySink;
 pub use tee::{BodyDigest, BodyTee, DEFAULT_BODY_LIMIT};
 
 /// `beamd edge` flags of full capture.
