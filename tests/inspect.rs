@@ -181,3 +181,49 @@ async fn full_capture_stores_masked_headers_and_bodies_beside_the_log() -> Resul
     nowhere(dir.path(), API_KEY.as_bytes())?;
     Ok(())
 }
+
+#[tokio::test]
+async fn details_expire_after_their_time_to_live_without_new_traffic() -> Result<()> {
+    let web = http_server().await?;
+    let dir = tempfile::tempdir()?;
+    let mut edge = start_edge(
+        dir.path(),
+        "tcp",
+        "127.0.0.1:0",
+        &[
+            "--http-listen",
+            "127.0.0.1:0",
+            "--inspect-full",
+            "--body-ttl",
+            "2s",
+        ],
+    )?;
+    let (agent, host, public) = start_http_agent(&edge, "tcp", web, "ttl", &[])?;
+    let mut c = client(public).await?;
+    let req = Request::post("/sum")
+        .header("host", &host)
+        .body(full("short-lived"))?;
+    assert_eq!(send(&mut c, req).await?.0, 200);
+    let admin = Api::new(edge.api, ADMIN_TOKEN);
+    let mut seen = Vec::new();
+    // Stored first, then pruned once the time to live passed, with no new request.
+    for _ in 0..150 {
+        let listed = admin.get("/api/v1/requests").await?;
+        if let Some(seq) = listed.body["requests"][0]["seq"].as_u64() {
+            let d = admin.get(&format!("/api/v1/requests/{seq}")).await?;
+            let state = d.body["detail"].as_str().unwrap_or_default().to_string();
+            // Written off the data path: it may not be stored at the very first look.
+            if (state == "stored" || !seen.is_empty()) && seen.last() != Some(&state) {
+                seen.push(state.clone());
+            }
+            if state == "pruned" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, ["stored", "pruned"], "{seen:?}");
+    drop((c, agent));
+    stop(&mut edge).await?;
+    Ok(())
+}

@@ -38,12 +38,34 @@ impl FullCaptureSettings {
             return Ok(None);
         }
         let store = Arc::new(BodyStore::open(dir.db(), args.limits())?);
+        tokio::spawn(expire(store.clone(), args.body_ttl));
         Ok(Some(Self {
             sink: BodySink::spawn(store.clone())?,
             store,
             body_limit: args.body_limit,
             masked: args.masked(),
         }))
+    }
+}
+
+/// Drops expired details while no new ones arrive to prune them (every
+/// quarter of the time to live, at most every minute).
+async fn expire(store: Arc<BodyStore>, ttl: std::time::Duration) {
+    let every = (ttl / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(60),
+    );
+    loop {
+        tokio::time::sleep(every).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.expire(now)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("expiring request details: {e:#}"),
+            Err(_) => return,
+        }
     }
 }
 
