@@ -16,7 +16,7 @@ use beamd_events::Event;
 use common::api::{tenant, Api};
 use common::http::{client, full, http_server, send, start_http_agent};
 use common::tlog::stop;
-use common::tunnel::{start_edge, ADMIN_TOKEN};
+use common::tunnel::{start_edge, Edge, Proc, ADMIN_TOKEN};
 use hyper::Request;
 use sha2::{Digest, Sha256};
 
@@ -45,25 +45,26 @@ fn nowhere(dir: &std::path::Path, needle: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The local service, an edge with full capture (and `extra` flags), and an
+/// HTTP agent named `name`: the edge, the agent, its host and public address.
+async fn full_capture(
+    dir: &std::path::Path,
+    name: &str,
+    extra: &[&str],
+) -> Result<(Edge, Proc, String, std::net::SocketAddr)> {
+    let web = http_server().await?;
+    let mut args = vec!["--http-listen", "127.0.0.1:0", "--inspect-full"];
+    args.extend_from_slice(extra);
+    let edge = start_edge(dir, "tcp", "127.0.0.1:0", &args)?;
+    let (agent, host, public) = start_http_agent(&edge, "tcp", web, name, &[])?;
+    Ok((edge, agent, host, public))
+}
+
 #[tokio::test]
 async fn full_capture_stores_masked_headers_and_bodies_beside_the_log() -> Result<()> {
-    let web = http_server().await?;
     let dir = tempfile::tempdir()?;
-    let mut edge = start_edge(
-        dir.path(),
-        "tcp",
-        "127.0.0.1:0",
-        &[
-            "--http-listen",
-            "127.0.0.1:0",
-            "--inspect-full",
-            "--body-limit",
-            "65536",
-            "--mask-header",
-            "X-Api-Key",
-        ],
-    )?;
-    let (agent, host, public) = start_http_agent(&edge, "tcp", web, "hook", &[])?;
+    let extra = ["--body-limit", "65536", "--mask-header", "X-Api-Key"];
+    let (mut edge, agent, host, public) = full_capture(dir.path(), "hook", &extra).await?;
     let mut c = client(public).await?;
     let json = r#"{"event":"payment.succeeded","amount":4200}"#;
     let req = Request::post("/sum")
@@ -184,21 +185,9 @@ async fn full_capture_stores_masked_headers_and_bodies_beside_the_log() -> Resul
 
 #[tokio::test]
 async fn details_expire_after_their_time_to_live_without_new_traffic() -> Result<()> {
-    let web = http_server().await?;
     let dir = tempfile::tempdir()?;
-    let mut edge = start_edge(
-        dir.path(),
-        "tcp",
-        "127.0.0.1:0",
-        &[
-            "--http-listen",
-            "127.0.0.1:0",
-            "--inspect-full",
-            "--body-ttl",
-            "2s",
-        ],
-    )?;
-    let (agent, host, public) = start_http_agent(&edge, "tcp", web, "ttl", &[])?;
+    let (mut edge, agent, host, public) =
+        full_capture(dir.path(), "ttl", &["--body-ttl", "2s"]).await?;
     let mut c = client(public).await?;
     let req = Request::post("/sum")
         .header("host", &host)

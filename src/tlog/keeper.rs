@@ -117,26 +117,17 @@ impl Transparency {
     async fn resume(&self, log: &dyn EventLog) -> Result<(TileBuilder, Hash), LogError> {
         let head = log.head().seq;
         let size = self.tiles.size()?;
-        let fits = match size {
-            0 => None,
-            s if s > head => Some(false),
-            s => {
-                let rec = log.read_records(s, 1).await?;
-                let leaf = self.tiles.leaf(s - 1).ok();
-                Some(
-                    rec.first()
-                        .is_some_and(|(seq, b)| *seq == s && Some(leaf_hash(b)) == leaf),
-                )
-            }
-        };
-        if fits == Some(true) {
-            if let Ok(builder) = self.tiles.builder() {
-                let rec = log.read_records(size, 1).await?;
-                let anchor = match rec.first() {
-                    Some((seq, bytes)) => verify_record(*seq, bytes)?.1,
-                    None => GENESIS_HASH,
-                };
-                return Ok((builder, anchor));
+        // The stored tree fits when it is not ahead of the log and its last
+        // leaf is the log's record at its size; that record anchors the chain.
+        if size > 0 && size <= head {
+            let rec = log.read_records(size, 1).await?;
+            let leaf = self.tiles.leaf(size - 1).ok();
+            if let Some((seq, bytes)) = rec.first() {
+                if *seq == size && Some(leaf_hash(bytes)) == leaf {
+                    if let Ok(builder) = self.tiles.builder() {
+                        return Ok((builder, verify_record(*seq, bytes)?.1));
+                    }
+                }
             }
         }
         if size > 0 {
