@@ -204,7 +204,8 @@ pub struct EdgeArgs {
     /// The public base URL of this control plane, for links in mail (default: http://<api listen address>).
     #[arg(long)]
     pub public_url: Option<String>,
-    /// Do not record a RequestCaptured event per proxied HTTP request.
+    /// Do not record a RequestCaptured event per proxied HTTP request: every
+    /// tunnel is treated as `--inspect off`, whatever its mode.
     #[arg(long)]
     pub no_capture: bool,
     /// Free space (MiB) kept on the data dir's disk: below it, API writes get

@@ -39,6 +39,7 @@ async fn misbehave<T: Transport>(kind: &str, make: impl FnOnce(&str) -> Result<T
             domain: None,
             basic_auth: None,
             allow: Vec::new(),
+            inspect: None,
         }],
     });
     write_frame(&mut control, &hello).await?;

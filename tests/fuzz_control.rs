@@ -38,6 +38,7 @@ fn hello(token: &str, port: Option<u16>) -> AgentFrame {
             domain: None,
             basic_auth: None,
             allow: Vec::new(),
+            inspect: None,
         }],
     })
 }

@@ -117,6 +117,7 @@ async fn frame_seeds(dir: &Path) -> Result<()> {
             domain: Some("app.example.com".into()),
             basic_auth: Some("user:pass".into()),
             allow: vec!["10.0.0.0/8".into()],
+            inspect: None,
         }],
     });
     let mut agent = Vec::new();

@@ -45,18 +45,18 @@ fn nowhere(dir: &std::path::Path, needle: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The local service, an edge with full capture (and `extra` flags), and an
-/// HTTP agent named `name`: the edge, the agent, its host and public address.
+/// The local service, an edge (with `extra` flags), and an HTTP agent named
+/// `name` that asks for full capture: the edge, the agent, its host and public address.
 async fn full_capture(
     dir: &std::path::Path,
     name: &str,
     extra: &[&str],
 ) -> Result<(Edge, Proc, String, std::net::SocketAddr)> {
     let web = http_server().await?;
-    let mut args = vec!["--http-listen", "127.0.0.1:0", "--inspect-full"];
+    let mut args = vec!["--http-listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let edge = start_edge(dir, "tcp", "127.0.0.1:0", &args)?;
-    let (agent, host, public) = start_http_agent(&edge, "tcp", web, name, &[])?;
+    let (agent, host, public) = start_http_agent(&edge, "tcp", web, name, &["--inspect", "full"])?;
     Ok((edge, agent, host, public))
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use beamd_events::vocabulary::TunnelProtocol;
+use beamd_events::vocabulary::{InspectMode, TunnelProtocol};
 
 use super::dial::{parse_edges, uses_quic, AgentTransport, Dialers, EdgeAddr, QUIC_FALLBACK_AFTER};
 use super::link::{trust, ShareLink};
@@ -83,9 +83,20 @@ pub struct HttpArgs {
     /// Let in only clients from this network (CIDR or address; repeat for several).
     #[arg(long = "allow", value_name = "CIDR")]
     pub allow: Vec<String>,
+    /// What the edge's inspector keeps of each request: `off` (nothing),
+    /// `meta` (method, path, status, sizes; the default for a new tunnel) or
+    /// `full` (also headers and the first bytes of each body, credentials
+    /// masked, for `beamd requests show` and replay). Without the flag a
+    /// reconnect keeps the mode last set (e.g. over the API).
+    #[arg(long, value_name = "off|meta|full", value_parser = parse_inspect)]
+    pub inspect: Option<InspectMode>,
     /// How to reach the edge.
     #[command(flatten)]
     pub conn: AgentConn,
+}
+
+fn parse_inspect(s: &str) -> std::result::Result<InspectMode, String> {
+    InspectMode::parse(s).ok_or_else(|| format!("{s:?} is not one of off, meta, full"))
 }
 
 /// What `beamd tcp` asks the edge for.
@@ -98,6 +109,7 @@ fn tcp_request(args: &TcpArgs) -> TunnelRequest {
         domain: None,
         basic_auth: None,
         allow: Vec::new(),
+        inspect: None,
     }
 }
 
@@ -131,6 +143,7 @@ pub async fn run_http(args: HttpArgs) -> Result<ExitCode> {
         domain: args.domain,
         basic_auth: args.basic_auth,
         allow: args.allow,
+        inspect: args.inspect,
     };
     run(args.conn, request, "beamd http", None).await
 }

@@ -14,7 +14,7 @@ pub struct ErrorBody {
     /// `invalid_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `conflict`, `limit_exceeded`, `payload_too_large`,
     /// `insufficient_storage`, `unavailable` (503, the edge at its connection
-    /// capacity) or `internal`.
+    /// capacity), `bad_gateway` (502, a replay's tunnel or service failed) or `internal`.
     pub error: String,
     /// What went wrong, for people.
     pub message: String,
@@ -113,6 +113,16 @@ impl ApiError {
     /// 503 `unavailable`.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// 409 `conflict`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 502 `bad_gateway`: a tunnel or the service behind it failed.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "bad_gateway", message)
     }
 
     /// 500 `internal`.

@@ -14,6 +14,7 @@ mod gateway;
 mod http;
 mod metrics;
 mod openapi;
+mod replay;
 mod request_detail;
 mod routes;
 mod server;
@@ -57,8 +58,10 @@ pub struct ApiState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Sign-up, sign-in and resets.
     pub accounts: accounts::AccountSettings,
-    /// Full capture's headers and bodies (none without `--inspect-full`).
+    /// Full capture's headers and bodies (none in API-only benchmarks).
     pub bodies: Option<Arc<crate::inspector::BodyStore>>,
+    /// The edge's sessions, through which requests are replayed (none in API-only benchmarks).
+    pub edge: Option<Arc<crate::edge::EdgeContext>>,
     /// The transparency log: checkpoints, proofs and tiles (none in API-only benchmarks).
     pub tlog: Option<Arc<crate::tlog::Transparency>>,
 }

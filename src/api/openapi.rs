@@ -7,7 +7,9 @@ use utoipa::{Modify, OpenApi};
 
 use super::accounts;
 use super::gateway::{consumers, errors, metrics, routes, services, status};
-use super::{domains, feed, request_detail, tenants, tlog, tokens, tunnels, usage, workspace};
+use super::{
+    domains, feed, replay, request_detail, tenants, tlog, tokens, tunnels, usage, workspace,
+};
 
 struct Bearer;
 
@@ -71,8 +73,8 @@ impl Modify for StorageReserve {
     paths(
         workspace::workspace, workspace::me, workspace::status, workspace::nodes,
         tokens::list, tokens::create, tokens::revoke, tokens::set_limit, tokens::reset, tokens::subscribe,
-        tunnels::list, tunnels::get, tunnels::release,
-        usage::usage, usage::history, usage::requests, request_detail::detail, usage::logs,
+        tunnels::list, tunnels::get, tunnels::release, tunnels::update,
+        usage::usage, usage::history, usage::requests, request_detail::detail, replay::replay, usage::logs,
         feed::stream,
         tlog::checkpoint, tlog::key, tlog::inclusion, tlog::consistency, tlog::tile,
         domains::list, domains::add, domains::verify, domains::remove,

@@ -1,4 +1,4 @@
-//! `GET /requests/{seq}`: one captured request, its metadata from the log
+//! `GET /requests/{seq}` (or `{req_…}`): one captured request, its metadata from the log
 //! and, with full capture, its headers and body prefixes from the body store
 //! (or why they are not there). Another tenant's request is a 404.
 
@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use beamd_events::vocabulary::BodySeen;
+use beamd_events::vocabulary::{BodySeen, RequestCaptured};
 use beamd_events::Event;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -16,6 +16,8 @@ use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::usage::{request_view, RequestView};
 use super::ApiState;
+use crate::inspector::Detail;
+use crate::projections::CapturedRequest;
 
 /// A captured body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,7 +56,7 @@ pub struct RequestDetail {
     pub response_body: Option<BodyView>,
 }
 
-fn body(headers: &[(String, String)], kept: Vec<u8>, seen: &BodySeen) -> BodyView {
+pub(super) fn body(headers: &[(String, String)], kept: Vec<u8>, seen: &BodySeen) -> BodyView {
     let content_type = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
@@ -73,25 +75,32 @@ fn body(headers: &[(String, String)], kept: Vec<u8>, seen: &BodySeen) -> BodyVie
     }
 }
 
-/// One captured request with its headers and bodies.
-#[utoipa::path(get, path = "/api/v1/requests/{seq}", tag = "inspector",
-    params(("seq" = u64, Path, description = "The request's seq, as `/requests` lists it")),
-    responses((status = 200, body = RequestDetail), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn detail(
-    state: Arc<ApiState>,
-    auth: Option<String>,
-    seq: String,
-) -> Result<(StatusCode, RequestDetail), ApiError> {
-    let caller = state.caller(auth, Scope::Read).await?;
+/// A captured request as found for its tenant.
+pub(super) struct Found {
+    /// Its event.
+    pub event: RequestCaptured,
+    /// Its metadata as listed.
+    pub captured: CapturedRequest,
+    /// Its headers and bodies, while stored.
+    pub stored: Option<Detail>,
+}
+
+/// The caller's request `seq` (a seq, or a `req_…` capture id of a recent
+/// request); another tenant's is not found.
+pub(super) async fn find(state: &ApiState, tenant: &str, seq: &str) -> Result<Found, ApiError> {
     let missing = || ApiError::not_found(&format!("request {seq}"));
-    let n: u64 = seq.parse().map_err(|_| {
-        ApiError::invalid(
-            format!("{seq:?} is not a request seq"),
-            serde_json::json!({ "seq": seq }),
-        )
-    })?;
+    let n: u64 = match seq.strip_prefix("req_") {
+        Some(_) => {
+            let p = state.core.projections().read();
+            p.inspector.by_id(tenant, seq).ok_or_else(missing)?.seq
+        }
+        None => seq.parse().map_err(|_| {
+            ApiError::invalid(
+                format!("{seq:?} is not a request seq or req_… id"),
+                serde_json::json!({ "seq": seq }),
+            )
+        })?,
+    };
     let env = state
         .core
         .log()
@@ -101,23 +110,47 @@ pub async fn detail(
         .into_iter()
         .find(|e| e.seq == n)
         .ok_or_else(missing)?;
-    let Event::RequestCaptured(r) = &env.event else {
-        return Err(missing());
-    };
     let captured = state
         .core
         .projections()
         .read()
         .inspector
         .captured(&env)
-        .filter(|c| c.tenant == caller.tenant.id)
+        .filter(|c| c.tenant == tenant)
         .ok_or_else(missing)?;
-    let stored = match (&state.bodies, r.id.is_empty()) {
+    let Event::RequestCaptured(event) = env.event else {
+        return Err(missing());
+    };
+    let stored = match (&state.bodies, event.id.is_empty()) {
         (Some(store), false) => store
-            .get(&r.id)
+            .get(&event.id)
             .map_err(|e| ApiError::internal(format!("{e:#}")))?,
         _ => None,
     };
+    Ok(Found {
+        event,
+        captured,
+        stored,
+    })
+}
+
+/// One captured request with its headers and bodies.
+#[utoipa::path(get, path = "/api/v1/requests/{seq}", tag = "inspector",
+    params(("seq" = String, Path, description = "The request's seq, as `/requests` lists it, or its `req_…` id")),
+    responses((status = 200, body = RequestDetail), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn detail(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    seq: String,
+) -> Result<(StatusCode, RequestDetail), ApiError> {
+    let caller = state.caller(auth, Scope::Read).await?;
+    let Found {
+        event: r,
+        captured,
+        stored,
+    } = find(&state, &caller.tenant.id, &seq).await?;
     let (kind, detail) = match (stored, r.id.is_empty()) {
         (Some(d), _) => ("stored", Some(d)),
         (None, false) => ("pruned", None),

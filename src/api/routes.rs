@@ -11,8 +11,8 @@ use warp::{Filter, Rejection, Reply};
 use super::error::ApiError;
 use super::http::{body, error, json, raw_query, respond, Resp};
 use super::{
-    dashboard, domains, feed, gateway, metrics, openapi, request_detail, tenants, tlog, tokens,
-    tunnels, usage, workspace, ApiState,
+    dashboard, domains, feed, gateway, metrics, openapi, replay, request_detail, tenants, tlog,
+    tokens, tunnels, usage, workspace, ApiState,
 };
 
 type Routes = warp::filters::BoxedFilter<(Resp,)>;
@@ -128,6 +128,14 @@ pub fn all(
         .and(auth)
         .then(|id, st, a| async move { respond(tunnels::get(st, a, id).await) })
         .boxed();
+    let tunnels_update = v1()
+        .and(warp::path!("tunnels" / String))
+        .and(warp::patch())
+        .and(s.clone())
+        .and(auth)
+        .and(body())
+        .then(|id, st, a, b| async move { respond(tunnels::update(st, a, id, b).await) })
+        .boxed();
     let tunnels_release = v1()
         .and(warp::path!("tunnels" / String))
         .and(warp::delete())
@@ -166,6 +174,14 @@ pub fn all(
         .and(s.clone())
         .and(auth)
         .then(|id, st, a| async move { respond(request_detail::detail(st, a, id).await) })
+        .boxed();
+    let replay = v1()
+        .and(warp::path!("requests" / String / "replay"))
+        .and(warp::post())
+        .and(s.clone())
+        .and(auth)
+        .and(body())
+        .then(|id, st, a, b| async move { respond(replay::replay(st, a, id, b).await) })
         .boxed();
     let logs = v1()
         .and(warp::path!("logs"))
@@ -277,10 +293,12 @@ pub fn all(
         tunnels_list,
         tunnels_get,
         tunnels_release,
+        tunnels_update,
         usage_now,
         usage_history,
         requests,
         request_detail,
+        replay,
         logs,
         feed,
         log,

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use beamd_events::vocabulary::TunnelProtocol;
-use serde::Serialize;
+use beamd_events::vocabulary::{InspectMode, TunnelProtocol};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warp::http::StatusCode;
 
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
-use super::http::{iso_opt, ok, page, query, Deleted, PageQuery};
+use super::http::{iso_opt, ok, page, parse, query, Deleted, PageQuery};
 use super::ApiState;
 use crate::domain::{Tunnel, TunnelCommand, TunnelStatus};
 
@@ -50,6 +50,17 @@ pub struct TunnelView {
     pub opened_at: Option<String>,
     /// Last recorded activity.
     pub last_seen: Option<String>,
+    /// What the inspector keeps of its requests: `off`, `meta` or `full`.
+    pub inspect: String,
+}
+
+/// A change to a tunnel.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelPatch {
+    /// `off` (no request captured), `meta` (metadata) or `full` (also headers
+    /// and the first bytes of each body, for details and replay).
+    pub inspect: String,
 }
 
 /// A page of tunnels.
@@ -97,6 +108,7 @@ fn view(state: &ApiState, t: &Tunnel, tunnel_base: &str) -> TunnelView {
         requests: t.requests,
         opened_at: iso_opt(t.opened_at),
         last_seen: iso_opt(t.last_seen),
+        inspect: t.inspect.as_str().into(),
     }
 }
 
@@ -172,4 +184,35 @@ pub async fn release(
         released: Some(true),
         removed: None,
     })
+}
+
+/// Change a tunnel: how much of its requests the inspector keeps. In force
+/// for the next request; an agent that gives `--inspect` sets it again when
+/// it reconnects.
+#[utoipa::path(patch, path = "/api/v1/tunnels/{id}", tag = "tunnels", params(("id" = String, Path, description = "tun_…")),
+    request_body = TunnelPatch,
+    responses((status = 200, body = TunnelView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+    id: String,
+    body: Result<bytes::Bytes, ApiError>,
+) -> Result<(StatusCode, TunnelView), ApiError> {
+    let caller = state.caller(auth, Scope::Manage).await?;
+    let t = own(&state, &caller.tenant.id, &id)?;
+    let patch: TunnelPatch = parse(body)?;
+    let mode = InspectMode::parse(&patch.inspect).ok_or_else(|| {
+        ApiError::invalid(
+            format!("inspect {:?} is not one of off, meta, full", patch.inspect),
+            serde_json::json!({ "inspect": patch.inspect }),
+        )
+    })?;
+    let t = state
+        .core
+        .tunnel_command(&t.id, TunnelCommand::SetInspect(mode))
+        .await?;
+    state.settle().await?;
+    ok(view(&state, &t, &caller.tenant.tunnel_base))
 }

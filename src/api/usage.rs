@@ -229,6 +229,10 @@ pub struct RequestView {
     pub route_id: Option<String>,
     /// The gateway consumer that sent it.
     pub consumer_id: Option<String>,
+    /// Its capture id (`req_…`) when it was captured in full.
+    pub id: Option<String>,
+    /// The seq of the request this one replayed.
+    pub replay_of: Option<u64>,
 }
 
 pub(super) fn request_view(r: CapturedRequest) -> RequestView {
@@ -249,6 +253,8 @@ pub(super) fn request_view(r: CapturedRequest) -> RequestView {
         host: r.host,
         route_id: r.route,
         consumer_id: r.consumer,
+        id: (!r.id.is_empty()).then_some(r.id),
+        replay_of: r.replay_of,
     }
 }
 

@@ -123,7 +123,7 @@ fn tunnel(
     dir: &std::path::Path,
     service: SocketAddr,
     transport: TransportArg,
-    capture: bool,
+    inspect: &str,
     extra: &str,
 ) -> Result<(Spawned, Spawned, SocketAddr)> {
     let token = "tok_bench.0123456789abcdef0123456789abcdef";
@@ -143,9 +143,6 @@ fn tunnel(
     ]
     .map(String::from)
     .to_vec();
-    if !capture {
-        args.push("--no-capture".into());
-    }
     args.extend(extra.split_whitespace().map(String::from));
     let edge = Spawned::spawn(&args, &[("BEAMD_ADMIN_TOKEN", token)])?;
     let (agent_addr, fp) = edge.edge_ready()?;
@@ -161,6 +158,8 @@ fn tunnel(
             transport.kind_name(),
             "--fingerprint",
             &fp,
+            "--inspect",
+            inspect,
         ]
         .map(String::from),
         &[("BEAMD_TOKEN", token)],
@@ -199,18 +198,18 @@ pub async fn run(args: HttpBenchArgs) -> Result<ExitCode> {
             );
         };
         row("direct loopback", &direct);
-        for (capture, label, more) in [
-            (false, "without capture", ""),
-            (true, "with capture", ""),
-            (true, "with full capture", "--inspect-full"),
+        for (inspect, label) in [
+            ("off", "without capture"),
+            ("meta", "with capture"),
+            ("full", "with full capture"),
         ] {
             eprintln!(
                 "bench: through beamd over {}, {label}",
                 args.transport.kind_name()
             );
             let dir = base.join(label.replace(' ', "-"));
-            let extra = format!("{} {more}", args.edge_args.as_deref().unwrap_or(""));
-            let (edge, agent, public) = tunnel(&dir, service, args.transport, capture, &extra)?;
+            let extra = args.edge_args.as_deref().unwrap_or("");
+            let (edge, agent, public) = tunnel(&dir, service, args.transport, inspect, extra)?;
             let figures =
                 measure(public, "bench.localhost", args.connections, args.seconds).await?;
             row(

@@ -2,8 +2,8 @@
 //! traffic and captured requests. Opening is decided by the `Directory`.
 
 use beamd_events::vocabulary::{
-    RequestCaptured, TrafficRecorded, TransportKind, TunnelProtocol, TunnelReleased, TunnelResumed,
-    TunnelWentOffline,
+    InspectMode, RequestCaptured, TrafficRecorded, TransportKind, TunnelInspectSet, TunnelProtocol,
+    TunnelReleased, TunnelResumed, TunnelWentOffline,
 };
 use beamd_events::{Envelope, Event};
 use beamd_snapshots::Fold;
@@ -62,6 +62,9 @@ pub struct Tunnel {
     pub opened_at: Option<u64>,
     /// Last event of any kind.
     pub last_seen: Option<u64>,
+    /// How much of its HTTP requests the inspector keeps.
+    #[serde(default)]
+    pub inspect: InspectMode,
 }
 
 /// Commands to an opened tunnel.
@@ -90,6 +93,8 @@ pub enum TunnelCommand {
     RecordTraffic(TrafficRecorded),
     /// Proxied HTTP requests' metadata, one event each, appended together.
     CaptureRequests(Vec<RequestCaptured>),
+    /// Change how much of its requests the inspector keeps.
+    SetInspect(InspectMode),
 }
 
 impl Fold for Tunnel {
@@ -122,6 +127,7 @@ impl Fold for Tunnel {
                 self.transport = Some(e.transport);
             }
             Event::TunnelReleased(_) => self.status = TunnelStatus::Released,
+            Event::TunnelInspectSet(e) => self.inspect = e.mode,
             Event::TrafficRecorded(t) => {
                 self.bytes_in += t.bytes_in;
                 self.bytes_out += t.bytes_out;
@@ -184,6 +190,11 @@ impl Aggregate for Tunnel {
                 })
             }
             TunnelCommand::CaptureRequests(rs) => Ok(rs.iter().cloned().map(Into::into).collect()),
+            TunnelCommand::SetInspect(_) if released => {
+                Err(DomainError::NotFound("tunnel".into()))
+            }
+            TunnelCommand::SetInspect(mode) if *mode == self.inspect => Ok(vec![]),
+            TunnelCommand::SetInspect(mode) => Ok(vec![TunnelInspectSet { mode: *mode }.into()]),
         }
     }
 }
@@ -318,6 +329,26 @@ mod tests {
         )
         .unwrap();
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn inspect_mode_starts_meta_and_changes_only_when_different() {
+        let mut t = opened();
+        assert_eq!(t.inspect, InspectMode::Meta);
+        assert!(run(&mut t, TunnelCommand::SetInspect(InspectMode::Meta))
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            run(&mut t, TunnelCommand::SetInspect(InspectMode::Full))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(t.inspect, InspectMode::Full);
+        run(&mut t, TunnelCommand::Release).unwrap();
+        let err = run(&mut t, TunnelCommand::SetInspect(InspectMode::Off)).unwrap_err();
+        assert_eq!(err.code(), "not_found");
+        round_trip(&t);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use beamd_events::vocabulary::{BodySeen, RequestCaptured};
+use beamd_events::vocabulary::{BodySeen, InspectMode, RequestCaptured};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
@@ -29,14 +29,12 @@ pub struct FullCaptureSettings {
 }
 
 impl FullCaptureSettings {
-    /// Full capture as `beamd edge`'s flags ask for it (none without `--inspect-full`).
+    /// Full capture as `beamd edge`'s flags set it up: the body store
+    /// opened, its writer and its expiry started.
     pub fn from_args(
         args: &crate::inspector::InspectArgs,
         dir: &crate::data_dir::DataDir,
     ) -> anyhow::Result<Option<Self>> {
-        if !args.inspect_full {
-            return Ok(None);
-        }
         let store = Arc::new(BodyStore::open(dir.db(), args.limits())?);
         tokio::spawn(expire(store.clone(), args.body_ttl));
         Ok(Some(Self {
@@ -67,6 +65,20 @@ async fn expire(store: Arc<BodyStore>, ttl: std::time::Duration) {
             Err(_) => return,
         }
     }
+}
+
+/// What the inspector keeps of the tunnel's requests on this edge: its mode,
+/// or `off` when the edge captures nothing.
+pub fn mode_of(ctx: &super::EdgeContext, tunnel: &str) -> InspectMode {
+    if !ctx.settings.capture {
+        return InspectMode::Off;
+    }
+    let projections = ctx.core.projections().read();
+    projections
+        .catalog
+        .tunnels
+        .get(tunnel)
+        .map_or(InspectMode::Meta, |t| t.inspect)
 }
 
 /// A request under full capture before its response: its id, its masked

@@ -280,6 +280,14 @@ impl EdgeContext {
         lock(&self.routes).get(host).cloned()
     }
 
+    /// The route of an HTTP tunnel a session on this edge serves.
+    pub fn tunnel_route(&self, tunnel: &str) -> Option<Route> {
+        match &lock(&self.serving).get(tunnel)?.serve {
+            Serve::Http { route, .. } => Some(route.clone()),
+            Serve::Port(_) => None,
+        }
+    }
+
     /// Stops routing `host` (a custom domain that was removed).
     pub fn unroute(&self, host: &str) {
         lock(&self.routes).remove(host);

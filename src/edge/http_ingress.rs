@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use beamd_events::vocabulary::RequestCaptured;
+use beamd_events::vocabulary::{InspectMode, RequestCaptured};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -289,8 +289,9 @@ async fn proxy(
         .then(|| hyper::upgrade::on(&mut req));
     let (bytes_in, bytes_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     // Full capture: the request's headers now, its body teed as it is sent.
+    let mode = super::capture::mode_of(&ctx, &route.tunnel);
     let full = (ctx.settings.full_capture.as_ref())
-        .filter(|_| ctx.settings.capture)
+        .filter(|_| mode == InspectMode::Full)
         .map(|f| f.start(req.headers()));
     if let Some(f) = &full {
         capture.id = f.id.clone();
@@ -364,7 +365,7 @@ async fn proxy(
         }
         None => (None, None),
     };
-    let guard = ctx.settings.capture.then(|| CaptureGuard {
+    let guard = (mode != InspectMode::Off).then(|| CaptureGuard {
         capture,
         bytes_in,
         bytes_out: bytes_out.clone(),

@@ -23,6 +23,7 @@ mod node;
 mod open;
 mod public_port;
 mod rate_limit;
+pub mod replay;
 mod session;
 mod supervisor;
 mod sweep;

@@ -80,7 +80,7 @@ async fn open_http(args: &EdgeArgs) -> Result<Option<(TcpListener, Option<TlsAcc
 /// What the API serves: the core, the public settings, where agents connect.
 fn api_state(
     args: &EdgeArgs,
-    ctx: &EdgeContext,
+    ctx: &Arc<EdgeContext>,
     bound: &[String],
     fingerprint: String,
     accounts: crate::api::accounts::AccountSettings,
@@ -117,6 +117,7 @@ fn api_state(
         accounts,
         tlog: Some(tlog),
         bodies: ctx.settings.full_capture.as_ref().map(|f| f.store.clone()),
+        edge: Some(ctx.clone()),
     }
 }
 

@@ -12,7 +12,7 @@ use super::domains;
 use super::meter::Meter;
 use super::public_port::{accept_public, open_any, open_exact, Public};
 use super::session::{error, from_core};
-use crate::domain::{DomainStatus, Key, OpenTunnel, PortRequest};
+use crate::domain::{DomainStatus, Key, OpenTunnel, PortRequest, TunnelCommand};
 use crate::protocol::{ErrorFrame, TunnelRequest};
 
 /// A tunnel opened for the agent.
@@ -98,6 +98,15 @@ pub(super) async fn open_http<C: Connection>(
         .open_tunnel(&key.id, open)
         .await
         .map_err(from_core)?;
+    if let Some(mode) = request.inspect.filter(|m| *m != tunnel.inspect) {
+        ctx.core
+            .tunnel_command(&tunnel.id, TunnelCommand::SetInspect(mode))
+            .await
+            .map_err(from_core)?;
+        // Requests read the mode from the projections: in force before the welcome.
+        let head = ctx.core.log().head().seq;
+        ctx.core.projections().wait_for(head).await.map_err(from_core)?;
+    }
     let tenant = ctx.core.tenant(&tunnel.tenant).await.map_err(from_core)?;
     let host = format!("{name}.{}", tenant.tunnel_base);
     let route = Route {

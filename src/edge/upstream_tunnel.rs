@@ -62,6 +62,21 @@ pub(super) async fn upstream(
             return Ok(sender);
         }
     }
+    connect(ctx, route, peer).await
+}
+
+/// A new HTTP/1 connection through the tunnel to the agent's service,
+/// holding one of the tenant's connection slots while it lasts.
+pub(super) async fn connect<B>(
+    ctx: &EdgeContext,
+    route: &Route,
+    peer: SocketAddr,
+) -> Result<SendRequest<B>, Refused>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let tenant_slot = ctx
         .settings
         .connections

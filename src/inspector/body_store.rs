@@ -112,42 +112,54 @@ impl BodyStore {
         Ok(self.put_many(&[(id.to_string(), at_ms, detail.clone())])? == 1)
     }
 
-    /// Stores many details in one batch, then prunes once; returns how many were stored.
+    /// Stores many details in one batch, room made first (the expired and the
+    /// oldest go), so the store never holds more than its cap; returns how
+    /// many were stored. When the batch alone exceeds the cap, its oldest
+    /// details are the ones left out.
     pub fn put_many(&self, items: &[(String, u64, Detail)]) -> Result<usize> {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        let mut batch = Batch::default();
-        let (mut stored, mut latest, mut added) = (0, 0, 0u64);
+        let mut encoded = Vec::with_capacity(items.len());
         for (id, at_ms, detail) in items {
             let bytes = rmp_serde::to_vec_named(detail).context("cannot encode a detail")?;
-            if bytes.len() as u64 > self.limits.cap_bytes {
-                continue;
-            }
+            encoded.push((id, *at_ms, bytes));
+        }
+        encoded.sort_by_key(|(_, at, _)| *at);
+        let mut added: u64 = encoded.iter().map(|(_, _, b)| b.len() as u64).sum();
+        let mut skip = 0;
+        while added > self.limits.cap_bytes && skip < encoded.len() {
+            added -= encoded[skip].2.len() as u64;
+            skip += 1;
+        }
+        let encoded = &encoded[skip..];
+        let latest = encoded.last().map_or(0, |(_, at, _)| *at);
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let expired_before = latest.saturating_sub(self.limits.ttl.as_millis() as u64);
+        self.prune(&mut used, expired_before, added)?;
+        let mut batch = Batch::default();
+        for (id, at_ms, bytes) in encoded {
             let key = time_key(*at_ms, id);
             batch.insert(id_key(id), key.clone());
             batch.insert(key, bytes.as_slice());
-            added += bytes.len() as u64;
-            latest = latest.max(*at_ms);
-            stored += 1;
         }
         self.tree
             .apply_batch(batch)
             .context("cannot store details")?;
         *used += added;
-        let expired_before = latest.saturating_sub(self.limits.ttl.as_millis() as u64);
-        self.prune(&mut used, expired_before)?;
-        Ok(stored)
+        metrics::gauge!("beamd_body_store_bytes").set(*used as f64);
+        Ok(encoded.len())
     }
 
     /// Drops what was stored before `now_ms - ttl`.
     pub fn expire(&self, now_ms: u64) -> Result<()> {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         let before = now_ms.saturating_sub(self.limits.ttl.as_millis() as u64);
-        self.prune(&mut used, before)
+        self.prune(&mut used, before, 0)?;
+        metrics::gauge!("beamd_body_store_bytes").set(*used as f64);
+        Ok(())
     }
 
     /// Removes entries, oldest first, while they are older than `before` or
-    /// the store is over its cap.
-    fn prune(&self, used: &mut u64, before: u64) -> Result<()> {
+    /// `room` more bytes would put the store over its cap.
+    fn prune(&self, used: &mut u64, before: u64, room: u64) -> Result<()> {
         loop {
             let Some((key, value)) = self
                 .tree
@@ -158,7 +170,7 @@ impl BodyStore {
             else {
                 return Ok(());
             };
-            if at_of(&key) >= before && *used <= self.limits.cap_bytes {
+            if at_of(&key) >= before && *used + room <= self.limits.cap_bytes {
                 return Ok(());
             }
             let mut batch = Batch::default();

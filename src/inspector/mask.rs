@@ -6,6 +6,11 @@ pub const DEFAULT_MASKED: [&str; 3] = ["authorization", "cookie", "set-cookie"];
 
 const MASK: &str = "[masked]";
 
+/// Whether a stored header value was masked (its secret is not there to resend).
+pub fn is_masked(value: &str) -> bool {
+    value.contains(MASK)
+}
+
 /// Masks the values of `headers` named in `names` (case-insensitive).
 /// `Authorization: Bearer x` keeps `Bearer`; cookies keep their names.
 pub fn mask_headers(headers: &mut [(String, String)], names: &[String]) {

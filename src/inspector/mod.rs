@@ -8,17 +8,13 @@ pub mod sink;
 pub mod tee;
 
 pub use body_store::{BodyLimits, BodyStore, Detail, BODIES_TREE};
-pub use mask::{mask_headers, DEFAULT_MASKED};
+pub use mask::{is_masked, mask_headers, DEFAULT_MASKED};
 pub use sink::BodySink;
 pub use tee::{BodyDigest, BodyTee, DEFAULT_BODY_LIMIT};
 
 /// `beamd edge` flags of full capture.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InspectArgs {
-    /// Capture request and response headers and the first bytes of each
-    /// body of every HTTP tunnel into the body store (not the log).
-    #[arg(long)]
-    pub inspect_full: bool,
     /// Body bytes kept per request and per response with full capture.
     #[arg(long, default_value_t = DEFAULT_BODY_LIMIT, value_name = "BYTES")]
     pub body_limit: usize,

@@ -48,6 +48,12 @@ pub struct CapturedRequest {
     /// The gateway consumer that sent it.
     #[serde(default)]
     pub consumer: Option<String>,
+    /// Its capture id (`req_…`), with full capture.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// The seq of the request it replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<u64>,
 }
 
 /// The inspector projection's state.
@@ -105,7 +111,14 @@ impl InspectorProjection {
             consumer: r.consumer.clone(),
             proto: r.proto.clone(),
             host: r.host.clone(),
+            id: r.id.clone(),
+            replay_of: r.replay_of,
         })
+    }
+
+    /// The tenant's recent request captured under `id` (`req_…`).
+    pub fn by_id(&self, tenant: &str, id: &str) -> Option<&CapturedRequest> {
+        self.recent.get(tenant)?.iter().rev().find(|r| r.id == id)
     }
 
     /// The tenant's most recent requests, newest first.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use beamd_events::vocabulary::TunnelProtocol;
+use beamd_events::vocabulary::{InspectMode, TunnelProtocol};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version an agent announces in its hello.
@@ -48,6 +48,10 @@ pub struct TunnelRequest {
     /// Client networks (CIDR) the edge lets in; empty lets everyone in (HTTP).
     #[serde(default)]
     pub allow: Vec<String>,
+    /// How much of its requests the inspector keeps (HTTP); `None` keeps the
+    /// tunnel's current mode (`meta` for a new one).
+    #[serde(default)]
+    pub inspect: Option<InspectMode>,
 }
 
 /// The agent's first frame.

@@ -119,6 +119,7 @@ fn hello(token: String, name: String) -> AgentFrame {
             domain: None,
             basic_auth: None,
             allow: Vec::new(),
+            inspect: None,
         }],
     })
 }

@@ -23,8 +23,8 @@ pub use key::{KeyCountersReset, KeyIssued, KeyKind, KeyLimitSet, KeyRevoked};
 pub use node::{NodeHeartbeat, NodeJoined, NodeLeft};
 pub use tenant::{Plan, TenantCreated, TenantPlanChanged, TenantRenamed};
 pub use tunnel::{
-    BodySeen, RequestCaptured, TrafficRecorded, TransportKind, TunnelOpened, TunnelProtocol,
-    TunnelReleased, TunnelResumed, TunnelWentOffline,
+    BodySeen, InspectMode, RequestCaptured, TrafficRecorded, TransportKind, TunnelInspectSet,
+    TunnelOpened, TunnelProtocol, TunnelReleased, TunnelResumed, TunnelWentOffline,
 };
 
 use serde::{Deserialize, Serialize};
@@ -111,4 +111,5 @@ events!(
     AccountRegistered,
     PasswordResetRequested,
     PasswordChanged,
+    TunnelInspectSet,
 );

@@ -85,6 +85,48 @@ pub struct TrafficRecorded {
     pub window_ms: u64,
 }
 
+/// How much of a tunnel's HTTP requests the inspector keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InspectMode {
+    /// Nothing: no `RequestCaptured` (bytes and request counts still are).
+    Off,
+    /// Metadata: one `RequestCaptured` per request.
+    #[default]
+    Meta,
+    /// Metadata, plus headers and body prefixes in the body store.
+    Full,
+}
+
+impl InspectMode {
+    /// `off`, `meta` or `full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InspectMode::Off => "off",
+            InspectMode::Meta => "meta",
+            InspectMode::Full => "full",
+        }
+    }
+
+    /// Parses `off`, `meta` or `full`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "off" => Some(InspectMode::Off),
+            "meta" => Some(InspectMode::Meta),
+            "full" => Some(InspectMode::Full),
+            _ => None,
+        }
+    }
+}
+
+/// The tunnel's capture mode was set (by its agent at (re)connect, or over the API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelInspectSet {
+    /// The new mode.
+    pub mode: InspectMode,
+}
+
 /// Metadata of one proxied HTTP request (never its body).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -130,6 +172,9 @@ pub struct RequestCaptured {
     /// The response body as it passed, with full capture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body: Option<BodySeen>,
+    /// When this request was a replay: the seq of the request it replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<u64>,
 }
 
 /// What the log records of a captured body: enough to prove what was seen,
