@@ -74,8 +74,11 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Requests captured by the inspector.
+    /// Requests captured by the inspector: the recent ones, or one in detail, or a replay.
     Requests {
+        /// Show one request, or replay it (without: list the recent ones).
+        #[command(subcommand)]
+        cmd: Option<crate::client::requests::RequestsCmd>,
         /// How many recent requests to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -381,7 +384,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Usage { days, api } => {
             runtime.block_on(crate::client::run(ClientCommand::Usage { days }, api))
         }
-        Command::Requests { limit, follow, api } => runtime.block_on(crate::client::run(
+        Command::Requests {
+            cmd: Some(cmd),
+            api,
+            ..
+        } => runtime.block_on(crate::client::requests::run(cmd, api)),
+        Command::Requests {
+            limit, follow, api, ..
+        } => runtime.block_on(crate::client::run(
             ClientCommand::Requests { limit, follow },
             api,
         )),

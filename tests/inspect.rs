@@ -15,6 +15,7 @@ use beamd_events::vocabulary::RequestCaptured;
 use beamd_events::Event;
 use common::api::{tenant, Api};
 use common::http::{client, full, http_server, send, start_http_agent};
+use common::nowhere;
 use common::tlog::stop;
 use common::tunnel::{start_edge, Edge, Proc, ADMIN_TOKEN};
 use hyper::Request;
@@ -25,24 +26,6 @@ const API_KEY: &str = "k-api-777";
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Every file under `dir` holds none of `needle`.
-fn nowhere(dir: &std::path::Path, needle: &[u8]) -> Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            nowhere(&path, needle)?;
-        } else {
-            let bytes = std::fs::read(&path)?;
-            anyhow::ensure!(
-                !bytes.windows(needle.len()).any(|w| w == needle),
-                "{} holds the secret",
-                path.display()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// The local service, an edge (with `extra` flags), and an HTTP agent named

@@ -4,6 +4,7 @@
 
 mod api;
 pub mod commands;
+pub mod requests;
 mod table;
 
 pub use api::{ApiArgs, ApiClient};

@@ -190,9 +190,7 @@ impl Aggregate for Tunnel {
                 })
             }
             TunnelCommand::CaptureRequests(rs) => Ok(rs.iter().cloned().map(Into::into).collect()),
-            TunnelCommand::SetInspect(_) if released => {
-                Err(DomainError::NotFound("tunnel".into()))
-            }
+            TunnelCommand::SetInspect(_) if released => Err(DomainError::NotFound("tunnel".into())),
             TunnelCommand::SetInspect(mode) if *mode == self.inspect => Ok(vec![]),
             TunnelCommand::SetInspect(mode) => Ok(vec![TunnelInspectSet { mode: *mode }.into()]),
         }

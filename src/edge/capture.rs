@@ -262,8 +262,8 @@ impl CaptureGuard {
         };
         let take = |slot: &DigestSlot| slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         let (req, resp) = (take(&full.request_body), take(&full.response_body));
-        self.capture.request_body = req.as_ref().map(seen);
-        self.capture.response_body = resp.as_ref().map(seen);
+        self.capture.request_body = req.as_ref().map(|d| Box::new(seen(d)));
+        self.capture.response_body = resp.as_ref().map(|d| Box::new(seen(d)));
         let detail = Detail {
             request_headers: full.request_headers,
             response_headers: full.response_headers,

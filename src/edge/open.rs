@@ -105,7 +105,11 @@ pub(super) async fn open_http<C: Connection>(
             .map_err(from_core)?;
         // Requests read the mode from the projections: in force before the welcome.
         let head = ctx.core.log().head().seq;
-        ctx.core.projections().wait_for(head).await.map_err(from_core)?;
+        ctx.core
+            .projections()
+            .wait_for(head)
+            .await
+            .map_err(from_core)?;
     }
     let tenant = ctx.core.tenant(&tunnel.tenant).await.map_err(from_core)?;
     let host = format!("{name}.{}", tenant.tunnel_base);

@@ -101,6 +101,7 @@ impl Fold for CatalogProjection {
             Event::TunnelOpened(_)
             | Event::TunnelWentOffline(_)
             | Event::TunnelResumed(_)
+            | Event::TunnelInspectSet(_)
             | Event::TrafficRecorded(_) => self.tunnels.apply(envelope, |t| t.tenant.clone()),
             _ => {}
         }

@@ -86,3 +86,21 @@ pub async fn populate(dir: &Path, n: u64, snapshot_at: &[u64]) -> Result<()> {
     log.close();
     Ok(())
 }
+
+/// Every file under `dir` holds none of `needle`.
+pub fn nowhere(dir: &std::path::Path, needle: &[u8]) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            nowhere(&path, needle)?;
+        } else {
+            let bytes = std::fs::read(&path)?;
+            anyhow::ensure!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds the secret",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}

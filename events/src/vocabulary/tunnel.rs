@@ -166,12 +166,13 @@ pub struct RequestCaptured {
     /// and bodies are kept under it. Empty without full capture.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
-    /// The request body as it passed, with full capture.
+    /// The request body as it passed, with full capture (boxed: most
+    /// requests have none, and events stay small in memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_body: Option<BodySeen>,
+    pub request_body: Option<Box<BodySeen>>,
     /// The response body as it passed, with full capture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_body: Option<BodySeen>,
+    pub response_body: Option<Box<BodySeen>>,
     /// When this request was a replay: the seq of the request it replayed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<u64>,

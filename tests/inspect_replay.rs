@@ -1,0 +1,450 @@
+//! Replay through a real HTTP tunnel: a request captured in full is sent
+//! again as captured and edited (over the API and the CLI) and reaches the
+//! local service, which records what it received; the replay is captured
+//! with `replayOf`. Another tenant gets 404; a tunnel switched to `meta`
+//! over the API keeps no detail and its requests cannot be replayed; the
+//! body store stays under its cap under a flood.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use beamd::data_dir::DataDir;
+use beamd::inspector::{BodyLimits, BodyStore};
+use bytes::Bytes;
+use common::api::{tenant, Answer, Api};
+use common::http::{client, full, http_server, send, start_http_agent};
+use common::nowhere;
+use common::tlog::stop;
+use common::tunnel::{start_edge, Edge, Proc, ADMIN_TOKEN};
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+const SECRET: &str = "whsec-original-31337";
+const FRESH: &str = "fresh-secret-8086";
+
+/// A request as the local service received it.
+#[derive(Debug, Clone)]
+struct Got {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Got {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Seen = Arc<Mutex<Vec<Got>>>;
+
+/// A local service that records every request and answers 201 with
+/// `{"got": <body length>}` and `x-served: yes`.
+async fn recording_server(seen: Seen) -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let seen = seen.clone();
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let seen = seen.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body.collect().await?.to_bytes();
+                    let got = Got {
+                        method: parts.method.to_string(),
+                        path: parts.uri.to_string(),
+                        headers: (parts.headers.iter())
+                            .map(|(k, v)| {
+                                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                                (k.to_string(), v)
+                            })
+                            .collect(),
+                        body: body.to_vec(),
+                    };
+                    seen.lock().unwrap_or_else(|p| p.into_inner()).push(got);
+                    let answer = format!(r#"{{"got":{}}}"#, body.len());
+                    let response = Response::builder()
+                        .status(201)
+                        .header("content-type", "application/json")
+                        .header("x-served", "yes")
+                        .body(Full::new(Bytes::from(answer)))
+                        .expect("a valid response");
+                    Ok::<_, hyper::Error>(response)
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn last(seen: &Seen) -> Option<Got> {
+    seen.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .last()
+        .cloned()
+}
+
+fn count(seen: &Seen) -> usize {
+    seen.lock().unwrap_or_else(|p| p.into_inner()).len()
+}
+
+/// The newest listed request once there are `n`, and its detail once it is
+/// `want` (details are written off the data path).
+async fn newest(api: &Api, n: usize, want: &str) -> Result<(u64, Answer)> {
+    for _ in 0..150 {
+        let listed = api.get("/api/v1/requests?limit=1000").await?;
+        let list = listed.body["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if list.len() >= n {
+            let seq = list[0]["seq"].as_u64().context("seq")?;
+            let detail = api.get(&format!("/api/v1/requests/{seq}")).await?;
+            if detail.body["detail"] == want {
+                return Ok((seq, detail));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("no {n}th request with detail {want}")
+}
+
+/// How many requests are listed.
+async fn count_listed(api: &Api) -> Result<usize> {
+    let all = api.get("/api/v1/requests?limit=1000").await?;
+    Ok(all.body["requests"].as_array().map_or(0, Vec::len))
+}
+
+async fn post(
+    c: &mut hyper::client::conn::http1::SendRequest<common::http::Body>,
+    host: &str,
+    path: &str,
+    body: &str,
+) -> Result<u16> {
+    let req = Request::post(path)
+        .header("host", host)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {SECRET}"))
+        .header("x-signature", "sig-1")
+        .body(full(body.to_string()))?;
+    Ok(send(c, req).await?.0)
+}
+
+/// Runs the CLI against the edge's API, off the test's runtime (which
+/// serves the local service meanwhile): success, stdout, stderr.
+async fn beamd_cli(edge: &Edge, args: &[&str]) -> Result<(bool, String, String)> {
+    let api = format!("http://{}", edge.api);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_beamd"));
+    cmd.args(args).args(["--api", &api, "--key", ADMIN_TOKEN]);
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+async fn start(
+    dir: &std::path::Path,
+    seen: Seen,
+    extra: &[&str],
+) -> Result<(Edge, Proc, String, std::net::SocketAddr)> {
+    let web = recording_server(seen).await?;
+    let mut args = vec!["--http-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let edge = start_edge(dir, "tcp", "127.0.0.1:0", &args)?;
+    let (agent, host, public) =
+        start_http_agent(&edge, "tcp", web, "hook", &["--inspect", "full"])?;
+    Ok((edge, agent, host, public))
+}
+
+#[tokio::test]
+async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let seen: Seen = Arc::default();
+    let (mut edge, agent, host, public) =
+        start(dir.path(), seen.clone(), &["--body-limit", "1024"]).await?;
+    let admin = Api::new(edge.api, ADMIN_TOKEN);
+    let mut c = client(public).await?;
+    let json = r#"{"event":"payment.succeeded","amount":4200}"#;
+    assert_eq!(post(&mut c, &host, "/hooks/pay?x=1", json).await?, 201);
+    let (seq, detail) = newest(&admin, 1, "stored").await?;
+    assert_eq!(detail.body["requestBody"]["data"], json);
+
+    // As captured: same method, path, body and headers; the masked credential is left out.
+    let replayed = admin
+        .send("POST", &format!("/api/v1/requests/{seq}/replay"), None)
+        .await?;
+    assert_eq!(replayed.status, 200, "{}", replayed.text);
+    assert_eq!(replayed.body["status"], 201);
+    assert_eq!(replayed.body["replayOf"], seq);
+    assert_eq!(
+        replayed.body["body"]["data"],
+        format!(r#"{{"got":{}}}"#, json.len())
+    );
+    let served = replayed.body["headers"].as_array().context("headers")?;
+    assert!(
+        served.iter().any(|h| h[0] == "x-served" && h[1] == "yes"),
+        "{served:?}"
+    );
+    assert_eq!(
+        replayed.body["request"]["replayOf"], seq,
+        "{}",
+        replayed.text
+    );
+    let replay_seq = replayed.body["request"]["seq"]
+        .as_u64()
+        .context("replay seq")?;
+    assert!(replay_seq > seq);
+    let got = last(&seen).context("received")?;
+    assert_eq!(count(&seen), 2);
+    assert_eq!(
+        (got.method.as_str(), got.path.as_str()),
+        ("POST", "/hooks/pay?x=1")
+    );
+    assert_eq!(got.body, json.as_bytes());
+    assert_eq!(got.header("x-signature"), Some("sig-1"));
+    assert_eq!(
+        got.header("authorization"),
+        None,
+        "masked values are not resent"
+    );
+    assert_eq!(
+        got.header("content-length"),
+        Some(json.len().to_string().as_str())
+    );
+    // The replay is listed with replayOf, and its own detail is stored.
+    let listed = admin.get("/api/v1/requests").await?;
+    let first = &listed.body["requests"][0];
+    assert_eq!(
+        (first["seq"].as_u64(), first["replayOf"].as_u64()),
+        (Some(replay_seq), Some(seq))
+    );
+
+    // Edited: method, path, a header set, one removed, another body.
+    let edit = format!(
+        r#"{{"method":"PUT","path":"/edited?y=2","headers":{{"authorization":"Bearer {FRESH}","x-signature":null}},"body":"{{\"edited\":true}}"}}"#
+    );
+    let replayed = admin
+        .send(
+            "POST",
+            &format!("/api/v1/requests/{seq}/replay"),
+            Some(&edit),
+        )
+        .await?;
+    assert_eq!(replayed.status, 200, "{}", replayed.text);
+    let got = last(&seen).context("received")?;
+    assert_eq!(
+        (got.method.as_str(), got.path.as_str()),
+        ("PUT", "/edited?y=2")
+    );
+    assert_eq!(got.body, br#"{"edited":true}"#);
+    assert_eq!(
+        got.header("authorization"),
+        Some(format!("Bearer {FRESH}").as_str())
+    );
+    assert_eq!(got.header("x-signature"), None);
+    assert_eq!(replayed.body["request"]["method"], "PUT");
+
+    // The CLI: show (JSON pretty-printed, credentials masked), then replay with a header and a body file.
+    let (ok, out, err) = beamd_cli(&edge, &["requests", "show", &seq.to_string()]).await?;
+    assert!(ok, "{err}");
+    assert!(out.contains("\"event\": \"payment.succeeded\""), "{out}");
+    assert!(out.contains("authorization: Bearer [masked]"), "{out}");
+    let file = dir.path().join("body.json");
+    std::fs::write(&file, r#"{"from":"cli"}"#)?;
+    let file = file.to_str().context("path")?;
+    let (ok, out, err) = beamd_cli(
+        &edge,
+        &[
+            "requests",
+            "replay",
+            &seq.to_string(),
+            "--header",
+            "X-Signature: cli",
+            "--body-file",
+            file,
+        ],
+    )
+    .await?;
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("201 (replay of {seq})")), "{out}");
+    let got = last(&seen).context("received")?;
+    assert_eq!(
+        (got.body.as_slice(), got.header("x-signature")),
+        (br#"{"from":"cli"}"#.as_slice(), Some("cli"))
+    );
+    let (ok, _, err) = beamd_cli(&edge, &["requests", "replay", "999999"]).await?;
+    assert!(!ok, "an unknown request is an error");
+    assert!(err.contains("not found"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // Another tenant: 404 for the request and for its replay, and nothing is sent.
+    let (_, other) = tenant(&admin, "other").await?;
+    let before = count(&seen);
+    assert_eq!(
+        other.get(&format!("/api/v1/requests/{seq}")).await?.status,
+        404
+    );
+    let theirs = other
+        .send("POST", &format!("/api/v1/requests/{seq}/replay"), None)
+        .await?;
+    assert_eq!(theirs.status, 404, "{}", theirs.text);
+    assert_eq!(count(&seen), before);
+
+    // A body kept only in part cannot be replayed as captured.
+    let long = format!(r#"{{"pad":"{}"}}"#, "x".repeat(4096));
+    let before = count_listed(&admin).await?;
+    assert_eq!(post(&mut c, &host, "/big", &long).await?, 201);
+    let n = before + 1;
+    let (big, _) = newest(&admin, n, "stored").await?;
+    let refused = admin
+        .send("POST", &format!("/api/v1/requests/{big}/replay"), None)
+        .await?;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(refused.text.contains("1024 of 4106"), "{}", refused.text);
+    let bad = admin
+        .send(
+            "POST",
+            &format!("/api/v1/requests/{big}/replay"),
+            Some(r#"{"method":"GET BAD","body":""}"#),
+        )
+        .await?;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+
+    // Switched to meta over the API: no detail, no replay; `off`: not captured at all.
+    let tunnels = admin.get("/api/v1/tunnels").await?;
+    let tunnel = tunnels.body["tunnels"][0]["id"]
+        .as_str()
+        .context("tunnel")?
+        .to_string();
+    assert_eq!(tunnels.body["tunnels"][0]["inspect"], "full");
+    let path = format!("/api/v1/tunnels/{tunnel}");
+    let set = admin
+        .send("PATCH", &path, Some(r#"{"inspect":"meta"}"#))
+        .await?;
+    assert_eq!(
+        (set.status, set.body["inspect"].as_str()),
+        (200, Some("meta")),
+        "{}",
+        set.text
+    );
+    let wrong = admin
+        .send("PATCH", &path, Some(r#"{"inspect":"everything"}"#))
+        .await?;
+    assert_eq!(wrong.status, 400, "{}", wrong.text);
+    let listed_before = count_listed(&admin).await?;
+    assert_eq!(post(&mut c, &host, "/meta", "{}").await?, 201);
+    let (meta, _) = newest(&admin, listed_before + 1, "notCaptured").await?;
+    let refused = admin
+        .send("POST", &format!("/api/v1/requests/{meta}/replay"), None)
+        .await?;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    let set = admin
+        .send("PATCH", &path, Some(r#"{"inspect":"off"}"#))
+        .await?;
+    assert_eq!(set.status, 200, "{}", set.text);
+    assert_eq!(post(&mut c, &host, "/off", "{}").await?, 201);
+    admin
+        .send("PATCH", &path, Some(r#"{"inspect":"meta"}"#))
+        .await?;
+    assert_eq!(post(&mut c, &host, "/meta-again", "{}").await?, 201);
+    let (again, d) = newest(&admin, listed_before + 2, "notCaptured").await?;
+    assert!(again > meta);
+    assert_eq!(
+        d.body["request"]["path"], "/meta-again",
+        "the `off` request was not captured"
+    );
+    let all = admin.get("/api/v1/requests?limit=1000").await?;
+    ensure!(!all.text.contains("\"/off\""), "{}", all.text);
+
+    drop((c, agent));
+    stop(&mut edge).await?;
+    nowhere(dir.path(), SECRET.as_bytes())?;
+    nowhere(dir.path(), FRESH.as_bytes())?;
+    Ok(())
+}
+
+/// `beamd_body_store_bytes` from the edge's `/metrics`.
+async fn store_bytes(api: &Api) -> Result<u64> {
+    let m = api.get("/metrics").await?;
+    Ok(m.text
+        .lines()
+        .find_map(|l| l.strip_prefix("beamd_body_store_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
+}
+
+#[tokio::test]
+async fn the_body_store_stays_under_its_cap_under_a_flood() -> Result<()> {
+    const CAP: u64 = 1 << 20;
+    let dir = tempfile::tempdir()?;
+    let web = http_server().await?;
+    let args = [
+        "--http-listen",
+        "127.0.0.1:0",
+        "--body-store-mib",
+        "1",
+        "--body-limit",
+        "65536",
+    ];
+    let mut edge = start_edge(dir.path(), "tcp", "127.0.0.1:0", &args)?;
+    let (agent, host, public) =
+        start_http_agent(&edge, "tcp", web, "flood", &["--inspect", "full"])?;
+    let admin = Api::new(edge.api, ADMIN_TOKEN);
+    let mut c = client(public).await?;
+    let (mut peak, n) = (0u64, 64usize);
+    let body: Vec<u8> = (0..65_536u32).map(|i| (i % 241) as u8).collect();
+    for i in 0..n {
+        let req = Request::post(format!("/sum?i={i}"))
+            .header("host", &host)
+            .body(full(body.clone()))?;
+        assert_eq!(send(&mut c, req).await?.0, 200);
+        if i % 8 == 0 {
+            peak = peak.max(store_bytes(&admin).await?);
+        }
+    }
+    // The newest is stored, the oldest pruned to make room; the store never passed its cap.
+    let (_, newest_detail) = newest(&admin, n, "stored").await?;
+    assert_eq!(
+        newest_detail.body["request"]["path"],
+        format!("/sum?i={}", n - 1)
+    );
+    peak = peak.max(store_bytes(&admin).await?);
+    assert!(peak > CAP / 2 && peak <= CAP, "peak {peak} of a {CAP} cap");
+    let listed = admin.get("/api/v1/requests?limit=1000").await?;
+    let oldest = listed.body["requests"]
+        .as_array()
+        .and_then(|l| l.last())
+        .context("oldest")?;
+    assert_eq!(oldest["path"], "/sum?i=0");
+    let old = admin
+        .get(&format!("/api/v1/requests/{}", oldest["seq"]))
+        .await?;
+    assert_eq!(old.body["detail"], "pruned", "{}", old.text);
+    drop((c, agent));
+    stop(&mut edge).await?;
+    let data = DataDir::open_existing(dir.path())?;
+    let store = BodyStore::open(data.db(), BodyLimits::default())?;
+    assert!(
+        store.used() <= CAP && store.used() > CAP / 2,
+        "{} stored",
+        store.used()
+    );
+    Ok(())
+}
