@@ -2,6 +2,8 @@
 //! chromium-driver, installed with apt-get when missing) driven over
 //! WebDriver. It signs in with a token, sees a tunnel come online and a
 //! proxied request appear in the inspector without a reload (the live feed),
+//! switches the tunnel to full capture, opens a request's headers and JSON
+//! body and replays it (the replay appears live, selected),
 //! creates and revokes a token, counts the usage chart's bars for 7, 30 and
 //! 90 days, and checks a phone-sized window scrolls only vertically. A
 //! screenshot of each page is saved under `target/dashboard-screenshots/`.
@@ -171,6 +173,47 @@ async fn run(c: &Client, edge: &common::tunnel::Edge) -> Result<()> {
     let detail = find(c, "#request-detail h2").await?.text().await?;
     ensure!(detail == "GET /hello", "{detail}");
     shoot(c, "inspector").await?;
+
+    // Full capture switched on from the detail; a JSON POST then shows its
+    // headers and pretty-printed body, and its replay appears live, selected.
+    find(c, "#capture-full").await?.click().await?;
+    find(c, "#notice.info:not([hidden])").await?;
+    let tunnels = admin.get("/api/v1/tunnels").await?;
+    ensure!(
+        tunnels.body["tunnels"][0]["inspect"] == "full",
+        "{}",
+        tunnels.text
+    );
+    let json = r#"{"order":42,"items":["a","b"]}"#;
+    let post = hyper::Request::post("/sum")
+        .header("host", &host)
+        .header("content-type", "application/json")
+        .body(common::http::full(json))?;
+    ensure!(
+        send(&mut http, post).await?.0 == 200,
+        "the POST through the tunnel"
+    );
+    find(c, "tr[data-path='/sum']").await?.click().await?;
+    let body = find(c, "#request-body").await?.text().await?;
+    ensure!(
+        body.contains("\"order\": 42,\n"),
+        "not pretty-printed: {body:?}"
+    );
+    let headers = find(c, "#request-headers").await?.text().await?;
+    ensure!(headers.contains("application/json"), "{headers}");
+    let original = find(c, "tr[data-path='/sum']")
+        .await?
+        .attr("data-seq")
+        .await?
+        .context("seq")?;
+    shoot(c, "inspector-detail").await?;
+    find(c, "#replay-button").await?.click().await?;
+    let said = find(c, "#notice.info:not([hidden])").await?.text().await?;
+    ensure!(said.contains("Replayed POST /sum → 200"), "{said}");
+    find(c, &format!("tr.selected[data-replay-of='{original}']")).await?;
+    let of = find(c, "#replay-of").await?.text().await?;
+    ensure!(of == format!("A replay of request #{original}"), "{of}");
+    shoot(c, "inspector-replayed").await?;
 
     // A token is created (its secret shown once) and revoked.
     open(c, "tokens").await?;

@@ -10,6 +10,7 @@ use super::http::Resp;
 const INDEX: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/app.js");
 const PAGES: &str = include_str!("dashboard/pages.js");
+const INSPECTOR: &str = include_str!("dashboard/inspector.js");
 const STYLE: &str = include_str!("dashboard/app.css");
 
 /// Only this origin's script and style run (inline style attributes draw the
@@ -17,12 +18,13 @@ const STYLE: &str = include_str!("dashboard/app.css");
 const POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; \
                       img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'";
 
-/// An embedded asset by its path: `/`, `/dashboard/app.js`, `/dashboard/pages.js`, `/dashboard/app.css`.
+/// An embedded asset by its path: `/`, `/dashboard/{app,pages,inspector}.js`, `/dashboard/app.css`.
 pub fn asset(path: &str) -> Option<(&'static str, &'static str)> {
     match path {
         "" | "index.html" => Some(("text/html; charset=utf-8", INDEX)),
         "dashboard/app.js" => Some(("text/javascript; charset=utf-8", SCRIPT)),
         "dashboard/pages.js" => Some(("text/javascript; charset=utf-8", PAGES)),
+        "dashboard/inspector.js" => Some(("text/javascript; charset=utf-8", INSPECTOR)),
         "dashboard/app.css" => Some(("text/css; charset=utf-8", STYLE)),
         _ => None,
     }
@@ -55,6 +57,7 @@ mod tests {
         for src in [
             "/dashboard/app.js",
             "/dashboard/pages.js",
+            "/dashboard/inspector.js",
             "/dashboard/app.css",
         ] {
             assert!(page.contains(src), "{src}");

@@ -121,7 +121,7 @@ pub async fn replay(
         ip: peer.ip().to_string(),
         user_agent: header(USER_AGENT),
         proto: "HTTP/1.1".into(),
-        host: header(HOST),
+        host: crate::domain::request_host(&header(HOST)),
         started_at: ctx.core.now_ms(),
         replay_of: Some(resend.replay_of),
         ..RequestCaptured::default()

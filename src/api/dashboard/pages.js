@@ -86,40 +86,6 @@ async function tunnelsPage() {
   return [h('h1', {}, 'Tunnels'), list.tunnels.length ? table(['tunnel', 'status', 'public', 'transport', 'bytes', 'protocol', ''], rows) : h('p', { class: 'muted', id: 'no-tunnels' }, 'No tunnels yet: run `beamd http 3000` with one of your tokens.')];
 }
 
-const filters = { status: '', path: '', tunnel: '' };
-let selectedSeq = null;
-
-async function inspectorPage() {
-  const list = await api('GET', '/requests?limit=200');
-  const tunnels = [...new Set(list.requests.map((r) => r.tunnel))];
-  const shown = list.requests.filter((r) => (!filters.status || String(r.status).startsWith(filters.status))
-    && (!filters.path || r.path.includes(filters.path)) && (!filters.tunnel || r.tunnel === filters.tunnel));
-  const detail = h('section', { class: 'card', id: 'request-detail', hidden: true });
-  const show = (r) => {
-    selectedSeq = r.seq;
-    detail.hidden = false;
-    detail.replaceChildren(h('h2', {}, r.method + ' ' + r.path), h('pre', {}, JSON.stringify(r, null, 2)));
-  };
-  const rows = shown.map((r) => {
-    const tr = h('tr', { class: 'clickable' + (r.seq === selectedSeq ? ' selected' : ''), 'data-seq': r.seq, 'data-path': r.path },
-      h('td', {}, when(r.at)), h('td', {}, r.method), h('td', {}, r.path), h('td', {}, r.status),
-      h('td', {}, r.durationMs + ' ms'), h('td', {}, r.host), h('td', {}, bytes(r.bytes)));
-    tr.addEventListener('click', () => show(r));
-    return tr;
-  });
-  const chosen = list.requests.find((r) => r.seq === selectedSeq);
-  if (chosen) show(chosen);
-  const input = (key, placeholder) => h('input', { value: filters[key], placeholder, 'data-filter': key, oninput: (e) => { filters[key] = e.target.value; scheduleRefresh(250); } });
-  const select = h('select', { 'data-filter': 'tunnel', onchange: (e) => { filters.tunnel = e.target.value; render(); } },
-    h('option', { value: '' }, 'all tunnels'), tunnels.map((t) => h('option', { value: t, selected: t === filters.tunnel }, t)));
-  return [
-    h('h1', {}, 'Inspector'),
-    h('form', { class: 'inline', onsubmit: (e) => e.preventDefault() }, input('status', 'status (e.g. 5)'), input('path', 'path contains'), select),
-    shown.length ? table(['at', 'method', 'path', 'status', 'time', 'host', 'bytes'], rows) : h('p', { class: 'muted', id: 'no-requests' }, 'No requests yet.'),
-    detail,
-  ];
-}
-
 async function tokensPage() {
   const list = await api('GET', '/tokens?limit=200');
   const created = h('div', { id: 'token-created' });
