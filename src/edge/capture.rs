@@ -24,8 +24,9 @@ pub struct FullCaptureSettings {
     pub sink: BodySink,
     /// Body bytes kept per body.
     pub body_limit: usize,
-    /// Header names whose values are masked (lower case).
-    pub masked: Vec<String>,
+    /// Header names whose values are masked (lower case); shared, since
+    /// every captured request holds the settings.
+    pub masked: Arc<[String]>,
 }
 
 impl FullCaptureSettings {
@@ -41,7 +42,7 @@ impl FullCaptureSettings {
             sink: BodySink::spawn(store.clone())?,
             store,
             body_limit: args.body_limit,
-            masked: args.masked(),
+            masked: args.masked().into(),
         }))
     }
 }
@@ -154,8 +155,14 @@ pub fn masked_headers(headers: &hyper::HeaderMap, masked: &[String]) -> Vec<(Str
 }
 
 fn seen(d: &BodyDigest) -> BodySeen {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut sha256 = String::with_capacity(64);
+    for b in d.sha256 {
+        sha256.push(HEX[usize::from(b >> 4)] as char);
+        sha256.push(HEX[usize::from(b & 15)] as char);
+    }
     BodySeen {
-        sha256: d.sha256.iter().map(|b| format!("{b:02x}")).collect(),
+        sha256,
         len: d.len,
         truncated: d.truncated,
     }
@@ -261,6 +268,8 @@ impl CaptureGuard {
             return;
         };
         let take = |slot: &DigestSlot| slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // An empty body (a GET's) is no body: nothing to prove or show.
+        let take = |slot| take(slot).filter(|d: &BodyDigest| d.len > 0);
         let (req, resp) = (take(&full.request_body), take(&full.response_body));
         self.capture.request_body = req.as_ref().map(|d| Box::new(seen(d)));
         self.capture.response_body = resp.as_ref().map(|d| Box::new(seen(d)));

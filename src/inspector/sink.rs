@@ -1,7 +1,7 @@
 //! Details are written off the data path: a request hands its detail to a
-//! bounded queue and goes on; one thread writes them to the body store in
-//! batches. When the queue is full the detail is dropped and counted, never
-//! waited for.
+//! bounded queue and goes on; one thread gathers them for up to 20 ms and
+//! writes them to the body store as one chunk. When the queue is full the
+//! detail is dropped and counted, never waited for.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -10,8 +10,10 @@ use super::body_store::{BodyStore, Detail};
 
 /// Details waiting to be written, at most.
 const QUEUE: usize = 8192;
-/// Details written in one sled batch, at most.
-const BATCH: usize = 512;
+/// Details written in one batch (one chunk of the store), at most.
+const BATCH: usize = 4096;
+/// How long the writer gathers details before it writes them.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
 
 type Item = (String, u64, Detail);
 
@@ -44,6 +46,8 @@ impl BodySink {
 
 fn write(store: &BodyStore, rx: &Receiver<Item>) {
     while let Ok(first) = rx.recv() {
+        // One wake-up per batch, not per detail.
+        std::thread::sleep(GATHER);
         let mut items = vec![first];
         while items.len() < BATCH {
             match rx.try_recv() {
