@@ -385,14 +385,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(crate::client::run(ClientCommand::Usage { days }, api))
         }
         Command::Requests {
-            cmd: Some(cmd),
+            cmd,
+            limit,
+            follow,
             api,
-            ..
-        } => runtime.block_on(crate::client::requests::run(cmd, api)),
-        Command::Requests {
-            limit, follow, api, ..
         } => runtime.block_on(crate::client::run(
-            ClientCommand::Requests { limit, follow },
+            ClientCommand::Requests { cmd, limit, follow },
             api,
         )),
         Command::Domains { cmd, api } => {

@@ -86,6 +86,8 @@ pub enum ClientCommand {
     },
     /// Recent requests; `follow` keeps printing new ones.
     Requests {
+        /// One request in detail, or its replay, instead of the list.
+        cmd: Option<super::requests::RequestsCmd>,
         /// How many to show first.
         limit: usize,
         /// Keep printing new requests until interrupted.
@@ -304,7 +306,14 @@ pub async fn run(cmd: ClientCommand, api: ApiArgs) -> Result<ExitCode> {
                 format!("{head}\n\n{table}")
             })?;
         }
-        ClientCommand::Requests { limit, follow } => {
+        ClientCommand::Requests { cmd: Some(cmd), .. } => {
+            return super::requests::run(cmd, api).await;
+        }
+        ClientCommand::Requests {
+            limit,
+            follow,
+            cmd: None,
+        } => {
             let v = api
                 .call("GET", &format!("/requests?limit={limit}"), None)
                 .await?;

@@ -125,6 +125,58 @@ impl FullStart {
     }
 }
 
+/// What is known of a proxied request by the time its response arrives.
+pub struct Pending {
+    /// Its metadata so far.
+    pub capture: RequestCaptured,
+    /// Request body bytes.
+    pub bytes_in: Arc<AtomicU64>,
+    /// Response body bytes, counted from here on.
+    pub bytes_out: Arc<AtomicU64>,
+    /// When it arrived.
+    pub started: tokio::time::Instant,
+    /// Under full capture: its headers and its request body's digest.
+    pub full: Option<FullStart>,
+}
+
+impl Pending {
+    /// The response `body` (with these `headers`) counted into the tunnel,
+    /// teed under full capture, and, when `record`, recording the capture
+    /// once it is done.
+    pub fn respond<B>(
+        self,
+        body: B,
+        headers: &hyper::HeaderMap,
+        ctx: &super::EdgeContext,
+        route: &super::context::Route,
+        record: bool,
+    ) -> CountingBody<B> {
+        let (full, tee) = match self.full {
+            Some(f) => {
+                let (full, tee) = f.answered(headers);
+                (Some(full), Some(tee))
+            }
+            None => (None, None),
+        };
+        let guard = record.then(|| CaptureGuard {
+            capture: self.capture,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out.clone(),
+            started: self.started,
+            core: ctx.core.clone(),
+            tunnel: route.tunnel.clone(),
+            meter: route.meter.clone(),
+            disk: ctx.settings.disk.clone(),
+            full,
+        });
+        let body = CountingBody::new(body, self.bytes_out, guard);
+        match tee {
+            Some((limit, slot)) => body.teed(limit, slot),
+            None => body,
+        }
+    }
+}
+
 /// One request under full capture: what the guard stores when it is done.
 pub struct FullCapture {
     /// Where the detail is handed over.

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::access::Denied;
-use super::capture::{CaptureGuard, CountingBody};
+use super::capture::{CountingBody, Pending};
 use super::context::{EdgeContext, Route};
 use super::gateway::{self, Target};
 use super::upstream_tunnel::{lock, upstream, Refused, Slot, Upstream};
@@ -358,30 +358,16 @@ async fn proxy(
     metrics::counter!("beamd_http_requests_total").increment(1);
     metrics::histogram!("beamd_http_request_duration_seconds")
         .record(started.elapsed().as_secs_f64());
-    let (full, tee_out) = match full {
-        Some(f) => {
-            let (full, tee) = f.answered(response.headers());
-            (Some(full), Some(tee))
-        }
-        None => (None, None),
-    };
-    let guard = (mode != InspectMode::Off).then(|| CaptureGuard {
+    let pending = Pending {
         capture,
         bytes_in,
-        bytes_out: bytes_out.clone(),
+        bytes_out,
         started,
-        core: ctx.core.clone(),
-        tunnel: route.tunnel.clone(),
-        meter: route.meter.clone(),
-        disk: ctx.settings.disk.clone(),
         full,
-    });
-    let response = response.map(|b| {
-        let counted = CountingBody::new(b, bytes_out, guard);
-        match tee_out {
-            Some((limit, slot)) => counted.teed(limit, slot).boxed(),
-            None => counted.boxed(),
-        }
-    });
+    };
+    let (parts, body) = response.into_parts();
+    let record = mode != InspectMode::Off;
+    let body = pending.respond(body, &parts.headers, &ctx, &route, record);
+    let response = Response::from_parts(parts, body.boxed());
     Ok(response)
 }

@@ -14,7 +14,7 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST, USER_AGENT};
 use hyper::{Method, Request};
 use tokio::time::Instant;
 
-use super::capture::{masked_headers, CaptureGuard, CountingBody};
+use super::capture::{masked_headers, CountingBody, Pending};
 use super::context::{EdgeContext, Route};
 use super::upstream_tunnel::{connect, Refused};
 use crate::domain::TunnelCommand;
@@ -62,8 +62,6 @@ pub struct Replayed {
     pub truncated: bool,
     /// The replay's capture id (`req_…`) when it was captured in full.
     pub id: Option<String>,
-    /// When the replay was sent (ms since the epoch), to find its capture.
-    pub started_at: u64,
 }
 
 /// Why a replay was not answered.
@@ -126,7 +124,6 @@ pub async fn replay(
         replay_of: Some(resend.replay_of),
         ..RequestCaptured::default()
     };
-    let started_at = capture.started_at;
     let id = full.as_ref().map(|f| f.id.clone());
     capture.id = id.clone().unwrap_or_default();
     route.meter.requests.fetch_add(1, Ordering::Relaxed);
@@ -152,28 +149,15 @@ pub async fn replay(
     let status = response.status().as_u16();
     capture.status = status;
     let headers = masked_headers(response.headers(), &[]);
-    let (full, tee_out) = match full {
-        Some(f) => {
-            let (full, tee) = f.answered(response.headers());
-            (Some(full), Some(tee))
-        }
-        None => (None, None),
-    };
-    let guard = capturing.then(|| CaptureGuard {
+    let pending = Pending {
         capture,
         bytes_in,
-        bytes_out: bytes_out.clone(),
+        bytes_out,
         started,
-        core: ctx.core.clone(),
-        tunnel: route.tunnel.clone(),
-        meter: route.meter.clone(),
-        disk: ctx.settings.disk.clone(),
         full,
-    });
-    let mut body = CountingBody::new(response.into_body(), bytes_out, guard);
-    if let Some((limit, slot)) = tee_out {
-        body = body.teed(limit, slot);
-    }
+    };
+    let (parts, body) = response.into_parts();
+    let mut body = pending.respond(body, &parts.headers, ctx, &route, capturing);
     let limit = (ctx.settings.full_capture.as_ref()).map_or(DEFAULT_BODY_LIMIT, |f| f.body_limit);
     let (kept, len) = tokio::time::timeout(timeout, read_prefix(&mut body, limit))
         .await
@@ -190,7 +174,6 @@ pub async fn replay(
         body: kept,
         len,
         id,
-        started_at,
     })
 }
 
