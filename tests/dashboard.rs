@@ -108,6 +108,37 @@ async fn find(c: &Client, css: &str) -> Result<fantoccini::elements::Element> {
         .with_context(|| format!("{css} did not appear in {WAIT:?}"))
 }
 
+/// Whether a command failed because the page re-rendered under it (a live update).
+fn stale(e: &fantoccini::error::CmdError) -> bool {
+    e.to_string().contains("stale element")
+}
+
+/// Clicks `css`, finding it again while live updates re-render it.
+async fn click(c: &Client, css: &str) -> Result<()> {
+    for _ in 0..50 {
+        match find(c, css).await?.click().await {
+            Err(e) if stale(&e) => tokio::time::sleep(Duration::from_millis(100)).await,
+            done => return Ok(done?),
+        }
+    }
+    bail!("{css} kept going stale")
+}
+
+/// The text of `css` once `ok` holds for it (it may be re-rendered meanwhile).
+async fn text_when(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> Result<String> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        match find(c, css).await?.text().await {
+            Ok(t) if ok(&t) => return Ok(t),
+            Ok(t) => last = t,
+            Err(e) if stale(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{css} never showed what was expected; last: {last:?}")
+}
+
 async fn count(c: &Client, css: &str) -> Result<usize> {
     Ok(c.find_all(Locator::Css(css)).await?.len())
 }
@@ -169,14 +200,13 @@ async fn run(c: &Client, edge: &common::tunnel::Edge) -> Result<()> {
     let mut http = client(public).await?;
     let (status, _) = send(&mut http, get(&host, "/hello")?).await?;
     ensure!(status == 200, "the request through the tunnel: {status}");
-    find(c, "tr[data-path='/hello']").await?.click().await?;
-    let detail = find(c, "#request-detail h2").await?.text().await?;
-    ensure!(detail == "GET /hello", "{detail}");
+    click(c, "tr[data-path='/hello']").await?;
+    text_when(c, "#request-detail h2", |t| t == "GET /hello").await?;
     shoot(c, "inspector").await?;
 
     // Full capture switched on from the detail; a JSON POST then shows its
     // headers and pretty-printed body, and its replay appears live, selected.
-    find(c, "#capture-full").await?.click().await?;
+    click(c, "#capture-full").await?;
     find(c, "#notice.info:not([hidden])").await?;
     let tunnels = admin.get("/api/v1/tunnels").await?;
     ensure!(
@@ -193,26 +223,21 @@ async fn run(c: &Client, edge: &common::tunnel::Edge) -> Result<()> {
         send(&mut http, post).await?.0 == 200,
         "the POST through the tunnel"
     );
-    find(c, "tr[data-path='/sum']").await?.click().await?;
-    let body = find(c, "#request-body").await?.text().await?;
-    ensure!(
-        body.contains("\"order\": 42,\n"),
-        "not pretty-printed: {body:?}"
-    );
-    let headers = find(c, "#request-headers").await?.text().await?;
-    ensure!(headers.contains("application/json"), "{headers}");
-    let original = find(c, "tr[data-path='/sum']")
-        .await?
-        .attr("data-seq")
-        .await?
-        .context("seq")?;
+    click(c, "tr[data-path='/sum']").await?;
+    text_when(c, "#request-body", |t| t.contains("\"order\": 42,\n")).await?;
+    text_when(c, "#request-headers", |t| t.contains("application/json")).await?;
+    let listed = admin.get("/api/v1/requests").await?;
+    let original = listed.body["requests"][0]["seq"].as_u64().context("seq")?;
     shoot(c, "inspector-detail").await?;
-    find(c, "#replay-button").await?.click().await?;
-    let said = find(c, "#notice.info:not([hidden])").await?.text().await?;
+    click(c, "#replay-button").await?;
+    let said = text_when(c, "#notice.info:not([hidden])", |t| {
+        t.starts_with("Replayed")
+    })
+    .await?;
     ensure!(said.contains("Replayed POST /sum → 200"), "{said}");
     find(c, &format!("tr.selected[data-replay-of='{original}']")).await?;
-    let of = find(c, "#replay-of").await?.text().await?;
-    ensure!(of == format!("A replay of request #{original}"), "{of}");
+    let want = format!("A replay of request #{original}");
+    text_when(c, "#replay-of", |t| t == want).await?;
     shoot(c, "inspector-replayed").await?;
 
     // A token is created (its secret shown once) and revoked.
