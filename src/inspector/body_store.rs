@@ -296,7 +296,16 @@ mod tests {
     }
 
     fn store(dir: &std::path::Path, cap: u64, ttl: u64) -> (sled::Db, BodyStore) {
-        let db = sled::Config::new().path(dir).open().unwrap();
+        // sled's background flusher may hold the previous handle's lock a moment longer.
+        let mut db = sled::Config::new().path(dir).open();
+        for _ in 0..100 {
+            if db.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            db = sled::Config::new().path(dir).open();
+        }
+        let db = db.unwrap();
         let limits = BodyLimits {
             cap_bytes: cap,
             ttl: Duration::from_millis(ttl),

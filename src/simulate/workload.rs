@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use beamd_events::vocabulary::{KeyKind, Plan, TransportKind, TunnelProtocol};
+use beamd_events::vocabulary::{InspectMode, KeyKind, Plan, TransportKind, TunnelProtocol};
 use beamd_transports::Connection;
 
 use super::world::BeamdWorld;
@@ -102,12 +102,14 @@ impl BeamdWorld {
                 let Some(t) = self.pick(&self.tunnels.clone()) else {
                     return Ok("no tunnel".into());
                 };
-                let cmd = match self.rng.bool() {
-                    true => TunnelCommand::GoOffline {
+                let modes = [InspectMode::Off, InspectMode::Meta, InspectMode::Full];
+                let cmd = match self.rng.u8(0..3) {
+                    0 => TunnelCommand::GoOffline {
                         reason: "sim".into(),
                         node: None,
                     },
-                    false => TunnelCommand::Release,
+                    1 => TunnelCommand::Release,
+                    _ => TunnelCommand::SetInspect(modes[self.rng.usize(0..3)]),
                 };
                 self.core.tunnel_command(&t, cmd.clone()).await?;
                 format!("{cmd:?} {t}")
