@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use beamd::data_dir::DataDir;
-use beamd::inspector::{BodyLimits, BodyStore};
+use beamd::inspector::{BodyLimits, BodyStore, BODIES_DIR};
 use beamd_events::log::Store;
 use beamd_events::vocabulary::RequestCaptured;
 use beamd_events::Event;
@@ -132,7 +132,7 @@ async fn full_capture_stores_masked_headers_and_bodies_beside_the_log() -> Resul
         })
         .collect();
     assert_eq!(captured.len(), 2, "{captured:?}");
-    let bodies = BodyStore::open(data.db(), BodyLimits::default())?;
+    let bodies = BodyStore::open_dir(&data.path().join(BODIES_DIR), BodyLimits::default())?;
 
     let small = &captured[0];
     let seen = small.request_body.as_ref().context("request body seen")?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use beamd::data_dir::DataDir;
-use beamd::inspector::{BodyLimits, BodyStore};
+use beamd::inspector::{BodyLimits, BodyStore, BODIES_DIR};
 use bytes::Bytes;
 use common::api::{tenant, Answer, Api};
 use common::http::{client, full, http_server, send, start_http_agent};
@@ -440,7 +440,7 @@ async fn the_body_store_stays_under_its_cap_under_a_flood() -> Result<()> {
     drop((c, agent));
     stop(&mut edge).await?;
     let data = DataDir::open_existing(dir.path())?;
-    let store = BodyStore::open(data.db(), BodyLimits::default())?;
+    let store = BodyStore::open_dir(&data.path().join(BODIES_DIR), BodyLimits::default())?;
     assert!(
         store.used() <= CAP && store.used() > CAP / 2,
         "{} stored",

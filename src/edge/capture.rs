@@ -36,7 +36,12 @@ impl FullCaptureSettings {
         args: &crate::inspector::InspectArgs,
         dir: &crate::data_dir::DataDir,
     ) -> anyhow::Result<Option<Self>> {
-        let store = Arc::new(BodyStore::open(dir.db(), args.limits())?);
+        // An earlier version kept details in the log's database: they go.
+        if let Err(e) = dir.db().drop_tree(crate::inspector::BODIES_TREE) {
+            tracing::warn!("cannot drop the old body store tree: {e}");
+        }
+        let path = dir.path().join(crate::inspector::BODIES_DIR);
+        let store = Arc::new(BodyStore::open_dir(&path, args.limits())?);
         tokio::spawn(expire(store.clone(), args.body_ttl));
         Ok(Some(Self {
             sink: BodySink::spawn(store.clone())?,

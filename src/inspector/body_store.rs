@@ -3,6 +3,10 @@
 //! oldest pruned first. The log keeps only each body's SHA-256 and a
 //! truncated flag, so it proves what was seen while bodies can go.
 //!
+//! The store is its own sled database (`<data dir>/bodies`), not a tree of
+//! the log's: the log flushes before every acknowledgement, and details
+//! (prunable, never flushed on purpose) must not ride on those flushes.
+//!
 //! Details are written in chunks, one per batch the writer hands over (a
 //! sled insert per detail would cost the data path a quarter of its
 //! throughput): `d` + chunk number (u64 BE) → the details' msgpack, end to
@@ -21,12 +25,19 @@ use sled::{Batch, Tree};
 /// The sled tree of captured bodies.
 pub const BODIES_TREE: &str = "beamd.bodies";
 
+/// The body store's own sled database, under the data dir.
+pub const BODIES_DIR: &str = "bodies";
+
 const INDEX: u8 = b'c';
 const DATA: u8 = b'd';
 
 /// A chunk holds at most this share of the cap, so that pruning one frees
 /// little more than needed.
 const CHUNK_SHARE: u64 = 16;
+/// And at most this many bytes (one detail may still be larger), so that
+/// chunks stay inline in sled's segments (larger values become a file
+/// each) and reading one detail reads little else.
+const CHUNK_MAX: u64 = 64 << 10;
 
 /// How much the store keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +162,21 @@ impl BodyStore {
         })
     }
 
+    /// Opens the store in its own sled database at `path` (created when
+    /// missing), so that its writes never ride on the event log's flushes:
+    /// details are prunable and never flushed on purpose; sled writes them
+    /// out in the background.
+    pub fn open_dir(path: &std::path::Path, limits: BodyLimits) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(32 << 20)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(Some(1_000))
+            .open()
+            .with_context(|| format!("cannot open the body store at {}", path.display()))?;
+        Self::open(&db, limits)
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // Only whole values are stored under the lock; a poisoned one is consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -192,7 +218,7 @@ impl BodyStore {
         let mut state = self.state();
         let expired_before = latest.saturating_sub(self.limits.ttl.as_millis() as u64);
         self.prune(&mut state, expired_before, added)?;
-        let limit = (self.limits.cap_bytes / CHUNK_SHARE).max(1);
+        let limit = (self.limits.cap_bytes / CHUNK_SHARE).clamp(1, CHUNK_MAX);
         let mut batch = Batch::default();
         let mut made = Vec::new();
         let mut data = Vec::with_capacity(added.min(limit) as usize + 1024);

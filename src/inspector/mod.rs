@@ -7,7 +7,7 @@ pub mod mask;
 pub mod sink;
 pub mod tee;
 
-pub use body_store::{BodyLimits, BodyStore, Detail, BODIES_TREE};
+pub use body_store::{BodyLimits, BodyStore, Detail, BODIES_DIR, BODIES_TREE};
 pub use mask::{is_masked, mask_headers, DEFAULT_MASKED};
 pub use sink::BodySink;
 pub use tee::{BodyDigest, BodyTee, DEFAULT_BODY_LIMIT};
