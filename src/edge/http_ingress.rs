@@ -97,18 +97,12 @@ where
 {
     let slot: Slot = Arc::new(Mutex::new(None));
     let sni: Option<Arc<str>> = sni.map(Into::into);
-    let ctx_header_timeout = ctx.settings.header_timeout;
+    let http = super::h2::builder(ctx.settings.header_timeout);
     let service = hyper::service::service_fn(move |req| {
         proxy(req, peer, sni.clone(), ctx.clone(), slot.clone())
     });
-    let mut http = hyper::server::conn::http1::Builder::new();
-    if let Some(limit) = ctx_header_timeout {
-        http.timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(limit);
-    }
     let _ = http
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades()
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
         .await;
 }
 
@@ -182,6 +176,9 @@ async fn proxy(
     slot: Slot,
 ) -> Result<Response<Body>, Infallible> {
     let host = host_of(&req);
+    // Services hear HTTP/1.1 whatever the client spoke; the capture keeps what it spoke.
+    let version = req.version();
+    super::h2::to_http1(&mut req);
     if let Some(sni) = sni.filter(|sni| **sni != *host) {
         // Domain fronting: a connection made for one name carrying requests for another.
         return Ok(page(
@@ -273,7 +270,7 @@ async fn proxy(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string(),
-        proto: format!("{:?}", req.version()),
+        proto: format!("{:?}", version),
         host: host.clone(),
         started_at: ctx.core.now_ms(),
         route: decision.as_ref().map(|d| d.route.clone()),

@@ -14,6 +14,7 @@ mod dns;
 mod domains;
 mod error_tally;
 mod gateway;
+mod h2;
 mod health;
 mod http_ingress;
 mod listener;

@@ -171,7 +171,7 @@ impl EdgeIdentity {
                 PrivateKeyDer::Pkcs8(self.key.clone_key()),
             )
             .map_err(tls)?;
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(cfg)
     }
 }

@@ -1,0 +1,168 @@
+//! HTTP/2 at the public ingress, through a real tunnel over each transport:
+//! curl with `--http2-prior-knowledge` on plain HTTP and `--http2` over
+//! HTTPS (ALPN) gets the service's body and the inspector records
+//! `HTTP/2.0`; on one HTTP/2 connection, 99 fast requests all finish while
+//! a slow one beside them is still waiting.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use beamd_transports::tls::EdgeIdentity;
+use common::api::Api;
+use common::http::{http_server, start_http_agent};
+use common::tunnel::{start_edge, ADMIN_TOKEN};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+/// curl's body and the HTTP version it used (`2`, `1.1`).
+async fn curl(args: &[&str]) -> Result<(String, String)> {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-w", "\n%{http_version}"])
+        .args(args)
+        .output()
+        .await
+        .context("curl (Debian's curl, built with nghttp2)")?;
+    ensure!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let (body, version) = text.rsplit_once('\n').context("version line")?;
+    Ok((body.to_string(), version.to_string()))
+}
+
+/// The newest request's protocol in the inspector, once it is listed.
+async fn newest_proto(api: &Api, path: &str) -> Result<String> {
+    for _ in 0..100 {
+        let listed = api.get("/api/v1/requests").await?;
+        if listed.body["requests"][0]["path"] == path {
+            return Ok(listed.body["requests"][0]["proto"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{path} was not captured")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_with_prior_knowledge_over_each_transport() -> Result<()> {
+    for transport in ["quic", "ws", "tcp"] {
+        let dir = tempfile::tempdir()?;
+        let web = http_server().await?;
+        let edge = start_edge(
+            dir.path(),
+            transport,
+            "127.0.0.1:0",
+            &["--http-listen", "127.0.0.1:0"],
+        )?;
+        let (_agent, host, public) = start_http_agent(&edge, transport, web, "two", &[])?;
+        let name = host.split(':').next().context("name")?;
+        let resolve = format!("{name}:{}:127.0.0.1", public.port());
+        let url = format!("http://{host}/hello");
+        let (body, version) =
+            curl(&["--http2-prior-knowledge", "--resolve", &resolve, &url]).await?;
+        ensure!(
+            (body.as_str(), version.as_str()) == ("hello through the tunnel", "2"),
+            "{transport}: {version} {body}"
+        );
+        // HTTP/1.1 still works on the same port.
+        let (body, version) = curl(&["--http1.1", "--resolve", &resolve, &url]).await?;
+        ensure!(
+            version == "1.1" && body == "hello through the tunnel",
+            "{version} {body}"
+        );
+        let admin = Api::new(edge.api, ADMIN_TOKEN);
+        let url = format!("http://{host}/headers");
+        curl(&["--http2-prior-knowledge", "--resolve", &resolve, &url]).await?;
+        let proto = newest_proto(&admin, "/headers").await?;
+        ensure!(proto == "HTTP/2.0", "{transport}: {proto}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_by_alpn_over_https() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let certs = tempfile::tempdir()?;
+    EdgeIdentity::load_or_create(certs.path(), &["secure.localhost".into()])?;
+    let cert = certs.path().join("edge-cert.pem");
+    let key = certs.path().join("edge-key.pem");
+    let web = http_server().await?;
+    let edge = start_edge(
+        dir.path(),
+        "quic",
+        "127.0.0.1:0",
+        &[
+            "--http-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().context("path")?,
+            "--tls-key",
+            key.to_str().context("path")?,
+        ],
+    )?;
+    let (_agent, host, public) = start_http_agent(&edge, "quic", web, "secure", &[])?;
+    let resolve = format!("secure.localhost:{}:127.0.0.1", public.port());
+    let url = format!("https://{host}/hello");
+    let (body, version) = curl(&["-k", "--http2", "--resolve", &resolve, &url]).await?;
+    ensure!(
+        (body.as_str(), version.as_str()) == ("hello through the tunnel", "2"),
+        "{version} {body}"
+    );
+    let admin = Api::new(edge.api, ADMIN_TOKEN);
+    ensure!(newest_proto(&admin, "/hello").await? == "HTTP/2.0");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_stream_does_not_hold_up_the_others_on_its_connection() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let web = http_server().await?;
+    let edge = start_edge(
+        dir.path(),
+        "tcp",
+        "127.0.0.1:0",
+        &["--http-listen", "127.0.0.1:0"],
+    )?;
+    let (_agent, host, public) = start_http_agent(&edge, "tcp", web, "many", &[])?;
+    let io = TokioIo::new(TcpStream::connect(public).await?);
+    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+    tokio::spawn(conn);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..100 {
+        let path = if i == 0 { "/slow" } else { "/hello" };
+        let req = hyper::Request::get(format!("http://{host}{path}"))
+            .body(Empty::<bytes::Bytes>::new())?;
+        let mut sender = sender.clone();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            let answer = async {
+                let resp = sender.send_request(req).await?;
+                let status = resp.status();
+                let body = resp.into_body().collect().await?.to_bytes();
+                anyhow::Ok((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
+            }
+            .await;
+            let _ = done.send((path, answer.map_err(|e| e.to_string())));
+        });
+    }
+    drop(done_tx);
+    let mut order = Vec::new();
+    while let Some((path, answer)) = done_rx.recv().await {
+        let (status, body) = answer.map_err(anyhow::Error::msg)?;
+        ensure!(status == 200, "{path}: {status} {body}");
+        order.push(path);
+    }
+    ensure!(order.len() == 100, "{} answers", order.len());
+    ensure!(
+        order.last() == Some(&"/slow"),
+        "the slow response was not the last: {order:?}"
+    );
+    Ok(())
+}
