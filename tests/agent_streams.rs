@@ -40,6 +40,7 @@ async fn misbehave<T: Transport>(kind: &str, make: impl FnOnce(&str) -> Result<T
             basic_auth: None,
             allow: Vec::new(),
             inspect: None,
+            upstream: Default::default(),
         }],
     });
     write_frame(&mut control, &hello).await?;

@@ -39,6 +39,7 @@ fn hello(token: &str, port: Option<u16>) -> AgentFrame {
             basic_auth: None,
             allow: Vec::new(),
             inspect: None,
+            upstream: Default::default(),
         }],
     })
 }

@@ -118,6 +118,7 @@ async fn frame_seeds(dir: &Path) -> Result<()> {
             basic_auth: Some("user:pass".into()),
             allow: vec!["10.0.0.0/8".into()],
             inspect: None,
+            upstream: Default::default(),
         }],
     });
     let mut agent = Vec::new();

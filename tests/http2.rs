@@ -166,3 +166,131 @@ async fn a_slow_stream_does_not_hold_up_the_others_on_its_connection() -> Result
     );
     Ok(())
 }
+
+type Frames = http_body_util::channel::Channel<bytes::Bytes>;
+
+/// A local h2c service (HTTP/2 with prior knowledge, like a gRPC server):
+/// `/echo` streams each request chunk back as it arrives and ends with the
+/// trailers `grpc-status: 0` and `x-chunks: N`; anything else answers
+/// `hello over h2c`. Each request's version is sent to `versions`.
+async fn h2c_server(versions: tokio::sync::mpsc::UnboundedSender<hyper::Version>) -> Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let versions = versions.clone();
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let _ = versions.send(req.version());
+                    async move {
+                        let (mut tx, body) = Frames::new(16);
+                        if req.uri().path() == "/echo" {
+                            let mut incoming = req.into_body();
+                            tokio::spawn(async move {
+                                let mut chunks = 0u32;
+                                while let Some(Ok(frame)) = incoming.frame().await {
+                                    // (A stream may end with an empty data frame.)
+                                    if let Some(data) =
+                                        frame.into_data().ok().filter(|d| !d.is_empty())
+                                    {
+                                        chunks += 1;
+                                        let _ = tx.send_data(data).await;
+                                    }
+                                }
+                                let mut trailers = hyper::HeaderMap::new();
+                                trailers.insert("grpc-status", "0".parse().expect("value"));
+                                trailers
+                                    .insert("x-chunks", chunks.to_string().parse().expect("value"));
+                                let _ = tx.send_trailers(trailers).await;
+                            });
+                        } else {
+                            tokio::spawn(async move {
+                                let _ = tx.send_data(bytes::Bytes::from("hello over h2c")).await;
+                            });
+                        }
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+                    }
+                });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_service_streams_both_ways_with_its_trailers() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (versions_tx, mut versions) = tokio::sync::mpsc::unbounded_channel();
+    let web = h2c_server(versions_tx).await?;
+    let edge = start_edge(
+        dir.path(),
+        "quic",
+        "127.0.0.1:0",
+        &["--http-listen", "127.0.0.1:0"],
+    )?;
+    let (_agent, host, public) =
+        start_http_agent(&edge, "quic", web, "grpc", &["--upstream", "h2c"])?;
+    let io = TokioIo::new(TcpStream::connect(public).await?);
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+    tokio::spawn(conn);
+    // A bidirectional stream: each chunk comes back before the next is sent.
+    let (mut tx, body) = Frames::new(4);
+    let req = hyper::Request::post(format!("http://{host}/echo"))
+        .header("content-type", "application/grpc")
+        .body(body)?;
+    tx.send_data(bytes::Bytes::from("ping-1"))
+        .await
+        .map_err(|_| anyhow::anyhow!("send"))?;
+    let resp = sender.send_request(req).await?;
+    ensure!(resp.status() == 200, "{}", resp.status());
+    let mut answer = resp.into_body();
+    for i in 1..=3 {
+        let frame = tokio::time::timeout(Duration::from_secs(10), answer.frame())
+            .await?
+            .context("the stream ended early")??;
+        let data = frame.into_data().map_err(|_| anyhow::anyhow!("not data"))?;
+        ensure!(data == format!("ping-{i}"), "{data:?}");
+        if i < 3 {
+            let next = bytes::Bytes::from(format!("ping-{}", i + 1));
+            tx.send_data(next)
+                .await
+                .map_err(|_| anyhow::anyhow!("send"))?;
+        }
+    }
+    drop(tx);
+    let mut trailers = None;
+    while let Some(frame) = answer.frame().await {
+        if let Ok(t) = frame?.into_trailers() {
+            trailers = Some(t);
+        }
+    }
+    let trailers = trailers.context("no trailers came through")?;
+    ensure!(
+        trailers["grpc-status"] == "0" && trailers["x-chunks"] == "3",
+        "{trailers:?}"
+    );
+    ensure!(
+        versions.recv().await == Some(hyper::Version::HTTP_2),
+        "the service heard HTTP/2"
+    );
+    // An HTTP/1.1 public client reaches the same h2c service.
+    let resolve = format!("grpc.localhost:{}:127.0.0.1", public.port());
+    let (body, version) = curl(&[
+        "--http1.1",
+        "--resolve",
+        &resolve,
+        &format!("http://{host}/hi"),
+    ])
+    .await?;
+    ensure!(
+        version == "1.1" && body == "hello over h2c",
+        "{version} {body}"
+    );
+    ensure!(versions.recv().await == Some(hyper::Version::HTTP_2));
+    Ok(())
+}

@@ -13,7 +13,7 @@ use super::dial::{parse_edges, uses_quic, AgentTransport, Dialers, EdgeAddr, QUI
 use super::link::{trust, ShareLink};
 use super::session::{Agent, Ended};
 use crate::cli::TransportArg;
-use crate::protocol::{Token, TunnelRequest};
+use crate::protocol::{Token, TunnelRequest, UpstreamProtocol};
 
 /// How an agent reaches and trusts the edge: shared by `beamd tcp` and `beamd http`.
 #[derive(Debug, Clone, clap::Args)]
@@ -90,9 +90,22 @@ pub struct HttpArgs {
     /// reconnect keeps the mode last set (e.g. over the API).
     #[arg(long, value_name = "off|meta|full", value_parser = parse_inspect)]
     pub inspect: Option<InspectMode>,
+    /// What the local service speaks: `http1` (HTTP/1.1, the default) or
+    /// `h2c` (HTTP/2 without TLS, e.g. a gRPC server). Public clients may
+    /// speak either; the edge speaks this to the service through the tunnel.
+    #[arg(long, value_name = "http1|h2c", default_value = "http1", value_parser = parse_upstream)]
+    pub upstream: UpstreamProtocol,
     /// How to reach the edge.
     #[command(flatten)]
     pub conn: AgentConn,
+}
+
+fn parse_upstream(s: &str) -> std::result::Result<UpstreamProtocol, String> {
+    match s {
+        "http1" => Ok(UpstreamProtocol::Http1),
+        "h2c" => Ok(UpstreamProtocol::H2c),
+        _ => Err(format!("{s:?} is not one of http1, h2c")),
+    }
 }
 
 fn parse_inspect(s: &str) -> std::result::Result<InspectMode, String> {
@@ -110,6 +123,7 @@ fn tcp_request(args: &TcpArgs) -> TunnelRequest {
         basic_auth: None,
         allow: Vec::new(),
         inspect: None,
+        upstream: Default::default(),
     }
 }
 
@@ -144,6 +158,7 @@ pub async fn run_http(args: HttpArgs) -> Result<ExitCode> {
         basic_auth: args.basic_auth,
         allow: args.allow,
         inspect: args.inspect,
+        upstream: args.upstream,
     };
     run(args.conn, request, "beamd http", None).await
 }

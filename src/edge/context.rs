@@ -57,6 +57,8 @@ pub struct Route {
     pub meter: Arc<Meter>,
     /// Who may use it.
     pub access: Arc<Access>,
+    /// Whether the service behind it speaks h2c (else HTTP/1.1).
+    pub h2c: bool,
 }
 
 /// What a session holds for a tunnel it serves.

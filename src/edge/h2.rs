@@ -59,6 +59,20 @@ pub fn to_http1<B>(req: &mut Request<B>) {
     }
 }
 
+/// A request as HTTP/2 for a service that speaks h2c: the target in
+/// absolute form (`:scheme` and `:authority` come from it), no `Host`.
+pub fn to_h2c<B>(req: &mut Request<B>) {
+    *req.version_mut() = Version::HTTP_2;
+    let host = req
+        .headers_mut()
+        .remove(HOST)
+        .and_then(|h| h.to_str().ok().map(str::to_string));
+    let target = (req.uri().path_and_query()).map_or("/", |p| p.as_str());
+    if let Some(uri) = host.and_then(|h| format!("http://{h}{target}").parse::<Uri>().ok()) {
+        *req.uri_mut() = uri;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use super::meter::Meter;
 use super::public_port::{accept_public, open_any, open_exact, Public};
 use super::session::{error, from_core};
 use crate::domain::{DomainStatus, Key, OpenTunnel, PortRequest, TunnelCommand};
-use crate::protocol::{ErrorFrame, TunnelRequest};
+use crate::protocol::{ErrorFrame, TunnelRequest, UpstreamProtocol};
 
 /// A tunnel opened for the agent.
 pub(super) struct Opened {
@@ -120,6 +120,7 @@ pub(super) async fn open_http<C: Connection>(
         opener: conn.clone(),
         meter: meter.clone(),
         access: Arc::new(access),
+        h2c: request.upstream == UpstreamProtocol::H2c,
     };
     let (mut verified, mut notice, mut waiting) = (None, None, Vec::new());
     if let Some(wanted) = &request.domain {

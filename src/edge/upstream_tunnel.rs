@@ -24,10 +24,47 @@ use crate::protocol::{write_frame, StreamHeader};
 /// The request body sent through the tunnel.
 pub(super) type UpBody = CountingBody<Incoming>;
 
+/// An HTTP connection through the tunnel to the service: HTTP/1.1 (one
+/// request at a time) or h2c (many at once, per the tunnel's `--upstream`).
+pub(super) enum Sender<B> {
+    /// HTTP/1.1.
+    H1(SendRequest<B>),
+    /// HTTP/2 with prior knowledge.
+    H2(hyper::client::conn::http2::SendRequest<B>),
+}
+
+impl<B> Sender<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// Sends one request (HTTP/2 when the service speaks h2c).
+    pub(super) async fn send_request(
+        &mut self,
+        mut req: hyper::Request<B>,
+    ) -> hyper::Result<hyper::Response<Incoming>> {
+        match self {
+            Sender::H1(s) => s.send_request(req).await,
+            Sender::H2(s) => {
+                super::h2::to_h2c(&mut req);
+                s.send_request(req).await
+            }
+        }
+    }
+
+    async fn ready(&mut self) -> bool {
+        match self {
+            Sender::H1(s) => s.ready().await.is_ok(),
+            Sender::H2(s) => s.ready().await.is_ok(),
+        }
+    }
+}
+
 /// A kept-alive HTTP connection through the tunnel, for one public connection.
 pub(super) struct Upstream {
     pub opener: Arc<dyn StreamOpener>,
-    pub sender: SendRequest<UpBody>,
+    pub sender: Sender<UpBody>,
 }
 
 /// Where a public connection keeps its upstream between requests.
@@ -54,26 +91,40 @@ pub(super) async fn upstream(
     route: &Route,
     peer: SocketAddr,
     slot: &Slot,
-) -> Result<SendRequest<UpBody>, Refused> {
+) -> Result<Sender<UpBody>, Refused> {
     let kept = lock(slot).take();
     if let Some(Upstream { opener, mut sender }) = kept {
         let same = std::ptr::addr_eq(Arc::as_ptr(&opener), Arc::as_ptr(&route.opener));
-        if same && sender.ready().await.is_ok() {
+        if same && sender.ready().await {
+            if let Sender::H2(h2) = &sender {
+                // HTTP/2 multiplexes: the connection stays for the next requests too.
+                let shared = Sender::H2(h2.clone());
+                *lock(slot) = Some(Upstream { opener, sender });
+                return Ok(shared);
+            }
             return Ok(sender);
         }
     }
-    connect(ctx, route, peer).await
+    let sender = connect(ctx, route, peer).await?;
+    if let Sender::H2(h2) = &sender {
+        *lock(slot) = Some(Upstream {
+            opener: route.opener.clone(),
+            sender: Sender::H2(h2.clone()),
+        });
+    }
+    Ok(sender)
 }
 
-/// A new HTTP/1 connection through the tunnel to the agent's service,
-/// holding one of the tenant's connection slots while it lasts.
+/// A new connection through the tunnel to the agent's service, in the
+/// protocol it speaks, holding one of the tenant's connection slots while
+/// it lasts.
 pub(super) async fn connect<B>(
     ctx: &EdgeContext,
     route: &Route,
     peer: SocketAddr,
-) -> Result<SendRequest<B>, Refused>
+) -> Result<Sender<B>, Refused>
 where
-    B: hyper::body::Body + Send + 'static,
+    B: hyper::body::Body + Unpin + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
@@ -90,11 +141,20 @@ where
         tunnel: route.tunnel.clone(),
         _slot: tenant_slot,
     });
+    let failed = |e: hyper::Error| Refused::Failed(e.to_string());
+    if route.h2c {
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .map_err(failed)?;
+        tokio::spawn(conn);
+        return Ok(Sender::H2(sender));
+    }
     let (sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| Refused::Failed(e.to_string()))?;
+        .map_err(failed)?;
     tokio::spawn(conn.with_upgrades());
-    Ok(sender)
+    Ok(Sender::H1(sender))
 }
 
 async fn open(route: &Route, peer: SocketAddr) -> Result<Box<dyn AgentStream>, String> {

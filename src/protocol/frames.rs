@@ -52,6 +52,21 @@ pub struct TunnelRequest {
     /// tunnel's current mode (`meta` for a new one).
     #[serde(default)]
     pub inspect: Option<InspectMode>,
+    /// What the service behind the tunnel speaks (HTTP).
+    #[serde(default)]
+    pub upstream: UpstreamProtocol,
+}
+
+/// What the service behind an HTTP tunnel speaks; the edge speaks it
+/// through the tunnel (the agent relays bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, whatever the public client spoke.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (gRPC needs it end to end).
+    H2c,
 }
 
 /// The agent's first frame.

@@ -8,5 +8,5 @@ mod frames;
 pub use codec::{read_frame, write_frame, ProtocolError, MAX_FRAME};
 pub use frames::{
     AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello, StreamHeader, Token, TunnelRequest,
-    PROTOCOL_VERSION,
+    UpstreamProtocol, PROTOCOL_VERSION,
 };

@@ -120,6 +120,7 @@ fn hello(token: String, name: String) -> AgentFrame {
             basic_auth: None,
             allow: Vec::new(),
             inspect: None,
+            upstream: Default::default(),
         }],
     })
 }
