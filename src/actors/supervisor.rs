@@ -79,7 +79,12 @@ impl<A: Hosted> SupervisorState<A> {
             Actor::spawn_linked(None, EntityActor::<A>::default(), args, myself.get_cell())
                 .await
                 .map_err(|e| {
-                    CoreError::Actor(format!("{} {stream} failed to start: {e}", A::KIND))
+                    // ractor words every failed start as a panic; say what it was.
+                    let why = match &e {
+                        ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+                        other => other.to_string(),
+                    };
+                    CoreError::Actor(format!("{} {stream} failed to start: {why}", A::KIND))
                 })?;
         self.streams.insert(child.get_id(), stream.clone());
         self.children.insert(stream, child.clone());
