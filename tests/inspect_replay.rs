@@ -2,20 +2,17 @@
 //! again as captured and edited (over the API and the CLI) and reaches the
 //! local service, which records what it received; the replay is captured
 //! with `replayOf`. Another tenant gets 404; a tunnel switched to `meta`
-//! over the API keeps no detail and its requests cannot be replayed; the
-//! body store stays under its cap under a flood.
+//! over the API keeps no detail and its requests cannot be replayed.
 
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use beamd::data_dir::DataDir;
-use beamd::inspector::{BodyLimits, BodyStore, BODIES_DIR};
 use bytes::Bytes;
-use common::api::{tenant, Answer, Api};
-use common::http::{client, full, http_server, send, start_http_agent};
+use common::api::{tenant, Api};
+use common::http::{client, full, send, start_http_agent};
+use common::inspect::{count_listed, newest};
 use common::nowhere;
 use common::tlog::stop;
 use common::tunnel::{start_edge, Edge, Proc, ADMIN_TOKEN};
@@ -101,33 +98,6 @@ fn last(seen: &Seen) -> Option<Got> {
 
 fn count(seen: &Seen) -> usize {
     seen.lock().unwrap_or_else(|p| p.into_inner()).len()
-}
-
-/// The newest listed request once there are `n`, and its detail once it is
-/// `want` (details are written off the data path).
-async fn newest(api: &Api, n: usize, want: &str) -> Result<(u64, Answer)> {
-    for _ in 0..150 {
-        let listed = api.get("/api/v1/requests?limit=1000").await?;
-        let list = listed.body["requests"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if list.len() >= n {
-            let seq = list[0]["seq"].as_u64().context("seq")?;
-            let detail = api.get(&format!("/api/v1/requests/{seq}")).await?;
-            if detail.body["detail"] == want {
-                return Ok((seq, detail));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("no {n}th request with detail {want}")
-}
-
-/// How many requests are listed.
-async fn count_listed(api: &Api) -> Result<usize> {
-    let all = api.get("/api/v1/requests?limit=1000").await?;
-    Ok(all.body["requests"].as_array().map_or(0, Vec::len))
 }
 
 async fn post(
@@ -377,74 +347,5 @@ async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
     stop(&mut edge).await?;
     nowhere(dir.path(), SECRET.as_bytes())?;
     nowhere(dir.path(), FRESH.as_bytes())?;
-    Ok(())
-}
-
-/// `beamd_body_store_bytes` from the edge's `/metrics`.
-async fn store_bytes(api: &Api) -> Result<u64> {
-    let m = api.get("/metrics").await?;
-    Ok(m.text
-        .lines()
-        .find_map(|l| l.strip_prefix("beamd_body_store_bytes "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64))
-}
-
-#[tokio::test]
-async fn the_body_store_stays_under_its_cap_under_a_flood() -> Result<()> {
-    const CAP: u64 = 1 << 20;
-    let dir = tempfile::tempdir()?;
-    let web = http_server().await?;
-    let args = [
-        "--http-listen",
-        "127.0.0.1:0",
-        "--body-store-mib",
-        "1",
-        "--body-limit",
-        "65536",
-    ];
-    let mut edge = start_edge(dir.path(), "tcp", "127.0.0.1:0", &args)?;
-    let (agent, host, public) =
-        start_http_agent(&edge, "tcp", web, "flood", &["--inspect", "full"])?;
-    let admin = Api::new(edge.api, ADMIN_TOKEN);
-    let mut c = client(public).await?;
-    let (mut peak, n) = (0u64, 64usize);
-    let body: Vec<u8> = (0..65_536u32).map(|i| (i % 241) as u8).collect();
-    for i in 0..n {
-        let req = Request::post(format!("/sum?i={i}"))
-            .header("host", &host)
-            .body(full(body.clone()))?;
-        assert_eq!(send(&mut c, req).await?.0, 200);
-        if i % 8 == 0 {
-            peak = peak.max(store_bytes(&admin).await?);
-        }
-    }
-    // The newest is stored, the oldest pruned to make room; the store never passed its cap.
-    let (_, newest_detail) = newest(&admin, n, "stored").await?;
-    assert_eq!(
-        newest_detail.body["request"]["path"],
-        format!("/sum?i={}", n - 1)
-    );
-    peak = peak.max(store_bytes(&admin).await?);
-    assert!(peak > CAP / 2 && peak <= CAP, "peak {peak} of a {CAP} cap");
-    let listed = admin.get("/api/v1/requests?limit=1000").await?;
-    let oldest = listed.body["requests"]
-        .as_array()
-        .and_then(|l| l.last())
-        .context("oldest")?;
-    assert_eq!(oldest["path"], "/sum?i=0");
-    let old = admin
-        .get(&format!("/api/v1/requests/{}", oldest["seq"]))
-        .await?;
-    assert_eq!(old.body["detail"], "pruned", "{}", old.text);
-    drop((c, agent));
-    stop(&mut edge).await?;
-    let data = DataDir::open_existing(dir.path())?;
-    let store = BodyStore::open_dir(&data.path().join(BODIES_DIR), BodyLimits::default())?;
-    assert!(
-        store.used() <= CAP && store.used() > CAP / 2,
-        "{} stored",
-        store.used()
-    );
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod core;
 pub mod dns;
 pub mod http;
+pub mod inspect;
 pub mod nats;
 pub mod tlog;
 pub mod tunnel;
