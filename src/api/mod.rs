@@ -59,7 +59,7 @@ pub struct ApiState {
     /// Sign-up, sign-in and resets.
     pub accounts: accounts::AccountSettings,
     /// Full capture's headers and bodies (none in API-only benchmarks).
-    pub bodies: Option<Arc<crate::inspector::BodyStore>>,
+    pub bodies: Option<crate::inspector::BodySink>,
     /// The edge's sessions, through which requests are replayed (none in API-only benchmarks).
     pub edge: Option<Arc<crate::edge::EdgeContext>>,
     /// The transparency log: checkpoints, proofs and tiles (none in API-only benchmarks).

@@ -52,6 +52,19 @@ impl FullCaptureSettings {
     }
 }
 
+impl FullCaptureSettings {
+    /// On a clean stop: the details still queued are written and flushed.
+    pub async fn finish(&self) {
+        let sink = self.sink.clone();
+        let within = std::time::Duration::from_secs(10);
+        match tokio::task::spawn_blocking(move || sink.finish(within)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("body store on stop: {e:#}"),
+            Err(e) => tracing::warn!("body store on stop: {e}"),
+        }
+    }
+}
+
 /// Drops expired details while no new ones arrive to prune them (every
 /// quarter of the time to live, at most every minute).
 async fn expire(store: Arc<BodyStore>, ttl: std::time::Duration) {

@@ -116,7 +116,7 @@ fn api_state(
         metrics,
         accounts,
         tlog: Some(tlog),
-        bodies: ctx.settings.full_capture.as_ref().map(|f| f.store.clone()),
+        bodies: ctx.settings.full_capture.as_ref().map(|f| f.sink.clone()),
         edge: Some(ctx.clone()),
     }
 }
@@ -377,6 +377,9 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     .await;
     if drained.is_err() {
         eprintln!("beamd edge: sessions still open after {DRAIN:?}; stopping anyway");
+    }
+    if let Some(full) = &ctx.settings.full_capture {
+        full.finish().await;
     }
     core.node_command(
         &node,
