@@ -207,8 +207,7 @@ pub struct EdgeArgs {
     /// The public base URL of this control plane, for links in mail (default: http://<api listen address>).
     #[arg(long)]
     pub public_url: Option<String>,
-    /// Do not record a RequestCaptured event per proxied HTTP request: every
-    /// tunnel is treated as `--inspect off`, whatever its mode.
+    /// Record no RequestCaptured events: every tunnel is as `--inspect off`.
     #[arg(long)]
     pub no_capture: bool,
     /// Free space (MiB) kept on the data dir's disk: below it, API writes get
@@ -229,8 +228,7 @@ pub struct EdgeArgs {
     /// Seconds the service behind an HTTP tunnel has to start answering before the client gets 504.
     #[arg(long, default_value_t = 30)]
     pub upstream_timeout_secs: u64,
-    /// Seconds a public HTTP client has to send a request's headers, and a keep-alive
-    /// connection may stay idle (slowloris guard; 0 = no limit).
+    /// Seconds a public HTTP client has to send its headers or keep a connection idle (0 = no limit).
     #[arg(long, default_value_t = 10)]
     pub header_timeout_secs: u64,
     /// The DNS server (IP:PORT, UDP) asked for custom-domain TXT records (default: the system's).
@@ -290,6 +288,8 @@ pub struct EdgeArgs {
     /// Full capture.
     #[command(flatten)]
     pub inspect: crate::inspector::InspectArgs,
+    #[command(flatten)]
+    pub h2: crate::edge::H2Args,
 }
 
 /// Output formats of `beamd replay`.

@@ -104,6 +104,8 @@ pub struct EdgeSettings {
     pub upstream_timeout: Duration,
     /// How long a public client has to send a request's headers (slowloris).
     pub header_timeout: Option<Duration>,
+    /// The public ingress's HTTP/2 limits.
+    pub h2: super::h2::H2Args,
     /// How custom domains are verified.
     pub dns: DnsVerifier,
     /// How often domains waiting for their TXT record are checked again.
@@ -132,6 +134,7 @@ impl EdgeSettings {
             capture: true,
             upstream_timeout: Duration::from_secs(30),
             header_timeout: Some(Duration::from_secs(10)),
+            h2: Default::default(),
             dns: DnsVerifier::default(),
             domain_recheck: Duration::from_secs(30),
             window: Duration::from_millis(200),

@@ -97,7 +97,7 @@ where
 {
     let slot: Slot = Arc::new(Mutex::new(None));
     let sni: Option<Arc<str>> = sni.map(Into::into);
-    let http = super::h2::builder(ctx.settings.header_timeout);
+    let http = super::h2::builder(ctx.settings.header_timeout, &ctx.settings.h2);
     let service = hyper::service::service_fn(move |req| {
         proxy(req, peer, sni.clone(), ctx.clone(), slot.clone())
     });

@@ -39,6 +39,7 @@ pub use conn_cap::{TenantConnections, TenantSlot};
 pub use context::{EdgeContext, EdgeSettings, DEFAULT_TENANT_CONNECTIONS};
 pub use disk::DiskGuard;
 pub use dns::DnsVerifier;
+pub use h2::H2Args;
 pub use http_ingress::serve_connection as serve_public_http;
 pub use node::run;
 pub use rate_limit::RateLimiter;

@@ -209,6 +209,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     settings.https = matches!(&http, Some((_, Some(_))));
     settings.capture = !args.no_capture;
     settings.full_capture = super::capture::FullCaptureSettings::from_args(&args.inspect, &dir)?;
+    settings.h2 = args.h2.clone();
     settings.upstream_timeout = Duration::from_secs(args.upstream_timeout_secs.max(1));
     settings.header_timeout =
         (args.header_timeout_secs > 0).then(|| Duration::from_secs(args.header_timeout_secs));
