@@ -171,20 +171,33 @@ type Frames = http_body_util::channel::Channel<bytes::Bytes>;
 
 /// A local h2c service (HTTP/2 with prior knowledge, like a gRPC server):
 /// `/echo` streams each request chunk back as it arrives and ends with the
-/// trailers `grpc-status: 0` and `x-chunks: N`; anything else answers
-/// `hello over h2c`. Each request's version is sent to `versions`.
-async fn h2c_server(versions: tokio::sync::mpsc::UnboundedSender<hyper::Version>) -> Result<u16> {
+/// trailers `grpc-status: 0` and `x-chunks: N`; `/forever` sends `tick`
+/// every 20 ms until its client is gone, then says so on `cancelled`;
+/// anything else answers `hello over h2c`. Each request's version is sent
+/// to `versions`.
+async fn h2c_server(
+    versions: tokio::sync::mpsc::UnboundedSender<hyper::Version>,
+    cancelled: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Result<u16> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
-            let versions = versions.clone();
+            let (versions, cancelled) = (versions.clone(), cancelled.clone());
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let _ = versions.send(req.version());
+                    let cancelled = cancelled.clone();
                     async move {
                         let (mut tx, body) = Frames::new(16);
-                        if req.uri().path() == "/echo" {
+                        if req.uri().path() == "/forever" {
+                            tokio::spawn(async move {
+                                while tx.send_data(bytes::Bytes::from("tick")).await.is_ok() {
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
+                                }
+                                let _ = cancelled.send(());
+                            });
+                        } else if req.uri().path() == "/echo" {
                             let mut incoming = req.into_body();
                             tokio::spawn(async move {
                                 let mut chunks = 0u32;
@@ -225,7 +238,7 @@ async fn h2c_server(versions: tokio::sync::mpsc::UnboundedSender<hyper::Version>
 async fn an_h2c_service_streams_both_ways_with_its_trailers() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (versions_tx, mut versions) = tokio::sync::mpsc::unbounded_channel();
-    let web = h2c_server(versions_tx).await?;
+    let web = h2c_server(versions_tx, tokio::sync::mpsc::unbounded_channel().0).await?;
     let edge = start_edge(
         dir.path(),
         "quic",
@@ -292,5 +305,45 @@ async fn an_h2c_service_streams_both_ways_with_its_trailers() -> Result<()> {
         "{version} {body}"
     );
     ensure!(versions.recv().await == Some(hyper::Version::HTTP_2));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_client_cancels_is_cancelled_at_the_service() -> Result<()> {
+    let (versions, _) = tokio::sync::mpsc::unbounded_channel();
+    let (cancelled_tx, mut cancelled) = tokio::sync::mpsc::unbounded_channel();
+    let web = h2c_server(versions, cancelled_tx).await?;
+    for transport in ["quic", "ws", "tcp"] {
+        let dir = tempfile::tempdir()?;
+        let args = ["--http-listen", "127.0.0.1:0"];
+        let edge = start_edge(dir.path(), transport, "127.0.0.1:0", &args)?;
+        let name = format!("cancel-{transport}");
+        let upstream = ["--upstream", "h2c"];
+        let (_agent, host, public) = start_http_agent(&edge, transport, web, &name, &upstream)?;
+        let io = TokioIo::new(TcpStream::connect(public).await?);
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get(format!("http://{host}/forever"))
+            .body(Empty::<bytes::Bytes>::new())?;
+        let mut ticks = sender.send_request(req).await?.into_body();
+        for _ in 0..3 {
+            let frame = tokio::time::timeout(Duration::from_secs(10), ticks.frame()).await?;
+            ensure!(frame.context("ended early")??.is_data());
+        }
+        ensure!(
+            cancelled.try_recv().is_err(),
+            "{transport}: not cancelled yet"
+        );
+        // Dropping the body resets the stream (RST_STREAM CANCEL); the connection stays.
+        drop(ticks);
+        tokio::time::timeout(Duration::from_secs(10), cancelled.recv())
+            .await
+            .with_context(|| format!("{transport}: the service never saw the cancel"))?;
+        let req = hyper::Request::get(format!("http://{host}/hi")).body(Empty::new())?;
+        let resp = sender.send_request(req).await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        ensure!(body == "hello over h2c", "{body:?}");
+    }
     Ok(())
 }
