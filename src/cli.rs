@@ -46,7 +46,7 @@ pub enum Command {
     Simulate(crate::simulate::SimulateArgs),
     /// Measure beamd against its baselines.
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(crate::bench::BenchCommand),
     /// Manage the tenant's keys through the API.
     Tokens {
         /// What to do.
@@ -288,6 +288,7 @@ pub struct EdgeArgs {
     /// Full capture.
     #[command(flatten)]
     pub inspect: crate::inspector::InspectArgs,
+    /// HTTP/2 limits of the public ingress.
     #[command(flatten)]
     pub h2: crate::edge::H2Args,
 }
@@ -324,29 +325,6 @@ pub struct ReplayArgs {
     pub format: ReplayFormat,
 }
 
-/// `beamd bench …` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Append and replay throughput of the log against raw sled and write+fdatasync.
-    Log(crate::bench::log::LogBenchArgs),
-    /// Commands through the actors, traffic ingest, start-up with and without snapshots, usage queries.
-    Core(crate::bench::core::CoreBenchArgs),
-    /// TCP throughput and connection setup through each transport against a direct connection.
-    Tunnel(crate::bench::tunnel::TunnelBenchArgs),
-    /// HTTP requests/s and p50/p99 latency through an HTTP tunnel without, with and with full capture, against direct.
-    Http(crate::bench::http::HttpBenchArgs),
-    /// Resident memory of the edge and the agent with many idle tunnels, then many open connections.
-    Idle(crate::bench::idle::IdleBenchArgs),
-    /// events/s and commands/s on sled against NATS JetStream (3 servers, replicas 3) with 1 and 3 edges; needs nats-server.
-    Scale(crate::bench::scale::ScaleBenchArgs),
-    /// The agents of `bench idle`, in their own process.
-    #[command(hide = true)]
-    IdleAgents(crate::bench::idle::IdleAgentsArgs),
-    /// The echo service of `bench idle`, holding every connection open.
-    #[command(hide = true)]
-    Hold,
-}
-
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -361,20 +339,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Checkpoint(args) => runtime.block_on(crate::tlog::cli::checkpoint(args)),
         Command::VerifyProof(args) => crate::tlog::cli::verify_proof(args),
         Command::Simulate(args) => crate::simulate::run_cli(args),
-        Command::Bench(BenchCommand::Log(args)) => runtime.block_on(crate::bench::log::run(args)),
-        Command::Bench(BenchCommand::Core(args)) => runtime.block_on(crate::bench::core::run(args)),
-        Command::Bench(BenchCommand::Tunnel(args)) => {
-            runtime.block_on(crate::bench::tunnel::run(args))
-        }
-        Command::Bench(BenchCommand::Http(args)) => runtime.block_on(crate::bench::http::run(args)),
-        Command::Bench(BenchCommand::Idle(args)) => runtime.block_on(crate::bench::idle::run(args)),
-        Command::Bench(BenchCommand::Scale(args)) => {
-            runtime.block_on(crate::bench::scale::run(args))
-        }
-        Command::Bench(BenchCommand::IdleAgents(args)) => {
-            runtime.block_on(crate::bench::idle::agents(args))
-        }
-        Command::Bench(BenchCommand::Hold) => runtime.block_on(crate::bench::idle::hold()),
+        Command::Bench(cmd) => crate::bench::run(cmd, &runtime),
         Command::Tokens { cmd, api } => {
             runtime.block_on(crate::client::run(ClientCommand::Tokens(cmd), api))
         }

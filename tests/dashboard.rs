@@ -27,22 +27,8 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Installs Debian's chromium and chromium-driver unless both are there.
 fn ensure_chromium() -> Result<()> {
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
-        return Ok(());
-    }
-    eprintln!("installing chromium and chromium-driver (apt-get)");
-    let apt = |args: &[&str]| -> Result<()> {
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .context("apt-get (Debian) installs chromium for the browser test")?;
-        ensure!(status.success(), "apt-get {} failed", args.join(" "));
-        Ok(())
-    };
-    apt(&["update", "-q"])?;
-    apt(&["install", "-y", "-q", "chromium", "chromium-driver"])
+    common::debian::ensure(&[CHROMIUM, CHROMEDRIVER], &["chromium", "chromium-driver"])
+        .map_err(anyhow::Error::msg)
 }
 
 /// chromedriver on a port of its choosing; returns it and its URL.

@@ -117,13 +117,14 @@ async fn measure(addr: SocketAddr, host: &str, n: usize, seconds: u64) -> Result
     })
 }
 
-/// An edge (as a child process) with an HTTP tunnel to `service`; returns
-/// them and the public HTTP address.
-fn tunnel(
+/// An edge (as a child process, with `extra` options) and an agent (with
+/// `agent_args`) with an HTTP tunnel to `service`; returns them and the
+/// public HTTP address.
+pub(super) fn tunnel(
     dir: &std::path::Path,
     service: SocketAddr,
     transport: TransportArg,
-    inspect: &str,
+    agent_args: &[&str],
     extra: &str,
 ) -> Result<(Spawned, Spawned, SocketAddr)> {
     let token = "tok_bench.0123456789abcdef0123456789abcdef";
@@ -146,24 +147,22 @@ fn tunnel(
     args.extend(extra.split_whitespace().map(String::from));
     let edge = Spawned::spawn(&args, &[("BEAMD_ADMIN_TOKEN", token)])?;
     let (agent_addr, fp) = edge.edge_ready()?;
-    let agent = Spawned::spawn(
-        &[
-            "http",
-            &service.port().to_string(),
-            "--name",
-            "bench",
-            "--edge",
-            &agent_addr,
-            "--transport",
-            transport.kind_name(),
-            "--fingerprint",
-            &fp,
-            "--inspect",
-            inspect,
-        ]
-        .map(String::from),
-        &[("BEAMD_TOKEN", token)],
-    )?;
+    let mut agent_line: Vec<String> = [
+        "http",
+        &service.port().to_string(),
+        "--name",
+        "bench",
+        "--edge",
+        &agent_addr,
+        "--transport",
+        transport.kind_name(),
+        "--fingerprint",
+        &fp,
+    ]
+    .map(String::from)
+    .to_vec();
+    agent_line.extend(agent_args.iter().map(|a| a.to_string()));
+    let agent = Spawned::spawn(&agent_line, &[("BEAMD_TOKEN", token)])?;
     let line = agent.wait_for_line("tunnel http://")?;
     let port = line
         .split("http://")
@@ -209,7 +208,13 @@ pub async fn run(args: HttpBenchArgs) -> Result<ExitCode> {
             );
             let dir = base.join(label.replace(' ', "-"));
             let extra = args.edge_args.as_deref().unwrap_or("");
-            let (edge, agent, public) = tunnel(&dir, service, args.transport, inspect, extra)?;
+            let (edge, agent, public) = tunnel(
+                &dir,
+                service,
+                args.transport,
+                &["--inspect", inspect],
+                extra,
+            )?;
             let figures =
                 measure(public, "bench.localhost", args.connections, args.seconds).await?;
             row(

@@ -11,6 +11,11 @@ pub mod nats;
 pub mod tlog;
 pub mod tunnel;
 
+/// Debian packages installed when missing (declared in `nats.rs`, which the
+/// events crate shares, so that it is loaded once).
+#[allow(unused_imports)]
+pub use nats::debian;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;

@@ -7,32 +7,15 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 
+#[path = "debian.rs"]
+pub mod debian;
+
 static INSTALL: Once = Once::new();
 
 fn ensure_nats_server() {
     INSTALL.call_once(|| {
-        let present = Command::new("nats-server")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !present {
-            eprintln!("installing nats-server (apt-get)");
-            for args in [
-                &["update", "-q"][..],
-                &["install", "-y", "-q", "nats-server"],
-            ] {
-                let ok = Command::new("apt-get")
-                    .args(args)
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .stdout(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(
-                    ok,
-                    "apt-get {} failed: the JetStream tests need nats-server",
-                    args.join(" ")
-                );
-            }
+        if let Err(e) = debian::ensure(&["/usr/sbin/nats-server"], &["nats-server"]) {
+            panic!("{e}");
         }
     });
 }
