@@ -2,7 +2,8 @@
 //! curl with `--http2-prior-knowledge` on plain HTTP and `--http2` over
 //! HTTPS (ALPN) gets the service's body and the inspector records
 //! `HTTP/2.0`; on one HTTP/2 connection, 99 fast requests all finish while
-//! a slow one beside them is still waiting.
+//! a slow one beside them is still waiting; an h2c service streams both
+//! ways with trailers, and a stream the client cancels is cancelled there.
 
 mod common;
 
@@ -88,49 +89,62 @@ async fn h2c_with_prior_knowledge_over_each_transport() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_by_alpn_over_https() -> Result<()> {
-    let dir = tempfile::tempdir()?;
     let certs = tempfile::tempdir()?;
     EdgeIdentity::load_or_create(certs.path(), &["secure.localhost".into()])?;
     let cert = certs.path().join("edge-cert.pem");
     let key = certs.path().join("edge-key.pem");
     let web = http_server().await?;
-    let edge = start_edge(
-        dir.path(),
-        "quic",
-        "127.0.0.1:0",
-        &[
+    for transport in ["quic", "ws", "tcp"] {
+        let dir = tempfile::tempdir()?;
+        let args = [
             "--http-listen",
             "127.0.0.1:0",
             "--tls-cert",
             cert.to_str().context("path")?,
             "--tls-key",
             key.to_str().context("path")?,
-        ],
-    )?;
-    let (_agent, host, public) = start_http_agent(&edge, "quic", web, "secure", &[])?;
-    let resolve = format!("secure.localhost:{}:127.0.0.1", public.port());
-    let url = format!("https://{host}/hello");
-    let (body, version) = curl(&["-k", "--http2", "--resolve", &resolve, &url]).await?;
-    ensure!(
-        (body.as_str(), version.as_str()) == ("hello through the tunnel", "2"),
-        "{version} {body}"
-    );
-    let admin = Api::new(edge.api, ADMIN_TOKEN);
-    ensure!(newest_proto(&admin, "/hello").await? == "HTTP/2.0");
+        ];
+        let edge = start_edge(dir.path(), transport, "127.0.0.1:0", &args)?;
+        let (_agent, host, public) = start_http_agent(&edge, transport, web, "secure", &[])?;
+        let resolve = format!("secure.localhost:{}:127.0.0.1", public.port());
+        let url = format!("https://{host}/hello");
+        let (body, version) = curl(&["-k", "--http2", "--resolve", &resolve, &url]).await?;
+        ensure!(
+            (body.as_str(), version.as_str()) == ("hello through the tunnel", "2"),
+            "{transport}: {version} {body}"
+        );
+        let admin = Api::new(edge.api, ADMIN_TOKEN);
+        let proto = newest_proto(&admin, "/hello").await?;
+        ensure!(proto == "HTTP/2.0", "{transport}: {proto}");
+    }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_stream_does_not_hold_up_the_others_on_its_connection() -> Result<()> {
-    let dir = tempfile::tempdir()?;
     let web = http_server().await?;
-    let edge = start_edge(
-        dir.path(),
-        "tcp",
-        "127.0.0.1:0",
-        &["--http-listen", "127.0.0.1:0"],
-    )?;
-    let (_agent, host, public) = start_http_agent(&edge, "tcp", web, "many", &[])?;
+    // The three transports side by side: the slow answer takes 5 s.
+    let each = ["quic", "ws", "tcp"].map(|transport| async move {
+        let dir = tempfile::tempdir()?;
+        let args = ["--http-listen", "127.0.0.1:0"];
+        let edge = start_edge(dir.path(), transport, "127.0.0.1:0", &args)?;
+        let (_agent, host, public) = start_http_agent(&edge, transport, web, "many", &[])?;
+        let order = hundred_streams(public, &host)
+            .await
+            .with_context(|| format!("over {transport}"))?;
+        ensure!(
+            order.last() == Some(&"/slow"),
+            "{transport}: the slow response was not the last: {order:?}"
+        );
+        anyhow::Ok(())
+    });
+    futures::future::try_join_all(each).await?;
+    Ok(())
+}
+
+/// 100 concurrent streams on one HTTP/2 connection, the first to `/slow`
+/// and the others to `/hello`; the paths in the order their answers ended.
+async fn hundred_streams(public: std::net::SocketAddr, host: &str) -> Result<Vec<&'static str>> {
     let io = TokioIo::new(TcpStream::connect(public).await?);
     let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
     tokio::spawn(conn);
@@ -160,11 +174,7 @@ async fn a_slow_stream_does_not_hold_up_the_others_on_its_connection() -> Result
         order.push(path);
     }
     ensure!(order.len() == 100, "{} answers", order.len());
-    ensure!(
-        order.last() == Some(&"/slow"),
-        "the slow response was not the last: {order:?}"
-    );
-    Ok(())
+    Ok(order)
 }
 
 type Frames = http_body_util::channel::Channel<bytes::Bytes>;
