@@ -6,14 +6,11 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use tokio::net::TcpListener;
 
+use super::http::Figures;
 use crate::cli::TransportArg;
 
 /// Options of `beamd bench h2`.
@@ -34,35 +31,6 @@ pub struct H2BenchArgs {
     /// The tunnel's inspect mode.
     #[arg(long, default_value = "meta", value_parser = ["off", "meta", "full"])]
     pub inspect: String,
-}
-
-/// The service: a small fixed answer over HTTP/1.1 or h2c, on one port.
-async fn service() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let _ = socket.set_nodelay(true);
-            tokio::spawn(async move {
-                let answer = hyper::service::service_fn(|_req| async {
-                    Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(
-                        b"hello from the bench service\n",
-                    ))))
-                });
-                let _ = Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), answer)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
-/// What h2load measured on one path.
-struct Figures {
-    per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
 }
 
 /// The number before `unit` on h2load's line starting with `line`.
@@ -113,18 +81,18 @@ async fn h2load(
     micros.sort_unstable();
     let at = |q: f64| {
         let i = ((micros.len() as f64 * q) as usize).min(micros.len().saturating_sub(1));
-        micros.get(i).copied().unwrap_or_default() as f64 / 1e3
+        Duration::from_micros(micros.get(i).copied().unwrap_or_default())
     };
     Ok(Figures {
         per_sec,
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
+        p50: at(0.50),
+        p99: at(0.99),
     })
 }
 
 /// Runs `beamd bench h2`.
 pub async fn run(args: H2BenchArgs) -> Result<ExitCode> {
-    let service = service().await?;
+    let service = super::http::service(true).await?;
     let base = std::env::temp_dir().join(format!("beamd-bench-h2-{:016x}", fastrand::u64(..)));
     std::fs::create_dir_all(&base)?;
     let result = async {
@@ -135,15 +103,7 @@ pub async fn run(args: H2BenchArgs) -> Result<ExitCode> {
             args.clients, args.streams, args.seconds
         );
         println!("|---|---:|---:|---:|---:|");
-        let row = |name: &str, f: &Figures| {
-            println!(
-                "| {name} | {:.0} | {:.2} | {:.2} ms | {:.2} ms |",
-                f.per_sec,
-                f.per_sec / direct.per_sec,
-                f.p50_ms,
-                f.p99_ms
-            );
-        };
+        let row = |name: &str, f: &Figures| f.row(name, &direct);
         row("direct loopback (h2c)", &direct);
         let kind = args.transport.kind_name();
         for upstream in ["h2c", "http1"] {

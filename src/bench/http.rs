@@ -34,8 +34,9 @@ pub struct HttpBenchArgs {
     pub edge_args: Option<String>,
 }
 
-/// The service behind the tunnel: a small fixed answer.
-async fn service() -> Result<SocketAddr> {
+/// The service behind the tunnel: a small fixed answer, over HTTP/1.1
+/// only, or (`h2c`) over HTTP/1.1 and h2c with prior knowledge.
+pub(super) async fn service(h2c: bool) -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -47,9 +48,19 @@ async fn service() -> Result<SocketAddr> {
                         b"hello from the bench service\n",
                     ))))
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(socket), answer)
-                    .await;
+                let io = TokioIo::new(socket);
+                let _ = match h2c {
+                    true => {
+                        let b = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        );
+                        b.serve_connection(io, answer).await
+                    }
+                    false => {
+                        let b = hyper::server::conn::http1::Builder::new();
+                        b.serve_connection(io, answer).await.map_err(Into::into)
+                    }
+                };
             });
         }
     });
@@ -57,10 +68,23 @@ async fn service() -> Result<SocketAddr> {
 }
 
 /// What one path measured.
-struct Figures {
-    per_sec: f64,
-    p50: Duration,
-    p99: Duration,
+pub(super) struct Figures {
+    pub per_sec: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+impl Figures {
+    /// Prints the path's row of the table, with its ratio to `direct`.
+    pub(super) fn row(&self, name: &str, direct: &Figures) {
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} ms | {:.2} ms |",
+            self.per_sec,
+            self.per_sec / direct.per_sec,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3
+        );
+    }
 }
 
 /// One keep-alive connection sending GETs until `until`; latencies of those after `from`.
@@ -177,7 +201,7 @@ pub(super) fn tunnel(
 
 /// Runs `beamd bench http`.
 pub async fn run(args: HttpBenchArgs) -> Result<ExitCode> {
-    let service = service().await?;
+    let service = service(false).await?;
     let base = std::env::temp_dir().join(format!("beamd-bench-http-{:016x}", fastrand::u64(..)));
     let result = async {
         eprintln!("bench: direct");
@@ -187,15 +211,7 @@ pub async fn run(args: HttpBenchArgs) -> Result<ExitCode> {
             args.connections, args.seconds
         );
         println!("|---|---:|---:|---:|---:|");
-        let row = |name: &str, f: &Figures| {
-            println!(
-                "| {name} | {:.0} | {:.2} | {:.2} ms | {:.2} ms |",
-                f.per_sec,
-                f.per_sec / direct.per_sec,
-                f.p50.as_secs_f64() * 1e3,
-                f.p99.as_secs_f64() * 1e3
-            );
-        };
+        let row = |name: &str, f: &Figures| f.row(name, &direct);
         row("direct loopback", &direct);
         for (inspect, label) in [
             ("off", "without capture"),
