@@ -26,7 +26,7 @@ use super::access::Denied;
 use super::capture::{CountingBody, Pending};
 use super::context::{EdgeContext, Route};
 use super::gateway::{self, Target};
-use super::upstream_tunnel::{lock, upstream, Refused, Slot, Upstream};
+use super::upstream_tunnel::{keep, upstream, Refused, Slot};
 
 /// The answer past the file-descriptor watermark.
 const BUSY: &str = "the edge is at its connection capacity; try again shortly\n";
@@ -95,7 +95,7 @@ async fn serve_named<S>(io: S, peer: SocketAddr, sni: Option<String>, ctx: Arc<E
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let slot: Slot = Arc::new(Mutex::new(None));
+    let slot: Slot = Arc::new(Mutex::new(Vec::new()));
     let sni: Option<Arc<str>> = sni.map(Into::into);
     let http = super::h2::builder(ctx.settings.header_timeout, &ctx.settings.h2);
     let service = hyper::service::service_fn(move |req| {
@@ -219,7 +219,8 @@ async fn proxy(
         }
     }
     let started = Instant::now();
-    let mut sender = match upstream(&ctx, &route, peer, &slot).await {
+    let multiplexed = version >= hyper::Version::HTTP_2;
+    let mut sender = match upstream(&ctx, &route, peer, &slot, multiplexed).await {
         Ok(s) => s,
         Err(Refused::AtCap) => {
             let message = format!(
@@ -317,11 +318,10 @@ async fn proxy(
                     }
                 });
             } else {
-                // Kept for the public connection's next request.
-                *lock(&slot) = Some(Upstream {
-                    opener: route.opener.clone(),
-                    sender,
-                });
+                // Kept for the public connection's next requests (h2c's already is).
+                if let super::upstream_tunnel::Sender::H1(_) = sender {
+                    keep(&slot, &route, sender);
+                }
             }
             resp.map(|b| b.boxed())
         }

@@ -59,6 +59,20 @@ where
             Sender::H2(s) => s.ready().await.is_ok(),
         }
     }
+
+    fn is_ready(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_ready(),
+            Sender::H2(s) => s.is_ready(),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
 }
 
 /// A kept-alive HTTP connection through the tunnel, for one public connection.
@@ -67,12 +81,52 @@ pub(super) struct Upstream {
     pub sender: Sender<UpBody>,
 }
 
-/// Where a public connection keeps its upstream between requests.
-pub(super) type Slot = Arc<Mutex<Option<Upstream>>>;
+/// Where a public connection keeps its upstreams between requests: its
+/// HTTP/1.1 connections to the service (several when the public client
+/// multiplexes requests over HTTP/2), or the one h2c connection they share.
+pub(super) type Slot = Arc<Mutex<Vec<Upstream>>>;
 
-pub(super) fn lock(slot: &Slot) -> MutexGuard<'_, Option<Upstream>> {
+/// HTTP/1.1 upstreams one public connection keeps, at most (the oldest go).
+const KEPT: usize = 16;
+
+fn lock(slot: &Slot) -> MutexGuard<'_, Vec<Upstream>> {
     // Only whole values are stored; a poisoned slot is still consistent.
     slot.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Keeps `sender` on the public connection for its next requests.
+pub(super) fn keep(slot: &Slot, route: &Route, sender: Sender<UpBody>) {
+    let mut kept = lock(slot);
+    if kept.len() >= KEPT {
+        kept.remove(0);
+    }
+    kept.push(Upstream {
+        opener: route.opener.clone(),
+        sender,
+    });
+}
+
+/// A kept upstream to try for a request: the shared h2c connection; else,
+/// for an HTTP/2 client (`multiplexed`), an idle HTTP/1.1 connection (one
+/// still answering another stream is no use); for an HTTP/1.1 client, its
+/// connection, whose last answer may still be finishing.
+fn kept(slot: &Slot, route: &Route, multiplexed: bool) -> Option<Sender<UpBody>> {
+    let mut kept = lock(slot);
+    kept.retain(|u| {
+        std::ptr::addr_eq(Arc::as_ptr(&u.opener), Arc::as_ptr(&route.opener))
+            && !u.sender.is_closed()
+    });
+    if let Some(h2) = kept.iter().find_map(|u| match &u.sender {
+        Sender::H2(s) => Some(s.clone()),
+        Sender::H1(_) => None,
+    }) {
+        return Some(Sender::H2(h2));
+    }
+    let at = match multiplexed {
+        true => kept.iter().rposition(|u| u.sender.is_ready())?,
+        false => kept.len().checked_sub(1)?,
+    };
+    Some(kept.swap_remove(at).sender)
 }
 
 /// Why no upstream was had.
@@ -83,34 +137,25 @@ pub(super) enum Refused {
     Failed(String),
 }
 
-/// The public connection's kept-alive upstream if it still goes to this
-/// route's agent and is usable, else a new stream to the agent, which
+/// A kept-alive upstream of the public connection if one still goes to
+/// this route's agent and is usable, else a new stream to the agent, which
 /// takes one of the tenant's connection slots while it lasts.
 pub(super) async fn upstream(
     ctx: &EdgeContext,
     route: &Route,
     peer: SocketAddr,
     slot: &Slot,
+    multiplexed: bool,
 ) -> Result<Sender<UpBody>, Refused> {
-    let kept = lock(slot).take();
-    if let Some(Upstream { opener, mut sender }) = kept {
-        let same = std::ptr::addr_eq(Arc::as_ptr(&opener), Arc::as_ptr(&route.opener));
-        if same && sender.ready().await {
-            if let Sender::H2(h2) = &sender {
-                // HTTP/2 multiplexes: the connection stays for the next requests too.
-                let shared = Sender::H2(h2.clone());
-                *lock(slot) = Some(Upstream { opener, sender });
-                return Ok(shared);
-            }
+    if let Some(mut sender) = kept(slot, route, multiplexed) {
+        if sender.ready().await {
             return Ok(sender);
         }
     }
     let sender = connect(ctx, route, peer).await?;
     if let Sender::H2(h2) = &sender {
-        *lock(slot) = Some(Upstream {
-            opener: route.opener.clone(),
-            sender: Sender::H2(h2.clone()),
-        });
+        // HTTP/2 multiplexes: the connection stays for the next requests too.
+        keep(slot, route, Sender::H2(h2.clone()));
     }
     Ok(sender)
 }
