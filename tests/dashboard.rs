@@ -131,19 +131,14 @@ async fn count(c: &Client, css: &str) -> Result<usize> {
 
 /// Clicks the nav link to `page` and waits for the page to render.
 async fn open(c: &Client, page: &str) -> Result<()> {
-    find(c, &format!("#nav a[href='#/{page}']"))
-        .await?
-        .click()
-        .await?;
+    click(c, &format!("#nav a[href='#/{page}']")).await?;
     find(c, &format!("main[data-page='{page}']")).await?;
     Ok(())
 }
 
 async fn bars_for(c: &Client, days: usize) -> Result<usize> {
-    find(c, &format!("button[data-days='{days}']"))
-        .await?
-        .click()
-        .await?;
+    // The page re-renders when its data arrives: the button may go stale.
+    click(c, &format!("button[data-days='{days}']")).await?;
     find(c, &format!("button[data-days='{days}'].active")).await?;
     count(c, "#usage-chart rect.bar").await
 }
@@ -167,18 +162,19 @@ async fn run(c: &Client, edge: &common::tunnel::Edge) -> Result<()> {
     input.send_keys(ADMIN_TOKEN).await?;
     find(c, "#sign-in").await?.click().await?;
     find(c, "main[data-page='overview'] #plan-name").await?;
-    ensure!(
-        find(c, "#tunnels-online").await?.text().await? == "0",
-        "no tunnel is online yet"
-    );
+    text_when(c, "#tunnels-online", |t| t == "0")
+        .await
+        .context("no tunnel is online yet")?;
     shoot(c, "overview-empty").await?;
 
     // A tunnel comes online while the page is open.
     open(c, "tunnels").await?;
     let web = http_server().await?;
     let (_agent, host, public) = start_http_agent(edge, "tcp", web, "dash", &[])?;
-    let row = find(c, "tr[data-tunnel-id][data-status='online']").await?;
-    ensure!(row.text().await?.contains("dash"), "{}", row.text().await?);
+    text_when(c, "tr[data-tunnel-id][data-status='online']", |t| {
+        t.contains("dash")
+    })
+    .await?;
     shoot(c, "tunnels").await?;
 
     // A request through it appears in the inspector, and opens.
@@ -288,10 +284,9 @@ async fn run(c: &Client, edge: &common::tunnel::Edge) -> Result<()> {
     // The overview now shows the tunnel; on a phone-sized screen nothing
     // overflows sideways.
     open(c, "overview").await?;
-    ensure!(
-        find(c, "#tunnels-online").await?.text().await? == "1",
-        "the overview does not count the tunnel"
-    );
+    text_when(c, "#tunnels-online", |t| t == "1")
+        .await
+        .context("the overview does not count the tunnel")?;
     shoot(c, "overview").await?;
     c.set_window_size(390, 844).await?;
     let fits = c
