@@ -10,10 +10,9 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use beamd_transports::tls::EdgeIdentity;
 use common::api::Api;
 use common::http::{http_server, start_http_agent};
-use common::tunnel::{start_edge, ADMIN_TOKEN};
+use common::tunnel::{https_edge, start_edge, ADMIN_TOKEN};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
@@ -90,21 +89,10 @@ async fn h2c_with_prior_knowledge_over_each_transport() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_by_alpn_over_https() -> Result<()> {
     let certs = tempfile::tempdir()?;
-    EdgeIdentity::load_or_create(certs.path(), &["secure.localhost".into()])?;
-    let cert = certs.path().join("edge-cert.pem");
-    let key = certs.path().join("edge-key.pem");
     let web = http_server().await?;
     for transport in ["quic", "ws", "tcp"] {
         let dir = tempfile::tempdir()?;
-        let args = [
-            "--http-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().context("path")?,
-            "--tls-key",
-            key.to_str().context("path")?,
-        ];
-        let edge = start_edge(dir.path(), transport, "127.0.0.1:0", &args)?;
+        let (edge, _) = https_edge(dir.path(), certs.path(), "secure.localhost", transport)?;
         let (_agent, host, public) = start_http_agent(&edge, transport, web, "secure", &[])?;
         let resolve = format!("secure.localhost:{}:127.0.0.1", public.port());
         let url = format!("https://{host}/hello");

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use base64::Engine;
-use beamd_transports::tls::{EdgeIdentity, Trust};
+use beamd_transports::tls::Trust;
 use common::http::{client, full, get, http_server, send, start_http_agent, Body};
-use common::tunnel::{start_edge, Proc, ADMIN_TOKEN};
+use common::tunnel::{https_edge, start_edge, Proc, ADMIN_TOKEN};
 use http_body_util::BodyExt;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -162,27 +162,12 @@ async fn bad_access_rules_are_refused() -> Result<()> {
 async fn https_ingress_serves_tunnels_with_its_certificate() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let certs = tempfile::tempdir()?;
-    let (identity, _) = EdgeIdentity::load_or_create(certs.path(), &["secure.localhost".into()])?;
-    let cert = certs.path().join("edge-cert.pem");
-    let key = certs.path().join("edge-key.pem");
     let web = http_server().await?;
-    let edge = start_edge(
-        dir.path(),
-        "quic",
-        "127.0.0.1:0",
-        &[
-            "--http-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().context("path")?,
-            "--tls-key",
-            key.to_str().context("path")?,
-        ],
-    )?;
+    let (edge, fingerprint) = https_edge(dir.path(), certs.path(), "secure.localhost", "quic")?;
     let (_agent, url, public) = start_http_agent(&edge, "quic", web, "secure", &[])?;
     ensure!(url.starts_with("secure.localhost:"), "{url}");
     // A TLS client that accepts exactly the certificate given to the edge.
-    let mut tls = Trust::Fingerprint(identity.fingerprint()).client_config()?;
+    let mut tls = Trust::Fingerprint(fingerprint).client_config()?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let name = rustls::pki_types::ServerName::try_from("secure.localhost")?;

@@ -122,6 +122,26 @@ pub fn start_edge(dir: &Path, transport: &str, listen: &str, extra: &[&str]) -> 
     start_edge_env(dir, transport, listen, extra, &[])
 }
 
+/// An edge serving public HTTPS (`--http-listen` on an ephemeral port)
+/// with a certificate for `name` made in `certs`; returns the edge and the
+/// certificate's fingerprint.
+pub fn https_edge(dir: &Path, certs: &Path, name: &str, transport: &str) -> Result<(Edge, String)> {
+    use beamd_transports::tls::EdgeIdentity;
+    let (identity, _) = EdgeIdentity::load_or_create(certs, &[name.to_string()])?;
+    let cert = certs.join("edge-cert.pem");
+    let key = certs.join("edge-key.pem");
+    let args = [
+        "--http-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().context("path")?,
+        "--tls-key",
+        key.to_str().context("path")?,
+    ];
+    let edge = start_edge(dir, transport, "127.0.0.1:0", &args)?;
+    Ok((edge, identity.fingerprint()))
+}
+
 /// `start_edge` with more environment (`BEAMD_LOG`, say).
 pub fn start_edge_env(
     dir: &Path,
