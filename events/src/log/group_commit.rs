@@ -10,6 +10,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::committed::{read_committed, read_records_committed, read_stream_committed};
 use super::core::{LogCore, RepairReport, Staged};
+use super::recent::Recent;
 use super::store::Store;
 use super::{Append, Durability, EventLog, LogFuture, LogHead};
 use crate::clock::Clock;
@@ -36,6 +37,7 @@ pub struct GroupCommitLog<S: Store> {
     store: Arc<S>,
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     committed: watch::Receiver<LogHead>,
+    recent: Arc<Mutex<Recent>>,
     poison: Arc<Mutex<Option<String>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -51,7 +53,9 @@ impl<S: Store> GroupCommitLog<S> {
         let (head_tx, committed) = watch::channel(core.head());
         let (sender, receiver) = mpsc::channel();
         let poison = Arc::new(Mutex::new(None));
+        let recent = Arc::new(Mutex::new(Recent::default()));
         let writer = Writer {
+            recent: recent.clone(),
             core,
             durability,
             receiver,
@@ -68,6 +72,7 @@ impl<S: Store> GroupCommitLog<S> {
             store,
             sender: Mutex::new(Some(sender)),
             committed,
+            recent,
             poison,
             writer: Mutex::new(Some(handle)),
         };
@@ -133,6 +138,9 @@ impl<S: Store> EventLog for GroupCommitLog<S> {
     fn read_from(&self, from_seq: u64, limit: usize) -> LogFuture<'_, Vec<Envelope>> {
         Box::pin(async move {
             let head = self.committed.borrow().seq;
+            if let Some(events) = lock(&self.recent).read(from_seq.max(1), head, limit) {
+                return Ok(events);
+            }
             read_committed(self.store.as_ref(), head, from_seq, limit)
         })
     }
@@ -177,6 +185,7 @@ impl<S: Store> EventLog for GroupCommitLog<S> {
 }
 
 struct Writer<S: Store> {
+    recent: Arc<Mutex<Recent>>,
     core: LogCore<S>,
     durability: Durability,
     receiver: mpsc::Receiver<Request>,
@@ -340,6 +349,9 @@ impl<S: Store> Writer<S> {
             self.core.store().flush()?;
         }
         self.last_flush = Instant::now();
+        // Published before the head moves, so a reader that sees the new
+        // head finds its events here or in the store.
+        lock(&self.recent).publish(self.unflushed.iter().flat_map(|(_, envs)| envs));
         self.head_tx.send_replace(self.core.head());
         for (reply, envs) in self.unflushed.drain(..) {
             // A caller that gave up waiting still has its events committed.

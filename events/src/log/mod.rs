@@ -9,6 +9,7 @@ mod inline;
 mod jetstream;
 mod memory_store;
 mod reader;
+mod recent;
 mod sled_store;
 mod store;
 
