@@ -44,7 +44,7 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
         ..Default::default()
     };
     r.core
-        .tunnel_command(&b.id, TunnelCommand::CaptureRequests(vec![capture]))
+        .tunnel_command(&b.id, TunnelCommand::CaptureRequests(vec![capture].into()))
         .await?;
     let a_before = r.core.flush_tunnel(&a.id).await?;
     assert_eq!(

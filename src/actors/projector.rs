@@ -19,6 +19,8 @@ use crate::projections::{
 /// The id under which projections over the whole log are snapshotted.
 pub const GLOBAL_ID: &str = "all";
 const CHUNK: usize = 4096;
+/// Events folded per hold of the projections' write lock, at most.
+const FOLD_SLICE: usize = 128;
 
 /// The projections, all at the same seq.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -315,14 +317,18 @@ pub async fn start_projector(
                 events = follower.next_batch() => events?,
             };
             let mut captured = Vec::new();
-            let seq = {
+            let mut seq = 0;
+            // Folded a slice at a time: the data path reads the projections
+            // (a tunnel's inspect mode, a domain's state) on every request,
+            // and must not wait for a whole batch of thousands of events.
+            for slice in events.chunks(FOLD_SLICE) {
                 let mut p = writer.write().unwrap_or_else(|e| e.into_inner());
-                for env in &events {
+                for env in slice {
                     p.apply(env);
                     captured.extend(p.inspector.captured(env));
                 }
-                p.seq
-            };
+                seq = p.seq;
+            }
             if let Some(i) = &index {
                 i.record(&captured, seq)
                     .map_err(|e| CoreError::Actor(e.to_string()))?;

@@ -120,7 +120,7 @@ async fn log_concurrent(dir: &Path, per_writer: usize, tree: bool) -> Result<Dur
             };
             let t = Arc::new(crate::tlog::Transparency::open(&db, key, policy)?);
             let dyn_log: Arc<dyn beamd_events::EventLog> = log.clone();
-            tokio::spawn(crate::tlog::run(t.clone(), dyn_log, stop.clone()));
+            crate::tlog::spawn(t.clone(), dyn_log, stop.clone())?;
             Some(t)
         }
         false => None,

@@ -91,8 +91,10 @@ pub enum TunnelCommand {
     Release,
     /// Bytes summed over one flush window.
     RecordTraffic(TrafficRecorded),
-    /// Proxied HTTP requests' metadata, one event each, appended together.
-    CaptureRequests(Vec<RequestCaptured>),
+    /// Proxied HTTP requests' metadata, one event each, appended together
+    /// (shared: a command is cloned for each delivery attempt, and batches
+    /// hold thousands).
+    CaptureRequests(std::sync::Arc<[RequestCaptured]>),
     /// Change how much of its requests the inspector keeps.
     SetInspect(InspectMode),
 }

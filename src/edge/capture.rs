@@ -372,7 +372,7 @@ impl Drop for CaptureGuard {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(e) = core
-                    .tunnel_command(&tunnel, TunnelCommand::CaptureRequests(batch))
+                    .tunnel_command(&tunnel, TunnelCommand::CaptureRequests(batch.into()))
                     .await
                 {
                     tracing::warn!(%tunnel, "captured requests not recorded: {e}");

@@ -260,11 +260,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         crate::say!("beamd edge: listening {} on {local}", transport.kind_name());
     }
     tokio::spawn(super::takeover::follow(ctx.clone()));
-    tokio::spawn(crate::tlog::run(
-        tlog.clone(),
-        log.clone(),
-        stopping.clone(),
-    ));
+    crate::tlog::spawn(tlog.clone(), log.clone(), stopping.clone())?;
     if let Some((listener, tls)) = http {
         let local = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };

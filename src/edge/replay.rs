@@ -201,7 +201,7 @@ async fn record_captures(ctx: &EdgeContext, route: &Route) {
     if captured.is_empty() {
         return;
     }
-    let cmd = TunnelCommand::CaptureRequests(captured);
+    let cmd = TunnelCommand::CaptureRequests(captured.into());
     if let Err(e) = ctx.core.tunnel_command(&route.tunnel, cmd).await {
         tracing::warn!(tunnel = %route.tunnel, "captured requests not recorded: {e}");
     }

@@ -323,7 +323,7 @@ async fn record(ctx: &EdgeContext, id: &str, meter: &Meter) {
     if !captured.is_empty() && ctx.settings.disk.short().is_some() {
         metrics::counter!("beamd_captures_dropped_total").increment(captured.len() as u64);
     } else if !captured.is_empty() {
-        let cmd = TunnelCommand::CaptureRequests(captured);
+        let cmd = TunnelCommand::CaptureRequests(captured.into());
         if let Err(e) = ctx.core.tunnel_command(id, cmd).await {
             tracing::warn!(tunnel = %id, "captured requests not recorded: {e}");
         }

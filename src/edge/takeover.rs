@@ -9,10 +9,15 @@ use beamd_events::Event;
 
 use super::context::EdgeContext;
 
+/// Events read at a time.
+const BATCH: usize = 128;
+
 /// Follows the log from its head until the edge stops.
 pub(super) async fn follow(ctx: Arc<EdgeContext>) {
     let log = ctx.core.log().clone();
-    let mut follower = Follower::new(log.clone(), log.head().seq + 1, 1024);
+    // Small batches, with a yield after each: this runs on a worker that
+    // also serves traffic, and reads every event the log commits.
+    let mut follower = Follower::new(log.clone(), log.head().seq + 1, BATCH);
     loop {
         let batch = tokio::select! {
             batch = follower.next_batch() => batch,
@@ -28,5 +33,6 @@ pub(super) async fn follow(ctx: Arc<EdgeContext>) {
                 tracing::info!(tunnel = %envelope.stream, node = %resumed.node, "taken over by another node");
             }
         }
+        tokio::task::yield_now().await;
     }
 }

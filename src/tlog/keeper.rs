@@ -221,6 +221,23 @@ impl Transparency {
     }
 }
 
+/// Runs `run` on a thread of its own: growing the tree reads, hashes and
+/// stores thousands of records at a time, which must not hold up a worker
+/// of the runtime that serves traffic.
+pub fn spawn(
+    t: Arc<Transparency>,
+    log: Arc<dyn EventLog>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("beamd-tlog".into())
+        .spawn(move || runtime.block_on(run(t, log, stop)))?;
+    Ok(())
+}
+
 /// Keeps the tree and the checkpoints up with `log` until `stop`.
 pub async fn run(t: Arc<Transparency>, log: Arc<dyn EventLog>, stop: CancellationToken) {
     let mut head = log.subscribe();

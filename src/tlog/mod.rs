@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint};
-pub use keeper::{run, CheckpointPolicy, Transparency, CHECKPOINTS_TREE};
+pub use keeper::{run, spawn, CheckpointPolicy, Transparency, CHECKPOINTS_TREE};
 pub use note::{key_id, valid_name, LogKey, Verifier};
 
 use crate::data_dir::DataDir;
