@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
+use super::hot::{Hot, HotView};
+
 use beamd_events::log::Follower;
 use beamd_events::{Envelope, EventLog};
 use beamd_snapshots::{Fold, Snapshot, SnapshotPolicy, SnapshotStore};
@@ -190,6 +192,7 @@ async fn rebuild(
 pub struct ProjectorHandle {
     replayed: u64,
     shared: Arc<RwLock<Projections>>,
+    hot: Arc<HotView>,
     applied: watch::Receiver<u64>,
     stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     task: tokio::sync::Mutex<Option<oneshot::Receiver<Result<(), CoreError>>>>,
@@ -200,6 +203,11 @@ impl ProjectorHandle {
     pub fn read(&self) -> RwLockReadGuard<'_, Projections> {
         // Writers replace values whole under the lock; a poisoned lock still holds a consistent fold.
         self.shared.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the request path reads, without the projections' lock.
+    pub fn hot(&self) -> Arc<Hot> {
+        self.hot.get()
     }
 
     /// How many events were folded on top of the snapshots at start.
@@ -298,7 +306,9 @@ pub async fn start_projector(
     let rebuilt_from = rebuilt.seq - replayed;
     let (applied_tx, applied) = watch::channel(rebuilt.seq);
     let mut follower = Follower::new(log.clone(), rebuilt.seq + 1, CHUNK);
+    let hot = Arc::new(HotView::new(&rebuilt));
     let shared = Arc::new(RwLock::new(rebuilt));
+    let hot_writer = hot.clone();
     let (stop_tx, mut stop_rx) = oneshot::channel();
     let writer = shared.clone();
     let task = spawn(own_thread, async move {
@@ -327,6 +337,9 @@ pub async fn start_projector(
                     p.apply(env);
                     captured.extend(p.inspector.captured(env));
                 }
+                if slice.iter().any(super::hot::touches) {
+                    hot_writer.refresh(&p);
+                }
                 seq = p.seq;
             }
             if let Some(i) = &index {
@@ -351,6 +364,7 @@ pub async fn start_projector(
     Ok(ProjectorHandle {
         replayed,
         shared,
+        hot,
         applied,
         stop: std::sync::Mutex::new(Some(stop_tx)),
         task: tokio::sync::Mutex::new(Some(task)),

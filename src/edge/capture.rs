@@ -92,12 +92,8 @@ pub fn mode_of(ctx: &super::EdgeContext, tunnel: &str) -> InspectMode {
     if !ctx.settings.capture {
         return InspectMode::Off;
     }
-    let projections = ctx.core.projections().read();
-    projections
-        .catalog
-        .tunnels
-        .get(tunnel)
-        .map_or(InspectMode::Meta, |t| t.inspect)
+    let hot = ctx.core.projections().hot();
+    hot.inspect.get(tunnel).copied().unwrap_or(InspectMode::Meta)
 }
 
 /// A request under full capture before its response: its id, its masked

@@ -155,7 +155,7 @@ pub(super) fn decide(
     headers: &HeaderMap,
     peer: SocketAddr,
 ) -> Option<Result<Decision, Refusal>> {
-    let p = ctx.core.projections().read();
+    let p = ctx.core.projections().hot();
     if !p.gateway.serves_host(host) {
         return None;
     }
@@ -220,12 +220,7 @@ pub(super) fn decide(
         let timeout = Duration::from_millis(sc.timeout_ms);
         let target = match (&sc.tunnel, &sc.target_url) {
             (Some(name), _) => {
-                let base = p
-                    .catalog
-                    .tenants
-                    .get(&route.tenant)
-                    .map(|t| t.tunnel_base.clone())
-                    .unwrap_or_default();
+                let base = p.tunnel_base.get(&route.tenant).cloned().unwrap_or_default();
                 let tunnel_host = format!("{name}.{base}");
                 let live = ctx.route(&tunnel_host).filter(|r| r.tenant == route.tenant);
                 Target::Tunnel(live.ok_or_else(|| {

@@ -1,0 +1,71 @@
+//! What the data path reads on every request (the gateway's routes and
+//! consumers, each tunnel's inspect mode), as a copy of its own. The
+//! projector folds floods of events (a `RequestCaptured` per request) under
+//! the projections' write lock; readers of that lock would wait for each
+//! slice, and for as long as the projector is descheduled while holding it.
+//! The copy is rebuilt only when an event that can change it is folded.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use beamd_events::vocabulary::InspectMode;
+use beamd_events::{Envelope, Event};
+
+use super::projector::Projections;
+use crate::projections::GatewayProjection;
+
+/// The request path's view of the projections.
+#[derive(Debug, Default)]
+pub struct Hot {
+    /// Gateway services, routes and consumers.
+    pub gateway: GatewayProjection,
+    /// Each tunnel's inspect mode (absent: not opened, or released).
+    pub inspect: HashMap<String, InspectMode>,
+    /// Each tenant's base host for its tunnels' names.
+    pub tunnel_base: HashMap<String, String>,
+}
+
+impl Hot {
+    fn of(p: &Projections) -> Self {
+        Self {
+            gateway: p.gateway.clone(),
+            inspect: (p.catalog.tunnels.all())
+                .map(|t| (t.id.clone(), t.inspect))
+                .collect(),
+            tunnel_base: (p.catalog.tenants.iter())
+                .map(|(id, t)| (id.clone(), t.tunnel_base.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Whether folding `env` can change the hot view: every event but the
+/// high-volume ones, which only count.
+pub(super) fn touches(env: &Envelope) -> bool {
+    !matches!(
+        env.event,
+        Event::RequestCaptured(_) | Event::TrafficRecorded(_) | Event::NodeHeartbeat(_)
+    )
+}
+
+/// The current hot view, swapped whole.
+#[derive(Debug, Default)]
+pub struct HotView(RwLock<Arc<Hot>>);
+
+impl HotView {
+    /// A view of `p`.
+    pub(super) fn new(p: &Projections) -> Self {
+        Self(RwLock::new(Arc::new(Hot::of(p))))
+    }
+
+    /// The view now (the lock is held only to copy a pointer).
+    pub fn get(&self) -> Arc<Hot> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rebuilds the view from `p`.
+    pub(super) fn refresh(&self, p: &Projections) {
+        let fresh = Arc::new(Hot::of(p));
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+}
