@@ -93,7 +93,10 @@ pub fn mode_of(ctx: &super::EdgeContext, tunnel: &str) -> InspectMode {
         return InspectMode::Off;
     }
     let hot = ctx.core.projections().hot();
-    hot.inspect.get(tunnel).copied().unwrap_or(InspectMode::Meta)
+    hot.inspect
+        .get(tunnel)
+        .copied()
+        .unwrap_or(InspectMode::Meta)
 }
 
 /// A request under full capture before its response: its id, its masked

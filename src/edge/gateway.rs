@@ -220,7 +220,11 @@ pub(super) fn decide(
         let timeout = Duration::from_millis(sc.timeout_ms);
         let target = match (&sc.tunnel, &sc.target_url) {
             (Some(name), _) => {
-                let base = p.tunnel_base.get(&route.tenant).cloned().unwrap_or_default();
+                let base = p
+                    .tunnel_base
+                    .get(&route.tenant)
+                    .cloned()
+                    .unwrap_or_default();
                 let tunnel_host = format!("{name}.{base}");
                 let live = ctx.route(&tunnel_host).filter(|r| r.tenant == route.tenant);
                 Target::Tunnel(live.ok_or_else(|| {
