@@ -234,6 +234,18 @@ pub struct EdgeArgs {
     /// The DNS server (IP:PORT, UDP) asked for custom-domain TXT records (default: the system's).
     #[arg(long)]
     pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Let the edge connect to this network on a tenant's behalf (gateway
+    /// upstream URLs and their health checks), repeatable. Without it the
+    /// edge connects only to public addresses: loopback, private, link-local,
+    /// unique-local, CGNAT, multicast and reserved ones are refused, and so
+    /// are the edge's own listeners, allowed or not. Example: 10.0.0.0/8.
+    #[arg(long = "egress-allow", value_name = "CIDR")]
+    pub egress_allow: Vec<ipnet::IpNet>,
+    /// Public HTTP clients in this network (a load balancer in front of the
+    /// edge) may set X-Forwarded-For, X-Real-IP and Forwarded, repeatable;
+    /// from anyone else those headers are dropped and set from the TCP peer.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Seconds between checks of custom domains still waiting for their TXT record.
     #[arg(long, default_value_t = 30)]
     pub domain_recheck_secs: u64,

@@ -142,7 +142,7 @@ async fn sign_up_sign_in_and_reset_by_mail() -> Result<()> {
         .send(
             "POST",
             "/api/v1/services",
-            Some(r#"{"name":"s","targetUrl":"http://127.0.0.1:9"}"#),
+            Some(r#"{"name":"s","tunnel":"web"}"#),
         )
         .await?;
     ensure!(svc.status == 201, "a JWT may manage: {}", svc.text);

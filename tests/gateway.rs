@@ -31,11 +31,17 @@ fn with_key(
 async fn routes_services_and_consumers_through_a_tunnel() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let web = http_server().await?;
+    // The upstream-URL service below is on loopback: opened on purpose.
     let edge = start_edge(
         dir.path(),
         "tcp",
         "127.0.0.1:0",
-        &["--http-listen", "127.0.0.1:0"],
+        &[
+            "--http-listen",
+            "127.0.0.1:0",
+            "--egress-allow",
+            "127.0.0.0/8",
+        ],
     )?;
     let (_agent, url, public) = start_http_agent(&edge, "tcp", web, "api", &[])?;
     let host = url.split(':').next().context("host")?.to_string();
@@ -303,7 +309,7 @@ async fn another_tenants_gateway_is_not_found() -> Result<()> {
         .send(
             "POST",
             "/api/v1/services",
-            Some(r#"{"name":"mine","targetUrl":"http://127.0.0.1:9"}"#),
+            Some(r#"{"name":"mine","tunnel":"web"}"#),
         )
         .await?;
     ensure!(svc.status == 201, "{}", svc.text);

@@ -33,11 +33,17 @@ async fn failures_are_grouped_listed_and_resolved() -> Result<()> {
         .await?
         .local_addr()?
         .port();
+    // The dead upstream below is on loopback: opened on purpose.
     let edge = start_edge(
         dir.path(),
         "tcp",
         "127.0.0.1:0",
-        &["--http-listen", "127.0.0.1:0"],
+        &[
+            "--http-listen",
+            "127.0.0.1:0",
+            "--egress-allow",
+            "127.0.0.0/8",
+        ],
     )?;
     let (_agent, url, public) = start_http_agent(&edge, "tcp", web, "err", &[])?;
     let host = url.split(':').next().context("host")?.to_string();

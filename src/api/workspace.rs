@@ -159,7 +159,7 @@ pub struct NodeView {
     pub status: String,
     /// beamd's version on it.
     pub version: String,
-    /// Its listening addresses (`quic=…`, `http=…`).
+    /// Its listening addresses (`quic=…`, `http=…`; `api=…` for admin keys only).
     pub public_addrs: Vec<String>,
     /// Transports it serves agents on.
     pub transports: Vec<String>,
@@ -183,7 +183,9 @@ pub async fn nodes(
     state: Arc<ApiState>,
     auth: Option<String>,
 ) -> Result<(StatusCode, NodeList), ApiError> {
-    state.caller(auth, Scope::Read).await?;
+    let caller = state.caller(auth, Scope::Read).await?;
+    // Where the control plane listens is the operator's business.
+    let operator = super::auth::held(&caller.key) == Scope::Admin;
     let p = state.core.projections().read();
     ok(NodeList {
         nodes: p
@@ -199,7 +201,12 @@ pub async fn nodes(
                 }
                 .into(),
                 version: n.version.clone(),
-                public_addrs: n.public_addrs.clone(),
+                public_addrs: n
+                    .public_addrs
+                    .iter()
+                    .filter(|a| operator || !a.starts_with("api="))
+                    .cloned()
+                    .collect(),
                 transports: n.transports.clone(),
                 joined_at: iso_opt(n.joined_at),
                 last_heartbeat: iso_opt(n.last_heartbeat),

@@ -12,6 +12,7 @@ mod context;
 mod creation;
 mod directory;
 mod domain_name;
+pub mod egress;
 mod error;
 pub mod gateway;
 mod key;

@@ -108,6 +108,10 @@ pub struct EdgeSettings {
     pub h2: super::h2::H2Args,
     /// How custom domains are verified.
     pub dns: DnsVerifier,
+    /// Where the edge may connect on a tenant's behalf.
+    pub egress: Arc<super::Egress>,
+    /// Public HTTP clients whose forwarding headers are kept.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often domains waiting for their TXT record are checked again.
     pub domain_recheck: Duration,
     /// How often traffic is reported.
@@ -136,6 +140,8 @@ impl EdgeSettings {
             header_timeout: Some(Duration::from_secs(10)),
             h2: Default::default(),
             dns: DnsVerifier::default(),
+            egress: Arc::new(super::Egress::new(Vec::new(), DnsVerifier::default())),
+            trusted_proxies: Vec::new(),
             domain_recheck: Duration::from_secs(30),
             window: Duration::from_millis(200),
             disk: super::DiskGuard::off(),

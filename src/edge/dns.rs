@@ -41,6 +41,18 @@ impl DnsVerifier {
         }
     }
 
+    /// A resolver for the addresses of tenant-given hosts (cached by the
+    /// records' own time to live).
+    pub fn ip_resolver(&self) -> Result<TokioResolver, String> {
+        let mut opts = ResolverOpts::default();
+        opts.timeout = LOOKUP_TIMEOUT;
+        opts.attempts = 1;
+        self.builder()?
+            .with_options(opts)
+            .build()
+            .map_err(|e| e.to_string())
+    }
+
     /// The TXT values at `name`, each record's strings joined; the lookup's
     /// error as text. No answer is cached: a record published a moment ago
     /// is seen on the next check.

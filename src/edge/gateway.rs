@@ -91,7 +91,7 @@ pub(super) async fn to_url(
     req: Request<Incoming>,
     url: &str,
 ) -> Response<Body> {
-    let refusal = match forward(req, url, d.timeout).await {
+    let refusal = match forward(req, url, d.timeout, &ctx.settings.egress).await {
         Ok(resp) => {
             let status = resp.status();
             if status.is_server_error() {
@@ -108,6 +108,11 @@ pub(super) async fn to_url(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",
             format!("the service at {url} did not answer within {:?}", d.timeout),
+        ),
+        Err(Failed::Refused(e)) => refuse(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            format!("the edge does not connect to the service at {url}: {e}"),
         ),
         Err(Failed::Other(e)) => refuse(
             StatusCode::BAD_GATEWAY,

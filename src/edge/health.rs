@@ -2,6 +2,9 @@
 //! `healthCheckPath` — through its tunnel, or at its upstream URL — and
 //! records a `ServiceHealthChanged` when a service's health flips. A 2xx or
 //! 3xx answer within the service's timeout is healthy; anything else is not.
+//! What is recorded is the answer's status, or only that none came: how a
+//! connection failed (refused, reset, timed out, not allowed) would turn the
+//! probe into a port scanner for tenants.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,11 @@ fn down(detail: String) -> Found {
         status: None,
         detail,
     }
+}
+
+/// No answer came, for whatever reason.
+fn no_answer(timeout: Duration) -> Found {
+    down(format!("no answer within {timeout:?}"))
 }
 
 fn answered(status: u16) -> Found {
@@ -95,10 +103,9 @@ async fn probe(ctx: &EdgeContext, service: &Service) -> Found {
             Ok(r) => r,
             Err(e) => return down(e.to_string()),
         };
-        return match forward(req, url, timeout).await {
+        return match forward(req, url, timeout, &ctx.settings.egress).await {
             Ok(resp) => answered(resp.status().as_u16()),
-            Err(Failed::Timeout) => down(format!("no answer within {timeout:?}")),
-            Err(Failed::Other(e)) => down(e),
+            Err(Failed::Timeout | Failed::Refused(_) | Failed::Other(_)) => no_answer(timeout),
         };
     }
     let Some(name) = &c.tunnel else {
@@ -118,8 +125,7 @@ async fn probe(ctx: &EdgeContext, service: &Service) -> Found {
         return down(format!("the tunnel {host} is offline"));
     };
     match tokio::time::timeout(timeout, through(&route, &host, &path)).await {
-        Err(_) => down(format!("no answer within {timeout:?}")),
-        Ok(Err(e)) => down(e),
+        Err(_) | Ok(Err(_)) => no_answer(timeout),
         Ok(Ok(status)) => answered(status),
     }
 }

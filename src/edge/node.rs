@@ -216,6 +216,17 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     settings.dns = DnsVerifier {
         resolver: args.dns_resolver,
     };
+    let egress = super::Egress::new(args.egress_allow.clone(), settings.dns.clone())
+        .with_public_ports(args.public_host, args.tcp_ports.0, args.tcp_ports.1);
+    for own in http
+        .iter()
+        .map(|(l, _)| l.local_addr())
+        .chain(api.iter().map(|l| l.local_addr()))
+    {
+        egress.add_own(own?);
+    }
+    settings.egress = Arc::new(egress);
+    settings.trusted_proxies = args.trusted_proxies.clone();
     settings.domain_recheck = Duration::from_secs(args.domain_recheck_secs.max(1));
     settings.window = Duration::from_millis(args.traffic_window_ms.max(10));
     settings.disk = super::DiskGuard::new(dir.path().into(), args.min_free_disk_mib << 20);
@@ -257,6 +268,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
                 anyhow::anyhow!("cannot listen for {} on {addr}: {e}", transport.kind_name())
             })?;
         bound.push(format!("{}={local}", transport.kind_name()));
+        ctx.settings.egress.add_own(local);
         crate::say!("beamd edge: listening {} on {local}", transport.kind_name());
     }
     tokio::spawn(super::takeover::follow(ctx.clone()));

@@ -1,6 +1,7 @@
 //! Forwarding a gateway request to a service's `http://` upstream URL: the
 //! request path is appended to the URL's path, `Host` becomes the
 //! upstream's, and the service's timeout bounds the connect and the answer.
+//! The connection goes only where the edge's egress policy allows.
 
 use std::time::Duration;
 
@@ -10,11 +11,14 @@ use hyper::body::Bytes;
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Response, Uri};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
-/// Why forwarding failed: a timeout (504) or anything else (502).
+use super::egress::{Egress, EgressError};
+
+/// Why forwarding failed: a timeout (504), the egress policy (502 with the
+/// reason), or anything else (502).
 pub(super) enum Failed {
     Timeout,
+    Refused(String),
     Other(String),
 }
 
@@ -23,6 +27,7 @@ pub(super) async fn forward<B>(
     mut req: Request<B>,
     url: &str,
     timeout: Duration,
+    egress: &Egress,
 ) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Failed>
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -45,12 +50,13 @@ where
     *req.uri_mut() = path.parse().map_err(|e| other(&e))?;
     let host = HeaderValue::from_str(authority.as_str()).map_err(|e| other(&e))?;
     req.headers_mut().insert(HOST, host);
-    let addr = match authority.port_u16() {
-        Some(_) => authority.as_str().to_string(),
-        None => format!("{}:80", authority.host()),
-    };
+    let port = authority.port_u16().unwrap_or(80);
     let exchange = async {
-        let stream = TcpStream::connect(&addr).await.map_err(|e| other(&e))?;
+        let stream = match egress.connect(authority.host(), port).await {
+            Ok(stream) => stream,
+            Err(e @ EgressError::Refused { .. }) => return Err(Failed::Refused(e.to_string())),
+            Err(e) => return Err(other(&e)),
+        };
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| other(&e))?;

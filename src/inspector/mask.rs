@@ -1,8 +1,15 @@
 //! Masking credentials in captured headers before they are stored: the
 //! value goes, what helps debugging stays (the auth scheme, cookie names).
 
-/// Headers masked by default (compared case-insensitively).
-pub const DEFAULT_MASKED: [&str; 3] = ["authorization", "cookie", "set-cookie"];
+/// Headers masked by default (compared case-insensitively): HTTP's
+/// credentials, and `X-Api-Key`, which carries the gateway's consumer keys.
+pub const DEFAULT_MASKED: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+];
 
 const MASK: &str = "[masked]";
 

@@ -25,7 +25,8 @@ pub struct InspectArgs {
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub body_ttl: std::time::Duration,
     /// A header whose value is masked before it is stored, besides
-    /// Authorization, Cookie and Set-Cookie (repeatable).
+    /// Authorization, Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key
+    /// (repeatable).
     #[arg(long = "mask-header", value_name = "NAME")]
     pub mask_headers: Vec<String>,
 }

@@ -103,6 +103,31 @@ pub struct ServicePatch {
     pub timeout_ms: Option<u64>,
 }
 
+/// Refuses a `targetUrl` whose host is, or resolves to, an address the
+/// edge's egress policy refuses. A name that does not resolve yet is
+/// accepted: every connection is judged again when it is made.
+async fn egress_allows(state: &ApiState, c: &ServiceConfig) -> Result<(), ApiError> {
+    let Some(url) = &c.target_url else {
+        return Ok(());
+    };
+    let Some(authority) = url
+        .parse::<hyper::Uri>()
+        .ok()
+        .and_then(|u| u.authority().cloned())
+    else {
+        // The domain's validation names what is wrong with it.
+        return Ok(());
+    };
+    let port = authority.port_u16().unwrap_or(80);
+    match state.settings.egress.resolve(authority.host(), port).await {
+        Err(e @ crate::edge::EgressError::Refused { .. }) => Err(ApiError::invalid(
+            format!("targetUrl {url:?}: {e}"),
+            serde_json::json!({ "field": "targetUrl" }),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A live service of the caller's tenant.
 pub(crate) fn own(state: &ApiState, tenant: &str, id: &str) -> Result<Service, ApiError> {
     match state.core.projections().read().gateway.service(id) {
@@ -143,6 +168,7 @@ pub async fn create(
         health_check_path: req.health_check_path,
         timeout_ms: req.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
     };
+    egress_allows(&state, &config).await?;
     let s = state.core.create_service(&caller.tenant.id, config).await?;
     Ok((StatusCode::CREATED, entity(&s)?))
 }
@@ -179,6 +205,7 @@ pub async fn update(
     if let Some(t) = patch.timeout_ms {
         c.timeout_ms = t;
     }
+    egress_allows(&state, &c).await?;
     let s = state
         .core
         .service_command(&id, ServiceCommand::Update(c))
