@@ -186,6 +186,15 @@ async fn proxy(
             format!("this connection was opened for {sni}; {host} needs a connection of its own"),
         ));
     }
+    let websocket = super::forwarding::only_websocket_upgrades(req.headers_mut());
+    // From here on, `peer` is the client: a trusted proxy's client, or the peer.
+    let peer = super::forwarding::set_forwarding(
+        req.headers_mut(),
+        peer,
+        &host,
+        ctx.settings.https,
+        &ctx.settings.trusted_proxies,
+    );
     let (method, path) = (req.method().as_str(), req.uri().path());
     let decision = match gateway::decide(&ctx, &host, method, path, req.headers(), peer) {
         Some(Err(refusal)) => return Ok(refusal.response()),
@@ -240,23 +249,6 @@ async fn proxy(
             return Ok(page(StatusCode::BAD_GATEWAY, message));
         }
     };
-    let headers = req.headers_mut();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {}", peer.ip()),
-        None => peer.ip().to_string(),
-    };
-    for (name, value) in [
-        ("x-forwarded-for", forwarded_for),
-        (
-            "x-forwarded-proto",
-            if ctx.settings.https { "https" } else { "http" }.into(),
-        ),
-        ("x-forwarded-host", host.clone()),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(name, v);
-        }
-    }
     let mut capture = RequestCaptured {
         method: req.method().to_string(),
         path: req
@@ -279,12 +271,9 @@ async fn proxy(
         ..RequestCaptured::default()
     };
     route.meter.requests.fetch_add(1, Ordering::Relaxed);
-    // An `Upgrade` (WebSocket) request: once the service agrees (101), the
-    // public connection and the tunnel stream are joined byte for byte.
-    let client_upgrade = req
-        .headers()
-        .contains_key(hyper::header::UPGRADE)
-        .then(|| hyper::upgrade::on(&mut req));
+    // A WebSocket upgrade: once the service agrees (101), the public
+    // connection and the tunnel stream are joined byte for byte.
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let (bytes_in, bytes_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     // Full capture: the request's headers now, its body teed as it is sent.
     let mode = super::capture::mode_of(&ctx, &route.tunnel);

@@ -14,6 +14,7 @@ mod dns;
 mod domains;
 mod egress;
 mod error_tally;
+mod forwarding;
 mod gateway;
 mod h2;
 mod health;
