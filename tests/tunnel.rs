@@ -153,3 +153,45 @@ async fn a_stopping_edge_lets_open_connections_finish() -> Result<()> {
     edge.proc.expect("stopped", Duration::from_secs(30))?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_port_outside_the_edges_range_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let edge = start_edge(
+        dir.path(),
+        "tcp",
+        "127.0.0.1:0",
+        &["--tcp-ports", "23000-23050"],
+    )?;
+    let echo = echo_server().await?.to_string();
+    let addr = edge.agent_addr.to_string();
+    let token = edge.token.clone().unwrap_or_default();
+    let mut agent = common::tunnel::Proc::spawn(
+        &[
+            "tcp",
+            &echo,
+            "--edge",
+            &addr,
+            "--transport",
+            "tcp",
+            "--fingerprint",
+            &edge.fingerprint,
+            "--remote-port",
+            "24999",
+        ],
+        &[("BEAMD_TOKEN", &token)],
+    )?;
+    ensure!(
+        agent.exited_within(Duration::from_secs(30)).await?,
+        "the agent got a port outside 23000-23050"
+    );
+    ensure!(
+        agent.stderr_contains("invalid_request") && agent.stderr_contains("23000-23050"),
+        "no clear refusal on the agent's stderr"
+    );
+    ensure!(
+        std::net::TcpStream::connect("127.0.0.1:24999").is_err(),
+        "port 24999 is served"
+    );
+    Ok(())
+}

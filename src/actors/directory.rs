@@ -188,7 +188,7 @@ impl DirectoryState {
                     .holder_of_host(&h)
                     .map(|(id, t)| (id.clone(), t.key.clone()))
             }),
-            (None, PortRequest::Exact(p)) => self
+            (None, PortRequest::Exact { port: p, .. }) => self
                 .dir
                 .holder_of_port(p)
                 .map(|(id, t)| (id.clone(), t.key.clone())),

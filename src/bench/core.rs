@@ -136,7 +136,11 @@ async fn commands(dir: &Path, args: &CoreBenchArgs) -> Result<()> {
             let open = OpenTunnel {
                 protocol: TunnelProtocol::Tcp,
                 name: None,
-                port: PortRequest::Exact(1 + n as u16),
+                port: PortRequest::Exact {
+                    port: 1 + n as u16,
+                    from: 1,
+                    to: u16::MAX,
+                },
                 transport: TransportKind::Quic,
                 node: "node_bench".into(),
                 local_addr: "127.0.0.1:1".into(),

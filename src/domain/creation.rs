@@ -21,8 +21,16 @@ pub struct CreateTenant {
 pub enum PortRequest {
     /// No port (HTTP tunnels).
     None,
-    /// Exactly this port.
-    Exact(u16),
+    /// Exactly this port, which must lie in `from..=to` (the edge's public
+    /// port range).
+    Exact {
+        /// The port.
+        port: u16,
+        /// First port of the range.
+        from: u16,
+        /// Last port of the range.
+        to: u16,
+    },
     /// The lowest free port in `from..=to`.
     Any {
         /// First port of the range.

@@ -231,9 +231,14 @@ impl Directory {
                     "an HTTP tunnel needs a name and no port".into(),
                 ))
             }
-            (TunnelProtocol::Tcp, None, PortRequest::Exact(p)) => {
+            (TunnelProtocol::Tcp, None, PortRequest::Exact { port: p, from, to }) => {
                 if p == 0 {
                     return Err(DomainError::InvalidRequest("port 0 is not a port".into()));
+                }
+                if !(from..=to).contains(&p) {
+                    return Err(DomainError::InvalidRequest(format!(
+                        "port {p} is outside this edge's public ports {from}-{to}"
+                    )));
                 }
                 if self.ports.contains_key(&p) {
                     return Err(DomainError::Conflict(format!("port {p} is taken")));

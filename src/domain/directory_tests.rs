@@ -132,7 +132,14 @@ fn a_revoked_key_opens_nothing() {
     let err = w.open(http("app"), OpenUsage::default()).unwrap_err();
     assert_eq!(err, DomainError::Unauthorized("the key is revoked".into()));
     let err = w
-        .open(tcp(PortRequest::Exact(2000)), OpenUsage::default())
+        .open(
+            tcp(PortRequest::Exact {
+                port: 2000,
+                from: 1,
+                to: u16::MAX,
+            }),
+            OpenUsage::default(),
+        )
         .unwrap_err();
     assert_eq!(err.code(), "unauthorized");
     assert!(w.dir.tunnels.is_empty());
@@ -196,13 +203,50 @@ fn http_names_are_unique_among_live_tunnels_and_freed_by_release() {
 }
 
 #[test]
+fn an_exact_port_must_lie_in_the_edges_range() {
+    let mut w = World::new(plan(None, None, None), None);
+    let outside = PortRequest::Exact {
+        port: 24_999,
+        from: 23_000,
+        to: 23_050,
+    };
+    let err = w.open(tcp(outside), OpenUsage::default()).unwrap_err();
+    assert_eq!(
+        err,
+        DomainError::InvalidRequest(
+            "port 24999 is outside this edge's public ports 23000-23050".into()
+        )
+    );
+    let inside = PortRequest::Exact {
+        port: 23_050,
+        from: 23_000,
+        to: 23_050,
+    };
+    assert!(w.open(tcp(inside), OpenUsage::default()).is_ok());
+}
+
+#[test]
 fn tcp_ports_are_unique_and_allocated_lowest_first() {
     let mut w = World::new(plan(None, None, None), None);
     let a = w
-        .open(tcp(PortRequest::Exact(20_001)), OpenUsage::default())
+        .open(
+            tcp(PortRequest::Exact {
+                port: 20_001,
+                from: 1,
+                to: u16::MAX,
+            }),
+            OpenUsage::default(),
+        )
         .unwrap();
     let err = w
-        .open(tcp(PortRequest::Exact(20_001)), OpenUsage::default())
+        .open(
+            tcp(PortRequest::Exact {
+                port: 20_001,
+                from: 1,
+                to: u16::MAX,
+            }),
+            OpenUsage::default(),
+        )
         .unwrap_err();
     assert_eq!(err, DomainError::Conflict("port 20001 is taken".into()));
     let range = PortRequest::Any {
@@ -358,10 +402,24 @@ fn tunnel_commands_after_open_use_the_tunnel_aggregate() {
 fn offline_tunnels_expire_after_their_grace_and_crashed_nodes_are_found() {
     let mut w = World::new(plan(None, None, None), None);
     let a = w
-        .open(tcp(PortRequest::Exact(20_001)), OpenUsage::default())
+        .open(
+            tcp(PortRequest::Exact {
+                port: 20_001,
+                from: 1,
+                to: u16::MAX,
+            }),
+            OpenUsage::default(),
+        )
         .unwrap();
     let b = w
-        .open(tcp(PortRequest::Exact(20_002)), OpenUsage::default())
+        .open(
+            tcp(PortRequest::Exact {
+                port: 20_002,
+                from: 1,
+                to: u16::MAX,
+            }),
+            OpenUsage::default(),
+        )
         .unwrap();
     assert_eq!(w.dir.online_on("node_a").len(), 2);
     assert!(w.dir.online_on("node_b").is_empty());

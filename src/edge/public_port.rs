@@ -28,7 +28,11 @@ fn open_request(
     OpenTunnel {
         protocol: TunnelProtocol::Tcp,
         name: None,
-        port: PortRequest::Exact(port),
+        port: PortRequest::Exact {
+            port,
+            from: ctx.settings.tcp_ports.0,
+            to: ctx.settings.tcp_ports.1,
+        },
         transport,
         node: ctx.node.clone(),
         local_addr: request.local_addr.clone(),

@@ -219,7 +219,11 @@ impl BeamdWorld {
                     from: 20_000,
                     to: 20_004,
                 },
-                (false, false) => PortRequest::Exact(20_000 + self.rng.u16(0..5)),
+                (false, false) => PortRequest::Exact {
+                    port: 20_000 + self.rng.u16(0..5),
+                    from: 20_000,
+                    to: 20_004,
+                },
             },
             transport: TransportKind::Tcp,
             node: "node_core".into(),

@@ -51,7 +51,11 @@ pub fn tcp(port: u16) -> OpenTunnel {
     OpenTunnel {
         protocol: TunnelProtocol::Tcp,
         name: None,
-        port: PortRequest::Exact(port),
+        port: PortRequest::Exact {
+            port,
+            from: 1,
+            to: u16::MAX,
+        },
         transport: TransportKind::Quic,
         node: "node_a".into(),
         local_addr: "127.0.0.1:5432".into(),
