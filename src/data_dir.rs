@@ -1,4 +1,7 @@
 //! The data directory: one sled database holding the log and snapshot trees, and the node id.
+//! It holds secrets (key hashes, account password hashes, signing keys), so
+//! it is its owner's alone: the directory is 0700 and everything beamd
+//! writes in it is 0600 (directories 0700).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,10 +20,22 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Opens the data directory, creating it when missing.
+    /// Opens the data directory, creating it (mode 0700) when missing.
+    ///
+    /// This sets the process's file-creation mask to 077, so that every file
+    /// and directory created from now on (sled's own among them) is its
+    /// owner's alone, and takes group and other access away from what an
+    /// earlier version left in the directory.
     pub fn create(path: &Path) -> Result<Self> {
-        std::fs::create_dir_all(path)
+        use std::os::unix::fs::DirBuilderExt;
+        private_from_now_on();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
             .with_context(|| format!("cannot create data dir {}", path.display()))?;
+        make_private(path)
+            .with_context(|| format!("cannot make data dir {} private", path.display()))?;
         Self::open_db(path)
     }
 
@@ -33,6 +48,7 @@ impl DataDir {
                 path.display()
             );
         }
+        private_from_now_on();
         Self::open_db(path)
     }
 
@@ -104,6 +120,30 @@ impl DataDir {
             Err(e) => Err(e).with_context(|| format!("cannot read {}", file.display())),
         }
     }
+}
+
+/// Files and directories created by this process from now on are its owner's alone.
+fn private_from_now_on() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// Takes group and other access away from `path` and everything under it.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            make_private(&entry?.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes a new file readable by its owner only (mode 0600) and syncs it;

@@ -163,3 +163,62 @@ async fn no_secret_is_stored_or_logged_in_the_clear() -> Result<()> {
     }
     Ok(())
 }
+
+/// Every path under `dir` whose mode gives its group or others any access.
+fn shared_paths(dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            out.push(format!(
+                "{} {:o}",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+        if meta.is_dir() {
+            shared_paths(&path, out)?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_dir_and_everything_in_it_are_the_owners_alone() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir()?;
+    // As a fresh machine would have it: the edge makes the data dir itself.
+    let dir = parent.path().join("data");
+    let d = dir.to_str().context("dir")?;
+    let mut edge = common::tunnel::start_edge(
+        &dir,
+        "tcp",
+        "127.0.0.1:0",
+        &["--http-listen", "127.0.0.1:0"],
+    )?;
+    let admin = Api::new(edge.api, ADMIN_TOKEN);
+    new_token(&admin, "ci").await?;
+    common::tlog::checkpoint_of(&admin, 1, Duration::from_secs(30)).await?;
+    common::tlog::stop(&mut edge).await?;
+    let mode = std::fs::metadata(&dir)?.permissions().mode() & 0o777;
+    ensure!(mode == 0o700, "the data dir {d} is {mode:o}");
+    let mut shared = Vec::new();
+    shared_paths(&dir, &mut shared)?;
+    ensure!(shared.is_empty(), "readable by others: {shared:?}");
+
+    // A data dir an older edge left readable is made private on the next start.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(dir.join("node_id"), std::fs::Permissions::from_mode(0o644))?;
+    let mut edge = common::tunnel::start_edge(&dir, "tcp", "127.0.0.1:0", &[])?;
+    let mode = std::fs::metadata(&dir)?.permissions().mode() & 0o777;
+    ensure!(mode == 0o700, "the data dir {d} stayed {mode:o}");
+    let mut shared = Vec::new();
+    shared_paths(&dir, &mut shared)?;
+    ensure!(
+        shared.is_empty(),
+        "readable by others after a restart: {shared:?}"
+    );
+    common::tlog::stop(&mut edge).await?;
+    Ok(())
+}
