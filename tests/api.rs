@@ -313,3 +313,61 @@ async fn usage_subscribe_and_tenants() -> Result<()> {
     let _: Value = w.body;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_past_their_documented_range_are_refused_not_wrapped() -> Result<()> {
+    let (_dir, edge) = edge()?;
+    let admin = Api::new(edge.api, ADMIN_TOKEN);
+    let made = common::api::new_token(&admin, "limited").await?;
+    let id = made.body["id"].as_str().context("id")?.to_string();
+    let huge = u64::MAX.to_string();
+    let past_int64 = (i64::MAX as u64 + 1).to_string();
+    for path in [
+        format!("/api/v1/events/stream?after={huge}&maxSeconds=1"),
+        format!("/api/v1/events/stream?after={past_int64}&maxSeconds=1"),
+        format!("/api/v1/logs?to={huge}"),
+        format!("/api/v1/logs?from={past_int64}"),
+    ] {
+        let a = tokio::time::timeout(Duration::from_secs(10), admin.get(&path))
+            .await
+            .context(path.clone())??;
+        ensure!(
+            a.status == 400 && error_of(&a) == "invalid_request",
+            "{path}: {} {}",
+            a.status,
+            a.text
+        );
+    }
+    for (method, path, body) in [
+        (
+            "PUT",
+            format!("/api/v1/tokens/{id}/limit"),
+            format!(r#"{{"limitBytes":{huge}}}"#),
+        ),
+        (
+            "POST",
+            "/api/v1/tokens".to_string(),
+            format!(r#"{{"label":"x","limitBytes":{past_int64}}}"#),
+        ),
+        (
+            "POST",
+            "/api/v1/tenants".to_string(),
+            r#"{"slug":"big","plan":{"name":"big","maxTunnels":4294967295}}"#.to_string(),
+        ),
+    ] {
+        let a = admin.send(method, &path, Some(&body)).await?;
+        ensure!(
+            a.status == 400 && error_of(&a) == "invalid_request",
+            "{method} {path} {body}: {} {}",
+            a.status,
+            a.text
+        );
+    }
+    let listed = admin.get("/api/v1/tokens?limit=200").await?;
+    let key = listed.body["tokens"]
+        .as_array()
+        .and_then(|t| t.iter().find(|k| k["id"] == id.as_str()))
+        .context("the token is listed")?;
+    ensure!(key["limitBytes"].is_null(), "the limit changed: {key}");
+    Ok(())
+}

@@ -151,7 +151,9 @@ pub async fn stream(
     };
     let head = state.core.log().head().seq;
     let next = match q.after {
-        Some(after) => after.max(head.saturating_sub(MAX_BACKLOG)) + 1,
+        Some(after) => after
+            .max(head.saturating_sub(MAX_BACKLOG))
+            .saturating_add(1),
         None => head + 1,
     };
     let cursor = Cursor {

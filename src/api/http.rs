@@ -98,14 +98,63 @@ where
     Ok(Bytes::from(out))
 }
 
-/// Parses a query string strictly.
+/// The largest integer the API documents (OpenAPI's `int64`).
+pub const MAX_INT64: u64 = i64::MAX as u64;
+
+fn too_large(name: &str) -> ApiError {
+    ApiError::invalid(
+        format!("{name} must be at most {MAX_INT64}"),
+        serde_json::json!({ "field": name, "maximum": MAX_INT64 }),
+    )
+}
+
+/// Parses a query string strictly; an integer past `int64` is refused,
+/// never wrapped.
 pub fn query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).unwrap_or_default();
+    for (name, value) in &pairs {
+        let digits = value.strip_prefix('+').unwrap_or(value);
+        if !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && digits.parse::<u64>().map_or(true, |v| v > MAX_INT64)
+        {
+            return Err(too_large(name));
+        }
+    }
     serde_urlencoded::from_str(raw).map_err(|e| {
         ApiError::invalid(
             format!("bad query parameters: {e}"),
             serde_json::json!({ "query": e.to_string() }),
         )
     })
+}
+
+/// The path (`a.b[2]`) of the first integer in `v` past `int64`.
+fn oversized(v: &serde_json::Value, at: &str) -> Option<String> {
+    match v {
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .filter(|n| *n > MAX_INT64)
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f > MAX_INT64 as f64)
+                    .map(|_| 0)
+            })
+            .map(|_| at.to_string()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| oversized(item, &format!("{at}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(k, item)| {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            oversized(item, &path)
+        }),
+        _ => None,
+    }
 }
 
 /// Parses a JSON body strictly; an empty body reads as `{}`.
@@ -116,12 +165,17 @@ pub fn parse<T: DeserializeOwned>(body: Result<Bytes, ApiError>) -> Result<T, Ap
     } else {
         &body
     };
-    serde_json::from_slice(text).map_err(|e| {
+    let bad = |e: serde_json::Error| {
         ApiError::invalid(
             format!("bad request body: {e}"),
             serde_json::json!({ "body": e.to_string(), "line": e.line(), "column": e.column() }),
         )
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(text).map_err(bad)?;
+    if let Some(field) = oversized(&value, "") {
+        return Err(too_large(&field));
+    }
+    serde_json::from_slice(text).map_err(bad)
 }
 
 /// An RFC 3339 UTC time with milliseconds, as the API shows times.

@@ -23,9 +23,11 @@ pub struct PlanView {
     pub name: String,
     /// Tunnels live at once.
     #[serde(default)]
+    #[schema(maximum = 2147483647)]
     pub max_tunnels: Option<u32>,
     /// Custom domains.
     #[serde(default)]
+    #[schema(maximum = 2147483647)]
     pub max_domains: Option<u32>,
     /// Bytes per calendar month (UTC).
     #[serde(default)]
@@ -43,14 +45,26 @@ impl From<&Plan> for PlanView {
     }
 }
 
-impl From<PlanView> for Plan {
-    fn from(p: PlanView) -> Self {
-        Self {
-            name: p.name,
-            max_tunnels: p.max_tunnels,
-            max_domains: p.max_domains,
-            bandwidth_bytes_per_month: p.bandwidth_bytes,
+impl PlanView {
+    /// The plan, its counts within the documented `int32`.
+    pub fn into_plan(self) -> Result<Plan, ApiError> {
+        for (name, v) in [
+            ("maxTunnels", self.max_tunnels),
+            ("maxDomains", self.max_domains),
+        ] {
+            if let Some(v) = v.filter(|v| *v > i32::MAX as u32) {
+                return Err(ApiError::invalid(
+                    format!("{name} must be at most {}, not {v}", i32::MAX),
+                    serde_json::json!({ "field": name, "maximum": i32::MAX }),
+                ));
+            }
         }
+        Ok(Plan {
+            name: self.name,
+            max_tunnels: self.max_tunnels,
+            max_domains: self.max_domains,
+            bandwidth_bytes_per_month: self.bandwidth_bytes,
+        })
     }
 }
 
@@ -161,10 +175,13 @@ pub async fn create(
         tunnel_base: req
             .tunnel_base
             .unwrap_or_else(|| format!("{}.{}", req.slug, caller.tenant.tunnel_base)),
-        plan: req.plan.map(Plan::from).unwrap_or_else(|| Plan {
-            name: "free".into(),
-            ..Plan::default()
-        }),
+        plan: match req.plan {
+            Some(plan) => plan.into_plan()?,
+            None => Plan {
+                name: "free".into(),
+                ..Plan::default()
+            },
+        },
         slug: req.slug,
     };
     let tenant = state.core.create_tenant(cmd).await?;
@@ -207,7 +224,12 @@ pub async fn set_plan(
     }
     let t = state
         .core
-        .tenant_command(&id, TenantCommand::ChangePlan { plan: plan.into() })
+        .tenant_command(
+            &id,
+            TenantCommand::ChangePlan {
+                plan: plan.into_plan()?,
+            },
+        )
         .await?;
     state.settle().await?;
     ok(view(&t))
