@@ -9,11 +9,11 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
-use common::api::{error_of, Answer, Api};
+use common::api::{call, error_of, Answer, Api};
 use common::tunnel::{start_edge, Edge};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -82,6 +82,16 @@ fn peak_rss_kib(edge: &Edge) -> Result<u64> {
         .context("VmHWM")
 }
 
+/// Password hashes the edge ran so far (its `beamd_password_hashes_total`).
+async fn hashes_run(edge: &Edge) -> Result<u64> {
+    let m = call(edge.api, "GET", "/metrics", None, None, &[]).await?;
+    m.text
+        .lines()
+        .find_map(|l| l.strip_prefix("beamd_password_hashes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no beamd_password_hashes_total in /metrics ({})", m.status))
+}
+
 fn edge() -> Result<(tempfile::TempDir, Edge)> {
     let dir = tempfile::tempdir()?;
     let edge = start_edge(dir.path(), "tcp", "127.0.0.1:0", &[])?;
@@ -94,6 +104,7 @@ async fn forty_concurrent_wrong_passwords_are_charged_before_hashing() -> Result
     let made = register(&edge, loopback(1), "ann@example.org", "correct horse").await?;
     ensure!(made.status == 201, "{}", made.text);
     let before = peak_rss_kib(&edge)?;
+    let hashes_before = hashes_run(&edge).await.unwrap_or(0);
     let api = edge.api;
     let tries: Vec<_> = (0..40)
         .map(|_| {
@@ -113,9 +124,13 @@ async fn forty_concurrent_wrong_passwords_are_charged_before_hashing() -> Result
         }
     }
     let after = peak_rss_kib(&edge)?;
+    let counted = hashes_run(&edge)
+        .await
+        .map(|n| (n - hashes_before).to_string())
+        .unwrap_or_else(|e| format!("? ({e})"));
     eprintln!(
-        "40 concurrent wrong passwords: {hashed} hashed (401), {limited} refused (429); \
-         edge VmHWM {} MiB before, {} MiB after",
+        "40 concurrent wrong passwords: {hashed} answered 401, {limited} refused (429), \
+         {counted} hashes run; edge VmHWM {} MiB before, {} MiB after",
         before / 1024,
         after / 1024
     );
@@ -151,11 +166,14 @@ async fn concurrent_hashes_are_bounded_whatever_the_emails() -> Result<()> {
         ensure!([401, 429].contains(&a.status), "{}", a.text);
     }
     let after = peak_rss_kib(&edge)?;
+    let hashed = hashes_run(&edge).await?;
     eprintln!(
-        "40 concurrent sign-ins of unknown emails: edge VmHWM {} MiB before, {} MiB after",
+        "40 concurrent sign-ins of unknown emails: {hashed} hashes run; \
+         edge VmHWM {} MiB before, {} MiB after",
         before / 1024,
         after / 1024
     );
+    ensure!(hashed == 40, "an unknown email costs a hash: {hashed} for 40");
     ensure!(
         after.saturating_sub(before) < 128 * 1024,
         "the peak RSS grew by {} MiB",

@@ -30,6 +30,10 @@ pub struct PlanView {
     /// Bytes per calendar month (UTC).
     #[serde(default)]
     pub bandwidth_bytes: Option<u64>,
+    /// Custom domains waiting for their TXT record at once (null: the
+    /// edge's default, 20).
+    #[serde(default)]
+    pub max_pending_domains: Option<u32>,
 }
 
 impl From<&Plan> for PlanView {
@@ -39,6 +43,7 @@ impl From<&Plan> for PlanView {
             max_tunnels: p.max_tunnels,
             max_domains: p.max_domains,
             bandwidth_bytes: p.bandwidth_bytes_per_month,
+            max_pending_domains: p.max_pending_domains,
         }
     }
 }
@@ -50,6 +55,7 @@ impl From<PlanView> for Plan {
             max_tunnels: p.max_tunnels,
             max_domains: p.max_domains,
             bandwidth_bytes_per_month: p.bandwidth_bytes,
+            max_pending_domains: p.max_pending_domains,
         }
     }
 }
