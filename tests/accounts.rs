@@ -288,7 +288,8 @@ async fn a_reset_and_a_sign_out_end_earlier_sign_in_tokens() -> Result<()> {
         .await?;
     ensure!(made.status == 201, "{}", made.text);
     let signup_jwt = made.body["token"].as_str().context("token")?.to_string();
-    let login = |password: &str| format!(r#"{{"email":"ann@example.org","password":"{password}"}}"#);
+    let login =
+        |password: &str| format!(r#"{{"email":"ann@example.org","password":"{password}"}}"#);
     let signed = anon
         .send("POST", "/api/v1/auth/login", Some(&login("correct horse")))
         .await?;
@@ -316,7 +317,10 @@ async fn a_reset_and_a_sign_out_end_earlier_sign_in_tokens() -> Result<()> {
         .send("POST", "/api/v1/auth/reset-password", Some(&reset))
         .await?;
     ensure!(a.status == 200, "{}", a.text);
-    for (what, jwt) in [("sign-in", &stolen), ("sign-up", &Api::new(edge.api, &signup_jwt))] {
+    for (what, jwt) in [
+        ("sign-in", &stolen),
+        ("sign-up", &Api::new(edge.api, &signup_jwt)),
+    ] {
         let a = jwt.get("/api/v1/workspace").await?;
         ensure!(
             a.status == 401 && error_of(&a) == "unauthorized",
@@ -332,12 +336,19 @@ async fn a_reset_and_a_sign_out_end_earlier_sign_in_tokens() -> Result<()> {
             .send("POST", "/api/v1/auth/login", Some(&login("battery staple")))
             .await?;
         ensure!(signed.status == 200, "{}", signed.text);
-        tokens.push(Api::new(edge.api, signed.body["token"].as_str().context("token")?));
+        tokens.push(Api::new(
+            edge.api,
+            signed.body["token"].as_str().context("token")?,
+        ));
     }
     let out = tokens[0].send("POST", "/api/v1/auth/logout", None).await?;
     ensure!(out.status == 200, "{}", out.text);
     let a = tokens[0].get("/api/v1/workspace").await?;
-    ensure!(a.status == 401, "a signed-out token still works: {}", a.text);
+    ensure!(
+        a.status == 401,
+        "a signed-out token still works: {}",
+        a.text
+    );
     let a = tokens[1].get("/api/v1/workspace").await?;
     ensure!(a.status == 200, "the other sign-in still works: {}", a.text);
     let again = tokens[0].send("POST", "/api/v1/auth/logout", None).await?;
@@ -354,7 +365,10 @@ async fn a_reset_and_a_sign_out_end_earlier_sign_in_tokens() -> Result<()> {
     drop(edge);
     let d = dir.path().to_str().context("dir")?;
     let replay = common::text(&common::beamd(&["replay", "--data-dir", d]).stdout);
-    ensure!(replay.contains("SessionEnded"), "no SessionEnded in the log");
+    ensure!(
+        replay.contains("SessionEnded"),
+        "no SessionEnded in the log"
+    );
     let audit = common::beamd(&["audit", "--data-dir", d]);
     ensure!(audit.status.success(), "{}", common::text(&audit.stderr));
     Ok(())

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::api::Api;
-use common::http::{client, get, http_server, send, start_http_agent};
 use common::api::{error_of, tenant};
+use common::http::{client, get, http_server, send, start_http_agent};
 use common::tunnel::{start_edge, Proc, ADMIN_TOKEN};
 
 use common::dns::dns_server;
@@ -165,7 +165,11 @@ async fn saying(text: &'static str) -> Result<u16> {
 /// Adds `host` for the caller and verifies it with the DNS server's value set to its token.
 async fn claim(api: &Api, host: &str, dns: &Arc<Mutex<String>>) -> Result<String> {
     let added = api
-        .send("POST", "/api/v1/domains", Some(&format!(r#"{{"host":"{host}"}}"#)))
+        .send(
+            "POST",
+            "/api/v1/domains",
+            Some(&format!(r#"{{"host":"{host}"}}"#)),
+        )
         .await?;
     ensure!(added.status == 201, "{}", added.text);
     let id = added.body["id"].as_str().context("id")?.to_string();
@@ -204,7 +208,11 @@ async fn a_removed_domain_no_longer_reaches_its_former_tenant() -> Result<()> {
     let shop = format!("{SHOP}:{port}");
     let domain = claim(&a, SHOP, &value).await?;
     let svc = a
-        .send("POST", "/api/v1/services", Some(r#"{"name":"a","tunnel":"a"}"#))
+        .send(
+            "POST",
+            "/api/v1/services",
+            Some(r#"{"name":"a","tunnel":"a"}"#),
+        )
         .await?;
     ensure!(svc.status == 201, "{}", svc.text);
     let route = format!(
@@ -215,7 +223,10 @@ async fn a_removed_domain_no_longer_reaches_its_former_tenant() -> Result<()> {
     ensure!(made.status == 201, "{}", made.text);
     let mut c = client(public).await?;
     let (status, body) = send(&mut c, get(&shop, "/")?).await?;
-    ensure!((status, body.as_str()) == (200, "tenant A"), "{status} {body}");
+    ensure!(
+        (status, body.as_str()) == (200, "tenant A"),
+        "{status} {body}"
+    );
 
     // A removes the domain: its route on the host is retired with it.
     let removed = a
@@ -269,7 +280,11 @@ async fn a_removed_domain_no_longer_reaches_its_former_tenant() -> Result<()> {
     let d = dir.path().to_str().context("dir")?;
     let replay = common::text(&common::beamd(&["replay", "--data-dir", d]).stdout);
     ensure!(
-        replay.lines().filter(|l| l.contains("\"RouteRetired\"")).count() == 1,
+        replay
+            .lines()
+            .filter(|l| l.contains("\"RouteRetired\""))
+            .count()
+            == 1,
         "the retirement is an event in the log"
     );
     let audit = common::beamd(&["audit", "--data-dir", d]);

@@ -173,7 +173,10 @@ async fn concurrent_hashes_are_bounded_whatever_the_emails() -> Result<()> {
         before / 1024,
         after / 1024
     );
-    ensure!(hashed == 40, "an unknown email costs a hash: {hashed} for 40");
+    ensure!(
+        hashed == 40,
+        "an unknown email costs a hash: {hashed} for 40"
+    );
     ensure!(
         after.saturating_sub(before) < 128 * 1024,
         "the peak RSS grew by {} MiB",
@@ -364,7 +367,10 @@ async fn a_sign_up_gets_the_operators_finite_plan() -> Result<()> {
         dir.path(),
         "tcp",
         "127.0.0.1:0",
-        &["--signup-plan", "tunnels=2,domains=3,pending-domains=4,bandwidth-gib=1"],
+        &[
+            "--signup-plan",
+            "tunnels=2,domains=3,pending-domains=4,bandwidth-gib=1",
+        ],
     )?;
     let made = register(&edge, loopback(1), "ann@example.org", "correct horse").await?;
     ensure!(made.status == 201, "{}", made.text);

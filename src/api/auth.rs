@@ -3,9 +3,9 @@
 
 use beamd_events::vocabulary::KeyKind;
 
+use super::accounts::secrets::Claims;
 use super::error::ApiError;
 use super::ApiState;
-use super::accounts::secrets::Claims;
 use crate::domain::{Account, Key, KeyStatus, Tenant};
 use crate::protocol::Token;
 

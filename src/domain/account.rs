@@ -108,8 +108,7 @@ impl Fold for Account {
                 // Endings of tokens that expired anyway are forgotten.
                 let now_secs = envelope.at / 1000;
                 self.ended_sessions.retain(|_, exp| *exp >= now_secs);
-                self.ended_sessions
-                    .insert(e.token_id.clone(), e.expires_at);
+                self.ended_sessions.insert(e.token_id.clone(), e.expires_at);
             }
             _ => {}
         }
@@ -303,7 +302,12 @@ mod tests {
     #[test]
     fn a_password_change_ends_every_earlier_token_and_a_sign_out_one() {
         let mut a = Account::default();
-        a.apply(&envelope("acc_1", 1, 1, registered("ten_1", "a@b.c", "A", "h0")));
+        a.apply(&envelope(
+            "acc_1",
+            1,
+            1,
+            registered("ten_1", "a@b.c", "A", "h0"),
+        ));
         assert!(a.accepts_session(0, "t1") && a.accepts_session(0, "t2"));
         let ctx = Ctx::new(1_000, 0);
         let out = AccountCommand::EndSession {
@@ -331,7 +335,10 @@ mod tests {
                 a.apply(&envelope("acc_1", version, 3_000, e));
             }
         }
-        assert!(!a.accepts_session(0, "t2"), "a token from before the change");
+        assert!(
+            !a.accepts_session(0, "t2"),
+            "a token from before the change"
+        );
         assert!(a.accepts_session(1, "t3"));
         // An ending is forgotten once its token expired anyway.
         let later = AccountCommand::EndSession {

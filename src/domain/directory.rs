@@ -281,9 +281,15 @@ impl Directory {
         };
         limit("domains", tenant.plan.max_domains, entry.domains)?;
         let pending = (self.pending.values())
-            .filter(|(t, added)| *t == tenant.id && !claim_lapsed(*added, ctx.now_ms, cmd.claim_ttl_ms))
+            .filter(|(t, added)| {
+                *t == tenant.id && !claim_lapsed(*added, ctx.now_ms, cmd.claim_ttl_ms)
+            })
             .count() as u64;
-        limit("pendingDomains", Some(max_pending_domains(&tenant.plan)), pending)?;
+        limit(
+            "pendingDomains",
+            Some(max_pending_domains(&tenant.plan)),
+            pending,
+        )?;
         let host = cmd.host.trim_end_matches('.').to_ascii_lowercase();
         validate::host("domain", &host)?;
         // A lapsed claim still holding the host is expired first (by the core, as an event).

@@ -428,7 +428,10 @@ fn pending_claims_are_capped_by_the_plan_and_lapsed_ones_do_not_count() {
     let a = w.dir.domains["a.example.org"].0.clone();
     w.record(&a, vec![beamd_events::vocabulary::DomainVerified {}.into()]);
     let b = w.dir.domains["b.example.org"].0.clone();
-    w.record(&b, vec![beamd_events::vocabulary::DomainClaimExpired {}.into()]);
+    w.record(
+        &b,
+        vec![beamd_events::vocabulary::DomainClaimExpired {}.into()],
+    );
     assert!(!w.dir.domains.contains_key("b.example.org"));
     assert!(w.dir.pending.is_empty());
     assert_eq!(w.dir.tenants[&w.tenant.id].domains, 1);

@@ -296,29 +296,61 @@ mod tests {
             found: Ok(vec!["tok123".into()]),
             claim_ttl_ms: 100,
         };
-        assert_eq!(d.decide(&verify, &lapsed).unwrap(), ev, "too late to verify");
+        assert_eq!(
+            d.decide(&verify, &lapsed).unwrap(),
+            ev,
+            "too late to verify"
+        );
         let mut gone = d.clone();
         gone.apply(&envelope("dom_1", 2, 105, ev[0].clone()));
         assert_eq!(gone.status, DomainStatus::Expired);
-        assert_eq!(gone.decide(&verify, &lapsed).unwrap_err().code(), "not_found");
+        assert_eq!(
+            gone.decide(&verify, &lapsed).unwrap_err().code(),
+            "not_found"
+        );
         let mut verified = d;
         let ok = verified.decide(&verify, &Ctx::new(50, 0)).unwrap();
         verified.apply(&envelope("dom_1", 2, 50, ok[0].clone()));
-        assert!(!verified.claim_lapsed(1_000_000, 100), "a verified domain never lapses");
+        assert!(
+            !verified.claim_lapsed(1_000_000, 100),
+            "a verified domain never lapses"
+        );
     }
 
     #[test]
     fn a_host_reaches_a_tenant_only_while_it_is_the_tenants() {
         let mut d = added();
-        let reaches = |d: &DomainName, tenant| host_reaches("app.example.com", tenant, "t1.localhost", Some(d));
+        let reaches = |d: &DomainName, tenant| {
+            host_reaches("app.example.com", tenant, "t1.localhost", Some(d))
+        };
         assert!(!reaches(&d, "ten_1"), "pending");
         d.apply(&envelope("dom_1", 2, 6, DomainVerified {}.into()));
         assert!(reaches(&d, "ten_1") && !reaches(&d, "ten_2"));
         d.apply(&envelope("dom_1", 3, 7, DomainRemoved {}.into()));
         assert!(!reaches(&d, "ten_1"), "removed");
-        assert!(!host_reaches("app.example.com", "ten_1", "t1.localhost", None));
-        assert!(host_reaches("web.t1.localhost", "ten_1", "t1.localhost", None));
-        assert!(!host_reaches("a.web.t1.localhost", "ten_1", "t1.localhost", None));
-        assert!(!host_reaches("xt1.localhost", "ten_1", "t1.localhost", None));
+        assert!(!host_reaches(
+            "app.example.com",
+            "ten_1",
+            "t1.localhost",
+            None
+        ));
+        assert!(host_reaches(
+            "web.t1.localhost",
+            "ten_1",
+            "t1.localhost",
+            None
+        ));
+        assert!(!host_reaches(
+            "a.web.t1.localhost",
+            "ten_1",
+            "t1.localhost",
+            None
+        ));
+        assert!(!host_reaches(
+            "xt1.localhost",
+            "ten_1",
+            "t1.localhost",
+            None
+        ));
     }
 }

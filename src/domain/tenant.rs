@@ -94,7 +94,9 @@ pub fn parse_plan(spec: &str) -> Result<Plan, DomainError> {
             continue;
         }
         let bad = |why: &str| DomainError::InvalidRequest(format!("plan {part:?}: {why}"));
-        let (key, value) = part.split_once('=').ok_or_else(|| bad("expected KEY=VALUE"))?;
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| bad("expected KEY=VALUE"))?;
         let number = |max: u64| -> Result<Option<u64>, DomainError> {
             match value.trim() {
                 "unlimited" => Ok(None),
@@ -216,17 +218,27 @@ mod tests {
     fn plans_are_read_over_the_finite_sign_up_default() {
         let default = parse_plan("").unwrap();
         assert_eq!(
-            (default.max_tunnels, default.max_domains, default.max_pending_domains),
+            (
+                default.max_tunnels,
+                default.max_domains,
+                default.max_pending_domains
+            ),
             (Some(5), Some(5), Some(20))
         );
         assert_eq!(default.bandwidth_bytes_per_month, Some(10 << 30));
         let p = parse_plan("name=trial, tunnels=2,bandwidth-gib=unlimited").unwrap();
         assert_eq!((p.name.as_str(), p.max_tunnels), ("trial", Some(2)));
-        assert_eq!((p.bandwidth_bytes_per_month, p.max_domains), (None, Some(5)));
+        assert_eq!(
+            (p.bandwidth_bytes_per_month, p.max_domains),
+            (None, Some(5))
+        );
         assert!(parse_plan("tunnels=-1").is_err());
         assert!(parse_plan("seats=3").is_err());
         assert!(parse_plan("name=Not A Label").is_err());
-        assert_eq!(max_pending_domains(&Plan::default()), DEFAULT_MAX_PENDING_DOMAINS);
+        assert_eq!(
+            max_pending_domains(&Plan::default()),
+            DEFAULT_MAX_PENDING_DOMAINS
+        );
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub(super) async fn ensure(
         .domains
         .by_host(&host)
         .cloned();
-    let lapsed = |d: &DomainName| d.claim_lapsed(ctx.core.now_ms(), ctx.settings.dns.claim_ttl_ms());
+    let lapsed =
+        |d: &DomainName| d.claim_lapsed(ctx.core.now_ms(), ctx.settings.dns.claim_ttl_ms());
     let domain = match known {
         Some(d) if d.tenant != key.tenant && !lapsed(&d) => {
             return Err(error(

@@ -165,13 +165,16 @@ pub(super) fn decide(
         return None;
     }
     Some((|| {
-        let route = p.gateway.route_for(host, method, path, &reaches).ok_or_else(|| {
-            refuse(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no route of {host} matches {method} {path}"),
-            )
-        })?;
+        let route = p
+            .gateway
+            .route_for(host, method, path, &reaches)
+            .ok_or_else(|| {
+                refuse(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no route of {host} matches {method} {path}"),
+                )
+            })?;
         let config = route.config.as_ref().ok_or_else(|| {
             refuse(
                 StatusCode::NOT_FOUND,

@@ -281,7 +281,8 @@ mod tests {
         });
         p.apply(&env("rte_1", 4, moved));
         assert_eq!(
-            p.route_for("b.x", "GET", "/users/7", &|_| true).map(|r| r.id.as_str()),
+            p.route_for("b.x", "GET", "/users/7", &|_| true)
+                .map(|r| r.id.as_str()),
             Some("rte_1")
         );
         assert_eq!(id(&p, "GET", "/users/7").as_deref(), Some("rte_2"));
@@ -289,8 +290,13 @@ mod tests {
         p.apply(&env("rte_3", 6, Event::RouteDeleted(RouteDeleted {})));
         assert!(!p.serves_host("a.x"), "no live route is bound to a.x");
         assert!(p.serves_host("b.x"));
-        assert!(!p.serves_host_for("b.x", &|t| t == "ten_2"), "not ten_2's host");
-        assert!(p.route_for("b.x", "GET", "/users/7", &|t| t == "ten_2").is_none());
+        assert!(
+            !p.serves_host_for("b.x", &|t| t == "ten_2"),
+            "not ten_2's host"
+        );
+        assert!(p
+            .route_for("b.x", "GET", "/users/7", &|t| t == "ten_2")
+            .is_none());
         p.apply(&env(
             "rte_1",
             7,

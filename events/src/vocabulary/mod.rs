@@ -20,8 +20,8 @@ pub use domain::{
 };
 pub use gateway::{
     ConsumerCreated, ConsumerRevoked, GatewayErrorResolved, GatewayErrorsRecorded, RouteConfig,
-    RouteCreated, RouteDeleted, RouteRetired, RouteUpdated, ServiceConfig, ServiceCreated, ServiceDeleted,
-    ServiceHealthChanged, ServiceUpdated,
+    RouteCreated, RouteDeleted, RouteRetired, RouteUpdated, ServiceConfig, ServiceCreated,
+    ServiceDeleted, ServiceHealthChanged, ServiceUpdated,
 };
 pub use key::{KeyCountersReset, KeyIssued, KeyKind, KeyLimitSet, KeyRevoked};
 pub use node::{NodeHeartbeat, NodeJoined, NodeLeft};

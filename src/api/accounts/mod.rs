@@ -112,10 +112,10 @@ pub async fn register(
     check_password(&req.password)?;
     let email = req.email.trim().to_ascii_lowercase();
     let from = address(peer);
-    let _charged = state
-        .accounts
-        .throttle
-        .charge(sign_up_charges(&email, &from), "too many sign-ups; try again later")?;
+    let _charged = state.accounts.throttle.charge(
+        sign_up_charges(&email, &from),
+        "too many sign-ups; try again later",
+    )?;
     if state
         .core
         .projections()
