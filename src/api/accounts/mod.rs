@@ -307,7 +307,7 @@ pub struct Reset {
 
 /// Choose a new password with a mailed link's token (once, within an hour).
 #[utoipa::path(post, path = "/api/v1/auth/reset-password", tag = "accounts", request_body = Reset,
-    responses((status = 200, body = Message), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn reset(
     state: Arc<ApiState>,
     body: Result<bytes::Bytes, ApiError>,
