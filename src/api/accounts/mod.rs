@@ -205,7 +205,14 @@ pub async fn login(
         .by_email(&email)
         .cloned();
     let hash = account.as_ref().map(|a| a.password_hash.clone());
-    let valid = state.accounts.hashing.verify(req.password, hash).await?;
+    let valid = match state.accounts.hashing.verify(req.password, hash).await {
+        Ok(valid) => valid,
+        Err(busy) => {
+            // No hash ran: the attempt does not count.
+            charged.refund();
+            return Err(busy);
+        }
+    };
     match account.filter(|_| valid) {
         Some(a) => {
             charged.refund();
