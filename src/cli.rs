@@ -198,6 +198,14 @@ pub struct EdgeArgs {
     /// Refuse sign-ups (POST /api/v1/auth/register answers 403).
     #[arg(long)]
     pub no_signup: bool,
+    /// The plan a sign-up's tenant gets: KEY=VALUE,… with name, tunnels
+    /// (live at once), domains (custom domains), pending-domains (waiting
+    /// for their TXT record at once), bandwidth-gib (per calendar month) or
+    /// bandwidth-bytes; a number or `unlimited`. Keys left out keep the
+    /// default's values.
+    #[arg(long, default_value = crate::domain::tenant::DEFAULT_SIGNUP_PLAN,
+        value_parser = |s: &str| crate::domain::tenant::parse_plan(s).map_err(|e| e.to_string()))]
+    pub signup_plan: beamd_events::vocabulary::Plan,
     /// The SMTP relay (HOST-IP:PORT, plain SMTP) that password-reset mail goes through; without it mail is off.
     #[arg(long)]
     pub smtp_relay: Option<std::net::SocketAddr>,
@@ -249,6 +257,10 @@ pub struct EdgeArgs {
     /// Seconds between checks of custom domains still waiting for their TXT record.
     #[arg(long, default_value_t = 30)]
     pub domain_recheck_secs: u64,
+    /// How long a custom domain may wait for its TXT record before its claim
+    /// lapses and anyone may add the host (e.g. 72h, 30m, 90s, 3d).
+    #[arg(long, default_value = "72h", value_parser = humantime::parse_duration)]
+    pub domain_claim_ttl: std::time::Duration,
     /// Seconds between health probes of gateway services with a healthCheckPath.
     #[arg(long, default_value_t = 10)]
     pub health_interval_secs: u64,

@@ -256,3 +256,120 @@ async fn sign_up_can_be_turned_off_and_mail_off_is_said() -> Result<()> {
     ensure!(a.status == 403 && error_of(&a) == "forbidden", "{}", a.text);
     Ok(())
 }
+
+/// The reset token in a mail caught by the sink.
+fn reset_token(mail: &str) -> Result<String> {
+    let unfolded = mail.replace("=\n", "").replace("=3D", "=");
+    let at = unfolded
+        .find("/reset-password?token=")
+        .with_context(|| format!("no link in {mail}"))?;
+    Ok(unfolded[at..]
+        .split("token=")
+        .nth(1)
+        .context("token")?
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_and_a_sign_out_end_earlier_sign_in_tokens() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (smtp, mut mails) = smtp_sink().await?;
+    let relay = format!("127.0.0.1:{smtp}");
+    let edge = start_edge(dir.path(), "tcp", "127.0.0.1:0", &["--smtp-relay", &relay])?;
+    let anon = Api {
+        addr: edge.api,
+        token: None,
+    };
+    let body = r#"{"name":"Ann","email":"ann@example.org","password":"correct horse"}"#;
+    let made = anon
+        .send("POST", "/api/v1/auth/register", Some(body))
+        .await?;
+    ensure!(made.status == 201, "{}", made.text);
+    let signup_jwt = made.body["token"].as_str().context("token")?.to_string();
+    let login =
+        |password: &str| format!(r#"{{"email":"ann@example.org","password":"{password}"}}"#);
+    let signed = anon
+        .send("POST", "/api/v1/auth/login", Some(&login("correct horse")))
+        .await?;
+    ensure!(signed.status == 200, "{}", signed.text);
+    let stolen = Api::new(edge.api, signed.body["token"].as_str().context("token")?);
+    ensure!(stolen.get("/api/v1/workspace").await?.status == 200);
+
+    // A reset ends every sign-in token issued before it.
+    let forgot = anon
+        .send(
+            "POST",
+            "/api/v1/auth/forgot-password",
+            Some(r#"{"email":"ann@example.org"}"#),
+        )
+        .await?;
+    ensure!(forgot.status == 200, "{}", forgot.text);
+    let mail = tokio::time::timeout(Duration::from_secs(20), mails.recv())
+        .await?
+        .context("the sink got no mail")?;
+    let reset = format!(
+        r#"{{"token":"{}","password":"battery staple"}}"#,
+        reset_token(&mail)?
+    );
+    let a = anon
+        .send("POST", "/api/v1/auth/reset-password", Some(&reset))
+        .await?;
+    ensure!(a.status == 200, "{}", a.text);
+    for (what, jwt) in [
+        ("sign-in", &stolen),
+        ("sign-up", &Api::new(edge.api, &signup_jwt)),
+    ] {
+        let a = jwt.get("/api/v1/workspace").await?;
+        ensure!(
+            a.status == 401 && error_of(&a) == "unauthorized",
+            "a {what} token from before the reset still works: {}",
+            a.text
+        );
+    }
+
+    // Signing out ends the token presented, and only that one.
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let signed = anon
+            .send("POST", "/api/v1/auth/login", Some(&login("battery staple")))
+            .await?;
+        ensure!(signed.status == 200, "{}", signed.text);
+        tokens.push(Api::new(
+            edge.api,
+            signed.body["token"].as_str().context("token")?,
+        ));
+    }
+    let out = tokens[0].send("POST", "/api/v1/auth/logout", None).await?;
+    ensure!(out.status == 200, "{}", out.text);
+    let a = tokens[0].get("/api/v1/workspace").await?;
+    ensure!(
+        a.status == 401,
+        "a signed-out token still works: {}",
+        a.text
+    );
+    let a = tokens[1].get("/api/v1/workspace").await?;
+    ensure!(a.status == 200, "the other sign-in still works: {}", a.text);
+    let again = tokens[0].send("POST", "/api/v1/auth/logout", None).await?;
+    ensure!(again.status == 401, "{}", again.text);
+    let spec = anon.get("/api/v1/openapi.json").await?;
+    ensure!(
+        spec.body["paths"]["/api/v1/auth/logout"]["post"].is_object(),
+        "the OpenAPI document has the route"
+    );
+
+    // The session ends are in the log, and the log replays to the same state.
+    edge.proc.signal(rustix::process::Signal::TERM)?;
+    edge.proc.expect("stopped", Duration::from_secs(30))?;
+    drop(edge);
+    let d = dir.path().to_str().context("dir")?;
+    let replay = common::text(&common::beamd(&["replay", "--data-dir", d]).stdout);
+    ensure!(
+        replay.contains("SessionEnded"),
+        "no SessionEnded in the log"
+    );
+    let audit = common::beamd(&["audit", "--data-dir", d]);
+    ensure!(audit.status.success(), "{}", common::text(&audit.stderr));
+    Ok(())
+}

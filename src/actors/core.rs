@@ -17,9 +17,10 @@ use super::projector::{start_projector, ProjectorHandle};
 use super::secret::Secret;
 use super::supervisor::{deliver, EntitySupervisor, SupervisorMsg};
 use super::{CoreError, Shell, Timings};
+use crate::domain::gateway::RouteCommand;
 use crate::domain::{
-    AddDomain, CreateTenant, Directory, DomainCommand, DomainError, DomainName, Key, KeyCommand,
-    Node, NodeCommand, OpenTunnel, Tenant, TenantCommand, Tunnel, TunnelCommand,
+    AddDomain, CreateTenant, Directory, DomainCommand, DomainError, DomainName, DomainStatus, Key,
+    KeyCommand, Node, NodeCommand, OpenTunnel, Tenant, TenantCommand, Tunnel, TunnelCommand,
 };
 use crate::projections::{InspectorIndex, DEFAULT_RECENT};
 
@@ -294,7 +295,19 @@ impl Core {
     }
 
     /// Adds a custom domain. Returns once the domains projection shows it.
+    /// A claim on the host that stayed pending past its lifetime is expired
+    /// first (an event), so that it no longer blocks the host.
     pub async fn add_domain(&self, tenant: &str, cmd: AddDomain) -> Result<DomainName, CoreError> {
+        let host = cmd.host.trim_end_matches('.').to_ascii_lowercase();
+        let lapsed = (self.projector.read().domains.by_host(&host))
+            .filter(|d| d.claim_lapsed(self.now_ms(), cmd.claim_ttl_ms))
+            .map(|d| d.id.clone());
+        if let Some(id) = lapsed {
+            let expire = DomainCommand::ExpireClaim {
+                ttl_ms: cmd.claim_ttl_ms,
+            };
+            self.domain_command(&id, expire).await?;
+        }
         let added = ask(&self.directory, |r| {
             DirectoryMsg::AddDomain(tenant.to_string(), cmd, r)
         })
@@ -305,6 +318,10 @@ impl Core {
 
     /// Sends a command to a domain. Returns once the domains projection shows
     /// the outcome, so the HTTP ingress routes (or stops routing) the host at once.
+    ///
+    /// Removing a domain retires its tenant's gateway routes on the host
+    /// (one `RouteRetired` each); requests stopped reaching them already,
+    /// since every request checks the host against the tenant.
     pub async fn domain_command(
         &self,
         id: &str,
@@ -312,6 +329,19 @@ impl Core {
     ) -> Result<DomainName, CoreError> {
         let domain = command(&self.domains, id, cmd).await?;
         self.projector.wait_for(self.shell.log.head().seq).await?;
+        if domain.status == DomainStatus::Removed {
+            let routes: Vec<String> = (self.projector.read().gateway)
+                .routes_of(&domain.tenant)
+                .filter(|r| r.config.as_ref().is_some_and(|c| c.host == domain.host))
+                .map(|r| r.id.clone())
+                .collect();
+            for route in routes {
+                let retire = RouteCommand::Retire {
+                    domain: domain.id.clone(),
+                };
+                self.route_command(&route, retire).await?;
+            }
+        }
         Ok(domain)
     }
 

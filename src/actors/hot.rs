@@ -1,5 +1,5 @@
 //! What the data path reads on every request (the gateway's routes and
-//! consumers, each tunnel's inspect mode), as a copy of its own. The
+//! consumers, each tunnel's inspect mode, custom domains), as a copy of its own. The
 //! projector folds floods of events (a `RequestCaptured` per request) under
 //! the projections' write lock; readers of that lock would wait for each
 //! slice, and for as long as the projector is descheduled while holding it.
@@ -12,7 +12,8 @@ use beamd_events::vocabulary::InspectMode;
 use beamd_events::{Envelope, Event};
 
 use super::projector::Projections;
-use crate::projections::GatewayProjection;
+use crate::domain::host_reaches;
+use crate::projections::{DomainsProjection, GatewayProjection};
 
 /// The request path's view of the projections.
 #[derive(Debug, Default)]
@@ -23,6 +24,16 @@ pub struct Hot {
     pub inspect: HashMap<String, InspectMode>,
     /// Each tenant's base host for its tunnels' names.
     pub tunnel_base: HashMap<String, String>,
+    /// Custom domains, by host.
+    pub domains: DomainsProjection,
+}
+
+impl Hot {
+    /// Whether a request for `host` may reach `tenant` now (see `host_reaches`).
+    pub fn reaches(&self, host: &str, tenant: &str) -> bool {
+        let base = self.tunnel_base.get(tenant).map_or("", String::as_str);
+        host_reaches(host, tenant, base, self.domains.by_host(host))
+    }
 }
 
 impl Hot {
@@ -35,6 +46,7 @@ impl Hot {
             tunnel_base: (p.catalog.tenants.iter())
                 .map(|(id, t)| (id.clone(), t.tunnel_base.clone()))
                 .collect(),
+            domains: p.domains.clone(),
         }
     }
 }

@@ -3,9 +3,10 @@
 
 use beamd_events::vocabulary::KeyKind;
 
+use super::accounts::secrets::Claims;
 use super::error::ApiError;
 use super::ApiState;
-use crate::domain::{Key, KeyStatus, Tenant};
+use crate::domain::{Account, Key, KeyStatus, Tenant};
 use crate::protocol::Token;
 
 /// What a route needs.
@@ -109,8 +110,22 @@ impl ApiState {
         Ok(Caller { key, tenant })
     }
 
-    /// A signed-in account as a key of its tenant with the `manage` scope.
-    fn account_key(&self, jwt: &str) -> Result<Key, ApiError> {
+    /// The account behind a sign-in token (`Authorization: Bearer eyJ…`)
+    /// that still holds: signed, unexpired, not signed out, and issued since
+    /// the account's last password change. Also its claims and the token.
+    pub fn signed_in(&self, header: Option<&str>) -> Result<(Account, Claims, String), ApiError> {
+        let token = bearer(header)?.0;
+        if !token.starts_with("eyJ") {
+            return Err(ApiError::invalid(
+                "only sign-in tokens sign out; revoke an API key with DELETE /api/v1/tokens/{id}",
+                serde_json::json!({ "authorization": "not a sign-in token" }),
+            ));
+        }
+        let (account, claims) = self.account_of(&token)?;
+        Ok((account, claims, token))
+    }
+
+    fn account_of(&self, jwt: &str) -> Result<(Account, Claims), ApiError> {
         let claims = self.accounts.jwt.verify(jwt)?;
         let p = self.core.projections().read();
         let account = p
@@ -118,6 +133,17 @@ impl ApiState {
             .get(&claims.sub)
             .filter(|a| a.tenant == claims.tenant)
             .ok_or_else(|| ApiError::unauthorized("the sign-in token's account is gone"))?;
+        if !account.accepts_session(claims.ver, &claims.token_id(jwt)) {
+            return Err(ApiError::unauthorized(
+                "the sign-in token was ended (signed out, or the password changed since)",
+            ));
+        }
+        Ok((account.clone(), claims))
+    }
+
+    /// A signed-in account as a key of its tenant with the `manage` scope.
+    fn account_key(&self, jwt: &str) -> Result<Key, ApiError> {
+        let (account, _) = self.account_of(jwt)?;
         Ok(Key {
             id: account.id.clone(),
             tenant: account.tenant.clone(),

@@ -34,7 +34,8 @@ pub struct DomainView {
     pub id: String,
     /// The host name.
     pub host: String,
-    /// `pending` or `verified`.
+    /// `pending`, `verified`, or `expired` (pending past the edge's claim
+    /// lifetime: the host is free again; add it anew).
     pub status: String,
     /// What to publish.
     pub txt: TxtRecord,
@@ -50,10 +51,10 @@ fn view(d: &DomainName) -> DomainView {
     DomainView {
         id: d.id.clone(),
         host: d.host.clone(),
-        status: if d.status == DomainStatus::Verified {
-            "verified"
-        } else {
-            "pending"
+        status: match d.status {
+            DomainStatus::Verified => "verified",
+            DomainStatus::Expired => "expired",
+            _ => "pending",
         }
         .into(),
         txt: TxtRecord {
@@ -128,7 +129,13 @@ pub async fn add(
     let req: NewDomain = parse(body)?;
     let d = state
         .core
-        .add_domain(&caller.tenant.id, AddDomain { host: req.host })
+        .add_domain(
+            &caller.tenant.id,
+            AddDomain {
+                host: req.host,
+                claim_ttl_ms: state.settings.dns.claim_ttl_ms(),
+            },
+        )
         .await?;
     Ok((StatusCode::CREATED, view(&d)))
 }
@@ -155,7 +162,7 @@ pub async fn verify(
     ok(view(&d))
 }
 
-/// Remove a domain; requests for it stop routing at once.
+/// Remove a domain; requests for it stop routing at once, and its gateway routes are retired.
 #[utoipa::path(delete, path = "/api/v1/domains/{id}", tag = "domains", params(("id" = String, Path, description = "dom_…")),
     responses((status = 200, body = Deleted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

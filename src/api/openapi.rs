@@ -85,7 +85,7 @@ impl Modify for StorageReserve {
         status::health, status::gateway_status,
         errors::list, errors::patch, errors::resolve,
         metrics::metrics,
-        accounts::register, accounts::login, accounts::forgot, accounts::reset,
+        accounts::register, accounts::login, accounts::logout, accounts::forgot, accounts::reset,
     ),
     modifiers(&Bearer, &StorageReserve)
 )]

@@ -32,6 +32,11 @@ pub struct PlanView {
     /// Bytes per calendar month (UTC).
     #[serde(default)]
     pub bandwidth_bytes: Option<u64>,
+    /// Custom domains waiting for their TXT record at once (null: the
+    /// edge's default, 20).
+    #[serde(default)]
+    #[schema(maximum = 2147483647)]
+    pub max_pending_domains: Option<u32>,
 }
 
 impl From<&Plan> for PlanView {
@@ -41,6 +46,7 @@ impl From<&Plan> for PlanView {
             max_tunnels: p.max_tunnels,
             max_domains: p.max_domains,
             bandwidth_bytes: p.bandwidth_bytes_per_month,
+            max_pending_domains: p.max_pending_domains,
         }
     }
 }
@@ -51,6 +57,7 @@ impl PlanView {
         for (name, v) in [
             ("maxTunnels", self.max_tunnels),
             ("maxDomains", self.max_domains),
+            ("maxPendingDomains", self.max_pending_domains),
         ] {
             if let Some(v) = v.filter(|v| *v > i32::MAX as u32) {
                 return Err(ApiError::invalid(
@@ -64,6 +71,7 @@ impl PlanView {
             max_tunnels: self.max_tunnels,
             max_domains: self.max_domains,
             bandwidth_bytes_per_month: self.bandwidth_bytes,
+            max_pending_domains: self.max_pending_domains,
         })
     }
 }

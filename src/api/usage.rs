@@ -47,6 +47,8 @@ pub struct Quota {
     pub tunnels: Option<u64>,
     /// Bytes per calendar month (UTC).
     pub bandwidth_bytes: Option<u64>,
+    /// Custom domains waiting for their TXT record.
+    pub pending_domains: Option<u64>,
 }
 
 /// One day of usage.
@@ -101,17 +103,24 @@ pub async fn usage(
     let totals = p.usage.tenant(&t.id);
     let live = p.catalog.tunnels.of_tenant(&t.id, None).count() as u64;
     let domains = p.domains.of_tenant(&t.id).count() as u64;
+    let pending = (p.domains.of_tenant(&t.id))
+        .filter(|d| d.status == crate::domain::DomainStatus::Pending)
+        .count() as u64;
     ok(Usage {
         plan: t.plan.name.clone(),
         limits: Quota {
             domains: t.plan.max_domains.map(u64::from),
             tunnels: t.plan.max_tunnels.map(u64::from),
             bandwidth_bytes: t.plan.bandwidth_bytes_per_month,
+            pending_domains: Some(u64::from(crate::domain::tenant::max_pending_domains(
+                &t.plan,
+            ))),
         },
         used: Quota {
             domains: Some(domains),
             tunnels: Some(live),
             bandwidth_bytes: Some(p.usage.month_bytes(&t.id, now)),
+            pending_domains: Some(pending),
         },
         total_bytes: series.iter().map(|(_, d)| d.bytes()).sum(),
         peak_tunnels: series

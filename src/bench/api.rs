@@ -45,7 +45,10 @@ pub async fn usage_over_http(
             jwt: crate::api::accounts::secrets::JwtKey::from_bytes(vec![7; 32]),
             mail: None,
             public_url: format!("http://{addr}"),
-            failures: Default::default(),
+            signup_plan: crate::domain::tenant::parse_plan("")?,
+            throttle: Default::default(),
+            hashing: crate::api::accounts::secrets::Hashing::per_core()
+                .map_err(|e| anyhow::anyhow!("{}", e.body.message))?,
         },
         tlog: None,
         bodies: None,

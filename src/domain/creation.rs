@@ -71,4 +71,7 @@ pub struct OpenUsage {
 pub struct AddDomain {
     /// Host name.
     pub host: String,
+    /// How long the claim may stay pending, ms (lapsed claims neither hold
+    /// their host nor count against the plan's pending cap).
+    pub claim_ttl_ms: u64,
 }

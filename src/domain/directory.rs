@@ -11,7 +11,8 @@ use beamd_snapshots::Fold;
 use serde::{Deserialize, Serialize};
 
 pub use super::creation::{AddDomain, CreateTenant, OpenTunnel, OpenUsage, PortRequest};
-use super::tenant::validate_plan;
+use super::domain_name::claim_lapsed;
+use super::tenant::{max_pending_domains, validate_plan};
 use super::{validate, Ctx, DomainError, Key, KeyStatus, Tenant};
 use beamd_events::vocabulary::KeyKind;
 
@@ -70,6 +71,9 @@ pub struct Directory {
     /// Account email → account id.
     #[serde(default)]
     pub emails: BTreeMap<String, String>,
+    /// Pending custom domains: domain id → (tenant id, when added, ms).
+    #[serde(default)]
+    pub pending: BTreeMap<String, (String, u64)>,
 }
 
 fn limit(limit: &'static str, max: Option<impl Into<u64>>, used: u64) -> Result<(), DomainError> {
@@ -281,8 +285,19 @@ impl Directory {
             return Err(DomainError::NotFound("tenant".into()));
         };
         limit("domains", tenant.plan.max_domains, entry.domains)?;
+        let pending = (self.pending.values())
+            .filter(|(t, added)| {
+                *t == tenant.id && !claim_lapsed(*added, ctx.now_ms, cmd.claim_ttl_ms)
+            })
+            .count() as u64;
+        limit(
+            "pendingDomains",
+            Some(max_pending_domains(&tenant.plan)),
+            pending,
+        )?;
         let host = cmd.host.trim_end_matches('.').to_ascii_lowercase();
         validate::host("domain", &host)?;
+        // A lapsed claim still holding the host is expired first (by the core, as an event).
         if self.domains.contains_key(&host) {
             return Err(DomainError::Conflict(format!(
                 "{host} is already registered"
@@ -368,11 +383,17 @@ impl Fold for Directory {
             Event::DomainAdded(e) => {
                 self.domains
                     .insert(e.host.clone(), (id.to_string(), e.tenant.clone()));
+                self.pending
+                    .insert(id.to_string(), (e.tenant.clone(), envelope.at));
                 if let Some(t) = self.tenants.get_mut(&e.tenant) {
                     t.domains += 1;
                 }
             }
-            Event::DomainRemoved(_) => {
+            Event::DomainVerified(_) => {
+                self.pending.remove(id);
+            }
+            Event::DomainRemoved(_) | Event::DomainClaimExpired(_) => {
+                self.pending.remove(id);
                 let host = self
                     .domains
                     .iter()

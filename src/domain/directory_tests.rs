@@ -19,6 +19,7 @@ fn plan(max_tunnels: Option<u32>, max_domains: Option<u32>, bandwidth: Option<u6
         max_tunnels,
         max_domains,
         bandwidth_bytes_per_month: bandwidth,
+        max_pending_domains: None,
     }
 }
 
@@ -345,6 +346,7 @@ fn domains_are_limited_unique_and_freed_by_removal() {
     let mut w = World::new(plan(None, Some(1), None), None);
     let add = AddDomain {
         host: "App.Example.org.".into(),
+        claim_ttl_ms: 1_000,
     };
     let (id, events) = w.dir.add_domain(&add, &w.tenant, &Ctx::new(0, 7)).unwrap();
     assert!(
@@ -353,6 +355,7 @@ fn domains_are_limited_unique_and_freed_by_removal() {
     w.record(&id, events);
     let other = AddDomain {
         host: "b.example.org".into(),
+        claim_ttl_ms: 1_000,
     };
     let err = w
         .dir
@@ -444,4 +447,50 @@ fn offline_tunnels_expire_after_their_grace_and_crashed_nodes_are_found() {
     );
     assert_eq!(w.dir.online_on("node_b"), vec![a]);
     assert_eq!(w.dir.online_on("node_a"), vec![b]);
+}
+
+#[test]
+fn pending_claims_are_capped_by_the_plan_and_lapsed_ones_do_not_count() {
+    let mut p = plan(None, None, None);
+    p.max_pending_domains = Some(2);
+    let mut w = World::new(p, None);
+    let add = |host: &str| AddDomain {
+        host: host.into(),
+        claim_ttl_ms: 1_000,
+    };
+    for (i, host) in ["a.example.org", "b.example.org"].into_iter().enumerate() {
+        let (id, events) = w
+            .dir
+            .add_domain(&add(host), &w.tenant, &Ctx::new(0, i as u64))
+            .unwrap();
+        w.record(&id, events);
+    }
+    let err = w
+        .dir
+        .add_domain(&add("c.example.org"), &w.tenant, &Ctx::new(999, 3))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DomainError::LimitExceeded {
+            limit: "pendingDomains",
+            max: 2
+        }
+    );
+    assert!(
+        w.dir
+            .add_domain(&add("c.example.org"), &w.tenant, &Ctx::new(1_100, 3))
+            .is_ok(),
+        "lapsed claims are not counted"
+    );
+    // A verified domain is no longer pending; an expired claim frees its host.
+    let a = w.dir.domains["a.example.org"].0.clone();
+    w.record(&a, vec![beamd_events::vocabulary::DomainVerified {}.into()]);
+    let b = w.dir.domains["b.example.org"].0.clone();
+    w.record(
+        &b,
+        vec![beamd_events::vocabulary::DomainClaimExpired {}.into()],
+    );
+    assert!(!w.dir.domains.contains_key("b.example.org"));
+    assert!(w.dir.pending.is_empty());
+    assert_eq!(w.dir.tenants[&w.tenant.id].domains, 1);
 }

@@ -6,7 +6,7 @@
 //! id from `Ctx`, and `apply` (via `Fold`) never fails. This is what makes
 //! replay and simulation exact.
 
-mod account;
+pub mod account;
 pub mod calendar;
 mod context;
 mod creation;
@@ -17,14 +17,16 @@ mod error;
 pub mod gateway;
 mod key;
 mod node;
-mod tenant;
+pub mod tenant;
 mod tunnel;
 mod validate;
 
-pub use account::{registered, Account, AccountCommand};
+pub use account::{registered, Account, AccountCommand, AttemptLimit};
 pub use context::Ctx;
 pub use directory::{AddDomain, CreateTenant, Directory, OpenTunnel, OpenUsage, PortRequest};
-pub use domain_name::{DomainCommand, DomainName, DomainStatus};
+pub use domain_name::{
+    claim_lapsed, host_reaches, DomainCommand, DomainName, DomainStatus, DEFAULT_CLAIM_TTL_MS,
+};
 pub use error::DomainError;
 pub use key::{Key, KeyCommand, KeyStatus};
 pub use node::{Node, NodeCommand, NodeStatus};

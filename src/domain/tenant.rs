@@ -1,4 +1,5 @@
-//! The tenant aggregate: a workspace with a plan and a tunnel base host.
+//! The tenant aggregate: a workspace with a plan and a tunnel base host; and
+//! the plans themselves (the one a sign-up gets, written `KEY=VALUE,…`).
 
 use beamd_events::vocabulary::{Plan, TenantPlanChanged, TenantRenamed};
 use beamd_events::{Envelope, Event};
@@ -67,6 +68,57 @@ impl Fold for Tenant {
             _ => {}
         }
     }
+}
+
+/// Pending custom domains a plan allows when it names no number.
+pub const DEFAULT_MAX_PENDING_DOMAINS: u32 = 20;
+
+/// The plan a sign-up gets unless the operator gives `--signup-plan`.
+pub const DEFAULT_SIGNUP_PLAN: &str =
+    "name=free,tunnels=5,domains=5,pending-domains=20,bandwidth-gib=10";
+
+/// How many pending domains `plan` allows at once.
+pub fn max_pending_domains(plan: &Plan) -> u32 {
+    plan.max_pending_domains
+        .unwrap_or(DEFAULT_MAX_PENDING_DOMAINS)
+}
+
+/// A plan written `KEY=VALUE,…` with the keys `name`, `tunnels`, `domains`,
+/// `pending-domains`, `bandwidth-gib` and `bandwidth-bytes` (a number, or
+/// `unlimited`); keys left out keep `DEFAULT_SIGNUP_PLAN`'s values.
+pub fn parse_plan(spec: &str) -> Result<Plan, DomainError> {
+    let mut plan = Plan::default();
+    for part in DEFAULT_SIGNUP_PLAN.split(',').chain(spec.split(',')) {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let bad = |why: &str| DomainError::InvalidRequest(format!("plan {part:?}: {why}"));
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| bad("expected KEY=VALUE"))?;
+        let number = |max: u64| -> Result<Option<u64>, DomainError> {
+            match value.trim() {
+                "unlimited" => Ok(None),
+                v => match v.parse::<u64>() {
+                    Ok(n) if n <= max => Ok(Some(n)),
+                    _ => Err(bad(&format!("expected 0-{max} or unlimited"))),
+                },
+            }
+        };
+        let count = || number(u64::from(u32::MAX)).map(|n| n.map(|n| n as u32));
+        match key.trim() {
+            "name" => plan.name = value.trim().to_string(),
+            "tunnels" => plan.max_tunnels = count()?,
+            "domains" => plan.max_domains = count()?,
+            "pending-domains" => plan.max_pending_domains = count()?,
+            "bandwidth-gib" => plan.bandwidth_bytes_per_month = number(u64::MAX >> 30)?.map(|g| g << 30),
+            "bandwidth-bytes" => plan.bandwidth_bytes_per_month = number(u64::MAX)?,
+            _ => return Err(bad("unknown key (name, tunnels, domains, pending-domains, bandwidth-gib, bandwidth-bytes)")),
+        }
+    }
+    validate_plan(&plan)?;
+    Ok(plan)
 }
 
 /// Checks a plan's name.
@@ -160,6 +212,33 @@ mod tests {
             .decide(&TenantCommand::Rename { name: "".into() }, &ctx)
             .unwrap_err();
         assert_eq!(err.code(), "invalid_request");
+    }
+
+    #[test]
+    fn plans_are_read_over_the_finite_sign_up_default() {
+        let default = parse_plan("").unwrap();
+        assert_eq!(
+            (
+                default.max_tunnels,
+                default.max_domains,
+                default.max_pending_domains
+            ),
+            (Some(5), Some(5), Some(20))
+        );
+        assert_eq!(default.bandwidth_bytes_per_month, Some(10 << 30));
+        let p = parse_plan("name=trial, tunnels=2,bandwidth-gib=unlimited").unwrap();
+        assert_eq!((p.name.as_str(), p.max_tunnels), ("trial", Some(2)));
+        assert_eq!(
+            (p.bandwidth_bytes_per_month, p.max_domains),
+            (None, Some(5))
+        );
+        assert!(parse_plan("tunnels=-1").is_err());
+        assert!(parse_plan("seats=3").is_err());
+        assert!(parse_plan("name=Not A Label").is_err());
+        assert_eq!(
+            max_pending_domains(&Plan::default()),
+            DEFAULT_MAX_PENDING_DOMAINS
+        );
     }
 
     #[test]

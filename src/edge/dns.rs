@@ -17,10 +17,21 @@ use crate::domain::{DomainCommand, DomainName, DomainStatus};
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Looks up TXT records for domain verification.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DnsVerifier {
     /// The name server to ask (UDP); the system's when `None`.
     pub resolver: Option<SocketAddr>,
+    /// How long a claim may wait for its TXT record (`--domain-claim-ttl`).
+    pub claim_ttl: Duration,
+}
+
+impl Default for DnsVerifier {
+    fn default() -> Self {
+        Self {
+            resolver: None,
+            claim_ttl: Duration::from_millis(crate::domain::DEFAULT_CLAIM_TTL_MS),
+        }
+    }
 }
 
 impl DnsVerifier {
@@ -89,14 +100,23 @@ impl DnsVerifier {
         }
     }
 
-    /// Checks a pending domain's TXT record and records the outcome; a
-    /// verified domain is returned as it is.
+    /// The claim lifetime in ms, as commands carry it.
+    pub fn claim_ttl_ms(&self) -> u64 {
+        u64::try_from(self.claim_ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Checks a pending domain's TXT record and records the outcome (a
+    /// claim pending past its lifetime expires instead); a verified domain
+    /// is returned as it is.
     pub async fn verify(&self, core: &Core, domain: &DomainName) -> Result<DomainName, CoreError> {
         if domain.status == DomainStatus::Verified {
             return Ok(domain.clone());
         }
         let found = self.txt(&domain.txt_name()).await;
-        core.domain_command(&domain.id, DomainCommand::Verify { found })
-            .await
+        let cmd = DomainCommand::Verify {
+            found,
+            claim_ttl_ms: self.claim_ttl_ms(),
+        };
+        core.domain_command(&domain.id, cmd).await
     }
 }

@@ -1,12 +1,13 @@
 //! Custom domains on the edge: an agent's `--domain HOST` is added to its
 //! tenant if new and checked at once; domains still waiting for their TXT
-//! record are checked again periodically and routed when verified.
+//! record are checked again periodically and routed when verified; claims
+//! pending past `--domain-claim-ttl` are expired on the same tick.
 
 use std::sync::Arc;
 
 use super::context::EdgeContext;
 use super::session::{error, from_core};
-use crate::domain::{AddDomain, DomainName, DomainStatus, Key};
+use crate::domain::{AddDomain, DomainCommand, DomainName, DomainStatus, Key};
 use crate::protocol::ErrorFrame;
 
 /// The tenant's domain for `host`, added if new, verified if its TXT record is there.
@@ -23,17 +24,25 @@ pub(super) async fn ensure(
         .domains
         .by_host(&host)
         .cloned();
+    let lapsed =
+        |d: &DomainName| d.claim_lapsed(ctx.core.now_ms(), ctx.settings.dns.claim_ttl_ms());
     let domain = match known {
-        Some(d) if d.tenant != key.tenant => {
+        Some(d) if d.tenant != key.tenant && !lapsed(&d) => {
             return Err(error(
                 "conflict",
                 format!("{host} is registered by another tenant"),
             ))
         }
-        Some(d) => d,
-        None => ctx
+        Some(d) if d.tenant == key.tenant && !lapsed(&d) => d,
+        _ => ctx
             .core
-            .add_domain(&key.tenant, AddDomain { host })
+            .add_domain(
+                &key.tenant,
+                AddDomain {
+                    host,
+                    claim_ttl_ms: ctx.settings.dns.claim_ttl_ms(),
+                },
+            )
             .await
             .map_err(from_core)?,
     };
@@ -87,6 +96,14 @@ pub(super) async fn recheck(ctx: Arc<EdgeContext>) {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(domain = %current.host, "domain check failed: {e}"),
+            }
+        }
+        let ttl_ms = ctx.settings.dns.claim_ttl_ms();
+        let lapsed = (ctx.core.projections().read().domains).lapsed(ctx.core.now_ms(), ttl_ms);
+        for id in lapsed {
+            let expire = DomainCommand::ExpireClaim { ttl_ms };
+            if let Err(e) = ctx.core.domain_command(&id, expire).await {
+                tracing::warn!(domain = %id, "expiring a lapsed claim failed: {e}");
             }
         }
     }

@@ -4,6 +4,8 @@
 //! one (401), the caller's rate limit (429 with `Retry-After`), and where the
 //! service is (its tunnel, 502 when that is offline or the service was
 //! deleted, or its upstream URL). Hosts without routes stay plain tunnels.
+//! Only routes of a tenant the host reaches now count: a custom host must
+//! be verified for the route's tenant at the time of the request.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -161,17 +163,23 @@ pub(super) fn decide(
     peer: SocketAddr,
 ) -> Option<Result<Decision, Refusal>> {
     let p = ctx.core.projections().hot();
-    if !p.gateway.serves_host(host) {
+    // Routes of a tenant the host no longer reaches (its domain removed, or
+    // verified since by another tenant) are passed over, request by request.
+    let reaches = |tenant: &str| p.reaches(host, tenant);
+    if !p.gateway.serves_host_for(host, &reaches) {
         return None;
     }
     Some((|| {
-        let route = p.gateway.route_for(host, method, path).ok_or_else(|| {
-            refuse(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no route of {host} matches {method} {path}"),
-            )
-        })?;
+        let route = p
+            .gateway
+            .route_for(host, method, path, &reaches)
+            .ok_or_else(|| {
+                refuse(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no route of {host} matches {method} {path}"),
+                )
+            })?;
         let config = route.config.as_ref().ok_or_else(|| {
             refuse(
                 StatusCode::NOT_FOUND,

@@ -110,14 +110,7 @@ where
 /// verified for the tunnel's tenant (removing it stops routing at once).
 fn live_route(ctx: &EdgeContext, host: &str) -> Option<Route> {
     let route = ctx.route(host)?;
-    if route.custom
-        && !ctx
-            .core
-            .projections()
-            .read()
-            .domains
-            .verified_for(host, &route.tenant)
-    {
+    if route.custom && !ctx.core.projections().hot().reaches(host, &route.tenant) {
         ctx.unroute(host);
         return None;
     }

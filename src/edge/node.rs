@@ -127,7 +127,7 @@ fn account_settings(
     dir: &DataDir,
     api: std::net::SocketAddr,
 ) -> Result<crate::api::accounts::AccountSettings> {
-    use crate::api::accounts::{mail::Mailer, secrets::JwtKey, AccountSettings};
+    use crate::api::accounts::{mail::Mailer, secrets::Hashing, secrets::JwtKey, AccountSettings};
     let mail = match args.smtp_relay {
         Some(relay) => Some(Mailer {
             relay,
@@ -152,7 +152,9 @@ fn account_settings(
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{api}")),
-        failures: Default::default(),
+        signup_plan: args.signup_plan.clone(),
+        throttle: Default::default(),
+        hashing: Hashing::per_core().map_err(|e| anyhow::anyhow!("{}", e.body.message))?,
     })
 }
 
@@ -215,6 +217,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         (args.header_timeout_secs > 0).then(|| Duration::from_secs(args.header_timeout_secs));
     settings.dns = DnsVerifier {
         resolver: args.dns_resolver,
+        claim_ttl: args.domain_claim_ttl,
     };
     let egress = super::Egress::new(args.egress_allow.clone(), settings.dns.clone())
         .with_public_ports(args.public_host, args.tcp_ports.0, args.tcp_ports.1);

@@ -1,7 +1,8 @@
-//! Token buckets for the gateway's rate limits, kept in memory on the edge:
-//! one per (route override or tier, caller), holding a minute's worth of
-//! requests and refilled continuously. Rate limiting is hot-path state, not
-//! history, so it is not an event.
+//! Token buckets for the gateway's rate limits (and the accounts' attempt
+//! limits), kept in memory on the edge: one per (route override or tier,
+//! caller), holding a minute's worth of requests (or a burst refilled over
+//! a longer period) and refilled continuously. Rate limiting is hot-path
+//! state, not history, so it is not an event.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -33,10 +34,14 @@ struct Rate {
 
 impl Rate {
     fn per_minute(n: u32) -> Self {
+        Self::burst(n, Duration::from_secs(60))
+    }
+
+    fn burst(n: u32, per: Duration) -> Self {
         let capacity = f64::from(n.max(1));
         Self {
             capacity,
-            per_sec: capacity / 60.0,
+            per_sec: capacity / per.as_secs_f64().max(0.001),
         }
     }
 
@@ -70,7 +75,33 @@ impl RateLimiter {
     /// Takes one request from `caller`'s bucket in `scope`, which holds
     /// `per_minute` and refills at that rate; `Err(wait)` when it is empty.
     pub fn take(&self, scope: &str, caller: &str, per_minute: u32) -> Result<(), Duration> {
-        let rate = Rate::per_minute(per_minute);
+        self.take_at(scope, caller, Rate::per_minute(per_minute))
+    }
+
+    /// Takes one attempt from `caller`'s bucket in `scope`, which holds
+    /// `burst` and refills them over `per`; `Err(wait)` when it is empty.
+    pub fn take_burst(
+        &self,
+        scope: &str,
+        caller: &str,
+        burst: u32,
+        per: Duration,
+    ) -> Result<(), Duration> {
+        self.take_at(scope, caller, Rate::burst(burst, per))
+    }
+
+    /// Gives back one attempt taken with `take_burst` (it did not count).
+    pub fn give_back(&self, scope: &str, caller: &str, burst: u32, per: Duration) {
+        let rate = Rate::burst(burst, per);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = buckets.get_mut(&(scope.to_string(), caller.to_string())) {
+            let now = Instant::now();
+            b.tokens = (rate.refilled(b, now) + 1.0).min(rate.capacity);
+            b.at = now;
+        }
+    }
+
+    fn take_at(&self, scope: &str, caller: &str, rate: Rate) -> Result<(), Duration> {
         let now = Instant::now();
         // Buckets are replaced whole; a poisoned map is still consistent.
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -117,5 +148,19 @@ mod tests {
         tokio::time::advance(Duration::from_secs(20)).await;
         assert!(l.take("r", "me", 3).is_ok());
         assert!(l.take("r", "me", 3).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_refills_over_its_period_and_takes_can_be_given_back() {
+        let l = RateLimiter::default();
+        let hour = Duration::from_secs(3600);
+        for _ in 0..2 {
+            assert!(l.take_burst("s", "me", 2, hour).is_ok());
+        }
+        let wait = l.take_burst("s", "me", 2, hour).unwrap_err();
+        assert!(wait > Duration::from_secs(1790), "{wait:?}");
+        l.give_back("s", "me", 2, hour);
+        assert!(l.take_burst("s", "me", 2, hour).is_ok());
+        assert!(l.take_burst("s", "me", 2, hour).is_err());
     }
 }

@@ -39,7 +39,10 @@ impl Fold for AccountsProjection {
             Event::AccountRegistered(e) => {
                 self.emails.insert(e.email.clone(), id.to_string());
             }
-            Event::PasswordResetRequested(_) | Event::PasswordChanged(_) => {}
+            Event::PasswordResetRequested(_)
+            | Event::PasswordChanged(_)
+            | Event::SessionsEnded(_)
+            | Event::SessionEnded(_) => {}
             _ => return,
         }
         self.accounts

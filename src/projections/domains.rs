@@ -1,4 +1,4 @@
-//! The domains projection: every custom domain not removed, by id and by
+//! The domains projection: every custom domain not removed (nor expired), by id and by
 //! host, so the HTTP ingress can check a host per request without asking an
 //! actor, and the API can list a tenant's domains.
 
@@ -37,6 +37,14 @@ impl DomainsProjection {
             .is_some_and(|d| d.tenant == tenant && d.status == DomainStatus::Verified)
     }
 
+    /// Domains pending past `ttl_ms` at `now_ms`, whose claims lapsed.
+    pub fn lapsed(&self, now_ms: u64, ttl_ms: u64) -> Vec<String> {
+        (self.domains.values())
+            .filter(|d| d.claim_lapsed(now_ms, ttl_ms))
+            .map(|d| d.id.clone())
+            .collect()
+    }
+
     /// A tenant's domains, by host.
     pub fn of_tenant<'a>(&'a self, tenant: &'a str) -> impl Iterator<Item = &'a DomainName> + 'a {
         self.hosts
@@ -58,7 +66,7 @@ impl Fold for DomainsProjection {
                 self.hosts.insert(domain.host.clone(), id.to_string());
                 self.domains.insert(id.to_string(), domain);
             }
-            Event::DomainRemoved(_) => {
+            Event::DomainRemoved(_) | Event::DomainClaimExpired(_) => {
                 if let Some(d) = self.domains.remove(id) {
                     self.hosts.remove(&d.host);
                 }

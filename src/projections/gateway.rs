@@ -97,16 +97,32 @@ impl GatewayProjection {
         self.hosts.contains_key(host)
     }
 
-    /// The enabled route for a request: bound to `host`, naming `method` (or
-    /// `*`), with a pattern matching `path`; the most specific pattern wins,
-    /// then an exact method over `*`, then the older route.
-    pub fn route_for(&self, host: &str, method: &str, path: &str) -> Option<&Route> {
+    /// Whether a live route of a tenant that `host` reaches now is bound to it.
+    pub fn serves_host_for(&self, host: &str, reaches: &dyn Fn(&str) -> bool) -> bool {
+        self.hosts.get(host).is_some_and(|ids| {
+            ids.iter()
+                .filter_map(|id| self.routes.get(id))
+                .any(|r| reaches(&r.tenant))
+        })
+    }
+
+    /// The enabled route for a request: bound to `host`, of a tenant the
+    /// host `reaches` now, naming `method` (or `*`), with a pattern matching
+    /// `path`; the most specific pattern wins, then an exact method over
+    /// `*`, then the older route.
+    pub fn route_for(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        reaches: &dyn Fn(&str) -> bool,
+    ) -> Option<&Route> {
         let mut best: Option<(&Route, PathPattern)> = None;
         let ids = self.hosts.get(host)?;
         for route in ids
             .iter()
             .filter_map(|id| self.routes.get(id))
-            .filter(|r| r.live())
+            .filter(|r| r.live() && reaches(&r.tenant))
         {
             let Some(c) = route.config.as_ref() else {
                 continue;
@@ -165,7 +181,10 @@ impl Fold for GatewayProjection {
             | Event::ServiceUpdated(_)
             | Event::ServiceDeleted(_)
             | Event::ServiceHealthChanged(_) => fold_into(&mut self.services, envelope),
-            Event::RouteCreated(_) | Event::RouteUpdated(_) | Event::RouteDeleted(_) => {
+            Event::RouteCreated(_)
+            | Event::RouteUpdated(_)
+            | Event::RouteDeleted(_)
+            | Event::RouteRetired(_) => {
                 let id = envelope.stream.as_str();
                 if let Some(host) = self
                     .routes
@@ -249,12 +268,12 @@ mod tests {
         p.apply(&env("rte_2", 2, created(config("a.x", "*", "/*"))));
         p.apply(&env("rte_3", 3, created(config("a.x", "GET", "/users/me"))));
         fn id(p: &GatewayProjection, m: &str, path: &str) -> Option<String> {
-            p.route_for("a.x", m, path).map(|r| r.id.clone())
+            p.route_for("a.x", m, path, &|_| true).map(|r| r.id.clone())
         }
         assert_eq!(id(&p, "GET", "/users/me").as_deref(), Some("rte_3"));
         assert_eq!(id(&p, "GET", "/users/7").as_deref(), Some("rte_1"));
         assert_eq!(id(&p, "POST", "/users/7").as_deref(), Some("rte_2"));
-        assert!(p.route_for("b.x", "GET", "/users/7").is_none());
+        assert!(p.route_for("b.x", "GET", "/users/7", &|_| true).is_none());
 
         // Moving a route to another host and deleting one keep the host index right.
         let moved = Event::RouteUpdated(RouteUpdated {
@@ -262,7 +281,8 @@ mod tests {
         });
         p.apply(&env("rte_1", 4, moved));
         assert_eq!(
-            p.route_for("b.x", "GET", "/users/7").map(|r| r.id.as_str()),
+            p.route_for("b.x", "GET", "/users/7", &|_| true)
+                .map(|r| r.id.as_str()),
             Some("rte_1")
         );
         assert_eq!(id(&p, "GET", "/users/7").as_deref(), Some("rte_2"));
@@ -270,5 +290,20 @@ mod tests {
         p.apply(&env("rte_3", 6, Event::RouteDeleted(RouteDeleted {})));
         assert!(!p.serves_host("a.x"), "no live route is bound to a.x");
         assert!(p.serves_host("b.x"));
+        assert!(
+            !p.serves_host_for("b.x", &|t| t == "ten_2"),
+            "not ten_2's host"
+        );
+        assert!(p
+            .route_for("b.x", "GET", "/users/7", &|t| t == "ten_2")
+            .is_none());
+        p.apply(&env(
+            "rte_1",
+            7,
+            Event::RouteRetired(beamd_events::vocabulary::RouteRetired {
+                domain: "dom_1".into(),
+            }),
+        ));
+        assert!(!p.serves_host("b.x"), "a retired route is not bound");
     }
 }

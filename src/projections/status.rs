@@ -49,7 +49,9 @@ impl Fold for StatusProjection {
             Event::KeyIssued(_) => c.active_keys += 1,
             Event::KeyRevoked(_) => c.active_keys = c.active_keys.saturating_sub(1),
             Event::DomainAdded(_) => c.domains += 1,
-            Event::DomainRemoved(_) => c.domains = c.domains.saturating_sub(1),
+            Event::DomainRemoved(_) | Event::DomainClaimExpired(_) => {
+                c.domains = c.domains.saturating_sub(1)
+            }
             Event::TunnelOpened(_) | Event::TunnelResumed(_) | Event::TunnelWentOffline(_) => {
                 let online = !matches!(envelope.event, Event::TunnelWentOffline(_));
                 match self.tunnels.insert(id.to_string(), online) {

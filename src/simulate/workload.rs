@@ -24,6 +24,7 @@ impl BeamdWorld {
                     max_tunnels: Some(self.rng.u32(1..5)),
                     max_domains: Some(self.rng.u32(1..3)),
                     bandwidth_bytes_per_month: None,
+                    max_pending_domains: None,
                 };
                 let cmd = CreateTenant {
                     tunnel_base: format!("{slug}.sim"),
@@ -119,7 +120,11 @@ impl BeamdWorld {
                     return Ok("no tenant".into());
                 };
                 let host = format!("d{}.example.test", self.rng.u8(0..6));
-                let d = self.core.add_domain(&tenant, AddDomain { host }).await?;
+                let add = AddDomain {
+                    host,
+                    claim_ttl_ms: crate::domain::DEFAULT_CLAIM_TTL_MS,
+                };
+                let d = self.core.add_domain(&tenant, add).await?;
                 self.domains.push(d.id.clone());
                 format!("add domain {} {}", d.id, d.host)
             }
@@ -131,6 +136,7 @@ impl BeamdWorld {
                     true => DomainCommand::Remove,
                     false => DomainCommand::Verify {
                         found: Ok(vec![format!("{n:x}")]),
+                        claim_ttl_ms: crate::domain::DEFAULT_CLAIM_TTL_MS,
                     },
                 };
                 self.core.domain_command(&d, cmd).await?;

@@ -44,6 +44,7 @@ pub fn plan() -> Plan {
         max_tunnels: Some(10),
         max_domains: Some(2),
         bandwidth_bytes_per_month: None,
+        max_pending_domains: None,
     }
 }
 

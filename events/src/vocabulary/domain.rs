@@ -1,4 +1,5 @@
-//! Events of a custom domain: added with a TXT challenge, verified, failed, removed.
+//! Events of a custom domain: added with a TXT challenge, verified, failed,
+//! removed, or its pending claim expired.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,3 +32,9 @@ pub struct DomainVerificationFailed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct DomainRemoved {}
+
+/// The domain stayed pending past the edge's claim lifetime: the claim
+/// lapsed and its host is free for anyone to add.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainClaimExpired {}

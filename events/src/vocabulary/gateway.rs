@@ -85,6 +85,16 @@ pub struct RouteUpdated {
 #[serde(rename_all = "camelCase")]
 pub struct RouteDeleted {}
 
+/// A route was retired because its host stopped being a verified domain of
+/// its tenant (the domain was removed or its claim lapsed); it is kept,
+/// marked deleted, and never answers again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteRetired {
+    /// The domain (`dom_…`) whose removal retired it.
+    pub domain: String,
+}
+
 /// A consumer was created with an API key (only its hash is kept).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -12,12 +12,16 @@ mod node;
 mod tenant;
 mod tunnel;
 
-pub use account::{AccountRegistered, PasswordChanged, PasswordResetRequested};
-pub use domain::{DomainAdded, DomainRemoved, DomainVerificationFailed, DomainVerified};
+pub use account::{
+    AccountRegistered, PasswordChanged, PasswordResetRequested, SessionEnded, SessionsEnded,
+};
+pub use domain::{
+    DomainAdded, DomainClaimExpired, DomainRemoved, DomainVerificationFailed, DomainVerified,
+};
 pub use gateway::{
     ConsumerCreated, ConsumerRevoked, GatewayErrorResolved, GatewayErrorsRecorded, RouteConfig,
-    RouteCreated, RouteDeleted, RouteUpdated, ServiceConfig, ServiceCreated, ServiceDeleted,
-    ServiceHealthChanged, ServiceUpdated,
+    RouteCreated, RouteDeleted, RouteRetired, RouteUpdated, ServiceConfig, ServiceCreated,
+    ServiceDeleted, ServiceHealthChanged, ServiceUpdated,
 };
 pub use key::{KeyCountersReset, KeyIssued, KeyKind, KeyLimitSet, KeyRevoked};
 pub use node::{NodeHeartbeat, NodeJoined, NodeLeft};
@@ -112,4 +116,8 @@ events!(
     PasswordResetRequested,
     PasswordChanged,
     TunnelInspectSet,
+    SessionsEnded,
+    SessionEnded,
+    DomainClaimExpired,
+    RouteRetired,
 );

@@ -14,6 +14,11 @@ pub struct Plan {
     pub max_domains: Option<u32>,
     /// Bytes (up + down) per UTC calendar month.
     pub bandwidth_bytes_per_month: Option<u64>,
+    /// How many custom domains may wait for their TXT record at once. Unlike
+    /// the other limits, `None` means the edge's default (20), not unlimited:
+    /// pending claims hold host names that others may own.
+    #[serde(default)]
+    pub max_pending_domains: Option<u32>,
 }
 
 /// A tenant came into being.

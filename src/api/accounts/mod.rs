@@ -1,10 +1,16 @@
-//! `/auth`: sign-up (a new tenant, its account and an agent key), sign-in
-//! (a JWT, accepted wherever keys are), and password resets by mail. Failed
-//! sign-ins are rate limited per address and per client; a reset request
-//! always answers 200, whether the address has an account or not.
+//! `/auth`: sign-up (a new tenant on the operator's sign-up plan, its
+//! account and an agent key), sign-in (a JWT, accepted wherever keys are,
+//! until signed out or the password changes), sign-out, and password resets
+//! by mail. Every attempt is charged to its buckets before a password is
+//! hashed (sign-in per email and address, per address, and per email for
+//! addresses that never signed in to it; sign-up and reset requests per
+//! address and per email); an unknown email costs a hash as a known one
+//! does; a reset request always answers 200, whether the address has an
+//! account or not.
 
 pub mod mail;
 pub mod secrets;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,13 +24,12 @@ use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::http::{ok, parse};
 use super::ApiState;
+use crate::domain::account::{reset_charges, sign_in_charges, sign_up_charges};
 use crate::domain::{AccountCommand, CreateTenant};
-use crate::edge::RateLimiter;
 use mail::Mailer;
-use secrets::{hash_password, verify_password, JwtKey};
+use secrets::{Hashing, JwtKey};
+use throttle::Throttle;
 
-/// Failed sign-ins allowed per minute, per address and per client.
-const FAILED_LOGINS_PER_MINUTE: u32 = 5;
 /// How long a reset link works, in ms.
 const RESET_LIFETIME_MS: u64 = 3_600_000;
 
@@ -40,8 +45,17 @@ pub struct AccountSettings {
     pub mail: Option<Mailer>,
     /// Where reset links point: `<this>/reset-password?token=…`.
     pub public_url: String,
-    /// Failed sign-ins.
-    pub failures: RateLimiter,
+    /// The plan a sign-up's tenant gets.
+    pub signup_plan: Plan,
+    /// Attempts charged per caller.
+    pub throttle: Throttle,
+    /// Password hashing, bounded.
+    pub hashing: Hashing,
+}
+
+/// The caller's address as the throttle names it.
+fn address(peer: Option<SocketAddr>) -> String {
+    peer.map(|p| p.ip().to_string()).unwrap_or_default()
 }
 
 /// `POST /auth/register`.
@@ -85,9 +99,10 @@ fn now_secs(state: &ApiState) -> u64 {
 
 /// Sign up: a tenant, its account, a sign-in token and an agent key.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "accounts", request_body = Register,
-    responses((status = 201, body = Registered), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = Registered), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn register(
     state: Arc<ApiState>,
+    peer: Option<SocketAddr>,
     body: Result<bytes::Bytes, ApiError>,
 ) -> Result<(StatusCode, Registered), ApiError> {
     if !state.accounts.signup {
@@ -96,6 +111,11 @@ pub async fn register(
     let req: Register = parse(body)?;
     check_password(&req.password)?;
     let email = req.email.trim().to_ascii_lowercase();
+    let from = address(peer);
+    let _charged = state.accounts.throttle.charge(
+        sign_up_charges(&email, &from),
+        "too many sign-ups; try again later",
+    )?;
     if state
         .core
         .projections()
@@ -108,17 +128,14 @@ pub async fn register(
             crate::domain::DomainError::Conflict("an account with this email exists".into()),
         ));
     }
-    let hash = hash_password(req.password).await?;
+    let hash = state.accounts.hashing.hash(req.password).await?;
     let slug = format!("u{:012x}", fastrand::u64(..) >> 16);
     let tenant = state
         .core
         .create_tenant(CreateTenant {
             name: req.name.chars().take(100).collect(),
             tunnel_base: format!("{slug}.{}", state.accounts.tunnel_base),
-            plan: Plan {
-                name: "free".into(),
-                ..Plan::default()
-            },
+            plan: state.accounts.signup_plan.clone(),
             slug,
         })
         .await?;
@@ -132,13 +149,11 @@ pub async fn register(
         .issue_key(&tenant.id, "sign-up key", KeyKind::Agent, scopes, None)
         .await?;
     state.settle().await?;
+    state.accounts.throttle.remember(&email, &from);
     Ok((
         StatusCode::CREATED,
         Registered {
-            token: state
-                .accounts
-                .jwt
-                .issue(&account.id, &tenant.id, now_secs(&state))?,
+            token: state.accounts.jwt.issue(&account, now_secs(&state))?,
             tenant_id: tenant.id,
             gateway_api_key: format!("{}.{}", key.id, secret.expose()),
         },
@@ -175,16 +190,13 @@ pub async fn login(
 ) -> Result<(StatusCode, LoggedIn), ApiError> {
     let req: Login = parse(body)?;
     let email = req.email.trim().to_ascii_lowercase();
-    let client = peer.map(|p| p.ip().to_string()).unwrap_or_default();
-    let limits = &state.accounts.failures;
-    for (scope, who) in [("email", &email), ("client", &client)] {
-        if let Err(wait) = limits.peek(scope, who, FAILED_LOGINS_PER_MINUTE) {
-            return Err(ApiError::rate_limited(
-                "too many failed sign-ins; try again later",
-                wait.as_secs().max(1),
-            ));
-        }
-    }
+    let from = address(peer);
+    let throttle = &state.accounts.throttle;
+    // Charged before the hash: concurrent tries cannot all get past the check.
+    let charged = throttle.charge(
+        sign_in_charges(&email, &from, throttle.known(&email, &from)),
+        "too many failed sign-ins; try again later",
+    )?;
     let account = state
         .core
         .projections()
@@ -192,25 +204,25 @@ pub async fn login(
         .accounts
         .by_email(&email)
         .cloned();
-    let hash = account
-        .as_ref()
-        .map(|a| a.password_hash.clone())
-        .unwrap_or_default();
-    let valid = verify_password(req.password, hash).await;
-    match account.filter(|_| valid) {
-        Some(a) => ok(LoggedIn {
-            token: state
-                .accounts
-                .jwt
-                .issue(&a.id, &a.tenant, now_secs(&state))?,
-            tenant_id: a.tenant,
-        }),
-        None => {
-            for (scope, who) in [("email", &email), ("client", &client)] {
-                let _ = limits.take(scope, who, FAILED_LOGINS_PER_MINUTE);
-            }
-            Err(ApiError::unauthorized("wrong email or password"))
+    let hash = account.as_ref().map(|a| a.password_hash.clone());
+    let valid = match state.accounts.hashing.verify(req.password, hash).await {
+        Ok(valid) => valid,
+        Err(busy) => {
+            // No hash ran: the attempt does not count.
+            charged.refund();
+            return Err(busy);
         }
+    };
+    match account.filter(|_| valid) {
+        Some(a) => {
+            charged.refund();
+            throttle.remember(&email, &from);
+            ok(LoggedIn {
+                token: state.accounts.jwt.issue(&a, now_secs(&state))?,
+                tenant_id: a.tenant,
+            })
+        }
+        None => Err(ApiError::unauthorized("wrong email or password")),
     }
 }
 
@@ -231,12 +243,18 @@ pub struct Message {
 
 /// Mail a reset link, if the address has an account. Always 200.
 #[utoipa::path(post, path = "/api/v1/auth/forgot-password", tag = "accounts", request_body = Forgot,
-    responses((status = 200, body = Message), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn forgot(
     state: Arc<ApiState>,
+    peer: Option<SocketAddr>,
     body: Result<bytes::Bytes, ApiError>,
 ) -> Result<(StatusCode, Message), ApiError> {
     let req: Forgot = parse(body)?;
+    let email = req.email.trim().to_ascii_lowercase();
+    let _charged = state.accounts.throttle.charge(
+        reset_charges(&email, &address(peer)),
+        "too many reset requests; try again later",
+    )?;
     let answer = ok(Message {
         message: "if an account has this address, a reset link is on its way".into(),
     });
@@ -245,7 +263,7 @@ pub async fn forgot(
         .projections()
         .read()
         .accounts
-        .by_email(&req.email)
+        .by_email(&email)
         .cloned()
     else {
         return answer;
@@ -296,7 +314,7 @@ pub struct Reset {
 
 /// Choose a new password with a mailed link's token (once, within an hour).
 #[utoipa::path(post, path = "/api/v1/auth/reset-password", tag = "accounts", request_body = Reset,
-    responses((status = 200, body = Message), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn reset(
     state: Arc<ApiState>,
     body: Result<bytes::Bytes, ApiError>,
@@ -310,12 +328,18 @@ pub async fn reset(
         )
     };
     let (id, secret) = req.token.split_once('.').ok_or_else(bad)?;
-    if state.core.projections().read().accounts.get(id).is_none() {
+    let token_hash = blake3::hash(secret.as_bytes()).to_hex().to_string();
+    // Checked before the new password is hashed, so that guessing tokens costs
+    // no hashes (the account's actor checks again, and the expiry).
+    let pending = (state.core.projections().read().accounts.get(id))
+        .and_then(|a| a.reset.clone())
+        .is_some_and(|(hash, _)| hash == token_hash);
+    if !pending {
         return Err(bad());
     }
     let cmd = AccountCommand::Reset {
-        token_hash: blake3::hash(secret.as_bytes()).to_hex().to_string(),
-        password_hash: hash_password(req.password).await?,
+        token_hash,
+        password_hash: state.accounts.hashing.hash(req.password).await?,
     };
     state
         .core
@@ -324,6 +348,25 @@ pub async fn reset(
         .map_err(|_| bad())?;
     ok(Message {
         message: "the password is changed; sign in with it".into(),
+    })
+}
+
+/// Sign out: the sign-in token presented stops working (others of the account do not).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts",
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn logout(
+    state: Arc<ApiState>,
+    auth: Option<String>,
+) -> Result<(StatusCode, Message), ApiError> {
+    let (account, claims, jwt) = state.signed_in(auth.as_deref())?;
+    let cmd = AccountCommand::EndSession {
+        token_id: claims.token_id(&jwt),
+        expires_at: claims.exp,
+    };
+    state.core.account_command(&account.id, cmd).await?;
+    ok(Message {
+        message: "signed out: this sign-in token no longer works".into(),
     })
 }
 
@@ -344,8 +387,11 @@ pub fn filters(s: warp::filters::BoxedFilter<(Arc<ApiState>,)>) -> Vec<Routes> {
     vec![
         auth("register")
             .and(s.clone())
+            .and(warp::ext::optional::<crate::api::Peer>())
             .and(body())
-            .then(|st, b| async move { respond(register(st, b).await) })
+            .then(|st, peer: Option<crate::api::Peer>, b| async move {
+                respond(register(st, peer.map(|p| p.0), b).await)
+            })
             .boxed(),
         auth("login")
             .and(s.clone())
@@ -357,8 +403,16 @@ pub fn filters(s: warp::filters::BoxedFilter<(Arc<ApiState>,)>) -> Vec<Routes> {
             .boxed(),
         auth("forgot-password")
             .and(s.clone())
+            .and(warp::ext::optional::<crate::api::Peer>())
             .and(body())
-            .then(|st, b| async move { respond(forgot(st, b).await) })
+            .then(|st, peer: Option<crate::api::Peer>, b| async move {
+                respond(forgot(st, peer.map(|p| p.0), b).await)
+            })
+            .boxed(),
+        auth("logout")
+            .and(s.clone())
+            .and(warp::header::optional::<String>("authorization"))
+            .then(|st, a| async move { respond(logout(st, a).await) })
             .boxed(),
         auth("reset-password")
             .and(s.clone())

@@ -115,16 +115,13 @@ pub struct RoutePatch {
 fn check(state: &ApiState, caller: &Caller, c: &RouteConfig) -> Result<(), ApiError> {
     let host = c.host.to_ascii_lowercase();
     let base = format!(".{}", caller.tenant.tunnel_base);
-    let tunnel_host = host
-        .strip_suffix(&base)
-        .is_some_and(|name| !name.is_empty() && !name.contains('.'));
-    let verified = state
-        .core
-        .projections()
-        .read()
-        .domains
-        .verified_for(&host, &caller.tenant.id);
-    if !tunnel_host && !verified {
+    let reaches = crate::domain::host_reaches(
+        &host,
+        &caller.tenant.id,
+        &caller.tenant.tunnel_base,
+        state.core.projections().read().domains.by_host(&host),
+    );
+    if !reaches {
         return Err(ApiError::invalid(
             format!(
                 "host {:?} is neither NAME{base} nor one of your verified domains",

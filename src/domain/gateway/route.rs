@@ -1,8 +1,11 @@
 //! The route aggregate: which requests to a host (method and path pattern)
 //! go to which service, whether they need a consumer key, and their rate
-//! limit. Deleting keeps it, marked deleted.
+//! limit. Deleting keeps it, marked deleted; so does retiring it, when its
+//! host stops being a verified domain of its tenant.
 
-use beamd_events::vocabulary::{RouteConfig, RouteCreated, RouteDeleted, RouteUpdated};
+use beamd_events::vocabulary::{
+    RouteConfig, RouteCreated, RouteDeleted, RouteRetired, RouteUpdated,
+};
 use beamd_events::{Envelope, Event};
 use beamd_snapshots::Fold;
 use serde::{Deserialize, Serialize};
@@ -51,6 +54,12 @@ pub enum RouteCommand {
     Update(RouteConfig),
     /// Delete it.
     Delete,
+    /// Retire it: its host's domain `domain` was removed (nothing if it is
+    /// gone already).
+    Retire {
+        /// The removed domain (`dom_…`).
+        domain: String,
+    },
 }
 
 /// Checks a route configuration.
@@ -101,7 +110,7 @@ impl Fold for Route {
                 self.config = Some(e.config.clone());
                 self.updated_at = envelope.at;
             }
-            Event::RouteDeleted(_) => {
+            Event::RouteDeleted(_) | Event::RouteRetired(_) => {
                 self.deleted_at = Some(envelope.at);
                 self.updated_at = envelope.at;
             }
@@ -127,6 +136,11 @@ impl Aggregate for Route {
                 }
                 .into()])
             }
+            RouteCommand::Retire { .. } if !self.live() => Ok(vec![]),
+            RouteCommand::Retire { domain } => Ok(vec![RouteRetired {
+                domain: domain.clone(),
+            }
+            .into()]),
             _ if !self.live() => Err(DomainError::NotFound("route".into())),
             RouteCommand::Update(config) => {
                 validate(config)?;
