@@ -53,8 +53,7 @@ fn junk_token(i: usize) -> String {
 /// answered 401.
 async fn api_junk(api: SocketAddr, from: usize, n: usize) -> Result<usize> {
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(api).await?))
-            .await?;
+        hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(api).await?)).await?;
     tokio::spawn(conn);
     let mut wrong = 0;
     for i in from..from + n {
@@ -67,7 +66,9 @@ async fn api_junk(api: SocketAddr, from: usize, n: usize) -> Result<usize> {
                 .header("host", api.to_string()),
         };
         sender.ready().await?;
-        let resp = sender.send_request(req.body(Full::new(Bytes::new()))?).await?;
+        let resp = sender
+            .send_request(req.body(Full::new(Bytes::new()))?)
+            .await?;
         if resp.status() != 401 {
             wrong += 1;
         }
@@ -245,8 +246,7 @@ async fn refusal(agent: &mut Agent, within: Duration) -> Result<String> {
 /// Opens `/events/stream` with `token`; the task ends when the stream does.
 async fn open_feed(api: SocketAddr, token: &str) -> Result<tokio::task::JoinHandle<()>> {
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(api).await?))
-            .await?;
+        hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(api).await?)).await?;
     tokio::spawn(conn);
     let req = hyper::Request::get("/api/v1/events/stream?maxSeconds=600")
         .header("host", api.to_string())
@@ -280,7 +280,10 @@ async fn revoking_a_key_ends_its_sessions_tunnels_and_feeds() -> Result<()> {
     let took = refused_within(agent.public, Duration::from_secs(3)).await?;
     eprintln!("grants: revocation -> tunnel refuses a new public connection in {took:?}");
     let why = refusal(&mut agent, Duration::from_secs(3)).await?;
-    ensure!(why.contains("unauthorized") && why.contains("revoked"), "{why}");
+    ensure!(
+        why.contains("unauthorized") && why.contains("revoked"),
+        "{why}"
+    );
     tokio::time::timeout(Duration::from_secs(3), feed)
         .await
         .context("the revoked key's event feed still streams 3 s later")??;
@@ -327,7 +330,10 @@ async fn a_limit_or_plan_below_use_cuts_the_live_tunnel() -> Result<()> {
         .await?;
     ensure!(limited.status == 200, "{}", limited.text);
     let why = refusal(&mut agent, Duration::from_secs(3)).await?;
-    ensure!(why.contains("limit_exceeded") && why.contains("limitBytes"), "{why}");
+    ensure!(
+        why.contains("limit_exceeded") && why.contains("limitBytes"),
+        "{why}"
+    );
     refused_within(agent.public, Duration::from_secs(1)).await?;
 
     // Another tenant's plan, moved below what it used this month.
@@ -357,7 +363,11 @@ async fn a_limit_or_plan_below_use_cuts_the_live_tunnel() -> Result<()> {
 async fn a_key_cannot_touch_a_key_holding_a_scope_it_lacks() -> Result<()> {
     let (_dir, edge) = api_edge()?;
     let admin = Api::new(edge.api, ADMIN_TOKEN);
-    let (_, manager) = mint(&admin, r#"{"label":"ops","kind":"api","scopes":["manage"]}"#).await?;
+    let (_, manager) = mint(
+        &admin,
+        r#"{"label":"ops","kind":"api","scopes":["manage"]}"#,
+    )
+    .await?;
     let (root, root_token) = mint(
         &admin,
         r#"{"label":"root","kind":"api","scopes":["read","admin"]}"#,
@@ -367,10 +377,18 @@ async fn a_key_cannot_touch_a_key_holding_a_scope_it_lacks() -> Result<()> {
     let manager = Api::new(edge.api, &manager);
 
     for (method, path, body) in [
-        ("PUT", format!("/api/v1/tokens/{root}/limit"), Some(r#"{"limitBytes":1}"#)),
+        (
+            "PUT",
+            format!("/api/v1/tokens/{root}/limit"),
+            Some(r#"{"limitBytes":1}"#),
+        ),
         ("POST", format!("/api/v1/tokens/{root}/reset"), None),
         ("DELETE", format!("/api/v1/tokens/{root}"), None),
-        ("POST", "/api/v1/tokens".to_string(), Some(r#"{"scopes":["admin"]}"#)),
+        (
+            "POST",
+            "/api/v1/tokens".to_string(),
+            Some(r#"{"scopes":["admin"]}"#),
+        ),
     ] {
         let a = manager.send(method, &path, body).await?;
         ensure!(
@@ -385,11 +403,9 @@ async fn a_key_cannot_touch_a_key_holding_a_scope_it_lacks() -> Result<()> {
     let me = root.get("/api/v1/tokens?limit=100").await?;
     ensure!(me.status == 200, "{}", me.text);
     ensure!(
-        me.body["tokens"]
-            .as_array()
-            .context("tokens")?
-            .iter()
-            .all(|t| t["label"] != "root" || (t["limitBytes"].is_null() && t["revokedAt"].is_null())),
+        me.body["tokens"].as_array().context("tokens")?.iter().all(
+            |t| t["label"] != "root" || (t["limitBytes"].is_null() && t["revokedAt"].is_null())
+        ),
         "{}",
         me.text
     );

@@ -194,6 +194,7 @@ pub struct ProjectorHandle {
     shared: Arc<RwLock<Projections>>,
     hot: Arc<HotView>,
     applied: watch::Receiver<u64>,
+    grants: watch::Receiver<u64>,
     stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     task: tokio::sync::Mutex<Option<oneshot::Receiver<Result<(), CoreError>>>>,
 }
@@ -208,6 +209,13 @@ impl ProjectorHandle {
     /// What the request path reads, without the projections' lock.
     pub fn hot(&self) -> Arc<Hot> {
         self.hot.get()
+    }
+
+    /// Changes each time the projections fold an event that changes a
+    /// grant (a key revoked or limited, a plan changed): live sessions and
+    /// feeds wait on it and check their key again at once.
+    pub fn grant_changes(&self) -> watch::Receiver<u64> {
+        self.grants.clone()
     }
 
     /// How many events were folded on top of the snapshots at start.
@@ -305,6 +313,7 @@ pub async fn start_projector(
     tracing::debug!(seq = rebuilt.seq, replayed, elapsed = ?started.elapsed(), "projections rebuilt");
     let rebuilt_from = rebuilt.seq - replayed;
     let (applied_tx, applied) = watch::channel(rebuilt.seq);
+    let (grants_tx, grants) = watch::channel(0u64);
     let mut follower = Follower::new(log.clone(), rebuilt.seq + 1, CHUNK);
     let hot = Arc::new(HotView::new(&rebuilt));
     let shared = Arc::new(RwLock::new(rebuilt));
@@ -328,6 +337,7 @@ pub async fn start_projector(
             };
             let mut captured = Vec::new();
             let mut seq = 0;
+            let mut grants_changed = false;
             // Folded a slice at a time: the data path reads the projections
             // (a tunnel's inspect mode, a domain's state) on every request,
             // and must not wait for a whole batch of thousands of events.
@@ -340,7 +350,11 @@ pub async fn start_projector(
                 if slice.iter().any(super::hot::touches) {
                     hot_writer.refresh(&p);
                 }
+                grants_changed |= slice.iter().any(super::hot::changes_grants);
                 seq = p.seq;
+            }
+            if grants_changed {
+                grants_tx.send_modify(|n| *n += 1);
             }
             if let Some(i) = &index {
                 i.record(&captured, seq)
@@ -366,6 +380,7 @@ pub async fn start_projector(
         shared,
         hot,
         applied,
+        grants,
         stop: std::sync::Mutex::new(Some(stop_tx)),
         task: tokio::sync::Mutex::new(Some(task)),
     })

@@ -21,6 +21,7 @@ use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::http::{query, Resp};
 use super::ApiState;
+use crate::domain::KeyStatus;
 
 /// How far back `after` may reach: older events are skipped, not replayed.
 pub const MAX_BACKLOG: u64 = 1_000;
@@ -58,15 +59,32 @@ pub struct FeedEvent {
 struct Cursor {
     state: Arc<ApiState>,
     tenant: String,
+    /// The key the stream was opened with, when it was a key: the stream
+    /// ends once the log says the key may no longer read.
+    key: Option<String>,
     next: u64,
     pending: VecDeque<Envelope>,
     deadline: Instant,
 }
 
 impl Cursor {
-    /// The next event of the tenant, or `None` at the deadline.
+    /// Whether the key the stream was opened with is still active.
+    fn granted(&self) -> bool {
+        let Some(id) = &self.key else { return true };
+        let p = self.state.core.projections().read();
+        p.catalog
+            .keys
+            .get(id)
+            .is_some_and(|k| k.status == KeyStatus::Active)
+    }
+
+    /// The next event of the tenant, or `None` at the deadline or once the
+    /// stream's key is revoked (its revocation is an event, which wakes it).
     async fn next_event(&mut self) -> Option<FeedEvent> {
         loop {
+            if !self.granted() {
+                return None;
+            }
             while let Some(env) = self.pending.pop_front() {
                 let owner = self.state.core.projections().read().usage.tenant_of(&env);
                 if owner.as_deref() == Some(self.tenant.as_str()) {
@@ -154,7 +172,17 @@ pub async fn stream(
         Some(after) => after.max(head.saturating_sub(MAX_BACKLOG)) + 1,
         None => head + 1,
     };
+    let key = caller.key.id.clone();
+    let by_key = state
+        .core
+        .projections()
+        .read()
+        .catalog
+        .keys
+        .get(&key)
+        .is_some();
     let cursor = Cursor {
+        key: by_key.then_some(key),
         tenant: caller.tenant.id.clone(),
         state,
         next,

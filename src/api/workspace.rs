@@ -80,7 +80,7 @@ pub async fn me(state: Arc<ApiState>, auth: Option<String>) -> Result<(StatusCod
             Some(beamd_events::vocabulary::KeyKind::Api) => "api".into(),
             _ => "agent".into(),
         },
-        scopes: c.key.scopes,
+        scopes: c.key.scopes.names(),
         tenant: c.tenant.id,
         plan: c.tenant.plan.name,
         created_at: iso_opt(c.key.created_at),
