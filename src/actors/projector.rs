@@ -10,7 +10,7 @@ use beamd_events::log::Follower;
 use beamd_events::{Envelope, EventLog};
 use beamd_snapshots::{Fold, Snapshot, SnapshotPolicy, SnapshotStore};
 use serde::de::DeserializeOwned;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use super::CoreError;
 use crate::projections::{
@@ -21,6 +21,8 @@ use crate::projections::{
 /// The id under which projections over the whole log are snapshotted.
 pub const GLOBAL_ID: &str = "all";
 const CHUNK: usize = 4096;
+/// Grant changes a slow receiver may fall behind by (it then just checks).
+const GRANT_CHANGES: usize = 16;
 /// Events folded per hold of the projections' write lock, at most.
 const FOLD_SLICE: usize = 128;
 
@@ -194,7 +196,7 @@ pub struct ProjectorHandle {
     shared: Arc<RwLock<Projections>>,
     hot: Arc<HotView>,
     applied: watch::Receiver<u64>,
-    grants: watch::Receiver<u64>,
+    grants: broadcast::Sender<()>,
     stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     task: tokio::sync::Mutex<Option<oneshot::Receiver<Result<(), CoreError>>>>,
 }
@@ -211,11 +213,13 @@ impl ProjectorHandle {
         self.hot.get()
     }
 
-    /// Changes each time the projections fold an event that changes a
-    /// grant (a key revoked or limited, a plan changed): live sessions and
-    /// feeds wait on it and check their key again at once.
-    pub fn grant_changes(&self) -> watch::Receiver<u64> {
-        self.grants.clone()
+    /// Receives a message each time the projections folded an event that
+    /// changes a grant (a key revoked or limited, a plan changed): live
+    /// sessions wait on it and check their key again at once. (A broadcast,
+    /// not a `watch`: it wakes its receivers in the order they subscribed,
+    /// which keeps a simulated run deterministic.)
+    pub fn grant_changes(&self) -> broadcast::Receiver<()> {
+        self.grants.subscribe()
     }
 
     /// How many events were folded on top of the snapshots at start.
@@ -313,7 +317,8 @@ pub async fn start_projector(
     tracing::debug!(seq = rebuilt.seq, replayed, elapsed = ?started.elapsed(), "projections rebuilt");
     let rebuilt_from = rebuilt.seq - replayed;
     let (applied_tx, applied) = watch::channel(rebuilt.seq);
-    let (grants_tx, grants) = watch::channel(0u64);
+    let (grants, _) = broadcast::channel(GRANT_CHANGES);
+    let grants_tx = grants.clone();
     let mut follower = Follower::new(log.clone(), rebuilt.seq + 1, CHUNK);
     let hot = Arc::new(HotView::new(&rebuilt));
     let shared = Arc::new(RwLock::new(rebuilt));
@@ -354,7 +359,8 @@ pub async fn start_projector(
                 seq = p.seq;
             }
             if grants_changed {
-                grants_tx.send_modify(|n| *n += 1);
+                // No receiver (no live session) is no error.
+                let _ = grants_tx.send(());
             }
             if let Some(i) = &index {
                 i.record(&captured, seq)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
 use beamd_transports::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::auth::authenticate;
 use super::context::EdgeContext;
@@ -274,9 +274,9 @@ async fn report(
         let window = tokio::select! {
             biased;
             _ = &mut stop => return,
-            changed = grants.changed(), if watching => {
-                // The projector stopped (the edge is stopping): windows go on.
-                watching = changed.is_ok();
+            changed = grants.recv(), if watching => {
+                // Closed: the projector stopped (the edge is stopping), windows go on.
+                watching = !matches!(changed, Err(broadcast::error::RecvError::Closed));
                 false
             }
             _ = tick.tick() => true,
