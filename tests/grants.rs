@@ -273,12 +273,18 @@ async fn revoking_a_key_ends_its_sessions_tunnels_and_feeds() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     ensure!(!feed.is_finished(), "the feed is open before");
 
+    // Timed from the moment the revocation is asked for, the API's own time included.
+    let asked = Instant::now();
     let revoked = admin
         .send("DELETE", &format!("/api/v1/tokens/{id}"), None)
         .await?;
     ensure!(revoked.status == 200, "{}", revoked.text);
-    let took = refused_within(agent.public, Duration::from_secs(3)).await?;
-    eprintln!("grants: revocation -> tunnel refuses a new public connection in {took:?}");
+    let answered = asked.elapsed();
+    refused_within(agent.public, Duration::from_secs(3)).await?;
+    eprintln!(
+        "grants: revocation asked -> answered {answered:?}, -> tunnel refuses a new public connection {:?}",
+        asked.elapsed()
+    );
     let why = refusal(&mut agent, Duration::from_secs(3)).await?;
     ensure!(
         why.contains("unauthorized") && why.contains("revoked"),
@@ -321,6 +327,7 @@ async fn a_limit_or_plan_below_use_cuts_the_live_tunnel() -> Result<()> {
     edge.token = Some(token);
     let mut agent = start_agent(&edge, "tcp", echo, &[])?;
     use_some_bytes(&admin, agent.public, &id).await?;
+    let asked = Instant::now();
     let limited = admin
         .send(
             "PUT",
@@ -330,6 +337,10 @@ async fn a_limit_or_plan_below_use_cuts_the_live_tunnel() -> Result<()> {
         .await?;
     ensure!(limited.status == 200, "{}", limited.text);
     let why = refusal(&mut agent, Duration::from_secs(3)).await?;
+    eprintln!(
+        "grants: limit below use -> agent cut off within {:?}",
+        asked.elapsed()
+    );
     ensure!(
         why.contains("limit_exceeded") && why.contains("limitBytes"),
         "{why}"
@@ -343,6 +354,7 @@ async fn a_limit_or_plan_below_use_cuts_the_live_tunnel() -> Result<()> {
     let acme_key = acme.token.as_deref().context("token")?;
     let acme_id = acme_key.split('.').next().context("id")?.to_string();
     use_some_bytes(&acme, agent.public, &acme_id).await?;
+    let asked = Instant::now();
     let moved = admin
         .send(
             "PUT",
@@ -352,6 +364,10 @@ async fn a_limit_or_plan_below_use_cuts_the_live_tunnel() -> Result<()> {
         .await?;
     ensure!(moved.status == 200, "{}", moved.text);
     let why = refusal(&mut agent, Duration::from_secs(3)).await?;
+    eprintln!(
+        "grants: plan below use -> agent cut off within {:?}",
+        asked.elapsed()
+    );
     ensure!(
         why.contains("limit_exceeded") && why.contains("bandwidthBytes"),
         "{why}"
