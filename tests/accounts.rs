@@ -341,8 +341,14 @@ async fn a_reset_and_a_sign_out_end_earlier_sign_in_tokens() -> Result<()> {
             signed.body["token"].as_str().context("token")?,
         ));
     }
+    let feed = open_feed(edge.api, tokens[0].token.as_deref().context("token")?).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(!feed.is_finished(), "the feed is open before the sign-out");
     let out = tokens[0].send("POST", "/api/v1/auth/logout", None).await?;
     ensure!(out.status == 200, "{}", out.text);
+    tokio::time::timeout(Duration::from_secs(3), feed)
+        .await
+        .context("the signed-out token's event feed went on")??;
     let a = tokens[0].get("/api/v1/workspace").await?;
     ensure!(
         a.status == 401,
@@ -372,4 +378,31 @@ async fn a_reset_and_a_sign_out_end_earlier_sign_in_tokens() -> Result<()> {
     let audit = common::beamd(&["audit", "--data-dir", d]);
     ensure!(audit.status.success(), "{}", common::text(&audit.stderr));
     Ok(())
+}
+
+/// Opens `/events/stream` with `token` (`Connection: close`); the task ends
+/// when the edge ends the stream.
+async fn open_feed(api: std::net::SocketAddr, token: &str) -> Result<tokio::task::JoinHandle<()>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(api).await?;
+    let req = format!(
+        "GET /api/v1/events/stream?maxSeconds=600 HTTP/1.1\r\nhost: {api}\r\n\
+         authorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await?;
+    ensure!(
+        &head == b"HTTP/1.1 200",
+        "feed: {}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(tokio::spawn(async move {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    }))
 }

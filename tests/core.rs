@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use beamd::actors::{Timings, TrafficDelta};
-use beamd::domain::{TunnelCommand, TunnelStatus};
+use beamd::domain::{Scope, Scopes, TunnelCommand, TunnelStatus};
 use beamd::projections::{InspectorProjection, LogSummary, StatusProjection, UsageProjection};
 use beamd_events::vocabulary::{KeyKind, RequestCaptured};
 use beamd_snapshots::Fold;
@@ -20,7 +20,14 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
     let ten = tenant(&r.core, "acme").await?;
     let (key, _secret) = r
         .core
-        .issue_key(&ten, "laptop", KeyKind::Agent, vec![], None)
+        .issue_key(
+            &ten,
+            "laptop",
+            KeyKind::Agent,
+            Scopes::default(),
+            None,
+            Scope::Admin,
+        )
         .await?;
     let a = r.core.open_tunnel(&key.id, tcp(20_001)).await?;
     let b = r.core.open_tunnel(&key.id, http("web")).await?;
@@ -101,7 +108,14 @@ async fn projections_equal_a_full_replay() -> Result<()> {
     let ten = tenant(&r.core, "acme").await?;
     let (key, _) = r
         .core
-        .issue_key(&ten, "k", KeyKind::Agent, vec![], None)
+        .issue_key(
+            &ten,
+            "k",
+            KeyKind::Agent,
+            Scopes::default(),
+            None,
+            Scope::Admin,
+        )
         .await?;
     for port in 0..6u16 {
         let t = r.core.open_tunnel(&key.id, tcp(21_000 + port)).await?;
@@ -160,7 +174,14 @@ async fn traffic_in_one_window_is_one_event() -> Result<()> {
     let ten = tenant(&r.core, "acme").await?;
     let (key, _) = r
         .core
-        .issue_key(&ten, "k", KeyKind::Agent, vec![], None)
+        .issue_key(
+            &ten,
+            "k",
+            KeyKind::Agent,
+            Scopes::default(),
+            None,
+            Scope::Admin,
+        )
         .await?;
     let t = r.core.open_tunnel(&key.id, tcp(22_000)).await?;
     let before = r.core.log().head().seq;

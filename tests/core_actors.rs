@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use beamd::actors::{ask, CoreError, SupervisorMsg, Timings, TrafficDelta};
-use beamd::domain::{DomainError, KeyCommand};
+use beamd::domain::{DomainError, KeyCommand, Scope, Scopes};
 use beamd_events::vocabulary::KeyKind;
 use common::core::{fast, http, start, tcp, tenant};
 
@@ -19,7 +19,14 @@ async fn a_crashed_actor_is_restarted_and_rehydrates() -> Result<()> {
     let ten = tenant(&r.core, "acme").await?;
     let (key, _) = r
         .core
-        .issue_key(&ten, "k", KeyKind::Agent, vec![], None)
+        .issue_key(
+            &ten,
+            "k",
+            KeyKind::Agent,
+            Scopes::default(),
+            None,
+            Scope::Admin,
+        )
         .await?;
     let t = r.core.open_tunnel(&key.id, tcp(23_000)).await?;
     r.core
@@ -76,7 +83,14 @@ async fn idle_actors_are_passivated_and_come_back() -> Result<()> {
     let ten = tenant(&r.core, "acme").await?;
     let (key, _) = r
         .core
-        .issue_key(&ten, "k", KeyKind::Agent, vec![], None)
+        .issue_key(
+            &ten,
+            "k",
+            KeyKind::Agent,
+            Scopes::default(),
+            None,
+            Scope::Admin,
+        )
         .await?;
     let mut ids = Vec::new();
     for port in 0..10u16 {
@@ -116,7 +130,14 @@ async fn rules_hold_through_the_actors() -> Result<()> {
     let ten = tenant(&r.core, "acme").await?;
     let (key, secret) = r
         .core
-        .issue_key(&ten, "k", KeyKind::Agent, vec![], Some(1_000))
+        .issue_key(
+            &ten,
+            "k",
+            KeyKind::Agent,
+            Scopes::default(),
+            Some(1_000),
+            Scope::Admin,
+        )
         .await?;
     assert_eq!(key.secret_hash, secret.hash());
     assert_eq!(format!("{secret:?}"), "Secret(MASKED)");
@@ -132,7 +153,14 @@ async fn rules_hold_through_the_actors() -> Result<()> {
     let mut ok = 0;
     let (key2, _) = r
         .core
-        .issue_key(&ten, "other", KeyKind::Agent, vec![], None)
+        .issue_key(
+            &ten,
+            "other",
+            KeyKind::Agent,
+            Scopes::default(),
+            None,
+            Scope::Admin,
+        )
         .await?;
     for t in tasks {
         match t.await? {
@@ -182,7 +210,9 @@ async fn rules_hold_through_the_actors() -> Result<()> {
         "{err}"
     );
     // A revoked key opens nothing.
-    r.core.key_command(&key2.id, KeyCommand::Revoke).await?;
+    r.core
+        .key_command(&key2.id, KeyCommand::Revoke { by: Scope::Admin })
+        .await?;
     let err = r.core.open_tunnel(&key2.id, tcp(25_002)).await.unwrap_err();
     assert!(
         matches!(err, CoreError::Domain(DomainError::Unauthorized(_))),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use beamd::actors::{Core, CoreConfig};
 use beamd::data_dir::DataDir;
-use beamd::domain::CreateTenant;
+use beamd::domain::{CreateTenant, Scope, Scopes};
 use beamd_events::log::SledLog;
 use beamd_events::vocabulary::{KeyKind, Plan};
 use beamd_events::{Durability, SystemClock};
@@ -42,10 +42,24 @@ async fn prepare(dir: &std::path::Path, bandwidth: u64, limit: u64) -> Result<(S
         })
         .await?;
     let (limited, s1) = core
-        .issue_key(&tenant.id, "limited", KeyKind::Agent, vec![], Some(limit))
+        .issue_key(
+            &tenant.id,
+            "limited",
+            KeyKind::Agent,
+            Scopes::default(),
+            Some(limit),
+            Scope::Admin,
+        )
         .await?;
     let (free, s2) = core
-        .issue_key(&tenant.id, "free", KeyKind::Agent, vec![], None)
+        .issue_key(
+            &tenant.id,
+            "free",
+            KeyKind::Agent,
+            Scopes::default(),
+            None,
+            Scope::Admin,
+        )
         .await?;
     core.shutdown().await?;
     Ok((
@@ -85,7 +99,10 @@ async fn key_and_plan_limits_cut_tunnels_off() -> Result<()> {
     let mut agent = start_agent(&edge, "tcp", echo, &[])?;
     round_trip(agent.public, pattern(1, MIB as usize)).await?;
     let why = cut_off(&mut agent).await?;
-    ensure!(why.contains("limit_exceeded: limitBytes"), "{why}");
+    ensure!(
+        why.contains("limit_exceeded") && why.contains("limitBytes"),
+        "{why}"
+    );
 
     edge.token = Some(free);
     let mut agent = start_agent(&edge, "tcp", echo, &[])?;
@@ -94,6 +111,9 @@ async fn key_and_plan_limits_cut_tunnels_off() -> Result<()> {
         let _ = round_trip(agent.public, pattern(i, 2 * MIB as usize)).await;
     }
     let why = cut_off(&mut agent).await?;
-    ensure!(why.contains("limit_exceeded: bandwidthBytes"), "{why}");
+    ensure!(
+        why.contains("limit_exceeded") && why.contains("bandwidthBytes"),
+        "{why}"
+    );
     Ok(())
 }

@@ -20,7 +20,8 @@ use super::{CoreError, Shell, Timings};
 use crate::domain::gateway::RouteCommand;
 use crate::domain::{
     AddDomain, CreateTenant, Directory, DomainCommand, DomainError, DomainName, DomainStatus, Key,
-    KeyCommand, Node, NodeCommand, OpenTunnel, Tenant, TenantCommand, Tunnel, TunnelCommand,
+    KeyCommand, Node, NodeCommand, OpenTunnel, Scope, Scopes, Tenant, TenantCommand, Tunnel,
+    TunnelCommand,
 };
 use crate::projections::{InspectorIndex, DEFAULT_RECENT};
 
@@ -211,18 +212,21 @@ impl Core {
         entity(&self.tenants, id).await
     }
 
-    /// Issues a key for an existing tenant; returns it with its secret (shown once).
+    /// Issues a key for an existing tenant on behalf of someone holding
+    /// `by`; returns it with its secret (shown once).
+    #[allow(clippy::too_many_arguments)]
     pub async fn issue_key(
         &self,
         tenant: &str,
         label: &str,
         kind: KeyKind,
-        scopes: Vec<String>,
+        scopes: Scopes,
         limit_bytes: Option<u64>,
+        by: Scope,
     ) -> Result<(Key, Secret), CoreError> {
         let id = format!("tok_{:016x}", fastrand::u64(..));
         let secret = Secret::generate()?;
-        self.issue_key_as(tenant, &id, secret, label, kind, scopes, limit_bytes)
+        self.issue_key_as(tenant, &id, secret, label, kind, scopes, limit_bytes, by)
             .await
     }
 
@@ -235,8 +239,9 @@ impl Core {
         secret: Secret,
         label: &str,
         kind: KeyKind,
-        scopes: Vec<String>,
+        scopes: Scopes,
         limit_bytes: Option<u64>,
+        by: Scope,
     ) -> Result<(Key, Secret), CoreError> {
         if !self.tenant(tenant).await?.exists() {
             return Err(DomainError::NotFound("tenant".into()).into());
@@ -248,6 +253,7 @@ impl Core {
             scopes,
             secret_hash: secret.hash(),
             limit_bytes,
+            by,
         };
         Ok((command(&self.keys, id, issue).await?, secret))
     }
@@ -257,9 +263,23 @@ impl Core {
         command(&self.keys, id, cmd).await
     }
 
-    /// A key's state.
+    /// A key's state, from its actor (started if it is not running): for
+    /// keys known to exist. Authentication reads `known_key` instead.
     pub async fn key(&self, id: &str) -> Result<Key, CoreError> {
         entity(&self.keys, id).await
+    }
+
+    /// The key the log holds under `id`, from the catalog projection, or
+    /// `None`: what authentication reads, so that an id the log never held
+    /// costs no actor, no event and no memory. A key committed a moment ago
+    /// that the projection has not folded yet is waited for.
+    pub async fn known_key(&self, id: &str) -> Result<Option<Key>, CoreError> {
+        let find = || self.projector.read().catalog.keys.get(id).cloned();
+        if let Some(key) = find() {
+            return Ok(Some(key));
+        }
+        self.projector.wait_for(self.shell.log.head().seq).await?;
+        Ok(find())
     }
 
     /// Opens a tunnel for a key (or resumes the one it held under the same name or port).

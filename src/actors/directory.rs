@@ -209,7 +209,7 @@ impl DirectoryState {
         if let (Some((tunnel_id, holder)), crate::domain::KeyStatus::Active) = (held, key.status) {
             if holder == key.id {
                 // A reconnect is held to the same byte limits as an open.
-                Directory::may_resume(&tenant, &key, &usage)?;
+                key.may_carry(&tenant.plan, &usage)?;
                 let stream =
                     StreamId::new(tunnel_id).map_err(|e| CoreError::Actor(e.to_string()))?;
                 let actor = ask(&self.args.tunnels, |r| SupervisorMsg::Get(stream, r)).await??;

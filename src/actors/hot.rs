@@ -60,6 +60,16 @@ pub(super) fn touches(env: &Envelope) -> bool {
     )
 }
 
+/// Whether folding `env` changes a grant a live session holds: a key
+/// revoked or limited, a tenant moved to another plan. Sessions and feeds
+/// check their key again (`Key::may_carry`) when one is folded.
+pub(super) fn changes_grants(env: &Envelope) -> bool {
+    matches!(
+        env.event,
+        Event::KeyRevoked(_) | Event::KeyLimitSet(_) | Event::TenantPlanChanged(_)
+    )
+}
+
 /// The current hot view, swapped whole.
 #[derive(Debug, Default)]
 pub struct HotView(RwLock<Arc<Hot>>);

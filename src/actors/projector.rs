@@ -10,7 +10,7 @@ use beamd_events::log::Follower;
 use beamd_events::{Envelope, EventLog};
 use beamd_snapshots::{Fold, Snapshot, SnapshotPolicy, SnapshotStore};
 use serde::de::DeserializeOwned;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use super::CoreError;
 use crate::projections::{
@@ -21,6 +21,8 @@ use crate::projections::{
 /// The id under which projections over the whole log are snapshotted.
 pub const GLOBAL_ID: &str = "all";
 const CHUNK: usize = 4096;
+/// Grant changes a slow receiver may fall behind by (it then just checks).
+const GRANT_CHANGES: usize = 16;
 /// Events folded per hold of the projections' write lock, at most.
 const FOLD_SLICE: usize = 128;
 
@@ -194,6 +196,7 @@ pub struct ProjectorHandle {
     shared: Arc<RwLock<Projections>>,
     hot: Arc<HotView>,
     applied: watch::Receiver<u64>,
+    grants: broadcast::Sender<()>,
     stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     task: tokio::sync::Mutex<Option<oneshot::Receiver<Result<(), CoreError>>>>,
 }
@@ -208,6 +211,15 @@ impl ProjectorHandle {
     /// What the request path reads, without the projections' lock.
     pub fn hot(&self) -> Arc<Hot> {
         self.hot.get()
+    }
+
+    /// Receives a message each time the projections folded an event that
+    /// changes a grant (a key revoked or limited, a plan changed): live
+    /// sessions wait on it and check their key again at once. (A broadcast,
+    /// not a `watch`: it wakes its receivers in the order they subscribed,
+    /// which keeps a simulated run deterministic.)
+    pub fn grant_changes(&self) -> broadcast::Receiver<()> {
+        self.grants.subscribe()
     }
 
     /// How many events were folded on top of the snapshots at start.
@@ -305,6 +317,8 @@ pub async fn start_projector(
     tracing::debug!(seq = rebuilt.seq, replayed, elapsed = ?started.elapsed(), "projections rebuilt");
     let rebuilt_from = rebuilt.seq - replayed;
     let (applied_tx, applied) = watch::channel(rebuilt.seq);
+    let (grants, _) = broadcast::channel(GRANT_CHANGES);
+    let grants_tx = grants.clone();
     let mut follower = Follower::new(log.clone(), rebuilt.seq + 1, CHUNK);
     let hot = Arc::new(HotView::new(&rebuilt));
     let shared = Arc::new(RwLock::new(rebuilt));
@@ -328,6 +342,7 @@ pub async fn start_projector(
             };
             let mut captured = Vec::new();
             let mut seq = 0;
+            let mut grants_changed = false;
             // Folded a slice at a time: the data path reads the projections
             // (a tunnel's inspect mode, a domain's state) on every request,
             // and must not wait for a whole batch of thousands of events.
@@ -340,7 +355,12 @@ pub async fn start_projector(
                 if slice.iter().any(super::hot::touches) {
                     hot_writer.refresh(&p);
                 }
+                grants_changed |= slice.iter().any(super::hot::changes_grants);
                 seq = p.seq;
+            }
+            if grants_changed {
+                // No receiver (no live session) is no error.
+                let _ = grants_tx.send(());
             }
             if let Some(i) = &index {
                 i.record(&captured, seq)
@@ -366,6 +386,7 @@ pub async fn start_projector(
         shared,
         hot,
         applied,
+        grants,
         stop: std::sync::Mutex::new(Some(stop_tx)),
         task: tokio::sync::Mutex::new(Some(task)),
     })

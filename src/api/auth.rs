@@ -6,42 +6,11 @@ use beamd_events::vocabulary::KeyKind;
 use super::accounts::secrets::Claims;
 use super::error::ApiError;
 use super::ApiState;
-use crate::domain::{Account, Key, KeyStatus, Tenant};
+use crate::domain::{Account, Key, KeyStatus, Scopes, Tenant};
 use crate::protocol::Token;
 
-/// What a route needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Scope {
-    /// Read the tenant's resources.
-    Read,
-    /// Change them (tokens, tunnels, domains).
-    Manage,
-    /// Operate the edge: every tenant.
-    Admin,
-}
-
-impl Scope {
-    /// The scope's name in a key's `scopes`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Read => "read",
-            Scope::Manage => "manage",
-            Scope::Admin => "admin",
-        }
-    }
-
-    /// Every scope name a key may carry.
-    pub const NAMES: [&'static str; 3] = ["read", "manage", "admin"];
-}
-
-/// The highest scope a key holds (read for a key without scopes).
-pub fn held(key: &Key) -> Scope {
-    let has = |s: Scope| key.scopes.iter().any(|x| x == s.name());
-    [Scope::Admin, Scope::Manage]
-        .into_iter()
-        .find(|s| has(*s))
-        .unwrap_or(Scope::Read)
-}
+/// What a route needs: the key aggregate's scopes.
+pub use crate::domain::Scope;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -73,10 +42,11 @@ fn bearer(header: Option<&str>) -> Result<Token, ApiError> {
 
 impl ApiState {
     /// The key behind `token` if its secret matches and it is not revoked.
+    /// Read from the catalog: an unknown id wakes no actor.
     pub async fn key_for(&self, token: &Token) -> Result<Key, ApiError> {
         let unknown = || ApiError::unauthorized("invalid API key");
         let (id, secret) = token.parts().ok_or_else(unknown)?;
-        let key = self.core.key(id).await.map_err(|_| unknown())?;
+        let key = self.core.known_key(id).await?.ok_or_else(unknown)?;
         let stored = blake3::Hash::from_hex(&key.secret_hash).map_err(|_| unknown())?;
         // blake3::Hash compares in constant time.
         if key.status != KeyStatus::Active || blake3::hash(secret.as_bytes()) != stored {
@@ -97,7 +67,7 @@ impl ApiState {
             true => self.account_key(&token.0)?,
             false => self.key_for(&token).await?,
         };
-        if held(&key) < need {
+        if key.scope() < need {
             return Err(ApiError::forbidden(format!(
                 "this key lacks the {:?} scope",
                 need.name()
@@ -149,7 +119,7 @@ impl ApiState {
             tenant: account.tenant.clone(),
             label: account.email.clone(),
             kind: Some(KeyKind::Api),
-            scopes: vec![Scope::Manage.name().to_string()],
+            scopes: Scopes::of(&[Scope::Manage]),
             status: KeyStatus::Active,
             ..Key::default()
         })

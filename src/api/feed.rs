@@ -21,6 +21,7 @@ use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::http::{query, Resp};
 use super::ApiState;
+use crate::domain::KeyStatus;
 
 /// How far back `after` may reach: older events are skipped, not replayed.
 pub const MAX_BACKLOG: u64 = 1_000;
@@ -58,15 +59,47 @@ pub struct FeedEvent {
 struct Cursor {
     state: Arc<ApiState>,
     tenant: String,
+    /// What the stream was opened with: the stream ends once the log says
+    /// it may no longer read.
+    grant: Grant,
     next: u64,
     pending: VecDeque<Envelope>,
     deadline: Instant,
 }
 
+/// What a stream was opened with.
+enum Grant {
+    /// An API key, by id.
+    Key(String),
+    /// A sign-in token (the `Authorization` header that carried it).
+    Session(String),
+}
+
 impl Cursor {
-    /// The next event of the tenant, or `None` at the deadline.
+    /// Whether what the stream was opened with still holds: the key is
+    /// active, or the sign-in token was neither signed out nor outlived by a
+    /// password change.
+    fn granted(&self) -> bool {
+        match &self.grant {
+            Grant::Key(id) => {
+                let p = self.state.core.projections().read();
+                p.catalog
+                    .keys
+                    .get(id)
+                    .is_some_and(|k| k.status == KeyStatus::Active)
+            }
+            Grant::Session(header) => self.state.signed_in(Some(header)).is_ok(),
+        }
+    }
+
+    /// The next event of the tenant, or `None` at the deadline or once the
+    /// stream's grant ends (its revocation or sign-out is an event, which
+    /// wakes it).
     async fn next_event(&mut self) -> Option<FeedEvent> {
         loop {
+            if !self.granted() {
+                return None;
+            }
             while let Some(env) = self.pending.pop_front() {
                 let owner = self.state.core.projections().read().usage.tenant_of(&env);
                 if owner.as_deref() == Some(self.tenant.as_str()) {
@@ -138,6 +171,10 @@ pub async fn stream(
     auth: Option<String>,
     raw: String,
 ) -> Result<Resp, ApiError> {
+    let session = auth
+        .as_deref()
+        .filter(|h| state.signed_in(Some(h)).is_ok())
+        .map(str::to_string);
     let caller = state.caller(auth, Scope::Read).await?;
     let q = query::<FeedQuery>(&raw)?;
     let seconds = match q.max_seconds.unwrap_or(300) {
@@ -156,7 +193,12 @@ pub async fn stream(
             .saturating_add(1),
         None => head + 1,
     };
+    let grant = match session {
+        Some(header) => Grant::Session(header),
+        None => Grant::Key(caller.key.id.clone()),
+    };
     let cursor = Cursor {
+        grant,
         tenant: caller.tenant.id.clone(),
         state,
         next,

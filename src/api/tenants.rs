@@ -12,7 +12,7 @@ use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::http::{iso_opt, ok, page, parse, query, PageQuery};
 use super::ApiState;
-use crate::domain::{CreateTenant, Tenant, TenantCommand};
+use crate::domain::{CreateTenant, Scopes, Tenant, TenantCommand};
 
 /// A plan: its name and limits (null = none).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -193,10 +193,17 @@ pub async fn create(
         slug: req.slug,
     };
     let tenant = state.core.create_tenant(cmd).await?;
-    let scopes = vec![Scope::Manage.name().to_string()];
+    let scopes = Scopes::of(&[Scope::Manage]);
     let (key, secret) = state
         .core
-        .issue_key(&tenant.id, "first key", KeyKind::Agent, scopes, None)
+        .issue_key(
+            &tenant.id,
+            "first key",
+            KeyKind::Agent,
+            scopes,
+            None,
+            caller.key.scope(),
+        )
         .await?;
     state.settle().await?;
     Ok((

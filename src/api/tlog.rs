@@ -16,7 +16,7 @@ use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::Filter;
 
-use super::auth::{held, Scope};
+use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::http::{error, query, raw_query, respond, Resp};
 use super::ApiState;
@@ -178,7 +178,7 @@ pub async fn inclusion(
     let Some((_, record)) = records.into_iter().find(|(s, _)| *s == q.seq) else {
         return Err(missing());
     };
-    if held(&caller.key) < Scope::Admin {
+    if caller.key.scope() < Scope::Admin {
         let env = decode_record(q.seq, &record).map_err(internal)?;
         let owner = state.core.projections().read().usage.tenant_of(&env);
         if owner.as_deref() != Some(caller.tenant.id.as_str()) {

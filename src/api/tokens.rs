@@ -9,12 +9,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use warp::http::StatusCode;
 
-use super::auth::{held, Scope};
+use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::http::{iso, iso_opt, ok, page, parse, query, Deleted, PageQuery};
 use super::ApiState;
 use crate::agent::ShareLink;
-use crate::domain::{Key, KeyCommand, KeyStatus};
+use crate::domain::{Key, KeyCommand, KeyStatus, Scopes};
 use crate::protocol::Token;
 
 /// A key as the API shows it.
@@ -71,7 +71,7 @@ fn view(state: &ApiState, key: &Key) -> TokenView {
         id: key.id.clone(),
         label: key.label.clone(),
         kind: kind_name(key.kind),
-        scopes: key.scopes.clone(),
+        scopes: key.scopes.names(),
         limit_bytes: key.limit_bytes,
         bytes_up: counters.bytes_up,
         bytes_down: counters.bytes_down,
@@ -169,31 +169,21 @@ pub async fn create(
             ))
         }
     };
-    let scopes = req
+    let names = req
         .scopes
         .unwrap_or_else(|| vec![Scope::Read.name().to_string()]);
-    for s in &scopes {
-        let scope = match s.as_str() {
-            "read" => Scope::Read,
-            "manage" => Scope::Manage,
-            "admin" => Scope::Admin,
-            other => {
-                return Err(ApiError::invalid(
-                    format!("unknown scope {other:?}; scopes are read, manage, admin"),
-                    serde_json::json!({ "scopes": other }),
-                ))
-            }
-        };
-        if scope > held(&caller.key) {
-            return Err(ApiError::forbidden(format!(
-                "a key cannot grant the {s:?} scope it does not hold"
-            )));
-        }
-    }
+    let scopes = Scopes::parse(&names)?;
     let label = req.label.unwrap_or_else(|| "token".into());
     let (key, secret) = state
         .core
-        .issue_key(&caller.tenant.id, &label, kind, scopes, req.limit_bytes)
+        .issue_key(
+            &caller.tenant.id,
+            &label,
+            kind,
+            scopes,
+            req.limit_bytes,
+            caller.key.scope(),
+        )
         .await?;
     state.settle().await?;
     Ok((
@@ -203,20 +193,21 @@ pub async fn create(
             id: key.id,
             label: key.label,
             kind: kind_name(key.kind),
-            scopes: key.scopes,
+            scopes: key.scopes.names(),
             limit_bytes: key.limit_bytes,
             created_at: key.created_at.map(iso),
         },
     ))
 }
 
-/// A key of the caller's tenant that is not revoked, or 404.
+/// A key of the caller's tenant that is not revoked, or 404; and the
+/// caller's scope, which the key aggregate holds the key's scopes against.
 async fn own_key(
     state: &ApiState,
     auth: Option<String>,
     id: &str,
     need: Scope,
-) -> Result<Key, ApiError> {
+) -> Result<(Key, Scope), ApiError> {
     let caller = state.caller(auth, need).await?;
     let key = state
         .core
@@ -227,7 +218,9 @@ async fn own_key(
         .get(id)
         .cloned();
     match key {
-        Some(k) if caller.owns(&k.tenant) && k.status == KeyStatus::Active => Ok(k),
+        Some(k) if caller.owns(&k.tenant) && k.status == KeyStatus::Active => {
+            Ok((k, caller.key.scope()))
+        }
         _ => Err(ApiError::not_found("token")),
     }
 }
@@ -241,8 +234,11 @@ pub async fn revoke(
     auth: Option<String>,
     id: String,
 ) -> Result<(StatusCode, Deleted), ApiError> {
-    let key = own_key(&state, auth, &id, Scope::Manage).await?;
-    state.core.key_command(&key.id, KeyCommand::Revoke).await?;
+    let (key, by) = own_key(&state, auth, &id, Scope::Manage).await?;
+    state
+        .core
+        .key_command(&key.id, KeyCommand::Revoke { by })
+        .await?;
     state.settle().await?;
     ok(Deleted {
         id: key.id,
@@ -276,7 +272,7 @@ pub async fn set_limit(
     id: String,
     body: Result<bytes::Bytes, ApiError>,
 ) -> Result<(StatusCode, TokenView), ApiError> {
-    let key = own_key(&state, auth, &id, Scope::Manage).await?;
+    let (key, by) = own_key(&state, auth, &id, Scope::Manage).await?;
     let req: SetLimit = parse(body)?;
     let limit_bytes = req.limit_bytes.ok_or_else(|| {
         ApiError::invalid(
@@ -286,7 +282,7 @@ pub async fn set_limit(
     })?;
     let key = state
         .core
-        .key_command(&key.id, KeyCommand::SetLimit { limit_bytes })
+        .key_command(&key.id, KeyCommand::SetLimit { limit_bytes, by })
         .await?;
     state.settle().await?;
     ok(view(&state, &key))
@@ -301,10 +297,10 @@ pub async fn reset(
     auth: Option<String>,
     id: String,
 ) -> Result<(StatusCode, TokenView), ApiError> {
-    let key = own_key(&state, auth, &id, Scope::Manage).await?;
+    let (key, by) = own_key(&state, auth, &id, Scope::Manage).await?;
     let key = state
         .core
-        .key_command(&key.id, KeyCommand::ResetCounters)
+        .key_command(&key.id, KeyCommand::ResetCounters { by })
         .await?;
     state.settle().await?;
     ok(view(&state, &key))

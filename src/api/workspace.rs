@@ -80,7 +80,7 @@ pub async fn me(state: Arc<ApiState>, auth: Option<String>) -> Result<(StatusCod
             Some(beamd_events::vocabulary::KeyKind::Api) => "api".into(),
             _ => "agent".into(),
         },
-        scopes: c.key.scopes,
+        scopes: c.key.scopes.names(),
         tenant: c.tenant.id,
         plan: c.tenant.plan.name,
         created_at: iso_opt(c.key.created_at),
@@ -185,7 +185,7 @@ pub async fn nodes(
 ) -> Result<(StatusCode, NodeList), ApiError> {
     let caller = state.caller(auth, Scope::Read).await?;
     // Where the control plane listens is the operator's business.
-    let operator = super::auth::held(&caller.key) == Scope::Admin;
+    let operator = caller.key.scope() == Scope::Admin;
     let p = state.core.projections().read();
     ok(NodeList {
         nodes: p

@@ -25,7 +25,14 @@ pub async fn usage_over_http(
     n: usize,
 ) -> Result<Vec<(u64, Duration)>> {
     let (key, secret) = core
-        .issue_key(tenant, "bench", KeyKind::Api, vec!["read".into()], None)
+        .issue_key(
+            tenant,
+            "bench",
+            KeyKind::Api,
+            crate::domain::Scopes::of(&[crate::domain::Scope::Read]),
+            None,
+            crate::domain::Scope::Admin,
+        )
         .await?;
     let token = format!("{}.{}", key.id, secret.expose());
     let listener = TcpListener::bind("127.0.0.1:0").await?;

@@ -120,10 +120,17 @@ async fn commands(dir: &Path, args: &CoreBenchArgs) -> Result<()> {
             })
             .await?;
         keys.push(
-            core.issue_key(&tenant.id, "agent", KeyKind::Agent, vec![], None)
-                .await?
-                .0
-                .id,
+            core.issue_key(
+                &tenant.id,
+                "agent",
+                KeyKind::Agent,
+                crate::domain::Scopes::default(),
+                None,
+                crate::domain::Scope::Admin,
+            )
+            .await?
+            .0
+            .id,
         );
     }
     let setup = started.elapsed();

@@ -57,7 +57,8 @@ pub struct OpenTunnel {
     pub local_addr: String,
 }
 
-/// Usage figures an open is checked against, read from the usage projection.
+/// Usage figures a key's grant is checked against (`Key::may_carry`), read
+/// from the usage projection: at an open, and in every window of a session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpenUsage {
     /// Bytes the tenant used this calendar month.

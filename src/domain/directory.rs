@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use super::creation::{AddDomain, CreateTenant, OpenTunnel, OpenUsage, PortRequest};
 use super::domain_name::claim_lapsed;
 use super::tenant::{max_pending_domains, validate_plan};
-use super::{validate, Ctx, DomainError, Key, KeyStatus, Tenant};
+use super::{validate, Ctx, DomainError, Key, Tenant};
 use beamd_events::vocabulary::KeyKind;
 
 /// A tenant as the directory needs it.
@@ -84,16 +84,6 @@ fn limit(limit: &'static str, max: Option<impl Into<u64>>, used: u64) -> Result<
 }
 
 impl Directory {
-    /// The byte limits an open, and a reconnect to a held tunnel, must be within.
-    pub fn may_resume(tenant: &Tenant, key: &Key, usage: &OpenUsage) -> Result<(), DomainError> {
-        limit(
-            "bandwidthBytes",
-            tenant.plan.bandwidth_bytes_per_month,
-            usage.tenant_month_bytes,
-        )?;
-        limit("limitBytes", key.limit_bytes, usage.key_bytes)
-    }
-
     /// Tunnels offline since before `cutoff_ms`: their grace period is over.
     pub fn expired(&self, cutoff_ms: u64) -> Vec<String> {
         self.tunnels
@@ -199,13 +189,8 @@ impl Directory {
         usage: &OpenUsage,
         ctx: &Ctx,
     ) -> Result<(String, Vec<Event>), DomainError> {
-        match key.status {
-            KeyStatus::Missing => return Err(DomainError::Unauthorized("unknown key".into())),
-            KeyStatus::Revoked => {
-                return Err(DomainError::Unauthorized("the key is revoked".into()))
-            }
-            KeyStatus::Active => {}
-        }
+        // Revoked, unknown, or out of bytes: the rule every session window checks too.
+        key.may_carry(&tenant.plan, usage)?;
         if key.kind != Some(KeyKind::Agent) {
             return Err(DomainError::Unauthorized(
                 "only agent keys open tunnels".into(),
@@ -220,7 +205,6 @@ impl Directory {
             }
         };
         limit("tunnels", tenant.plan.max_tunnels, entry.live_tunnels)?;
-        Self::may_resume(tenant, key, usage)?;
         let (name, port) = match (cmd.protocol, &cmd.name, cmd.port) {
             (TunnelProtocol::Http, Some(name), PortRequest::None) => {
                 validate::label("tunnel name", name)?;

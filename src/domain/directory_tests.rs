@@ -44,9 +44,10 @@ impl World {
             tenant: id,
             label: "agent".into(),
             kind: KeyKind::Agent,
-            scopes: vec![],
+            scopes: crate::domain::Scopes::default(),
             secret_hash: "ab".repeat(32),
             limit_bytes,
+            by: crate::domain::Scope::Admin,
         };
         let events = Key::default().decide(&issue, &Ctx::new(0, 2)).unwrap();
         w.record("tok_1", events);
@@ -128,7 +129,15 @@ fn slugs_are_unique_and_valid() {
 #[test]
 fn a_revoked_key_opens_nothing() {
     let mut w = World::new(plan(None, None, None), None);
-    let events = w.key.decide(&KeyCommand::Revoke, &Ctx::new(0, 0)).unwrap();
+    let events = w
+        .key
+        .decide(
+            &KeyCommand::Revoke {
+                by: crate::domain::Scope::Admin,
+            },
+            &Ctx::new(0, 0),
+        )
+        .unwrap();
     w.record("tok_1", events);
     let err = w.open(http("app"), OpenUsage::default()).unwrap_err();
     assert_eq!(err, DomainError::Unauthorized("the key is revoked".into()));

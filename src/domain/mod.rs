@@ -17,6 +17,7 @@ mod error;
 pub mod gateway;
 mod key;
 mod node;
+mod scope;
 pub mod tenant;
 mod tunnel;
 mod validate;
@@ -30,6 +31,7 @@ pub use domain_name::{
 pub use error::DomainError;
 pub use key::{Key, KeyCommand, KeyStatus};
 pub use node::{Node, NodeCommand, NodeStatus};
+pub use scope::{Scope, Scopes};
 pub use tenant::{Tenant, TenantCommand};
 pub use tunnel::{Tunnel, TunnelCommand, TunnelStatus};
 pub use validate::{host as check_host, request_host};

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use beamd_events::vocabulary::{KeyKind, Plan};
 
 use crate::actors::{Core, CoreError, Secret};
-use crate::domain::{CreateTenant, DomainError};
+use crate::domain::{CreateTenant, DomainError, Scope, Scopes};
 use crate::protocol::Token;
 
 /// What the first start created.
@@ -41,7 +41,7 @@ pub async fn bootstrap(
         Err(CoreError::Domain(DomainError::Conflict(_))) => return Ok(None),
         other => other.context("cannot create the default tenant")?,
     };
-    let scopes = vec!["admin".to_string()];
+    let scopes = Scopes::of(&[Scope::Admin]);
     let (key, secret, from_env) = match env_token {
         Some(text) => {
             let token = Token(text);
@@ -58,13 +58,21 @@ pub async fn bootstrap(
                     KeyKind::Agent,
                     scopes,
                     None,
+                    Scope::Admin,
                 )
                 .await?;
             (key, secret, true)
         }
         None => {
             let (key, secret) = core
-                .issue_key(&tenant.id, "admin", KeyKind::Agent, scopes, None)
+                .issue_key(
+                    &tenant.id,
+                    "admin",
+                    KeyKind::Agent,
+                    scopes,
+                    None,
+                    Scope::Admin,
+                )
                 .await?;
             (key, secret, false)
         }

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
 use beamd_transports::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::auth::authenticate;
 use super::context::EdgeContext;
 use super::meter::{is_empty, Meter};
 use super::open::{open_http, open_tcp};
 use crate::actors::CoreError;
-use crate::domain::{Key, TunnelCommand};
+use crate::domain::{DomainError, Key, OpenUsage, TunnelCommand};
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
     PROTOCOL_VERSION,
@@ -254,9 +254,11 @@ async fn start<C: Connection>(
     Ok((key, served, welcome))
 }
 
-/// Reports traffic once per window and cuts the session off when the key's
-/// byte limit is reached, or when another session took one of its tunnels
-/// over (here, or on another node).
+/// Reports traffic once per window, and cuts the session off when its key
+/// may no longer carry bytes (`Key::may_carry`: revoked, its byte limit or
+/// its plan's bandwidth used up), checked in every window and at once when a
+/// grant changes in the log; or when another session took one of its
+/// tunnels over (here, or on another node).
 async fn report(
     ctx: Arc<EdgeContext>,
     session: String,
@@ -265,46 +267,51 @@ async fn report(
     meters: Vec<(String, Arc<Meter>)>,
     cutoff: mpsc::Sender<ErrorFrame>,
 ) {
-    let bandwidth = match ctx.core.tenant(&key.tenant).await {
-        Ok(tenant) => tenant.plan.bandwidth_bytes_per_month,
-        Err(_) => None,
-    };
+    let mut grants = ctx.core.projections().grant_changes();
+    let mut watching = true;
     let mut tick = tokio::time::interval(ctx.settings.window);
     loop {
-        tokio::select! {
+        let window = tokio::select! {
             biased;
             _ = &mut stop => return,
-            _ = tick.tick() => {}
+            changed = grants.recv(), if watching => {
+                // Closed: the projector stopped (the edge is stopping), windows go on.
+                watching = !matches!(changed, Err(broadcast::error::RecvError::Closed));
+                false
+            }
+            _ = tick.tick() => true,
+        };
+        if window {
+            for (id, meter) in &meters {
+                record(&ctx, id, meter).await;
+            }
+            if let Some((id, _)) = meters.iter().find(|(id, _)| !ctx.serves_as(id, &session)) {
+                let message = format!("another agent with this token took tunnel {id} over");
+                let _ = cutoff.send(error("taken_over", message)).await;
+                return;
+            }
         }
-        for (id, meter) in &meters {
-            record(&ctx, id, meter).await;
-        }
-        if let Some((id, _)) = meters.iter().find(|(id, _)| !ctx.serves_as(id, &session)) {
-            let message = format!("another agent with this token took tunnel {id} over");
-            let _ = cutoff.send(error("taken_over", message)).await;
+        if let Err(refused) = grant(&ctx, &key) {
+            let _ = cutoff
+                .send(error(refused.code(), refused.to_string()))
+                .await;
             return;
         }
-        let now = ctx.core.now_ms();
-        let (key_used, month_used) = {
-            let p = ctx.core.projections().read();
-            (
-                p.usage.key(&key.id).bytes(),
-                p.usage.month_bytes(&key.tenant, now),
-            )
-        };
-        let exceeded = match (key.limit_bytes, bandwidth) {
-            (Some(limit), _) if key_used >= limit => Some(format!(
-                "limitBytes: the token's byte limit of {limit} is used up"
-            )),
-            (_, Some(limit)) if month_used >= limit => Some(format!(
-                "bandwidthBytes: the plan's {limit} bytes for this month are used up"
-            )),
-            _ => None,
-        };
-        if let Some(message) = exceeded {
-            let _ = cutoff.send(error("limit_exceeded", message)).await;
-            return;
-        }
+    }
+}
+
+/// Whether `key` may carry more bytes now, as the log's projections say.
+fn grant(ctx: &EdgeContext, key: &Key) -> Result<(), DomainError> {
+    let p = ctx.core.projections().read();
+    let now = ctx.core.now_ms();
+    let usage = OpenUsage {
+        tenant_month_bytes: p.usage.month_bytes(&key.tenant, now),
+        key_bytes: p.usage.key(&key.id).bytes(),
+    };
+    let plan = p.catalog.tenants.get(&key.tenant).map(|t| &t.plan);
+    match (p.catalog.keys.get(&key.id), plan) {
+        (Some(current), Some(plan)) => current.may_carry(plan, &usage),
+        _ => Err(DomainError::Unauthorized("unknown key".into())),
     }
 }
 

@@ -12,7 +12,7 @@ use beamd_events::vocabulary::KeyKind;
 use serde::Deserialize;
 
 use crate::actors::{Core, Secret};
-use crate::domain::KeyStatus;
+use crate::domain::{Scope, Scopes};
 use crate::protocol::Token;
 
 #[derive(Deserialize)]
@@ -52,7 +52,7 @@ pub async fn import(core: &Core, path: &Path) -> Result<usize> {
                 i + 1
             );
         };
-        if core.key(id).await?.status != KeyStatus::Missing {
+        if core.known_key(id).await?.is_some() {
             continue;
         }
         let secret = Secret::from_text(secret)
@@ -64,8 +64,10 @@ pub async fn import(core: &Core, path: &Path) -> Result<usize> {
             secret,
             &label,
             KeyKind::Agent,
-            vec![],
+            Scopes::default(),
             entry.limit_bytes,
+            // The operator's file: the operator's authority.
+            Scope::Admin,
         )
         .await
         .with_context(|| format!("{}: token {}", path.display(), i + 1))?;

@@ -10,7 +10,8 @@ use super::world::BeamdWorld;
 use super::{agents, public};
 use crate::actors::{CoreError, Secret, TrafficDelta};
 use crate::domain::{
-    AddDomain, CreateTenant, DomainCommand, KeyCommand, OpenTunnel, PortRequest, TunnelCommand,
+    AddDomain, CreateTenant, DomainCommand, KeyCommand, OpenTunnel, PortRequest, Scope, Scopes,
+    TunnelCommand,
 };
 
 impl BeamdWorld {
@@ -46,7 +47,16 @@ impl BeamdWorld {
                 self.secrets.insert(id.clone(), text);
                 let limit = self.rng.bool().then(|| self.rng.u64(1_000..200_000));
                 self.core
-                    .issue_key_as(&tenant, &id, secret, "sim", KeyKind::Agent, vec![], limit)
+                    .issue_key_as(
+                        &tenant,
+                        &id,
+                        secret,
+                        "sim",
+                        KeyKind::Agent,
+                        Scopes::default(),
+                        limit,
+                        Scope::Admin,
+                    )
                     .await?;
                 self.keys.push(id.clone());
                 format!("issue key {id} (limit {limit:?})")
@@ -55,7 +65,9 @@ impl BeamdWorld {
                 let Some(key) = self.pick(&self.keys.clone()) else {
                     return Ok("no key".into());
                 };
-                self.core.key_command(&key, KeyCommand::Revoke).await?;
+                self.core
+                    .key_command(&key, KeyCommand::Revoke { by: Scope::Admin })
+                    .await?;
                 self.revoked.insert(key.clone());
                 format!("revoke {key}")
             }
@@ -65,7 +77,13 @@ impl BeamdWorld {
                 };
                 let limit_bytes = self.rng.bool().then(|| self.rng.u64(1_000..200_000));
                 self.core
-                    .key_command(&key, KeyCommand::SetLimit { limit_bytes })
+                    .key_command(
+                        &key,
+                        KeyCommand::SetLimit {
+                            limit_bytes,
+                            by: Scope::Admin,
+                        },
+                    )
                     .await?;
                 format!("limit {key} to {limit_bytes:?}")
             }

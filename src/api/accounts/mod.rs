@@ -143,10 +143,17 @@ pub async fn register(
         .core
         .register_account(&tenant.id, &email, &req.name, &hash)
         .await?;
-    let scopes = vec![Scope::Manage.name().to_string()];
+    // A sign-up is granted its own tenant's manage scope.
     let (key, secret) = state
         .core
-        .issue_key(&tenant.id, "sign-up key", KeyKind::Agent, scopes, None)
+        .issue_key(
+            &tenant.id,
+            "sign-up key",
+            KeyKind::Agent,
+            crate::domain::Scopes::of(&[Scope::Manage]),
+            None,
+            Scope::Manage,
+        )
         .await?;
     state.settle().await?;
     state.accounts.throttle.remember(&email, &from);
