@@ -1,8 +1,11 @@
-//! schemathesis (from PyPI, installed into a venv under target/ on first
-//! run) fuzzes the live server from its own `/api/v1/openapi.json`, with a
-//! valid key, and must find no server error and no response that breaks the
-//! schema. A missing Python or a failed install fails the test: it never
-//! skips.
+//! Clients no one here wrote, against a live edge: what their users would
+//! run. A tool that is missing is installed (PyPI into a venv under
+//! target/, Debian's packages with apt-get); a failed install fails the
+//! test: it never skips.
+//!
+//! - schemathesis fuzzes the server from its own `/api/v1/openapi.json`,
+//!   with a valid key, and must find no server error and no response that
+//!   breaks the schema.
 
 mod common;
 
