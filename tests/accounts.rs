@@ -215,7 +215,7 @@ async fn sign_up_sign_in_and_reset_by_mail() -> Result<()> {
         .send("POST", "/api/v1/auth/reset-password", Some(&reset))
         .await?;
     ensure!(
-        again.status == 400 && error_of(&again) == "invalid_request",
+        again.status == 403 && error_of(&again) == "forbidden",
         "used twice: {}",
         again.text
     );

@@ -107,7 +107,7 @@ async fn routes_services_and_consumers_through_a_tunnel() -> Result<()> {
         )
         .await?;
     ensure!(
-        foreign.status == 400,
+        foreign.status == 403,
         "a host that is not ours: {}",
         foreign.text
     );
@@ -337,7 +337,7 @@ async fn another_tenants_gateway_is_not_found() -> Result<()> {
     );
     let a = other.send("POST", "/api/v1/routes", Some(&route)).await?;
     ensure!(
-        a.status == 400 && a.text.contains("none of your services"),
+        a.status == 404 && a.text.contains("none of your services"),
         "{}",
         a.text
     );

@@ -246,13 +246,14 @@ async fn checkpoints_tiles_and_proofs_check_out_with_independent_implementations
             &*format!("/api/v1/log/proof/inclusion?seq=1&size={}", u64::MAX),
             400,
         ),
-        ("/api/v1/log/proof/consistency?from=0", 400),
+        // A proof or tile the tree does not have is not found.
+        ("/api/v1/log/proof/consistency?from=0", 404),
         (
             &*format!("/api/v1/log/proof/consistency?from={}&to=2", size),
-            400,
+            404,
         ),
-        ("/api/v1/log/tile/0/12", 400),
-        ("/api/v1/log/tile/0/x000.p/300", 400),
+        ("/api/v1/log/tile/0/12", 404),
+        ("/api/v1/log/tile/0/x000.p/300", 404),
         ("/api/v1/log/tile/5/000", 404),
         ("/api/v1/log/tile/entries/000", 404),
     ] {

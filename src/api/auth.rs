@@ -86,9 +86,8 @@ impl ApiState {
     pub fn signed_in(&self, header: Option<&str>) -> Result<(Account, Claims, String), ApiError> {
         let token = bearer(header)?.0;
         if !token.starts_with("eyJ") {
-            return Err(ApiError::invalid(
+            return Err(ApiError::forbidden(
                 "only sign-in tokens sign out; revoke an API key with DELETE /api/v1/tokens/{id}",
-                serde_json::json!({ "authorization": "not a sign-in token" }),
             ));
         }
         let (account, claims) = self.account_of(&token)?;

@@ -157,25 +157,78 @@ fn oversized(v: &serde_json::Value, at: &str) -> Option<String> {
     }
 }
 
-/// Parses a JSON body strictly; an empty body reads as `{}`.
+/// Turns every number with no fractional part that is written as a float
+/// (`32.0`, `1e3`) into the integer it is, as JSON Schema reads it (an
+/// `integer` is any number whose fraction is zero); whether anything changed.
+fn integral_floats(v: &mut serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0) else {
+                return false;
+            };
+            let whole = if (0.0..=u64::MAX as f64).contains(&f) {
+                serde_json::Number::from(f as u64)
+            } else if (i64::MIN as f64..0.0).contains(&f) {
+                serde_json::Number::from(f as i64)
+            } else {
+                return false;
+            };
+            *n = whole;
+            true
+        }
+        // Every item is visited (no short circuit): each may need a change.
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .map(integral_floats)
+            .fold(false, std::ops::BitOr::bitor),
+        serde_json::Value::Object(fields) => fields
+            .values_mut()
+            .map(integral_floats)
+            .fold(false, std::ops::BitOr::bitor),
+        _ => false,
+    }
+}
+
+/// Parses a JSON body strictly. A route that declares its body required
+/// uses this: an empty body is refused.
 pub fn parse<T: DeserializeOwned>(body: Result<Bytes, ApiError>) -> Result<T, ApiError> {
     let body = body?;
-    let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        &body
-    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid(
+            "this route needs a JSON body",
+            serde_json::json!({ "body": "missing" }),
+        ));
+    }
+    decode(&body)
+}
+
+/// Parses a JSON body a route may go without: an empty body, or `null`,
+/// reads as `{}`.
+pub fn parse_optional<T: DeserializeOwned>(body: Result<Bytes, ApiError>) -> Result<T, ApiError> {
+    let body = body?;
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+        return decode(b"{}");
+    }
+    decode(&body)
+}
+
+fn decode<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
     let bad = |e: serde_json::Error| {
         ApiError::invalid(
             format!("bad request body: {e}"),
             serde_json::json!({ "body": e.to_string(), "line": e.line(), "column": e.column() }),
         )
     };
-    let value: serde_json::Value = serde_json::from_slice(text).map_err(bad)?;
+    let mut value: serde_json::Value = serde_json::from_slice(text).map_err(bad)?;
     if let Some(field) = oversized(&value, "") {
         return Err(too_large(&field));
     }
-    serde_json::from_slice(text).map_err(bad)
+    match serde_json::from_slice(text) {
+        Ok(parsed) => Ok(parsed),
+        // `32.0` where an integer goes: read again as the integer it is.
+        Err(_) if integral_floats(&mut value) => serde_json::from_value(value).map_err(bad),
+        Err(e) => Err(bad(e)),
+    }
 }
 
 /// An RFC 3339 UTC time with milliseconds, as the API shows times.

@@ -17,6 +17,7 @@ mod openapi;
 mod replay;
 mod request_detail;
 mod routes;
+pub(crate) mod schema;
 mod server;
 mod tenants;
 mod tlog;

@@ -15,7 +15,7 @@ use warp::http::StatusCode;
 
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
-use super::http::parse;
+use super::http::parse_optional;
 use super::request_detail::{find, Found};
 use super::usage::{request_view, RequestView};
 use super::ApiState;
@@ -130,7 +130,7 @@ fn resend(seq: &str, found: Found, edit: ReplayEdit) -> Result<Resend, ApiError>
 /// Sends a request captured in full again through its tunnel.
 #[utoipa::path(post, path = "/api/v1/requests/{seq}/replay", tag = "inspector",
     params(("seq" = String, Path, description = "The request's seq, or its `req_…` id")),
-    request_body(content = ReplayEdit, description = "Changes; an empty body replays as captured"),
+    request_body(content = Option<ReplayEdit>, description = "Changes; an empty body replays as captured"),
     responses((status = 200, body = ReplayResult), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "Not replayable: detail not stored, body truncated, or the tunnel not served here"),
@@ -143,7 +143,7 @@ pub async fn replay(
     body: Result<Bytes, ApiError>,
 ) -> Result<(StatusCode, ReplayResult), ApiError> {
     let caller = state.caller(auth, Scope::Manage).await?;
-    let edit: ReplayEdit = parse(body)?;
+    let edit: ReplayEdit = parse_optional(body)?;
     let found = find(&state, &caller.tenant.id, &seq).await?;
     let tunnel = found.captured.tunnel.clone();
     let resend = resend(&seq, found, edit)?;

@@ -94,12 +94,8 @@ pub(super) async fn find(state: &ApiState, tenant: &str, seq: &str) -> Result<Fo
             let p = state.core.projections().read();
             p.inspector.by_id(tenant, seq).ok_or_else(missing)?.seq
         }
-        None => seq.parse().map_err(|_| {
-            ApiError::invalid(
-                format!("{seq:?} is not a request seq or req_… id"),
-                serde_json::json!({ "seq": seq }),
-            )
-        })?,
+        // A name that is neither a seq nor an id names no request.
+        None => seq.parse().map_err(|_| missing())?,
     };
     let env = state
         .core

@@ -1,6 +1,6 @@
 //! The route table: path and method first, then the handler authenticates,
 //! so an unknown path is a 404, a known one with the wrong method a 405, and
-//! everything else the handler's own answer. CORS is open.
+//! everything else the handler's own answer. CORS is open (`*`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ type Routes = warp::filters::BoxedFilter<(Resp,)>;
 /// Every route, with CORS and JSON errors.
 pub fn all(
     state: Arc<ApiState>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let s = warp::any().map(move || state.clone()).boxed();
     let auth = warp::header::optional::<String>("authorization");
     let v1 = || warp::path("api").and(warp::path("v1"));
@@ -262,7 +262,7 @@ pub fn all(
     let doc = v1()
         .and(warp::path!("openapi.json"))
         .and(warp::get())
-        .map(|| json(StatusCode::OK, &openapi::document()))
+        .map(|| json(StatusCode::OK, openapi::document()))
         .boxed();
     let dashboard = warp::get()
         .and(warp::path::full())
@@ -323,23 +323,57 @@ pub fn all(
             .boxed()
     });
 
-    let cors = warp::cors()
-        .allow_any_origin()
-        .allow_headers(["authorization", "content-type", "accept"])
+    storage_guard(s)
+        .and(routes)
+        .recover(recover)
+        .unify()
+        .with(warp::wrap_fn(name_allowed_methods))
+}
+
+/// CORS as the API promises it: `Access-Control-Allow-Origin: *` on every
+/// answer and preflight. The API takes bearer tokens, never cookies, so no
+/// origin is trusted more than another and nothing varies by origin.
+/// Preflights allow every method and request header the document uses;
+/// browsers may read `Retry-After` (429, 503) and `Allow` (405).
+pub fn cors() -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{Any, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(Any)
         .allow_methods([
             Method::GET,
             Method::POST,
             Method::PUT,
             Method::PATCH,
             Method::DELETE,
-            Method::OPTIONS,
         ])
-        .max_age(600);
-    storage_guard(s)
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::RETRY_AFTER, header::ALLOW])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// A 405 names the methods its path takes (`Allow`, RFC 9110 §15.5.6), as
+/// the document gives them; paths outside it (the dashboard, `/metrics`)
+/// are read-only.
+fn name_allowed_methods<F>(routes: F) -> impl Filter<Extract = (Resp,), Error = Infallible> + Clone
+where
+    F: Filter<Extract = (Resp,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    warp::path::full()
         .and(routes)
-        .recover(recover)
-        .unify()
-        .with(cors)
+        .map(|path: warp::path::FullPath, mut resp: Resp| {
+            if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+                let methods = openapi::methods_of(path.as_str()).unwrap_or_else(|| "GET".into());
+                if let Ok(v) = HeaderValue::from_str(&methods) {
+                    resp.headers_mut().insert(header::ALLOW, v);
+                }
+            }
+            resp
+        })
 }
 
 /// A write refused because the data dir's disk is short of space.
@@ -377,8 +411,6 @@ async fn recover(rejection: Rejection) -> Result<Resp, Infallible> {
         )
     } else if let Some(StorageShort(why)) = rejection.find() {
         ApiError::insufficient_storage(why.clone())
-    } else if let Some(c) = rejection.find::<warp::filters::cors::CorsForbidden>() {
-        ApiError::forbidden(c.to_string())
     } else {
         ApiError::internal(format!("unhandled rejection: {rejection:?}"))
     };

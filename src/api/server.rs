@@ -34,7 +34,8 @@ pub async fn serve(
     shutdown: CancellationToken,
     header_timeout: Option<Duration>,
 ) {
-    let service = TowerToHyperService::new(warp::service(routes::all(state)));
+    let service = warp::service(routes::all(state));
+    let service = TowerToHyperService::new(tower_layer::Layer::layer(&routes::cors(), service));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
     if let Some(limit) = header_timeout {

@@ -103,12 +103,17 @@ fn latest_size(t: &Transparency) -> Result<u64, ApiError> {
 fn within_tree(t: &Transparency, size: u64) -> Result<u64, ApiError> {
     let tree = t.tiles().size().map_err(internal)?;
     if size > tree {
-        return Err(ApiError::invalid(
-            format!("the tree holds {tree} events, not {size}"),
-            serde_json::json!({ "treeSize": tree }),
-        ));
+        return Err(no_such(format!("the tree holds {tree} events, not {size}")));
     }
     Ok(size)
+}
+
+/// 404 for a proof or tile the tree does not have: a size past it, a
+/// consistency proof backwards, a tile path that names no tile.
+fn no_such(message: String) -> ApiError {
+    let mut e = ApiError::not_found("proof");
+    e.body.message = message;
+    e
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -205,7 +210,7 @@ pub async fn inclusion(
 /// The consistency proof between two tree sizes.
 #[utoipa::path(get, path = "/api/v1/log/proof/consistency", tag = "log", params(ConsistencyQuery),
     responses((status = 200, body = ConsistencyProof), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn consistency(
     state: Arc<ApiState>,
@@ -217,10 +222,10 @@ pub async fn consistency(
     let t = tlog(&state)?;
     let to = within_tree(t, q.to.map_or_else(|| latest_size(t), Ok)?)?;
     if q.from == 0 || q.from > to {
-        return Err(ApiError::invalid(
-            format!("from must be 1 to {to}, not {}", q.from),
-            serde_json::json!({ "from": q.from, "to": to }),
-        ));
+        return Err(no_such(format!(
+            "no consistency proof from {} to {to}: from must be 1 to {to}",
+            q.from
+        )));
     }
     let proof = prove_consistency(t.tiles(), q.from, to)
         .map_err(internal)?
@@ -254,8 +259,7 @@ pub async fn tile(
             "entry bundles (events are read through /api/v1/events/stream and the inspector)",
         ));
     }
-    let id = TileId::parse(&path)
-        .map_err(|e| ApiError::invalid(e, serde_json::json!({ "path": path })))?;
+    let id = TileId::parse(&path).map_err(|e| no_such(format!("no tile {path:?}: {e}")))?;
     let width = usize::from(id.width) * 32;
     let bytes = t
         .tiles()

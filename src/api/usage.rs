@@ -327,6 +327,7 @@ pub struct LogsQuery {
     /// Path prefix.
     pub path: Option<String>,
     /// Exact status code.
+    #[param(minimum = 0, maximum = 65535)]
     pub status_code: Option<u16>,
     /// Requests of this gateway consumer (`con_…`) only.
     pub consumer_id: Option<String>,

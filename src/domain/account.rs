@@ -143,7 +143,7 @@ impl Aggregate for Account {
                     .into(),
                     SessionsEnded {}.into(),
                 ]),
-                _ => Err(DomainError::InvalidRequest(
+                _ => Err(DomainError::Unauthorized(
                     "the reset link was used already, has expired, or is not the latest one".into(),
                 )),
             },

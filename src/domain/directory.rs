@@ -130,17 +130,7 @@ impl Directory {
         password_hash: &str,
         ctx: &Ctx,
     ) -> Result<(String, Vec<Event>), DomainError> {
-        let email = email.trim().to_ascii_lowercase();
-        let ok = email.len() <= 254
-            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-            && email
-                .split_once('@')
-                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
-        if !ok {
-            return Err(DomainError::InvalidRequest(format!(
-                "{email:?} is not an email address"
-            )));
-        }
+        let email = validate::email(email)?;
         validate::text("name", name, 100)?;
         if self.emails.contains_key(&email) {
             return Err(DomainError::Conflict(

@@ -20,7 +20,7 @@ mod node;
 mod scope;
 pub mod tenant;
 mod tunnel;
-mod validate;
+pub mod validate;
 
 pub use account::{registered, Account, AccountCommand, AttemptLimit};
 pub use context::Ctx;

@@ -63,11 +63,13 @@ fn address(peer: Option<SocketAddr>) -> String {
 #[serde(deny_unknown_fields)]
 pub struct Register {
     /// Your name (1–100 characters).
+    #[schema(schema_with = crate::api::schema::text_100)]
     pub name: String,
     /// Your sign-in address.
+    #[schema(schema_with = crate::api::schema::email)]
     pub email: String,
-    /// At least 8 characters.
-    #[schema(min_length = 8)]
+    /// 8 to 1024 characters.
+    #[schema(schema_with = crate::api::schema::password)]
     pub password: String,
 }
 
@@ -84,7 +86,7 @@ pub struct Registered {
 }
 
 fn check_password(p: &str) -> Result<(), ApiError> {
-    if p.chars().count() < 8 || p.len() > 1024 {
+    if !(8..=1024).contains(&p.chars().count()) {
         return Err(ApiError::invalid(
             "the password needs 8 to 1024 characters",
             serde_json::json!({ "password": "length" }),
@@ -314,14 +316,16 @@ pub async fn forgot(
 pub struct Reset {
     /// The `token` of the mailed link.
     pub token: String,
-    /// The new password (at least 8 characters).
-    #[schema(min_length = 8)]
+    /// The new password (8 to 1024 characters).
+    #[schema(schema_with = crate::api::schema::password)]
     pub password: String,
 }
 
 /// Choose a new password with a mailed link's token (once, within an hour).
 #[utoipa::path(post, path = "/api/v1/auth/reset-password", tag = "accounts", request_body = Reset,
-    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The reset link was used already, has expired, or is not the latest one"),
+        (status = 429, body = ErrorBody)))]
 pub async fn reset(
     state: Arc<ApiState>,
     body: Result<bytes::Bytes, ApiError>,
@@ -329,9 +333,8 @@ pub async fn reset(
     let req: Reset = parse(body)?;
     check_password(&req.password)?;
     let bad = || {
-        ApiError::invalid(
+        ApiError::forbidden(
             "the reset link was used already, has expired, or is not the latest one",
-            serde_json::json!({ "token": "invalid" }),
         )
     };
     let (id, secret) = req.token.split_once('.').ok_or_else(bad)?;
@@ -360,7 +363,8 @@ pub async fn reset(
 
 /// Sign out: the sign-in token presented stops working (others of the account do not).
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts",
-    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Message), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The bearer is an API key, not a sign-in token")),
     security(("bearer" = [])))]
 pub async fn logout(
     state: Arc<ApiState>,

@@ -129,6 +129,7 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct ErrorPatch {
     /// Must be true: a group opens again by itself when its route fails again.
+    #[schema(schema_with = crate::api::schema::only_true)]
     pub resolved: bool,
 }
 

@@ -19,6 +19,7 @@ use super::super::ApiState;
 #[into_params(parameter_in = Query)]
 pub struct MetricsQuery {
     /// `1h` (12 buckets of 5 minutes, the default), `24h` (24 of an hour) or `7d` (28 of 6 hours).
+    #[param(schema_with = crate::api::schema::period)]
     pub period: Option<String>,
 }
 

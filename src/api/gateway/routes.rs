@@ -73,12 +73,16 @@ fn entity(r: &Route) -> Result<RouteEntity, ApiError> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewRoute {
     /// `NAME.<your tunnel base>` or one of your verified domains.
+    #[schema(schema_with = crate::api::schema::host)]
     pub host: String,
     /// `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS` or `*`.
+    #[schema(schema_with = crate::api::schema::method)]
     pub method: String,
     /// `/literal/:param/*`.
+    #[schema(schema_with = crate::api::schema::path_pattern)]
     pub path_pattern: String,
     /// One of your services.
+    #[schema(schema_with = crate::api::schema::service_id)]
     pub service_id: String,
     /// Whether callers need a consumer API key.
     pub auth_required: bool,
@@ -94,18 +98,22 @@ pub struct NewRoute {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoutePatch {
     /// The host.
+    #[schema(schema_with = crate::api::schema::host_or_null)]
     pub host: Option<String>,
     /// The method.
+    #[schema(schema_with = crate::api::schema::method_or_null)]
     pub method: Option<String>,
     /// The pattern.
+    #[schema(schema_with = crate::api::schema::path_pattern_or_null)]
     pub path_pattern: Option<String>,
     /// The service.
+    #[schema(schema_with = crate::api::schema::service_id_or_null)]
     pub service_id: Option<String>,
     /// Key required.
     pub auth_required: Option<bool>,
     /// Per-minute rate (null: the caller's tier).
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<u32>, nullable)]
+    #[schema(value_type = Option<u32>, nullable, minimum = 1, maximum = 1000000)]
     pub rate_limit_override: Option<Option<u32>>,
     /// Enabled.
     pub enabled: Option<bool>,
@@ -122,20 +130,16 @@ fn check(state: &ApiState, caller: &Caller, c: &RouteConfig) -> Result<(), ApiEr
         state.core.projections().read().domains.by_host(&host),
     );
     if !reaches {
-        return Err(ApiError::invalid(
-            format!(
-                "host {:?} is neither NAME{base} nor one of your verified domains",
-                c.host
-            ),
-            serde_json::json!({ "host": c.host }),
-        ));
+        return Err(ApiError::forbidden(format!(
+            "host {:?} is neither NAME{base} nor one of your verified domains",
+            c.host
+        )));
     }
     if c.service_id.starts_with("svc_") {
         services::own(state, &caller.tenant.id, &c.service_id).map_err(|_| {
-            ApiError::invalid(
-                format!("serviceId {:?} names none of your services", c.service_id),
-                serde_json::json!({ "serviceId": c.service_id }),
-            )
+            let mut e = ApiError::not_found("service");
+            e.body.message = format!("serviceId {:?} names none of your services", c.service_id);
+            e
         })?;
     }
     Ok(())

@@ -68,13 +68,16 @@ pub(super) fn entity(s: &Service) -> Result<ServiceEntity, ApiError> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewService {
     /// 1–80 characters.
-    #[schema(min_length = 1, max_length = 80)]
+    #[schema(schema_with = crate::api::schema::text_80)]
     pub name: String,
     /// The name of one of your HTTP tunnels.
+    #[schema(schema_with = crate::api::schema::label_or_null)]
     pub tunnel: Option<String>,
     /// An `http://` URL the edge reaches directly.
+    #[schema(schema_with = crate::api::schema::http_url_or_null)]
     pub target_url: Option<String>,
     /// A path starting with `/`, probed for health.
+    #[schema(schema_with = crate::api::schema::probe_path_or_null)]
     pub health_check_path: Option<String>,
     /// 1–300000 ms (default 30000).
     #[schema(minimum = 1, maximum = 300000)]
@@ -86,20 +89,22 @@ pub struct NewService {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServicePatch {
     /// 1–80 characters.
+    #[schema(schema_with = crate::api::schema::text_80_or_null)]
     pub name: Option<String>,
     /// A tunnel name (null: none).
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(schema_with = crate::api::schema::label_or_null)]
     pub tunnel: Option<Option<String>>,
     /// An `http://` URL (null: none).
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(schema_with = crate::api::schema::http_url_or_null)]
     pub target_url: Option<Option<String>>,
     /// A path (null: not probed).
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(schema_with = crate::api::schema::probe_path_or_null)]
     pub health_check_path: Option<Option<String>>,
     /// 1–300000 ms.
+    #[schema(minimum = 1, maximum = 300000)]
     pub timeout_ms: Option<u64>,
 }
 
@@ -120,10 +125,9 @@ async fn egress_allows(state: &ApiState, c: &ServiceConfig) -> Result<(), ApiErr
     };
     let port = authority.port_u16().unwrap_or(80);
     match state.settings.egress.resolve(authority.host(), port).await {
-        Err(e @ crate::edge::EgressError::Refused { .. }) => Err(ApiError::invalid(
-            format!("targetUrl {url:?}: {e}"),
-            serde_json::json!({ "field": "targetUrl" }),
-        )),
+        Err(e @ crate::edge::EgressError::Refused { .. }) => {
+            Err(ApiError::forbidden(format!("targetUrl {url:?}: {e}")))
+        }
         _ => Ok(()),
     }
 }
@@ -176,7 +180,8 @@ pub async fn create(
 /// Change some of a service's fields.
 #[utoipa::path(patch, path = "/api/v1/services/{id}", tag = "gateway", request_body = ServicePatch,
     params(("id" = String, Path, description = "svc_…")),
-    responses((status = 200, body = ServiceEntity), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = ServiceEntity), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The patch would leave the service neither a tunnel nor a URL")),
     security(("bearer" = [])))]
 pub async fn update(
     state: Arc<ApiState>,
@@ -193,11 +198,29 @@ pub async fn update(
     if let Some(name) = patch.name {
         c.name = name;
     }
+    // A service reaches a tunnel or a URL: naming one drops the other.
+    if let (Some(Some(_)), Some(Some(_))) = (&patch.tunnel, &patch.target_url) {
+        return Err(ApiError::invalid(
+            "give at most one of tunnel and targetUrl",
+            serde_json::json!({ "fields": ["tunnel", "targetUrl"] }),
+        ));
+    }
     if let Some(tunnel) = patch.tunnel {
+        if tunnel.is_some() {
+            c.target_url = None;
+        }
         c.tunnel = tunnel;
     }
     if let Some(url) = patch.target_url {
+        if url.is_some() {
+            c.tunnel = None;
+        }
         c.target_url = url;
+    }
+    if c.tunnel.is_none() && c.target_url.is_none() {
+        return Err(ApiError::conflict(
+            "the service would reach neither a tunnel nor a URL: name the other in the same patch",
+        ));
     }
     if let Some(path) = patch.health_check_path {
         c.health_check_path = path;

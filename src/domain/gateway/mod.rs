@@ -9,6 +9,6 @@ mod service;
 
 pub use consumer::{tier_rate, Consumer, ConsumerCommand, TIERS};
 pub use error_group::{error_group_id, ErrorGroup, ErrorGroupCommand, ERROR_KINDS};
-pub use pattern::PathPattern;
+pub use pattern::{PathPattern, PATH_PATTERN, PATH_PATTERN_MAX};
 pub use route::{Route, RouteCommand, METHODS};
 pub use service::{Health, Service, ServiceCommand};

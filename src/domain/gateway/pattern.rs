@@ -29,6 +29,14 @@ impl Segment {
     }
 }
 
+/// What `PathPattern::parse` takes, as an ECMA-262 pattern (with a length
+/// of 1 to `PATH_PATTERN_MAX`): segments after one or more `/`, each a
+/// `:param` of letters, digits and `_` or a literal without `*`, `:`, space
+/// or ASCII control, and at most one `*`, last.
+pub const PATH_PATTERN: &str = "^(/+(:[A-Za-z0-9_]+|[^/*: \\u0000-\\u001f\\u007f]+))*(/+\\*)?/*$";
+/// The longest path pattern, in characters.
+pub const PATH_PATTERN_MAX: usize = 512;
+
 /// A parsed path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathPattern {
@@ -43,7 +51,7 @@ impl PathPattern {
     /// Parses `text`, or says what is wrong with it.
     pub fn parse(text: &str) -> Result<Self, DomainError> {
         let bad = |why: &str| DomainError::InvalidRequest(format!("pathPattern {text:?}: {why}"));
-        if !text.starts_with('/') || text.len() > 512 {
+        if !text.starts_with('/') || text.chars().count() > PATH_PATTERN_MAX {
             return Err(bad("must start with '/' and be at most 512 characters"));
         }
         let parts: Vec<&str> = segments(text).collect();
@@ -119,6 +127,50 @@ mod tests {
 
     fn p(s: &str) -> PathPattern {
         PathPattern::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_published_pattern_says_what_parse_does() {
+        let rule = regex::Regex::new(PATH_PATTERN).unwrap();
+        let long = format!("/{}", "a".repeat(PATH_PATTERN_MAX - 1));
+        let longer = format!("/{}", "é".repeat(PATH_PATTERN_MAX));
+        let cases = [
+            "",
+            "/",
+            "//",
+            "a",
+            "*",
+            "/*",
+            "/*/",
+            "/**",
+            "/a*",
+            "/*/a",
+            "/a/*",
+            "/a//b",
+            "/:",
+            "/:id",
+            "/:i-d",
+            "/:id/*",
+            "/a:b",
+            "/a b",
+            "/a\u{7f}",
+            "/a\u{1}",
+            "/a\u{85}",
+            "/é",
+            "/a/:b_2/c",
+            "/users/:id/",
+            "/x/*//",
+            &long,
+            &longer,
+        ];
+        for case in cases {
+            let n = case.chars().count();
+            assert_eq!(
+                PathPattern::parse(case).is_ok(),
+                (1..=PATH_PATTERN_MAX).contains(&n) && rule.is_match(case),
+                "{case:?}"
+            );
+        }
     }
 
     #[test]

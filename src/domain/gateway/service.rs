@@ -9,7 +9,7 @@ use beamd_events::{Envelope, Event};
 use beamd_snapshots::Fold;
 use serde::{Deserialize, Serialize};
 
-use super::super::validate::{label, text};
+use super::super::validate::{http_url, label, text};
 use super::super::{Aggregate, Ctx, DomainError};
 
 /// The longest timeout a service may have, in ms.
@@ -79,17 +79,7 @@ pub fn validate(c: &ServiceConfig) -> Result<(), DomainError> {
     text("name", &c.name, 80)?;
     match (&c.tunnel, &c.target_url) {
         (Some(t), None) => label("tunnel", t)?,
-        (None, Some(url)) => {
-            let ok = url.strip_prefix("http://").is_some_and(|rest| {
-                let host = rest.split('/').next().unwrap_or("");
-                !host.is_empty() && url.parse::<hyper::Uri>().is_ok()
-            });
-            if !ok {
-                return Err(DomainError::InvalidRequest(format!(
-                    "targetUrl {url:?} must be an http:// URL with a host"
-                )));
-            }
-        }
+        (None, Some(url)) => http_url("targetUrl", url)?,
         _ => {
             return Err(DomainError::InvalidRequest(
                 "give exactly one of tunnel (a tunnel name) and targetUrl".into(),
@@ -97,7 +87,7 @@ pub fn validate(c: &ServiceConfig) -> Result<(), DomainError> {
         }
     }
     if let Some(p) = &c.health_check_path {
-        if !p.starts_with('/') || p.len() > 512 || p.chars().any(char::is_control) {
+        if !p.starts_with('/') || p.chars().count() > 512 || p.chars().any(char::is_control) {
             return Err(DomainError::InvalidRequest(format!(
                 "healthCheckPath {p:?} must start with '/' and be at most 512 characters"
             )));
