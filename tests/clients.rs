@@ -6,6 +6,8 @@
 //! - schemathesis fuzzes the server from its own `/api/v1/openapi.json`,
 //!   with a valid key, and must find no server error and no response that
 //!   breaks the schema.
+//! - promtool (Prometheus's own linter, from Debian's `prometheus`) reads
+//!   `/metrics` after real traffic and must find nothing to complain of.
 
 mod common;
 
@@ -15,7 +17,10 @@ use std::process::Command;
 use anyhow::{ensure, Context, Result};
 use std::sync::{Arc, Mutex};
 
+use common::api::Api;
+use common::debian;
 use common::dns::dns_server;
+use common::http::{client, get, http_server, send, start_http_agent};
 use common::tunnel::{start_edge, ADMIN_TOKEN};
 
 const VERSION: &str = "4.32.5";
@@ -95,5 +100,69 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() -> Result<
         String::from_utf8_lossy(&out.stderr)
     );
     ensure!(text.contains("passed"), "{tail}");
+    Ok(())
+}
+
+/// Prometheus's linter, installed from Debian's `prometheus` when missing.
+const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// `/metrics` after an HTTP request through a tunnel and an API call.
+async fn metrics_after_traffic() -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let web = http_server().await?;
+    let edge = start_edge(
+        dir.path(),
+        "tcp",
+        "127.0.0.1:0",
+        &["--http-listen", "127.0.0.1:0"],
+    )?;
+    let (_agent, host, public) = start_http_agent(&edge, "tcp", web, "app", &[])?;
+    let mut c = client(public).await?;
+    let (status, body) = send(&mut c, get(&host, "/hello")?).await?;
+    ensure!(status == 200, "through the tunnel: {status} {body}");
+    let admin = Api::new(edge.api, ADMIN_TOKEN);
+    let status = admin.get("/api/v1/status").await?;
+    ensure!(status.status == 200, "status: {}", status.text);
+    // The traffic window is 200 ms: let the tunnel's bytes be reported.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let metrics = admin.get("/metrics").await?;
+    ensure!(metrics.status == 200, "/metrics: {}", metrics.text);
+    Ok(metrics.text)
+}
+
+/// `promtool check metrics` on `text`: its findings, if any.
+fn promtool_findings(text: String) -> Result<Option<String>> {
+    use std::io::Write;
+    use std::process::Stdio;
+    debian::ensure(&[PROMTOOL], &["prometheus"]).map_err(anyhow::Error::msg)?;
+    let mut lint = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("promtool")?;
+    lint.stdin
+        .take()
+        .context("promtool's stdin")?
+        .write_all(text.as_bytes())?;
+    let out = lint.wait_with_output()?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((!out.status.success() || !said.trim().is_empty()).then_some(said))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_finds_nothing_wrong_in_metrics() -> Result<()> {
+    let text = metrics_after_traffic().await?;
+    let findings = tokio::task::spawn_blocking(move || promtool_findings(text)).await??;
+    ensure!(
+        findings.is_none(),
+        "promtool check metrics:\n{}",
+        findings.unwrap_or_default()
+    );
     Ok(())
 }
