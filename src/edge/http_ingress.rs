@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use beamd_events::vocabulary::{InspectMode, RequestCaptured};
+use beamd_transports::ListenerKind;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -44,7 +45,7 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<Edg
             accepted = beamd_transports::accept_tcp(&listener) => accepted,
             _ = shutdown.cancelled() => return,
         };
-        if beamd_transports::over_fd_watermark(&socket, "public_http") {
+        if beamd_transports::over_fd_watermark(&socket, ListenerKind::PublicHttp) {
             match &tls {
                 // A TLS client cannot read a plain answer; it is closed.
                 Some(_) => drop(socket),
