@@ -28,6 +28,7 @@ use super::capture::{CountingBody, Pending};
 use super::context::{EdgeContext, Route};
 use super::gateway::{self, Target};
 use super::upstream_tunnel::{keep, upstream, Refused, Slot};
+use crate::metric_catalog;
 
 /// The answer past the file-descriptor watermark.
 const BUSY: &str = "the edge is at its connection capacity; try again shortly\n";
@@ -335,8 +336,8 @@ async fn proxy(
         }
     }
     capture.status = response.status().as_u16();
-    metrics::counter!("beamd_http_requests_total").increment(1);
-    metrics::histogram!("beamd_http_request_duration_seconds")
+    metrics::counter!(metric_catalog::HTTP_REQUESTS.name).increment(1);
+    metrics::histogram!(metric_catalog::HTTP_REQUEST_DURATION.name)
         .record(started.elapsed().as_secs_f64());
     let pending = Pending {
         capture,
