@@ -156,6 +156,7 @@ impl BodyStore {
                 .context("cannot clear the body store")?;
             tracing::info!("body store: {dropped} entries of an earlier layout dropped");
         }
+        metrics::gauge!(metric_catalog::BODY_STORE_BYTES.name).set(state.used as f64);
         Ok(Self {
             tree,
             limits,
