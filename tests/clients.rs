@@ -7,7 +7,9 @@
 //!   with a valid key, and must find no server error and no response that
 //!   breaks the schema.
 //! - promtool (Prometheus's own linter, from Debian's `prometheus`) reads
-//!   `/metrics` after real traffic and must find nothing to complain of.
+//!   `/metrics` after real traffic and must find nothing to complain of;
+//!   every family of the edge's metric catalog must be there, each label
+//!   set with it.
 
 mod common;
 
@@ -15,6 +17,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
+use beamd::metric_catalog::{self, Family, Kind};
 use std::sync::{Arc, Mutex};
 
 use common::api::Api;
@@ -130,6 +133,47 @@ async fn metrics_after_traffic() -> Result<String> {
     Ok(metrics.text)
 }
 
+/// What is missing of `family` in the Prometheus text `text`: its HELP and
+/// TYPE lines and a sample of each of its label sets.
+fn missing(family: &Family, text: &str) -> Vec<String> {
+    let kind = match family.kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+        Kind::Histogram => "histogram",
+    };
+    let mut missing = Vec::new();
+    for line in [
+        format!("# HELP {} {}", family.name, family.help),
+        format!("# TYPE {} {kind}", family.name),
+    ] {
+        if !text.lines().any(|l| l == line) {
+            missing.push(line);
+        }
+    }
+    let sample = match family.kind {
+        Kind::Histogram => format!("{}_count", family.name),
+        _ => family.name.to_string(),
+    };
+    for labels in family.series {
+        let pairs: Vec<_> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let found = text.lines().any(|l| {
+            l.strip_prefix(&sample)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+                && pairs.iter().all(|p| l.contains(p.as_str()))
+        });
+        if !found {
+            missing.push(format!("{sample}{{{}}}", pairs.join(",")));
+        }
+    }
+    missing
+}
+
+/// The value of the unlabelled sample `name` in `text`.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// `promtool check metrics` on `text`: its findings, if any.
 fn promtool_findings(text: String) -> Result<Option<String>> {
     use std::io::Write;
@@ -158,6 +202,19 @@ fn promtool_findings(text: String) -> Result<Option<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_finds_nothing_wrong_in_metrics() -> Result<()> {
     let text = metrics_after_traffic().await?;
+    let missing: Vec<_> = metric_catalog::ALL
+        .iter()
+        .flat_map(|f| missing(f, &text))
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "missing from /metrics: {missing:#?}\n{text}"
+    );
+    let proxied = sample(&text, metric_catalog::HTTP_REQUESTS.name);
+    ensure!(
+        proxied >= Some(1.0),
+        "the request through the tunnel is counted: {proxied:?}"
+    );
     let findings = tokio::task::spawn_blocking(move || promtool_findings(text)).await??;
     ensure!(
         findings.is_none(),
