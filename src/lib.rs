@@ -23,6 +23,7 @@ pub mod data_dir;
 pub mod domain;
 pub mod edge;
 pub mod inspector;
+pub mod metric_catalog;
 pub mod progress;
 pub mod projections;
 pub mod protocol;

@@ -8,6 +8,10 @@
 //!   event stream included), and must find nothing.
 //! - A browser's CORS preflight and cross-origin reads, as Chromium sends
 //!   them, get `Access-Control-Allow-Origin: *`.
+//! - promtool (Prometheus's own linter, from Debian's `prometheus`) reads
+//!   `/metrics` after real traffic and must find nothing to complain of;
+//!   every family of the edge's metric catalog must be there, each label
+//!   set with it.
 
 mod common;
 
@@ -15,9 +19,13 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
+use beamd::metric_catalog::{self, Family, Kind};
 use std::sync::{Arc, Mutex};
 
+use common::api::Api;
+use common::debian;
 use common::dns::dns_server;
+use common::http::{client, get, http_server, send, start_http_agent};
 use common::tunnel::{start_edge, ADMIN_TOKEN};
 
 const VERSION: &str = "4.32.5";
@@ -197,5 +205,123 @@ async fn a_browser_preflight_and_its_requests_get_allow_origin_star() -> Result<
             );
         }
     }
+    Ok(())
+}
+
+/// Prometheus's linter, installed from Debian's `prometheus` when missing.
+const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// `/metrics` after an HTTP request through a tunnel and an API call.
+async fn metrics_after_traffic() -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let web = http_server().await?;
+    let edge = start_edge(
+        dir.path(),
+        "tcp",
+        "127.0.0.1:0",
+        &["--http-listen", "127.0.0.1:0"],
+    )?;
+    let (_agent, host, public) = start_http_agent(&edge, "tcp", web, "app", &[])?;
+    let mut c = client(public).await?;
+    let (status, body) = send(&mut c, get(&host, "/hello")?).await?;
+    ensure!(status == 200, "through the tunnel: {status} {body}");
+    let admin = Api::new(edge.api, ADMIN_TOKEN);
+    let status = admin.get("/api/v1/status").await?;
+    ensure!(status.status == 200, "status: {}", status.text);
+    // The traffic window is 200 ms: let the tunnel's bytes be reported.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let metrics = admin.get("/metrics").await?;
+    ensure!(metrics.status == 200, "/metrics: {}", metrics.text);
+    Ok(metrics.text)
+}
+
+/// What is missing of `family` in the Prometheus text `text`: its HELP and
+/// TYPE lines and a sample of each of its label sets.
+fn missing(family: &Family, text: &str) -> Vec<String> {
+    let kind = match family.kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+        Kind::Histogram => "histogram",
+    };
+    let mut missing = Vec::new();
+    for line in [
+        format!("# HELP {} {}", family.name, family.help),
+        format!("# TYPE {} {kind}", family.name),
+    ] {
+        if !text.lines().any(|l| l == line) {
+            missing.push(line);
+        }
+    }
+    let sample = match family.kind {
+        Kind::Histogram => format!("{}_count", family.name),
+        _ => family.name.to_string(),
+    };
+    for labels in family.series {
+        let pairs: Vec<_> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let found = text.lines().any(|l| {
+            l.strip_prefix(&sample)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+                && pairs.iter().all(|p| l.contains(p.as_str()))
+        });
+        if !found {
+            missing.push(format!("{sample}{{{}}}", pairs.join(",")));
+        }
+    }
+    missing
+}
+
+/// The value of the unlabelled sample `name` in `text`.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `promtool check metrics` on `text`: its findings, if any.
+fn promtool_findings(text: String) -> Result<Option<String>> {
+    use std::io::Write;
+    use std::process::Stdio;
+    debian::ensure(&[PROMTOOL], &["prometheus"]).map_err(anyhow::Error::msg)?;
+    let mut lint = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("promtool")?;
+    lint.stdin
+        .take()
+        .context("promtool's stdin")?
+        .write_all(text.as_bytes())?;
+    let out = lint.wait_with_output()?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((!out.status.success() || !said.trim().is_empty()).then_some(said))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_finds_nothing_wrong_in_metrics() -> Result<()> {
+    let text = metrics_after_traffic().await?;
+    let missing: Vec<_> = metric_catalog::ALL
+        .iter()
+        .flat_map(|f| missing(f, &text))
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "missing from /metrics: {missing:#?}\n{text}"
+    );
+    let proxied = sample(&text, metric_catalog::HTTP_REQUESTS.name);
+    ensure!(
+        proxied >= Some(1.0),
+        "the request through the tunnel is counted: {proxied:?}"
+    );
+    let findings = tokio::task::spawn_blocking(move || promtool_findings(text)).await??;
+    ensure!(
+        findings.is_none(),
+        "promtool check metrics:\n{}",
+        findings.unwrap_or_default()
+    );
     Ok(())
 }

@@ -19,6 +19,7 @@ use crate::domain::{
     Account, AddDomain, CreateTenant, Ctx, Directory, DomainError, DomainName, Key, OpenTunnel,
     OpenUsage, PortRequest, Tenant, Tunnel, TunnelCommand,
 };
+use crate::metric_catalog;
 
 /// The events the directory's decisions depend on: a creation is recorded
 /// only if none of them was committed (on any node) after the seq it was
@@ -40,7 +41,7 @@ const STALE_RETRIES: u32 = 16;
 fn overtaken<T>(result: &Result<T, CoreError>, attempt: u32) -> bool {
     let stale = matches!(result, Err(CoreError::Log(LogError::Stale { .. })));
     if stale {
-        metrics::counter!("beamd_directory_retries_total").increment(1);
+        metrics::counter!(metric_catalog::DIRECTORY_RETRIES.name).increment(1);
     }
     stale && attempt < STALE_RETRIES
 }

@@ -11,6 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::ask::ask;
 use super::CoreError;
+use crate::metric_catalog;
 
 /// Messages to the log writer.
 pub enum LogWriterMsg {
@@ -66,7 +67,7 @@ pub async fn append(
 ) -> Result<Vec<Envelope>, CoreError> {
     let started = std::time::Instant::now();
     let committed = ask(writer, |reply| LogWriterMsg::Append(append, reply)).await??;
-    metrics::histogram!("beamd_log_append_seconds").record(started.elapsed().as_secs_f64());
-    metrics::counter!("beamd_events_appended_total").increment(committed.len() as u64);
+    metrics::histogram!(metric_catalog::LOG_APPEND.name).record(started.elapsed().as_secs_f64());
+    metrics::counter!(metric_catalog::EVENTS_APPENDED.name).increment(committed.len() as u64);
     Ok(committed)
 }

@@ -1,7 +1,8 @@
-//! `/metrics`: Prometheus text from the `metrics` crate. Counters and
-//! histograms are recorded where things happen (HTTP ingress, traffic
-//! reports, log appends); gauges of live things are read from the
-//! projections at each scrape.
+//! `/metrics`: Prometheus text from the `metrics` crate. The families are
+//! declared in [`crate::metric_catalog`]; counters and histograms are
+//! recorded where things happen (HTTP ingress, traffic reports, log
+//! appends); gauges of live things are read from the projections at each
+//! scrape.
 
 use std::sync::Arc;
 
@@ -11,6 +12,9 @@ use warp::http::{header, HeaderValue, StatusCode};
 use super::error::ApiError;
 use super::http::{error, Resp};
 use super::ApiState;
+use crate::metric_catalog::{
+    ACTORS_ALIVE, KEYS_ACTIVE, LOG_HEAD_SEQ, TENANTS, TUNNELS_OFFLINE, TUNNELS_ONLINE,
+};
 
 /// Latency buckets, in seconds.
 const BUCKETS: &[f64] = &[
@@ -18,13 +22,17 @@ const BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
-/// Installs the process-wide Prometheus recorder; call once, at start.
+/// Installs the process-wide Prometheus recorder and describes and
+/// registers every family of the catalog; call once, at start, before
+/// anything is recorded.
 pub fn install() -> Result<PrometheusHandle, String> {
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets(BUCKETS)
         .map_err(|e| e.to_string())?
         .install_recorder()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    crate::metric_catalog::describe_and_register();
+    Ok(handle)
 }
 
 /// Prometheus text of every metric (public, like most scrape endpoints:
@@ -38,13 +46,13 @@ pub async fn render(state: Arc<ApiState>) -> Resp {
     {
         let p = state.core.projections().read();
         let c = p.status.counts;
-        metrics::gauge!("beamd_tunnels_online").set(c.online_tunnels as f64);
-        metrics::gauge!("beamd_tunnels_offline").set(c.offline_tunnels as f64);
-        metrics::gauge!("beamd_tenants").set(c.tenants as f64);
-        metrics::gauge!("beamd_keys_active").set(c.active_keys as f64);
-        metrics::gauge!("beamd_log_head_seq").set(p.seq as f64);
+        metrics::gauge!(TUNNELS_ONLINE.name).set(c.online_tunnels as f64);
+        metrics::gauge!(TUNNELS_OFFLINE.name).set(c.offline_tunnels as f64);
+        metrics::gauge!(TENANTS.name).set(c.tenants as f64);
+        metrics::gauge!(KEYS_ACTIVE.name).set(c.active_keys as f64);
+        metrics::gauge!(LOG_HEAD_SEQ.name).set(p.seq as f64);
     }
-    metrics::gauge!("beamd_actors_alive").set(state.core.actors_alive() as f64);
+    metrics::gauge!(ACTORS_ALIVE.name).set(state.core.actors_alive() as f64);
     let mut resp = Resp::new(handle.render().into());
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut().insert(

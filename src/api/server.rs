@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use beamd_transports::ListenerKind;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -47,7 +48,7 @@ pub async fn serve(
             accepted = beamd_transports::accept_tcp(&listener) => accepted,
             _ = shutdown.cancelled() => return,
         };
-        if beamd_transports::over_fd_watermark(&socket, "api") {
+        if beamd_transports::over_fd_watermark(&socket, ListenerKind::Api) {
             tokio::spawn(crate::edge::refuse_busy(socket, "application/json", BUSY));
             continue;
         }

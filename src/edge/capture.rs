@@ -14,6 +14,7 @@ use super::meter::Meter;
 use crate::actors::Core;
 use crate::domain::TunnelCommand;
 use crate::inspector::{mask_headers, BodyDigest, BodySink, BodyStore, BodyTee, Detail};
+use crate::metric_catalog;
 
 /// How full capture works on this edge.
 #[derive(Debug, Clone)]
@@ -356,7 +357,7 @@ impl CaptureGuard {
 impl Drop for CaptureGuard {
     fn drop(&mut self) {
         if self.disk.short().is_some() {
-            metrics::counter!("beamd_captures_dropped_total").increment(1);
+            metrics::counter!(metric_catalog::CAPTURES_DROPPED.name).increment(1);
             return;
         }
         self.store_detail();

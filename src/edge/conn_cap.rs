@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use beamd_transports::{count_refusal, ListenerKind, RefusalReason};
+
 /// The open public connections per tenant, and the cap.
 #[derive(Debug)]
 pub struct TenantConnections {
@@ -34,14 +36,14 @@ impl TenantConnections {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A slot for one more of `tenant`'s connections, or `None` at the cap.
-    pub fn enter(self: &Arc<Self>, tenant: &str) -> Option<TenantSlot> {
+    /// A slot for one more of `tenant`'s connections, or `None` at the cap
+    /// (counted as refused on `on`).
+    pub fn enter(self: &Arc<Self>, tenant: &str, on: ListenerKind) -> Option<TenantSlot> {
         let mut open = self.lock();
         let n = open.entry(tenant.to_string()).or_default();
         if *n >= self.max {
             drop(open);
-            metrics::counter!("beamd_connections_refused_total", "reason" => "tenant_cap")
-                .increment(1);
+            count_refusal(RefusalReason::TenantCap, on);
             return None;
         }
         *n += 1;
@@ -81,13 +83,20 @@ mod tests {
     #[test]
     fn the_cap_holds_per_tenant_and_slots_come_back() {
         let cap = TenantConnections::new(2);
-        let a1 = cap.enter("ten_a").unwrap();
-        let _a2 = cap.enter("ten_a").unwrap();
-        assert!(cap.enter("ten_a").is_none(), "a third is refused");
-        let _b = cap.enter("ten_b").expect("another tenant is not affected");
+        let a1 = cap.enter("ten_a", ListenerKind::PublicTcp).unwrap();
+        let _a2 = cap.enter("ten_a", ListenerKind::PublicTcp).unwrap();
+        assert!(
+            cap.enter("ten_a", ListenerKind::PublicTcp).is_none(),
+            "a third is refused"
+        );
+        let _b = cap
+            .enter("ten_b", ListenerKind::PublicTcp)
+            .expect("another tenant is not affected");
         drop(a1);
         assert_eq!(cap.open("ten_a"), 1);
-        let _a3 = cap.enter("ten_a").expect("a freed slot is taken again");
+        let _a3 = cap
+            .enter("ten_a", ListenerKind::PublicTcp)
+            .expect("a freed slot is taken again");
         assert_eq!(cap.open("ten_a"), 2);
     }
 }

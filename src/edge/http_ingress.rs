@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use beamd_events::vocabulary::{InspectMode, RequestCaptured};
+use beamd_transports::ListenerKind;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -27,6 +28,7 @@ use super::capture::{CountingBody, Pending};
 use super::context::{EdgeContext, Route};
 use super::gateway::{self, Target};
 use super::upstream_tunnel::{keep, upstream, Refused, Slot};
+use crate::metric_catalog;
 
 /// The answer past the file-descriptor watermark.
 const BUSY: &str = "the edge is at its connection capacity; try again shortly\n";
@@ -44,7 +46,7 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<Edg
             accepted = beamd_transports::accept_tcp(&listener) => accepted,
             _ = shutdown.cancelled() => return,
         };
-        if beamd_transports::over_fd_watermark(&socket, "public_http") {
+        if beamd_transports::over_fd_watermark(&socket, ListenerKind::PublicHttp) {
             match &tls {
                 // A TLS client cannot read a plain answer; it is closed.
                 Some(_) => drop(socket),
@@ -334,8 +336,8 @@ async fn proxy(
         }
     }
     capture.status = response.status().as_u16();
-    metrics::counter!("beamd_http_requests_total").increment(1);
-    metrics::histogram!("beamd_http_request_duration_seconds")
+    metrics::counter!(metric_catalog::HTTP_REQUESTS.name).increment(1);
+    metrics::histogram!(metric_catalog::HTTP_REQUEST_DURATION.name)
         .record(started.elapsed().as_secs_f64());
     let pending = Pending {
         capture,

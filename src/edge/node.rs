@@ -85,6 +85,7 @@ fn api_state(
     fingerprint: String,
     accounts: crate::api::accounts::AccountSettings,
     tlog: Arc<crate::tlog::Transparency>,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> ApiState {
     let agents = bound
         .iter()
@@ -98,13 +99,6 @@ fn api_state(
             })
         })
         .collect();
-    let metrics = match crate::api::install_metrics() {
-        Ok(handle) => Some(handle),
-        Err(e) => {
-            tracing::warn!("metrics are off: {e}");
-            None
-        }
-    };
     ApiState {
         core: ctx.core.clone(),
         settings: ctx.settings.clone(),
@@ -170,6 +164,14 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             args.transports.len()
         );
     }
+    // First, so that what recovery and start-up record is counted.
+    let metrics = match crate::api::install_metrics() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!("metrics are off: {e}");
+            None
+        }
+    };
     let dir = DataDir::create(&args.data_dir)?;
     let node = dir.node_id()?;
     let opened = open_log(&args, &dir).await?;
@@ -292,7 +294,15 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         bound.push(format!("api={local}"));
         crate::say!("beamd edge: listening api on {local}");
         let accounts = account_settings(&args, &dir, local)?;
-        let state = api_state(&args, &ctx, &bound, fingerprint.clone(), accounts, tlog);
+        let state = api_state(
+            &args,
+            &ctx,
+            &bound,
+            fingerprint.clone(),
+            accounts,
+            tlog,
+            metrics,
+        );
         tokio::spawn(crate::api::serve(
             listener,
             Arc::new(state),

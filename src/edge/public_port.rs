@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
-use beamd_transports::Connection;
+use beamd_transports::{Connection, ListenerKind};
 use tokio::net::TcpListener;
 
 use super::conn_cap::TenantConnections;
@@ -136,10 +136,13 @@ pub(super) async fn accept_public<C: Connection>(
     let public = Arc::new(public);
     loop {
         let (socket, peer) = beamd_transports::accept_tcp(&listener).await;
-        if beamd_transports::over_fd_watermark(&socket, "public_tcp") {
+        if beamd_transports::over_fd_watermark(&socket, ListenerKind::PublicTcp) {
             continue;
         }
-        let Some(slot) = public.connections.enter(&public.tenant) else {
+        let Some(slot) = public
+            .connections
+            .enter(&public.tenant, ListenerKind::PublicTcp)
+        else {
             continue;
         };
         let _ = socket.set_nodelay(true);

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use beamd_events::vocabulary::RequestCaptured;
+use beamd_transports::ListenerKind;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST, USER_AGENT};
@@ -92,7 +93,7 @@ pub async fn replay(
     })?;
     let request = build(&resend)?;
     let peer = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut sender = connect::<CountingBody<Full<Bytes>>>(ctx, &route, peer)
+    let mut sender = connect::<CountingBody<Full<Bytes>>>(ctx, &route, peer, ListenerKind::Api)
         .await
         .map_err(|e| match e {
             Refused::AtCap => ReplayError::Busy(format!(

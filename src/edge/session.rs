@@ -15,6 +15,7 @@ use super::meter::{is_empty, Meter};
 use super::open::{open_http, open_tcp};
 use crate::actors::CoreError;
 use crate::domain::{DomainError, Key, OpenUsage, TunnelCommand};
+use crate::metric_catalog;
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
     PROTOCOL_VERSION,
@@ -318,9 +319,10 @@ fn grant(ctx: &EdgeContext, key: &Key) -> Result<(), DomainError> {
 /// Records a tunnel's traffic and captured requests since the last call.
 async fn record(ctx: &EdgeContext, id: &str, meter: &Meter) {
     let delta = meter.take();
-    metrics::counter!("beamd_tunnel_bytes_total", "direction" => "in").increment(delta.bytes_in);
-    metrics::counter!("beamd_tunnel_bytes_total", "direction" => "out").increment(delta.bytes_out);
-    metrics::counter!("beamd_tunnel_connections_total").increment(delta.connections);
+    let bytes = metric_catalog::TUNNEL_BYTES.name;
+    metrics::counter!(bytes, metric_catalog::DIRECTION_IN).increment(delta.bytes_in);
+    metrics::counter!(bytes, metric_catalog::DIRECTION_OUT).increment(delta.bytes_out);
+    metrics::counter!(metric_catalog::TUNNEL_CONNECTIONS.name).increment(delta.connections);
     if !is_empty(&delta) {
         if let Err(e) = ctx.core.report_traffic(id, delta).await {
             tracing::warn!(tunnel = %id, "traffic not recorded: {e}");
@@ -328,7 +330,7 @@ async fn record(ctx: &EdgeContext, id: &str, meter: &Meter) {
     }
     let captured = meter.take_captured();
     if !captured.is_empty() && ctx.settings.disk.short().is_some() {
-        metrics::counter!("beamd_captures_dropped_total").increment(captured.len() as u64);
+        metrics::counter!(metric_catalog::CAPTURES_DROPPED.name).increment(captured.len() as u64);
     } else if !captured.is_empty() {
         let cmd = TunnelCommand::CaptureRequests(captured.into());
         if let Err(e) = ctx.core.tunnel_command(id, cmd).await {

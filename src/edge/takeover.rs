@@ -8,6 +8,7 @@ use beamd_events::log::Follower;
 use beamd_events::Event;
 
 use super::context::EdgeContext;
+use crate::metric_catalog;
 
 /// Events read at a time.
 const BATCH: usize = 128;
@@ -29,7 +30,7 @@ pub(super) async fn follow(ctx: Arc<EdgeContext>) {
                 continue;
             };
             if resumed.node != ctx.node && ctx.evict(envelope.stream.as_str()) {
-                metrics::counter!("beamd_tunnels_taken_over_total").increment(1);
+                metrics::counter!(metric_catalog::TUNNELS_TAKEN_OVER.name).increment(1);
                 tracing::info!(tunnel = %envelope.stream, node = %resumed.node, "taken over by another node");
             }
         }

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
+use beamd_transports::ListenerKind;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -152,7 +153,7 @@ pub(super) async fn upstream(
             return Ok(sender);
         }
     }
-    let sender = connect(ctx, route, peer).await?;
+    let sender = connect(ctx, route, peer, ListenerKind::PublicHttp).await?;
     if let Sender::H2(h2) = &sender {
         // HTTP/2 multiplexes: the connection stays for the next requests too.
         keep(slot, route, Sender::H2(h2.clone()));
@@ -162,11 +163,13 @@ pub(super) async fn upstream(
 
 /// A new connection through the tunnel to the agent's service, in the
 /// protocol it speaks, holding one of the tenant's connection slots while
-/// it lasts.
+/// it lasts; a refusal at the cap is counted on `on`, where the request
+/// came in.
 pub(super) async fn connect<B>(
     ctx: &EdgeContext,
     route: &Route,
     peer: SocketAddr,
+    on: ListenerKind,
 ) -> Result<Sender<B>, Refused>
 where
     B: hyper::body::Body + Unpin + Send + 'static,
@@ -176,7 +179,7 @@ where
     let tenant_slot = ctx
         .settings
         .connections
-        .enter(&route.tenant)
+        .enter(&route.tenant, on)
         .ok_or(Refused::AtCap)?;
     let stream = open(route, peer).await.map_err(Refused::Failed)?;
     let io = TokioIo::new(Counted {

@@ -21,6 +21,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sled::{Batch, Tree};
 
+use crate::metric_catalog;
+
 /// The sled tree of captured bodies.
 pub const BODIES_TREE: &str = "beamd.bodies";
 
@@ -154,6 +156,7 @@ impl BodyStore {
                 .context("cannot clear the body store")?;
             tracing::info!("body store: {dropped} entries of an earlier layout dropped");
         }
+        metrics::gauge!(metric_catalog::BODY_STORE_BYTES.name).set(state.used as f64);
         Ok(Self {
             tree,
             limits,
@@ -254,7 +257,7 @@ impl BodyStore {
         for (no, chunk) in made {
             state.add(no, chunk);
         }
-        metrics::gauge!("beamd_body_store_bytes").set(state.used as f64);
+        metrics::gauge!(metric_catalog::BODY_STORE_BYTES.name).set(state.used as f64);
         Ok(encoded.len())
     }
 
@@ -263,7 +266,7 @@ impl BodyStore {
         let mut state = self.state();
         let before = now_ms.saturating_sub(self.limits.ttl.as_millis() as u64);
         self.prune(&mut state, before, 0)?;
-        metrics::gauge!("beamd_body_store_bytes").set(state.used as f64);
+        metrics::gauge!(metric_catalog::BODY_STORE_BYTES.name).set(state.used as f64);
         Ok(())
     }
 

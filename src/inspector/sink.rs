@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::Result;
 
 use super::body_store::{BodyStore, Detail};
+use crate::metric_catalog;
 
 /// Details waiting to be written, at most.
 const QUEUE: usize = 8192;
@@ -55,7 +56,7 @@ impl BodySink {
             self.tx.try_send((id, at_ms, detail))
         {
             lock(&self.pending).remove(&id);
-            metrics::counter!("beamd_request_details_dropped_total").increment(1);
+            metrics::counter!(metric_catalog::REQUEST_DETAILS_DROPPED.name).increment(1);
         }
     }
 

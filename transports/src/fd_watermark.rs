@@ -12,6 +12,8 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::refusals::{count_refusal, ListenerKind, RefusalReason};
+
 /// Descriptors kept free by default.
 pub const DEFAULT_FD_RESERVE: u64 = 128;
 
@@ -50,7 +52,7 @@ pub fn raise_fd_limit() -> Option<u64> {
 /// turns it away; `listener` names the kind in the refusal count
 /// (`beamd_connections_refused_total{reason="fd_watermark"}`) and in a
 /// warning logged at most once a second.
-pub fn over_fd_watermark(socket: &impl AsRawFd, listener: &'static str) -> bool {
+pub fn over_fd_watermark(socket: &impl AsRawFd, listener: ListenerKind) -> bool {
     let reserve = RESERVE.load(Ordering::Relaxed);
     let Some(limit) = fd_limit().filter(|_| reserve > 0) else {
         return false;
@@ -59,19 +61,15 @@ pub fn over_fd_watermark(socket: &impl AsRawFd, listener: &'static str) -> bool 
     if fd.saturating_add(reserve) < limit {
         return false;
     }
-    metrics::counter!(
-        "beamd_connections_refused_total",
-        "reason" => "fd_watermark",
-        "listener" => listener
-    )
-    .increment(1);
+    count_refusal(RefusalReason::FdWatermark, listener);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     if LAST_WARNING.swap(now, Ordering::Relaxed) != now {
         tracing::warn!(
-            "turning {listener} connections away: {fd} of {limit} file descriptors in use, \
-             {reserve} kept in reserve (--fd-reserve)"
+            "turning {} connections away: {fd} of {limit} file descriptors in use, \
+             {reserve} kept in reserve (--fd-reserve)",
+            listener.label()
         );
     }
     true

@@ -12,6 +12,7 @@ mod frame_gate;
 mod memory;
 mod mux;
 mod quic;
+mod refusals;
 mod stream_tls;
 mod tcp;
 pub mod tls;
@@ -31,6 +32,10 @@ pub use fd_watermark::{
 pub use memory::MemoryTransport;
 pub use mux::{MuxConnection, MuxStream};
 pub use quic::{QuicConnection, QuicStream, QuicTransport};
+pub use refusals::{
+    count_refusal, ListenerKind, RefusalReason, CONNECTIONS_REFUSED, CONNECTIONS_REFUSED_HELP,
+    CONNECTIONS_REFUSED_SERIES,
+};
 pub use stream_tls::StreamTls;
 pub use tcp::TcpTransport;
 pub use websocket::WsTransport;

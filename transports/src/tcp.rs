@@ -46,7 +46,7 @@ impl Transport for TcpTransport {
         Ok(ChannelListener::spawn(local, move |ready| async move {
             loop {
                 let (socket, peer) = crate::accept_tcp(&listener).await;
-                if crate::over_fd_watermark(&socket, "agent_tcp") {
+                if crate::over_fd_watermark(&socket, crate::ListenerKind::AgentTcp) {
                     continue;
                 }
                 let _ = socket.set_nodelay(true);

@@ -87,7 +87,7 @@ impl Transport for WsTransport {
         Ok(ChannelListener::spawn(local, move |ready| async move {
             loop {
                 let (socket, peer) = crate::accept_tcp(&listener).await;
-                if crate::over_fd_watermark(&socket, "agent_ws") {
+                if crate::over_fd_watermark(&socket, crate::ListenerKind::AgentWs) {
                     continue;
                 }
                 let _ = socket.set_nodelay(true);

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::error::ApiError;
 use crate::domain::Account;
+use crate::metric_catalog;
 
 /// How long a sign-in token lasts, in seconds.
 pub const JWT_LIFETIME_SECS: u64 = 24 * 3600;
@@ -81,7 +82,7 @@ impl Hashing {
             Ok(Err(_)) => return Err(ApiError::internal("password hashing stopped")),
             Err(_) => return Err(busy()),
         };
-        metrics::counter!("beamd_password_hashes_total").increment(1);
+        metrics::counter!(metric_catalog::PASSWORD_HASHES.name).increment(1);
         tokio::task::spawn_blocking(move || {
             let out = work();
             drop(permit);
