@@ -99,12 +99,16 @@ pub fn mode_of(ctx: &super::EdgeContext, tunnel: &str) -> InspectMode {
         .unwrap_or(InspectMode::Meta)
 }
 
-/// A request under full capture before its response: its id, its masked
-/// headers, and where its body's digest lands.
+/// A new request id: `req_` and 16 hex digits. Every captured request gets
+/// one when it arrives; full capture keeps its detail under it.
+pub fn request_id() -> String {
+    format!("req_{:016x}", fastrand::u64(..))
+}
+
+/// A request under full capture before its response: its masked headers,
+/// and where its body's digest lands.
 pub struct FullStart {
     settings: FullCaptureSettings,
-    /// The request's id (`req_…`).
-    pub id: String,
     request_headers: Vec<(String, String)>,
     request_body: DigestSlot,
 }
@@ -114,7 +118,6 @@ impl FullCaptureSettings {
     pub fn start(&self, headers: &hyper::HeaderMap) -> FullStart {
         FullStart {
             settings: self.clone(),
-            id: format!("req_{:016x}", fastrand::u64(..)),
             request_headers: masked_headers(headers, &self.masked),
             request_body: DigestSlot::default(),
         }
@@ -333,6 +336,7 @@ pub struct CaptureGuard {
 impl CaptureGuard {
     /// Stores headers and body prefixes; puts the bodies' digests in the event.
     fn store_detail(&mut self) {
+        self.capture.detail = Some(self.full.is_some());
         let Some(full) = self.full.take() else {
             return;
         };

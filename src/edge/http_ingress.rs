@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::access::Denied;
-use super::capture::{CountingBody, Pending};
+use super::capture::{request_id, CountingBody, Pending};
 use super::context::{EdgeContext, Route};
 use super::gateway::{self, Target};
 use super::upstream_tunnel::{keep, upstream, Refused, Slot};
@@ -261,6 +261,7 @@ async fn proxy(
         started_at: ctx.core.now_ms(),
         route: decision.as_ref().map(|d| d.route.clone()),
         consumer: decision.as_ref().and_then(|d| d.consumer.clone()),
+        id: request_id(),
         ..RequestCaptured::default()
     };
     route.meter.requests.fetch_add(1, Ordering::Relaxed);
@@ -273,9 +274,6 @@ async fn proxy(
     let full = (ctx.settings.full_capture.as_ref())
         .filter(|_| mode == InspectMode::Full)
         .map(|f| f.start(req.headers()));
-    if let Some(f) = &full {
-        capture.id = f.id.clone();
-    }
     let req = req.map(|b| {
         let counted = CountingBody::new(b, bytes_in.clone(), None);
         match &full {
