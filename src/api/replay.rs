@@ -78,7 +78,9 @@ pub struct ReplayResult {
 /// The request to send: the stored one with `edit` applied.
 fn resend(name: &str, found: Found, edit: ReplayEdit) -> Result<Resend, ApiError> {
     let Some(detail) = found.stored else {
-        let why = if found.event.has_detail() {
+        let why = if found.event.refused.is_some() {
+            "the edge refused it, so its headers and body were not captured"
+        } else if found.event.has_detail() {
             "its headers and body were pruned from the body store"
         } else {
             "its headers and body were not captured (the tunnel's inspect mode was not full)"

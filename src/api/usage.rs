@@ -246,6 +246,13 @@ pub struct RequestView {
     /// replays recorded before requests were named by id, its seq, in
     /// decimal; `/requests/{id}` takes either).
     pub replay_of: Option<String>,
+    /// When the edge answered it itself and never passed it on, why:
+    /// `no_route`, `missing_key`, `invalid_key`, `service_gone`,
+    /// `service_offline`, `rate_limited:<tier or route>:<n>/min` (the
+    /// gateway); `credentials`, `network` (the tunnel's access rules);
+    /// `tenant_connections`, `tunnel_unreachable` (no stream to the agent).
+    /// Such a request has no body.
+    pub refused: Option<String>,
 }
 
 pub(super) fn request_view(r: CapturedRequest) -> RequestView {
@@ -268,6 +275,7 @@ pub(super) fn request_view(r: CapturedRequest) -> RequestView {
         consumer_id: r.consumer,
         id: (!r.id.is_empty()).then_some(r.id),
         replay_of: r.replay_of_id.or(r.replay_of.map(|seq| seq.to_string())),
+        refused: r.refused,
     }
 }
 

@@ -160,11 +160,15 @@ fn request_row(r: &Value) -> Vec<String> {
         true => cell(&r["id"]),
         false => cell(&r["seq"]),
     };
+    let status = match r["refused"].as_str() {
+        Some(why) => format!("{} refused: {why}", cell(&r["status"])),
+        None => cell(&r["status"]),
+    };
     vec![
         cell(&r["at"]),
         name,
         cell(&r["method"]),
-        cell(&r["status"]),
+        status,
         format!("{} ms", cell(&r["durationMs"])),
         bytes(&r["bytes"]),
         cell(&r["host"]),

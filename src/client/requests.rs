@@ -152,6 +152,9 @@ fn show(v: &Value) -> String {
     if let Some(id) = r["id"].as_str() {
         out.push_str(&format!(", {id}"));
     }
+    if let Some(why) = r["refused"].as_str() {
+        out.push_str(&format!(", refused by the edge: {why}"));
+    }
     if !r["replayOf"].is_null() {
         out.push_str(&format!(", a replay of {}", cell(&r["replayOf"])));
     }

@@ -1,7 +1,9 @@
 //! Public HTTP(S) ingress: a request for `NAME.<tunnel base>` or a verified
 //! custom domain is checked against the tunnel's access rules, proxied
 //! through its tunnel to the agent's local service, bodies streamed both
-//! ways, and recorded as one `RequestCaptured`.
+//! ways, and recorded as one `RequestCaptured`. A request the edge refuses
+//! itself (the gateway, the access rules, no stream to the agent) is
+//! recorded too, for the tunnel it was meant for.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,7 +25,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::access::Denied;
-use super::capture::{request_id, CountingBody, Pending};
+use super::capture::{record_refused, request_id, CountingBody, Pending};
 use super::context::{EdgeContext, Route};
 use super::gateway::{self, Target};
 use super::upstream_tunnel::{keep, upstream, Refused, Slot};
@@ -117,6 +119,14 @@ fn live_route(ctx: &EdgeContext, host: &str) -> Option<Route> {
     Some(route)
 }
 
+/// Why a request was denied, as captured.
+fn denied_reason(why: Denied) -> &'static str {
+    match why {
+        Denied::Network => "network",
+        Denied::Credentials => "credentials",
+    }
+}
+
 fn denied(why: Denied) -> Response<Body> {
     match why {
         Denied::Network => page(
@@ -149,6 +159,21 @@ fn page(status: StatusCode, text: String) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+/// The edge's own answer to a request, recorded (see `record_refused`) for
+/// the tunnel it was meant for, when this edge serves one.
+fn refuse(
+    ctx: &EdgeContext,
+    tunnel: Option<&Route>,
+    capture: RequestCaptured,
+    reason: impl Into<String>,
+    response: Response<Body>,
+) -> Response<Body> {
+    if let Some(route) = tunnel {
+        record_refused(ctx, route, capture, response.status(), reason.into());
+    }
+    response
 }
 
 fn host_of(req: &Request<Incoming>) -> String {
@@ -188,12 +213,47 @@ async fn proxy(
         ctx.settings.https,
         &ctx.settings.trusted_proxies,
     );
+    let mut capture = RequestCaptured {
+        method: req.method().to_string(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "/".into()),
+        ip: peer.ip().to_string(),
+        user_agent: req
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        proto: format!("{:?}", version),
+        host: host.clone(),
+        started_at: ctx.core.now_ms(),
+        id: request_id(),
+        ..RequestCaptured::default()
+    };
     let (method, path) = (req.method().as_str(), req.uri().path());
     let decision = match gateway::decide(&ctx, &host, method, path, req.headers(), peer) {
-        Some(Err(refusal)) => return Ok(refusal.response()),
+        Some(Err(refusal)) => {
+            // Captured for the route's tunnel, else the tunnel the host itself is.
+            let tunnel = (refusal.tunnel.clone()).or_else(|| live_route(&ctx, &host));
+            capture.route = refusal.route.clone();
+            capture.consumer = refusal.consumer.clone();
+            let reason = refusal.reason.clone();
+            return Ok(refuse(
+                &ctx,
+                tunnel.as_ref(),
+                capture,
+                reason,
+                refusal.response(),
+            ));
+        }
         Some(Ok(d)) => Some(d),
         None => None,
     };
+    capture.route = decision.as_ref().map(|d| d.route.clone());
+    capture.consumer = decision.as_ref().and_then(|d| d.consumer.clone());
     let (route, timeout) = match &decision {
         Some(d) => match &d.target {
             Target::Url(url) => return Ok(gateway::to_url(&ctx, d, req, url).await),
@@ -217,7 +277,8 @@ async fn proxy(
     if !route.access.is_open() {
         let authorization = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
         if let Err(why) = route.access.check(peer.ip(), authorization) {
-            return Ok(denied(why));
+            let reason = denied_reason(why);
+            return Ok(refuse(&ctx, Some(&route), capture, reason, denied(why)));
         }
     }
     let started = Instant::now();
@@ -232,37 +293,29 @@ async fn proxy(
             if let Some(d) = &decision {
                 d.failed(&ctx, "unreachable", 503, message.clone());
             }
-            return Ok(page(StatusCode::SERVICE_UNAVAILABLE, message));
+            let answer = page(StatusCode::SERVICE_UNAVAILABLE, message);
+            return Ok(refuse(
+                &ctx,
+                Some(&route),
+                capture,
+                "tenant_connections",
+                answer,
+            ));
         }
         Err(Refused::Failed(e)) => {
             let message = format!("the tunnel for {host} is unreachable: {e}");
             if let Some(d) = &decision {
                 d.failed(&ctx, "unreachable", 502, message.clone());
             }
-            return Ok(page(StatusCode::BAD_GATEWAY, message));
+            let answer = page(StatusCode::BAD_GATEWAY, message);
+            return Ok(refuse(
+                &ctx,
+                Some(&route),
+                capture,
+                "tunnel_unreachable",
+                answer,
+            ));
         }
-    };
-    let mut capture = RequestCaptured {
-        method: req.method().to_string(),
-        path: req
-            .uri()
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "/".into()),
-        ip: peer.ip().to_string(),
-        user_agent: req
-            .headers()
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-        proto: format!("{:?}", version),
-        host: host.clone(),
-        started_at: ctx.core.now_ms(),
-        route: decision.as_ref().map(|d| d.route.clone()),
-        consumer: decision.as_ref().and_then(|d| d.consumer.clone()),
-        id: request_id(),
-        ..RequestCaptured::default()
     };
     route.meter.requests.fetch_add(1, Ordering::Relaxed);
     // A WebSocket upgrade: once the service agrees (101), the public
