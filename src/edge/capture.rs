@@ -1,6 +1,5 @@
 //! Counting the bytes of streamed HTTP bodies, and capturing the request as
-//! one `RequestCaptured` once its response body has been sent (or dropped);
-//! and capturing the requests the edge refuses itself, the same way.
+//! one `RequestCaptured` once its response body has been sent (or dropped).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,9 +9,7 @@ use std::task::{Context, Poll};
 use beamd_events::vocabulary::{BodySeen, InspectMode, RequestCaptured};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::StatusCode;
 
-use super::context::Route;
 use super::meter::Meter;
 use crate::actors::Core;
 use crate::domain::TunnelCommand;
@@ -378,7 +375,7 @@ impl Drop for CaptureGuard {
 /// Hands a finished capture to its tunnel's meter, which the session
 /// records once per window; a full batch (or, once the session made its
 /// last report, every capture) is recorded from here.
-fn hand_over(core: &Arc<Core>, tunnel: &str, meter: &Meter, capture: RequestCaptured) {
+pub(super) fn hand_over(core: &Arc<Core>, tunnel: &str, meter: &Meter, capture: RequestCaptured) {
     let Some(batch) = meter.capture(capture) else {
         return;
     };
@@ -393,45 +390,4 @@ fn hand_over(core: &Arc<Core>, tunnel: &str, meter: &Meter, capture: RequestCapt
             }
         });
     }
-}
-
-/// Refusals captured per tunnel and minute at most: a burst of as many,
-/// refilled continuously. Past it a refusal still counts as a request of
-/// the tunnel, but is dropped from the inspector (and counted in
-/// `beamd_captures_dropped_total`), so that refusing is never a cheaper way
-/// to grow the log than being served.
-pub const REFUSALS_CAPTURED_PER_MINUTE: u32 = 6_000;
-
-/// The rate limiter's scope of refusal captures (one bucket per tunnel).
-const REFUSALS: &str = "refusal_captures";
-
-/// Records a request the edge answered itself (`status`, for `reason`)
-/// without passing it to the agent, for the tunnel `route` it was meant for:
-/// counted as one of the tunnel's requests and, unless the tunnel's inspect
-/// mode is `off`, captured like a proxied request (through the tunnel's
-/// meter), with `refused` set and no body or detail.
-pub fn record_refused(
-    ctx: &super::EdgeContext,
-    route: &Route,
-    mut capture: RequestCaptured,
-    status: StatusCode,
-    reason: String,
-) {
-    route.meter.requests.fetch_add(1, Ordering::Relaxed);
-    route.meter.record_late(&ctx.core, &route.tunnel);
-    if mode_of(ctx, &route.tunnel) == InspectMode::Off {
-        return;
-    }
-    let over = (ctx.limiter)
-        .take(REFUSALS, &route.tunnel, REFUSALS_CAPTURED_PER_MINUTE)
-        .is_err();
-    if over || ctx.settings.disk.short().is_some() {
-        metrics::counter!("beamd_captures_dropped_total").increment(1);
-        return;
-    }
-    capture.status = status.as_u16();
-    capture.duration_ms = ctx.core.now_ms().saturating_sub(capture.started_at);
-    capture.detail = Some(false);
-    capture.refused = Some(reason);
-    hand_over(&ctx.core, &route.tunnel, &route.meter, capture);
 }

@@ -25,9 +25,10 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::access::Denied;
-use super::capture::{record_refused, request_id, CountingBody, Pending};
+use super::capture::{request_id, CountingBody, Pending};
 use super::context::{EdgeContext, Route};
 use super::gateway::{self, Target};
+use super::refusal::refuse;
 use super::upstream_tunnel::{keep, upstream, Refused, Slot};
 
 /// The answer past the file-descriptor watermark.
@@ -119,14 +120,6 @@ fn live_route(ctx: &EdgeContext, host: &str) -> Option<Route> {
     Some(route)
 }
 
-/// Why a request was denied, as captured.
-fn denied_reason(why: Denied) -> &'static str {
-    match why {
-        Denied::Network => "network",
-        Denied::Credentials => "credentials",
-    }
-}
-
 fn denied(why: Denied) -> Response<Body> {
     match why {
         Denied::Network => page(
@@ -161,21 +154,6 @@ fn page(status: StatusCode, text: String) -> Response<Body> {
     resp
 }
 
-/// The edge's own answer to a request, recorded (see `record_refused`) for
-/// the tunnel it was meant for, when this edge serves one.
-fn refuse(
-    ctx: &EdgeContext,
-    tunnel: Option<&Route>,
-    capture: RequestCaptured,
-    reason: impl Into<String>,
-    response: Response<Body>,
-) -> Response<Body> {
-    if let Some(route) = tunnel {
-        record_refused(ctx, route, capture, response.status(), reason.into());
-    }
-    response
-}
-
 fn host_of(req: &Request<Incoming>) -> String {
     let raw = req
         .headers()
@@ -184,6 +162,37 @@ fn host_of(req: &Request<Incoming>) -> String {
         .or_else(|| req.uri().host())
         .unwrap_or("");
     crate::domain::request_host(raw)
+}
+
+/// What is known of a request as it arrives (spoken as `version`, from
+/// `peer`, for `host`): all its capture records but its answer.
+fn arrived(
+    req: &Request<Incoming>,
+    version: hyper::Version,
+    peer: SocketAddr,
+    host: &str,
+    now_ms: u64,
+) -> RequestCaptured {
+    RequestCaptured {
+        method: req.method().to_string(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "/".into()),
+        ip: peer.ip().to_string(),
+        user_agent: req
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        proto: format!("{version:?}"),
+        host: host.to_string(),
+        started_at: now_ms,
+        id: request_id(),
+        ..RequestCaptured::default()
+    }
 }
 
 async fn proxy(
@@ -213,26 +222,7 @@ async fn proxy(
         ctx.settings.https,
         &ctx.settings.trusted_proxies,
     );
-    let mut capture = RequestCaptured {
-        method: req.method().to_string(),
-        path: req
-            .uri()
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "/".into()),
-        ip: peer.ip().to_string(),
-        user_agent: req
-            .headers()
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-        proto: format!("{:?}", version),
-        host: host.clone(),
-        started_at: ctx.core.now_ms(),
-        id: request_id(),
-        ..RequestCaptured::default()
-    };
+    let mut capture = arrived(&req, version, peer, &host, ctx.core.now_ms());
     let (method, path) = (req.method().as_str(), req.uri().path());
     let decision = match gateway::decide(&ctx, &host, method, path, req.headers(), peer) {
         Some(Err(refusal)) => {
@@ -277,8 +267,13 @@ async fn proxy(
     if !route.access.is_open() {
         let authorization = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
         if let Err(why) = route.access.check(peer.ip(), authorization) {
-            let reason = denied_reason(why);
-            return Ok(refuse(&ctx, Some(&route), capture, reason, denied(why)));
+            return Ok(refuse(
+                &ctx,
+                Some(&route),
+                capture,
+                why.reason(),
+                denied(why),
+            ));
         }
     }
     let started = Instant::now();
