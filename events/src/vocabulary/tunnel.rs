@@ -285,6 +285,52 @@ mod tests {
         assert_eq!(full.refused, None);
     }
 
+    /// The envelope body as `encode_record` writes it, around an old event.
+    #[derive(Serialize)]
+    struct OldBody {
+        seq: u64,
+        at: u64,
+        stream: &'static str,
+        version: u64,
+        schema: u16,
+        event: OldEvent,
+    }
+
+    #[derive(Serialize)]
+    enum OldEvent {
+        RequestCaptured(Before),
+    }
+
+    #[test]
+    fn a_stored_record_written_before_decodes() {
+        let body = OldBody {
+            seq: 9,
+            at: 1_700_000_000_500,
+            stream: "tun_1",
+            version: 4,
+            schema: 1,
+            event: OldEvent::RequestCaptured(before("req_00000000000000ff", Some(3))),
+        };
+        let body = rmp_serde::to_vec_named(&body).expect("encodes");
+        let prev = [7u8; 32];
+        let hash = crate::envelope::chain_hash(&prev, &body);
+        // Record format 1: [format][prev_hash][hash][body].
+        let mut record = vec![1u8];
+        record.extend_from_slice(&prev);
+        record.extend_from_slice(&hash);
+        record.extend_from_slice(&body);
+        let env = crate::envelope::decode_record(9, &record).expect("an old record decodes");
+        let crate::Event::RequestCaptured(r) = env.event else {
+            panic!("{:?}", env.event)
+        };
+        assert_eq!((env.seq, env.version, env.hash), (9, 4, hash));
+        assert_eq!(
+            (r.replay_of, r.id.as_str()),
+            (Some(3), "req_00000000000000ff")
+        );
+        assert!(r.has_detail());
+    }
+
     #[test]
     fn new_fields_round_trip_and_stay_out_when_unset() {
         let refused = RequestCaptured {
