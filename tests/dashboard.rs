@@ -209,7 +209,10 @@ async fn run(c: &Client, edge: &common::tunnel::Edge) -> Result<()> {
     text_when(c, "#request-body", |t| t.contains("\"order\": 42,\n")).await?;
     text_when(c, "#request-headers", |t| t.contains("application/json")).await?;
     let listed = admin.get("/api/v1/requests").await?;
-    let original = listed.body["requests"][0]["seq"].as_u64().context("seq")?;
+    let original = listed.body["requests"][0]["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
     shoot(c, "inspector-detail").await?;
     click(c, "#replay-button").await?;
     let said = text_when(c, "#notice.info:not([hidden])", |t| {
@@ -218,7 +221,7 @@ async fn run(c: &Client, edge: &common::tunnel::Edge) -> Result<()> {
     .await?;
     ensure!(said.contains("Replayed POST /sum → 200"), "{said}");
     find(c, &format!("tr.selected[data-replay-of='{original}']")).await?;
-    let want = format!("A replay of request #{original}");
+    let want = format!("A replay of request {original}");
     text_when(c, "#replay-of", |t| t == want).await?;
     shoot(c, "inspector-replayed").await?;
 

@@ -351,3 +351,169 @@ async fn another_tenants_gateway_is_not_found() -> Result<()> {
     ensure!(tiers.status == 400, "{}", tiers.text);
     Ok(())
 }
+
+/// A page of `/logs?{query}` once it counts `n` requests.
+async fn logs_counting(api: &Api, query: &str, n: usize) -> Result<serde_json::Value> {
+    let mut page = serde_json::Value::Null;
+    for _ in 0..100 {
+        page = api.get(&format!("/api/v1/logs?{query}")).await?.body;
+        if page["count"] == n {
+            return Ok(page);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("/logs?{query} never counted {n}: {page}")
+}
+
+/// `GET path` on `host` with a user agent and, if given, a consumer key.
+fn call(host: &str, path: &str, key: Option<&str>) -> Result<Request<common::http::Body>> {
+    let mut req = Request::get(path)
+        .header("host", host)
+        .header("user-agent", "refusal-burst/1");
+    if let Some(key) = key {
+        req = req.header("x-api-key", key);
+    }
+    Ok(req.body(full(""))?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_logged_and_counted_as_requests() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let web = http_server().await?;
+    // 20 recent requests in memory: older ones are found in the history.
+    let edge = start_edge(
+        dir.path(),
+        "tcp",
+        "127.0.0.1:0",
+        &["--http-listen", "127.0.0.1:0", "--inspector-recent", "20"],
+    )?;
+    let (_agent, url, public) = start_http_agent(&edge, "tcp", web, "guarded", &[])?;
+    let host = url.split(':').next().context("host")?.to_string();
+    let admin = Api::new(edge.api, edge.token.as_deref().context("token")?);
+    let svc = admin
+        .send(
+            "POST",
+            "/api/v1/services",
+            Some(r#"{"name":"guarded","tunnel":"guarded"}"#),
+        )
+        .await?;
+    ensure!(svc.status == 201, "{}", svc.text);
+    let svc = svc.body["id"].as_str().context("id")?;
+    let made = admin
+        .send(
+            "POST",
+            "/api/v1/routes",
+            Some(&format!(
+                r#"{{"host":"{host}","method":"GET","pathPattern":"/hello","serviceId":"{svc}","authRequired":true}}"#
+            )),
+        )
+        .await?;
+    ensure!(made.status == 201, "{}", made.text);
+    let route = made.body["id"].as_str().context("id")?.to_string();
+    let made = admin
+        .send(
+            "POST",
+            "/api/v1/consumers",
+            Some(r#"{"name":"app","rateLimitTier":"free"}"#),
+        )
+        .await?;
+    ensure!(made.status == 201, "{}", made.text);
+    let key = made.body["apiKey"].as_str().context("apiKey")?.to_string();
+    let consumer = made.body["id"].as_str().context("id")?.to_string();
+
+    // A burst: no key, a wrong key, then past the free tier's 60 a minute.
+    let mut c = client(public).await?;
+    let mut got = std::collections::BTreeMap::<u16, usize>::new();
+    for (n, key) in [
+        (5, None),
+        (3, Some("con_nope.wrong")),
+        (70, Some(key.as_str())),
+    ] {
+        for _ in 0..n {
+            let (status, _) = send(&mut c, call(&host, "/hello", key)?).await?;
+            *got.entry(status).or_default() += 1;
+        }
+    }
+    let (served, limited) = (got.get(&200).copied(), got.get(&429).copied());
+    ensure!(
+        got.get(&401) == Some(&8) && served.is_some_and(|n| n >= 60) && limited >= Some(5),
+        "statuses {got:?}"
+    );
+    let (served, limited) = (served.unwrap_or(0), limited.unwrap_or(0));
+
+    // Each refusal is in the history by its status, with why, and no body.
+    let unauthorized = logs_counting(&admin, "statusCode=401", 8).await?;
+    let results = unauthorized["results"].as_array().context("results")?;
+    for r in results {
+        ensure!(
+            r["method"] == "GET"
+                && r["path"] == "/hello"
+                && r["host"] == host.as_str()
+                && r["ip"] == "127.0.0.1"
+                && r["userAgent"] == "refusal-burst/1"
+                && r["routeId"] == route.as_str()
+                && r["consumerId"].is_null()
+                && r["bytesIn"] == 0
+                && r["bytesOut"] == 0
+                && r["id"].as_str().is_some_and(|id| id.starts_with("req_")),
+            "{r}"
+        );
+    }
+    let why = |reason: &str| results.iter().filter(|r| r["refused"] == reason).count();
+    ensure!(
+        (why("missing_key"), why("invalid_key")) == (5, 3),
+        "{unauthorized}"
+    );
+    let over = logs_counting(&admin, "statusCode=429", limited).await?;
+    for r in over["results"].as_array().context("results")? {
+        ensure!(
+            r["refused"] == "rate_limited:free:60/min"
+                && r["consumerId"] == consumer.as_str()
+                && r["bytesIn"] == 0
+                && r["bytesOut"] == 0,
+            "{r}"
+        );
+    }
+    let passed = logs_counting(&admin, "statusCode=200", served).await?;
+    ensure!(passed["results"][0]["refused"].is_null(), "{passed}");
+    let theirs = logs_counting(&admin, &format!("consumerId={consumer}"), served + limited).await?;
+    ensure!(theirs["count"] == served + limited, "{theirs}");
+
+    // The recent list has the newest (the 429s among them); the 401s, older
+    // than the recent 20, are found by id in the history. A refusal's
+    // detail says it kept nothing.
+    let recent = admin.get("/api/v1/requests?limit=1000").await?;
+    let list = recent.body["requests"].as_array().context("requests")?;
+    let with = |status: u64| list.iter().filter(|r| r["status"] == status).count();
+    ensure!((with(429), list.len()) == (limited, 20), "{}", recent.text);
+    for name in [&results[0]["id"], &results[7]["seq"]] {
+        let name = name.to_string().replace('"', "");
+        let detail = admin.get(&format!("/api/v1/requests/{name}")).await?;
+        ensure!(
+            detail.status == 200
+                && detail.body["detail"] == "notCaptured"
+                && detail.body["request"]["status"] == 401
+                && detail.body["request"]["refused"].is_string(),
+            "{name}: {}",
+            detail.text
+        );
+    }
+
+    // Usage counts every one of them as a request.
+    let mut requests = 0;
+    for _ in 0..100 {
+        let history = admin.get("/api/v1/usage/history?days=2").await?;
+        requests = history.body["history"]
+            .as_array()
+            .context("history")?
+            .iter()
+            .filter_map(|d| d["requests"].as_u64())
+            .sum::<u64>();
+        if requests == 78 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ensure!(requests == 78, "usage counted {requests} requests of 78");
+    Ok(())
+}

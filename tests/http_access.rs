@@ -1,6 +1,7 @@
 //! Who may use an HTTP tunnel, checked at the edge over each transport:
 //! basic auth (401), client networks (403), a service too slow (504), bad
-//! rules refused; and public HTTPS with a certificate from files.
+//! rules refused; the refusals captured and counted like any request; and
+//! public HTTPS with a certificate from files.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use base64::Engine;
 use beamd_transports::tls::Trust;
+use common::api::Api;
 use common::http::{client, full, get, http_server, send, start_http_agent, Body};
 use common::tunnel::{https_edge, start_edge, Proc, ADMIN_TOKEN};
 use http_body_util::BodyExt;
@@ -82,20 +84,76 @@ async fn access_through(transport: &str) -> Result<()> {
         "slow service: {status} {body}"
     );
 
+    // The refusals never reached the agent, yet they are requests: in the
+    // history by status code, with why and no body, and counted in usage.
+    let api = Api::new(edge.api, ADMIN_TOKEN);
+    for (status, n, reason, host) in [(401, 2, "credentials", &locked), (403, 1, "network", &lan)] {
+        let page = logs_counting(&api, &format!("statusCode={status}"), n).await?;
+        for r in page["results"].as_array().context("results")? {
+            ensure!(
+                r["refused"] == reason
+                    && r["path"] == "/hello"
+                    && Some(r["host"].as_str().unwrap_or("")) == host.split(':').next()
+                    && r["ip"] == "127.0.0.1"
+                    && r["bytesIn"] == 0
+                    && r["bytesOut"] == 0,
+                "{status}: {r}"
+            );
+        }
+    }
+    let served = logs_counting(&api, "statusCode=200", 1).await?;
+    ensure!(served["results"][0]["refused"].is_null(), "{served}");
+    let mut requests = 0;
+    for _ in 0..100 {
+        let history = api.get("/api/v1/usage/history?days=2").await?;
+        requests = (history.body["history"].as_array().into_iter().flatten())
+            .filter_map(|d| d["requests"].as_u64())
+            .sum::<u64>();
+        if requests == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(requests == 5, "usage counted {requests} requests of 5");
+
     edge.proc.signal(rustix::process::Signal::TERM)?;
     edge.proc.expect("stopped", Duration::from_secs(30))?;
     drop(edge);
-    // Refused requests never reached the agent: only the 200 and the 504 are captured.
+    // In the log: the 200 and the 504 the service answered, and the three refusals.
     let out = common::beamd(&["replay", "--data-dir", dir.path().to_str().context("dir")?]);
-    let mut statuses: Vec<u64> = common::text(&out.stdout)
+    let mut statuses: Vec<(u64, String)> = common::text(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|e| e["type"] == "RequestCaptured")
-        .filter_map(|e| e["event"]["status"].as_u64())
+        .filter_map(|e| {
+            let refused = e["event"]["refused"].as_str().unwrap_or("").to_string();
+            Some((e["event"]["status"].as_u64()?, refused))
+        })
         .collect();
     statuses.sort();
-    ensure!(statuses == [200, 504], "captured statuses {statuses:?}");
+    let want = [
+        (200, ""),
+        (401, "credentials"),
+        (401, "credentials"),
+        (403, "network"),
+        (504, ""),
+    ]
+    .map(|(s, r)| (s, r.to_string()));
+    ensure!(statuses == want, "captured {statuses:?}");
     Ok(())
+}
+
+/// A page of `/logs?{query}` once it counts `n` requests.
+async fn logs_counting(api: &Api, query: &str, n: usize) -> Result<serde_json::Value> {
+    let mut page = serde_json::Value::Null;
+    for _ in 0..100 {
+        page = api.get(&format!("/api/v1/logs?{query}")).await?.body;
+        if page["count"] == n {
+            return Ok(page);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("/logs?{query} never counted {n}: {page}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

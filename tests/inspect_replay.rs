@@ -1,8 +1,10 @@
 //! Replay through a real HTTP tunnel: a request captured in full is sent
-//! again as captured and edited (over the API and the CLI) and reaches the
-//! local service, which records what it received; the replay is captured
-//! with `replayOf`. Another tenant gets 404; a tunnel switched to `meta`
-//! over the API keeps no detail and its requests cannot be replayed.
+//! again as captured and edited (over the API and the CLI, by its seq or its
+//! `req_…` id) and reaches the local service, which records what it
+//! received; the replay is captured with `replayOf`, the original's id.
+//! Another tenant gets 404; a tunnel switched to `meta` over the API keeps no
+//! detail and its requests (which have ids all the same) cannot be replayed,
+//! while the request captured in full earlier still can.
 
 mod common;
 
@@ -155,6 +157,11 @@ async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
     assert_eq!(post(&mut c, &host, "/hooks/pay?x=1", json).await?, 201);
     let (seq, detail) = newest(&admin, 1, "stored").await?;
     assert_eq!(detail.body["requestBody"]["data"], json);
+    let id = detail.body["request"]["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    assert!(id.starts_with("req_") && id.len() == 20, "{id}");
 
     // As captured: same method, path, body and headers; the masked credential is left out.
     let replayed = admin
@@ -162,7 +169,7 @@ async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
         .await?;
     assert_eq!(replayed.status, 200, "{}", replayed.text);
     assert_eq!(replayed.body["status"], 201);
-    assert_eq!(replayed.body["replayOf"], seq);
+    assert_eq!(replayed.body["replayOf"], id.as_str());
     assert_eq!(
         replayed.body["body"]["data"],
         format!(r#"{{"got":{}}}"#, json.len())
@@ -173,7 +180,8 @@ async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
         "{served:?}"
     );
     assert_eq!(
-        replayed.body["request"]["replayOf"], seq,
+        replayed.body["request"]["replayOf"],
+        id.as_str(),
         "{}",
         replayed.text
     );
@@ -202,8 +210,8 @@ async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
     let listed = admin.get("/api/v1/requests").await?;
     let first = &listed.body["requests"][0];
     assert_eq!(
-        (first["seq"].as_u64(), first["replayOf"].as_u64()),
-        (Some(replay_seq), Some(seq))
+        (first["seq"].as_u64(), first["replayOf"].as_str()),
+        (Some(replay_seq), Some(id.as_str()))
     );
 
     // Edited: method, path, a header set, one removed, another body.
@@ -213,7 +221,7 @@ async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
     let replayed = admin
         .send(
             "POST",
-            &format!("/api/v1/requests/{seq}/replay"),
+            &format!("/api/v1/requests/{id}/replay"),
             Some(&edit),
         )
         .await?;
@@ -232,7 +240,7 @@ async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
     assert_eq!(replayed.body["request"]["method"], "PUT");
 
     // The CLI: show (JSON pretty-printed, credentials masked), then replay with a header and a body file.
-    let (ok, out, err) = beamd_cli(&edge, &["requests", "show", &seq.to_string()]).await?;
+    let (ok, out, err) = beamd_cli(&edge, &["requests", "show", &id]).await?;
     assert!(ok, "{err}");
     assert!(out.contains("\"event\": \"payment.succeeded\""), "{out}");
     assert!(out.contains("authorization: Bearer [masked]"), "{out}");
@@ -244,7 +252,7 @@ async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
         &[
             "requests",
             "replay",
-            &seq.to_string(),
+            &id,
             "--header",
             "X-Signature: cli",
             "--body-file",
@@ -253,7 +261,7 @@ async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
     )
     .await?;
     assert!(ok, "{err}");
-    assert!(out.contains(&format!("201 (replay of {seq})")), "{out}");
+    assert!(out.contains(&format!("201 (replay of {id})")), "{out}");
     let got = last(&seen).context("received")?;
     assert_eq!(
         (got.body.as_slice(), got.header("x-signature")),
@@ -267,14 +275,16 @@ async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
     // Another tenant: 404 for the request and for its replay, and nothing is sent.
     let (_, other) = tenant(&admin, "other").await?;
     let before = count(&seen);
-    assert_eq!(
-        other.get(&format!("/api/v1/requests/{seq}")).await?.status,
-        404
-    );
-    let theirs = other
-        .send("POST", &format!("/api/v1/requests/{seq}/replay"), None)
-        .await?;
-    assert_eq!(theirs.status, 404, "{}", theirs.text);
+    for name in [seq.to_string(), id.clone()] {
+        assert_eq!(
+            other.get(&format!("/api/v1/requests/{name}")).await?.status,
+            404
+        );
+        let theirs = other
+            .send("POST", &format!("/api/v1/requests/{name}/replay"), None)
+            .await?;
+        assert_eq!(theirs.status, 404, "{}", theirs.text);
+    }
     assert_eq!(count(&seen), before);
 
     // A body kept only in part cannot be replayed as captured.
@@ -320,11 +330,42 @@ async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
     assert_eq!(wrong.status, 400, "{}", wrong.text);
     let listed_before = count_listed(&admin).await?;
     assert_eq!(post(&mut c, &host, "/meta", "{}").await?, 201);
-    let (meta, _) = newest(&admin, listed_before + 1, "notCaptured").await?;
-    let refused = admin
-        .send("POST", &format!("/api/v1/requests/{meta}/replay"), None)
+    let (meta, d) = newest(&admin, listed_before + 1, "notCaptured").await?;
+    let meta_id = d.body["request"]["id"]
+        .as_str()
+        .context("a request captured without detail has an id too")?
+        .to_string();
+    assert!(meta_id.starts_with("req_") && meta_id != id, "{meta_id}");
+    let by_id = admin.get(&format!("/api/v1/requests/{meta_id}")).await?;
+    assert_eq!(
+        (by_id.status, by_id.body["request"]["seq"].as_u64()),
+        (200, Some(meta)),
+        "{}",
+        by_id.text
+    );
+    for name in [meta.to_string(), meta_id] {
+        let refused = admin
+            .send("POST", &format!("/api/v1/requests/{name}/replay"), None)
+            .await?;
+        assert_eq!(refused.status, 409, "{}", refused.text);
+        assert!(refused.text.contains("not captured"), "{}", refused.text);
+    }
+    // The request captured in full before still replays, by its id; the
+    // replay is listed (with its own id) and points at the original's.
+    let replayed = admin
+        .send("POST", &format!("/api/v1/requests/{id}/replay"), None)
         .await?;
-    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert_eq!(replayed.status, 200, "{}", replayed.text);
+    let listed = &replayed.body["request"];
+    assert_eq!(listed["replayOf"], id.as_str(), "{}", replayed.text);
+    assert!(
+        listed["id"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("req_") && r != id),
+        "{}",
+        replayed.text
+    );
+    let listed_before = count_listed(&admin).await?;
     let set = admin
         .send("PATCH", &path, Some(r#"{"inspect":"off"}"#))
         .await?;
@@ -334,7 +375,7 @@ async fn replay_as_captured_and_edited_reaches_the_service() -> Result<()> {
         .send("PATCH", &path, Some(r#"{"inspect":"meta"}"#))
         .await?;
     assert_eq!(post(&mut c, &host, "/meta-again", "{}").await?, 201);
-    let (again, d) = newest(&admin, listed_before + 2, "notCaptured").await?;
+    let (again, d) = newest(&admin, listed_before + 1, "notCaptured").await?;
     assert!(again > meta);
     assert_eq!(
         d.body["request"]["path"], "/meta-again",

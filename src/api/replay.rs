@@ -1,6 +1,7 @@
-//! `POST /requests/{seq}/replay`: a request captured in full sent again
+//! `POST /requests/{id}/replay`: a request captured in full sent again
 //! through its tunnel, as captured or edited; the service's answer comes
-//! back and the replay is captured as a new request marked `replayOf`.
+//! back and the replay is captured as a new request whose `replayOf` is the
+//! original's id.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,8 +62,8 @@ pub struct ReplayBody {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayResult {
-    /// The seq of the request replayed.
-    pub replay_of: u64,
+    /// The id (`req_…`) of the request replayed.
+    pub replay_of: String,
     /// The service's status.
     pub status: u16,
     /// Its headers.
@@ -70,20 +71,22 @@ pub struct ReplayResult {
     /// Its body.
     pub body: ReplayBody,
     /// The replay as captured (`replayOf` set); null when the edge captures
-    /// no requests or its capture was not listed in time.
+    /// no requests now or its capture was not listed in time.
     pub request: Option<RequestView>,
 }
 
 /// The request to send: the stored one with `edit` applied.
-fn resend(seq: &str, found: Found, edit: ReplayEdit) -> Result<Resend, ApiError> {
+fn resend(name: &str, found: Found, edit: ReplayEdit) -> Result<Resend, ApiError> {
     let Some(detail) = found.stored else {
-        let why = if found.event.id.is_empty() {
-            "its headers and body were not captured (the tunnel's inspect mode was not full)"
-        } else {
+        let why = if found.event.refused.is_some() {
+            "the edge refused it, so its headers and body were not captured"
+        } else if found.event.has_detail() {
             "its headers and body were pruned from the body store"
+        } else {
+            "its headers and body were not captured (the tunnel's inspect mode was not full)"
         };
         return Err(ApiError::conflict(format!(
-            "request {seq} cannot be replayed: {why}"
+            "request {name} cannot be replayed: {why}"
         )));
     };
     let body = match (edit.body, edit.body_base64) {
@@ -103,7 +106,7 @@ fn resend(seq: &str, found: Found, edit: ReplayEdit) -> Result<Resend, ApiError>
         (None, None) => {
             if let Some(seen) = found.event.request_body.as_ref().filter(|s| s.truncated) {
                 return Err(ApiError::conflict(format!(
-                    "request {seq}'s body was kept only to {} of {} bytes: give body or bodyBase64 to replay it",
+                    "request {name}'s body was kept only to {} of {} bytes: give body or bodyBase64 to replay it",
                     detail.request_body.len(),
                     seen.len
                 )));
@@ -123,13 +126,14 @@ fn resend(seq: &str, found: Found, edit: ReplayEdit) -> Result<Resend, ApiError>
         path: edit.path.unwrap_or(found.event.path),
         headers,
         body,
-        replay_of: found.captured.seq,
+        // Stored detail is kept under the id: a replayable request has one.
+        replay_of: found.event.id,
     })
 }
 
 /// Sends a request captured in full again through its tunnel.
-#[utoipa::path(post, path = "/api/v1/requests/{seq}/replay", tag = "inspector",
-    params(("seq" = String, Path, description = "The request's seq, or its `req_…` id")),
+#[utoipa::path(post, path = "/api/v1/requests/{id}/replay", tag = "inspector",
+    params(("id" = String, Path, description = "The request's `req_…` id, or its seq")),
     request_body(content = Option<ReplayEdit>, description = "Changes; an empty body replays as captured"),
     responses((status = 200, body = ReplayResult), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -139,15 +143,15 @@ fn resend(seq: &str, found: Found, edit: ReplayEdit) -> Result<Resend, ApiError>
 pub async fn replay(
     state: Arc<ApiState>,
     auth: Option<String>,
-    seq: String,
+    id: String,
     body: Result<Bytes, ApiError>,
 ) -> Result<(StatusCode, ReplayResult), ApiError> {
     let caller = state.caller(auth, Scope::Manage).await?;
     let edit: ReplayEdit = parse_optional(body)?;
-    let found = find(&state, &caller.tenant.id, &seq).await?;
+    let found = find(&state, &caller.tenant.id, &id).await?;
     let tunnel = found.captured.tunnel.clone();
-    let resend = resend(&seq, found, edit)?;
-    let replay_of = resend.replay_of;
+    let resend = resend(&id, found, edit)?;
+    let replay_of = resend.replay_of.clone();
     let edge = (state.edge.as_ref()).ok_or_else(|| ApiError::unavailable("no edge here"))?;
     let answer = send(edge, &tunnel, resend).await.map_err(|e| match e {
         ReplayError::NotHere(m) => ApiError::conflict(m),

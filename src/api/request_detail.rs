@@ -1,6 +1,7 @@
-//! `GET /requests/{seq}` (or `{req_…}`): one captured request, its metadata from the log
-//! and, with full capture, its headers and body prefixes from the body store
-//! (or why they are not there). Another tenant's request is a 404.
+//! `GET /requests/{id}` (a `req_…` id, or a seq): one captured request, its
+//! metadata from the log and, with full capture, its headers and body
+//! prefixes from the body store (or why they are not there). Another
+//! tenant's request is a 404.
 
 use std::sync::Arc;
 
@@ -85,17 +86,32 @@ pub(super) struct Found {
     pub stored: Option<Detail>,
 }
 
-/// The caller's request `seq` (a seq, or a `req_…` capture id of a recent
-/// request); another tenant's is not found.
-pub(super) async fn find(state: &ApiState, tenant: &str, seq: &str) -> Result<Found, ApiError> {
-    let missing = || ApiError::not_found(&format!("request {seq}"));
-    let n: u64 = match seq.strip_prefix("req_") {
-        Some(_) => {
-            let p = state.core.projections().read();
-            p.inspector.by_id(tenant, seq).ok_or_else(missing)?.seq
-        }
-        // A name that is neither a seq nor an id names no request.
-        None => seq.parse().map_err(|_| missing())?,
+/// The seq of the caller's request `id` (`req_…`): a recent one from the
+/// inspector, any other from the history.
+fn seq_of(state: &ApiState, tenant: &str, id: &str) -> Result<Option<u64>, ApiError> {
+    let recent = (state.core.projections().read().inspector)
+        .by_id(tenant, id)
+        .map(|r| r.seq);
+    if recent.is_some() {
+        return Ok(recent);
+    }
+    let Some(index) = state.core.inspector_index() else {
+        return Ok(None);
+    };
+    let found = index
+        .by_id(tenant, id)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(found.map(|r| r.seq))
+}
+
+/// The caller's request `name`: its `req_…` id, or its seq; another
+/// tenant's is not found.
+pub(super) async fn find(state: &ApiState, tenant: &str, name: &str) -> Result<Found, ApiError> {
+    let missing = || ApiError::not_found(&format!("request {name}"));
+    let n: u64 = match name.strip_prefix("req_") {
+        Some(_) => seq_of(state, tenant, name)?.ok_or_else(missing)?,
+        // A name that is neither an id nor a seq names no request.
+        None => name.parse().map_err(|_| missing())?,
     };
     let env = state
         .core
@@ -117,8 +133,8 @@ pub(super) async fn find(state: &ApiState, tenant: &str, seq: &str) -> Result<Fo
     let Event::RequestCaptured(event) = env.event else {
         return Err(missing());
     };
-    let stored = match (&state.bodies, event.id.is_empty()) {
-        (Some(store), false) => store
+    let stored = match &state.bodies {
+        Some(store) if event.has_detail() => store
             .get(&event.id)
             .map_err(|e| ApiError::internal(format!("{e:#}")))?,
         _ => None,
@@ -131,26 +147,26 @@ pub(super) async fn find(state: &ApiState, tenant: &str, seq: &str) -> Result<Fo
 }
 
 /// One captured request with its headers and bodies.
-#[utoipa::path(get, path = "/api/v1/requests/{seq}", tag = "inspector",
-    params(("seq" = String, Path, description = "The request's seq, as `/requests` lists it, or its `req_…` id")),
+#[utoipa::path(get, path = "/api/v1/requests/{id}", tag = "inspector",
+    params(("id" = String, Path, description = "The request's `req_…` id, or its seq, as `/requests` lists them")),
     responses((status = 200, body = RequestDetail), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn detail(
     state: Arc<ApiState>,
     auth: Option<String>,
-    seq: String,
+    id: String,
 ) -> Result<(StatusCode, RequestDetail), ApiError> {
     let caller = state.caller(auth, Scope::Read).await?;
     let Found {
         event: r,
         captured,
         stored,
-    } = find(&state, &caller.tenant.id, &seq).await?;
-    let (kind, detail) = match (stored, r.id.is_empty()) {
+    } = find(&state, &caller.tenant.id, &id).await?;
+    let (kind, detail) = match (stored, r.has_detail()) {
         (Some(d), _) => ("stored", Some(d)),
-        (None, false) => ("pruned", None),
-        (None, true) => ("notCaptured", None),
+        (None, true) => ("pruned", None),
+        (None, false) => ("notCaptured", None),
     };
     let mut out = RequestDetail {
         request: request_view(captured),

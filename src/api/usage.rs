@@ -238,10 +238,21 @@ pub struct RequestView {
     pub route_id: Option<String>,
     /// The gateway consumer that sent it.
     pub consumer_id: Option<String>,
-    /// Its capture id (`req_…`) when it was captured in full.
+    /// Its id (`req_…`), which names it in `/requests/{id}` and in
+    /// `replayOf`; null only for requests captured without full capture
+    /// before every request had one (their seq names them).
     pub id: Option<String>,
-    /// The seq of the request this one replayed.
-    pub replay_of: Option<u64>,
+    /// When it was a replay: the id of the request it replayed (for
+    /// replays recorded before requests were named by id, its seq, in
+    /// decimal; `/requests/{id}` takes either).
+    pub replay_of: Option<String>,
+    /// When the edge answered it itself and never passed it on, why:
+    /// `no_route`, `missing_key`, `invalid_key`, `service_gone`,
+    /// `service_offline`, `rate_limited:<tier or route>:<n>/min` (the
+    /// gateway); `credentials`, `network` (the tunnel's access rules);
+    /// `tenant_connections`, `tunnel_unreachable` (no stream to the agent).
+    /// Such a request has no body.
+    pub refused: Option<String>,
 }
 
 pub(super) fn request_view(r: CapturedRequest) -> RequestView {
@@ -263,7 +274,8 @@ pub(super) fn request_view(r: CapturedRequest) -> RequestView {
         route_id: r.route,
         consumer_id: r.consumer,
         id: (!r.id.is_empty()).then_some(r.id),
-        replay_of: r.replay_of,
+        replay_of: r.replay_of_id.or(r.replay_of.map(|seq| seq.to_string())),
+        refused: r.refused,
     }
 }
 

@@ -155,10 +155,20 @@ fn domain_table(d: &Value) -> String {
 }
 
 fn request_row(r: &Value) -> Vec<String> {
+    // Requests captured before every one had an id are named by their seq.
+    let name = match r["id"].is_string() {
+        true => cell(&r["id"]),
+        false => cell(&r["seq"]),
+    };
+    let status = match r["refused"].as_str() {
+        Some(why) => format!("{} refused: {why}", cell(&r["status"])),
+        None => cell(&r["status"]),
+    };
     vec![
         cell(&r["at"]),
+        name,
         cell(&r["method"]),
-        cell(&r["status"]),
+        status,
         format!("{} ms", cell(&r["durationMs"])),
         bytes(&r["bytes"]),
         cell(&r["host"]),
@@ -166,7 +176,9 @@ fn request_row(r: &Value) -> Vec<String> {
     ]
 }
 
-const REQUEST_HEADER: [&str; 7] = ["AT", "METHOD", "STATUS", "TIME", "BYTES", "HOST", "PATH"];
+const REQUEST_HEADER: [&str; 8] = [
+    "AT", "ID", "METHOD", "STATUS", "TIME", "BYTES", "HOST", "PATH",
+];
 
 /// Prints requests newer than seq `after` as they come, until interrupted.
 async fn follow_requests(api: &ApiArgs, mut after: u64) -> Result<()> {

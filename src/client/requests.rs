@@ -19,14 +19,14 @@ use super::table::cell;
 pub enum RequestsCmd {
     /// One request in detail: metadata, headers and bodies (with full capture).
     Show {
-        /// Its seq (as `beamd requests` lists it) or its req_… id.
+        /// Its req_… id (as `beamd requests` lists it) or its seq.
         id: String,
     },
     /// Send a request captured in full again through its tunnel, as
     /// captured or edited, and print the service's answer. Masked
     /// credentials are not resent: give them with --header.
     Replay {
-        /// Its seq or req_… id.
+        /// Its req_… id or its seq.
         id: String,
         /// Another method.
         #[arg(long, short = 'X')]
@@ -149,6 +149,12 @@ fn show(v: &Value) -> String {
         cell(&r["durationMs"]),
         cell(&r["seq"])
     );
+    if let Some(id) = r["id"].as_str() {
+        out.push_str(&format!(", {id}"));
+    }
+    if let Some(why) = r["refused"].as_str() {
+        out.push_str(&format!(", refused by the edge: {why}"));
+    }
     if !r["replayOf"].is_null() {
         out.push_str(&format!(", a replay of {}", cell(&r["replayOf"])));
     }
@@ -182,8 +188,8 @@ fn replayed(v: &Value) -> String {
     );
     headers(&mut out, &v["headers"]);
     body(&mut out, &v["body"]);
-    if let Some(seq) = v["request"]["seq"].as_u64() {
-        out.push_str(&format!("captured as request {seq}\n"));
+    if let Some(id) = v["request"]["id"].as_str() {
+        out.push_str(&format!("captured as request {id}\n"));
     }
     out.trim_end().to_string()
 }

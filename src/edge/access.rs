@@ -26,6 +26,16 @@ pub enum Denied {
     Credentials,
 }
 
+impl Denied {
+    /// Why, as the request's capture records it (`RequestCaptured::refused`).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Denied::Network => "network",
+            Denied::Credentials => "credentials",
+        }
+    }
+}
+
 impl Access {
     /// Rules from the agent's `--basic-auth USER:PASSWORD` and `--allow CIDR` values.
     pub fn parse(basic_auth: Option<&str>, allow: &[String]) -> Result<Self, String> {

@@ -100,12 +100,16 @@ pub fn mode_of(ctx: &super::EdgeContext, tunnel: &str) -> InspectMode {
         .unwrap_or(InspectMode::Meta)
 }
 
-/// A request under full capture before its response: its id, its masked
-/// headers, and where its body's digest lands.
+/// A new request id: `req_` and 16 hex digits. Every captured request gets
+/// one when it arrives; full capture keeps its detail under it.
+pub fn request_id() -> String {
+    format!("req_{:016x}", fastrand::u64(..))
+}
+
+/// A request under full capture before its response: its masked headers,
+/// and where its body's digest lands.
 pub struct FullStart {
     settings: FullCaptureSettings,
-    /// The request's id (`req_…`).
-    pub id: String,
     request_headers: Vec<(String, String)>,
     request_body: DigestSlot,
 }
@@ -115,7 +119,6 @@ impl FullCaptureSettings {
     pub fn start(&self, headers: &hyper::HeaderMap) -> FullStart {
         FullStart {
             settings: self.clone(),
-            id: format!("req_{:016x}", fastrand::u64(..)),
             request_headers: masked_headers(headers, &self.masked),
             request_body: DigestSlot::default(),
         }
@@ -334,6 +337,7 @@ pub struct CaptureGuard {
 impl CaptureGuard {
     /// Stores headers and body prefixes; puts the bodies' digests in the event.
     fn store_detail(&mut self) {
+        self.capture.detail = Some(self.full.is_some());
         let Some(full) = self.full.take() else {
             return;
         };
@@ -365,19 +369,26 @@ impl Drop for CaptureGuard {
         capture.bytes_in = self.bytes_in.load(Ordering::Relaxed);
         capture.bytes_out = self.bytes_out.load(Ordering::Relaxed);
         capture.duration_ms = self.started.elapsed().as_millis() as u64;
-        let Some(batch) = self.meter.capture(capture) else {
-            return;
-        };
-        let (core, tunnel) = (self.core.clone(), std::mem::take(&mut self.tunnel));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = core
-                    .tunnel_command(&tunnel, TunnelCommand::CaptureRequests(batch.into()))
-                    .await
-                {
-                    tracing::warn!(%tunnel, "captured requests not recorded: {e}");
-                }
-            });
-        }
+        hand_over(&self.core, &self.tunnel, &self.meter, capture);
+    }
+}
+
+/// Hands a finished capture to its tunnel's meter, which the session
+/// records once per window; a full batch (or, once the session made its
+/// last report, every capture) is recorded from here.
+pub(super) fn hand_over(core: &Arc<Core>, tunnel: &str, meter: &Meter, capture: RequestCaptured) {
+    let Some(batch) = meter.capture(capture) else {
+        return;
+    };
+    let (core, tunnel) = (core.clone(), tunnel.to_string());
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            if let Err(e) = core
+                .tunnel_command(&tunnel, TunnelCommand::CaptureRequests(batch.into()))
+                .await
+            {
+                tracing::warn!(%tunnel, "captured requests not recorded: {e}");
+            }
+        });
     }
 }

@@ -5,7 +5,9 @@
 //! service is (its tunnel, 502 when that is offline or the service was
 //! deleted, or its upstream URL). Hosts without routes stay plain tunnels.
 //! Only routes of a tenant the host reaches now count: a custom host must
-//! be verified for the route's tenant at the time of the request.
+//! be verified for the route's tenant at the time of the request. Each
+//! refusal says why, and which tunnel the request was meant for (the
+//! route's service's), so that it is captured there.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,7 +21,8 @@ use hyper::{Request, Response, StatusCode};
 use super::context::{EdgeContext, Route};
 use super::error_tally::Failure;
 use super::upstream_url::{forward, Failed};
-use crate::domain::gateway::tier_rate;
+use crate::actors::Hot;
+use crate::domain::gateway::{tier_rate, Route as GatewayRoute};
 
 /// Where a gateway request goes.
 pub(super) enum Target {
@@ -54,13 +57,21 @@ impl Decision {
     }
 }
 
-/// A gateway's own answer.
+/// A gateway's own answer, and what the request's capture records of it.
 pub(super) struct Refusal {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
     /// Seconds to wait (429).
     pub retry_after: Option<u64>,
+    /// Why, as captured (`RequestCaptured::refused`).
+    pub reason: String,
+    /// The route that took the request, if one did.
+    pub route: Option<String>,
+    /// The consumer whose key the request carried.
+    pub consumer: Option<String>,
+    /// The tunnel the route's service is behind, when this edge serves it.
+    pub tunnel: Option<Route>,
 }
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -136,7 +147,38 @@ fn refuse(status: StatusCode, code: &'static str, message: String) -> Refusal {
         code,
         message,
         retry_after: None,
+        reason: code.to_string(),
+        route: None,
+        consumer: None,
+        tunnel: None,
     }
+}
+
+impl Refusal {
+    /// The same answer, captured as refused for `reason`.
+    fn because(self, reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            ..self
+        }
+    }
+}
+
+/// The public host of the tenant's tunnel `name`.
+fn tunnel_host(p: &Hot, tenant: &str, name: &str) -> String {
+    let base = p.tunnel_base.get(tenant).map_or("", String::as_str);
+    format!("{name}.{base}")
+}
+
+/// The tunnel `route`'s service is behind, when this edge serves it.
+fn service_tunnel(ctx: &EdgeContext, p: &Hot, route: &GatewayRoute) -> Option<Route> {
+    let service = p
+        .gateway
+        .service(&route.config.as_ref()?.service_id)
+        .filter(|s| s.live() && s.tenant == route.tenant)?;
+    let name = service.config.as_ref()?.tunnel.as_ref()?;
+    ctx.route(&tunnel_host(p, &route.tenant, name))
+        .filter(|r| r.tenant == route.tenant)
 }
 
 /// The consumer key a request carries: `x-api-key`, or a bearer token that looks like one.
@@ -161,7 +203,7 @@ pub(super) fn decide(
     path: &str,
     headers: &HeaderMap,
     peer: SocketAddr,
-) -> Option<Result<Decision, Refusal>> {
+) -> Option<Result<Decision, Box<Refusal>>> {
     let p = ctx.core.projections().hot();
     // Routes of a tenant the host no longer reaches (its domain removed, or
     // verified since by another tenant) are passed over, request by request.
@@ -169,38 +211,51 @@ pub(super) fn decide(
     if !p.gateway.serves_host_for(host, &reaches) {
         return None;
     }
-    Some((|| {
+    Some((|| -> Result<Decision, Box<Refusal>> {
+        let no_route = |message: String| {
+            refuse(StatusCode::NOT_FOUND, "not_found", message).because("no_route")
+        };
         let route = p
             .gateway
             .route_for(host, method, path, &reaches)
-            .ok_or_else(|| {
-                refuse(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!("no route of {host} matches {method} {path}"),
-                )
-            })?;
-        let config = route.config.as_ref().ok_or_else(|| {
-            refuse(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "the route is gone".into(),
-            )
-        })?;
-        let consumer =
-            presented_key(headers).and_then(|k| p.gateway.consumer_by_key(&route.tenant, k));
+            .ok_or_else(|| no_route(format!("no route of {host} matches {method} {path}")))?;
+        let config = route
+            .config
+            .as_ref()
+            .ok_or_else(|| no_route("the route is gone".into()))?;
+        let presented = presented_key(headers);
+        let consumer = presented.and_then(|k| p.gateway.consumer_by_key(&route.tenant, k));
+        // From here on a refusal is the route's, captured for its service's tunnel.
+        let refused = |r: Refusal| {
+            Box::new(Refusal {
+                route: Some(route.id.clone()),
+                consumer: consumer.map(|c| c.id.clone()),
+                tunnel: service_tunnel(ctx, &p, route),
+                ..r
+            })
+        };
         if config.auth_required && consumer.is_none() {
-            return Err(refuse(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this route needs a valid consumer API key (x-api-key: con_…)".into(),
+            let reason = match presented {
+                Some(_) => "invalid_key",
+                None => "missing_key",
+            };
+            return Err(refused(
+                refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "this route needs a valid consumer API key (x-api-key: con_…)".into(),
+                )
+                .because(reason),
             ));
         }
-        let per_minute = config
-            .rate_limit_override
-            .or_else(|| consumer.and_then(|c| tier_rate(&c.rate_limit_tier)))
-            .or_else(|| tier_rate("free"))
-            .unwrap_or(60);
+        let tier = consumer
+            .map(|c| c.rate_limit_tier.as_str())
+            .filter(|t| tier_rate(t).is_some())
+            .unwrap_or("free");
+        let (per_minute, limit) = match config.rate_limit_override {
+            Some(n) => (n, "route"),
+            None => (tier_rate(tier).unwrap_or(60), tier),
+        };
         let scope = match config.rate_limit_override {
             Some(_) => route.id.as_str(),
             None => "tier",
@@ -210,18 +265,24 @@ pub(super) fn decide(
             None => peer.ip().to_string(),
         };
         if let Err(wait) = ctx.limiter.take(scope, &caller, per_minute) {
-            return Err(Refusal {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                code: "rate_limited",
-                message: format!("more than {per_minute} requests a minute"),
+            return Err(refused(Refusal {
                 retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
-            });
+                ..refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("more than {per_minute} requests a minute"),
+                )
+                .because(format!("rate_limited:{limit}:{per_minute}/min"))
+            }));
         }
         let gone = || {
-            refuse(
-                StatusCode::BAD_GATEWAY,
-                "bad_gateway",
-                format!("the service of route {} was deleted", route.id),
+            refused(
+                refuse(
+                    StatusCode::BAD_GATEWAY,
+                    "bad_gateway",
+                    format!("the service of route {} was deleted", route.id),
+                )
+                .because("service_gone"),
             )
         };
         let service = p
@@ -232,29 +293,24 @@ pub(super) fn decide(
         let sc = service.config.as_ref().ok_or_else(gone)?;
         let timeout = Duration::from_millis(sc.timeout_ms);
         let target = match (&sc.tunnel, &sc.target_url) {
-            (Some(name), _) => {
-                let base = p
-                    .tunnel_base
-                    .get(&route.tenant)
-                    .cloned()
-                    .unwrap_or_default();
-                let tunnel_host = format!("{name}.{base}");
-                let live = ctx.route(&tunnel_host).filter(|r| r.tenant == route.tenant);
-                Target::Tunnel(live.ok_or_else(|| {
-                    let message = format!(
-                        "the tunnel {tunnel_host} of service {} is offline",
-                        service.id
-                    );
-                    ctx.errors.note(Failure {
-                        tenant: &route.tenant,
-                        route: &route.id,
-                        kind: "unreachable",
-                        status: 502,
-                        message: message.clone(),
-                    });
+            (Some(name), _) => Target::Tunnel(service_tunnel(ctx, &p, route).ok_or_else(|| {
+                let message = format!(
+                    "the tunnel {} of service {} is offline",
+                    tunnel_host(&p, &route.tenant, name),
+                    service.id
+                );
+                ctx.errors.note(Failure {
+                    tenant: &route.tenant,
+                    route: &route.id,
+                    kind: "unreachable",
+                    status: 502,
+                    message: message.clone(),
+                });
+                refused(
                     refuse(StatusCode::BAD_GATEWAY, "bad_gateway", message)
-                })?)
-            }
+                        .because("service_offline"),
+                )
+            })?),
             (None, Some(url)) => Target::Url(url.clone()),
             (None, None) => return Err(gone()),
         };

@@ -1,7 +1,9 @@
 //! Public HTTP(S) ingress: a request for `NAME.<tunnel base>` or a verified
 //! custom domain is checked against the tunnel's access rules, proxied
 //! through its tunnel to the agent's local service, bodies streamed both
-//! ways, and recorded as one `RequestCaptured`.
+//! ways, and recorded as one `RequestCaptured`. A request the edge refuses
+//! itself (the gateway, the access rules, no stream to the agent) is
+//! recorded too, for the tunnel it was meant for.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,9 +26,10 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::access::Denied;
-use super::capture::{CountingBody, Pending};
+use super::capture::{request_id, CountingBody, Pending};
 use super::context::{EdgeContext, Route};
 use super::gateway::{self, Target};
+use super::refusal::refuse;
 use super::upstream_tunnel::{keep, upstream, Refused, Slot};
 use crate::metric_catalog;
 
@@ -163,6 +166,37 @@ fn host_of(req: &Request<Incoming>) -> String {
     crate::domain::request_host(raw)
 }
 
+/// What is known of a request as it arrives (spoken as `version`, from
+/// `peer`, for `host`): all its capture records but its answer.
+fn arrived(
+    req: &Request<Incoming>,
+    version: hyper::Version,
+    peer: SocketAddr,
+    host: &str,
+    now_ms: u64,
+) -> RequestCaptured {
+    RequestCaptured {
+        method: req.method().to_string(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "/".into()),
+        ip: peer.ip().to_string(),
+        user_agent: req
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        proto: format!("{version:?}"),
+        host: host.to_string(),
+        started_at: now_ms,
+        id: request_id(),
+        ..RequestCaptured::default()
+    }
+}
+
 async fn proxy(
     mut req: Request<Incoming>,
     peer: SocketAddr,
@@ -190,12 +224,28 @@ async fn proxy(
         ctx.settings.https,
         &ctx.settings.trusted_proxies,
     );
+    let mut capture = arrived(&req, version, peer, &host, ctx.core.now_ms());
     let (method, path) = (req.method().as_str(), req.uri().path());
     let decision = match gateway::decide(&ctx, &host, method, path, req.headers(), peer) {
-        Some(Err(refusal)) => return Ok(refusal.response()),
+        Some(Err(refusal)) => {
+            // Captured for the route's tunnel, else the tunnel the host itself is.
+            let tunnel = (refusal.tunnel.clone()).or_else(|| live_route(&ctx, &host));
+            capture.route = refusal.route.clone();
+            capture.consumer = refusal.consumer.clone();
+            let reason = refusal.reason.clone();
+            return Ok(refuse(
+                &ctx,
+                tunnel.as_ref(),
+                capture,
+                reason,
+                refusal.response(),
+            ));
+        }
         Some(Ok(d)) => Some(d),
         None => None,
     };
+    capture.route = decision.as_ref().map(|d| d.route.clone());
+    capture.consumer = decision.as_ref().and_then(|d| d.consumer.clone());
     let (route, timeout) = match &decision {
         Some(d) => match &d.target {
             Target::Url(url) => return Ok(gateway::to_url(&ctx, d, req, url).await),
@@ -219,7 +269,13 @@ async fn proxy(
     if !route.access.is_open() {
         let authorization = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
         if let Err(why) = route.access.check(peer.ip(), authorization) {
-            return Ok(denied(why));
+            return Ok(refuse(
+                &ctx,
+                Some(&route),
+                capture,
+                why.reason(),
+                denied(why),
+            ));
         }
     }
     let started = Instant::now();
@@ -234,36 +290,29 @@ async fn proxy(
             if let Some(d) = &decision {
                 d.failed(&ctx, "unreachable", 503, message.clone());
             }
-            return Ok(page(StatusCode::SERVICE_UNAVAILABLE, message));
+            let answer = page(StatusCode::SERVICE_UNAVAILABLE, message);
+            return Ok(refuse(
+                &ctx,
+                Some(&route),
+                capture,
+                "tenant_connections",
+                answer,
+            ));
         }
         Err(Refused::Failed(e)) => {
             let message = format!("the tunnel for {host} is unreachable: {e}");
             if let Some(d) = &decision {
                 d.failed(&ctx, "unreachable", 502, message.clone());
             }
-            return Ok(page(StatusCode::BAD_GATEWAY, message));
+            let answer = page(StatusCode::BAD_GATEWAY, message);
+            return Ok(refuse(
+                &ctx,
+                Some(&route),
+                capture,
+                "tunnel_unreachable",
+                answer,
+            ));
         }
-    };
-    let mut capture = RequestCaptured {
-        method: req.method().to_string(),
-        path: req
-            .uri()
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "/".into()),
-        ip: peer.ip().to_string(),
-        user_agent: req
-            .headers()
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-        proto: format!("{:?}", version),
-        host: host.clone(),
-        started_at: ctx.core.now_ms(),
-        route: decision.as_ref().map(|d| d.route.clone()),
-        consumer: decision.as_ref().and_then(|d| d.consumer.clone()),
-        ..RequestCaptured::default()
     };
     route.meter.requests.fetch_add(1, Ordering::Relaxed);
     // A WebSocket upgrade: once the service agrees (101), the public
@@ -275,9 +324,6 @@ async fn proxy(
     let full = (ctx.settings.full_capture.as_ref())
         .filter(|_| mode == InspectMode::Full)
         .map(|f| f.start(req.headers()));
-    if let Some(f) = &full {
-        capture.id = f.id.clone();
-    }
     let req = req.map(|b| {
         let counted = CountingBody::new(b, bytes_in.clone(), None);
         match &full {

@@ -26,6 +26,7 @@ mod node;
 mod open;
 mod public_port;
 mod rate_limit;
+mod refusal;
 pub mod replay;
 mod session;
 mod supervisor;

@@ -15,7 +15,7 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST, USER_AGENT};
 use hyper::{Method, Request};
 use tokio::time::Instant;
 
-use super::capture::{masked_headers, CountingBody, Pending};
+use super::capture::{masked_headers, request_id, CountingBody, Pending};
 use super::context::{EdgeContext, Route};
 use super::upstream_tunnel::{connect, Refused};
 use crate::domain::TunnelCommand;
@@ -44,8 +44,8 @@ pub struct Resend {
     pub headers: Vec<(String, String)>,
     /// Its whole body.
     pub body: Bytes,
-    /// The seq of the request it replays.
-    pub replay_of: u64,
+    /// The id (`req_…`) of the request it replays.
+    pub replay_of: String,
 }
 
 /// The service's answer to a replay.
@@ -61,7 +61,7 @@ pub struct Replayed {
     pub len: u64,
     /// Whether `body` holds only the first bytes.
     pub truncated: bool,
-    /// The replay's capture id (`req_…`) when it was captured in full.
+    /// The replay's id (`req_…`) when it was captured.
     pub id: Option<String>,
 }
 
@@ -122,11 +122,11 @@ pub async fn replay(
         proto: "HTTP/1.1".into(),
         host: crate::domain::request_host(&header(HOST)),
         started_at: ctx.core.now_ms(),
-        replay_of: Some(resend.replay_of),
+        id: request_id(),
+        replay_of_id: Some(resend.replay_of.clone()),
         ..RequestCaptured::default()
     };
-    let id = full.as_ref().map(|f| f.id.clone());
-    capture.id = id.clone().unwrap_or_default();
+    let id = capturing.then(|| capture.id.clone());
     route.meter.requests.fetch_add(1, Ordering::Relaxed);
     let (bytes_in, bytes_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let request = request.map(|b| {

@@ -48,12 +48,20 @@ pub struct CapturedRequest {
     /// The gateway consumer that sent it.
     #[serde(default)]
     pub consumer: Option<String>,
-    /// Its capture id (`req_…`), with full capture.
+    /// Its id (`req_…`); empty only in requests captured before every
+    /// request had one (without full capture).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
-    /// The seq of the request it replayed.
+    /// The seq of the request it replayed, in replays recorded before
+    /// requests were named by id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<u64>,
+    /// The id of the request it replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of_id: Option<String>,
+    /// Why the edge answered it itself, if it did (see `RequestCaptured::refused`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// The inspector projection's state.
@@ -113,10 +121,13 @@ impl InspectorProjection {
             host: r.host.clone(),
             id: r.id.clone(),
             replay_of: r.replay_of,
+            replay_of_id: r.replay_of_id.clone(),
+            refused: r.refused.clone(),
         })
     }
 
-    /// The tenant's recent request captured under `id` (`req_…`).
+    /// The tenant's recent request named `id` (`req_…`); older ones are
+    /// found in the history (`InspectorIndex::by_id`).
     pub fn by_id(&self, tenant: &str, id: &str) -> Option<&CapturedRequest> {
         self.recent.get(tenant)?.iter().rev().find(|r| r.id == id)
     }

@@ -1,8 +1,11 @@
 //! The inspector's history: every captured request in a sled tree indexed by
-//! (tenant, time), paged 50 at a time with filters for `/logs`.
+//! (tenant, time), paged 50 at a time with filters for `/logs`, and found by
+//! its id (`req_…`).
 //!
 //! The index is derived: it records the last seq it holds (in the same
 //! atomic batch as the entries) and catches up from the log after a restart.
+//! A tree written in an older layout is emptied on open and rebuilt from the
+//! log.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +16,13 @@ pub const INSPECTOR_TREE: &str = "beamd.inspector";
 /// Requests per page of `/logs`.
 pub const PAGE_SIZE: usize = 50;
 const WATERMARK: &[u8] = b"\xffwatermark";
+/// The layout the tree is written in; any other (or none) is rebuilt.
+const FORMAT: &[u8] = b"\xffformat";
+/// 2: entries by (tenant, time, seq), and an id entry for each.
+const FORMAT_VERSION: u64 = 2;
+/// Id entries (`\xfe` tenant `\0` id → the entry's key) sort after every
+/// tenant (`ten_…`) and before the `\xff` marks.
+const BY_ID: u8 = 0xfe;
 
 /// What can go wrong with the index.
 #[derive(Debug, thiserror::Error)]
@@ -67,12 +77,35 @@ fn key(tenant: &str, at: u64, seq: u64) -> Vec<u8> {
     k
 }
 
+fn id_key(tenant: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + id.len() + 2);
+    k.push(BY_ID);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn decode(value: &[u8]) -> Result<CapturedRequest, IndexError> {
+    rmp_serde::from_slice(value).map_err(|e| IndexError::Corrupt(e.to_string()))
+}
+
 impl InspectorIndex {
-    /// Opens the index tree in `db`.
+    /// Opens the index tree in `db`; one in an older layout is emptied, so
+    /// that the projector rebuilds it from the log.
     pub fn open(db: &sled::Db) -> Result<Self, IndexError> {
-        Ok(Self {
-            tree: db.open_tree(INSPECTOR_TREE)?,
-        })
+        let tree = db.open_tree(INSPECTOR_TREE)?;
+        let current = FORMAT_VERSION.to_be_bytes();
+        if tree.get(FORMAT)?.as_deref() != Some(&current[..]) {
+            if !tree.is_empty() {
+                tracing::info!(
+                    "the request history is in an older layout: rebuilding it from the log"
+                );
+                tree.clear()?;
+            }
+            tree.insert(FORMAT, &current)?;
+        }
+        Ok(Self { tree })
     }
 
     /// The last seq the index holds (0 = empty).
@@ -93,11 +126,23 @@ impl InspectorIndex {
         for r in requests {
             let value =
                 rmp_serde::to_vec_named(r).map_err(|e| IndexError::Corrupt(e.to_string()))?;
-            batch.insert(key(&r.tenant, r.at, r.seq), value);
+            let at = key(&r.tenant, r.at, r.seq);
+            if !r.id.is_empty() {
+                batch.insert(id_key(&r.tenant, &r.id), at.as_slice());
+            }
+            batch.insert(at, value);
         }
         batch.insert(WATERMARK, &through_seq.to_be_bytes());
         self.tree.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// The request of `tenant` named `id` (`req_…`).
+    pub fn by_id(&self, tenant: &str, id: &str) -> Result<Option<CapturedRequest>, IndexError> {
+        let Some(at) = self.tree.get(id_key(tenant, id))? else {
+            return Ok(None);
+        };
+        self.tree.get(at)?.map(|v| decode(&v)).transpose()
     }
 
     /// Every request of `tenant` that arrived in `from..=to` (ms), oldest first.
@@ -116,9 +161,7 @@ impl InspectorIndex {
             .range(key(tenant, from, 0)..=key(tenant, to, u64::MAX))
         {
             let (_, value) = item?;
-            let r: CapturedRequest =
-                rmp_serde::from_slice(&value).map_err(|e| IndexError::Corrupt(e.to_string()))?;
-            each(&r);
+            each(&decode(&value)?);
         }
         Ok(())
     }
@@ -138,8 +181,7 @@ impl InspectorIndex {
         }
         for item in self.tree.range(start..=end).rev() {
             let (_, value) = item?;
-            let r: CapturedRequest =
-                rmp_serde::from_slice(&value).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+            let r = decode(&value)?;
             let wanted = query
                 .path
                 .as_ref()
@@ -243,5 +285,68 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(index.query("ten_a", &backwards).unwrap().count, 0);
+    }
+
+    #[test]
+    fn finds_requests_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let index = InspectorIndex::open(&db).unwrap();
+        let req = |seq: u64, tenant: &str, id: &str| CapturedRequest {
+            seq,
+            at: 5_000 + seq,
+            tenant: tenant.into(),
+            id: id.into(),
+            ..Default::default()
+        };
+        let reqs = [
+            req(1, "ten_a", "req_000000000000000a"),
+            req(2, "ten_b", "req_000000000000000b"),
+            req(3, "ten_a", ""),
+        ];
+        index.record(&reqs, 3).unwrap();
+        let found = index.by_id("ten_a", "req_000000000000000a").unwrap();
+        assert_eq!(found.map(|r| r.seq), Some(1));
+        assert_eq!(
+            index.by_id("ten_a", "req_000000000000000b").unwrap(),
+            None,
+            "another tenant's id"
+        );
+        assert_eq!(index.by_id("ten_a", "").unwrap(), None);
+        // Id entries are not requests: pages and scans never see them.
+        assert_eq!(index.query("ten_a", &LogQuery::default()).unwrap().count, 2);
+        let mut seen = 0;
+        index.scan("ten_a", 0, u64::MAX, |_| seen += 1).unwrap();
+        assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn an_older_layout_is_emptied_for_a_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(INSPECTOR_TREE).unwrap();
+        // As the first layout left it: entries and a watermark, no format mark.
+        let old = CapturedRequest {
+            seq: 7,
+            tenant: "ten_a".into(),
+            id: "req_0000000000000007".into(),
+            ..Default::default()
+        };
+        tree.insert(key("ten_a", 0, 7), rmp_serde::to_vec_named(&old).unwrap())
+            .unwrap();
+        tree.insert(WATERMARK, &7u64.to_be_bytes()).unwrap();
+        let index = InspectorIndex::open(&db).unwrap();
+        assert_eq!(
+            index.watermark().unwrap(),
+            0,
+            "rebuilt from the log's start"
+        );
+        assert_eq!(index.query("ten_a", &LogQuery::default()).unwrap().count, 0);
+        index.record(&[old], 7).unwrap();
+        // Opened again in the current layout, it is kept.
+        let index = InspectorIndex::open(&db).unwrap();
+        assert_eq!(index.watermark().unwrap(), 7);
+        let found = index.by_id("ten_a", "req_0000000000000007").unwrap();
+        assert_eq!(found.map(|r| r.seq), Some(7));
     }
 }

@@ -127,7 +127,8 @@ pub struct TunnelInspectSet {
     pub mode: InspectMode,
 }
 
-/// Metadata of one proxied HTTP request (never its body).
+/// Metadata of one HTTP request the edge took for a tunnel (never its body):
+/// proxied to the agent's service, or answered by the edge itself (`refused`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestCaptured {
@@ -162,10 +163,17 @@ pub struct RequestCaptured {
     /// The gateway consumer whose key it carried, if any.
     #[serde(default)]
     pub consumer: Option<String>,
-    /// The request's id (`req_…`), made at capture: full capture's headers
-    /// and bodies are kept under it. Empty without full capture.
+    /// The request's id (`req_` and 16 hex digits), made when it arrived;
+    /// full capture's headers and bodies are kept under it. Events written
+    /// before every request had one carry it only under full capture (else
+    /// it is empty).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
+    /// Whether its headers and body prefixes went to the body store (full
+    /// capture). Absent in events written before every request had an id:
+    /// there, an id means full capture (see [`RequestCaptured::has_detail`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<bool>,
     /// The request body as it passed, with full capture (boxed: most
     /// requests have none, and events stay small in memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,9 +181,29 @@ pub struct RequestCaptured {
     /// The response body as it passed, with full capture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body: Option<Box<BodySeen>>,
-    /// When this request was a replay: the seq of the request it replayed.
+    /// When this request was a replay recorded before requests were named
+    /// by id: the seq of the request it replayed. Kept for reading old
+    /// events; new replays name their original in `replay_of_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<u64>,
+    /// When this request was a replay: the id of the request it replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of_id: Option<String>,
+    /// When the edge answered the request itself and never passed it on:
+    /// why. `no_route`, `missing_key`, `invalid_key`, `service_gone`,
+    /// `service_offline` (the gateway), `rate_limited:<tier or route>:<n>/min`
+    /// (the gateway's rate limit), `credentials`, `network` (the tunnel's
+    /// access rules), `tenant_connections`, `tunnel_unreachable` (no stream
+    /// to the agent). Such a request has no body and no detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+impl RequestCaptured {
+    /// Whether its headers and body prefixes were handed to the body store.
+    pub fn has_detail(&self) -> bool {
+        self.detail.unwrap_or(!self.id.is_empty())
+    }
 }
 
 /// What the log records of a captured body: enough to prove what was seen,
@@ -189,4 +217,137 @@ pub struct BodySeen {
     pub len: u64,
     /// Whether the body store keeps only its first bytes.
     pub truncated: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `RequestCaptured` as it was written before requests had ids for
+    /// every capture, refusals were captured and replays named their
+    /// original by id.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Before {
+        method: String,
+        path: String,
+        status: u16,
+        duration_ms: u64,
+        bytes_in: u64,
+        bytes_out: u64,
+        ip: String,
+        user_agent: String,
+        proto: String,
+        host: String,
+        started_at: u64,
+        route: Option<String>,
+        consumer: Option<String>,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        replay_of: Option<u64>,
+    }
+
+    fn before(id: &str, replay_of: Option<u64>) -> Before {
+        Before {
+            method: "POST".into(),
+            path: "/hooks".into(),
+            status: 201,
+            duration_ms: 3,
+            bytes_in: 10,
+            bytes_out: 20,
+            ip: "203.0.113.7".into(),
+            user_agent: "curl/8".into(),
+            proto: "HTTP/1.1".into(),
+            host: "a.example".into(),
+            started_at: 1_700_000_000_000,
+            route: None,
+            consumer: None,
+            id: id.into(),
+            replay_of,
+        }
+    }
+
+    #[test]
+    fn events_written_before_decode() {
+        let decode = |b: &Before| -> RequestCaptured {
+            let bytes = rmp_serde::to_vec_named(b).expect("encodes");
+            rmp_serde::from_slice(&bytes).expect("an old event decodes")
+        };
+        // Meta capture, before ids: no id, no detail.
+        let meta = decode(&before("", None));
+        assert_eq!((meta.id.as_str(), meta.has_detail()), ("", false));
+        assert_eq!((meta.status, meta.bytes_out), (201, 20));
+        // Full capture: an id, so detail; a replay names its original by seq.
+        let full = decode(&before("req_00112233aabbccdd", Some(42)));
+        assert!(full.has_detail());
+        assert_eq!((full.replay_of, full.replay_of_id), (Some(42), None));
+        assert_eq!(full.refused, None);
+    }
+
+    /// The envelope body as `encode_record` writes it, around an old event.
+    #[derive(Serialize)]
+    struct OldBody {
+        seq: u64,
+        at: u64,
+        stream: &'static str,
+        version: u64,
+        schema: u16,
+        event: OldEvent,
+    }
+
+    #[derive(Serialize)]
+    enum OldEvent {
+        RequestCaptured(Before),
+    }
+
+    #[test]
+    fn a_stored_record_written_before_decodes() {
+        let body = OldBody {
+            seq: 9,
+            at: 1_700_000_000_500,
+            stream: "tun_1",
+            version: 4,
+            schema: 1,
+            event: OldEvent::RequestCaptured(before("req_00000000000000ff", Some(3))),
+        };
+        let body = rmp_serde::to_vec_named(&body).expect("encodes");
+        let prev = [7u8; 32];
+        let hash = crate::envelope::chain_hash(&prev, &body);
+        // Record format 1: [format][prev_hash][hash][body].
+        let mut record = vec![1u8];
+        record.extend_from_slice(&prev);
+        record.extend_from_slice(&hash);
+        record.extend_from_slice(&body);
+        let env = crate::envelope::decode_record(9, &record).expect("an old record decodes");
+        let crate::Event::RequestCaptured(r) = env.event else {
+            panic!("{:?}", env.event)
+        };
+        assert_eq!((env.seq, env.version, env.hash), (9, 4, hash));
+        assert_eq!(
+            (r.replay_of, r.id.as_str()),
+            (Some(3), "req_00000000000000ff")
+        );
+        assert!(r.has_detail());
+    }
+
+    #[test]
+    fn new_fields_round_trip_and_stay_out_when_unset() {
+        let refused = RequestCaptured {
+            status: 429,
+            id: "req_0123456789abcdef".into(),
+            detail: Some(false),
+            refused: Some("rate_limited:free:60/min".into()),
+            ..RequestCaptured::default()
+        };
+        let bytes = rmp_serde::to_vec_named(&refused).expect("encodes");
+        let back: RequestCaptured = rmp_serde::from_slice(&bytes).expect("decodes");
+        assert_eq!(back, refused);
+        assert!(!back.has_detail(), "an id alone no longer means detail");
+        let plain = rmp_serde::to_vec_named(&RequestCaptured::default()).expect("encodes");
+        let text = String::from_utf8_lossy(&plain);
+        for absent in ["replayOfId", "refused", "detail"] {
+            assert!(!text.contains(absent), "{absent} is left out when unset");
+        }
+    }
 }

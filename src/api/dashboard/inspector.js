@@ -7,6 +7,9 @@ const filters = { status: '', path: '', tunnel: '' };
 let selectedSeq = null;
 let editorOpen = false;
 
+// A request's name in the API: its id (its seq for requests captured before every one had an id).
+const nameOf = (r) => r.id || String(r.seq);
+
 function pretty(body) {
   if (body.encoding !== 'utf8') return body.data;
   try {
@@ -28,8 +31,8 @@ function bodyBlock(title, body, id) {
 }
 
 async function replay(r, edits) {
-  const result = await api('POST', '/requests/' + r.seq + '/replay', edits);
-  const captured = result.request ? ': captured as #' + result.request.seq : '';
+  const result = await api('POST', '/requests/' + nameOf(r) + '/replay', edits);
+  const captured = result.request ? ': captured as ' + nameOf(result.request) : '';
   notice('Replayed ' + r.method + ' ' + r.path + ' → ' + result.status + captured, 'info');
   if (result.request) selectedSeq = result.request.seq;
   render();
@@ -50,12 +53,14 @@ function editor(r, d) {
 
 async function showDetail(section, r) {
   let d;
-  try { d = await api('GET', '/requests/' + r.seq); } catch (e) { section.replaceChildren(h('p', {}, e.message)); return; }
+  try { d = await api('GET', '/requests/' + nameOf(r)); } catch (e) { section.replaceChildren(h('p', {}, e.message)); return; }
   if (selectedSeq !== r.seq) return;
   const facts = [when(r.at), r.status, r.durationMs + ' ms', bytes(r.bytes), r.ip];
   const kids = [h('h2', {}, r.method + ' ' + r.path), h('p', { class: 'muted' }, facts.join(' · '))];
-  if (r.replayOf) kids.push(h('p', { id: 'replay-of' }, 'A replay of request #' + r.replayOf));
-  if (d.detail === 'stored') {
+  if (r.replayOf) kids.push(h('p', { id: 'replay-of' }, 'A replay of request ' + r.replayOf));
+  if (r.refused) {
+    kids.push(h('p', { class: 'muted', id: 'refused' }, 'Refused by the edge (' + r.refused + '): it never reached the service, and has no body.'));
+  } else if (d.detail === 'stored') {
     const button = h('button', { type: 'button', id: 'replay-button' }, 'Replay');
     button.addEventListener('click', async () => {
       button.disabled = true;
@@ -92,7 +97,7 @@ async function inspectorPage() {
   };
   const rows = shown.map((r) => {
     const tr = h('tr', { class: 'clickable' + (r.seq === selectedSeq ? ' selected' : ''), 'data-seq': r.seq, 'data-path': r.path, 'data-replay-of': r.replayOf },
-      h('td', {}, when(r.at)), h('td', {}, r.method), h('td', {}, r.path + (r.replayOf ? ' ↻' : '')), h('td', {}, r.status),
+      h('td', {}, when(r.at)), h('td', {}, r.method), h('td', {}, r.path + (r.replayOf ? ' ↻' : '')), h('td', {}, r.refused ? r.status + ' ' + r.refused : r.status),
       h('td', {}, r.durationMs + ' ms'), h('td', {}, r.host), h('td', {}, bytes(r.bytes)));
     tr.addEventListener('click', () => show(r));
     return tr;
