@@ -45,7 +45,7 @@ pub(super) fn refuse<B>(
         .take(SCOPE, &route.tunnel, REFUSALS_CAPTURED_PER_MINUTE)
         .is_err();
     if over || ctx.settings.disk.short().is_some() {
-        metrics::counter!("beamd_captures_dropped_total").increment(1);
+        metrics::counter!(crate::metric_catalog::CAPTURES_DROPPED.name).increment(1);
         return response;
     }
     capture.status = response.status().as_u16();
