@@ -19,7 +19,6 @@ use crate::domain::{CreateTenant, Scopes, Tenant, TenantCommand};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlanView {
     /// `free`, `pro`, … (lowercase letters, digits, `-`)
-    #[schema(schema_with = crate::api::schema::label)]
     pub name: String,
     /// Tunnels live at once.
     #[serde(default)]
@@ -147,15 +146,12 @@ pub async fn list(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewTenant {
     /// URL-safe short name, unique on the edge.
-    #[schema(schema_with = crate::api::schema::label)]
     pub slug: String,
     /// Display name (default: the slug).
-    #[schema(schema_with = crate::api::schema::text_100_or_null)]
     pub name: Option<String>,
     /// Plan (default: `free` without limits).
     pub plan: Option<PlanView>,
     /// Base host of its HTTP tunnels (default: SLUG.<the edge's tunnel base>).
-    #[schema(schema_with = crate::api::schema::host_or_null)]
     pub tunnel_base: Option<String>,
 }
 

@@ -117,13 +117,10 @@ pub async fn list(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateToken {
     /// Label, 1–80 characters (default `token`).
-    #[schema(schema_with = crate::api::schema::text_80_or_null)]
     pub label: Option<String>,
     /// `agent` (default) or `api`.
-    #[schema(schema_with = crate::api::schema::key_kind_or_null)]
     pub kind: Option<String>,
     /// Scopes (default `["read"]`): `read`, `manage`, `admin`; no more than the caller's own.
-    #[schema(schema_with = crate::api::schema::scopes_or_null)]
     pub scopes: Option<Vec<String>>,
     /// Byte limit; null or absent = none.
     pub limit_bytes: Option<u64>,

@@ -60,7 +60,6 @@ pub struct TunnelView {
 pub struct TunnelPatch {
     /// `off` (no request captured), `meta` (metadata) or `full` (also headers
     /// and the first bytes of each body, for details and replay).
-    #[schema(schema_with = crate::api::schema::inspect_mode)]
     pub inspect: String,
 }
 

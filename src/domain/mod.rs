@@ -29,7 +29,7 @@ pub use domain_name::{
     claim_lapsed, host_reaches, DomainCommand, DomainName, DomainStatus, DEFAULT_CLAIM_TTL_MS,
 };
 pub use error::DomainError;
-pub use key::{Key, KeyCommand, KeyStatus};
+pub use key::{Key, KeyCommand, KeyStatus, MAX_LABEL};
 pub use node::{Node, NodeCommand, NodeStatus};
 pub use scope::{Scope, Scopes};
 pub use tenant::{Tenant, TenantCommand};

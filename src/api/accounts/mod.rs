@@ -63,13 +63,10 @@ fn address(peer: Option<SocketAddr>) -> String {
 #[serde(deny_unknown_fields)]
 pub struct Register {
     /// Your name (1–100 characters).
-    #[schema(schema_with = crate::api::schema::text_100)]
     pub name: String,
     /// Your sign-in address.
-    #[schema(schema_with = crate::api::schema::email)]
     pub email: String,
     /// 8 to 1024 characters.
-    #[schema(schema_with = crate::api::schema::password)]
     pub password: String,
 }
 
@@ -317,7 +314,6 @@ pub struct Reset {
     /// The `token` of the mailed link.
     pub token: String,
     /// The new password (8 to 1024 characters).
-    #[schema(schema_with = crate::api::schema::password)]
     pub password: String,
 }
 

@@ -58,10 +58,8 @@ pub struct CreatedConsumer {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewConsumer {
     /// 1–80 characters.
-    #[schema(schema_with = crate::api::schema::text_80)]
     pub name: String,
     /// `free` (default), `standard` or `premium`.
-    #[schema(schema_with = crate::api::schema::tier_or_null)]
     pub rate_limit_tier: Option<String>,
 }
 

@@ -129,7 +129,6 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct ErrorPatch {
     /// Must be true: a group opens again by itself when its route fails again.
-    #[schema(schema_with = crate::api::schema::only_true)]
     pub resolved: bool,
 }
 

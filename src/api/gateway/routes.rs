@@ -73,16 +73,12 @@ fn entity(r: &Route) -> Result<RouteEntity, ApiError> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewRoute {
     /// `NAME.<your tunnel base>` or one of your verified domains.
-    #[schema(schema_with = crate::api::schema::host)]
     pub host: String,
     /// `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS` or `*`.
-    #[schema(schema_with = crate::api::schema::method)]
     pub method: String,
     /// `/literal/:param/*`.
-    #[schema(schema_with = crate::api::schema::path_pattern)]
     pub path_pattern: String,
     /// One of your services.
-    #[schema(schema_with = crate::api::schema::service_id)]
     pub service_id: String,
     /// Whether callers need a consumer API key.
     pub auth_required: bool,
@@ -98,16 +94,12 @@ pub struct NewRoute {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoutePatch {
     /// The host.
-    #[schema(schema_with = crate::api::schema::host_or_null)]
     pub host: Option<String>,
     /// The method.
-    #[schema(schema_with = crate::api::schema::method_or_null)]
     pub method: Option<String>,
     /// The pattern.
-    #[schema(schema_with = crate::api::schema::path_pattern_or_null)]
     pub path_pattern: Option<String>,
     /// The service.
-    #[schema(schema_with = crate::api::schema::service_id_or_null)]
     pub service_id: Option<String>,
     /// Key required.
     pub auth_required: Option<bool>,

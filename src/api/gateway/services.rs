@@ -68,16 +68,12 @@ pub(super) fn entity(s: &Service) -> Result<ServiceEntity, ApiError> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewService {
     /// 1–80 characters.
-    #[schema(schema_with = crate::api::schema::text_80)]
     pub name: String,
     /// The name of one of your HTTP tunnels.
-    #[schema(schema_with = crate::api::schema::label_or_null)]
     pub tunnel: Option<String>,
     /// An `http://` URL the edge reaches directly.
-    #[schema(schema_with = crate::api::schema::http_url_or_null)]
     pub target_url: Option<String>,
     /// A path starting with `/`, probed for health.
-    #[schema(schema_with = crate::api::schema::probe_path_or_null)]
     pub health_check_path: Option<String>,
     /// 1–300000 ms (default 30000).
     #[schema(minimum = 1, maximum = 300000)]
@@ -89,19 +85,18 @@ pub struct NewService {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServicePatch {
     /// 1–80 characters.
-    #[schema(schema_with = crate::api::schema::text_80_or_null)]
     pub name: Option<String>,
     /// A tunnel name (null: none).
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(schema_with = crate::api::schema::label_or_null)]
+    #[schema(value_type = Option<String>, nullable)]
     pub tunnel: Option<Option<String>>,
     /// An `http://` URL (null: none).
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(schema_with = crate::api::schema::http_url_or_null)]
+    #[schema(value_type = Option<String>, nullable)]
     pub target_url: Option<Option<String>>,
     /// A path (null: not probed).
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(schema_with = crate::api::schema::probe_path_or_null)]
+    #[schema(value_type = Option<String>, nullable)]
     pub health_check_path: Option<Option<String>>,
     /// 1–300000 ms.
     #[schema(minimum = 1, maximum = 300000)]
