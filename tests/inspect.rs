@@ -115,7 +115,8 @@ async fn full_capture_stores_masked_headers_and_bodies_beside_the_log() -> Resul
         404,
         "not a request"
     );
-    assert_eq!(admin.get("/api/v1/requests/abc").await?.status, 400);
+    // A name that is neither an id nor a seq names no request.
+    assert_eq!(admin.get("/api/v1/requests/abc").await?.status, 404);
 
     drop(agent);
     stop(&mut edge).await?;
