@@ -234,6 +234,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_field_rule_names_a_field_of_the_document() {
+        let mut doc = serde_json::to_value(utoipa_document()).expect("the document encodes");
+        assert_eq!(super::super::schema::apply(&mut doc), Vec::<String>::new());
+        let label = &doc["components"]["schemas"]["CreateToken"]["properties"]["label"];
+        assert_eq!(label["maxLength"], 80);
+        assert!(label["description"].is_string(), "the description is kept");
+        let kind = &doc["components"]["schemas"]["CreateToken"]["properties"]["kind"]["enum"];
+        assert_eq!(kind, &serde_json::json!(["agent", "api", null]));
+    }
+
+    #[test]
     fn a_path_gets_its_templates_methods() {
         assert_eq!(
             methods_of("/api/v1/tokens").as_deref(),
