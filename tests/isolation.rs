@@ -8,7 +8,7 @@ mod common;
 
 use anyhow::{bail, ensure, Context, Result};
 use common::api::{api_edge, call, error_of, tenant, Api};
-use common::http::{http_server, start_http_agent};
+use common::http::{client, get, http_server, send, start_http_agent};
 
 /// The resource kind a path's `{id}` names: its first segment after /api/v1/.
 fn kind(path: &str) -> &str {
@@ -36,6 +36,18 @@ async fn created(api: &Api, path: &str, body: &str) -> Result<String> {
     Ok(a.body["id"].as_str().context("id")?.to_string())
 }
 
+/// The id of the owner's first captured request, once the inspector has it.
+async fn captured(api: &Api) -> Result<String> {
+    for _ in 0..100 {
+        let listed = api.get("/api/v1/requests").await?;
+        if let Some(id) = listed.body["requests"][0]["id"].as_str() {
+            return Ok(id.to_string());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    bail!("the request through the tunnel was never listed")
+}
+
 /// Everything the owner can list, as text, to compare before and after.
 async fn owner_view(api: &Api) -> Result<String> {
     let mut all = String::new();
@@ -46,6 +58,7 @@ async fn owner_view(api: &Api) -> Result<String> {
         "/api/v1/services",
         "/api/v1/routes",
         "/api/v1/consumers",
+        "/api/v1/requests",
     ] {
         let a = api.get(path).await?;
         ensure!(a.status == 200, "GET {path}: {}", a.text);
@@ -59,8 +72,11 @@ async fn another_tenants_key_finds_nothing_and_changes_nothing() -> Result<()> {
     let (_dir, edge) = api_edge()?;
     let owner = Api::new(edge.api, edge.token.as_deref().context("token")?);
     let web = http_server().await?;
-    let (_agent, url, _) = start_http_agent(&edge, "tcp", web, "shop", &[])?;
+    let (_agent, url, public) = start_http_agent(&edge, "tcp", web, "shop", &[])?;
     let host = url.split(':').next().context("host")?.to_string();
+    let (status, _) = send(&mut client(public).await?, get(&host, "/hello")?).await?;
+    ensure!(status == 200, "a request through the tunnel: {status}");
+    let request = captured(&owner).await?;
     let tunnels = owner.get("/api/v1/tunnels").await?;
     let tunnel = tunnels.body["tunnels"][0]["id"]
         .as_str()
@@ -104,6 +120,7 @@ async fn another_tenants_key_finds_nothing_and_changes_nothing() -> Result<()> {
             "services" => (service.clone(), "svc_0000000000000000"),
             "routes" => (route.clone(), "rte_0000000000000000"),
             "consumers" => (consumer.clone(), "con_0000000000000000"),
+            "requests" => (request.clone(), "req_0000000000000000"),
             // The owner has no error group; an intruder guessing ids is the same case.
             "errors" => ("err_1111111111111111".into(), "err_0000000000000000"),
             other => bail!("{path}: no resource of kind {other:?} in this walk; add one"),
