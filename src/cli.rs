@@ -355,7 +355,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Edge(args) => runtime.block_on(crate::edge::run(*args)),
+        Command::Edge(args) => runtime.block_on(crate::node::run(*args)),
         Command::Tcp(args) => runtime.block_on(crate::agent::run_tcp(args)),
         Command::Http(args) => runtime.block_on(crate::agent::run_http(args)),
         Command::Replay(args) => runtime.block_on(crate::replay::run(args)),

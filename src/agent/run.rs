@@ -10,10 +10,10 @@ use anyhow::{bail, Context, Result};
 use beamd_events::vocabulary::{InspectMode, TunnelProtocol};
 
 use super::dial::{parse_edges, uses_quic, AgentTransport, Dialers, EdgeAddr, QUIC_FALLBACK_AFTER};
-use super::link::{trust, ShareLink};
 use super::session::{Agent, Ended};
+use super::trust::trust;
 use crate::cli::TransportArg;
-use crate::protocol::{Token, TunnelRequest, UpstreamProtocol};
+use crate::protocol::{ShareLink, Token, TunnelRequest, UpstreamProtocol};
 
 /// How an agent reaches and trusts the edge: shared by `beamd tcp` and `beamd http`.
 #[derive(Debug, Clone, clap::Args)]

@@ -17,6 +17,7 @@ mod error;
 pub mod gateway;
 mod key;
 mod node;
+mod public_address;
 mod scope;
 pub mod tenant;
 mod tunnel;
@@ -31,6 +32,7 @@ pub use domain_name::{
 pub use error::DomainError;
 pub use key::{Key, KeyCommand, KeyStatus, MAX_LABEL};
 pub use node::{Node, NodeCommand, NodeStatus};
+pub use public_address::PublicAddresses;
 pub use scope::{Scope, Scopes};
 pub use tenant::{Tenant, TenantCommand};
 pub use tunnel::{Tunnel, TunnelCommand, TunnelStatus};

@@ -9,18 +9,24 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use beamd_events::vocabulary::InspectMode;
 use beamd_transports::{Connection, TransportError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::access::Access;
-use super::dns::DnsVerifier;
-use super::error_tally::ErrorTally;
+use super::conn_cap::TenantConnections;
+use super::http::access::Access;
+use super::http::gateway::error_tally::ErrorTally;
+use super::http::H2Args;
 use super::meter::Meter;
-use super::rate_limit::RateLimiter;
 use crate::actors::Core;
-use crate::domain::DomainName;
+use crate::disk::DiskGuard;
+use crate::dns::DnsVerifier;
+use crate::domain::{DomainName, PublicAddresses};
+use crate::egress::Egress;
+use crate::inspector::FullCaptureSettings;
+use crate::rate_limit::RateLimiter;
 
 /// A byte stream to an agent, whatever the transport.
 pub trait AgentStream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -105,11 +111,11 @@ pub struct EdgeSettings {
     /// How long a public client has to send a request's headers (slowloris).
     pub header_timeout: Option<Duration>,
     /// The public ingress's HTTP/2 limits.
-    pub h2: super::h2::H2Args,
+    pub h2: H2Args,
     /// How custom domains are verified.
     pub dns: DnsVerifier,
     /// Where the edge may connect on a tenant's behalf.
-    pub egress: Arc<super::Egress>,
+    pub egress: Arc<Egress>,
     /// Public HTTP clients whose forwarding headers are kept.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often domains waiting for their TXT record are checked again.
@@ -118,11 +124,11 @@ pub struct EdgeSettings {
     pub window: Duration,
     /// The data dir's free space: below its watermark, commands, new
     /// sessions and captures are refused.
-    pub disk: Arc<super::DiskGuard>,
+    pub disk: Arc<DiskGuard>,
     /// Public connections open per tenant, and their cap.
-    pub connections: Arc<super::TenantConnections>,
+    pub connections: Arc<TenantConnections>,
     /// Full capture (headers and body prefixes); `None`: metadata only.
-    pub full_capture: Option<super::capture::FullCaptureSettings>,
+    pub full_capture: Option<FullCaptureSettings>,
 }
 
 impl EdgeSettings {
@@ -140,23 +146,28 @@ impl EdgeSettings {
             header_timeout: Some(Duration::from_secs(10)),
             h2: Default::default(),
             dns: DnsVerifier::default(),
-            egress: Arc::new(super::Egress::new(Vec::new(), DnsVerifier::default())),
+            egress: Arc::new(Egress::new(Vec::new(), DnsVerifier::default())),
             trusted_proxies: Vec::new(),
             domain_recheck: Duration::from_secs(30),
             window: Duration::from_millis(200),
-            disk: super::DiskGuard::off(),
-            connections: super::TenantConnections::new(DEFAULT_TENANT_CONNECTIONS),
+            disk: DiskGuard::off(),
+            connections: TenantConnections::new(DEFAULT_TENANT_CONNECTIONS),
             full_capture: None,
+        }
+    }
+
+    /// Where the public reaches this edge's tunnels.
+    pub fn public_addresses(&self) -> PublicAddresses {
+        PublicAddresses {
+            advertise: self.advertise.clone(),
+            http_port: self.http_port,
+            https: self.https,
         }
     }
 
     /// The public URL of an HTTP host.
     pub fn url(&self, host: &str) -> String {
-        let scheme = if self.https { "https" } else { "http" };
-        match (self.http_port, self.https) {
-            (Some(443), true) | (Some(80), false) | (None, _) => format!("{scheme}://{host}"),
-            (Some(port), _) => format!("{scheme}://{host}:{port}"),
-        }
+        self.public_addresses().url(host)
     }
 }
 
@@ -269,6 +280,19 @@ impl EdgeContext {
             }
             None => {}
         }
+    }
+
+    /// What the inspector keeps of `tunnel`'s requests on this edge: its
+    /// mode, or `off` when the edge captures nothing.
+    pub fn inspect_mode(&self, tunnel: &str) -> InspectMode {
+        if !self.settings.capture {
+            return InspectMode::Off;
+        }
+        let hot = self.core.projections().hot();
+        hot.inspect
+            .get(tunnel)
+            .copied()
+            .unwrap_or(InspectMode::Meta)
     }
 
     /// Whether a session serves `tunnel` now.

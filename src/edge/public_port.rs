@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use super::conn_cap::TenantConnections;
 use super::context::EdgeContext;
 use super::meter::Meter;
-use super::session::{error, from_core};
+use super::sessions::{error, from_core};
 use crate::actors::{Core, CoreError};
 use crate::domain::{DomainError, Key, OpenTunnel, PortRequest, Tunnel, TunnelCommand};
 use crate::protocol::{write_frame, ErrorFrame, StreamHeader, TunnelRequest};

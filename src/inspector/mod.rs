@@ -3,11 +3,14 @@
 //! credentials masked before anything is stored.
 
 pub mod body_store;
+pub mod full_capture;
 pub mod mask;
+pub mod replay;
 pub mod sink;
 pub mod tee;
 
 pub use body_store::{BodyLimits, BodyStore, Detail, BODIES_DIR, BODIES_TREE};
+pub use full_capture::FullCaptureSettings;
 pub use mask::{is_masked, mask_headers, DEFAULT_MASKED};
 pub use sink::BodySink;
 pub use tee::{BodyDigest, BodyTee, DEFAULT_BODY_LIMIT};

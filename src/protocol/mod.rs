@@ -4,9 +4,11 @@
 
 mod codec;
 mod frames;
+mod share_link;
 
 pub use codec::{read_frame, write_frame, ProtocolError, MAX_FRAME};
 pub use frames::{
     AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello, StreamHeader, Token, TunnelRequest,
     UpstreamProtocol, PROTOCOL_VERSION,
 };
+pub use share_link::ShareLink;

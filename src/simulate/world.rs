@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::agents::{self, SimAgent, SimTransport};
 use super::ledger::{self, Ledger};
 use crate::actors::{Core, CoreConfig, CoreError, Timings};
-use crate::edge::{take_offline_after_restart, EdgeContext, EdgeSettings};
+use crate::edge::{EdgeContext, EdgeSettings};
+use crate::node::take_offline_after_restart;
 
 /// A deliberately wrong rule, to prove the simulation catches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

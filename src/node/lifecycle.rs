@@ -14,16 +14,20 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::admin::bootstrap;
-use super::context::{EdgeContext, EdgeSettings};
-use super::dns::DnsVerifier;
 use super::log_guard::{log_failed, log_stopped, open_log, SIGXFSZ};
-use super::supervisor::{EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec};
 use super::sweep::{release_expired, take_offline_after_restart, take_offline_on_silent_nodes};
 use crate::actors::{ask, Core, CoreConfig, Timings};
 use crate::api::{ApiState, Endpoint};
 use crate::cli::EdgeArgs;
 use crate::data_dir::DataDir;
+use crate::disk::DiskGuard;
+use crate::dns::DnsVerifier;
 use crate::domain::NodeCommand;
+use crate::edge::{
+    EdgeContext, EdgeSettings, EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec, TenantConnections,
+};
+use crate::egress::Egress;
+use crate::inspector::FullCaptureSettings;
 use crate::projections::InspectorIndex;
 
 /// How long sessions get to end after the edge stops accepting.
@@ -101,7 +105,10 @@ fn api_state(
         .collect();
     ApiState {
         core: ctx.core.clone(),
-        settings: ctx.settings.clone(),
+        public: ctx.settings.public_addresses(),
+        dns: ctx.settings.dns.clone(),
+        egress: ctx.settings.egress.clone(),
+        disk: ctx.settings.disk.clone(),
         started: std::time::Instant::now(),
         node: ctx.node.clone(),
         agents,
@@ -111,7 +118,7 @@ fn api_state(
         accounts,
         tlog: Some(tlog),
         bodies: ctx.settings.full_capture.as_ref().map(|f| f.sink.clone()),
-        edge: Some(ctx.clone()),
+        replayer: Some(ctx.clone()),
     }
 }
 
@@ -212,7 +219,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     };
     settings.https = matches!(&http, Some((_, Some(_))));
     settings.capture = !args.no_capture;
-    settings.full_capture = super::capture::FullCaptureSettings::from_args(&args.inspect, &dir)?;
+    settings.full_capture = FullCaptureSettings::from_args(&args.inspect, &dir)?;
     settings.h2 = args.h2.clone();
     settings.upstream_timeout = Duration::from_secs(args.upstream_timeout_secs.max(1));
     settings.header_timeout =
@@ -221,8 +228,11 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         resolver: args.dns_resolver,
         claim_ttl: args.domain_claim_ttl,
     };
-    let egress = super::Egress::new(args.egress_allow.clone(), settings.dns.clone())
-        .with_public_ports(args.public_host, args.tcp_ports.0, args.tcp_ports.1);
+    let egress = Egress::new(args.egress_allow.clone(), settings.dns.clone()).with_public_ports(
+        args.public_host,
+        args.tcp_ports.0,
+        args.tcp_ports.1,
+    );
     for own in http
         .iter()
         .map(|(l, _)| l.local_addr())
@@ -234,8 +244,8 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     settings.trusted_proxies = args.trusted_proxies.clone();
     settings.domain_recheck = Duration::from_secs(args.domain_recheck_secs.max(1));
     settings.window = Duration::from_millis(args.traffic_window_ms.max(10));
-    settings.disk = super::DiskGuard::new(dir.path().into(), args.min_free_disk_mib << 20);
-    settings.connections = super::TenantConnections::new(args.max_tenant_connections);
+    settings.disk = DiskGuard::new(dir.path().into(), args.min_free_disk_mib << 20);
+    settings.connections = TenantConnections::new(args.max_tenant_connections);
     beamd_transports::set_fd_reserve(args.fd_reserve);
     if let Some(limit) = beamd_transports::raise_fd_limit() {
         tracing::info!(
@@ -276,18 +286,18 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         ctx.settings.egress.add_own(local);
         crate::say!("beamd edge: listening {} on {local}", transport.kind_name());
     }
-    tokio::spawn(super::takeover::follow(ctx.clone()));
+    tokio::spawn(crate::edge::follow_takeovers(ctx.clone()));
     crate::tlog::spawn(tlog.clone(), log.clone(), stopping.clone())?;
     if let Some((listener, tls)) = http {
         let local = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         bound.push(format!("{scheme}={local}"));
         crate::say!("beamd edge: listening {scheme} on {local}");
-        tokio::spawn(super::http_ingress::serve(listener, tls, ctx.clone()));
-        tokio::spawn(super::domains::recheck(ctx.clone()));
+        tokio::spawn(crate::edge::accept_public_http(listener, tls, ctx.clone()));
+        tokio::spawn(crate::edge::recheck_domains(ctx.clone()));
         let every = Duration::from_secs(args.health_interval_secs.max(1));
-        tokio::spawn(super::health::run(ctx.clone(), every));
-        tokio::spawn(super::error_tally::run(ctx.clone()));
+        tokio::spawn(crate::edge::probe_services(ctx.clone(), every));
+        tokio::spawn(crate::edge::record_gateway_errors(ctx.clone()));
     }
     if let Some(listener) = api {
         let local = listener.local_addr()?;

@@ -12,7 +12,7 @@ use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Response, Uri};
 use hyper_util::rt::TokioIo;
 
-use super::egress::{Egress, EgressError};
+use crate::egress::{Egress, EgressError};
 
 /// Why forwarding failed: a timeout (504), the egress policy (502 with the
 /// reason), or anything else (502).

@@ -15,9 +15,9 @@ use hyper::header::HOST;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 
-use super::context::{EdgeContext, Route};
 use super::upstream_url::{forward, Failed};
 use crate::domain::gateway::{Service, ServiceCommand};
+use crate::edge::context::{EdgeContext, Route};
 use crate::protocol::{write_frame, StreamHeader};
 
 /// What a probe found.
@@ -49,7 +49,7 @@ fn answered(status: u16) -> Found {
 }
 
 /// Probes every service with a health-check path, every `interval`, until the edge stops.
-pub(super) async fn run(ctx: Arc<EdgeContext>, interval: Duration) {
+pub async fn probe_services(ctx: Arc<EdgeContext>, interval: Duration) {
     let shutdown = ctx.shutdown.clone();
     let mut tick = tokio::time::interval(interval);
     loop {

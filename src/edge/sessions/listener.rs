@@ -9,8 +9,8 @@ use beamd_transports::tls::EdgeIdentity;
 use beamd_transports::{Listener, QuicTransport, StreamTls, TcpTransport, Transport, WsTransport};
 use tokio::task::JoinHandle;
 
-use super::context::EdgeContext;
 use super::session;
+use crate::edge::context::EdgeContext;
 
 /// Binds `kind` on `addr` (TCP and WebSocket with TLS when `tls`) and serves agents until the edge stops.
 pub async fn listen(

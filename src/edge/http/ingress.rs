@@ -27,10 +27,10 @@ use tokio_rustls::TlsAcceptor;
 
 use super::access::Denied;
 use super::capture::{request_id, CountingBody, Pending};
-use super::context::{EdgeContext, Route};
 use super::gateway::{self, Target};
 use super::refusal::refuse;
 use super::upstream_tunnel::{keep, upstream, Refused, Slot};
+use crate::edge::context::{EdgeContext, Route};
 use crate::metric_catalog;
 
 /// The answer past the file-descriptor watermark.
@@ -54,7 +54,7 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<Edg
                 // A TLS client cannot read a plain answer; it is closed.
                 Some(_) => drop(socket),
                 None => {
-                    tokio::spawn(super::busy::refuse_busy(
+                    tokio::spawn(crate::busy::refuse_busy(
                         socket,
                         "text/plain; charset=utf-8",
                         BUSY,
@@ -320,7 +320,7 @@ async fn proxy(
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let (bytes_in, bytes_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     // Full capture: the request's headers now, its body teed as it is sent.
-    let mode = super::capture::mode_of(&ctx, &route.tunnel);
+    let mode = ctx.inspect_mode(&route.tunnel);
     let full = (ctx.settings.full_capture.as_ref())
         .filter(|_| mode == InspectMode::Full)
         .map(|f| f.start(req.headers()));

@@ -1,7 +1,8 @@
 //! Replaying a captured request through its tunnel: sent again, as captured
 //! or edited, to the agent's service over a new stream of the same tunnel,
 //! counted into its meter like public traffic, and captured (in full when
-//! the edge keeps bodies) as a new request that points at its original.
+//! the edge keeps bodies) as a new request that points at its original:
+//! the edge's side of `inspector::replay::Replayer`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +17,10 @@ use hyper::{Method, Request};
 use tokio::time::Instant;
 
 use super::capture::{masked_headers, request_id, CountingBody, Pending};
-use super::context::{EdgeContext, Route};
 use super::upstream_tunnel::{connect, Refused};
 use crate::domain::TunnelCommand;
+use crate::edge::context::{EdgeContext, Route};
+use crate::inspector::replay::{ReplayError, Replayed, Replayer, Replaying, Resend};
 use crate::inspector::{is_masked, DEFAULT_BODY_LIMIT};
 
 /// Headers that belong to one connection, never resent.
@@ -33,58 +35,9 @@ const HOP_BY_HOP: [&str; 8] = [
     "content-length",
 ];
 
-/// The request to send again.
-#[derive(Debug, Clone)]
-pub struct Resend {
-    /// Its method.
-    pub method: String,
-    /// Its path and query.
-    pub path: String,
-    /// Its headers; masked values are left out.
-    pub headers: Vec<(String, String)>,
-    /// Its whole body.
-    pub body: Bytes,
-    /// The id (`req_…`) of the request it replays.
-    pub replay_of: String,
-}
-
-/// The service's answer to a replay.
-#[derive(Debug)]
-pub struct Replayed {
-    /// Response status.
-    pub status: u16,
-    /// Response headers, as the service sent them.
-    pub headers: Vec<(String, String)>,
-    /// The first bytes of the response body.
-    pub body: Vec<u8>,
-    /// The whole body's length.
-    pub len: u64,
-    /// Whether `body` holds only the first bytes.
-    pub truncated: bool,
-    /// The replay's id (`req_…`) when it was captured.
-    pub id: Option<String>,
-}
-
-/// Why a replay was not answered.
-#[derive(Debug)]
-pub enum ReplayError {
-    /// No session on this edge serves the tunnel (offline, or another node's).
-    NotHere(String),
-    /// The request cannot be sent as given.
-    Invalid(String),
-    /// The tenant holds its cap of open connections.
-    Busy(String),
-    /// The tunnel or the service failed, or did not answer in time.
-    Failed(String),
-}
-
 /// Sends `resend` through `tunnel` and reads the answer (its first
 /// `body limit` bytes kept); the replay is captured like public traffic.
-pub async fn replay(
-    ctx: &Arc<EdgeContext>,
-    tunnel: &str,
-    resend: Resend,
-) -> Result<Replayed, ReplayError> {
+async fn replay(ctx: &EdgeContext, tunnel: &str, resend: Resend) -> Result<Replayed, ReplayError> {
     let route = ctx.tunnel_route(tunnel).ok_or_else(|| {
         ReplayError::NotHere(format!(
             "no agent serves {tunnel} on this edge ({}): it is offline or served by another node",
@@ -176,6 +129,12 @@ pub async fn replay(
         len,
         id,
     })
+}
+
+impl Replayer for EdgeContext {
+    fn replay<'a>(&'a self, tunnel: &'a str, resend: Resend) -> Replaying<'a> {
+        Box::pin(replay(self, tunnel, resend))
+    }
 }
 
 /// Reads the whole body, keeping its first `limit` bytes.

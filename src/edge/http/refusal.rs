@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use beamd_events::vocabulary::{InspectMode, RequestCaptured};
 use hyper::Response;
 
-use super::capture::{hand_over, mode_of};
-use super::context::{EdgeContext, Route};
+use super::capture::hand_over;
+use crate::edge::context::{EdgeContext, Route};
 
 /// Refusals captured per tunnel and minute at most: a burst of as many,
 /// refilled continuously. Past it a refusal still counts as a request of
@@ -38,7 +38,7 @@ pub(super) fn refuse<B>(
     };
     route.meter.requests.fetch_add(1, Ordering::Relaxed);
     route.meter.record_late(&ctx.core, &route.tunnel);
-    if mode_of(ctx, &route.tunnel) == InspectMode::Off {
+    if ctx.inspect_mode(&route.tunnel) == InspectMode::Off {
         return response;
     }
     let over = (ctx.limiter)

@@ -8,8 +8,18 @@
 //! be verified for the route's tenant at the time of the request. Each
 //! refusal says why, and which tunnel the request was meant for (the
 //! route's service's), so that it is captured there.
+//!
+//! Here: the gateway's decision for a request; forwarding to a service's
+//! upstream URL (`upstream_url.rs`); the health probes of services
+//! (`health.rs`); gateway failures, tallied and recorded once per window
+//! (`error_tally.rs`).
+
+pub(crate) mod error_tally;
+mod health;
+mod upstream_url;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::combinators::BoxBody;
@@ -18,11 +28,13 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 
-use super::context::{EdgeContext, Route};
-use super::error_tally::Failure;
-use super::upstream_url::{forward, Failed};
 use crate::actors::Hot;
 use crate::domain::gateway::{tier_rate, Route as GatewayRoute};
+use crate::edge::context::{EdgeContext, Route};
+use error_tally::Failure;
+use upstream_url::{forward, Failed};
+
+pub use health::probe_services;
 
 /// Where a gateway request goes.
 pub(super) enum Target {
@@ -322,4 +334,25 @@ pub(super) fn decide(
             consumer: consumer.map(|c| c.id.clone()),
         })
     })())
+}
+
+/// Records the tally of gateway failures every window until the edge stops, then once more.
+pub async fn record_errors(ctx: Arc<EdgeContext>) {
+    let shutdown = ctx.shutdown.clone();
+    let mut tick = tokio::time::interval(ctx.settings.window);
+    loop {
+        let stopping = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        for e in ctx.errors.take() {
+            if let Err(err) = ctx.core.record_gateway_errors(e).await {
+                tracing::warn!("gateway errors not recorded: {err}");
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
 }

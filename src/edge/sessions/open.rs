@@ -6,13 +6,13 @@ use std::sync::Arc;
 use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
 use beamd_transports::Connection;
 
-use super::access::Access;
-use super::context::{EdgeContext, Route, Serve};
-use super::domains;
-use super::meter::Meter;
-use super::public_port::{accept_public, open_any, open_exact, Public};
-use super::session::{error, from_core};
+use super::error_frame::{error, from_core};
 use crate::domain::{DomainStatus, Key, OpenTunnel, PortRequest, TunnelCommand};
+use crate::edge::context::{EdgeContext, Route, Serve};
+use crate::edge::domains;
+use crate::edge::http::access::Access;
+use crate::edge::meter::Meter;
+use crate::edge::public_port::{accept_public, open_any, open_exact, Public};
 use crate::protocol::{ErrorFrame, TunnelRequest, UpstreamProtocol};
 
 /// A tunnel opened for the agent.
@@ -55,7 +55,7 @@ pub(super) async fn open_tcp<C: Connection>(
     ctx.take_over(&tunnel.id, session, Serve::Port(accept.abort_handle()));
     Ok(Opened {
         id: tunnel.id,
-        public: format!("tcp://{}:{port}", ctx.settings.advertise),
+        public: ctx.settings.public_addresses().tcp(port),
         port: Some(port),
         aliases: Vec::new(),
         notice: None,

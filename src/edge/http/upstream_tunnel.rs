@@ -16,10 +16,10 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::capture::CountingBody;
-use super::conn_cap::TenantSlot;
-use super::context::{AgentStream, EdgeContext, Route, StreamOpener};
-use super::meter::Meter;
 use crate::actors::Core;
+use crate::edge::conn_cap::TenantSlot;
+use crate::edge::context::{AgentStream, EdgeContext, Route, StreamOpener};
+use crate::edge::meter::Meter;
 use crate::protocol::{write_frame, StreamHeader};
 
 /// The request body sent through the tunnel.

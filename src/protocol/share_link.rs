@@ -1,10 +1,5 @@
-//! How an agent finds and trusts the edge: `beamd://` share links and the
-//! trust options (pinned fingerprint, CA file, system roots, insecure).
-
-use anyhow::{bail, Result};
-use beamd_transports::tls::Trust;
-
-use super::run::AgentConn;
+//! `beamd://` share links: how an agent finds and trusts an edge, in one
+//! string the API hands out and the agent reads.
 
 /// The parts of a share link `beamd://TOKEN@HOST:PORT[,HOST:PORT…]?transport=…&fingerprint=…&tls=1`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -64,24 +59,6 @@ impl std::fmt::Display for ShareLink {
         }
         Ok(())
     }
-}
-
-pub(super) fn trust(args: &AgentConn, fingerprint: Option<&str>) -> Result<Trust> {
-    if args.insecure {
-        eprintln!("beamd tcp: WARNING: --insecure: the edge is not verified; anyone in the path can impersonate it");
-        return Ok(Trust::Insecure);
-    }
-    if let Some(fp) = fingerprint {
-        let clean = fp.replace(':', "");
-        if clean.len() != 64 || !clean.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("--fingerprint must be 64 hex digits (colons allowed)");
-        }
-        return Ok(Trust::Fingerprint(clean));
-    }
-    if let Some(ca) = &args.ca {
-        return Ok(Trust::ca_file(ca)?);
-    }
-    Ok(Trust::System)
 }
 
 #[cfg(test)]

@@ -1,104 +1,21 @@
-//! Counting the bytes of streamed HTTP bodies, and capturing the request as
-//! one `RequestCaptured` once its response body has been sent (or dropped).
+//! Counting the bytes of streamed HTTP bodies (teeing them under full
+//! capture), and capturing the request as one `RequestCaptured` once its
+//! response body has been sent (or dropped).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use beamd_events::vocabulary::{BodySeen, InspectMode, RequestCaptured};
+use beamd_events::vocabulary::{BodySeen, RequestCaptured};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::meter::Meter;
 use crate::actors::Core;
 use crate::domain::TunnelCommand;
-use crate::inspector::{mask_headers, BodyDigest, BodySink, BodyStore, BodyTee, Detail};
+use crate::edge::meter::Meter;
+use crate::inspector::{mask_headers, BodyDigest, BodySink, BodyTee, Detail, FullCaptureSettings};
 use crate::metric_catalog;
-
-/// How full capture works on this edge.
-#[derive(Debug, Clone)]
-pub struct FullCaptureSettings {
-    /// Where headers and body prefixes are read from.
-    pub store: Arc<BodyStore>,
-    /// Where they are handed over to be written.
-    pub sink: BodySink,
-    /// Body bytes kept per body.
-    pub body_limit: usize,
-    /// Header names whose values are masked (lower case); shared, since
-    /// every captured request holds the settings.
-    pub masked: Arc<[String]>,
-}
-
-impl FullCaptureSettings {
-    /// Full capture as `beamd edge`'s flags set it up: the body store
-    /// opened, its writer and its expiry started.
-    pub fn from_args(
-        args: &crate::inspector::InspectArgs,
-        dir: &crate::data_dir::DataDir,
-    ) -> anyhow::Result<Option<Self>> {
-        // An earlier version kept details in the log's database: they go.
-        if let Err(e) = dir.db().drop_tree(crate::inspector::BODIES_TREE) {
-            tracing::warn!("cannot drop the old body store tree: {e}");
-        }
-        let path = dir.path().join(crate::inspector::BODIES_DIR);
-        let store = Arc::new(BodyStore::open_dir(&path, args.limits())?);
-        tokio::spawn(expire(store.clone(), args.body_ttl));
-        Ok(Some(Self {
-            sink: BodySink::spawn(store.clone())?,
-            store,
-            body_limit: args.body_limit,
-            masked: args.masked().into(),
-        }))
-    }
-}
-
-impl FullCaptureSettings {
-    /// On a clean stop: the details still queued are written and flushed.
-    pub async fn finish(&self) {
-        let sink = self.sink.clone();
-        let within = std::time::Duration::from_secs(10);
-        match tokio::task::spawn_blocking(move || sink.finish(within)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("body store on stop: {e:#}"),
-            Err(e) => tracing::warn!("body store on stop: {e}"),
-        }
-    }
-}
-
-/// Drops expired details while no new ones arrive to prune them (every
-/// quarter of the time to live, at most every minute).
-async fn expire(store: Arc<BodyStore>, ttl: std::time::Duration) {
-    let every = (ttl / 4).clamp(
-        std::time::Duration::from_millis(100),
-        std::time::Duration::from_secs(60),
-    );
-    loop {
-        tokio::time::sleep(every).await;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.expire(now)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("expiring request details: {e:#}"),
-            Err(_) => return,
-        }
-    }
-}
-
-/// What the inspector keeps of the tunnel's requests on this edge: its mode,
-/// or `off` when the edge captures nothing.
-pub fn mode_of(ctx: &super::EdgeContext, tunnel: &str) -> InspectMode {
-    if !ctx.settings.capture {
-        return InspectMode::Off;
-    }
-    let hot = ctx.core.projections().hot();
-    hot.inspect
-        .get(tunnel)
-        .copied()
-        .unwrap_or(InspectMode::Meta)
-}
 
 /// A new request id: `req_` and 16 hex digits. Every captured request gets
 /// one when it arrives; full capture keeps its detail under it.
@@ -168,8 +85,8 @@ impl Pending {
         self,
         body: B,
         headers: &hyper::HeaderMap,
-        ctx: &super::EdgeContext,
-        route: &super::context::Route,
+        ctx: &crate::edge::EdgeContext,
+        route: &crate::edge::context::Route,
         record: bool,
     ) -> CountingBody<B> {
         let (full, tee) = match self.full {
@@ -329,7 +246,7 @@ pub struct CaptureGuard {
     /// The tunnel's meter, which collects captures.
     pub meter: Arc<Meter>,
     /// Captures are dropped (and counted) while the disk is short of space.
-    pub disk: Arc<super::DiskGuard>,
+    pub disk: Arc<crate::disk::DiskGuard>,
     /// With full capture: headers and bodies for the body store.
     pub full: Option<FullCapture>,
 }

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use beamd_events::log::Follower;
 use beamd_events::Event;
 
-use super::context::EdgeContext;
+use crate::edge::context::EdgeContext;
 use crate::metric_catalog;
 
 /// Events read at a time.
 const BATCH: usize = 128;
 
 /// Follows the log from its head until the edge stops.
-pub(super) async fn follow(ctx: Arc<EdgeContext>) {
+pub async fn follow(ctx: Arc<EdgeContext>) {
     let log = ctx.core.log().clone();
     // Small batches, with a yield after each: this runs on a worker that
     // also serves traffic, and reads every event the log commits.

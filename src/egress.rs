@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
 
-use super::dns::DnsVerifier;
+use crate::dns::DnsVerifier;
 use crate::domain::egress::{literal_ip, EgressPolicy, EgressRefusal};
 
 /// How long a name's resolution may take.

@@ -12,8 +12,8 @@ use beamd_transports::tls::EdgeIdentity;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::task::JoinHandle;
 
-use super::context::EdgeContext;
 use super::listener::listen;
+use crate::edge::context::EdgeContext;
 
 /// What a listener serves.
 #[derive(Clone)]

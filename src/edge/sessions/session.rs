@@ -10,11 +10,11 @@ use beamd_transports::Connection;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::auth::authenticate;
-use super::context::EdgeContext;
-use super::meter::{is_empty, Meter};
+use super::error_frame::error;
 use super::open::{open_http, open_tcp};
-use crate::actors::CoreError;
 use crate::domain::{DomainError, Key, OpenUsage, TunnelCommand};
+use crate::edge::context::EdgeContext;
+use crate::edge::meter::{is_empty, Meter};
 use crate::metric_catalog;
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
@@ -29,20 +29,6 @@ const SILENCE_TIMEOUT: Duration = Duration::from_secs(45);
 const DRAIN: Duration = Duration::from_secs(10);
 /// The most tunnels one agent connection may ask for.
 const MAX_TUNNELS: usize = 16;
-
-pub(super) fn error(code: &str, message: impl Into<String>) -> ErrorFrame {
-    ErrorFrame {
-        code: code.into(),
-        message: message.into(),
-    }
-}
-
-pub(super) fn from_core(e: CoreError) -> ErrorFrame {
-    match e {
-        CoreError::Domain(d) => error(d.code(), d.to_string()),
-        other => error("internal", other.to_string()),
-    }
-}
 
 /// A tunnel this session serves.
 struct Served {
