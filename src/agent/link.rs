@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use beamd_transports::tls::Trust;
 
-use super::run::AgentConn;
+use super::settings::AgentConn;
 
 /// The parts of a share link `beamd://TOKEN@HOST:PORT[,HOST:PORT…]?transport=…&fingerprint=…&tls=1`.
 #[derive(Debug, Default, PartialEq, Eq)]

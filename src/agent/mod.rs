@@ -5,7 +5,9 @@ mod dial;
 mod link;
 mod run;
 mod session;
+mod settings;
 
 pub use dial::AgentTransport;
 pub use link::ShareLink;
-pub use run::{run_http, run_tcp, run_tcp_reporting, AgentConn, HttpArgs, TcpArgs};
+pub use run::{run_http, run_tcp, run_tcp_reporting};
+pub use settings::{AgentConn, HttpSettings, TcpSettings};

@@ -31,10 +31,10 @@ pub struct FullCaptureSettings {
 }
 
 impl FullCaptureSettings {
-    /// Full capture as `beamd edge`'s flags set it up: the body store
+    /// Full capture as the node's settings set it up: the body store
     /// opened, its writer and its expiry started.
-    pub fn from_args(
-        args: &crate::inspector::InspectArgs,
+    pub fn open(
+        args: &crate::inspector::InspectSettings,
         dir: &crate::data_dir::DataDir,
     ) -> anyhow::Result<Option<Self>> {
         // An earlier version kept details in the log's database: they go.

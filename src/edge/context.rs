@@ -105,7 +105,7 @@ pub struct EdgeSettings {
     /// How long a public client has to send a request's headers (slowloris).
     pub header_timeout: Option<Duration>,
     /// The public ingress's HTTP/2 limits.
-    pub h2: super::h2::H2Args,
+    pub h2: super::h2::H2Limits,
     /// How custom domains are verified.
     pub dns: DnsVerifier,
     /// Where the edge may connect on a tenant's behalf.

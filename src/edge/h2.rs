@@ -21,28 +21,20 @@ pub const MAX_PENDING_RESETS: usize = 20;
 /// ends the connection.
 pub const MAX_ERROR_RESETS: usize = 1024;
 
-/// The HTTP/2 limits of the public ingress, as `beamd edge` flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct H2Args {
+/// The HTTP/2 limits of the public ingress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H2Limits {
     /// Streams one HTTP/2 client connection may have open at once (further
     /// ones are refused with REFUSED_STREAM until some end).
-    #[arg(long = "h2-max-streams", default_value_t = MAX_CONCURRENT_STREAMS,
-        value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: u32,
-    /// The largest header list (bytes, decoded) an HTTP/2 client may send;
-    /// a request past it is refused.
-    #[arg(long = "h2-max-header-list", default_value_t = MAX_HEADER_LIST,
-        value_parser = clap::value_parser!(u32).range(1024..))]
+    /// The largest header list (bytes, decoded) an HTTP/2 client may send.
     pub max_header_list: u32,
     /// Streams an HTTP/2 client may reset before the edge took them up, at
-    /// once (the rapid-reset guard): past it the connection ends with GOAWAY
-    /// ENHANCE_YOUR_CALM.
-    #[arg(long = "h2-max-pending-resets", default_value_t = MAX_PENDING_RESETS,
-        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    /// once (the rapid-reset guard).
     pub max_pending_resets: usize,
 }
 
-impl Default for H2Args {
+impl Default for H2Limits {
     fn default() -> Self {
         Self {
             max_streams: MAX_CONCURRENT_STREAMS,
@@ -54,7 +46,7 @@ impl Default for H2Args {
 
 /// The public connection builder: HTTP/1.1 with the header timeout (against
 /// slowloris), HTTP/2 with `limits`.
-pub fn builder(header_timeout: Option<Duration>, limits: &H2Args) -> Builder<TokioExecutor> {
+pub fn builder(header_timeout: Option<Duration>, limits: &H2Limits) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     if let Some(limit) = header_timeout {
         b.http1()
