@@ -4,7 +4,9 @@
 mod dial;
 mod run;
 mod session;
+mod settings;
 mod trust;
 
 pub use dial::AgentTransport;
-pub use run::{run_http, run_tcp, run_tcp_reporting, AgentConn, HttpArgs, TcpArgs};
+pub use run::{run_http, run_tcp, run_tcp_reporting};
+pub use settings::{AgentConn, HttpSettings, TcpSettings};

@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use beamd_transports::tls::Trust;
 
-use super::run::AgentConn;
+use super::settings::AgentConn;
 
 pub(super) fn trust(args: &AgentConn, fingerprint: Option<&str>) -> Result<Trust> {
     if args.insecure {

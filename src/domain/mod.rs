@@ -6,6 +6,7 @@
 //! id from `Ctx`, and `apply` (via `Fold`) never fails. This is what makes
 //! replay and simulation exact.
 
+mod access;
 pub mod account;
 pub mod calendar;
 mod context;
@@ -23,6 +24,7 @@ pub mod tenant;
 mod tunnel;
 pub mod validate;
 
+pub use access::{Access, Denied};
 pub use account::{registered, Account, AccountCommand, AttemptLimit};
 pub use context::Ctx;
 pub use directory::{AddDomain, CreateTenant, Directory, OpenTunnel, OpenUsage, PortRequest};

@@ -16,13 +16,12 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::conn_cap::TenantConnections;
-use super::http::access::Access;
-use super::http::gateway::error_tally::ErrorTally;
-use super::http::H2Args;
+use super::error_tally::ErrorTally;
 use super::meter::Meter;
 use crate::actors::Core;
 use crate::disk::DiskGuard;
 use crate::dns::DnsVerifier;
+use crate::domain::Access;
 use crate::domain::{DomainName, PublicAddresses};
 use crate::egress::Egress;
 use crate::inspector::FullCaptureSettings;
@@ -91,6 +90,36 @@ struct Serving {
 /// Public connections one tenant's tunnels may hold open at once.
 pub const DEFAULT_TENANT_CONNECTIONS: u64 = 10_000;
 
+/// Streams one HTTP/2 client connection may have open at once, by default.
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+/// The largest header list an HTTP/2 client may send, in bytes, by default.
+pub const MAX_HEADER_LIST: u32 = 32 << 10;
+/// Streams a client may reset before the server has accepted them, at once,
+/// by default (the guard against a rapid-reset flood).
+pub const MAX_PENDING_RESETS: usize = 20;
+/// The HTTP/2 limits of the public ingress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H2Limits {
+    /// Streams one HTTP/2 client connection may have open at once (further
+    /// ones are refused with REFUSED_STREAM until some end).
+    pub max_streams: u32,
+    /// The largest header list (bytes, decoded) an HTTP/2 client may send.
+    pub max_header_list: u32,
+    /// Streams an HTTP/2 client may reset before the edge took them up, at
+    /// once (the rapid-reset guard).
+    pub max_pending_resets: usize,
+}
+
+impl Default for H2Limits {
+    fn default() -> Self {
+        Self {
+            max_streams: MAX_CONCURRENT_STREAMS,
+            max_header_list: MAX_HEADER_LIST,
+            max_pending_resets: MAX_PENDING_RESETS,
+        }
+    }
+}
+
 /// How the edge serves the public.
 #[derive(Debug, Clone)]
 pub struct EdgeSettings {
@@ -111,7 +140,7 @@ pub struct EdgeSettings {
     /// How long a public client has to send a request's headers (slowloris).
     pub header_timeout: Option<Duration>,
     /// The public ingress's HTTP/2 limits.
-    pub h2: H2Args,
+    pub h2: H2Limits,
     /// How custom domains are verified.
     pub dns: DnsVerifier,
     /// Where the edge may connect on a tenant's behalf.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::context::EdgeContext;
-use super::sessions::{error, from_core};
+use super::error_frame::{error, from_core};
 use crate::domain::{AddDomain, DomainCommand, DomainName, DomainStatus, Key};
 use crate::protocol::ErrorFrame;
 

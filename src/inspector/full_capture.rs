@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{BodySink, BodyStore, InspectArgs, BODIES_DIR, BODIES_TREE};
+use super::{BodySink, BodyStore, InspectSettings, BODIES_DIR, BODIES_TREE};
 use crate::data_dir::DataDir;
 
 /// How full capture works on this edge.
@@ -24,7 +24,7 @@ pub struct FullCaptureSettings {
 impl FullCaptureSettings {
     /// Full capture as `beamd edge`'s flags set it up: the body store
     /// opened, its writer and its expiry started.
-    pub fn from_args(args: &InspectArgs, dir: &DataDir) -> anyhow::Result<Option<Self>> {
+    pub fn open(args: &InspectSettings, dir: &DataDir) -> anyhow::Result<Option<Self>> {
         // An earlier version kept details in the log's database: they go.
         if let Err(e) = dir.db().drop_tree(BODIES_TREE) {
             tracing::warn!("cannot drop the old body store tree: {e}");

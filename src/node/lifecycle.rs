@@ -15,10 +15,10 @@ use tokio_rustls::TlsAcceptor;
 
 use super::admin::bootstrap;
 use super::log_guard::{log_failed, log_stopped, open_log, SIGXFSZ};
+use super::settings::NodeSettings;
 use super::sweep::{release_expired, take_offline_after_restart, take_offline_on_silent_nodes};
 use crate::actors::{ask, Core, CoreConfig, Timings};
 use crate::api::{ApiState, Endpoint};
-use crate::cli::EdgeArgs;
 use crate::data_dir::DataDir;
 use crate::disk::DiskGuard;
 use crate::dns::DnsVerifier;
@@ -48,33 +48,33 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>> 
     })
 }
 
-async fn start_core(args: &EdgeArgs, dir: &DataDir, log: Arc<dyn EventLog>) -> Result<Core> {
+async fn start_core(cfg: &NodeSettings, dir: &DataDir, log: Arc<dyn EventLog>) -> Result<Core> {
     let mut config = CoreConfig::new(log, Arc::new(dir.snapshots()?), Arc::new(SystemClock));
     config.index = Some(InspectorIndex::open(dir.db())?);
     config.policy = SnapshotPolicy {
-        every_events: args.snapshot_every,
+        every_events: cfg.snapshot_every,
         on_shutdown: true,
     };
     config.timings = Timings {
-        idle: Duration::from_secs(args.actor_idle_secs.max(1)),
-        flush_window: Duration::from_millis(args.traffic_window_ms.max(10)),
+        idle: cfg.actor_idle.max(Duration::from_secs(1)),
+        flush_window: cfg.traffic_window.max(Duration::from_millis(10)),
     };
-    config.inspector_capacity = args.inspector_recent.max(1);
+    config.inspector_capacity = cfg.inspector_recent.max(1);
     Core::start(config).await.context("cannot start the core")
 }
 
 /// Binds the public HTTP listener, with its TLS acceptor for HTTPS.
-async fn open_http(args: &EdgeArgs) -> Result<Option<(TcpListener, Option<TlsAcceptor>)>> {
-    let Some(addr) = args.http_listen else {
+async fn open_http(cfg: &NodeSettings) -> Result<Option<(TcpListener, Option<TlsAcceptor>)>> {
+    let Some(addr) = cfg.http_listen else {
         return Ok(None);
     };
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let identity = EdgeIdentity::from_files(cert, key)
-                .with_context(|| format!("cannot load --tls-cert {}", cert.display()))?;
+    let tls = match &cfg.https_cert {
+        Some(files) => {
+            let identity = EdgeIdentity::from_files(&files.cert, &files.key)
+                .with_context(|| format!("cannot load --tls-cert {}", files.cert.display()))?;
             Some(TlsAcceptor::from(Arc::new(identity.https_config()?)))
         }
-        _ => None,
+        None => None,
     };
     let listener = beamd_transports::bind_tcp(addr)
         .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
@@ -83,7 +83,7 @@ async fn open_http(args: &EdgeArgs) -> Result<Option<(TcpListener, Option<TlsAcc
 
 /// What the API serves: the core, the public settings, where agents connect.
 fn api_state(
-    args: &EdgeArgs,
+    cfg: &NodeSettings,
     ctx: &Arc<EdgeContext>,
     bound: &[String],
     fingerprint: String,
@@ -113,7 +113,7 @@ fn api_state(
         node: ctx.node.clone(),
         agents,
         fingerprint,
-        agent_tls: args.tls,
+        agent_tls: cfg.agent_tls,
         metrics,
         accounts,
         tlog: Some(tlog),
@@ -124,18 +124,18 @@ fn api_state(
 
 /// How sign-up, sign-in and reset mail work, from the flags; says so when mail is off.
 fn account_settings(
-    args: &EdgeArgs,
+    cfg: &NodeSettings,
     dir: &DataDir,
     api: std::net::SocketAddr,
 ) -> Result<crate::api::accounts::AccountSettings> {
     use crate::api::accounts::{mail::Mailer, secrets::Hashing, secrets::JwtKey, AccountSettings};
-    let mail = match args.smtp_relay {
+    let mail = match cfg.smtp_relay {
         Some(relay) => Some(Mailer {
             relay,
-            from: args
+            from: cfg
                 .mail_from
                 .parse()
-                .with_context(|| format!("--mail-from {:?} is not a mailbox", args.mail_from))?,
+                .with_context(|| format!("--mail-from {:?} is not a mailbox", cfg.mail_from))?,
         }),
         None => {
             eprintln!(
@@ -145,31 +145,24 @@ fn account_settings(
         }
     };
     Ok(AccountSettings {
-        signup: !args.no_signup,
-        tunnel_base: args.tunnel_base.clone(),
+        signup: cfg.signup,
+        tunnel_base: cfg.tunnel_base.clone(),
         jwt: JwtKey::load_or_create(&dir.path().join("jwt.secret"))?,
         mail,
-        public_url: args
+        public_url: cfg
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{api}")),
-        signup_plan: args.signup_plan.clone(),
+        signup_plan: cfg.signup_plan.clone(),
         throttle: Default::default(),
         hashing: Hashing::per_core().map_err(|e| anyhow::anyhow!("{}", e.body.message))?,
     })
 }
 
 /// Runs `beamd edge` until SIGINT or SIGTERM.
-pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
-    if args.durability == Durability::Off {
+pub async fn run(cfg: NodeSettings) -> Result<ExitCode> {
+    if cfg.durability == Durability::Off {
         tracing::warn!("durability is OFF: acknowledged events can be lost on a crash. Use this for benchmarks only.");
-    }
-    if args.listen.len() > args.transports.len() {
-        anyhow::bail!(
-            "{} --listen addresses for {} --transport values",
-            args.listen.len(),
-            args.transports.len()
-        );
     }
     // First, so that what recovery and start-up record is counted.
     let metrics = match crate::api::install_metrics() {
@@ -179,59 +172,58 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             None
         }
     };
-    let dir = DataDir::create(&args.data_dir)?;
+    let dir = DataDir::create(&cfg.data_dir)?;
     let node = dir.node_id()?;
-    let opened = open_log(&args, &dir).await?;
+    let opened = open_log(&cfg, &dir).await?;
     // A write past a file-size limit should fail with EFBIG like any other
     // failed write (and stop the log), not kill the process with SIGXFSZ.
     let _xfsz = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ))?;
     let mut committed = opened.log.subscribe();
     let log = opened.log.clone();
-    let core = Arc::new(start_core(&args, &dir, log.clone()).await?);
+    let core = Arc::new(start_core(&cfg, &dir, log.clone()).await?);
     let replayed = core.projections().replayed();
     take_offline_after_restart(&core, &node).await?;
-    let tlog = crate::tlog::open(&args.tlog, &dir, &node)?;
-    let advertise = args
+    let tlog = crate::tlog::open(&cfg.tlog, &dir, &node)?;
+    let advertise = cfg
         .advertise
         .clone()
-        .unwrap_or_else(|| match args.public_host {
+        .unwrap_or_else(|| match cfg.public_host {
             ip if ip.is_unspecified() => "localhost".to_string(),
             ip => ip.to_string(),
         });
-    let (identity, created) = match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => (EdgeIdentity::from_files(cert, key)?, false),
-        _ => EdgeIdentity::load_or_create(dir.path(), std::slice::from_ref(&advertise))?,
+    let (identity, created) = match &cfg.agent_cert {
+        Some(files) => (EdgeIdentity::from_files(&files.cert, &files.key)?, false),
+        None => EdgeIdentity::load_or_create(dir.path(), std::slice::from_ref(&advertise))?,
     };
-    let http = open_http(&args).await?;
-    let api = match args.no_api {
-        true => None,
-        false => Some(
-            beamd_transports::bind_tcp(args.api_listen)
-                .with_context(|| format!("cannot listen for the API on {}", args.api_listen))?,
+    let http = open_http(&cfg).await?;
+    let api = match cfg.api_listen {
+        None => None,
+        Some(addr) => Some(
+            beamd_transports::bind_tcp(addr)
+                .with_context(|| format!("cannot listen for the API on {addr}"))?,
         ),
     };
     let stopping = tokio_util::sync::CancellationToken::new();
-    let mut settings = EdgeSettings::new(args.public_host, advertise);
-    settings.tcp_ports = (args.tcp_ports.0, args.tcp_ports.1);
+    let mut settings = EdgeSettings::new(cfg.public_host, advertise);
+    settings.tcp_ports = cfg.tcp_ports;
     settings.http_port = match &http {
         Some((l, _)) => Some(l.local_addr()?.port()),
         None => None,
     };
     settings.https = matches!(&http, Some((_, Some(_))));
-    settings.capture = !args.no_capture;
-    settings.full_capture = FullCaptureSettings::from_args(&args.inspect, &dir)?;
-    settings.h2 = args.h2.clone();
-    settings.upstream_timeout = Duration::from_secs(args.upstream_timeout_secs.max(1));
-    settings.header_timeout =
-        (args.header_timeout_secs > 0).then(|| Duration::from_secs(args.header_timeout_secs));
+    settings.capture = cfg.capture;
+    settings.full_capture = FullCaptureSettings::open(&cfg.inspect, &dir)?;
+    settings.h2 = cfg.h2.clone();
+    settings.upstream_timeout = cfg.upstream_timeout.max(Duration::from_secs(1));
+    settings.header_timeout = cfg.header_timeout;
     settings.dns = DnsVerifier {
-        resolver: args.dns_resolver,
-        claim_ttl: args.domain_claim_ttl,
+        resolver: cfg.dns_resolver,
+        claim_ttl: cfg.domain_claim_ttl,
     };
-    let egress = Egress::new(args.egress_allow.clone(), settings.dns.clone()).with_public_ports(
-        args.public_host,
-        args.tcp_ports.0,
-        args.tcp_ports.1,
+    let egress = Egress::new(cfg.egress_allow.clone(), settings.dns.clone()).with_public_ports(
+        cfg.public_host,
+        cfg.tcp_ports.0,
+        cfg.tcp_ports.1,
     );
     for own in http
         .iter()
@@ -241,16 +233,16 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         egress.add_own(own?);
     }
     settings.egress = Arc::new(egress);
-    settings.trusted_proxies = args.trusted_proxies.clone();
-    settings.domain_recheck = Duration::from_secs(args.domain_recheck_secs.max(1));
-    settings.window = Duration::from_millis(args.traffic_window_ms.max(10));
-    settings.disk = DiskGuard::new(dir.path().into(), args.min_free_disk_mib << 20);
-    settings.connections = TenantConnections::new(args.max_tenant_connections);
-    beamd_transports::set_fd_reserve(args.fd_reserve);
+    settings.trusted_proxies = cfg.trusted_proxies.clone();
+    settings.domain_recheck = cfg.domain_recheck.max(Duration::from_secs(1));
+    settings.window = cfg.traffic_window.max(Duration::from_millis(10));
+    settings.disk = DiskGuard::new(dir.path().into(), cfg.min_free_disk_bytes);
+    settings.connections = TenantConnections::new(cfg.max_tenant_connections);
+    beamd_transports::set_fd_reserve(cfg.fd_reserve);
     if let Some(limit) = beamd_transports::raise_fd_limit() {
         tracing::info!(
             "open-file limit {limit}, {} kept in reserve",
-            args.fd_reserve
+            cfg.fd_reserve
         );
     }
     settings.disk.clone().watch(stopping.clone());
@@ -266,25 +258,20 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         ractor::Actor::spawn(None, EdgeSupervisor, (Arc::new(identity), ctx.clone()))
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the edge supervisor: {e}"))?;
-    for (i, transport) in args.transports.iter().enumerate() {
-        let addr = args
-            .listen
-            .get(i)
-            .copied()
-            .unwrap_or_else(|| transport.default_listen());
+    for &(transport, addr) in &cfg.agent_listeners {
         let spec = ListenerSpec {
-            kind: transport.kind(),
+            kind: transport,
             addr,
-            tls: args.tls,
+            tls: cfg.agent_tls,
         };
         let local = ask(&supervisor, |r| EdgeSupervisorMsg::Listen(spec, r))
             .await?
             .map_err(|e| {
-                anyhow::anyhow!("cannot listen for {} on {addr}: {e}", transport.kind_name())
+                anyhow::anyhow!("cannot listen for {} on {addr}: {e}", transport.as_str())
             })?;
-        bound.push(format!("{}={local}", transport.kind_name()));
+        bound.push(format!("{}={local}", transport.as_str()));
         ctx.settings.egress.add_own(local);
-        crate::say!("beamd edge: listening {} on {local}", transport.kind_name());
+        crate::say!("beamd edge: listening {} on {local}", transport.as_str());
     }
     tokio::spawn(crate::edge::follow_takeovers(ctx.clone()));
     crate::tlog::spawn(tlog.clone(), log.clone(), stopping.clone())?;
@@ -295,7 +282,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         crate::say!("beamd edge: listening {scheme} on {local}");
         tokio::spawn(crate::edge::accept_public_http(listener, tls, ctx.clone()));
         tokio::spawn(crate::edge::recheck_domains(ctx.clone()));
-        let every = Duration::from_secs(args.health_interval_secs.max(1));
+        let every = cfg.health_interval.max(Duration::from_secs(1));
         tokio::spawn(crate::edge::probe_services(ctx.clone(), every));
         tokio::spawn(crate::edge::record_gateway_errors(ctx.clone()));
     }
@@ -303,9 +290,9 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         let local = listener.local_addr()?;
         bound.push(format!("api={local}"));
         crate::say!("beamd edge: listening api on {local}");
-        let accounts = account_settings(&args, &dir, local)?;
+        let accounts = account_settings(&cfg, &dir, local)?;
         let state = api_state(
-            &args,
+            &cfg,
             &ctx,
             &bound,
             fingerprint.clone(),
@@ -323,10 +310,10 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     let join = NodeCommand::Join {
         version: env!("CARGO_PKG_VERSION").to_string(),
         public_addrs: bound,
-        transports: args
-            .transports
+        transports: cfg
+            .agent_listeners
             .iter()
-            .map(|t| t.kind_name().to_string())
+            .map(|(t, _)| t.as_str().to_string())
             .collect(),
     };
     core.node_command(&node, join).await?;
@@ -337,7 +324,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
     if let Some(boot) = bootstrap(
         &core,
         std::env::var("BEAMD_ADMIN_TOKEN").ok(),
-        &args.tunnel_base,
+        &cfg.tunnel_base,
     )
     .await?
     {
@@ -350,7 +337,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
             );
         }
     }
-    if let Some(path) = &args.tokens {
+    if let Some(path) = &cfg.tokens_file {
         let n = super::tokens_file::import(&core, path).await?;
         crate::say!(
             "beamd edge: imported {n} new token(s) from {}",
@@ -364,12 +351,12 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode> {
         log.head().seq,
     );
 
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(args.heartbeat_secs.max(1)));
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat.max(Duration::from_secs(1)));
     heartbeat.tick().await;
-    let grace = Duration::from_secs(args.grace_secs);
+    let grace = cfg.grace;
     let mut sweep = tokio::time::interval((grace / 4).max(Duration::from_secs(1)));
     // A node three heartbeats late is taken for dead (kill -9, cut off).
-    let silent_after = Duration::from_secs(args.heartbeat_secs.max(1) * 3);
+    let silent_after = cfg.heartbeat.max(Duration::from_secs(1)) * 3;
     tokio::pin!(stop);
     let reason = loop {
         tokio::select! {

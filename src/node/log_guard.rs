@@ -10,7 +10,7 @@ use beamd_events::log::{
 };
 use beamd_events::{EventLog, SystemClock};
 
-use crate::cli::EdgeArgs;
+use super::settings::NodeSettings;
 use crate::data_dir::DataDir;
 
 /// SIGXFSZ, "file size limit exceeded", on Linux and the BSDs.
@@ -34,11 +34,11 @@ pub(super) struct OpenedLog {
 
 /// Opens the edge's log: the data dir's sled (repairing a torn tail), or a
 /// NATS JetStream stream with `--log nats://…`; then checks its history.
-pub(super) async fn open_log(args: &EdgeArgs, dir: &DataDir) -> Result<OpenedLog> {
-    match &args.log {
+pub(super) async fn open_log(settings: &NodeSettings, dir: &DataDir) -> Result<OpenedLog> {
+    match &settings.log {
         None => {
             let (log, repair) =
-                SledLog::open(dir.log_store()?, Arc::new(SystemClock), args.durability)
+                SledLog::open(dir.log_store()?, Arc::new(SystemClock), settings.durability)
                     .context("cannot open the event log")?;
             if let Some(from) = repair.truncated_from {
                 eprintln!(
@@ -53,7 +53,7 @@ pub(super) async fn open_log(args: &EdgeArgs, dir: &DataDir) -> Result<OpenedLog
             let store = JetStreamStore::open(&config)
                 .await
                 .with_context(|| format!("cannot open the event log at {url}"))?;
-            let (log, _) = GroupCommitLog::open(store, Arc::new(SystemClock), args.durability)
+            let (log, _) = GroupCommitLog::open(store, Arc::new(SystemClock), settings.durability)
                 .context("cannot open the event log")?;
             checked(log)
         }

@@ -1,7 +1,8 @@
 //! HTTP/2 at the public ingress: one connection builder that speaks
 //! HTTP/1.1 and HTTP/2 on the same port (h2 chosen by ALPN over TLS, h2c
 //! by its preface on plain HTTP), its limits, and the rewrite of an HTTP/2
-//! request into the HTTP/1.1 the tunnel carries to the service.
+//! request into the HTTP/1.1 the tunnel carries to the service. The limits
+//! themselves are settings of the data plane (`context.rs`).
 
 use std::time::Duration;
 
@@ -10,51 +11,15 @@ use hyper::{Request, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 
-/// Streams one HTTP/2 client connection may have open at once, by default.
-pub const MAX_CONCURRENT_STREAMS: u32 = 128;
-/// The largest header list an HTTP/2 client may send, in bytes, by default.
-pub const MAX_HEADER_LIST: u32 = 32 << 10;
-/// Streams a client may reset before the server has accepted them, at once,
-/// by default (the guard against a rapid-reset flood).
-pub const MAX_PENDING_RESETS: usize = 20;
+use crate::edge::context::H2Limits;
+
 /// Streams the server may reset for a client's protocol errors before it
 /// ends the connection.
 pub const MAX_ERROR_RESETS: usize = 1024;
 
-/// The HTTP/2 limits of the public ingress, as `beamd edge` flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct H2Args {
-    /// Streams one HTTP/2 client connection may have open at once (further
-    /// ones are refused with REFUSED_STREAM until some end).
-    #[arg(long = "h2-max-streams", default_value_t = MAX_CONCURRENT_STREAMS,
-        value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_streams: u32,
-    /// The largest header list (bytes, decoded) an HTTP/2 client may send;
-    /// a request past it is refused.
-    #[arg(long = "h2-max-header-list", default_value_t = MAX_HEADER_LIST,
-        value_parser = clap::value_parser!(u32).range(1024..))]
-    pub max_header_list: u32,
-    /// Streams an HTTP/2 client may reset before the edge took them up, at
-    /// once (the rapid-reset guard): past it the connection ends with GOAWAY
-    /// ENHANCE_YOUR_CALM.
-    #[arg(long = "h2-max-pending-resets", default_value_t = MAX_PENDING_RESETS,
-        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    pub max_pending_resets: usize,
-}
-
-impl Default for H2Args {
-    fn default() -> Self {
-        Self {
-            max_streams: MAX_CONCURRENT_STREAMS,
-            max_header_list: MAX_HEADER_LIST,
-            max_pending_resets: MAX_PENDING_RESETS,
-        }
-    }
-}
-
 /// The public connection builder: HTTP/1.1 with the header timeout (against
 /// slowloris), HTTP/2 with `limits`.
-pub fn builder(header_timeout: Option<Duration>, limits: &H2Args) -> Builder<TokioExecutor> {
+pub fn builder(header_timeout: Option<Duration>, limits: &H2Limits) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     if let Some(limit) = header_timeout {
         b.http1()

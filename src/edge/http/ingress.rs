@@ -25,11 +25,11 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::access::Denied;
 use super::capture::{request_id, CountingBody, Pending};
 use super::gateway::{self, Target};
 use super::refusal::refuse;
 use super::upstream_tunnel::{keep, upstream, Refused, Slot};
+use crate::domain::Denied;
 use crate::edge::context::{EdgeContext, Route};
 use crate::metric_catalog;
 

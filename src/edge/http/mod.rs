@@ -6,7 +6,6 @@
 //! captured requests (`replay.rs`), and the API gateway on this path
 //! (`gateway/`).
 
-pub(super) mod access;
 mod capture;
 mod forwarding;
 pub mod gateway;
@@ -16,5 +15,4 @@ mod refusal;
 mod replay;
 mod upstream_tunnel;
 
-pub use h2::H2Args;
 pub use ingress::{serve, serve_connection};

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
 use beamd_transports::Connection;
 
-use super::error_frame::{error, from_core};
+use crate::domain::Access;
 use crate::domain::{DomainStatus, Key, OpenTunnel, PortRequest, TunnelCommand};
 use crate::edge::context::{EdgeContext, Route, Serve};
 use crate::edge::domains;
-use crate::edge::http::access::Access;
+use crate::edge::error_frame::{error, from_core};
 use crate::edge::meter::Meter;
 use crate::edge::public_port::{accept_public, open_any, open_exact, Public};
 use crate::protocol::{ErrorFrame, TunnelRequest, UpstreamProtocol};

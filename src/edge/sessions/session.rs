@@ -10,10 +10,10 @@ use beamd_transports::Connection;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::auth::authenticate;
-use super::error_frame::error;
 use super::open::{open_http, open_tcp};
 use crate::domain::{DomainError, Key, OpenUsage, TunnelCommand};
 use crate::edge::context::EdgeContext;
+use crate::edge::error_frame::error;
 use crate::edge::meter::{is_empty, Meter};
 use crate::metric_catalog;
 use crate::protocol::{

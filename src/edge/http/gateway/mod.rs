@@ -14,7 +14,6 @@
 //! (`health.rs`); gateway failures, tallied and recorded once per window
 //! (`error_tally.rs`).
 
-pub(crate) mod error_tally;
 mod health;
 mod upstream_url;
 
@@ -31,7 +30,7 @@ use hyper::{Request, Response, StatusCode};
 use crate::actors::Hot;
 use crate::domain::gateway::{tier_rate, Route as GatewayRoute};
 use crate::edge::context::{EdgeContext, Route};
-use error_tally::Failure;
+use crate::edge::error_tally::Failure;
 use upstream_url::{forward, Failed};
 
 pub use health::probe_services;

@@ -1,104 +1,16 @@
-//! The command line: one subcommand per job, parsed by clap.
+//! The flags of `beamd edge`, and the node settings they make.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
+use beamd_events::vocabulary::TransportKind;
 use beamd_events::Durability;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::ValueEnum;
 
-use crate::client::commands::{ApiArgs, DomainsCmd, TokensCmd, TunnelsCmd};
-use crate::client::ClientCommand;
-
-/// Where beamd keeps its data when `--data-dir` is not given.
-pub const DEFAULT_DATA_DIR: &str = "beamd-data";
-
-/// beamd: a self-hosted tunnel edge with an event-sourced, replayable control plane.
-#[derive(Debug, Parser)]
-#[command(name = "beamd", version, about, long_about = None)]
-pub struct Cli {
-    /// The command to run.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// beamd's commands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run an edge node on the embedded sled log: agents connect over QUIC,
-    /// WebSocket or TCP, public TCP connections are forwarded to them.
-    Edge(Box<EdgeArgs>),
-    /// Expose a local TCP port through an edge.
-    Tcp(crate::agent::TcpArgs),
-    /// Expose a local HTTP service through an edge, at NAME.<tunnel base>.
-    Http(crate::agent::HttpArgs),
-    /// Print stored events, in order, checking the hash chain as it reads.
-    Replay(ReplayArgs),
-    /// Verify the log (chain, sequence, decoding, stream index, Merkle tree),
-    /// that every snapshot equals the fold of the events up to its seq, and
-    /// with --since that the log extends a checkpoint saved earlier.
-    Audit(crate::audit::AuditArgs),
-    /// Print the edge's current signed checkpoint; --save keeps it with its tiles.
-    Checkpoint(crate::tlog::cli::CheckpointArgs),
-    /// Check an inclusion proof bundle offline against a checkpoint and the log's public key.
-    VerifyProof(crate::tlog::cli::VerifyProofArgs),
-    /// Run the deterministic simulation: the core under a seeded workload and faults.
-    Simulate(crate::simulate::SimulateArgs),
-    /// Measure beamd against its baselines.
-    #[command(subcommand)]
-    Bench(crate::bench::BenchCommand),
-    /// Manage the tenant's keys through the API.
-    Tokens {
-        /// What to do.
-        #[command(subcommand)]
-        cmd: TokensCmd,
-        /// The API and key.
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-    /// List or release tunnels through the API.
-    Tunnels {
-        /// What to do.
-        #[command(subcommand)]
-        cmd: TunnelsCmd,
-        /// The API and key.
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-    /// Usage against the plan, day by day.
-    Usage {
-        /// Days to show, 1–365.
-        #[arg(long, default_value_t = 30)]
-        days: u64,
-        /// The API and key.
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-    /// Requests captured by the inspector: the recent ones, or one in detail, or a replay.
-    Requests {
-        /// Show one request, or replay it (without: list the recent ones).
-        #[command(subcommand)]
-        cmd: Option<crate::client::requests::RequestsCmd>,
-        /// How many recent requests to show.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-        /// Keep printing new requests as they come (Ctrl-C to stop).
-        #[arg(long)]
-        follow: bool,
-        /// The API and key.
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-    /// Manage custom domains through the API.
-    Domains {
-        /// What to do.
-        #[command(subcommand)]
-        cmd: DomainsCmd,
-        /// The API and key.
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-}
+use crate::edge::H2Limits;
+use crate::inspector::{InspectSettings, DEFAULT_BODY_LIMIT};
+use crate::node::{CertFiles, NodeSettings};
+use crate::tlog::TlogSettings;
 
 /// A transport on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -111,33 +23,13 @@ pub enum TransportArg {
     Tcp,
 }
 
-impl TransportArg {
-    /// The event vocabulary's name for it.
-    pub fn kind(self) -> beamd_events::vocabulary::TransportKind {
-        use beamd_events::vocabulary::TransportKind;
-        match self {
+impl From<TransportArg> for TransportKind {
+    fn from(t: TransportArg) -> Self {
+        match t {
             TransportArg::Quic => TransportKind::Quic,
             TransportArg::Ws => TransportKind::Ws,
             TransportArg::Tcp => TransportKind::Tcp,
         }
-    }
-
-    /// Its name on the command line and in output.
-    pub fn kind_name(self) -> &'static str {
-        match self {
-            TransportArg::Quic => "quic",
-            TransportArg::Ws => "ws",
-            TransportArg::Tcp => "tcp",
-        }
-    }
-
-    /// Where it listens unless told otherwise.
-    pub fn default_listen(self) -> std::net::SocketAddr {
-        let port = match self {
-            TransportArg::Quic | TransportArg::Tcp => 7000,
-            TransportArg::Ws => 7080,
-        };
-        std::net::SocketAddr::from(([0, 0, 0, 0], port))
     }
 }
 
@@ -163,7 +55,7 @@ impl std::str::FromStr for PortRange {
 #[derive(Debug, clap::Args)]
 pub struct EdgeArgs {
     /// The data directory (created if missing).
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    #[arg(long, default_value = crate::data_dir::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Transports to serve agents on (repeat for several).
     #[arg(long = "transport", value_enum, default_values_t = [TransportArg::Quic])]
@@ -308,82 +200,224 @@ pub struct EdgeArgs {
     pub inspector_recent: usize,
     /// The transparency log.
     #[command(flatten)]
-    pub tlog: crate::tlog::TlogArgs,
+    pub tlog: TlogArgs,
     /// Full capture.
     #[command(flatten)]
-    pub inspect: crate::inspector::InspectArgs,
+    pub inspect: InspectArgs,
     /// HTTP/2 limits of the public ingress.
     #[command(flatten)]
-    pub h2: crate::edge::H2Args,
+    pub h2: H2Args,
 }
 
-/// Output formats of `beamd replay`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReplayFormat {
-    /// One JSON object per line.
-    Json,
-    /// One human-readable line per event.
-    Text,
+/// `beamd edge` flags of the transparency log.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlogArgs {
+    /// The log's name in its checkpoints and signing key (a schema-less URL
+    /// such as example.com/beamd), set when the key is created on first start
+    /// [default: beamd/<node id>].
+    #[arg(long, value_name = "NAME")]
+    pub log_origin: Option<String>,
+    /// Sign a checkpoint once this many events arrived since the last one.
+    #[arg(long, default_value_t = 1_000, value_name = "EVENTS")]
+    pub checkpoint_every: u64,
+    /// Sign a checkpoint at least this often while events arrive (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub checkpoint_interval: Duration,
 }
 
-/// Options of `beamd replay`.
-#[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
-    /// The data directory to read.
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
-    /// Read this NATS JetStream log instead of the data dir's sled log.
-    #[arg(long, value_name = "nats://HOST:PORT[,HOST:PORT…]")]
-    pub log: Option<String>,
-    /// First seq to print.
-    #[arg(long, default_value_t = 1)]
-    pub from: u64,
-    /// Last seq to print.
-    #[arg(long)]
-    pub to: Option<u64>,
-    /// Only the events of this stream (a tenant, key, tunnel, domain or node id).
-    #[arg(long)]
-    pub stream: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "json")]
-    pub format: ReplayFormat,
+impl From<TlogArgs> for TlogSettings {
+    fn from(a: TlogArgs) -> Self {
+        TlogSettings {
+            log_origin: a.log_origin,
+            checkpoint_every: a.checkpoint_every,
+            checkpoint_interval: a.checkpoint_interval,
+        }
+    }
 }
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    match cli.command {
-        Command::Edge(args) => runtime.block_on(crate::node::run(*args)),
-        Command::Tcp(args) => runtime.block_on(crate::agent::run_tcp(args)),
-        Command::Http(args) => runtime.block_on(crate::agent::run_http(args)),
-        Command::Replay(args) => runtime.block_on(crate::replay::run(args)),
-        Command::Audit(args) => runtime.block_on(crate::audit::run(args)),
-        Command::Checkpoint(args) => runtime.block_on(crate::tlog::cli::checkpoint(args)),
-        Command::VerifyProof(args) => crate::tlog::cli::verify_proof(args),
-        Command::Simulate(args) => crate::simulate::run_cli(args),
-        Command::Bench(cmd) => crate::bench::run(cmd, &runtime),
-        Command::Tokens { cmd, api } => {
-            runtime.block_on(crate::client::run(ClientCommand::Tokens(cmd), api))
+/// `beamd edge` flags of full capture.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InspectArgs {
+    /// Body bytes kept per request and per response with full capture.
+    #[arg(long, default_value_t = DEFAULT_BODY_LIMIT, value_name = "BYTES")]
+    pub body_limit: usize,
+    /// The body store's size cap, in MiB; the oldest details go first.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub body_store_mib: u64,
+    /// How long captured details are kept (e.g. 24h, 30m).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub body_ttl: Duration,
+    /// A header whose value is masked before it is stored, besides
+    /// Authorization, Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key
+    /// (repeatable).
+    #[arg(long = "mask-header", value_name = "NAME")]
+    pub mask_headers: Vec<String>,
+}
+
+impl From<InspectArgs> for InspectSettings {
+    fn from(a: InspectArgs) -> Self {
+        InspectSettings {
+            body_limit: a.body_limit,
+            body_store_mib: a.body_store_mib,
+            body_ttl: a.body_ttl,
+            mask_headers: a.mask_headers,
         }
-        Command::Tunnels { cmd, api } => {
-            runtime.block_on(crate::client::run(ClientCommand::Tunnels(cmd), api))
+    }
+}
+
+/// The HTTP/2 limits of the public ingress, as `beamd edge` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct H2Args {
+    /// Streams one HTTP/2 client connection may have open at once (further
+    /// ones are refused with REFUSED_STREAM until some end).
+    #[arg(long = "h2-max-streams", default_value_t = crate::edge::MAX_CONCURRENT_STREAMS,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
+    /// The largest header list (bytes, decoded) an HTTP/2 client may send;
+    /// a request past it is refused.
+    #[arg(long = "h2-max-header-list", default_value_t = crate::edge::MAX_HEADER_LIST,
+        value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_header_list: u32,
+    /// Streams an HTTP/2 client may reset before the edge took them up, at
+    /// once (the rapid-reset guard): past it the connection ends with GOAWAY
+    /// ENHANCE_YOUR_CALM.
+    #[arg(long = "h2-max-pending-resets", default_value_t = crate::edge::MAX_PENDING_RESETS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_pending_resets: usize,
+}
+
+impl From<H2Args> for H2Limits {
+    fn from(a: H2Args) -> Self {
+        H2Limits {
+            max_streams: a.max_streams,
+            max_header_list: a.max_header_list,
+            max_pending_resets: a.max_pending_resets,
         }
-        Command::Usage { days, api } => {
-            runtime.block_on(crate::client::run(ClientCommand::Usage { days }, api))
+    }
+}
+
+/// Both files of a certificate, when clap's `requires` made sure both or neither came.
+fn cert_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> Option<CertFiles> {
+    Some(CertFiles {
+        cert: cert?,
+        key: key?,
+    })
+}
+
+impl TryFrom<EdgeArgs> for NodeSettings {
+    type Error = anyhow::Error;
+
+    fn try_from(a: EdgeArgs) -> anyhow::Result<Self> {
+        if a.listen.len() > a.transports.len() {
+            anyhow::bail!(
+                "{} --listen addresses for {} --transport values",
+                a.listen.len(),
+                a.transports.len()
+            );
         }
-        Command::Requests {
-            cmd,
-            limit,
-            follow,
-            api,
-        } => runtime.block_on(crate::client::run(
-            ClientCommand::Requests { cmd, limit, follow },
-            api,
-        )),
-        Command::Domains { cmd, api } => {
-            runtime.block_on(crate::client::run(ClientCommand::Domains(cmd), api))
+        let agent_listeners = a
+            .transports
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let kind = TransportKind::from(t);
+                let addr = a.listen.get(i).copied();
+                (
+                    kind,
+                    addr.unwrap_or_else(|| crate::protocol::default_agent_listen(kind)),
+                )
+            })
+            .collect();
+        Ok(NodeSettings {
+            data_dir: a.data_dir,
+            agent_listeners,
+            agent_tls: a.tls,
+            agent_cert: cert_files(a.cert, a.key),
+            public_host: a.public_host,
+            advertise: a.advertise,
+            tcp_ports: (a.tcp_ports.0, a.tcp_ports.1),
+            http_listen: a.http_listen,
+            https_cert: cert_files(a.tls_cert, a.tls_key),
+            api_listen: (!a.no_api).then_some(a.api_listen),
+            signup: !a.no_signup,
+            signup_plan: a.signup_plan,
+            smtp_relay: a.smtp_relay,
+            mail_from: a.mail_from,
+            public_url: a.public_url,
+            capture: !a.no_capture,
+            min_free_disk_bytes: a.min_free_disk_mib << 20,
+            max_tenant_connections: a.max_tenant_connections,
+            fd_reserve: a.fd_reserve,
+            upstream_timeout: Duration::from_secs(a.upstream_timeout_secs),
+            header_timeout: (a.header_timeout_secs > 0)
+                .then(|| Duration::from_secs(a.header_timeout_secs)),
+            dns_resolver: a.dns_resolver,
+            egress_allow: a.egress_allow,
+            trusted_proxies: a.trusted_proxies,
+            domain_recheck: Duration::from_secs(a.domain_recheck_secs),
+            domain_claim_ttl: a.domain_claim_ttl,
+            health_interval: Duration::from_secs(a.health_interval_secs),
+            tokens_file: a.tokens,
+            grace: Duration::from_secs(a.grace_secs),
+            tunnel_base: a.tunnel_base,
+            durability: a.durability,
+            log: a.log,
+            heartbeat: Duration::from_secs(a.heartbeat_secs),
+            snapshot_every: a.snapshot_every,
+            actor_idle: Duration::from_secs(a.actor_idle_secs),
+            traffic_window: Duration::from_millis(a.traffic_window_ms),
+            inspector_recent: a.inspector_recent,
+            tlog: a.tlog.into(),
+            inspect: a.inspect.into(),
+            h2: a.h2.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn edge(args: &[&str]) -> anyhow::Result<NodeSettings> {
+        let cli = Cli::try_parse_from(["beamd", "edge"].iter().chain(args))?;
+        match cli.command {
+            Command::Edge(args) => NodeSettings::try_from(*args),
+            other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_settings_defaults() {
+        assert_eq!(edge(&[]).unwrap(), NodeSettings::default());
+    }
+
+    #[test]
+    fn listen_addresses_pair_with_transports_in_order() {
+        let s = edge(&[
+            "--transport",
+            "ws",
+            "--transport",
+            "tcp",
+            "--listen",
+            "127.0.0.1:9",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.agent_listeners,
+            vec![
+                (TransportKind::Ws, "127.0.0.1:9".parse().unwrap()),
+                (TransportKind::Tcp, "0.0.0.0:7000".parse().unwrap()),
+            ]
+        );
+        let err = edge(&["--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "2 --listen addresses for 1 --transport values"
+        );
+        let s = edge(&["--no-api", "--header-timeout-secs", "0"]).unwrap();
+        assert_eq!((s.api_listen, s.header_timeout), (None, None));
     }
 }
