@@ -1,23 +1,15 @@
 //! A real nats-server with JetStream on 127.0.0.1, on a port of its own
 //! choosing, with its store in a temporary directory; killed on drop.
-//! Installed from Debian's packages (apt-get) when it is missing. Shared by
-//! the root tests and the events crate's tests (`#[path]`).
+//! Installed from Debian's packages (apt-get) when it is missing; a failed
+//! install panics, failing the test.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
-
-#[path = "debian.rs"]
-pub mod debian;
-
-static INSTALL: Once = Once::new();
 
 fn ensure_nats_server() {
-    INSTALL.call_once(|| {
-        if let Err(e) = debian::ensure(&["/usr/sbin/nats-server"], &["nats-server"]) {
-            panic!("{e}");
-        }
-    });
+    if let Err(e) = crate::tools::debian(&["/usr/sbin/nats-server"], &["nats-server"]) {
+        panic!("{e:#}");
+    }
 }
 
 /// A running nats-server.
@@ -29,6 +21,7 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
+    /// Starts one server, installing nats-server first when it is missing.
     pub fn start() -> Self {
         ensure_nats_server();
         let dir = tempfile::tempdir().unwrap();
@@ -83,6 +76,8 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
+    /// Starts three servers routed to each other, installing nats-server
+    /// first when it is missing.
     pub fn start() -> Self {
         ensure_nats_server();
         let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //! sink whose link resets the password once and only once, and sign-up
 //! turned off.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

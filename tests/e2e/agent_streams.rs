@@ -4,7 +4,7 @@
 //! stream and its connection is closed, over every transport, while a
 //! well-behaved agent on the same edge carries traffic throughout.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

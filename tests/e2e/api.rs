@@ -1,7 +1,7 @@
 //! The REST API against a live edge: authentication on every route, CORS,
 //! the OpenAPI document, metrics, usage, subscribe and tenants.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! paging, limits, resets, revocation, 400s with details, scopes (403), and
 //! another tenant's resources answering 404.
 
-mod common;
+use crate::common;
 
 use anyhow::{ensure, Context, Result};
 use common::api::{api_edge as edge, error_of, tenant, Api};

@@ -2,7 +2,7 @@
 //! tree head over the stored events, one tampered byte fails and names its
 //! seq, and snapshots are checked against the fold of the log.
 
-mod common;
+use crate::common;
 
 use anyhow::Result;
 use beamd::data_dir::DataDir;

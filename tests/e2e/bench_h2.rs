@@ -2,13 +2,14 @@
 //! against a real service directly and through a real tunnel, and a table
 //! with figures in every row.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
 #[test]
 fn bench_h2_measures_direct_and_both_upstreams() {
-    common::debian::ensure(&["/usr/bin/h2load"], &["nghttp2-client"]).expect("h2load");
+    let _turn = common::turns::heavy_blocking();
+    common::tools::debian(&["/usr/bin/h2load"], &["nghttp2-client"]).expect("h2load");
     let out = Command::new(env!("CARGO_BIN_EXE_beamd"))
         .args(["bench", "h2", "--seconds", "1", "--clients", "2"])
         .args(["--streams", "4", "--transport", "tcp"])

@@ -1,10 +1,13 @@
 //! `beamd bench idle` end to end, small: a real edge, real agents and real
 //! public connections, and a table with a figure for every column.
 
+use crate::common;
+
 use std::process::Command;
 
 #[test]
 fn bench_idle_measures_every_column() {
+    let _turn = common::turns::heavy_blocking();
     let out = Command::new(env!("CARGO_BIN_EXE_beamd"))
         .args([
             "bench",

@@ -2,7 +2,7 @@
 //! against a live edge: tables by default, the API's JSON with `--json`,
 //! one clear line on stderr and exit 1 on errors.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

@@ -13,7 +13,7 @@
 //!   every family of the edge's metric catalog must be there, each label
 //!   set with it.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,37 +23,17 @@ use beamd::metric_catalog::{self, Family, Kind};
 use std::sync::{Arc, Mutex};
 
 use common::api::Api;
-use common::debian;
 use common::dns::dns_server;
 use common::http::{client, get, http_server, send, start_http_agent};
+use common::tools;
 use common::tunnel::{start_edge, ADMIN_TOKEN};
 
 const VERSION: &str = "4.32.5";
 
-/// The schemathesis executable, installed if it is not there yet.
+/// The schemathesis executable, installed under target/ if it is not there yet.
 fn schemathesis() -> Result<PathBuf> {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis-venv");
-    let exe = venv.join("bin/schemathesis");
-    let wanted = format!("schemathesis, version {VERSION}");
-    let installed = Command::new(&exe)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(&wanted))
-        .unwrap_or(false);
-    if !installed {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .context("python3 is needed to install schemathesis")?;
-        ensure!(made.success(), "python3 -m venv failed");
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", &format!("schemathesis=={VERSION}")])
-            .status()
-            .context("pip")?;
-        ensure!(pip.success(), "pip install schemathesis=={VERSION} failed");
-    }
-    Ok(exe)
+    tools::schemathesis(&venv, VERSION)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,7 +260,7 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 fn promtool_findings(text: String) -> Result<Option<String>> {
     use std::io::Write;
     use std::process::Stdio;
-    debian::ensure(&[PROMTOOL], &["prometheus"]).map_err(anyhow::Error::msg)?;
+    tools::debian(&[PROMTOOL], &["prometheus"])?;
     let mut lint = Command::new(PROMTOOL)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

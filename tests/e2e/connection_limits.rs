@@ -7,7 +7,7 @@
 //!   away (TCP closed, HTTP and the API 503) while the connections already
 //!   open keep working, and everything is served again once descriptors free.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::Command;

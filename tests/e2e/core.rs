@@ -1,7 +1,7 @@
 //! The core on the real sled log: a restart that changes nothing,
 //! projections against a full replay, and traffic aggregation.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

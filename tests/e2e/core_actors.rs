@@ -1,7 +1,7 @@
 //! The core's actors on the real sled log: supervision, passivation, and
 //! the domain's rules through the actors.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

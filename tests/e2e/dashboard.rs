@@ -8,7 +8,7 @@
 //! 90 days, and checks a phone-sized window scrolls only vertically. A
 //! screenshot of each page is saved under `target/dashboard-screenshots/`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,8 +27,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Installs Debian's chromium and chromium-driver unless both are there.
 fn ensure_chromium() -> Result<()> {
-    common::debian::ensure(&[CHROMIUM, CHROMEDRIVER], &["chromium", "chromium-driver"])
-        .map_err(anyhow::Error::msg)
+    common::tools::debian(&[CHROMIUM, CHROMEDRIVER], &["chromium", "chromium-driver"])
 }
 
 /// chromedriver on a port of its choosing; returns it and its URL.

@@ -6,7 +6,7 @@
 //!
 //! Mounting needs root (as in CI); without it the test fails and says so.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,6 +98,7 @@ async fn until(admin: &Api, status: u16, acked: &mut Vec<String>) -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_keeps_traffic_and_recovers() -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let disk = Tmpfs::mount(64)?;
     let data = disk.path.join("data");
     let edge = start_edge(&data, "tcp", "127.0.0.1:0", &["--min-free-disk-mib", "16"])?;

@@ -4,7 +4,7 @@
 //! reaches a tenant only while it is that tenant's: a removed domain's
 //! gateway routes are retired, and pending claims expire and are capped.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `beamd edge` as a real process: it joins, heartbeats, leaves on SIGTERM,
 //! snapshots on shutdown, and a restart loads the snapshot.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -5,7 +5,7 @@
 //! server on 127.0.0.1), the edge's own API, health checks as a port
 //! scanner, and `/nodes` naming the API's address.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;

@@ -6,7 +6,7 @@
 //!   second, and the first stops with `taken_over`;
 //! - `--edge` lists several edges: a dead first one is skipped.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

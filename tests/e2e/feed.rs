@@ -3,7 +3,7 @@
 //! replays what was missed; `maxSeconds` ends the stream; bad parameters
 //! and a missing token get the JSON error.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

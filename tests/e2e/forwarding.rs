@@ -2,7 +2,7 @@
 //! against a real edge and agent: forged forwarding headers, an h2c upgrade
 //! smuggled past the edge, and a consumer key kept in full capture.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

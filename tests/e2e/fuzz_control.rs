@@ -2,7 +2,7 @@
 //! transport, one connection each: the edge never panics, answers bad input
 //! by closing, and keeps serving a healthy agent the whole time.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,6 +115,7 @@ async fn send_case<T: Transport>(
 }
 
 async fn fuzz<T: Transport + Clone>(name: &str, make: impl Fn(&str) -> T) -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let dir = tempfile::tempdir()?;
     let echo = echo_server().await?;
     let mut edge = start_edge(

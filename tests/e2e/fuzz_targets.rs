@@ -8,7 +8,7 @@
 //! passes `-Z` flags to rustc, which the stable toolchain takes with
 //! `RUSTC_BOOTSTRAP=1`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,22 +48,6 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
         bail!("{what} failed ({}):\n{}", out.status, tail.join("\n"));
     }
     Ok(text)
-}
-
-/// Installs cargo-fuzz unless `cargo fuzz` already works.
-fn ensure_cargo_fuzz() -> Result<()> {
-    let present = Command::new(env!("CARGO"))
-        .args(["fuzz", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !present {
-        eprintln!("installing cargo-fuzz (once per machine)");
-        run(
-            Command::new(env!("CARGO")).args(["install", "cargo-fuzz", "--locked"]),
-            "cargo install cargo-fuzz",
-        )?;
-    }
-    Ok(())
 }
 
 fn write_seed(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
@@ -180,6 +164,7 @@ fn host_seeds(dir: &Path) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fuzz_targets_find_nothing() -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let secs: u64 = std::env::var("BEAMD_FUZZ_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -190,7 +175,7 @@ async fn the_fuzz_targets_find_nothing() -> Result<()> {
     frame_seeds(&seeds.join("control_frame")).await?;
     host_seeds(&seeds.join("host_route"))?;
 
-    ensure_cargo_fuzz()?;
+    common::tools::cargo_fuzz(env!("CARGO"))?;
     run(cargo().args(["fuzz", "build"]), "cargo fuzz build")?;
     for target in TARGETS {
         let corpus = work.path().join("corpus").join(target);

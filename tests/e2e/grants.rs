@@ -6,7 +6,7 @@
 //! off; and a key cannot limit, reset or revoke a key holding a scope it
 //! lacks.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! follows live updates, and a bidirectional stream where each answer comes
 //! before the next question is sent, ending with its status intact.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

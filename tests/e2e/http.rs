@@ -1,7 +1,7 @@
 //! HTTP tunnels end to end over each transport: a real HTTP server behind the
 //! tunnel, a real HTTP client in front, every request captured in the log.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! rules refused; the refusals captured and counted like any request; and
 //! public HTTPS with a certificate from files.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

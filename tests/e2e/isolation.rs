@@ -4,7 +4,7 @@
 //! not exist, and leaves the owner's resources as they were; every operation
 //! called with a token that does not exist answers 401.
 
-mod common;
+use crate::common;
 
 use anyhow::{bail, ensure, Context, Result};
 use common::api::{api_edge, call, error_of, tenant, Api};

@@ -2,7 +2,7 @@
 //! event log kept on NATS JetStream (a real nats-server on 127.0.0.1) the way
 //! they read a data dir; bad addresses are one line on stderr and exit 1.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! memory grows by under 100 MB, it never panics, and a tunnel opened
 //! before the flood carries traffic all through it.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,7 @@ async fn one(addr: std::net::SocketAddr, i: usize) -> Result<Option<Duration>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_junk_connections_are_closed_and_cost_little() -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let dir = tempfile::tempdir()?;
     let edge = start_edge(dir.path(), "tcp", "127.0.0.1:0", &[])?;
     let local = echo_server().await?;

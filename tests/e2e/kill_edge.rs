@@ -7,10 +7,10 @@
 //! back on its port.
 //!
 //! CI kills 8 times; the soak is `BEAMD_KILLS=200 cargo test --release --test
-//! kill_edge` (`BEAMD_KILL_SEED` repeats a run's moments), and
+//! e2e kill_edge::` (`BEAMD_KILL_SEED` repeats a run's moments), and
 //! `BEAMD_SNAPSHOT_EVERY=1` snapshots after every event.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,6 +45,7 @@ fn free_port() -> Result<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_loses_no_acknowledged_command() -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let kills = env_or("BEAMD_KILLS", 8);
     let every = snapshot_every();
     let seed = env_or("BEAMD_KILL_SEED", fastrand::u64(..));

@@ -1,7 +1,7 @@
 //! Byte limits cut a live tunnel off with a clear message to the agent: the
 //! key's `limitBytes`, and the plan's monthly bandwidth.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

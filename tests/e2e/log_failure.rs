@@ -4,7 +4,7 @@
 //! must stop at once with a clear message; `beamd audit` is clean; and after
 //! a restart without the limit every command that was acknowledged is there.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

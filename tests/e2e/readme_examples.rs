@@ -1,40 +1,17 @@
 //! The README's curl examples, run as written against a live edge, so they
-//! stay true. curl and jq are installed with apt when missing.
+//! stay true. curl and jq are installed with apt-get when missing.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
 use common::tunnel::{start_edge, ADMIN_TOKEN};
 
-fn ensure_tool(tool: &str) -> Result<()> {
-    let present = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .status()?
-        .success();
-    if !present {
-        let installed = Command::new("sh")
-            .args([
-                "-c",
-                &format!(
-                    "apt-get install -y {tool} || (apt-get update && apt-get install -y {tool})"
-                ),
-            ])
-            .status()
-            .with_context(|| format!("installing {tool}"))?;
-        ensure!(
-            installed.success(),
-            "{tool} is needed and could not be installed"
-        );
-    }
-    Ok(())
-}
-
 #[test]
 fn the_readme_curl_examples_work() -> Result<()> {
-    ensure_tool("curl")?;
-    ensure_tool("jq")?;
+    common::tools::debian(&["/usr/bin/curl"], &["curl"])?;
+    common::tools::debian(&["/usr/bin/jq"], &["jq"])?;
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))?;
     let block = readme
         .split("<!-- api-examples -->")

@@ -2,7 +2,7 @@
 //! the same data dir: the agent reconnects, gets its port back, and the
 //! tunnel's usage in the log matches the bytes that went through.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

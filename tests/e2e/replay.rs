@@ -1,6 +1,6 @@
 //! `beamd replay` on a real data dir: ranges, stream filters and both formats.
 
-mod common;
+use crate::common;
 
 use anyhow::Result;
 use common::{beamd, populate, text};

@@ -3,9 +3,9 @@
 //! public port, carrying traffic.
 //!
 //! CI restarts 3 times under 20 agents; the soak is
-//! `BEAMD_RESTARTS=50 BEAMD_AGENTS=100 cargo test --release --test restart_agents`.
+//! `BEAMD_RESTARTS=50 BEAMD_AGENTS=100 cargo test --release --test e2e restart_agents::`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ fn env_or(name: &str, default: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_agent_is_back_on_its_port_within_ten_seconds() -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let restarts = env_or("BEAMD_RESTARTS", 3);
     let count = env_or("BEAMD_AGENTS", 20);
     let dir = tempfile::tempdir()?;

@@ -6,7 +6,7 @@
 //! one server while commands flow: commands go on, none acknowledged is
 //! lost, and the log audits clean.
 
-mod common;
+use crate::common;
 
 use anyhow::{ensure, Context, Result};
 use common::api::{new_token, Api};
@@ -76,6 +76,7 @@ async fn two_edges_share_one_log() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_go_on_when_a_nats_server_dies() -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let mut cluster = NatsCluster::start();
     let url = cluster.url();
     let dir = tempfile::tempdir()?;

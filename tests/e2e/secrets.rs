@@ -3,7 +3,7 @@
 //! authenticated with one of the tokens, every byte of the data dir and of
 //! the edge's debug log is scanned for each secret, and none is found.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! Other client addresses are other loopback addresses (127.0.0.2, …): the
 //! edge only ever listens on 127.0.0.1:0.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
@@ -100,6 +100,7 @@ fn edge() -> Result<(tempfile::TempDir, Edge)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forty_concurrent_wrong_passwords_are_charged_before_hashing() -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let (_dir, edge) = edge()?;
     let made = register(&edge, loopback(1), "ann@example.org", "correct horse").await?;
     ensure!(made.status == 201, "{}", made.text);
@@ -148,6 +149,7 @@ async fn forty_concurrent_wrong_passwords_are_charged_before_hashing() -> Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_hashes_are_bounded_whatever_the_emails() -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let (_dir, edge) = edge()?;
     let before = peak_rss_kib(&edge)?;
     let api = edge.api;
@@ -271,6 +273,7 @@ async fn wrong_passwords_from_elsewhere_do_not_lock_the_owner_out() -> Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_emails_take_as_long_as_known_ones() -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let (_dir, edge) = edge()?;
     let made = register(&edge, loopback(1), "ann@example.org", "correct horse").await?;
     ensure!(made.status == 201, "{}", made.text);

@@ -1,7 +1,7 @@
 //! The deterministic simulation: the CI seed set holds every invariant, a
 //! seed always gives the same log, and a planted bug is caught.
 
-mod common;
+use crate::common;
 
 use anyhow::{ensure, Result};
 use beamd::simulate::{run_seed, Planted};

@@ -2,7 +2,7 @@
 //! server; 64 MiB through the tunnel on 32 concurrent connections, every byte
 //! compared, and the bytes metered into the log.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ const CONNECTIONS: usize = 32;
 const TOTAL: usize = 64 * 1024 * 1024;
 
 async fn sixty_four_mib_through(transport: &str) -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let dir = tempfile::tempdir()?;
     let echo = echo_server().await?;
     let edge = start_edge(dir.path(), transport, "127.0.0.1:0", &[])?;

@@ -10,7 +10,9 @@
 //! - kill -9 of a NATS server: writes go on, nothing acknowledged is lost;
 //! - the log audits clean afterwards.
 
-mod common;
+mod races;
+
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,7 @@ use common::tunnel::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_edges_one_control_plane() -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let mut nats = NatsCluster::start();
     let url = nats.url();
     let dirs = [

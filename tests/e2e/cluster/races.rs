@@ -5,7 +5,7 @@
 //! - an agent on another node takes a name over at once from a connected one;
 //! - edges started together on an empty log bootstrap it once.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -19,6 +19,7 @@ use common::tunnel::{start_edge, Edge, Proc, ADMIN_TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_nodes_respect_limits_and_uniqueness() -> Result<()> {
+    let _turn = common::turns::heavy().await;
     let nats = NatsCluster::start();
     let url = nats.url();
     let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];

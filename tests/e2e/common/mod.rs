@@ -7,14 +7,11 @@ pub mod core;
 pub mod dns;
 pub mod http;
 pub mod inspect;
-pub mod nats;
 pub mod tlog;
 pub mod tunnel;
+pub mod turns;
 
-/// Debian packages installed when missing (declared in `nats.rs`, which the
-/// events crate shares, so that it is loaded once).
-#[allow(unused_imports)]
-pub use nats::debian;
+pub use beamd_testkit::{nats, tools};
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Result<Self> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_beamd"));
+        let mut cmd = beamd_testkit::tools::with_default_umask(env!("CARGO_BIN_EXE_beamd"));
         cmd.args(args)
             .env("BEAMD_LOG", "warn")
             .stdout(Stdio::piped())

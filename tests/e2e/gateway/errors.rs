@@ -4,7 +4,7 @@
 //! resolved through the API, and opened again by a new failure; and the
 //! metrics buckets.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! tunnel; health flips when the local service stops and again when it
 //! comes back, each flip one event; and the gateway status.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,10 @@
 //! limits with Retry-After, a change applied live, a deleted service (502),
 //! an upstream URL service.
 
-mod common;
+mod errors;
+mod health;
+
+use crate::common;
 
 use anyhow::{ensure, Context, Result};
 use common::api::{error_of, Api};

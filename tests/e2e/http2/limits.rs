@@ -4,7 +4,7 @@
 //! GOAWAY ENHANCE_YOUR_CALM while the edge goes on serving others, and a
 //! header list past the limit refused with 431.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,10 @@
 //! a slow one beside them is still waiting; an h2c service streams both
 //! ways with trailers, and a stream the client cancels is cancelled there.
 
-mod common;
+mod limits;
+mod pool;
+
+use crate::common;
 
 use std::time::Duration;
 

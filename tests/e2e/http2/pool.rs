@@ -2,7 +2,7 @@
 //! connection keeps the upstream connections through the tunnel and hands
 //! each new stream an idle one, counted at the service.
 
-mod common;
+use crate::common;
 
 use anyhow::{ensure, Result};
 use common::http::start_http_agent;

@@ -3,7 +3,7 @@
 //! store's size, sampled from `/metrics` during the flood and read again
 //! after, never passes the cap; the newest detail is kept, the oldest pruned.
 
-mod common;
+use crate::common;
 
 use anyhow::{Context, Result};
 use beamd::data_dir::DataDir;
@@ -27,6 +27,7 @@ async fn store_bytes(api: &Api) -> Result<u64> {
 
 #[tokio::test]
 async fn the_body_store_stays_under_its_cap_under_a_flood() -> Result<()> {
+    let _turn = common::turns::heavy().await;
     const CAP: u64 = 1 << 20;
     let dir = tempfile::tempdir()?;
     let web = http_server().await?;

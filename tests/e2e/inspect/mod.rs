@@ -3,7 +3,10 @@
 //! dir), the log's `RequestCaptured` carries each body's SHA-256, length and
 //! truncated flag, and a 1 MiB body is kept truncated to the limit.
 
-mod common;
+mod flood;
+mod replay;
+
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! detail and its requests (which have ids all the same) cannot be replayed,
 //! while the request captured in full earlier still can.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

@@ -5,7 +5,7 @@
 //! restarted over the rewritten log, refuses to sign a checkpoint that does
 //! not extend the one it signed before.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -5,7 +5,10 @@
 //! and consistency proofs checked by it too, `beamd verify-proof` offline,
 //! and clear errors for bad input.
 
-mod common;
+mod attack;
+mod upkeep;
+
+use crate::common;
 
 use std::collections::HashMap;
 

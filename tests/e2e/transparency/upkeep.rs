@@ -4,7 +4,7 @@
 //! rebuilt on the next start and signed on as an extension, and checkpoints
 //! come after N events or T seconds, whichever is first.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
