@@ -222,7 +222,8 @@ async fn an_allowed_network_works_but_the_edges_own_listeners_do_not() -> Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_health_check_tells_healthy_or_not_and_nothing_of_the_connection() -> Result<()> {
-    let closed = TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
+    let closed_port = common::ClosedPort::bind()?;
+    let closed = closed_port.addr.port();
     let dir = tempfile::tempdir()?;
     let edge = start_edge(
         dir.path(),

@@ -110,7 +110,8 @@ async fn a_dead_edge_in_the_list_is_skipped() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let edge = start_edge(dir.path(), "tcp", "127.0.0.1:0", &[])?;
     // A port nothing listens on, first in the list.
-    let dead = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
+    let closed = common::ClosedPort::bind()?;
+    let dead = closed.addr;
     let edges = format!("{dead},{}", edge.agent_addr);
     let echo = echo_server().await?.to_string();
     let agent = Proc::spawn(

@@ -25,6 +25,28 @@ use beamd_events::vocabulary::{NodeHeartbeat, TrafficRecorded};
 use beamd_events::{Append, Durability, Event, EventLog, ExpectedVersion, ManualClock, StreamId};
 use beamd_snapshots::{Fold, Snapshot, SnapshotStore};
 
+/// A port on 127.0.0.1 that refuses connections: bound and never listening,
+/// so that no other test (all share this process and the machine's ports)
+/// can start listening on it while it is held.
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    /// Its address.
+    pub addr: std::net::SocketAddr,
+}
+
+impl ClosedPort {
+    /// Binds a port of the system's choosing.
+    pub fn bind() -> Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = socket.local_addr()?;
+        Ok(Self {
+            _socket: socket,
+            addr,
+        })
+    }
+}
+
 /// Runs the real `beamd` binary.
 pub fn beamd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_beamd"))

@@ -29,10 +29,8 @@ async fn wait_for_groups(api: &Api, query: &str, n: usize) -> Result<serde_json:
 async fn failures_are_grouped_listed_and_resolved() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let web = http_server().await?;
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await?
-        .local_addr()?
-        .port();
+    let closed = common::ClosedPort::bind()?;
+    let dead = closed.addr.port();
     // The dead upstream below is on loopback: opened on purpose.
     let edge = start_edge(
         dir.path(),
