@@ -27,7 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("protocol", &["domain"]),
     // Reads of the log; the client of the REST API.
     ("projections", &["domain"]),
-    ("inspector", &["domain", "metric_catalog"]),
+    ("inspector", &["data_dir", "domain", "metric_catalog"]),
     ("client", &["protocol"]),
     (
         "tlog",
@@ -38,26 +38,32 @@ const LAYERS: &[(&str, &[&str])] = &[
         "actors",
         &["domain", "projections", "metric_catalog", "inspector"],
     ),
-    // What the API asks of the data plane, implemented by the edge and wired
-    // by the node.
-    (
-        "plane",
-        &["domain", "projections", "actors", "protocol", "inspector"],
-    ),
+    // What the API and the data plane both use, below both: the refusal of
+    // a connection when the process is busy, the rate limiter, the free-disk
+    // watch, DNS checks of custom domains and the egress rule's connector.
+    ("busy", &[]),
+    ("rate_limit", &[]),
+    ("disk", &[]),
+    ("dns", &["actors", "domain"]),
+    ("egress", &["dns", "domain"]),
     // The three that never import each other.
     (
         "edge",
         &[
             "actors",
+            "busy",
             "data_dir",
+            "disk",
+            "dns",
             "domain",
+            "egress",
             "inspector",
             "metric_catalog",
-            "plane",
             "progress",
             "projections",
             "protocol",
             "pump",
+            "rate_limit",
             "tlog",
         ],
     ),
@@ -65,14 +71,18 @@ const LAYERS: &[(&str, &[&str])] = &[
         "api",
         &[
             "actors",
+            "busy",
             "data_dir",
+            "disk",
+            "dns",
             "domain",
+            "egress",
             "inspector",
             "metric_catalog",
-            "plane",
             "progress",
             "projections",
             "protocol",
+            "rate_limit",
             "tlog",
         ],
     ),
@@ -84,7 +94,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "audit",
-        &["actors", "data_dir", "domain", "progress", "projections", "tlog"],
+        &[
+            "actors",
+            "data_dir",
+            "domain",
+            "progress",
+            "projections",
+            "tlog",
+        ],
     ),
     // The composition root of one process.
     (
@@ -92,16 +109,20 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "actors",
             "api",
+            "busy",
             "data_dir",
+            "disk",
+            "dns",
             "domain",
             "edge",
+            "egress",
             "inspector",
             "metric_catalog",
-            "plane",
             "progress",
             "projections",
             "protocol",
             "pump",
+            "rate_limit",
             "tlog",
         ],
     ),
@@ -115,7 +136,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "inspector",
             "metric_catalog",
             "node",
-            "plane",
             "projections",
             "protocol",
             "pump",
@@ -127,18 +147,22 @@ const LAYERS: &[(&str, &[&str])] = &[
             "actors",
             "agent",
             "api",
+            "busy",
             "client",
             "data_dir",
+            "disk",
+            "dns",
             "domain",
             "edge",
+            "egress",
             "inspector",
             "metric_catalog",
             "node",
-            "plane",
             "progress",
             "projections",
             "protocol",
             "pump",
+            "rate_limit",
             "tlog",
         ],
     ),
@@ -151,18 +175,22 @@ const LAYERS: &[(&str, &[&str])] = &[
             "api",
             "audit",
             "bench",
+            "busy",
             "client",
             "data_dir",
+            "disk",
+            "dns",
             "domain",
             "edge",
+            "egress",
             "inspector",
             "metric_catalog",
             "node",
-            "plane",
             "progress",
             "projections",
             "protocol",
             "pump",
+            "rate_limit",
             "replay",
             "simulate",
             "tlog",
@@ -272,7 +300,14 @@ fn tokens(text: &str) -> Vec<String> {
                 if j >= b.len() {
                     break;
                 }
-                if b[j] == b'"' && b[j + 1..].iter().take(hashes).filter(|&&h| h == b'#').count() == hashes {
+                if b[j] == b'"'
+                    && b[j + 1..]
+                        .iter()
+                        .take(hashes)
+                        .filter(|&&h| h == b'#')
+                        .count()
+                        == hashes
+                {
                     j += 1 + hashes;
                     break;
                 }
@@ -407,7 +442,9 @@ impl Crate {
         let mut krate = Crate::default();
         for file in &files {
             let module = module_of(file);
-            if module.first().map(String::as_str) == Some("main") || file.ends_with("main.rs") && module.is_empty() {
+            if module.first().map(String::as_str) == Some("main")
+                || file.ends_with("main.rs") && module.is_empty()
+            {
                 // The binary is its own crate; it reaches the library by `beamd::`.
                 continue;
             }
@@ -476,7 +513,9 @@ impl Crate {
                         let mut path = vec![t[i].clone()];
                         let mut j = i + 1;
                         while t.get(j).map(String::as_str) == Some("::")
-                            && t.get(j + 1).is_some_and(|s| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                            && t.get(j + 1).is_some_and(|s| {
+                                s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            })
                         {
                             path.push(t[j + 1].clone());
                             j += 2;
@@ -571,7 +610,11 @@ fn top_level_edges(krate: &Crate) -> BTreeMap<(String, String), BTreeSet<String>
             edges
                 .entry((from.clone(), to.clone()))
                 .or_default()
-                .insert(format!("{} uses crate::{}", rel.display(), import.path.join("::")));
+                .insert(format!(
+                    "{} uses crate::{}",
+                    rel.display(),
+                    import.path.join("::")
+                ));
         }
     }
     edges
@@ -725,7 +768,12 @@ fn the_reader_sees_the_imports_it_must_judge() {
     let end = t.iter().position(|x| x == ";").expect("a semicolon");
     let paths: Vec<_> = flatten_use(&t[start..end])
         .into_iter()
-        .map(|(p, n)| (absolute(&here, &p, &modules).expect("absolute").join("::"), n))
+        .map(|(p, n)| {
+            (
+                absolute(&here, &p, &modules).expect("absolute").join("::"),
+                n,
+            )
+        })
         .collect();
     assert_eq!(
         paths,
