@@ -543,7 +543,7 @@ impl Crate {
         let mut path = path.to_vec();
         for _ in 0..8 {
             let mut m = path.len();
-            while m > 0 && !self.modules.contains(&path[..m].to_vec()) {
+            while m > 0 && !self.modules.contains(&path[..m]) {
                 m -= 1;
             }
             let module = path[..m].to_vec();
