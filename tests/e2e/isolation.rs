@@ -48,6 +48,25 @@ async fn captured(api: &Api) -> Result<String> {
     bail!("the request through the tunnel was never listed")
 }
 
+/// The owner's view once the request's traffic is booked: its tunnel has
+/// carried bytes and two reads, more than a traffic window apart, agree (so
+/// that only the intruder could change it afterwards, e.g. by resetting a
+/// key's counters).
+async fn settled_view(api: &Api) -> Result<String> {
+    let mut last = String::new();
+    for _ in 0..40 {
+        let view = owner_view(api).await?;
+        let tunnels = api.get("/api/v1/tunnels").await?;
+        let carried = tunnels.body["tunnels"][0]["bytesOut"].as_u64().unwrap_or(0) > 0;
+        if carried && view == last {
+            return Ok(view);
+        }
+        last = view;
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    bail!("the owner's resources never stopped changing: {last}")
+}
+
 /// Everything the owner can list, as text, to compare before and after.
 async fn owner_view(api: &Api) -> Result<String> {
     let mut all = String::new();
@@ -105,7 +124,7 @@ async fn another_tenants_key_finds_nothing_and_changes_nothing() -> Result<()> {
     )
     .await?;
     let (_, other) = tenant(&owner, "intruder").await?;
-    let before = owner_view(&owner).await?;
+    let before = settled_view(&owner).await?;
 
     let doc = owner.get("/api/v1/openapi.json").await?;
     let mut walked = 0;
