@@ -21,24 +21,19 @@ use crate::projections::{
 };
 use crate::tlog::tree_check::TreeCheck;
 
-/// Options of `beamd audit`.
-#[derive(Debug, clap::Args)]
-pub struct AuditArgs {
+/// What `beamd audit` checks.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
     /// The data directory to verify.
-    #[arg(long, default_value = crate::cli::DEFAULT_DATA_DIR)]
     pub data_dir: std::path::PathBuf,
-    /// Verify this NATS JetStream log instead of the data dir's sled log (its records; snapshots
-    /// and the Merkle tree are local to each edge and are not checked).
-    #[arg(long, value_name = "nats://HOST:PORT[,HOST:PORT…]")]
+    /// A NATS JetStream log to verify instead of the data dir's sled log
+    /// (its records only: snapshots and the Merkle tree are each edge's own).
     pub log: Option<String>,
-    /// Also prove the log extends a checkpoint saved earlier (a checkpoint
-    /// file, or a `beamd checkpoint --save` directory, whose tiles let the
-    /// audit name the first changed seq).
-    #[arg(long, value_name = "PATH")]
+    /// A checkpoint saved earlier (file or `beamd checkpoint --save` directory)
+    /// that the log must extend.
     pub since: Option<std::path::PathBuf>,
-    /// The log's verifier key for --since (text or file) [default: the one saved beside the
-    /// checkpoint, else the data dir's log-signing.pub].
-    #[arg(long, value_name = "KEY|FILE")]
+    /// The log's verifier key for `since` (text or file; none: the one saved
+    /// beside the checkpoint, else the data dir's).
     pub public_key: Option<String>,
 }
 
@@ -277,7 +272,7 @@ pub fn audit(
 }
 
 /// Runs `beamd audit`.
-pub async fn run(args: AuditArgs) -> Result<ExitCode> {
+pub async fn run(args: AuditSettings) -> Result<ExitCode> {
     let (outcome, since) = match &args.log {
         Some(url) => {
             let store = JetStreamStore::open(&JetStreamConfig::parse(url)?).await?;
@@ -345,7 +340,7 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode> {
 
 /// `--since`: the saved checkpoint checked against the log.
 fn check_since(
-    args: &AuditArgs,
+    args: &AuditSettings,
     store: &impl Store,
     dir: Option<&DataDir>,
 ) -> Result<Option<Result<String, crate::tlog::since::NotExtended>>> {

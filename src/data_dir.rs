@@ -10,6 +10,9 @@ use anyhow::{bail, Context, Result};
 use beamd_events::log::SledStore;
 use beamd_snapshots::SledSnapshotStore;
 
+/// Where beamd keeps its data when `--data-dir` is not given.
+pub const DEFAULT_DATA_DIR: &str = "beamd-data";
+
 const DB: &str = "db";
 const NODE_ID: &str = "node_id";
 

@@ -9,9 +9,34 @@ use beamd_events::log::{ChainReader, JetStreamConfig, JetStreamStore, Store};
 use beamd_events::{Envelope, StreamId};
 use serde_json::json;
 
-use crate::cli::{ReplayArgs, ReplayFormat};
 use crate::data_dir::DataDir;
 use crate::progress::events_bar;
+
+/// How `beamd replay` prints each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFormat {
+    /// One JSON object per line.
+    Json,
+    /// One human-readable line per event.
+    Text,
+}
+
+/// What `beamd replay` prints.
+#[derive(Debug, Clone)]
+pub struct ReplaySettings {
+    /// The data directory to read.
+    pub data_dir: std::path::PathBuf,
+    /// A NATS JetStream log to read instead of the data dir's sled log.
+    pub log: Option<String>,
+    /// The first seq printed.
+    pub from: u64,
+    /// The last seq printed (none: the head).
+    pub to: Option<u64>,
+    /// Only the events of this stream.
+    pub stream: Option<String>,
+    /// How each event is printed.
+    pub format: ReplayFormat,
+}
 
 /// The JSON form of an envelope, as `beamd replay --format json` prints it.
 pub fn envelope_json(env: &Envelope) -> serde_json::Value {
@@ -47,7 +72,7 @@ fn text_line(env: &Envelope) -> String {
 }
 
 /// Runs `beamd replay`.
-pub async fn run(args: ReplayArgs) -> Result<ExitCode> {
+pub async fn run(args: ReplaySettings) -> Result<ExitCode> {
     match &args.log {
         Some(url) => {
             let store = JetStreamStore::open(&JetStreamConfig::parse(url)?).await?;
@@ -60,7 +85,7 @@ pub async fn run(args: ReplayArgs) -> Result<ExitCode> {
     }
 }
 
-fn replay(store: &impl Store, args: &ReplayArgs) -> Result<ExitCode> {
+fn replay(store: &impl Store, args: &ReplaySettings) -> Result<ExitCode> {
     let to = args.to.unwrap_or(u64::MAX).min(store.last_seq()?);
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());

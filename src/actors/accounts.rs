@@ -3,8 +3,9 @@
 //! account's actor. Each returns once the projections show it.
 
 use super::ask::ask;
-use super::core::{command, Core};
+use super::core::Core;
 use super::directory::{entity, DirectoryMsg};
+use super::supervisor::command;
 use super::CoreError;
 use crate::domain::{Account, AccountCommand};
 

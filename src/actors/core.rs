@@ -6,22 +6,21 @@ use std::sync::Arc;
 use beamd_events::vocabulary::KeyKind;
 use beamd_events::{Clock, EventLog, StreamId};
 use beamd_snapshots::{SnapshotPolicy, SnapshotStore};
-use ractor::{Actor, ActorRef};
+use ractor::{Actor, ActorCell, ActorRef};
 
 use super::ask::ask;
 use super::directory::{entity, DirectoryActor, DirectoryArgs, DirectoryMsg};
-use super::entity::{EntityMsg, Hosted, TrafficDelta};
-use super::gateway::GatewayActors;
+use super::entity::{EntityMsg, TrafficDelta};
 use super::log_writer::LogWriter;
 use super::projector::{start_projector, ProjectorHandle};
 use super::secret::Secret;
-use super::supervisor::{deliver, EntitySupervisor, SupervisorMsg};
+use super::supervisor::{command, deliver, flush_all, start_supervisor, SupervisorMsg};
 use super::{CoreError, Shell, Timings};
-use crate::domain::gateway::RouteCommand;
+use crate::domain::gateway::{Consumer, ErrorGroup, Route, RouteCommand, Service};
 use crate::domain::{
-    AddDomain, CreateTenant, Directory, DomainCommand, DomainError, DomainName, DomainStatus, Key,
-    KeyCommand, Node, NodeCommand, OpenTunnel, Scope, Scopes, Tenant, TenantCommand, Tunnel,
-    TunnelCommand,
+    Account, AddDomain, CreateTenant, Directory, DomainCommand, DomainError, DomainName,
+    DomainStatus, Key, KeyCommand, Node, NodeCommand, OpenTunnel, Scope, Scopes, Tenant,
+    TenantCommand, Tunnel, TunnelCommand,
 };
 use crate::projections::{InspectorIndex, DEFAULT_RECENT};
 
@@ -81,24 +80,6 @@ pub struct Core {
     pub(super) gateway: GatewayActors,
 }
 
-pub(super) async fn supervisor<A: Hosted>(
-    shell: &Shell,
-) -> Result<ActorRef<SupervisorMsg<A>>, CoreError> {
-    let (actor, _) = Actor::spawn(None, EntitySupervisor::<A>::default(), shell.clone())
-        .await
-        .map_err(|e| CoreError::Actor(format!("{} supervisor failed to start: {e}", A::KIND)))?;
-    Ok(actor)
-}
-
-pub(super) async fn command<A: Hosted>(
-    supervisor: &ActorRef<SupervisorMsg<A>>,
-    id: &str,
-    cmd: A::Command,
-) -> Result<A, CoreError> {
-    let stream = StreamId::new(id).map_err(|_| DomainError::NotFound(A::KIND.into()))?;
-    deliver(supervisor, &stream, |r| EntityMsg::Command(cmd.clone(), r)).await?
-}
-
 impl Core {
     /// Starts the core: projections and the directory are rebuilt from snapshots and the log.
     pub async fn start(config: CoreConfig) -> Result<Self, CoreError> {
@@ -124,9 +105,9 @@ impl Core {
         )
         .await?;
         let (tenants, keys, tunnels) = (
-            supervisor(&shell).await?,
-            supervisor(&shell).await?,
-            supervisor(&shell).await?,
+            start_supervisor(&shell).await?,
+            start_supervisor(&shell).await?,
+            start_supervisor(&shell).await?,
         );
         let args = DirectoryArgs {
             shell: shell.clone(),
@@ -139,8 +120,8 @@ impl Core {
             .await
             .map_err(|e| CoreError::Actor(format!("directory failed to start: {e}")))?;
         Ok(Self {
-            domains: supervisor(&shell).await?,
-            nodes: supervisor(&shell).await?,
+            domains: start_supervisor(&shell).await?,
+            nodes: start_supervisor(&shell).await?,
             gateway: GatewayActors::start(&shell).await?,
             shell,
             tenants,
@@ -431,17 +412,41 @@ impl Core {
     }
 }
 
-pub(super) async fn flush_all<A: Hosted>(
-    supervisor: &ActorRef<SupervisorMsg<A>>,
-) -> Result<(), CoreError> {
-    for actor in ask(supervisor, SupervisorMsg::Running).await? {
-        match ask(&actor, EntityMsg::Flush).await {
-            // An actor that passivated meanwhile snapshotted on its way out.
-            Err(CoreError::Gone) => {}
-            other => {
-                other??;
-            }
-        }
+/// The gateway's supervisors (and the accounts').
+pub(super) struct GatewayActors {
+    pub(super) accounts: ActorRef<SupervisorMsg<Account>>,
+    pub(super) services: ActorRef<SupervisorMsg<Service>>,
+    pub(super) routes: ActorRef<SupervisorMsg<Route>>,
+    pub(super) consumers: ActorRef<SupervisorMsg<Consumer>>,
+    pub(super) errors: ActorRef<SupervisorMsg<ErrorGroup>>,
+}
+
+impl GatewayActors {
+    pub(super) async fn start(shell: &Shell) -> Result<Self, CoreError> {
+        Ok(Self {
+            services: start_supervisor(shell).await?,
+            routes: start_supervisor(shell).await?,
+            consumers: start_supervisor(shell).await?,
+            errors: start_supervisor(shell).await?,
+            accounts: start_supervisor(shell).await?,
+        })
     }
-    Ok(())
+
+    pub(super) fn cells(&self) -> [ActorCell; 5] {
+        [
+            self.accounts.get_cell(),
+            self.services.get_cell(),
+            self.routes.get_cell(),
+            self.consumers.get_cell(),
+            self.errors.get_cell(),
+        ]
+    }
+
+    pub(super) async fn flush(&self) -> Result<(), CoreError> {
+        flush_all(&self.services).await?;
+        flush_all(&self.routes).await?;
+        flush_all(&self.consumers).await?;
+        flush_all(&self.errors).await?;
+        flush_all(&self.accounts).await
+    }
 }

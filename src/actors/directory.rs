@@ -12,7 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::ask::ask;
 use super::entity::{EntityMsg, Hosted};
 use super::log_writer::append;
-use super::projector::{Projections, GLOBAL_ID};
+use super::projector::GLOBAL_ID;
 use super::supervisor::{deliver, SupervisorMsg};
 use super::{CoreError, Shell};
 use crate::domain::{
@@ -20,6 +20,7 @@ use crate::domain::{
     OpenUsage, PortRequest, Tenant, Tunnel, TunnelCommand,
 };
 use crate::metric_catalog;
+use crate::projections::Projections;
 
 /// The events the directory's decisions depend on: a creation is recorded
 /// only if none of them was committed (on any node) after the seq it was

@@ -3,59 +3,18 @@
 //! the projections show its events, so the data path applies a change at once.
 
 use beamd_events::vocabulary::{RouteConfig, ServiceConfig};
-use ractor::{ActorCell, ActorRef};
 
-use super::core::{command, flush_all, supervisor, Core};
+use super::core::Core;
 use super::directory::entity;
 use super::secret::Secret;
-use super::supervisor::SupervisorMsg;
-use super::{CoreError, Shell};
+use super::supervisor::command;
+use super::CoreError;
 use beamd_events::vocabulary::GatewayErrorsRecorded;
 
 use crate::domain::gateway::{
     error_group_id, Consumer, ConsumerCommand, ErrorGroup, ErrorGroupCommand, Route, RouteCommand,
     Service, ServiceCommand,
 };
-use crate::domain::Account;
-
-/// The gateway's supervisors (and the accounts').
-pub(super) struct GatewayActors {
-    pub(super) accounts: ActorRef<SupervisorMsg<Account>>,
-    services: ActorRef<SupervisorMsg<Service>>,
-    routes: ActorRef<SupervisorMsg<Route>>,
-    consumers: ActorRef<SupervisorMsg<Consumer>>,
-    errors: ActorRef<SupervisorMsg<ErrorGroup>>,
-}
-
-impl GatewayActors {
-    pub(super) async fn start(shell: &Shell) -> Result<Self, CoreError> {
-        Ok(Self {
-            services: supervisor(shell).await?,
-            routes: supervisor(shell).await?,
-            consumers: supervisor(shell).await?,
-            errors: supervisor(shell).await?,
-            accounts: supervisor(shell).await?,
-        })
-    }
-
-    pub(super) fn cells(&self) -> [ActorCell; 5] {
-        [
-            self.accounts.get_cell(),
-            self.services.get_cell(),
-            self.routes.get_cell(),
-            self.consumers.get_cell(),
-            self.errors.get_cell(),
-        ]
-    }
-
-    pub(super) async fn flush(&self) -> Result<(), CoreError> {
-        flush_all(&self.services).await?;
-        flush_all(&self.routes).await?;
-        flush_all(&self.consumers).await?;
-        flush_all(&self.errors).await?;
-        flush_all(&self.accounts).await
-    }
-}
 
 fn fresh(prefix: &str) -> String {
     format!("{prefix}_{:016x}", fastrand::u64(..))

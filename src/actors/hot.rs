@@ -11,9 +11,8 @@ use std::sync::{Arc, RwLock};
 use beamd_events::vocabulary::InspectMode;
 use beamd_events::{Envelope, Event};
 
-use super::projector::Projections;
 use crate::domain::host_reaches;
-use crate::projections::{DomainsProjection, GatewayProjection};
+use crate::projections::{DomainsProjection, GatewayProjection, Projections};
 
 /// The request path's view of the projections.
 #[derive(Debug, Default)]

@@ -24,7 +24,7 @@ pub use entity::{EntityActor, EntityMsg, Hosted, TrafficDelta};
 pub use error::CoreError;
 pub use hot::{Hot, HotView};
 pub use log_writer::{LogWriter, LogWriterMsg};
-pub use projector::{start_projector, Projections, ProjectorHandle, GLOBAL_ID};
+pub use projector::{start_projector, ProjectorHandle, GLOBAL_ID};
 pub use secret::Secret;
 pub use shell::{Shell, Timings};
 pub use supervisor::{EntitySupervisor, SupervisorMsg};

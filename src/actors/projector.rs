@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use super::hot::{Hot, HotView};
 
 use beamd_events::log::Follower;
-use beamd_events::{Envelope, EventLog};
+use beamd_events::EventLog;
 use beamd_snapshots::{Fold, Snapshot, SnapshotPolicy, SnapshotStore};
 use serde::de::DeserializeOwned;
 use tokio::sync::{broadcast, oneshot, watch};
@@ -15,7 +15,8 @@ use tokio::sync::{broadcast, oneshot, watch};
 use super::CoreError;
 use crate::projections::{
     AccountsProjection, CapturedRequest, CatalogProjection, DomainsProjection, GatewayProjection,
-    InspectorIndex, InspectorProjection, LogSummary, StatusProjection, UsageProjection,
+    InspectorIndex, InspectorProjection, LogSummary, Projections, StatusProjection,
+    UsageProjection,
 };
 
 /// The id under which projections over the whole log are snapshotted.
@@ -26,55 +27,18 @@ const GRANT_CHANGES: usize = 16;
 /// Events folded per hold of the projections' write lock, at most.
 const FOLD_SLICE: usize = 128;
 
-/// The projections, all at the same seq.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Projections {
-    /// The last seq folded in.
-    pub seq: u64,
-    /// Event counts.
-    pub summary: LogSummary,
-    /// Usage per tenant and day, key counters.
-    pub usage: UsageProjection,
-    /// Recent captured requests.
-    pub inspector: InspectorProjection,
-    /// Live counts and nodes.
-    pub status: StatusProjection,
-    /// Custom domains.
-    pub domains: DomainsProjection,
-    /// Tenants, keys and tunnels, for listing.
-    pub catalog: CatalogProjection,
-    /// Gateway services, routes and consumers.
-    pub gateway: GatewayProjection,
-    /// Accounts.
-    pub accounts: AccountsProjection,
-}
-
-impl Projections {
-    /// Folds one event into every projection.
-    pub fn apply(&mut self, env: &Envelope) {
-        self.summary.apply(env);
-        self.usage.apply(env);
-        self.inspector.apply(env);
-        self.status.apply(env);
-        self.domains.apply(env);
-        self.catalog.apply(env);
-        self.gateway.apply(env);
-        self.accounts.apply(env);
-        self.seq = env.seq;
-    }
-
-    fn snapshot(&self, store: &dyn SnapshotStore) -> Result<(), CoreError> {
-        save(store, self.seq, &self.summary)?;
-        save(store, self.seq, &self.usage)?;
-        save(store, self.seq, &self.inspector)?;
-        save(store, self.seq, &self.status)?;
-        save(store, self.seq, &self.domains)?;
-        save(store, self.seq, &self.catalog)?;
-        save(store, self.seq, &self.gateway)?;
-        save(store, self.seq, &self.accounts)?;
-        store.flush()?;
-        Ok(())
-    }
+/// Snapshots every projection at their seq, then flushes the store.
+fn snapshot(p: &Projections, store: &dyn SnapshotStore) -> Result<(), CoreError> {
+    save(store, p.seq, &p.summary)?;
+    save(store, p.seq, &p.usage)?;
+    save(store, p.seq, &p.inspector)?;
+    save(store, p.seq, &p.status)?;
+    save(store, p.seq, &p.domains)?;
+    save(store, p.seq, &p.catalog)?;
+    save(store, p.seq, &p.gateway)?;
+    save(store, p.seq, &p.accounts)?;
+    store.flush()?;
+    Ok(())
 }
 
 /// Saves one projection's snapshot at `seq`.
@@ -368,7 +332,7 @@ pub async fn start_projector(
             }
             if policy.due(seq - snapshot_seq) {
                 let copy = writer.read().unwrap_or_else(|e| e.into_inner()).clone();
-                copy.snapshot(store.as_ref())?;
+                snapshot(&copy, store.as_ref())?;
                 snapshot_seq = seq;
             }
             applied_tx.send_replace(seq);
@@ -376,7 +340,7 @@ pub async fn start_projector(
         if policy.on_shutdown {
             let copy = writer.read().unwrap_or_else(|e| e.into_inner()).clone();
             if copy.seq > snapshot_seq {
-                copy.snapshot(store.as_ref())?;
+                snapshot(&copy, store.as_ref())?;
             }
         }
         Ok(())

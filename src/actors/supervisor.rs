@@ -10,6 +10,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use super::ask::ask;
 use super::entity::{EntityActor, EntityArgs, EntityMsg, Hosted};
 use super::{CoreError, Shell};
+use crate::domain::DomainError;
 
 /// Messages to a supervisor.
 pub enum SupervisorMsg<A: Hosted> {
@@ -164,4 +165,40 @@ impl<A: Hosted> Actor for EntitySupervisor<A> {
         }
         Ok(())
     }
+}
+
+/// Starts the supervisor of one aggregate kind.
+pub(super) async fn start_supervisor<A: Hosted>(
+    shell: &Shell,
+) -> Result<ActorRef<SupervisorMsg<A>>, CoreError> {
+    let (actor, _) = Actor::spawn(None, EntitySupervisor::<A>::default(), shell.clone())
+        .await
+        .map_err(|e| CoreError::Actor(format!("{} supervisor failed to start: {e}", A::KIND)))?;
+    Ok(actor)
+}
+
+/// Runs `cmd` on the actor of `id` under `supervisor`: the entity after it.
+pub(super) async fn command<A: Hosted>(
+    supervisor: &ActorRef<SupervisorMsg<A>>,
+    id: &str,
+    cmd: A::Command,
+) -> Result<A, CoreError> {
+    let stream = StreamId::new(id).map_err(|_| DomainError::NotFound(A::KIND.into()))?;
+    deliver(supervisor, &stream, |r| EntityMsg::Command(cmd.clone(), r)).await?
+}
+
+/// Has every running actor under `supervisor` record what it holds.
+pub(super) async fn flush_all<A: Hosted>(
+    supervisor: &ActorRef<SupervisorMsg<A>>,
+) -> Result<(), CoreError> {
+    for actor in ask(supervisor, SupervisorMsg::Running).await? {
+        match ask(&actor, EntityMsg::Flush).await {
+            // An actor that passivated meanwhile snapshotted on its way out.
+            Err(CoreError::Gone) => {}
+            other => {
+                other??;
+            }
+        }
+    }
+    Ok(())
 }

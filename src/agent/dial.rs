@@ -6,12 +6,11 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use beamd_events::vocabulary::TransportKind;
 use beamd_transports::{QuicTransport, StreamTls, TcpTransport, WsTransport};
 
-use crate::cli::TransportArg;
-
-/// How an agent reaches the edge, on its command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// How an agent reaches the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentTransport {
     /// QUIC, falling back to WebSocket, then TCP, at each edge.
     Auto,
@@ -23,18 +22,28 @@ pub enum AgentTransport {
     Tcp,
 }
 
-impl From<TransportArg> for AgentTransport {
-    fn from(t: TransportArg) -> Self {
+impl AgentTransport {
+    /// Parses `auto`, `quic`, `ws` or `tcp`, in any case (as in a share link).
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Some(AgentTransport::Auto);
+        }
+        TransportKind::parse(s).map(Self::from)
+    }
+}
+
+impl From<TransportKind> for AgentTransport {
+    fn from(t: TransportKind) -> Self {
         match t {
-            TransportArg::Quic => AgentTransport::Quic,
-            TransportArg::Ws => AgentTransport::Ws,
-            TransportArg::Tcp => AgentTransport::Tcp,
+            TransportKind::Quic => AgentTransport::Quic,
+            TransportKind::Ws => AgentTransport::Ws,
+            TransportKind::Tcp => AgentTransport::Tcp,
         }
     }
 }
 
 /// The order `--transport auto` tries transports in.
-const AUTO: [TransportArg; 3] = [TransportArg::Quic, TransportArg::Ws, TransportArg::Tcp];
+const AUTO: [TransportKind; 3] = [TransportKind::Quic, TransportKind::Ws, TransportKind::Tcp];
 
 /// A QUIC handshake to an address that drops UDP waits for its idle timeout;
 /// with another transport or edge to try, the agent moves on sooner.
@@ -46,18 +55,18 @@ pub(super) struct EdgeAddr {
     /// HOST:PORT.
     pub addr: String,
     /// From a `quic://`, `ws://` or `tcp://` prefix.
-    pub forced: Option<TransportArg>,
+    pub forced: Option<TransportKind>,
 }
 
 impl EdgeAddr {
     /// The transports to try at this edge, in order.
-    pub fn transports(&self, chosen: AgentTransport) -> Vec<TransportArg> {
+    pub fn transports(&self, chosen: AgentTransport) -> Vec<TransportKind> {
         match (self.forced, chosen) {
             (Some(t), _) => vec![t],
             (None, AgentTransport::Auto) => AUTO.to_vec(),
-            (None, AgentTransport::Quic) => vec![TransportArg::Quic],
-            (None, AgentTransport::Ws) => vec![TransportArg::Ws],
-            (None, AgentTransport::Tcp) => vec![TransportArg::Tcp],
+            (None, AgentTransport::Quic) => vec![TransportKind::Quic],
+            (None, AgentTransport::Ws) => vec![TransportKind::Ws],
+            (None, AgentTransport::Tcp) => vec![TransportKind::Tcp],
         }
     }
 }
@@ -70,9 +79,9 @@ pub(super) fn parse_edges(list: &str) -> Result<Vec<EdgeAddr>> {
             bail!("--edge {list:?} has an empty entry: give HOST:PORT[,HOST:PORT…]");
         }
         let (forced, addr) = match item.split_once("://") {
-            Some((scheme, addr)) => match clap::ValueEnum::from_str(scheme, true) {
-                Ok(t) => (Some(t), addr),
-                Err(_) => bail!("--edge {item:?}: unknown transport {scheme:?} (quic, ws or tcp)"),
+            Some((scheme, addr)) => match TransportKind::parse(scheme) {
+                Some(t) => (Some(t), addr),
+                None => bail!("--edge {item:?}: unknown transport {scheme:?} (quic, ws or tcp)"),
             },
             None => (None, item),
         };
@@ -125,7 +134,7 @@ impl Dialers {
 pub(super) fn uses_quic(edges: &[EdgeAddr], chosen: AgentTransport) -> bool {
     edges
         .iter()
-        .any(|e| e.transports(chosen).contains(&TransportArg::Quic))
+        .any(|e| e.transports(chosen).contains(&TransportKind::Quic))
 }
 
 #[cfg(test)]
@@ -140,13 +149,13 @@ mod tests {
         assert_eq!(edges[0].transports(AgentTransport::Auto), AUTO.to_vec());
         assert_eq!(
             edges[0].transports(AgentTransport::Ws),
-            vec![TransportArg::Ws]
+            vec![TransportKind::Ws]
         );
         assert_eq!(
             edges[1].transports(AgentTransport::Auto),
-            vec![TransportArg::Ws]
+            vec![TransportKind::Ws]
         );
-        assert_eq!(edges[2].forced, Some(TransportArg::Tcp));
+        assert_eq!(edges[2].forced, Some(TransportKind::Tcp));
         assert!(uses_quic(&edges, AgentTransport::Auto));
         assert!(!uses_quic(&edges[1..], AgentTransport::Auto));
         for bad in ["", "a:1,,b:2", "a", "a:port", ":7000", "udp://a:1"] {

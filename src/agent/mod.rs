@@ -2,10 +2,11 @@
 //! edge, and forwards the streams the edge opens to the local port.
 
 mod dial;
-mod link;
 mod run;
 mod session;
+mod settings;
+mod trust;
 
 pub use dial::AgentTransport;
-pub use link::ShareLink;
-pub use run::{run_http, run_tcp, run_tcp_reporting, AgentConn, HttpArgs, TcpArgs};
+pub use run::{run_http, run_tcp, run_tcp_reporting};
+pub use settings::{AgentConn, HttpSettings, TcpSettings};

@@ -2,118 +2,20 @@
 //! reconnecting with exponential backoff and jitter, and asking for the same
 //! public port (or name) back.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use beamd_events::vocabulary::{InspectMode, TunnelProtocol};
+use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
 
 use super::dial::{parse_edges, uses_quic, AgentTransport, Dialers, EdgeAddr, QUIC_FALLBACK_AFTER};
-use super::link::{trust, ShareLink};
 use super::session::{Agent, Ended};
-use crate::cli::TransportArg;
-use crate::protocol::{Token, TunnelRequest, UpstreamProtocol};
-
-/// How an agent reaches and trusts the edge: shared by `beamd tcp` and `beamd http`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AgentConn {
-    /// The edge's agent address HOST:PORT, or several edges of one cluster
-    /// (HOST:PORT,HOST:PORT,…: the agent moves to the next when its edge goes
-    /// away), each optionally prefixed quic://, ws:// or tcp://; or a share
-    /// link beamd://TOKEN@HOST:PORT[,…]?transport=…&fingerprint=….
-    #[arg(long, env = "BEAMD_EDGE")]
-    pub edge: String,
-    /// How to reach the edge; auto tries QUIC, then WebSocket, then TCP at
-    /// each edge, using the first that connects.
-    #[arg(long, value_enum, default_value = "quic")]
-    pub transport: AgentTransport,
-    /// The agent token, tok_<id>.<secret> (or in the share link).
-    #[arg(long, env = "BEAMD_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Use TLS over ws and tcp (QUIC always does); the edge must run with --tls.
-    #[arg(long)]
-    pub tls: bool,
-    /// The host of the local service.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub local_host: String,
-    /// Trust the edge whose certificate has this SHA-256 fingerprint (printed by
-    /// `beamd edge`). Without this, --ca or --insecure, the system's public CAs are trusted.
-    #[arg(long, conflicts_with_all = ["ca", "insecure"])]
-    pub fingerprint: Option<String>,
-    /// Trust edges whose certificate chains to a CA in this PEM file.
-    #[arg(long, conflicts_with = "insecure")]
-    pub ca: Option<PathBuf>,
-    /// Do not verify the edge at all. For local testing only.
-    #[arg(long)]
-    pub insecure: bool,
-    /// Give up after this many failed connection attempts in a row (0 = never).
-    #[arg(long, default_value_t = 0)]
-    pub max_retries: u32,
-}
-
-/// Options of `beamd tcp`.
-#[derive(Debug, clap::Args)]
-pub struct TcpArgs {
-    /// The local port to expose.
-    pub local_port: u16,
-    /// Ask for this public port (by default any free one, then the same one on every reconnect).
-    #[arg(long)]
-    pub remote_port: Option<u16>,
-    /// How to reach the edge.
-    #[command(flatten)]
-    pub conn: AgentConn,
-}
-
-/// Options of `beamd http`.
-#[derive(Debug, clap::Args)]
-pub struct HttpArgs {
-    /// The local HTTP port to expose.
-    pub local_port: u16,
-    /// The tunnel's name: it is served at NAME.<tunnel base> (default: a random name).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Serve this custom domain too. It is added to your tenant if new; the edge
-    /// routes it once the TXT record it prints is published.
-    #[arg(long)]
-    pub domain: Option<String>,
-    /// Demand HTTP basic auth USER:PASSWORD of every public request (checked at the edge).
-    #[arg(long, env = "BEAMD_BASIC_AUTH", hide_env_values = true)]
-    pub basic_auth: Option<String>,
-    /// Let in only clients from this network (CIDR or address; repeat for several).
-    #[arg(long = "allow", value_name = "CIDR")]
-    pub allow: Vec<String>,
-    /// What the edge's inspector keeps of each request: `off` (nothing),
-    /// `meta` (method, path, status, sizes; the default for a new tunnel) or
-    /// `full` (also headers and the first bytes of each body, credentials
-    /// masked, for `beamd requests show` and replay). Without the flag a
-    /// reconnect keeps the mode last set (e.g. over the API).
-    #[arg(long, value_name = "off|meta|full", value_parser = parse_inspect)]
-    pub inspect: Option<InspectMode>,
-    /// What the local service speaks: `http1` (HTTP/1.1, the default) or
-    /// `h2c` (HTTP/2 without TLS, e.g. a gRPC server). Public clients may
-    /// speak either; the edge speaks this to the service through the tunnel.
-    #[arg(long, value_name = "http1|h2c", default_value = "http1", value_parser = parse_upstream)]
-    pub upstream: UpstreamProtocol,
-    /// How to reach the edge.
-    #[command(flatten)]
-    pub conn: AgentConn,
-}
-
-fn parse_upstream(s: &str) -> std::result::Result<UpstreamProtocol, String> {
-    match s {
-        "http1" => Ok(UpstreamProtocol::Http1),
-        "h2c" => Ok(UpstreamProtocol::H2c),
-        _ => Err(format!("{s:?} is not one of http1, h2c")),
-    }
-}
-
-fn parse_inspect(s: &str) -> std::result::Result<InspectMode, String> {
-    InspectMode::parse(s).ok_or_else(|| format!("{s:?} is not one of off, meta, full"))
-}
+use super::settings::{AgentConn, HttpSettings, TcpSettings};
+use super::trust::trust;
+use crate::protocol::{ShareLink, Token, TunnelRequest};
 
 /// What `beamd tcp` asks the edge for.
-fn tcp_request(args: &TcpArgs) -> TunnelRequest {
+fn tcp_request(args: &TcpSettings) -> TunnelRequest {
     TunnelRequest {
         protocol: TunnelProtocol::Tcp,
         local_addr: format!("{}:{}", args.conn.local_host, args.local_port),
@@ -128,7 +30,7 @@ fn tcp_request(args: &TcpArgs) -> TunnelRequest {
 }
 
 /// Runs `beamd tcp`.
-pub async fn run_tcp(args: TcpArgs) -> Result<ExitCode> {
+pub async fn run_tcp(args: TcpSettings) -> Result<ExitCode> {
     let request = tcp_request(&args);
     run(args.conn, request, "beamd tcp", None).await
 }
@@ -136,7 +38,7 @@ pub async fn run_tcp(args: TcpArgs) -> Result<ExitCode> {
 /// Runs `beamd tcp` quietly, sending the public address of each (re)assigned
 /// tunnel to `public` instead of printing it: many agents in one process.
 pub async fn run_tcp_reporting(
-    args: TcpArgs,
+    args: TcpSettings,
     public: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<ExitCode> {
     let request = tcp_request(&args);
@@ -144,7 +46,7 @@ pub async fn run_tcp_reporting(
 }
 
 /// Runs `beamd http`.
-pub async fn run_http(args: HttpArgs) -> Result<ExitCode> {
+pub async fn run_http(args: HttpSettings) -> Result<ExitCode> {
     let local = format!("{}:{}", args.conn.local_host, args.local_port);
     let name = args
         .name
@@ -176,8 +78,9 @@ async fn run(
         fingerprint = fingerprint.or(link.fingerprint);
         args.tls |= link.tls;
         if let Some(t) = link.transport {
-            args.transport = clap::ValueEnum::from_str(&t, true)
-                .map_err(|_| anyhow::anyhow!("the share link names an unknown transport {t:?}"))?;
+            args.transport = AgentTransport::parse(&t).ok_or_else(|| {
+                anyhow::anyhow!("the share link names an unknown transport {t:?}")
+            })?;
         }
     }
     let token = args
@@ -299,21 +202,21 @@ async fn at_edge(
     for (i, transport) in order.iter().enumerate() {
         let fallback = more_edges || i + 1 < order.len();
         let (outcome, assigned) = match transport {
-            TransportArg::Quic => {
+            TransportKind::Quic => {
                 let Some(quic) = &dialers.quic else { continue };
                 let within = fallback.then_some(QUIC_FALLBACK_AFTER);
                 agent.attempt(quic, addr, request, within).await
             }
-            TransportArg::Ws => agent.attempt(&dialers.ws, addr, request, None).await,
-            TransportArg::Tcp => agent.attempt(&dialers.tcp, addr, request, None).await,
+            TransportKind::Ws => agent.attempt(&dialers.ws, addr, request, None).await,
+            TransportKind::Tcp => agent.attempt(&dialers.tcp, addr, request, None).await,
         };
         match outcome {
             Ended::Unreachable(why) if i + 1 < order.len() => {
                 eprintln!(
                     "{}: {} to {addr} did not connect ({why}); trying {}",
                     agent.label,
-                    transport.kind_name(),
-                    order[i + 1].kind_name()
+                    transport.as_str(),
+                    order[i + 1].as_str()
                 );
                 ended = Ended::Unreachable(why);
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use beamd_transports::{Connection, Transport, TransportError};
 use tokio::net::TcpStream;
 
-use super::run::AgentConn;
+use super::settings::AgentConn;
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, EdgeFrame, Hello, StreamHeader, Token, TunnelRequest,
     PROTOCOL_VERSION,

@@ -133,7 +133,7 @@ pub async fn add(
             &caller.tenant.id,
             AddDomain {
                 host: req.host,
-                claim_ttl_ms: state.settings.dns.claim_ttl_ms(),
+                claim_ttl_ms: state.dns.claim_ttl_ms(),
             },
         )
         .await?;
@@ -158,7 +158,7 @@ pub async fn verify(
 ) -> Result<(StatusCode, DomainView), ApiError> {
     let caller = state.caller(auth, Scope::Manage).await?;
     let d = own(&state, &caller.tenant.id, &id)?;
-    let d = state.settings.dns.verify(&state.core, &d).await?;
+    let d = state.dns.verify(&state.core, &d).await?;
     ok(view(&d))
 }
 

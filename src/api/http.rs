@@ -1,7 +1,8 @@
 //! Shared request and response plumbing: JSON replies, strict query and body
 //! parsing (unknown fields and wrong types are a 400 with details), bounded
-//! bodies, timestamps and pages.
+//! bodies, timestamps and pages, and the peer of a request.
 
+use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
@@ -13,6 +14,11 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
+
+/// The peer of an API connection, as a request extension (read by sign-in's
+/// failure counting, through `warp::ext`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
 
 /// The largest request body taken.
 pub const BODY_LIMIT: u64 = 64 * 1024;

@@ -30,21 +30,32 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::actors::{Core, CoreError};
-use crate::edge::EdgeSettings;
+use crate::disk::DiskGuard;
+use crate::dns::DnsVerifier;
+use crate::domain::PublicAddresses;
+use crate::egress::Egress;
+use crate::inspector::replay::Replayer;
 
 pub use auth::Scope;
 pub use error::{ApiError, ErrorBody};
+pub use http::Peer;
 pub use metrics::install as install_metrics;
 pub use openapi::document as openapi_document;
-pub use server::{serve, Peer};
+pub use server::serve;
 pub use tokens::Endpoint;
 
 /// What the handlers share.
 pub struct ApiState {
     /// The control-plane core.
     pub core: Arc<Core>,
-    /// How the edge serves the public (URLs, domain verification).
-    pub settings: EdgeSettings,
+    /// Where the public reaches tunnels (their URLs and ports).
+    pub public: PublicAddresses,
+    /// How custom domains are verified.
+    pub dns: DnsVerifier,
+    /// Where the edge may connect on a tenant's behalf (services' upstream URLs).
+    pub egress: Arc<Egress>,
+    /// The data dir's free space: below its watermark, commands are refused.
+    pub disk: Arc<DiskGuard>,
     /// When the server started.
     pub started: Instant,
     /// This node.
@@ -61,8 +72,8 @@ pub struct ApiState {
     pub accounts: accounts::AccountSettings,
     /// Full capture's headers and bodies (none in API-only benchmarks).
     pub bodies: Option<crate::inspector::BodySink>,
-    /// The edge's sessions, through which requests are replayed (none in API-only benchmarks).
-    pub edge: Option<Arc<crate::edge::EdgeContext>>,
+    /// Sends captured requests again through this node's tunnels (none in API-only benchmarks).
+    pub replayer: Option<Arc<dyn Replayer>>,
     /// The transparency log: checkpoints, proofs and tiles (none in API-only benchmarks).
     pub tlog: Option<Arc<crate::tlog::Transparency>>,
 }

@@ -20,7 +20,7 @@ use super::http::parse_optional;
 use super::request_detail::{find, Found};
 use super::usage::{request_view, RequestView};
 use super::ApiState;
-use crate::edge::replay::{replay as send, ReplayError, Resend};
+use crate::inspector::replay::{ReplayError, Resend};
 
 /// How long the answer waits for the replay's capture to show in `/requests`.
 const CAPTURE_WAIT: Duration = Duration::from_secs(5);
@@ -152,13 +152,19 @@ pub async fn replay(
     let tunnel = found.captured.tunnel.clone();
     let resend = resend(&id, found, edit)?;
     let replay_of = resend.replay_of.clone();
-    let edge = (state.edge.as_ref()).ok_or_else(|| ApiError::unavailable("no edge here"))?;
-    let answer = send(edge, &tunnel, resend).await.map_err(|e| match e {
-        ReplayError::NotHere(m) => ApiError::conflict(m),
-        ReplayError::Invalid(m) => ApiError::invalid(m, serde_json::json!({ "request": "edit" })),
-        ReplayError::Busy(m) => ApiError::unavailable(m),
-        ReplayError::Failed(m) => ApiError::bad_gateway(m),
-    })?;
+    let replayer =
+        (state.replayer.as_ref()).ok_or_else(|| ApiError::unavailable("no edge here"))?;
+    let answer = replayer
+        .replay(&tunnel, resend)
+        .await
+        .map_err(|e| match e {
+            ReplayError::NotHere(m) => ApiError::conflict(m),
+            ReplayError::Invalid(m) => {
+                ApiError::invalid(m, serde_json::json!({ "request": "edit" }))
+            }
+            ReplayError::Busy(m) => ApiError::unavailable(m),
+            ReplayError::Failed(m) => ApiError::bad_gateway(m),
+        })?;
     let request = match &answer.id {
         Some(id) => listed(&state, &caller.tenant.id, id).await,
         None => None,

@@ -388,7 +388,7 @@ fn storage_guard(
     warp::method()
         .and(s)
         .and_then(|method: Method, state: Arc<ApiState>| async move {
-            match state.settings.disk.short() {
+            match state.disk.short() {
                 Some(why) if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) => {
                     Err(warp::reject::custom(StorageShort(why)))
                 }

@@ -4,7 +4,6 @@
 //! the file-descriptor watermark (a JSON 503 instead of an accept loop that
 //! waits for descriptors), and an accept loop no error can end.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,15 +16,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::http::Peer;
 use super::{routes, ApiState};
 
 /// The JSON answer past the file-descriptor watermark.
 const BUSY: &str = r#"{"error":"unavailable","message":"the edge is at its connection capacity; try again shortly"}"#;
-
-/// The peer of an API connection, as a request extension (read by sign-in's
-/// failure counting, through `warp::ext`).
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
 
 /// Serves the API on `listener` until `shutdown` is cancelled; connections
 /// that are open then finish the request they are on.
@@ -49,7 +44,7 @@ pub async fn serve(
             _ = shutdown.cancelled() => return,
         };
         if beamd_transports::over_fd_watermark(&socket, ListenerKind::Api) {
-            tokio::spawn(crate::edge::refuse_busy(socket, "application/json", BUSY));
+            tokio::spawn(crate::busy::refuse_busy(socket, "application/json", BUSY));
             continue;
         }
         let (service, builder, shutdown) = (service.clone(), builder.clone(), shutdown.clone());

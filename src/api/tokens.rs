@@ -13,8 +13,8 @@ use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::http::{iso, iso_opt, ok, page, parse, query, Deleted, PageQuery};
 use super::ApiState;
-use crate::agent::ShareLink;
 use crate::domain::{Key, KeyCommand, KeyStatus, Scopes};
+use crate::protocol::ShareLink;
 use crate::protocol::Token;
 
 /// A key as the API shows it.

@@ -74,13 +74,10 @@ pub struct TunnelList {
 
 fn view(state: &ApiState, t: &Tunnel, tunnel_base: &str) -> TunnelView {
     let public_url = match (t.protocol, &t.name, t.port) {
-        (Some(TunnelProtocol::Http), Some(name), _) => state
-            .settings
-            .http_port
-            .map(|_| state.settings.url(&format!("{name}.{tunnel_base}"))),
-        (Some(TunnelProtocol::Tcp), _, Some(port)) => {
-            Some(format!("tcp://{}:{port}", state.settings.advertise))
+        (Some(TunnelProtocol::Http), Some(name), _) => {
+            (state.public.http_port).map(|_| state.public.url(&format!("{name}.{tunnel_base}")))
         }
+        (Some(TunnelProtocol::Tcp), _, Some(port)) => Some(state.public.tcp(port)),
         _ => None,
     };
     TunnelView {

@@ -15,7 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::actors::Core;
 use crate::api::{serve, ApiState};
-use crate::edge::EdgeSettings;
+use crate::disk::DiskGuard;
+use crate::dns::DnsVerifier;
+use crate::domain::PublicAddresses;
+use crate::egress::Egress;
 
 /// Median request time of `usage?days=N` for each of `days`, `n` requests each.
 pub async fn usage_over_http(
@@ -39,7 +42,14 @@ pub async fn usage_over_http(
     let addr = listener.local_addr()?;
     let state = ApiState {
         core,
-        settings: EdgeSettings::new("127.0.0.1".parse()?, "127.0.0.1"),
+        public: PublicAddresses {
+            advertise: "127.0.0.1".into(),
+            http_port: None,
+            https: false,
+        },
+        dns: DnsVerifier::default(),
+        egress: Arc::new(Egress::new(Vec::new(), DnsVerifier::default())),
+        disk: DiskGuard::off(),
         started: Instant::now(),
         node: "bench".into(),
         agents: Vec::new(),
@@ -59,7 +69,7 @@ pub async fn usage_over_http(
         },
         tlog: None,
         bodies: None,
-        edge: None,
+        replayer: None,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(serve(listener, Arc::new(state), stop.clone(), None));

@@ -25,19 +25,15 @@ use crate::domain::{CreateTenant, OpenTunnel, PortRequest, TunnelCommand};
 use crate::projections::UsageProjection;
 
 /// Options of `beamd bench core`.
-#[derive(Debug, clap::Args)]
-pub struct CoreBenchArgs {
+#[derive(Debug, Clone)]
+pub struct CoreBenchOptions {
     /// Where to put the scratch data dirs (a fresh temporary dir by default; removed afterwards).
-    #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Tenants for the command benchmark.
-    #[arg(long, default_value_t = 1_000)]
     pub tenants: usize,
     /// Tunnels opened and closed (and then fed traffic) in the command benchmark.
-    #[arg(long, default_value_t = 10_000)]
     pub tunnels: usize,
     /// Events in the log for the start-up and query figures.
-    #[arg(long, default_value_t = 1_000_000)]
     pub events: usize,
 }
 
@@ -102,7 +98,7 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
-async fn commands(dir: &Path, args: &CoreBenchArgs) -> Result<()> {
+async fn commands(dir: &Path, args: &CoreBenchOptions) -> Result<()> {
     let (core, _data) = open_core(dir, None).await?;
     let core = Arc::new(core);
     let mut keys = Vec::new();
@@ -307,7 +303,7 @@ async fn history(dir: &Path, n: usize) -> Result<String> {
     Ok(tenant.to_string())
 }
 
-async fn startup(dir: &Path, args: &CoreBenchArgs) -> Result<()> {
+async fn startup(dir: &Path, args: &CoreBenchOptions) -> Result<()> {
     eprintln!("bench: writing a log of {} events", args.events);
     let tenant = history(dir, args.events).await?;
     let events = {
@@ -384,7 +380,7 @@ async fn startup(dir: &Path, args: &CoreBenchArgs) -> Result<()> {
 }
 
 /// Runs `beamd bench core`.
-pub async fn run(args: CoreBenchArgs) -> Result<ExitCode> {
+pub async fn run(args: CoreBenchOptions) -> Result<ExitCode> {
     let scratch = match &args.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("beamd-bench-core-{:016x}", fastrand::u64(..))),

@@ -9,27 +9,22 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use beamd_events::vocabulary::TransportKind;
 
 use super::http::Figures;
-use crate::cli::TransportArg;
 
 /// Options of `beamd bench h2`.
-#[derive(Debug, clap::Args)]
-pub struct H2BenchArgs {
+#[derive(Debug, Clone)]
+pub struct H2BenchOptions {
     /// Concurrent HTTP/2 connections (h2load -c).
-    #[arg(long, default_value_t = 10)]
     pub clients: usize,
     /// Concurrent streams per connection (h2load -m).
-    #[arg(long, default_value_t = 10)]
     pub streams: usize,
     /// Seconds each path is measured (after a one-second warm-up).
-    #[arg(long, default_value_t = 5)]
     pub seconds: u64,
     /// The agent's transport.
-    #[arg(long, value_enum, default_value = "quic")]
-    pub transport: TransportArg,
+    pub transport: TransportKind,
     /// The tunnel's inspect mode.
-    #[arg(long, default_value = "meta", value_parser = ["off", "meta", "full"])]
     pub inspect: String,
 }
 
@@ -43,7 +38,7 @@ fn number_before(out: &str, line: &str, unit: &str) -> Option<f64> {
 
 /// Runs h2load at `addr` with `authority`; every request must succeed.
 async fn h2load(
-    args: &H2BenchArgs,
+    args: &H2BenchOptions,
     addr: SocketAddr,
     authority: &str,
     log: &Path,
@@ -91,7 +86,7 @@ async fn h2load(
 }
 
 /// Runs `beamd bench h2`.
-pub async fn run(args: H2BenchArgs) -> Result<ExitCode> {
+pub async fn run(args: H2BenchOptions) -> Result<ExitCode> {
     let service = super::http::service(true).await?;
     let base = std::env::temp_dir().join(format!("beamd-bench-h2-{:016x}", fastrand::u64(..)));
     std::fs::create_dir_all(&base)?;
@@ -105,7 +100,7 @@ pub async fn run(args: H2BenchArgs) -> Result<ExitCode> {
         println!("|---|---:|---:|---:|---:|");
         let row = |name: &str, f: &Figures| f.row(name, &direct);
         row("direct loopback (h2c)", &direct);
-        let kind = args.transport.kind_name();
+        let kind = args.transport.as_str();
         for upstream in ["h2c", "http1"] {
             eprintln!("bench: through beamd over {kind}, service over {upstream}");
             let dir = base.join(upstream);

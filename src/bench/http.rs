@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use beamd_events::vocabulary::TransportKind;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::Request;
@@ -15,22 +16,17 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::child::Spawned;
-use crate::cli::TransportArg;
 
 /// Options of `beamd bench http`.
-#[derive(Debug, clap::Args)]
-pub struct HttpBenchArgs {
+#[derive(Debug, Clone)]
+pub struct HttpBenchOptions {
     /// Concurrent keep-alive connections.
-    #[arg(long, default_value_t = 50)]
     pub connections: usize,
     /// Seconds each path is measured (after a one-second warm-up).
-    #[arg(long, default_value_t = 5)]
     pub seconds: u64,
     /// The agent's transport.
-    #[arg(long, value_enum, default_value = "quic")]
-    pub transport: TransportArg,
+    pub transport: TransportKind,
     /// More options for both edges, e.g. --edge-args="--durability interval:100".
-    #[arg(long, allow_hyphen_values = true)]
     pub edge_args: Option<String>,
 }
 
@@ -147,7 +143,7 @@ async fn measure(addr: SocketAddr, host: &str, n: usize, seconds: u64) -> Result
 pub(super) fn tunnel(
     dir: &std::path::Path,
     service: SocketAddr,
-    transport: TransportArg,
+    transport: TransportKind,
     agent_args: &[&str],
     extra: &str,
 ) -> Result<(Spawned, Spawned, SocketAddr)> {
@@ -159,7 +155,7 @@ pub(super) fn tunnel(
         "--public-host",
         "127.0.0.1",
         "--transport",
-        transport.kind_name(),
+        transport.as_str(),
         "--listen",
         "127.0.0.1:0",
         "--http-listen",
@@ -179,7 +175,7 @@ pub(super) fn tunnel(
         "--edge",
         &agent_addr,
         "--transport",
-        transport.kind_name(),
+        transport.as_str(),
         "--fingerprint",
         &fp,
     ]
@@ -200,7 +196,7 @@ pub(super) fn tunnel(
 }
 
 /// Runs `beamd bench http`.
-pub async fn run(args: HttpBenchArgs) -> Result<ExitCode> {
+pub async fn run(args: HttpBenchOptions) -> Result<ExitCode> {
     let service = service(false).await?;
     let base = std::env::temp_dir().join(format!("beamd-bench-http-{:016x}", fastrand::u64(..)));
     let result = async {
@@ -220,7 +216,7 @@ pub async fn run(args: HttpBenchArgs) -> Result<ExitCode> {
         ] {
             eprintln!(
                 "bench: through beamd over {}, {label}",
-                args.transport.kind_name()
+                args.transport.as_str()
             );
             let dir = base.join(label.replace(' ', "-"));
             let extra = args.edge_args.as_deref().unwrap_or("");
@@ -234,7 +230,7 @@ pub async fn run(args: HttpBenchArgs) -> Result<ExitCode> {
             let figures =
                 measure(public, "bench.localhost", args.connections, args.seconds).await?;
             row(
-                &format!("beamd over {}, {label}", args.transport.kind_name()),
+                &format!("beamd over {}, {label}", args.transport.as_str()),
                 &figures,
             );
             drop((agent, edge));

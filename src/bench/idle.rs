@@ -11,47 +11,39 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use beamd_events::vocabulary::TransportKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::child::Spawned;
-use crate::cli::TransportArg;
 
 const TOKEN: &str = "tok_bench.0123456789abcdef0123456789abcdef";
 /// How long memory is left to settle before each reading.
 const SETTLE: Duration = Duration::from_secs(2);
 
 /// Options of `beamd bench idle`.
-#[derive(Debug, clap::Args)]
-pub struct IdleBenchArgs {
+#[derive(Debug, Clone)]
+pub struct IdleBenchOptions {
     /// Idle tunnels opened, each by its own agent connection.
-    #[arg(long, default_value_t = 1000)]
     pub tunnels: usize,
     /// Public connections then opened and held, spread over the tunnels.
-    #[arg(long, default_value_t = 10_000)]
     pub connections: usize,
     /// Transports to measure, one edge each (repeat the flag).
-    #[arg(long, value_enum, default_values = ["tcp", "quic", "ws"])]
-    pub transport: Vec<TransportArg>,
+    pub transport: Vec<TransportKind>,
 }
 
 /// Options of the hidden `beamd bench idle-agents`: the agent side of `bench idle`.
-#[derive(Debug, clap::Args)]
-pub struct IdleAgentsArgs {
+#[derive(Debug, Clone)]
+pub struct IdleAgentsOptions {
     /// The edge's agent address.
-    #[arg(long)]
     pub edge: String,
     /// How to reach the edge.
-    #[arg(long, value_enum)]
-    pub transport: TransportArg,
+    pub transport: TransportKind,
     /// The edge's certificate fingerprint.
-    #[arg(long)]
     pub fingerprint: String,
     /// How many tunnels (agent connections) to open.
-    #[arg(long)]
     pub tunnels: usize,
     /// The local port every tunnel forwards to.
-    #[arg(long)]
     pub local_port: u16,
 }
 
@@ -83,7 +75,7 @@ pub async fn hold() -> Result<ExitCode> {
 }
 
 /// Runs the hidden `beamd bench idle-agents`: `tunnels` agents in one process.
-pub async fn agents(args: IdleAgentsArgs) -> Result<ExitCode> {
+pub async fn agents(args: IdleAgentsOptions) -> Result<ExitCode> {
     crate::say!("rss {}", rss_kib(None)?);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for _ in 0..args.tunnels {
@@ -98,7 +90,7 @@ pub async fn agents(args: IdleAgentsArgs) -> Result<ExitCode> {
             insecure: false,
             max_retries: 0,
         };
-        let tcp = crate::agent::TcpArgs {
+        let tcp = crate::agent::TcpSettings {
             local_port: args.local_port,
             remote_port: None,
             conn,
@@ -161,11 +153,11 @@ async fn open_connections(publics: &[SocketAddr], n: usize) -> Result<Vec<TcpStr
 }
 
 async fn measure(
-    args: &IdleBenchArgs,
-    transport: TransportArg,
+    args: &IdleBenchOptions,
+    transport: TransportKind,
     hold: SocketAddr,
 ) -> Result<Reading> {
-    let name = transport.kind_name();
+    let name = transport.as_str();
     let dir = std::env::temp_dir().join(format!("beamd-bench-idle-{:016x}", fastrand::u64(..)));
     let result = async {
         let edge = Spawned::spawn(
@@ -255,7 +247,7 @@ fn per(after: u64, before: u64, items: usize) -> f64 {
 }
 
 /// Runs `beamd bench idle`.
-pub async fn run(args: IdleBenchArgs) -> Result<ExitCode> {
+pub async fn run(args: IdleBenchOptions) -> Result<ExitCode> {
     let hold = Spawned::spawn(&["bench".into(), "hold".into()], &[])?;
     let hold_addr: SocketAddr = hold
         .wait_for_line("hold ")?
@@ -269,7 +261,7 @@ pub async fn run(args: IdleBenchArgs) -> Result<ExitCode> {
         let r = measure(&args, t, hold_addr).await?;
         println!(
             "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            t.kind_name(),
+            t.as_str(),
             r.edge_base as f64 / 1024.0,
             per(r.edge_tunnels, r.edge_base, args.tunnels),
             per(r.edge_conns, r.edge_tunnels, args.connections),

@@ -17,16 +17,13 @@ use beamd_events::{
 use super::raw;
 
 /// Options of `beamd bench log`.
-#[derive(Debug, clap::Args)]
-pub struct LogBenchArgs {
+#[derive(Debug, Clone)]
+pub struct LogBenchOptions {
     /// Where to put the scratch databases (a fresh temporary dir by default; removed afterwards).
-    #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Multiply every event count by this (e.g. 0.1 for a quick look).
-    #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
     /// Events in the log that the replay figures read.
-    #[arg(long, default_value_t = 200_000)]
     pub replay_events: u64,
 }
 
@@ -194,7 +191,7 @@ fn scaled(n: usize, scale: f64, batch: usize) -> usize {
 }
 
 /// Runs `beamd bench log`.
-pub async fn run(args: LogBenchArgs) -> Result<ExitCode> {
+pub async fn run(args: LogBenchOptions) -> Result<ExitCode> {
     let scratch = match &args.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("beamd-bench-{:016x}", fastrand::u64(..))),
@@ -206,7 +203,7 @@ pub async fn run(args: LogBenchArgs) -> Result<ExitCode> {
     result
 }
 
-async fn run_in(scratch: &Path, args: &LogBenchArgs) -> Result<ExitCode> {
+async fn run_in(scratch: &Path, args: &LogBenchOptions) -> Result<ExitCode> {
     let mut case = 0;
     let mut fresh = |name: &str| {
         case += 1;

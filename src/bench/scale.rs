@@ -25,16 +25,13 @@ use super::child::Spawned;
 use super::nats::NatsCluster;
 
 /// Options of `beamd bench scale`.
-#[derive(Debug, clap::Args)]
-pub struct ScaleBenchArgs {
+#[derive(Debug, Clone)]
+pub struct ScaleBenchOptions {
     /// Seconds each measurement runs.
-    #[arg(long, default_value_t = 5)]
     pub seconds: u64,
     /// Concurrent appenders for events/s, spread over the writers.
-    #[arg(long, default_value_t = 64)]
     pub writers: usize,
     /// Concurrent API clients for commands/s, spread over the edges.
-    #[arg(long, default_value_t = 32)]
     pub clients: usize,
 }
 
@@ -101,7 +98,7 @@ async fn append_load(logs: &[Arc<dyn EventLog>], appenders: usize, run: Duration
 }
 
 /// Events/s on `backend`, with its logs opened in this process.
-async fn events_per_second(backend: Backend, dir: &Path, args: &ScaleBenchArgs) -> Result<f64> {
+async fn events_per_second(backend: Backend, dir: &Path, args: &ScaleBenchOptions) -> Result<f64> {
     let run = Duration::from_secs(args.seconds);
     // Declared first, dropped last: the logs close while their servers run.
     let mut nats = None;
@@ -190,7 +187,11 @@ async fn command_load(apis: &[String], clients: usize, run: Duration) -> Result<
 }
 
 /// Commands/s through the API of edges on `backend`.
-async fn commands_per_second(backend: Backend, dir: &Path, args: &ScaleBenchArgs) -> Result<f64> {
+async fn commands_per_second(
+    backend: Backend,
+    dir: &Path,
+    args: &ScaleBenchOptions,
+) -> Result<f64> {
     let nats = match backend {
         Backend::Sled => None,
         Backend::JetStream(_) => Some(NatsCluster::start(dir)?),
@@ -214,7 +215,7 @@ async fn commands_per_second(backend: Backend, dir: &Path, args: &ScaleBenchArgs
 }
 
 /// Runs `beamd bench scale`.
-pub async fn run(args: ScaleBenchArgs) -> Result<ExitCode> {
+pub async fn run(args: ScaleBenchOptions) -> Result<ExitCode> {
     let scratch =
         std::env::temp_dir().join(format!("beamd-bench-scale-{:016x}", fastrand::u64(..)));
     let result = measure(&scratch, &args).await;
@@ -222,7 +223,7 @@ pub async fn run(args: ScaleBenchArgs) -> Result<ExitCode> {
     result
 }
 
-async fn measure(scratch: &Path, args: &ScaleBenchArgs) -> Result<ExitCode> {
+async fn measure(scratch: &Path, args: &ScaleBenchOptions) -> Result<ExitCode> {
     let backends = [Backend::Sled, Backend::JetStream(1), Backend::JetStream(3)];
     let mut rows = Vec::new();
     for (i, backend) in backends.iter().enumerate() {

@@ -13,16 +13,13 @@ use tokio::net::{TcpListener, TcpStream};
 use super::child::Spawned;
 
 /// Options of `beamd bench tunnel`.
-#[derive(Debug, clap::Args)]
-pub struct TunnelBenchArgs {
+#[derive(Debug, Clone)]
+pub struct TunnelBenchOptions {
     /// MiB each connection sends (and gets echoed back) in the throughput run.
-    #[arg(long, default_value_t = 64)]
     pub mib: usize,
     /// Concurrent connections in the throughput run.
-    #[arg(long, default_value_t = 8)]
     pub connections: usize,
     /// Connections timed for the setup latency (median).
-    #[arg(long, default_value_t = 300)]
     pub setups: usize,
 }
 
@@ -97,7 +94,7 @@ async fn setup_latency(addr: SocketAddr, n: usize) -> Result<Duration> {
 }
 
 /// Runs `beamd bench tunnel`.
-pub async fn run(args: TunnelBenchArgs) -> Result<ExitCode> {
+pub async fn run(args: TunnelBenchOptions) -> Result<ExitCode> {
     let echo = echo_server().await?;
     let bytes = args.mib * 1024 * 1024;
     let dir = std::env::temp_dir().join(format!("beamd-bench-tunnel-{:016x}", fastrand::u64(..)));

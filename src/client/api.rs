@@ -10,25 +10,28 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 
 /// Where the API is and which key to use: shared by every API command.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ApiArgs {
+/// Its `Debug` masks the key.
+#[derive(Clone)]
+pub struct ApiSettings {
     /// The edge's API, http://HOST:PORT.
-    #[arg(
-        long,
-        env = "BEAMD_API",
-        default_value = "http://127.0.0.1:4040",
-        global = true
-    )]
     pub api: String,
     /// The API key, tok_<id>.<secret>.
-    #[arg(long, env = "BEAMD_KEY", hide_env_values = true, global = true)]
     pub key: Option<String>,
     /// Print the API's JSON answer instead of a table.
-    #[arg(long, global = true)]
     pub json: bool,
 }
 
-impl ApiArgs {
+impl std::fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("api", &self.api)
+            .field("key", &self.key.as_ref().map(|_| "MASKED"))
+            .field("json", &self.json)
+            .finish()
+    }
+}
+
+impl ApiSettings {
     fn authority(&self) -> Result<&str> {
         let rest = self
             .api
@@ -84,7 +87,7 @@ pub struct ApiClient {
     api: String,
 }
 
-impl ApiArgs {
+impl ApiSettings {
     /// Connects once; `ApiClient::get` then reuses the connection.
     pub async fn connect(&self) -> Result<ApiClient> {
         let key = self

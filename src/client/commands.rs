@@ -8,27 +8,23 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::{json, Value};
 
-pub use super::api::ApiArgs;
+use super::api::ApiSettings;
 use super::table::{bytes, cell, render};
 
 /// `beamd tokens …`.
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone)]
 pub enum TokensCmd {
     /// List the tenant's keys (never their secrets).
     List,
     /// Mint a key; its secret is printed once.
     Create {
         /// Label (≤ 80 characters).
-        #[arg(long)]
         label: Option<String>,
         /// agent (opens tunnels, reads the API) or api.
-        #[arg(long, default_value = "agent")]
         kind: String,
         /// A scope: read, manage or admin (repeat for several; default read).
-        #[arg(long = "scope")]
         scopes: Vec<String>,
         /// Byte limit (up + down).
-        #[arg(long)]
         limit_bytes: Option<u64>,
     },
     /// Revoke a key.
@@ -39,7 +35,7 @@ pub enum TokensCmd {
 }
 
 /// `beamd tunnels …`.
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone)]
 pub enum TunnelsCmd {
     /// List the tenant's tunnels.
     List,
@@ -51,7 +47,7 @@ pub enum TunnelsCmd {
 }
 
 /// `beamd domains …`.
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone)]
 pub enum DomainsCmd {
     /// List custom domains and their state.
     List,
@@ -98,7 +94,7 @@ pub enum ClientCommand {
 }
 
 /// Every page of a list.
-async fn all(api: &ApiArgs, path: &str, field: &str) -> Result<Value> {
+async fn all(api: &ApiSettings, path: &str, field: &str) -> Result<Value> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -128,7 +124,7 @@ fn rows(v: &Value, field: &str, f: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<St
         .unwrap_or_default()
 }
 
-fn print(api: &ApiArgs, value: &Value, table: impl FnOnce(&Value) -> String) -> Result<()> {
+fn print(api: &ApiSettings, value: &Value, table: impl FnOnce(&Value) -> String) -> Result<()> {
     if api.json {
         println!("{}", serde_json::to_string_pretty(value)?);
     } else {
@@ -181,7 +177,7 @@ const REQUEST_HEADER: [&str; 8] = [
 ];
 
 /// Prints requests newer than seq `after` as they come, until interrupted.
-async fn follow_requests(api: &ApiArgs, mut after: u64) -> Result<()> {
+async fn follow_requests(api: &ApiSettings, mut after: u64) -> Result<()> {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let v = api.call("GET", "/requests?limit=1000", None).await?;
@@ -205,7 +201,7 @@ async fn follow_requests(api: &ApiArgs, mut after: u64) -> Result<()> {
 }
 
 /// Runs an API command.
-pub async fn run(cmd: ClientCommand, api: ApiArgs) -> Result<ExitCode> {
+pub async fn run(cmd: ClientCommand, api: ApiSettings) -> Result<ExitCode> {
     match cmd {
         ClientCommand::Tokens(TokensCmd::List) => {
             let v = all(&api, "/tokens", "tokens").await?;

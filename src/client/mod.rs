@@ -7,5 +7,5 @@ pub mod commands;
 pub mod requests;
 mod table;
 
-pub use api::{ApiArgs, ApiClient};
+pub use api::{ApiClient, ApiSettings};
 pub use commands::{run, ClientCommand};

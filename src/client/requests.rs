@@ -11,11 +11,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::api::ApiArgs;
+use super::api::ApiSettings;
 use super::table::cell;
 
 /// `beamd requests show|replay`.
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone)]
 pub enum RequestsCmd {
     /// One request in detail: metadata, headers and bodies (with full capture).
     Show {
@@ -29,22 +29,18 @@ pub enum RequestsCmd {
         /// Its req_… id or its seq.
         id: String,
         /// Another method.
-        #[arg(long, short = 'X')]
         method: Option<String>,
         /// Another path and query.
-        #[arg(long)]
         path: Option<String>,
         /// Set a header, "Name: value" (repeatable); "Name:" with no value removes it.
-        #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
         headers: Vec<String>,
         /// Send this file's bytes as the body.
-        #[arg(long, value_name = "FILE")]
         body_file: Option<PathBuf>,
     },
 }
 
 /// Runs `beamd requests show|replay`.
-pub async fn run(cmd: RequestsCmd, api: ApiArgs) -> Result<ExitCode> {
+pub async fn run(cmd: RequestsCmd, api: ApiSettings) -> Result<ExitCode> {
     match cmd {
         RequestsCmd::Show { id } => {
             let v = api.call("GET", &format!("/requests/{id}"), None).await?;
@@ -103,7 +99,7 @@ fn parse_headers(raw: &[String]) -> Result<BTreeMap<String, Option<String>>> {
     Ok(out)
 }
 
-fn print(api: &ApiArgs, v: &Value, human: impl FnOnce(&Value) -> String) -> Result<()> {
+fn print(api: &ApiSettings, v: &Value, human: impl FnOnce(&Value) -> String) -> Result<()> {
     if api.json {
         println!("{}", serde_json::to_string_pretty(v)?);
     } else {

@@ -6,6 +6,7 @@
 //! id from `Ctx`, and `apply` (via `Fold`) never fails. This is what makes
 //! replay and simulation exact.
 
+mod access;
 pub mod account;
 pub mod calendar;
 mod context;
@@ -17,11 +18,13 @@ mod error;
 pub mod gateway;
 mod key;
 mod node;
+mod public_address;
 mod scope;
 pub mod tenant;
 mod tunnel;
 pub mod validate;
 
+pub use access::{Access, Denied};
 pub use account::{registered, Account, AccountCommand, AttemptLimit};
 pub use context::Ctx;
 pub use directory::{AddDomain, CreateTenant, Directory, OpenTunnel, OpenUsage, PortRequest};
@@ -31,6 +34,7 @@ pub use domain_name::{
 pub use error::DomainError;
 pub use key::{Key, KeyCommand, KeyStatus, MAX_LABEL};
 pub use node::{Node, NodeCommand, NodeStatus};
+pub use public_address::PublicAddresses;
 pub use scope::{Scope, Scopes};
 pub use tenant::{Tenant, TenantCommand};
 pub use tunnel::{Tunnel, TunnelCommand, TunnelStatus};

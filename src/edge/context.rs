@@ -9,18 +9,23 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use beamd_events::vocabulary::InspectMode;
 use beamd_transports::{Connection, TransportError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::access::Access;
-use super::dns::DnsVerifier;
+use super::conn_cap::TenantConnections;
 use super::error_tally::ErrorTally;
 use super::meter::Meter;
-use super::rate_limit::RateLimiter;
 use crate::actors::Core;
-use crate::domain::DomainName;
+use crate::disk::DiskGuard;
+use crate::dns::DnsVerifier;
+use crate::domain::Access;
+use crate::domain::{DomainName, PublicAddresses};
+use crate::egress::Egress;
+use crate::inspector::FullCaptureSettings;
+use crate::rate_limit::RateLimiter;
 
 /// A byte stream to an agent, whatever the transport.
 pub trait AgentStream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -85,6 +90,36 @@ struct Serving {
 /// Public connections one tenant's tunnels may hold open at once.
 pub const DEFAULT_TENANT_CONNECTIONS: u64 = 10_000;
 
+/// Streams one HTTP/2 client connection may have open at once, by default.
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+/// The largest header list an HTTP/2 client may send, in bytes, by default.
+pub const MAX_HEADER_LIST: u32 = 32 << 10;
+/// Streams a client may reset before the server has accepted them, at once,
+/// by default (the guard against a rapid-reset flood).
+pub const MAX_PENDING_RESETS: usize = 20;
+/// The HTTP/2 limits of the public ingress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H2Limits {
+    /// Streams one HTTP/2 client connection may have open at once (further
+    /// ones are refused with REFUSED_STREAM until some end).
+    pub max_streams: u32,
+    /// The largest header list (bytes, decoded) an HTTP/2 client may send.
+    pub max_header_list: u32,
+    /// Streams an HTTP/2 client may reset before the edge took them up, at
+    /// once (the rapid-reset guard).
+    pub max_pending_resets: usize,
+}
+
+impl Default for H2Limits {
+    fn default() -> Self {
+        Self {
+            max_streams: MAX_CONCURRENT_STREAMS,
+            max_header_list: MAX_HEADER_LIST,
+            max_pending_resets: MAX_PENDING_RESETS,
+        }
+    }
+}
+
 /// How the edge serves the public.
 #[derive(Debug, Clone)]
 pub struct EdgeSettings {
@@ -105,11 +140,11 @@ pub struct EdgeSettings {
     /// How long a public client has to send a request's headers (slowloris).
     pub header_timeout: Option<Duration>,
     /// The public ingress's HTTP/2 limits.
-    pub h2: super::h2::H2Args,
+    pub h2: H2Limits,
     /// How custom domains are verified.
     pub dns: DnsVerifier,
     /// Where the edge may connect on a tenant's behalf.
-    pub egress: Arc<super::Egress>,
+    pub egress: Arc<Egress>,
     /// Public HTTP clients whose forwarding headers are kept.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often domains waiting for their TXT record are checked again.
@@ -118,11 +153,11 @@ pub struct EdgeSettings {
     pub window: Duration,
     /// The data dir's free space: below its watermark, commands, new
     /// sessions and captures are refused.
-    pub disk: Arc<super::DiskGuard>,
+    pub disk: Arc<DiskGuard>,
     /// Public connections open per tenant, and their cap.
-    pub connections: Arc<super::TenantConnections>,
+    pub connections: Arc<TenantConnections>,
     /// Full capture (headers and body prefixes); `None`: metadata only.
-    pub full_capture: Option<super::capture::FullCaptureSettings>,
+    pub full_capture: Option<FullCaptureSettings>,
 }
 
 impl EdgeSettings {
@@ -140,23 +175,28 @@ impl EdgeSettings {
             header_timeout: Some(Duration::from_secs(10)),
             h2: Default::default(),
             dns: DnsVerifier::default(),
-            egress: Arc::new(super::Egress::new(Vec::new(), DnsVerifier::default())),
+            egress: Arc::new(Egress::new(Vec::new(), DnsVerifier::default())),
             trusted_proxies: Vec::new(),
             domain_recheck: Duration::from_secs(30),
             window: Duration::from_millis(200),
-            disk: super::DiskGuard::off(),
-            connections: super::TenantConnections::new(DEFAULT_TENANT_CONNECTIONS),
+            disk: DiskGuard::off(),
+            connections: TenantConnections::new(DEFAULT_TENANT_CONNECTIONS),
             full_capture: None,
+        }
+    }
+
+    /// Where the public reaches this edge's tunnels.
+    pub fn public_addresses(&self) -> PublicAddresses {
+        PublicAddresses {
+            advertise: self.advertise.clone(),
+            http_port: self.http_port,
+            https: self.https,
         }
     }
 
     /// The public URL of an HTTP host.
     pub fn url(&self, host: &str) -> String {
-        let scheme = if self.https { "https" } else { "http" };
-        match (self.http_port, self.https) {
-            (Some(443), true) | (Some(80), false) | (None, _) => format!("{scheme}://{host}"),
-            (Some(port), _) => format!("{scheme}://{host}:{port}"),
-        }
+        self.public_addresses().url(host)
     }
 }
 
@@ -269,6 +309,19 @@ impl EdgeContext {
             }
             None => {}
         }
+    }
+
+    /// What the inspector keeps of `tunnel`'s requests on this edge: its
+    /// mode, or `off` when the edge captures nothing.
+    pub fn inspect_mode(&self, tunnel: &str) -> InspectMode {
+        if !self.settings.capture {
+            return InspectMode::Off;
+        }
+        let hot = self.core.projections().hot();
+        hot.inspect
+            .get(tunnel)
+            .copied()
+            .unwrap_or(InspectMode::Meta)
     }
 
     /// Whether a session serves `tunnel` now.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::context::EdgeContext;
-use super::session::{error, from_core};
+use super::error_frame::{error, from_core};
 use crate::domain::{AddDomain, DomainCommand, DomainName, DomainStatus, Key};
 use crate::protocol::ErrorFrame;
 
@@ -69,7 +69,7 @@ pub(super) fn waiting_notice(ctx: &EdgeContext, domain: &DomainName) -> String {
 }
 
 /// Checks waiting domains again every `domain_recheck` until the edge stops.
-pub(super) async fn recheck(ctx: Arc<EdgeContext>) {
+pub async fn recheck(ctx: Arc<EdgeContext>) {
     let shutdown = ctx.shutdown.clone();
     let mut tick = tokio::time::interval(ctx.settings.domain_recheck);
     tick.tick().await;

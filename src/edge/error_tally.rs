@@ -3,11 +3,9 @@
 //! window, never an event per failed request.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use beamd_events::vocabulary::GatewayErrorsRecorded;
-
-use super::context::EdgeContext;
 
 /// Which gateway request failed, and how.
 pub struct Failure<'a> {
@@ -49,29 +47,9 @@ impl ErrorTally {
         e.message = f.message;
     }
 
-    fn take(&self) -> Vec<GatewayErrorsRecorded> {
+    /// The failures tallied since the last call, one record per (route, kind).
+    pub fn take(&self) -> Vec<GatewayErrorsRecorded> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::take(&mut *pending).into_values().collect()
-    }
-}
-
-/// Records the tally every window until the edge stops, then once more.
-pub(super) async fn run(ctx: Arc<EdgeContext>) {
-    let shutdown = ctx.shutdown.clone();
-    let mut tick = tokio::time::interval(ctx.settings.window);
-    loop {
-        let stopping = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => true,
-            _ = tick.tick() => false,
-        };
-        for e in ctx.errors.take() {
-            if let Err(err) = ctx.core.record_gateway_errors(e).await {
-                tracing::warn!("gateway errors not recorded: {err}");
-            }
-        }
-        if stopping {
-            return;
-        }
     }
 }

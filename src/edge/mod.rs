@@ -1,52 +1,32 @@
-//! `beamd edge`: an edge node. It recovers the log, starts the core, serves
-//! agents over QUIC, WebSocket and/or TCP, forwards each public TCP
-//! connection as one stream to its agent, and meters the bytes.
+//! The data plane: what an edge node does with bytes. Agent sessions
+//! (`sessions/`: listeners, hello, authentication, the tunnels a session
+//! opens), public TCP ports (`public_port.rs`), public HTTP with the API
+//! gateway on its path (`http/`), custom domains (`domains.rs`), and what
+//! they share: the context of every session and the data plane's settings
+//! (`context.rs`), per-tunnel meters (`meter.rs`), per-tenant connection
+//! caps (`conn_cap.rs`), the error frames sent to agents (`error_frame.rs`)
+//! and the tally of the gateway's upstream failures (`error_tally.rs`).
+//! The process around it (log, core, API, keepers) is wired by `node/`.
 
-mod access;
-mod admin;
-mod auth;
-mod busy;
-mod capture;
 mod conn_cap;
 mod context;
-mod disk;
-mod dns;
 mod domains;
-mod egress;
+mod error_frame;
 mod error_tally;
-mod forwarding;
-mod gateway;
-mod h2;
-mod health;
-mod http_ingress;
-mod listener;
-mod log_guard;
+pub mod http;
 mod meter;
-mod node;
-mod open;
 mod public_port;
-mod rate_limit;
-mod refusal;
-pub mod replay;
-mod session;
-mod supervisor;
-mod sweep;
-mod takeover;
-mod tokens_file;
-mod upstream_tunnel;
-mod upstream_url;
+pub mod sessions;
 
-pub use access::{Access, Denied};
-pub use busy::refuse_busy;
 pub use conn_cap::{TenantConnections, TenantSlot};
-pub use context::{EdgeContext, EdgeSettings, DEFAULT_TENANT_CONNECTIONS};
-pub use disk::DiskGuard;
-pub use dns::DnsVerifier;
-pub use egress::{Egress, EgressError};
-pub use h2::H2Args;
-pub use http_ingress::serve_connection as serve_public_http;
-pub use node::run;
-pub use rate_limit::RateLimiter;
-pub use session::run as run_session;
-pub use supervisor::{EdgeSupervisor, EdgeSupervisorMsg, ListenerActor, ListenerMsg, ListenerSpec};
-pub use sweep::take_offline_after_restart;
+pub use context::{
+    EdgeContext, EdgeSettings, H2Limits, DEFAULT_TENANT_CONNECTIONS, MAX_CONCURRENT_STREAMS,
+    MAX_HEADER_LIST, MAX_PENDING_RESETS,
+};
+pub use domains::recheck as recheck_domains;
+pub use http::gateway::{probe_services, record_errors as record_gateway_errors};
+pub use http::{serve as accept_public_http, serve_connection as serve_public_http};
+pub use sessions::{
+    follow_takeovers, run as run_session, EdgeSupervisor, EdgeSupervisorMsg, ListenerActor,
+    ListenerMsg, ListenerSpec,
+};

@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 
 use super::conn_cap::TenantConnections;
 use super::context::EdgeContext;
+use super::error_frame::{error, from_core};
 use super::meter::Meter;
-use super::session::{error, from_core};
 use crate::actors::{Core, CoreError};
 use crate::domain::{DomainError, Key, OpenTunnel, PortRequest, Tunnel, TunnelCommand};
 use crate::protocol::{write_frame, ErrorFrame, StreamHeader, TunnelRequest};

@@ -3,35 +3,43 @@
 //! credentials masked before anything is stored.
 
 pub mod body_store;
+pub mod full_capture;
 pub mod mask;
+pub mod replay;
 pub mod sink;
 pub mod tee;
 
 pub use body_store::{BodyLimits, BodyStore, Detail, BODIES_DIR, BODIES_TREE};
+pub use full_capture::FullCaptureSettings;
 pub use mask::{is_masked, mask_headers, DEFAULT_MASKED};
 pub use sink::BodySink;
 pub use tee::{BodyDigest, BodyTee, DEFAULT_BODY_LIMIT};
 
-/// `beamd edge` flags of full capture.
-#[derive(Debug, Clone, clap::Args)]
-pub struct InspectArgs {
-    /// Body bytes kept per request and per response with full capture.
-    #[arg(long, default_value_t = DEFAULT_BODY_LIMIT, value_name = "BYTES")]
+/// How the edge keeps full captures (headers and body prefixes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InspectSettings {
+    /// Body bytes kept per request and per response.
     pub body_limit: usize,
     /// The body store's size cap, in MiB; the oldest details go first.
-    #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub body_store_mib: u64,
-    /// How long captured details are kept (e.g. 24h, 30m).
-    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    /// How long captured details are kept.
     pub body_ttl: std::time::Duration,
-    /// A header whose value is masked before it is stored, besides
-    /// Authorization, Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key
-    /// (repeatable).
-    #[arg(long = "mask-header", value_name = "NAME")]
+    /// Headers masked before they are stored, besides `DEFAULT_MASKED`.
     pub mask_headers: Vec<String>,
 }
 
-impl InspectArgs {
+impl Default for InspectSettings {
+    fn default() -> Self {
+        Self {
+            body_limit: DEFAULT_BODY_LIMIT,
+            body_store_mib: 256,
+            body_ttl: std::time::Duration::from_secs(24 * 3600),
+            mask_headers: Vec::new(),
+        }
+    }
+}
+
+impl InspectSettings {
     /// The header names masked (lower case).
     pub fn masked(&self) -> Vec<String> {
         DEFAULT_MASKED

@@ -4,6 +4,7 @@
 //! with its snapshots by `beamd audit`.
 
 mod accounts;
+mod all;
 mod catalog;
 mod domains;
 mod gateway;
@@ -14,6 +15,7 @@ mod status;
 mod usage;
 
 pub use accounts::AccountsProjection;
+pub use all::Projections;
 pub use catalog::{CatalogProjection, Shelf};
 pub use domains::DomainsProjection;
 pub use gateway::GatewayProjection;

@@ -18,6 +18,9 @@ use crate::protocol::{
     read_frame, write_frame, AgentFrame, EdgeFrame, Hello, Token, TunnelRequest, PROTOCOL_VERSION,
 };
 
+/// The node agents' sessions run on.
+pub(super) const NODE: &str = "node_sim";
+
 /// Where the simulated edge listens (an address of the in-memory transport only).
 const EDGE: SocketAddr = SocketAddr::new(
     std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)),

@@ -2,25 +2,47 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use beamd_events::log::Store;
-use beamd_events::{Envelope, Event, EventLog, StreamId, GENESIS_HASH};
+use beamd_events::log::{MemoryStore, Store};
+use beamd_events::{Envelope, Event, EventLog, LogHead, StreamId, GENESIS_HASH};
 use beamd_simulations::Violation;
 use beamd_snapshots::Fold;
 
-use super::world::{BeamdWorld, NODE};
-use crate::actors::{CoreError, Projections};
+use super::agents::NODE;
+use super::ledger::Ledger;
+use crate::actors::{Core, CoreError};
 use crate::domain::{Key, Tunnel, TunnelStatus};
-use crate::projections::InspectorProjection;
+use crate::edge::EdgeContext;
+use crate::projections::{InspectorProjection, Projections};
 
 fn broke(invariant: &str, detail: impl Into<String>) -> Violation {
     Violation::new(invariant, detail)
 }
 
+/// What the invariants read of the simulated world: its log, core and
+/// edge, and what the workload did and was told.
+pub(super) struct Observed<'a> {
+    /// The log.
+    pub log: &'a dyn EventLog,
+    /// The store under the log, as a crash left it.
+    pub store: &'a MemoryStore,
+    /// The core.
+    pub core: &'a Core,
+    /// The edge agents' sessions run on.
+    pub ctx: &'a EdgeContext,
+    /// What each tunnel carried.
+    pub ledger: &'a Ledger,
+    /// The highest head acknowledged to a caller.
+    pub acked: LogHead,
+    /// Every key the workload issued.
+    pub keys: &'a [String],
+    /// Every tunnel the workload opened.
+    pub tunnels: &'a [String],
+}
+
 /// Cheap checks every step; everything every 20 steps and after a restart.
-pub(super) async fn check(w: &mut BeamdWorld, step: u64) -> Result<(), Violation> {
+pub(super) async fn check(w: &Observed<'_>, step: u64, restarted: bool) -> Result<(), Violation> {
     acknowledged_survive(w)?;
-    if w.restarted || step % 20 == 0 {
-        w.restarted = false;
+    if restarted || step % 20 == 0 {
         check_full(w).await?;
     }
     Ok(())
@@ -28,7 +50,7 @@ pub(super) async fn check(w: &mut BeamdWorld, step: u64) -> Result<(), Violation
 
 /// No acknowledged event is lost: the acknowledged head is still in the
 /// store, with the same hash.
-fn acknowledged_survive(w: &BeamdWorld) -> Result<(), Violation> {
+fn acknowledged_survive(w: &Observed<'_>) -> Result<(), Violation> {
     const NAME: &str = "no acknowledged event is lost across a crash";
     let (acked, head) = (w.acked, w.log.head());
     if acked.seq == 0 {
@@ -59,12 +81,11 @@ fn acknowledged_survive(w: &BeamdWorld) -> Result<(), Violation> {
     Ok(())
 }
 
-pub(super) async fn all_events(w: &BeamdWorld) -> Result<Vec<Envelope>, Violation> {
+pub(super) async fn all_events(log: &dyn EventLog) -> Result<Vec<Envelope>, Violation> {
     const NAME: &str = "the hash chain verifies";
     let mut out: Vec<Envelope> = Vec::new();
     loop {
-        let batch = w
-            .log
+        let batch = log
             .read_from(out.len() as u64 + 1, 4096)
             .await
             .map_err(|e| broke(NAME, e.to_string()))?;
@@ -82,7 +103,7 @@ pub(super) async fn all_events(w: &BeamdWorld) -> Result<Vec<Envelope>, Violatio
             out.push(env);
         }
     }
-    let head = w.log.head();
+    let head = log.head();
     let last = out
         .last()
         .map(|e| (e.seq, e.hash))
@@ -94,7 +115,7 @@ pub(super) async fn all_events(w: &BeamdWorld) -> Result<Vec<Envelope>, Violatio
 }
 
 /// Every invariant.
-pub(super) async fn check_full(w: &mut BeamdWorld) -> Result<(), Violation> {
+pub(super) async fn check_full(w: &Observed<'_>) -> Result<(), Violation> {
     // Sessions whose agent left get to notice and end, and live sessions
     // report their window; then every tunnel records what it buffered.
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
@@ -104,7 +125,7 @@ pub(super) async fn check_full(w: &mut BeamdWorld) -> Result<(), Violation> {
             Err(e) => return Err(broke("the core keeps working", e.to_string())),
         }
     }
-    let events = all_events(w).await?;
+    let events = all_events(w.log).await?;
     w.ledger.check(&super::ledger::recorded(&events))?;
     let head = w.log.head().seq;
     w.core
@@ -214,7 +235,7 @@ fn names_ports_and_limits(p: &Projections) -> Result<(), Violation> {
 }
 
 async fn entities_equal_their_streams(
-    w: &BeamdWorld,
+    w: &Observed<'_>,
     events: &[Envelope],
 ) -> Result<(), Violation> {
     const NAME: &str = "replay of the log equals live state";
@@ -223,7 +244,7 @@ async fn entities_equal_their_streams(
         streams.entry(e.stream.as_str()).or_default().push(e);
     }
     let fold = |id: &str| streams.get(id).map(|v| v.as_slice()).unwrap_or(&[]);
-    for id in &w.keys {
+    for id in w.keys {
         let mut replayed = Key::default();
         fold(id).iter().for_each(|e| replayed.apply(e));
         if replayed.status == Default::default() {
@@ -241,7 +262,7 @@ async fn entities_equal_their_streams(
             ));
         }
     }
-    for id in &w.tunnels {
+    for id in w.tunnels {
         let mut replayed = Tunnel::default();
         fold(id).iter().for_each(|e| replayed.apply(e));
         if replayed.status == Default::default() {

@@ -11,7 +11,7 @@ mod world;
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use beamd_simulations::{run, Failure, Faults, Outcome};
 
 pub use world::{BeamdWorld, Planted};
@@ -26,44 +26,12 @@ pub fn run_seed(
     run(seed, steps, |rng| BeamdWorld::new(rng, faults, planted))
 }
 
-/// Options of `beamd simulate`.
-#[derive(Debug, clap::Args)]
-pub struct SimulateArgs {
-    /// Run this seed.
-    #[arg(long, conflicts_with = "seeds")]
-    pub seed: Option<u64>,
-    /// Run every seed in A..B (B excluded).
-    #[arg(long)]
-    pub seeds: Option<String>,
-    /// Steps per seed.
-    #[arg(long, default_value_t = 1_000)]
-    pub steps: u64,
-    /// Faults to inject: all, none, or a comma list of crash, torn, flush, snapshot.
-    #[arg(long, default_value = "all")]
-    pub faults: Faults,
-}
-
-fn range(text: &str) -> Result<std::ops::Range<u64>> {
-    let Some((a, b)) = text.split_once("..") else {
-        bail!("--seeds takes A..B, e.g. 0..200");
-    };
-    let (a, b): (u64, u64) = (a.parse()?, b.parse()?);
-    if a >= b {
-        bail!("--seeds {text}: the range is empty");
-    }
-    Ok(a..b)
-}
-
-/// Runs `beamd simulate`.
-pub fn run_cli(args: SimulateArgs) -> Result<ExitCode> {
-    let seeds = match (args.seed, &args.seeds) {
-        (Some(s), _) => s..s + 1,
-        (None, Some(r)) => range(r)?,
-        (None, None) => bail!("give --seed N or --seeds A..B"),
-    };
+/// Runs every seed of `seeds` for `steps` steps under `faults`, printing a
+/// line per seed when there is one, else progress; stops at the first failure.
+pub fn run_seeds(seeds: std::ops::Range<u64>, steps: u64, faults: Faults) -> Result<ExitCode> {
     let total = seeds.end - seeds.start;
     for (i, seed) in seeds.enumerate() {
-        match run_seed(seed, args.steps, args.faults, None) {
+        match run_seed(seed, steps, faults, None) {
             Ok(o) if total == 1 => {
                 println!(
                     "seed {}: {} steps, invariants held; log {}",
@@ -82,7 +50,7 @@ pub fn run_cli(args: SimulateArgs) -> Result<ExitCode> {
         }
     }
     if total > 1 {
-        println!("{total} seeds × {} steps: every invariant held", args.steps);
+        println!("{total} seeds × {steps} steps: every invariant held");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,10 +15,12 @@ use beamd_snapshots::{MemorySnapshotStore, SnapshotPolicy};
 use beamd_transports::{Connection, Faulty, LinkFaults, MemoryTransport};
 use tokio_util::sync::CancellationToken;
 
-use super::agents::{self, SimAgent, SimTransport};
+use super::agents::{self, SimAgent, SimTransport, NODE};
+use super::invariants::{self, Observed};
 use super::ledger::{self, Ledger};
 use crate::actors::{Core, CoreConfig, CoreError, Timings};
-use crate::edge::{take_offline_after_restart, EdgeContext, EdgeSettings};
+use crate::edge::{EdgeContext, EdgeSettings};
+use crate::node::take_offline_after_restart;
 
 /// A deliberately wrong rule, to prove the simulation catches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +61,6 @@ pub struct BeamdWorld {
 fn err(e: impl std::fmt::Display) -> Violation {
     Violation::new("harness", e.to_string())
 }
-
-/// The node agents' sessions run on.
-pub(super) const NODE: &str = "node_sim";
 
 /// A started process: the log, the core, and an edge serving agents.
 struct Process {
@@ -214,12 +213,26 @@ impl BeamdWorld {
         self.store.fail_flushes(false);
         self.restart().await?;
         // The traffic of the window not recorded yet is gone with the process.
-        let events = super::invariants::all_events(self).await?;
+        let events = invariants::all_events(self.log.as_ref()).await?;
         self.ledger.restart_from(&ledger::recorded(&events));
         Ok(format!(
             "crash (torn: {torn}); head {}",
             self.log.head().seq
         ))
+    }
+
+    /// What the invariants read of the world now.
+    fn observed(&self) -> Observed<'_> {
+        Observed {
+            log: self.log.as_ref(),
+            store: &self.store,
+            core: &self.core,
+            ctx: &self.ctx,
+            ledger: &self.ledger,
+            acked: self.acked,
+            keys: &self.keys,
+            tunnels: &self.tunnels,
+        }
     }
 
     async fn restart(&mut self) -> Result<(), Violation> {
@@ -301,11 +314,12 @@ impl World for BeamdWorld {
     }
 
     async fn check(&mut self, step: u64) -> Result<(), Violation> {
-        super::invariants::check(self, step).await
+        let restarted = std::mem::take(&mut self.restarted);
+        invariants::check(&self.observed(), step, restarted).await
     }
 
-    async fn finish(mut self) -> Result<String, Violation> {
-        super::invariants::check_full(&mut self).await?;
+    async fn finish(self) -> Result<String, Violation> {
+        invariants::check_full(&self.observed()).await?;
         let head = self.log.head();
         self.core.shutdown().await.map_err(err)?;
         Ok(format!(

@@ -1,7 +1,7 @@
 //! `beamd checkpoint` (print, and save with its tiles) and `beamd verify-proof`
 //! (an inclusion proof bundle checked offline against a checkpoint and a key).
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -13,44 +13,19 @@ use beamd_events::merkle::{leaf_hash, verify_inclusion, TreeHash};
 use super::checkpoint::SignedCheckpoint;
 use super::mirror::{load, save, verifier_from};
 use super::note::Verifier;
-use crate::client::ApiArgs;
+use crate::client::ApiSettings;
 
-/// `beamd checkpoint`.
-#[derive(Debug, clap::Args)]
-pub struct CheckpointArgs {
-    /// Also save the checkpoint, the verifier key and the tree's tiles at its
-    /// size into DIR, for `beamd audit --since DIR` later.
-    #[arg(long, value_name = "DIR")]
-    pub save: Option<PathBuf>,
-    /// The API and key.
-    #[command(flatten)]
-    pub api: ApiArgs,
-}
-
-/// `beamd verify-proof`.
-#[derive(Debug, clap::Args)]
-pub struct VerifyProofArgs {
-    /// The proof bundle: the JSON of GET /api/v1/log/proof/inclusion?seq=N.
-    pub bundle: PathBuf,
-    /// The log's verifier key (`name+id+base64`), or a file holding it.
-    #[arg(long, value_name = "KEY|FILE")]
-    pub public_key: String,
-    /// A checkpoint saved earlier (file or `checkpoint --save` directory) to
-    /// check against instead of the one in the bundle; sizes must match.
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: Option<PathBuf>,
-}
-
-/// Runs `beamd checkpoint`.
-pub async fn checkpoint(args: CheckpointArgs) -> Result<ExitCode> {
-    let mut client = args.api.connect().await?;
+/// Runs `beamd checkpoint`: prints the API's checkpoint, verified with its
+/// key, and with `save_in` keeps it there with the key and the tiles.
+pub async fn checkpoint(api: &ApiSettings, save_in: Option<&Path>) -> Result<ExitCode> {
+    let mut client = api.connect().await?;
     let note = client.get_text("/log/checkpoint").await?;
     let verifier = Verifier::parse(&client.get_text("/log/key").await?)
         .context("the API's verifier key does not parse")?;
     let signed = SignedCheckpoint::open(&note, &verifier)
         .context("the API's checkpoint does not verify with its key")?;
     print!("{note}");
-    if let Some(dir) = &args.save {
+    if let Some(dir) = save_in {
         let tiles = save(&mut client, dir, &signed, &verifier).await?;
         eprintln!(
             "beamd checkpoint: saved the checkpoint of {} events, its key and {tiles} tiles in {}",
@@ -78,14 +53,19 @@ fn hash(b64: &str) -> Result<TreeHash> {
         .with_context(|| format!("{b64:?} is not a base64 SHA-256 hash"))
 }
 
-/// Runs `beamd verify-proof`.
-pub fn verify_proof(args: VerifyProofArgs) -> Result<ExitCode> {
-    let verifier = verifier_from(&args.public_key)?;
-    let text = std::fs::read_to_string(&args.bundle)
-        .with_context(|| format!("cannot read {}", args.bundle.display()))?;
+/// Runs `beamd verify-proof`: the proof bundle in `bundle_file` checked
+/// against `public_key` and its own checkpoint, or the one saved at `checkpoint`.
+pub fn verify_proof(
+    bundle_file: &Path,
+    public_key: &str,
+    checkpoint: Option<&Path>,
+) -> Result<ExitCode> {
+    let verifier = verifier_from(public_key)?;
+    let text = std::fs::read_to_string(bundle_file)
+        .with_context(|| format!("cannot read {}", bundle_file.display()))?;
     let bundle: Bundle = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a proof bundle", args.bundle.display()))?;
-    let note = match &args.checkpoint {
+        .with_context(|| format!("{} is not a proof bundle", bundle_file.display()))?;
+    let note = match checkpoint {
         Some(path) => load(path)?.note,
         None => bundle
             .checkpoint

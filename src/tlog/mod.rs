@@ -27,24 +27,30 @@ pub const KEY_FILE: &str = "log-signing.key";
 /// The verifier key's file in the data dir, to hand to auditors.
 pub const VERIFIER_FILE: &str = "log-signing.pub";
 
-/// `beamd edge` flags of the transparency log.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TlogArgs {
-    /// The log's name in its checkpoints and signing key (a schema-less URL
-    /// such as example.com/beamd), set when the key is created on first start
-    /// [default: beamd/<node id>].
-    #[arg(long, value_name = "NAME")]
+/// How the edge keeps its transparency log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlogSettings {
+    /// The log's name in its checkpoints and signing key, set when the key
+    /// is created (none: `beamd/<node id>`).
     pub log_origin: Option<String>,
     /// Sign a checkpoint once this many events arrived since the last one.
-    #[arg(long, default_value_t = 1_000, value_name = "EVENTS")]
     pub checkpoint_every: u64,
-    /// Sign a checkpoint at least this often while events arrive (e.g. 10s, 500ms).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    /// Sign a checkpoint at least this often while events arrive.
     pub checkpoint_interval: Duration,
 }
 
+impl Default for TlogSettings {
+    fn default() -> Self {
+        Self {
+            log_origin: None,
+            checkpoint_every: 1_000,
+            checkpoint_interval: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Loads or creates the edge's log key and opens its transparency log.
-pub fn open(args: &TlogArgs, dir: &DataDir, node: &str) -> Result<Arc<Transparency>> {
+pub fn open(args: &TlogSettings, dir: &DataDir, node: &str) -> Result<Arc<Transparency>> {
     let path: PathBuf = dir.path().join(KEY_FILE);
     let name = args
         .log_origin

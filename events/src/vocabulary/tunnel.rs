@@ -24,6 +24,24 @@ pub enum TransportKind {
     Tcp,
 }
 
+impl TransportKind {
+    /// `quic`, `ws` or `tcp`: its name on the command line and in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Quic => "quic",
+            TransportKind::Ws => "ws",
+            TransportKind::Tcp => "tcp",
+        }
+    }
+
+    /// Parses `quic`, `ws` or `tcp`, in any case.
+    pub fn parse(s: &str) -> Option<Self> {
+        [TransportKind::Quic, TransportKind::Ws, TransportKind::Tcp]
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
 /// A tunnel was opened by an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

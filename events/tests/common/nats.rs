@@ -1,15 +1,12 @@
 //! The JetStream backend of the log contract tests, on a real nats-server
-//! (the harness is the root tests' `tests/common/nats.rs`).
+//! (the server comes from `beamd-testkit`).
 
 use std::sync::Arc;
 
 use beamd_events::log::{JetStreamConfig, JetStreamStore};
+use beamd_testkit::nats::NatsServer;
 
 use super::Backend;
-
-#[path = "../../../tests/common/nats.rs"]
-mod server;
-pub use server::NatsServer;
 
 /// The JetStream backend: a store reopened over the same stream reads it back.
 pub struct Nats {

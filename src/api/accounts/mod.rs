@@ -20,12 +20,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warp::http::StatusCode;
 
-use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::http::{ok, parse};
 use super::ApiState;
 use crate::domain::account::{reset_charges, sign_in_charges, sign_up_charges};
-use crate::domain::{AccountCommand, CreateTenant};
+use crate::domain::{AccountCommand, CreateTenant, Scope};
 use mail::Mailer;
 use secrets::{Hashing, JwtKey};
 use throttle::Throttle;
@@ -394,25 +393,25 @@ pub fn filters(s: warp::filters::BoxedFilter<(Arc<ApiState>,)>) -> Vec<Routes> {
     vec![
         auth("register")
             .and(s.clone())
-            .and(warp::ext::optional::<crate::api::Peer>())
+            .and(warp::ext::optional::<super::http::Peer>())
             .and(body())
-            .then(|st, peer: Option<crate::api::Peer>, b| async move {
+            .then(|st, peer: Option<super::http::Peer>, b| async move {
                 respond(register(st, peer.map(|p| p.0), b).await)
             })
             .boxed(),
         auth("login")
             .and(s.clone())
-            .and(warp::ext::optional::<crate::api::Peer>())
+            .and(warp::ext::optional::<super::http::Peer>())
             .and(body())
-            .then(|st, peer: Option<crate::api::Peer>, b| async move {
+            .then(|st, peer: Option<super::http::Peer>, b| async move {
                 respond(login(st, peer.map(|p| p.0), b).await)
             })
             .boxed(),
         auth("forgot-password")
             .and(s.clone())
-            .and(warp::ext::optional::<crate::api::Peer>())
+            .and(warp::ext::optional::<super::http::Peer>())
             .and(body())
-            .then(|st, peer: Option<crate::api::Peer>, b| async move {
+            .then(|st, peer: Option<super::http::Peer>, b| async move {
                 respond(forgot(st, peer.map(|p| p.0), b).await)
             })
             .boxed(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::super::error::ApiError;
 use crate::domain::AttemptLimit;
-use crate::edge::RateLimiter;
+use crate::rate_limit::RateLimiter;
 
 /// Remembered (email, address) sign-ins past which the memory starts afresh.
 const MAX_KNOWN: usize = 100_000;

@@ -119,8 +119,8 @@ async fn egress_allows(state: &ApiState, c: &ServiceConfig) -> Result<(), ApiErr
         return Ok(());
     };
     let port = authority.port_u16().unwrap_or(80);
-    match state.settings.egress.resolve(authority.host(), port).await {
-        Err(e @ crate::edge::EgressError::Refused { .. }) => {
+    match state.egress.resolve(authority.host(), port).await {
+        Err(e @ crate::egress::EgressError::Refused { .. }) => {
             Err(ApiError::forbidden(format!("targetUrl {url:?}: {e}")))
         }
         _ => Ok(()),

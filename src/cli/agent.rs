@@ -1,0 +1,172 @@
+//! The flags of `beamd tcp` and `beamd http`, and the agent settings they
+//! make.
+
+use std::path::PathBuf;
+
+use beamd_events::vocabulary::InspectMode;
+use clap::ValueEnum;
+
+use crate::agent::{AgentConn, AgentTransport, HttpSettings, TcpSettings};
+use crate::protocol::UpstreamProtocol;
+
+/// How an agent reaches the edge, on its command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentTransportArg {
+    /// QUIC, falling back to WebSocket, then TCP, at each edge.
+    Auto,
+    /// QUIC over UDP (TLS 1.3 always).
+    Quic,
+    /// WebSocket over TCP.
+    Ws,
+    /// Plain TCP.
+    Tcp,
+}
+
+impl From<AgentTransportArg> for AgentTransport {
+    fn from(t: AgentTransportArg) -> Self {
+        match t {
+            AgentTransportArg::Auto => AgentTransport::Auto,
+            AgentTransportArg::Quic => AgentTransport::Quic,
+            AgentTransportArg::Ws => AgentTransport::Ws,
+            AgentTransportArg::Tcp => AgentTransport::Tcp,
+        }
+    }
+}
+
+/// How an agent reaches and trusts the edge: shared by `beamd tcp` and `beamd http`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentConnArgs {
+    /// The edge's agent address HOST:PORT, or several edges of one cluster
+    /// (HOST:PORT,HOST:PORT,…: the agent moves to the next when its edge goes
+    /// away), each optionally prefixed quic://, ws:// or tcp://; or a share
+    /// link beamd://TOKEN@HOST:PORT[,…]?transport=…&fingerprint=….
+    #[arg(long, env = "BEAMD_EDGE")]
+    pub edge: String,
+    /// How to reach the edge; auto tries QUIC, then WebSocket, then TCP at
+    /// each edge, using the first that connects.
+    #[arg(long, value_enum, default_value = "quic")]
+    pub transport: AgentTransportArg,
+    /// The agent token, tok_<id>.<secret> (or in the share link).
+    #[arg(long, env = "BEAMD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Use TLS over ws and tcp (QUIC always does); the edge must run with --tls.
+    #[arg(long)]
+    pub tls: bool,
+    /// The host of the local service.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub local_host: String,
+    /// Trust the edge whose certificate has this SHA-256 fingerprint (printed by
+    /// `beamd edge`). Without this, --ca or --insecure, the system's public CAs are trusted.
+    #[arg(long, conflicts_with_all = ["ca", "insecure"])]
+    pub fingerprint: Option<String>,
+    /// Trust edges whose certificate chains to a CA in this PEM file.
+    #[arg(long, conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// Do not verify the edge at all. For local testing only.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Give up after this many failed connection attempts in a row (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub max_retries: u32,
+}
+
+impl From<AgentConnArgs> for AgentConn {
+    fn from(a: AgentConnArgs) -> Self {
+        AgentConn {
+            edge: a.edge,
+            transport: a.transport.into(),
+            token: a.token,
+            tls: a.tls,
+            local_host: a.local_host,
+            fingerprint: a.fingerprint,
+            ca: a.ca,
+            insecure: a.insecure,
+            max_retries: a.max_retries,
+        }
+    }
+}
+
+/// Options of `beamd tcp`.
+#[derive(Debug, clap::Args)]
+pub struct TcpArgs {
+    /// The local port to expose.
+    pub local_port: u16,
+    /// Ask for this public port (by default any free one, then the same one on every reconnect).
+    #[arg(long)]
+    pub remote_port: Option<u16>,
+    /// How to reach the edge.
+    #[command(flatten)]
+    pub conn: AgentConnArgs,
+}
+
+impl From<TcpArgs> for TcpSettings {
+    fn from(a: TcpArgs) -> Self {
+        TcpSettings {
+            local_port: a.local_port,
+            remote_port: a.remote_port,
+            conn: a.conn.into(),
+        }
+    }
+}
+
+/// Options of `beamd http`.
+#[derive(Debug, clap::Args)]
+pub struct HttpArgs {
+    /// The local HTTP port to expose.
+    pub local_port: u16,
+    /// The tunnel's name: it is served at NAME.<tunnel base> (default: a random name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Serve this custom domain too. It is added to your tenant if new; the edge
+    /// routes it once the TXT record it prints is published.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Demand HTTP basic auth USER:PASSWORD of every public request (checked at the edge).
+    #[arg(long, env = "BEAMD_BASIC_AUTH", hide_env_values = true)]
+    pub basic_auth: Option<String>,
+    /// Let in only clients from this network (CIDR or address; repeat for several).
+    #[arg(long = "allow", value_name = "CIDR")]
+    pub allow: Vec<String>,
+    /// What the edge's inspector keeps of each request: `off` (nothing),
+    /// `meta` (method, path, status, sizes; the default for a new tunnel) or
+    /// `full` (also headers and the first bytes of each body, credentials
+    /// masked, for `beamd requests show` and replay). Without the flag a
+    /// reconnect keeps the mode last set (e.g. over the API).
+    #[arg(long, value_name = "off|meta|full", value_parser = parse_inspect)]
+    pub inspect: Option<InspectMode>,
+    /// What the local service speaks: `http1` (HTTP/1.1, the default) or
+    /// `h2c` (HTTP/2 without TLS, e.g. a gRPC server). Public clients may
+    /// speak either; the edge speaks this to the service through the tunnel.
+    #[arg(long, value_name = "http1|h2c", default_value = "http1", value_parser = parse_upstream)]
+    pub upstream: UpstreamProtocol,
+    /// How to reach the edge.
+    #[command(flatten)]
+    pub conn: AgentConnArgs,
+}
+
+impl From<HttpArgs> for HttpSettings {
+    fn from(a: HttpArgs) -> Self {
+        HttpSettings {
+            local_port: a.local_port,
+            name: a.name,
+            domain: a.domain,
+            basic_auth: a.basic_auth,
+            allow: a.allow,
+            inspect: a.inspect,
+            upstream: a.upstream,
+            conn: a.conn.into(),
+        }
+    }
+}
+
+fn parse_upstream(s: &str) -> std::result::Result<UpstreamProtocol, String> {
+    match s {
+        "http1" => Ok(UpstreamProtocol::Http1),
+        "h2c" => Ok(UpstreamProtocol::H2c),
+        _ => Err(format!("{s:?} is not one of http1, h2c")),
+    }
+}
+
+fn parse_inspect(s: &str) -> std::result::Result<InspectMode, String> {
+    InspectMode::parse(s).ok_or_else(|| format!("{s:?} is not one of off, meta, full"))
+}

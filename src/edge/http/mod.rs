@@ -1,0 +1,18 @@
+//! Public HTTP(S): the ingress that routes a request by its host to the
+//! agent serving it (`ingress.rs`, HTTP/2 in `h2.rs`, forwarding headers in
+//! `forwarding.rs`, who may use a tunnel in `access.rs`), the connection
+//! through the tunnel (`upstream_tunnel.rs`), the capture of each request
+//! (`capture.rs`) and of the edge's own refusals (`refusal.rs`), replays of
+//! captured requests (`replay.rs`), and the API gateway on this path
+//! (`gateway/`).
+
+mod capture;
+mod forwarding;
+pub mod gateway;
+mod h2;
+mod ingress;
+mod refusal;
+mod replay;
+mod upstream_tunnel;
+
+pub use ingress::{serve, serve_connection};

@@ -1,0 +1,161 @@
+//! Requests the edge answers itself, never passing them to an agent (the
+//! gateway's refusals, a tunnel's access rules, no stream to the agent):
+//! each is still one of the tunnel's requests, counted and captured for the
+//! tunnel it was meant for, the way a proxied request is, with why.
+
+use std::sync::atomic::Ordering;
+
+use beamd_events::vocabulary::{InspectMode, RequestCaptured};
+use hyper::Response;
+
+use super::capture::hand_over;
+use crate::edge::context::{EdgeContext, Route};
+
+/// Refusals captured per tunnel and minute at most: a burst of as many,
+/// refilled continuously. Past it a refusal still counts as a request of
+/// the tunnel, but is left out of the inspector (and counted in
+/// `beamd_captures_dropped_total`): answering a flood of refusals is
+/// cheap for the edge, and must not be a cheap way to grow the log.
+pub const REFUSALS_CAPTURED_PER_MINUTE: u32 = 6_000;
+
+/// The rate limiter's scope of refusal captures (one bucket per tunnel).
+const SCOPE: &str = "refusal_captures";
+
+/// `response`, the edge's own answer to the request `capture` describes,
+/// once it is recorded for `tunnel` (the tunnel the request was meant for,
+/// if this edge serves one): counted as one of its requests and, unless
+/// its inspect mode is `off`, captured with the answer's status and
+/// `refused: reason`, without body or detail.
+pub(super) fn refuse<B>(
+    ctx: &EdgeContext,
+    tunnel: Option<&Route>,
+    mut capture: RequestCaptured,
+    reason: impl Into<String>,
+    response: Response<B>,
+) -> Response<B> {
+    let Some(route) = tunnel else {
+        return response;
+    };
+    route.meter.requests.fetch_add(1, Ordering::Relaxed);
+    route.meter.record_late(&ctx.core, &route.tunnel);
+    if ctx.inspect_mode(&route.tunnel) == InspectMode::Off {
+        return response;
+    }
+    let over = (ctx.limiter)
+        .take(SCOPE, &route.tunnel, REFUSALS_CAPTURED_PER_MINUTE)
+        .is_err();
+    if over || ctx.settings.disk.short().is_some() {
+        metrics::counter!(crate::metric_catalog::CAPTURES_DROPPED.name).increment(1);
+        return response;
+    }
+    capture.status = response.status().as_u16();
+    capture.duration_ms = ctx.core.now_ms().saturating_sub(capture.started_at);
+    capture.detail = Some(false);
+    capture.refused = Some(reason.into());
+    hand_over(&ctx.core, &route.tunnel, &route.meter, capture);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use beamd_events::log::{GroupCommitLog, MemoryStore};
+    use beamd_events::{Durability, SystemClock};
+    use beamd_snapshots::MemorySnapshotStore;
+    use hyper::StatusCode;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::actors::{Core, CoreConfig};
+    use crate::edge::context::{Opening, StreamOpener};
+    use crate::edge::EdgeSettings;
+
+    /// An agent connection that opens no streams (none is asked for).
+    struct NoAgent;
+
+    impl StreamOpener for NoAgent {
+        fn open(&self) -> Opening<'_> {
+            Box::pin(async { Err(beamd_transports::TransportError::Closed) })
+        }
+    }
+
+    async fn edge(capture: bool) -> (EdgeContext, Route) {
+        let clock = Arc::new(SystemClock);
+        let store = Arc::new(MemoryStore::new());
+        let (log, _) = GroupCommitLog::open(store, clock.clone(), Durability::Always)
+            .expect("an in-memory log");
+        let config = CoreConfig::new(Arc::new(log), Arc::new(MemorySnapshotStore::new()), clock);
+        let core = Arc::new(Core::start(config).await.expect("a core"));
+        let mut settings = EdgeSettings::new(IpAddr::from([127, 0, 0, 1]), "edge.test");
+        settings.capture = capture;
+        let ctx = EdgeContext::new(core, "node_t".into(), settings, CancellationToken::new());
+        let route = Route {
+            tunnel: "tun_t".into(),
+            tenant: "ten_t".into(),
+            custom: false,
+            opener: Arc::new(NoAgent),
+            meter: Arc::default(),
+            access: Arc::default(),
+            h2c: false,
+        };
+        (ctx, route)
+    }
+
+    fn refuse_n(ctx: &EdgeContext, route: &Route, n: usize) {
+        for _ in 0..n {
+            let capture = RequestCaptured {
+                method: "GET".into(),
+                path: "/x".into(),
+                started_at: ctx.core.now_ms(),
+                ..RequestCaptured::default()
+            };
+            let answer = Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .body(())
+                .expect("a response");
+            let answer = refuse(ctx, Some(route), capture, "missing_key", answer);
+            assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_refusal_is_a_request_and_captures_are_capped_per_minute() {
+        let (ctx, route) = edge(true).await;
+        // Most of the minute's captures are taken already.
+        let cap = REFUSALS_CAPTURED_PER_MINUTE;
+        for _ in 0..cap - 10 {
+            assert!(ctx.limiter.take(SCOPE, &route.tunnel, cap).is_ok());
+        }
+        refuse_n(&ctx, &route, 30);
+        assert_eq!(route.meter.take().requests, 30, "each is a request");
+        let captured = route.meter.take_captured();
+        assert_eq!(captured.len(), 10, "the rest of the minute's captures");
+        for c in &captured {
+            assert_eq!(
+                (c.status, c.refused.as_deref(), c.detail),
+                (401, Some("missing_key"), Some(false))
+            );
+            assert_eq!((c.bytes_in, c.bytes_out, &c.request_body), (0, 0, &None));
+        }
+        // A tenth of a minute later, a tenth of the minute's captures.
+        tokio::time::advance(Duration::from_secs(6)).await;
+        refuse_n(&ctx, &route, 1_000);
+        assert_eq!(route.meter.take().requests, 1_000);
+        assert_eq!(route.meter.take_captured().len(), cap as usize / 10);
+    }
+
+    #[tokio::test]
+    async fn an_edge_that_captures_nothing_still_counts_refusals() {
+        let (ctx, route) = edge(false).await;
+        refuse_n(&ctx, &route, 5);
+        assert_eq!(route.meter.take().requests, 5);
+        assert!(route.meter.take_captured().is_empty());
+        // Without a tunnel there is nothing to count or capture in.
+        let answer = Response::new(());
+        let answer = refuse(&ctx, None, RequestCaptured::default(), "no_route", answer);
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+}

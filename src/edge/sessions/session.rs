@@ -1,0 +1,344 @@
+//! One agent connection: hello, authentication, tunnels, forwarding of public
+//! connections, traffic reports, limits, and cleanup when it ends.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
+use beamd_transports::Connection;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::auth::authenticate;
+use super::open::{open_http, open_tcp};
+use crate::domain::{DomainError, Key, OpenUsage, TunnelCommand};
+use crate::edge::context::EdgeContext;
+use crate::edge::error_frame::error;
+use crate::edge::meter::{is_empty, Meter};
+use crate::metric_catalog;
+use crate::protocol::{
+    read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
+    PROTOCOL_VERSION,
+};
+
+/// How long an agent has to open its control stream and say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A session whose agent sent nothing for this long is over.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long open public connections may run on after the edge is told to stop.
+const DRAIN: Duration = Duration::from_secs(10);
+/// The most tunnels one agent connection may ask for.
+const MAX_TUNNELS: usize = 16;
+
+/// A tunnel this session serves.
+struct Served {
+    id: String,
+    meter: Arc<Meter>,
+}
+
+/// Runs one agent connection to its end.
+pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<EdgeContext>) {
+    let conn = Arc::new(conn);
+    let session = format!("ses_{:016x}", fastrand::u64(..));
+    let Ok(Ok(mut control)) = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_stream()).await
+    else {
+        tracing::debug!(%session, "no control stream within 10 s");
+        conn.close();
+        return;
+    };
+    let hello =
+        match tokio::time::timeout(HELLO_TIMEOUT, read_frame::<AgentFrame>(&mut control)).await {
+            Ok(Ok(AgentFrame::Hello(hello))) => Ok(hello),
+            Ok(Ok(_)) => Err(error("unexpected_frame", "the first frame must be a hello")),
+            Ok(Err(e)) => Err(error(e.code(), e.to_string())),
+            Err(_) => Err(error("timeout", "no hello within 10 s")),
+        };
+    // Boxed: until a hello arrives, a connection (perhaps junk, perhaps one
+    // of thousands) holds only this small future, not the whole session's.
+    Box::pin(serve(conn, session, control, hello, transport, ctx)).await;
+}
+
+/// The session after its hello: start, then serve until the end.
+async fn serve<C: Connection>(
+    conn: Arc<C>,
+    session: String,
+    mut control: C::Stream,
+    hello: Result<Hello, ErrorFrame>,
+    transport: TransportKind,
+    ctx: Arc<EdgeContext>,
+) {
+    let started = match hello {
+        Ok(hello) => start(&conn, &session, transport, &ctx, hello).await,
+        Err(e) => Err(e),
+    };
+    let (key, served) = match started {
+        Ok((key, served, welcome)) => {
+            if let Err(e) = write_frame(&mut control, &welcome).await {
+                tracing::debug!(%session, "the welcome was not delivered: {e}");
+                finish(&ctx, &session, &served).await;
+                conn.close();
+                return;
+            }
+            (key, served)
+        }
+        Err(frame) => {
+            tracing::debug!(%session, code = %frame.code, "refused: {}", frame.message);
+            close(control, conn.as_ref(), Some(frame)).await;
+            return;
+        }
+    };
+    let (cutoff_tx, mut cutoff) = mpsc::channel::<ErrorFrame>(1);
+    let (stop_reports, reports_stop) = oneshot::channel::<()>();
+    let reporter = tokio::spawn(report(
+        ctx.clone(),
+        session.clone(),
+        reports_stop,
+        key,
+        served
+            .iter()
+            .map(|s| (s.id.clone(), s.meter.clone()))
+            .collect(),
+        cutoff_tx,
+    ));
+    let shutdown = ctx.shutdown.clone();
+    let last_word = loop {
+        tokio::select! {
+            biased;
+            frame = tokio::time::timeout(SILENCE_TIMEOUT, read_frame::<AgentFrame>(&mut control)) => match frame {
+                Ok(Ok(AgentFrame::Heartbeat)) => {
+                    if write_frame(&mut control, &EdgeFrame::Heartbeat).await.is_err() { break None; }
+                }
+                Ok(Ok(AgentFrame::Hello(_))) => break Some(error("unexpected_frame", "hello was already said")),
+                Ok(Err(crate::protocol::ProtocolError::Closed)) => break None,
+                Ok(Err(e)) => break Some(error(e.code(), e.to_string())),
+                Err(_) => break Some(error("timeout", "no heartbeat within 45 s")),
+            },
+            Some(frame) = cutoff.recv() => break Some(frame),
+            // An agent opens its control stream and nothing else; left
+            // unaccepted, its other streams would queue up with their data.
+            opened = conn.accept_stream() => match opened {
+                Ok(_) => break Some(error("unexpected_stream", "an agent opens only its control stream")),
+                Err(_) => break None,
+            },
+            _ = shutdown.cancelled() => {
+                drain(&ctx, &served).await;
+                break Some(error("shutting_down", "the edge is stopping"));
+            }
+        }
+    };
+    // Stopped between windows, never in the middle of one (its counts are taken by then).
+    let _ = stop_reports.send(());
+    let _ = reporter.await;
+    finish(&ctx, &session, &served).await;
+    close(control, conn.as_ref(), last_word).await;
+}
+
+/// Stops taking public connections and lets the open ones finish, for a bounded time.
+async fn drain(ctx: &EdgeContext, served: &[Served]) {
+    for s in served {
+        ctx.release_port(&s.id);
+    }
+    let open = || {
+        served
+            .iter()
+            .map(|s| s.meter.active.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let _ = tokio::time::timeout(DRAIN, async {
+        while open() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// Ends a connection, telling the agent why first. The error frame is given a
+/// moment to arrive: closing a QUIC connection at once would drop it.
+async fn close<C: Connection>(mut control: C::Stream, conn: &C, last_word: Option<ErrorFrame>) {
+    if let Some(frame) = last_word {
+        if write_frame(&mut control, &EdgeFrame::Error(frame))
+            .await
+            .is_ok()
+        {
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut control).await;
+            let mut sink = [0u8; 512];
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Ok(n) = tokio::io::AsyncReadExt::read(&mut control, &mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+    conn.close();
+}
+
+/// Authenticates, opens the tunnels, binds their public ports and says welcome.
+async fn start<C: Connection>(
+    conn: &Arc<C>,
+    session: &str,
+    transport: TransportKind,
+    ctx: &Arc<EdgeContext>,
+    hello: Hello,
+) -> Result<(Key, Vec<Served>, EdgeFrame), ErrorFrame> {
+    if hello.version != PROTOCOL_VERSION {
+        return Err(error(
+            "unsupported_version",
+            format!(
+                "this edge speaks protocol {PROTOCOL_VERSION}, the agent {}",
+                hello.version
+            ),
+        ));
+    }
+    if hello.tunnels.is_empty() || hello.tunnels.len() > MAX_TUNNELS {
+        return Err(error(
+            "invalid_request",
+            format!("ask for 1 to {MAX_TUNNELS} tunnels"),
+        ));
+    }
+    if let Some(why) = ctx.settings.disk.short() {
+        return Err(error("insufficient_storage", why));
+    }
+    let key = authenticate(&ctx.core, &hello.token).await?;
+    let mut served = Vec::new();
+    let mut assigned = Vec::new();
+    for request in &hello.tunnels {
+        let meter = Arc::new(Meter::default());
+        let opened = match request.protocol {
+            TunnelProtocol::Tcp => {
+                open_tcp(conn, session, transport, ctx, &key, request, &meter).await
+            }
+            TunnelProtocol::Http => {
+                open_http(conn, session, transport, ctx, &key, request, &meter).await
+            }
+        };
+        match opened {
+            Ok(o) => {
+                assigned.push(AssignedTunnel {
+                    id: o.id.clone(),
+                    protocol: request.protocol,
+                    public: o.public,
+                    port: o.port,
+                    local_addr: request.local_addr.clone(),
+                    aliases: o.aliases,
+                    notice: o.notice,
+                });
+                served.push(Served { id: o.id, meter });
+            }
+            Err(frame) => {
+                finish(ctx, session, &served).await;
+                return Err(frame);
+            }
+        }
+    }
+    let welcome = EdgeFrame::Welcome {
+        session: session.to_string(),
+        node: ctx.node.clone(),
+        tunnels: assigned,
+    };
+    Ok((key, served, welcome))
+}
+
+/// Reports traffic once per window, and cuts the session off when its key
+/// may no longer carry bytes (`Key::may_carry`: revoked, its byte limit or
+/// its plan's bandwidth used up), checked in every window and at once when a
+/// grant changes in the log; or when another session took one of its
+/// tunnels over (here, or on another node).
+async fn report(
+    ctx: Arc<EdgeContext>,
+    session: String,
+    mut stop: oneshot::Receiver<()>,
+    key: Key,
+    meters: Vec<(String, Arc<Meter>)>,
+    cutoff: mpsc::Sender<ErrorFrame>,
+) {
+    let mut grants = ctx.core.projections().grant_changes();
+    let mut watching = true;
+    let mut tick = tokio::time::interval(ctx.settings.window);
+    loop {
+        let window = tokio::select! {
+            biased;
+            _ = &mut stop => return,
+            changed = grants.recv(), if watching => {
+                // Closed: the projector stopped (the edge is stopping), windows go on.
+                watching = !matches!(changed, Err(broadcast::error::RecvError::Closed));
+                false
+            }
+            _ = tick.tick() => true,
+        };
+        if window {
+            for (id, meter) in &meters {
+                record(&ctx, id, meter).await;
+            }
+            if let Some((id, _)) = meters.iter().find(|(id, _)| !ctx.serves_as(id, &session)) {
+                let message = format!("another agent with this token took tunnel {id} over");
+                let _ = cutoff.send(error("taken_over", message)).await;
+                return;
+            }
+        }
+        if let Err(refused) = grant(&ctx, &key) {
+            let _ = cutoff
+                .send(error(refused.code(), refused.to_string()))
+                .await;
+            return;
+        }
+    }
+}
+
+/// Whether `key` may carry more bytes now, as the log's projections say.
+fn grant(ctx: &EdgeContext, key: &Key) -> Result<(), DomainError> {
+    let p = ctx.core.projections().read();
+    let now = ctx.core.now_ms();
+    let usage = OpenUsage {
+        tenant_month_bytes: p.usage.month_bytes(&key.tenant, now),
+        key_bytes: p.usage.key(&key.id).bytes(),
+    };
+    let plan = p.catalog.tenants.get(&key.tenant).map(|t| &t.plan);
+    match (p.catalog.keys.get(&key.id), plan) {
+        (Some(current), Some(plan)) => current.may_carry(plan, &usage),
+        _ => Err(DomainError::Unauthorized("unknown key".into())),
+    }
+}
+
+/// Records a tunnel's traffic and captured requests since the last call.
+async fn record(ctx: &EdgeContext, id: &str, meter: &Meter) {
+    let delta = meter.take();
+    let bytes = metric_catalog::TUNNEL_BYTES.name;
+    metrics::counter!(bytes, metric_catalog::DIRECTION_IN).increment(delta.bytes_in);
+    metrics::counter!(bytes, metric_catalog::DIRECTION_OUT).increment(delta.bytes_out);
+    metrics::counter!(metric_catalog::TUNNEL_CONNECTIONS.name).increment(delta.connections);
+    if !is_empty(&delta) {
+        if let Err(e) = ctx.core.report_traffic(id, delta).await {
+            tracing::warn!(tunnel = %id, "traffic not recorded: {e}");
+        }
+    }
+    let captured = meter.take_captured();
+    if !captured.is_empty() && ctx.settings.disk.short().is_some() {
+        metrics::counter!(metric_catalog::CAPTURES_DROPPED.name).increment(captured.len() as u64);
+    } else if !captured.is_empty() {
+        let cmd = TunnelCommand::CaptureRequests(captured.into());
+        if let Err(e) = ctx.core.tunnel_command(id, cmd).await {
+            tracing::warn!(tunnel = %id, "captured requests not recorded: {e}");
+        }
+    }
+}
+
+/// Records the last traffic and takes the session's tunnels offline.
+async fn finish(ctx: &EdgeContext, session: &str, served: &[Served]) {
+    for s in served {
+        // Responses still streaming record their capture themselves after this.
+        s.meter.close();
+        record(ctx, &s.id, &s.meter).await;
+        let _ = ctx.core.flush_tunnel(&s.id).await;
+        // A tunnel another session took over stays online.
+        if ctx.leave(&s.id, session) {
+            let offline = TunnelCommand::GoOffline {
+                reason: "agent disconnected".into(),
+                node: Some(ctx.node.clone()),
+            };
+            let _ = ctx.core.tunnel_command(&s.id, offline).await;
+        }
+    }
+}

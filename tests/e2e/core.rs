@@ -1,0 +1,213 @@
+//! The core on the real sled log: a restart that changes nothing,
+//! projections against a full replay, and traffic aggregation.
+
+use crate::common;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use beamd::actors::{Timings, TrafficDelta};
+use beamd::domain::{Scope, Scopes, TunnelCommand, TunnelStatus};
+use beamd::projections::{InspectorProjection, LogSummary, StatusProjection, UsageProjection};
+use beamd_events::vocabulary::{KeyKind, RequestCaptured};
+use beamd_snapshots::Fold;
+use common::core::{fast, http, start, tcp, tenant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_every_actor_and_projection() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let r = start(dir.path(), fast(), 7).await?;
+    let ten = tenant(&r.core, "acme").await?;
+    let (key, _secret) = r
+        .core
+        .issue_key(
+            &ten,
+            "laptop",
+            KeyKind::Agent,
+            Scopes::default(),
+            None,
+            Scope::Admin,
+        )
+        .await?;
+    let a = r.core.open_tunnel(&key.id, tcp(20_001)).await?;
+    let b = r.core.open_tunnel(&key.id, http("web")).await?;
+    for _ in 0..10 {
+        r.core
+            .report_traffic(
+                &a.id,
+                TrafficDelta {
+                    bytes_in: 100,
+                    bytes_out: 1_000,
+                    connections: 1,
+                    requests: 0,
+                },
+            )
+            .await?;
+    }
+    let capture = RequestCaptured {
+        method: "GET".into(),
+        path: "/x".into(),
+        status: 200,
+        ..Default::default()
+    };
+    r.core
+        .tunnel_command(&b.id, TunnelCommand::CaptureRequests(vec![capture].into()))
+        .await?;
+    let a_before = r.core.flush_tunnel(&a.id).await?;
+    assert_eq!(
+        (a_before.bytes_in, a_before.bytes_out, a_before.connections),
+        (1_000, 10_000, 10)
+    );
+    r.core
+        .tunnel_command(
+            &b.id,
+            TunnelCommand::GoOffline {
+                reason: "agent left".into(),
+                node: None,
+            },
+        )
+        .await?;
+    let head = r.core.log().head().seq;
+    r.core.projections().wait_for(head).await?;
+    let projections_before = r.core.projections().read().clone();
+    let key_before = r.core.key(&key.id).await?;
+    let b_before = r.core.tunnel(&b.id).await?;
+    let dir_before = r.core.directory().await?;
+    r.core.shutdown().await?;
+    drop(r);
+
+    let r = start(dir.path(), fast(), 7).await?;
+    assert_eq!(
+        r.core.log().head().seq,
+        head,
+        "a clean stop and start records nothing new"
+    );
+    assert_eq!(r.core.tunnel(&a.id).await?, a_before);
+    assert_eq!(r.core.tunnel(&b.id).await?, b_before);
+    assert_eq!(r.core.key(&key.id).await?, key_before);
+    assert_eq!(r.core.directory().await?, dir_before);
+    assert_eq!(*r.core.projections().read(), projections_before);
+    let usage = &projections_before.usage;
+    assert_eq!(usage.tenant(&ten).total.bytes(), 11_000);
+    assert_eq!(usage.key(&key.id).bytes(), 11_000);
+    assert_eq!(projections_before.inspector.recent(&ten, 10).len(), 1);
+    // The name held by the offline tunnel comes back to its key.
+    let again = r.core.open_tunnel(&key.id, http("web")).await?;
+    assert_eq!(
+        (again.id.as_str(), again.status),
+        (b.id.as_str(), TunnelStatus::Online)
+    );
+    r.core.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projections_equal_a_full_replay() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let r = start(dir.path(), fast(), 5).await?;
+    let ten = tenant(&r.core, "acme").await?;
+    let (key, _) = r
+        .core
+        .issue_key(
+            &ten,
+            "k",
+            KeyKind::Agent,
+            Scopes::default(),
+            None,
+            Scope::Admin,
+        )
+        .await?;
+    for port in 0..6u16 {
+        let t = r.core.open_tunnel(&key.id, tcp(21_000 + port)).await?;
+        r.core
+            .report_traffic(
+                &t.id,
+                TrafficDelta {
+                    bytes_in: u64::from(port),
+                    bytes_out: 1,
+                    connections: 1,
+                    requests: 0,
+                },
+            )
+            .await?;
+        r.core.flush_tunnel(&t.id).await?;
+        if port % 2 == 0 {
+            r.core.tunnel_command(&t.id, TunnelCommand::Release).await?;
+        }
+    }
+    let head = r.core.log().head().seq;
+    r.core.projections().wait_for(head).await?;
+    let live = r.core.projections().read().clone();
+    let mut replay = (
+        LogSummary::default(),
+        UsageProjection::default(),
+        InspectorProjection::default(),
+        StatusProjection::default(),
+    );
+    for env in r.core.log().read_from(1, usize::MAX).await? {
+        replay.0.apply(&env);
+        replay.1.apply(&env);
+        replay.2.apply(&env);
+        replay.3.apply(&env);
+    }
+    assert_eq!(live.summary, replay.0);
+    assert_eq!(live.usage, replay.1);
+    assert_eq!(live.inspector, replay.2);
+    assert_eq!(live.status, replay.3);
+    assert_eq!(live.status.counts.online_tunnels, 3);
+    r.core.shutdown().await?;
+    drop(r);
+    // The snapshots written on the way agree with the log: audit says so.
+    let audit = common::beamd(&["audit", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(audit.status.success(), "{}", common::text(&audit.stderr));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_in_one_window_is_one_event() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let timings = Timings {
+        idle: Duration::from_secs(60),
+        flush_window: Duration::from_secs(3_600),
+    };
+    let r = start(dir.path(), timings, 1_000).await?;
+    let ten = tenant(&r.core, "acme").await?;
+    let (key, _) = r
+        .core
+        .issue_key(
+            &ten,
+            "k",
+            KeyKind::Agent,
+            Scopes::default(),
+            None,
+            Scope::Admin,
+        )
+        .await?;
+    let t = r.core.open_tunnel(&key.id, tcp(22_000)).await?;
+    let before = r.core.log().head().seq;
+    for _ in 0..500 {
+        r.core
+            .report_traffic(
+                &t.id,
+                TrafficDelta {
+                    bytes_in: 3,
+                    bytes_out: 4,
+                    connections: 0,
+                    requests: 1,
+                },
+            )
+            .await?;
+    }
+    let flushed = r.core.flush_tunnel(&t.id).await?;
+    assert_eq!(
+        (flushed.bytes_in, flushed.bytes_out, flushed.requests),
+        (1_500, 2_000, 500)
+    );
+    assert_eq!(
+        r.core.log().head().seq,
+        before + 1,
+        "500 reports became one TrafficRecorded"
+    );
+    r.core.shutdown().await?;
+    Ok(())
+}
