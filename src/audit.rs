@@ -161,7 +161,7 @@ pub fn audit(
     let (global_keys, stream_keys): (Vec<_>, Vec<_>) = checks
         .keys()
         .cloned()
-        .partition(|(kind, _)| crate::projections::GLOBAL_FOLDS.contains(&kind.as_str()));
+        .partition(|(kind, _)| crate::projections::is_global_fold(kind));
     let mut by_stream: HashMap<String, Vec<(String, String)>> = HashMap::new();
     for key in stream_keys {
         by_stream.entry(key.1.clone()).or_default().push(key);

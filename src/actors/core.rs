@@ -22,7 +22,7 @@ use crate::domain::{
     DomainStatus, Key, KeyCommand, Node, NodeCommand, OpenTunnel, Scope, Scopes, Tenant,
     TenantCommand, Tunnel, TunnelCommand,
 };
-use crate::projections::{InspectorIndex, DEFAULT_RECENT};
+use crate::projections::{InspectorIndex, Queries, DEFAULT_RECENT};
 
 /// How the core is started.
 pub struct CoreConfig {
@@ -114,7 +114,7 @@ impl Core {
             tenants: tenants.clone(),
             keys: keys.clone(),
             tunnels: tunnels.clone(),
-            projections: projector.shared(),
+            projections: projector.queries().clone(),
         };
         let (directory, _) = Actor::spawn(None, DirectoryActor, args)
             .await
@@ -159,9 +159,14 @@ impl Core {
         self.index.as_ref()
     }
 
-    /// The projections.
+    /// The projections: their progress, grant changes, the request path's view.
     pub fn projections(&self) -> &ProjectorHandle {
         &self.projector
+    }
+
+    /// The projections' named queries.
+    pub fn queries(&self) -> &Queries {
+        self.projector.queries()
     }
 
     /// Now, in ms since the epoch, from the core's clock (virtual in simulations).
@@ -255,7 +260,7 @@ impl Core {
     /// costs no actor, no event and no memory. A key committed a moment ago
     /// that the projection has not folded yet is waited for.
     pub async fn known_key(&self, id: &str) -> Result<Option<Key>, CoreError> {
-        let find = || self.projector.read().catalog.keys.get(id).cloned();
+        let find = || self.queries().key(id);
         if let Some(key) = find() {
             return Ok(Some(key));
         }
@@ -300,9 +305,9 @@ impl Core {
     /// first (an event), so that it no longer blocks the host.
     pub async fn add_domain(&self, tenant: &str, cmd: AddDomain) -> Result<DomainName, CoreError> {
         let host = cmd.host.trim_end_matches('.').to_ascii_lowercase();
-        let lapsed = (self.projector.read().domains.by_host(&host))
+        let lapsed = (self.queries().domain_of_host(&host))
             .filter(|d| d.claim_lapsed(self.now_ms(), cmd.claim_ttl_ms))
-            .map(|d| d.id.clone());
+            .map(|d| d.id);
         if let Some(id) = lapsed {
             let expire = DomainCommand::ExpireClaim {
                 ttl_ms: cmd.claim_ttl_ms,
@@ -331,10 +336,10 @@ impl Core {
         let domain = command(&self.domains, id, cmd).await?;
         self.projector.wait_for(self.shell.log.head().seq).await?;
         if domain.status == DomainStatus::Removed {
-            let routes: Vec<String> = (self.projector.read().gateway)
-                .routes_of(&domain.tenant)
+            let routes: Vec<String> = (self.queries().routes_of(&domain.tenant))
+                .into_iter()
                 .filter(|r| r.config.as_ref().is_some_and(|c| c.host == domain.host))
-                .map(|r| r.id.clone())
+                .map(|r| r.id)
                 .collect();
             for route in routes {
                 let retire = RouteCommand::Retire {

@@ -3,7 +3,7 @@
 //! Before each decision it catches up with the log, so releases recorded by
 //! tunnel actors free their names at once.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use beamd_events::{Append, Envelope, ExpectedVersion, Guard, LogError, StreamId};
 use beamd_snapshots::{load_global, Fold, Snapshot};
@@ -17,10 +17,10 @@ use super::supervisor::{deliver, SupervisorMsg};
 use super::{CoreError, Shell};
 use crate::domain::{
     Account, AddDomain, CreateTenant, Ctx, Directory, DomainError, DomainName, Key, OpenTunnel,
-    OpenUsage, PortRequest, Tenant, Tunnel, TunnelCommand,
+    PortRequest, Tenant, Tunnel, TunnelCommand,
 };
 use crate::metric_catalog;
-use crate::projections::Projections;
+use crate::projections::Queries;
 
 /// The events the directory's decisions depend on: a creation is recorded
 /// only if none of them was committed (on any node) after the seq it was
@@ -96,7 +96,7 @@ pub struct DirectoryArgs {
     /// Tunnel actors.
     pub tunnels: ActorRef<SupervisorMsg<Tunnel>>,
     /// The projections (usage for limits).
-    pub projections: Arc<RwLock<Projections>>,
+    pub projections: Arc<Queries>,
 }
 
 /// The directory actor's state.
@@ -197,17 +197,7 @@ impl DirectoryState {
             _ => None,
         };
         let ctx = self.ctx();
-        let usage = {
-            let p = self
-                .args
-                .projections
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            OpenUsage {
-                tenant_month_bytes: p.usage.month_bytes(&tenant.id, ctx.now_ms),
-                key_bytes: p.usage.key(&key.id).bytes(),
-            }
-        };
+        let usage = (self.args.projections).open_usage(&tenant.id, &key.id, ctx.now_ms);
         if let (Some((tunnel_id, holder)), crate::domain::KeyStatus::Active) = (held, key.status) {
             if holder == key.id {
                 // A reconnect is held to the same byte limits as an open.

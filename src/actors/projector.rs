@@ -1,65 +1,26 @@
-//! The projector: folds committed events into the projections (usage,
-//! inspector, status, log summary) and the inspector's history index, and
-//! snapshots them together by policy and on shutdown.
+//! The projector: folds committed events into the projections and the
+//! inspector's history index, publishes the seq once every projection has
+//! it, and snapshots them together by policy and on shutdown.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard};
-
-use super::hot::{Hot, HotView};
+use std::sync::Arc;
 
 use beamd_events::log::Follower;
 use beamd_events::EventLog;
-use beamd_snapshots::{Fold, Snapshot, SnapshotPolicy, SnapshotStore};
-use serde::de::DeserializeOwned;
+use beamd_snapshots::{SnapshotPolicy, SnapshotStore};
 use tokio::sync::{broadcast, oneshot, watch};
 
 use super::CoreError;
 use crate::projections::{
-    AccountsProjection, CapturedRequest, CatalogProjection, DomainsProjection, GatewayProjection,
-    InspectorIndex, InspectorProjection, LogSummary, Projections, StatusProjection,
-    UsageProjection,
+    CapturedRequest, Hot, InspectorIndex, InspectorProjection, Projections, Queries,
 };
 
-/// The id under which projections over the whole log are snapshotted.
-pub const GLOBAL_ID: &str = "all";
+pub use crate::projections::GLOBAL_ID;
+
 const CHUNK: usize = 4096;
 /// Grant changes a slow receiver may fall behind by (it then just checks).
 const GRANT_CHANGES: usize = 16;
-/// Events folded per hold of the projections' write lock, at most.
+/// Events folded per hold of a projection's write lock, at most.
 const FOLD_SLICE: usize = 128;
-
-/// Snapshots every projection at their seq, then flushes the store.
-fn snapshot(p: &Projections, store: &dyn SnapshotStore) -> Result<(), CoreError> {
-    save(store, p.seq, &p.summary)?;
-    save(store, p.seq, &p.usage)?;
-    save(store, p.seq, &p.inspector)?;
-    save(store, p.seq, &p.status)?;
-    save(store, p.seq, &p.domains)?;
-    save(store, p.seq, &p.catalog)?;
-    save(store, p.seq, &p.gateway)?;
-    save(store, p.seq, &p.accounts)?;
-    store.flush()?;
-    Ok(())
-}
-
-/// Saves one projection's snapshot at `seq`.
-fn save<F: Fold + serde::Serialize>(
-    store: &dyn SnapshotStore,
-    seq: u64,
-    fold: &F,
-) -> Result<(), CoreError> {
-    store.save(&Snapshot::new(F::KIND, GLOBAL_ID, seq, 0, fold)?)?;
-    Ok(())
-}
-
-fn latest<F: Fold + DeserializeOwned>(
-    store: &dyn SnapshotStore,
-    head: u64,
-) -> Result<Option<(F, u64)>, CoreError> {
-    match store.latest(F::KIND, GLOBAL_ID)? {
-        Some(s) if s.seq <= head => Ok(Some((s.decode()?, s.seq))),
-        _ => Ok(None),
-    }
-}
 
 /// Rebuilds the projections: the newest snapshot of each, then the log's tail.
 /// Returns them and how many events were folded on top of the snapshots.
@@ -70,45 +31,8 @@ async fn rebuild(
     inspector_capacity: usize,
 ) -> Result<(Projections, u64), CoreError> {
     let head = log.head().seq;
-    let summary = latest::<LogSummary>(store, head)?;
-    let usage = latest::<UsageProjection>(store, head)?;
-    let inspector = latest::<InspectorProjection>(store, head)?
-        .filter(|(p, _)| p.capacity == inspector_capacity);
-    let status = latest::<StatusProjection>(store, head)?;
-    let domains = latest::<DomainsProjection>(store, head)?;
-    let catalog = latest::<CatalogProjection>(store, head)?;
-    let gateway = latest::<GatewayProjection>(store, head)?;
-    let accounts = latest::<AccountsProjection>(store, head)?;
-    // They are snapshotted together; if any is missing or they differ, start them all from one point.
-    let seqs = [
-        summary.as_ref().map(|s| s.1),
-        usage.as_ref().map(|s| s.1),
-        inspector.as_ref().map(|s| s.1),
-        status.as_ref().map(|s| s.1),
-        domains.as_ref().map(|s| s.1),
-        catalog.as_ref().map(|s| s.1),
-        gateway.as_ref().map(|s| s.1),
-        accounts.as_ref().map(|s| s.1),
-    ];
-    let all = (
-        summary, usage, inspector, status, domains, catalog, gateway, accounts,
-    );
-    let mut p = match all {
-        (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f), Some(g), Some(h))
-            if seqs.iter().all(|s| *s == Some(a.1)) =>
-        {
-            Projections {
-                seq: a.1,
-                summary: a.0,
-                usage: b.0,
-                inspector: c.0,
-                status: d.0,
-                domains: e.0,
-                catalog: f.0,
-                gateway: g.0,
-                accounts: h.0,
-            }
-        }
+    let mut p = match Projections::load(store, head)? {
+        Some(p) if p.inspector.capacity == inspector_capacity => p,
         _ => Projections {
             inspector: InspectorProjection::with_capacity(inspector_capacity),
             ..Projections::default()
@@ -157,8 +81,7 @@ async fn rebuild(
 /// A running projector.
 pub struct ProjectorHandle {
     replayed: u64,
-    shared: Arc<RwLock<Projections>>,
-    hot: Arc<HotView>,
+    queries: Arc<Queries>,
     applied: watch::Receiver<u64>,
     grants: broadcast::Sender<()>,
     stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
@@ -166,15 +89,14 @@ pub struct ProjectorHandle {
 }
 
 impl ProjectorHandle {
-    /// Read access to the projections.
-    pub fn read(&self) -> RwLockReadGuard<'_, Projections> {
-        // Writers replace values whole under the lock; a poisoned lock still holds a consistent fold.
-        self.shared.read().unwrap_or_else(|p| p.into_inner())
+    /// The projections' named queries.
+    pub fn queries(&self) -> &Arc<Queries> {
+        &self.queries
     }
 
-    /// What the request path reads, without the projections' lock.
+    /// What the request path reads, without any projection's lock.
     pub fn hot(&self) -> Arc<Hot> {
-        self.hot.get()
+        self.queries.hot()
     }
 
     /// Receives a message each time the projections folded an event that
@@ -189,11 +111,6 @@ impl ProjectorHandle {
     /// How many events were folded on top of the snapshots at start.
     pub fn replayed(&self) -> u64 {
         self.replayed
-    }
-
-    /// The shared projections, for actors that read them.
-    pub fn shared(&self) -> Arc<RwLock<Projections>> {
-        self.shared.clone()
     }
 
     /// Waits until the projections include `seq`.
@@ -284,11 +201,9 @@ pub async fn start_projector(
     let (grants, _) = broadcast::channel(GRANT_CHANGES);
     let grants_tx = grants.clone();
     let mut follower = Follower::new(log.clone(), rebuilt.seq + 1, CHUNK);
-    let hot = Arc::new(HotView::new(&rebuilt));
-    let shared = Arc::new(RwLock::new(rebuilt));
-    let hot_writer = hot.clone();
+    let queries = Arc::new(Queries::new(rebuilt));
     let (stop_tx, mut stop_rx) = oneshot::channel();
-    let writer = shared.clone();
+    let writer = queries.clone();
     let task = spawn(own_thread, async move {
         // Counted from the snapshots the rebuild started from, so a start that
         // replayed a long tail snapshots it at the next chance.
@@ -304,24 +219,17 @@ pub async fn start_projector(
                 },
                 events = follower.next_batch() => events?,
             };
-            let mut captured = Vec::new();
-            let mut seq = 0;
+            let mut captured: Vec<CapturedRequest> = Vec::new();
             let mut grants_changed = false;
-            // Folded a slice at a time: the data path reads the projections
-            // (a tunnel's inspect mode, a domain's state) on every request,
-            // and must not wait for a whole batch of thousands of events.
+            // Folded a slice at a time: the API reads the projections on
+            // every call, and must not wait for a whole batch of thousands
+            // of events.
             for slice in events.chunks(FOLD_SLICE) {
-                let mut p = writer.write().unwrap_or_else(|e| e.into_inner());
-                for env in slice {
-                    p.apply(env);
-                    captured.extend(p.inspector.captured(env));
-                }
-                if slice.iter().any(super::hot::touches) {
-                    hot_writer.refresh(&p);
-                }
-                grants_changed |= slice.iter().any(super::hot::changes_grants);
-                seq = p.seq;
+                let folded = writer.fold(slice);
+                captured.extend(folded.captured);
+                grants_changed |= folded.grants_changed;
             }
+            let seq = writer.seq();
             if grants_changed {
                 // No receiver (no live session) is no error.
                 let _ = grants_tx.send(());
@@ -331,24 +239,22 @@ pub async fn start_projector(
                     .map_err(|e| CoreError::Actor(e.to_string()))?;
             }
             if policy.due(seq - snapshot_seq) {
-                let copy = writer.read().unwrap_or_else(|e| e.into_inner()).clone();
-                snapshot(&copy, store.as_ref())?;
+                writer.snapshot().save(store.as_ref())?;
                 snapshot_seq = seq;
             }
             applied_tx.send_replace(seq);
         }
         if policy.on_shutdown {
-            let copy = writer.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let copy = writer.snapshot();
             if copy.seq > snapshot_seq {
-                snapshot(&copy, store.as_ref())?;
+                copy.save(store.as_ref())?;
             }
         }
         Ok(())
     })?;
     Ok(ProjectorHandle {
         replayed,
-        shared,
-        hot,
+        queries,
         applied,
         grants,
         stop: std::sync::Mutex::new(Some(stop_tx)),

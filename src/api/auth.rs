@@ -96,10 +96,7 @@ impl ApiState {
 
     fn account_of(&self, jwt: &str) -> Result<(Account, Claims), ApiError> {
         let claims = self.accounts.jwt.verify(jwt)?;
-        let p = self.core.projections().read();
-        let account = p
-            .accounts
-            .get(&claims.sub)
+        let account = (self.core.queries().account(&claims.sub))
             .filter(|a| a.tenant == claims.tenant)
             .ok_or_else(|| ApiError::unauthorized("the sign-in token's account is gone"))?;
         if !account.accepts_session(claims.ver, &claims.token_id(jwt)) {
@@ -107,7 +104,7 @@ impl ApiState {
                 "the sign-in token was ended (signed out, or the password changed since)",
             ));
         }
-        Ok((account.clone(), claims))
+        Ok((account, claims))
     }
 
     /// A signed-in account as a key of its tenant with the `manage` scope.

@@ -9,7 +9,7 @@ use warp::http::StatusCode;
 
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
-use super::http::{iso_opt, ok, page, parse, query, Deleted, PageQuery};
+use super::http::{iso_opt, ok, parse, query, Deleted, PageQuery};
 use super::ApiState;
 use crate::domain::{AddDomain, DomainCommand, DomainName, DomainStatus};
 
@@ -89,17 +89,10 @@ pub async fn list(
     let caller = state.caller(auth, Scope::Read).await?;
     let q: PageQuery = query(&raw)?;
     let size = q.size()?;
-    let p = state.core.projections().read();
     let after = q.cursor.unwrap_or_default();
-    let (domains, next) = page(
-        p.domains
-            .of_tenant(&caller.tenant.id)
-            .filter(|d| d.host > after),
-        size,
-        |d: &&DomainName| d.host.clone(),
-    );
+    let (domains, next) = (state.core.queries()).domains_page(&caller.tenant.id, &after, size);
     ok(DomainList {
-        domains: domains.into_iter().map(view).collect(),
+        domains: domains.iter().map(view).collect(),
         next,
     })
 }
@@ -141,7 +134,7 @@ pub async fn add(
 }
 
 fn own(state: &ApiState, tenant: &str, id: &str) -> Result<DomainName, ApiError> {
-    match state.core.projections().read().domains.get(id) {
+    match state.core.queries().domain(id) {
         Some(d) if d.tenant == tenant => Ok(d.clone()),
         _ => Err(ApiError::not_found("domain")),
     }

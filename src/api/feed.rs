@@ -82,11 +82,7 @@ impl Cursor {
     fn granted(&self) -> bool {
         match &self.grant {
             Grant::Key(id) => {
-                let p = self.state.core.projections().read();
-                p.catalog
-                    .keys
-                    .get(id)
-                    .is_some_and(|k| k.status == KeyStatus::Active)
+                (self.state.core.queries().key(id)).is_some_and(|k| k.status == KeyStatus::Active)
             }
             Grant::Session(header) => self.state.signed_in(Some(header)).is_ok(),
         }
@@ -101,7 +97,7 @@ impl Cursor {
                 return None;
             }
             while let Some(env) = self.pending.pop_front() {
-                let owner = self.state.core.projections().read().usage.tenant_of(&env);
+                let owner = self.state.core.queries().owner_of(&env);
                 if owner.as_deref() == Some(self.tenant.as_str()) {
                     return Some(FeedEvent {
                         seq: env.seq,

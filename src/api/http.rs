@@ -274,22 +274,6 @@ impl PageQuery {
     }
 }
 
-/// Takes one page from `items` (sorted by the id `id_of` gives), with the
-/// cursor of the next page if there is more.
-pub fn page<T, I>(items: I, size: usize, id_of: impl Fn(&T) -> String) -> (Vec<T>, Option<String>)
-where
-    I: Iterator<Item = T>,
-{
-    let mut items: Vec<T> = items.take(size + 1).collect();
-    let next = if items.len() > size {
-        items.truncate(size);
-        items.last().map(&id_of)
-    } else {
-        None
-    };
-    (items, next)
-}
-
 /// The `{"id": …, "revoked"/"released"/"removed": true}` answers of deletions.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

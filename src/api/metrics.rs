@@ -44,13 +44,13 @@ pub async fn render(state: Arc<ApiState>) -> Resp {
         ));
     };
     {
-        let p = state.core.projections().read();
-        let c = p.status.counts;
+        let queries = state.core.queries();
+        let c = queries.counts();
         metrics::gauge!(TUNNELS_ONLINE.name).set(c.online_tunnels as f64);
         metrics::gauge!(TUNNELS_OFFLINE.name).set(c.offline_tunnels as f64);
         metrics::gauge!(TENANTS.name).set(c.tenants as f64);
         metrics::gauge!(KEYS_ACTIVE.name).set(c.active_keys as f64);
-        metrics::gauge!(LOG_HEAD_SEQ.name).set(p.seq as f64);
+        metrics::gauge!(LOG_HEAD_SEQ.name).set(queries.seq() as f64);
     }
     metrics::gauge!(ACTORS_ALIVE.name).set(state.core.actors_alive() as f64);
     let mut resp = Resp::new(handle.render().into());

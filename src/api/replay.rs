@@ -199,13 +199,7 @@ async fn listed(state: &ApiState, tenant: &str, id: &str) -> Option<RequestView>
         if state.settle().await.is_err() {
             return None;
         }
-        let found = state
-            .core
-            .projections()
-            .read()
-            .inspector
-            .by_id(tenant, id)
-            .cloned();
+        let found = state.core.queries().recent_request(tenant, id);
         if let Some(r) = found {
             return Some(request_view(r));
         }

@@ -89,8 +89,8 @@ pub(super) struct Found {
 /// The seq of the caller's request `id` (`req_…`): a recent one from the
 /// inspector, any other from the history.
 fn seq_of(state: &ApiState, tenant: &str, id: &str) -> Result<Option<u64>, ApiError> {
-    let recent = (state.core.projections().read().inspector)
-        .by_id(tenant, id)
+    let recent = (state.core.queries())
+        .recent_request(tenant, id)
         .map(|r| r.seq);
     if recent.is_some() {
         return Ok(recent);
@@ -124,9 +124,7 @@ pub(super) async fn find(state: &ApiState, tenant: &str, name: &str) -> Result<F
         .ok_or_else(missing)?;
     let captured = state
         .core
-        .projections()
-        .read()
-        .inspector
+        .queries()
         .captured(&env)
         .filter(|c| c.tenant == tenant)
         .ok_or_else(missing)?;

@@ -10,7 +10,7 @@ use warp::http::StatusCode;
 
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
-use super::http::{iso_opt, ok, page, parse, query, PageQuery};
+use super::http::{iso_opt, ok, parse, query, PageQuery};
 use super::ApiState;
 use crate::domain::{CreateTenant, Scopes, Tenant, TenantCommand};
 
@@ -125,18 +125,10 @@ pub async fn list(
     state.caller(auth, Scope::Admin).await?;
     let q: PageQuery = query(&raw)?;
     let size = q.size()?;
-    let p = state.core.projections().read();
     let after = q.cursor.unwrap_or_default();
-    let (tenants, next) = page(
-        p.catalog
-            .tenants
-            .range::<String, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-            .map(|(_, t)| t),
-        size,
-        |t: &&Tenant| t.id.clone(),
-    );
+    let (tenants, next) = state.core.queries().tenants_page(Some(&after), size);
     ok(TenantList {
-        tenants: tenants.into_iter().map(view).collect(),
+        tenants: tenants.iter().map(view).collect(),
         next,
     })
 }
@@ -225,14 +217,7 @@ pub async fn set_plan(
 ) -> Result<(StatusCode, TenantView), ApiError> {
     state.caller(auth, Scope::Admin).await?;
     let plan: PlanView = parse(body)?;
-    if !state
-        .core
-        .projections()
-        .read()
-        .catalog
-        .tenants
-        .contains_key(&id)
-    {
+    if state.core.queries().tenant(&id).is_none() {
         return Err(ApiError::not_found("tenant"));
     }
     let t = state

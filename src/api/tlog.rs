@@ -185,7 +185,7 @@ pub async fn inclusion(
     };
     if caller.key.scope() < Scope::Admin {
         let env = decode_record(q.seq, &record).map_err(internal)?;
-        let owner = state.core.projections().read().usage.tenant_of(&env);
+        let owner = state.core.queries().owner_of(&env);
         if owner.as_deref() != Some(caller.tenant.id.as_str()) {
             return Err(missing());
         }

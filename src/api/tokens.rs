@@ -11,7 +11,7 @@ use warp::http::StatusCode;
 
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
-use super::http::{iso, iso_opt, ok, page, parse, query, Deleted, PageQuery};
+use super::http::{iso, iso_opt, ok, parse, query, Deleted, PageQuery};
 use super::ApiState;
 use crate::domain::{Key, KeyCommand, KeyStatus, Scopes};
 use crate::protocol::ShareLink;
@@ -66,7 +66,7 @@ fn kind_name(kind: Option<KeyKind>) -> String {
 }
 
 fn view(state: &ApiState, key: &Key) -> TokenView {
-    let counters = state.core.projections().read().usage.key(&key.id);
+    let counters = state.core.queries().key_counters(&key.id);
     TokenView {
         id: key.id.clone(),
         label: key.label.clone(),
@@ -95,17 +95,8 @@ pub async fn list(
     let caller = state.caller(auth, Scope::Read).await?;
     let q: PageQuery = query(&raw)?;
     let size = q.size()?;
-    let (keys, next) = {
-        let p = state.core.projections().read();
-        let shelf = &p.catalog.keys;
-        page(
-            shelf
-                .of_tenant(&caller.tenant.id, q.cursor.as_deref())
-                .cloned(),
-            size,
-            |k: &Key| k.id.clone(),
-        )
-    };
+    let (keys, next) =
+        (state.core.queries()).keys_page(&caller.tenant.id, q.cursor.as_deref(), size);
     ok(TokenList {
         tokens: keys.iter().map(|k| view(&state, k)).collect(),
         next,
@@ -207,14 +198,7 @@ async fn own_key(
     need: Scope,
 ) -> Result<(Key, Scope), ApiError> {
     let caller = state.caller(auth, need).await?;
-    let key = state
-        .core
-        .projections()
-        .read()
-        .catalog
-        .keys
-        .get(id)
-        .cloned();
+    let key = state.core.queries().key(id);
     match key {
         Some(k) if caller.owns(&k.tenant) && k.status == KeyStatus::Active => {
             Ok((k, caller.key.scope()))

@@ -10,7 +10,7 @@ use warp::http::StatusCode;
 
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
-use super::http::{iso_opt, ok, page, parse, query, Deleted, PageQuery};
+use super::http::{iso_opt, ok, parse, query, Deleted, PageQuery};
 use super::ApiState;
 use crate::domain::{Tunnel, TunnelCommand, TunnelStatus};
 
@@ -121,14 +121,8 @@ pub async fn list(
     let caller = state.caller(auth, Scope::Read).await?;
     let q: PageQuery = query(&raw)?;
     let size = q.size()?;
-    let p = state.core.projections().read();
-    let (tunnels, next) = page(
-        p.catalog
-            .tunnels
-            .of_tenant(&caller.tenant.id, q.cursor.as_deref()),
-        size,
-        |t: &&Tunnel| t.id.clone(),
-    );
+    let (tunnels, next) =
+        (state.core.queries()).tunnels_page(&caller.tenant.id, q.cursor.as_deref(), size);
     ok(TunnelList {
         tunnels: tunnels
             .iter()
@@ -139,8 +133,8 @@ pub async fn list(
 }
 
 fn own(state: &ApiState, tenant: &str, id: &str) -> Result<Tunnel, ApiError> {
-    match state.core.projections().read().catalog.tunnels.get(id) {
-        Some(t) if t.tenant == tenant => Ok(t.clone()),
+    match state.core.queries().tunnel(id) {
+        Some(t) if t.tenant == tenant => Ok(t),
         _ => Err(ApiError::not_found("tunnel")),
     }
 }

@@ -98,12 +98,13 @@ pub async fn usage(
     let days = query::<DaysQuery>(&raw)?.days()?;
     let now = SystemClock.now_ms();
     let t = &caller.tenant;
-    let p = state.core.projections().read();
-    let series = p.usage.series(&t.id, now, days);
-    let totals = p.usage.tenant(&t.id);
-    let live = p.catalog.tunnels.of_tenant(&t.id, None).count() as u64;
-    let domains = p.domains.of_tenant(&t.id).count() as u64;
-    let pending = (p.domains.of_tenant(&t.id))
+    let queries = state.core.queries();
+    let series = queries.usage_series(&t.id, now, days);
+    let totals = queries.tenant_totals(&t.id);
+    let live = queries.tunnel_count(&t.id);
+    let all_domains = queries.domains_of(&t.id);
+    let domains = all_domains.len() as u64;
+    let pending = (all_domains.iter())
         .filter(|d| d.status == crate::domain::DomainStatus::Pending)
         .count() as u64;
     ok(Usage {
@@ -119,7 +120,7 @@ pub async fn usage(
         used: Quota {
             domains: Some(domains),
             tunnels: Some(live),
-            bandwidth_bytes: Some(p.usage.month_bytes(&t.id, now)),
+            bandwidth_bytes: Some(queries.month_bytes(&t.id, now)),
             pending_domains: Some(pending),
         },
         total_bytes: series.iter().map(|(_, d)| d.bytes()).sum(),
@@ -179,13 +180,10 @@ pub async fn history(
 ) -> Result<(StatusCode, History), ApiError> {
     let caller = state.caller(auth, Scope::Read).await?;
     let days = query::<DaysQuery>(&raw)?.days()?;
-    let series =
-        state
-            .core
-            .projections()
-            .read()
-            .usage
-            .series(&caller.tenant.id, SystemClock.now_ms(), days);
+    let series = state
+        .core
+        .queries()
+        .usage_series(&caller.tenant.id, SystemClock.now_ms(), days);
     ok(History {
         history: series
             .into_iter()
@@ -318,10 +316,8 @@ pub async fn requests(
     };
     let recent = state
         .core
-        .projections()
-        .read()
-        .inspector
-        .recent(&caller.tenant.id, limit);
+        .queries()
+        .recent_requests(&caller.tenant.id, limit);
     ok(RequestList {
         requests: recent.into_iter().map(request_view).collect(),
     })

@@ -131,7 +131,7 @@ pub async fn status(
     auth: Option<String>,
 ) -> Result<(StatusCode, Status), ApiError> {
     state.caller(auth, Scope::Read).await?;
-    let c = state.core.projections().read().status.counts;
+    let c = state.core.queries().counts();
     ok(Status {
         status: "running".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -186,11 +186,8 @@ pub async fn nodes(
     let caller = state.caller(auth, Scope::Read).await?;
     // Where the control plane listens is the operator's business.
     let operator = caller.key.scope() == Scope::Admin;
-    let p = state.core.projections().read();
     ok(NodeList {
-        nodes: p
-            .status
-            .nodes
+        nodes: (state.core.queries().nodes())
             .iter()
             .map(|(id, n)| NodeView {
                 id: id.clone(),

@@ -17,13 +17,7 @@ pub(super) async fn ensure(
     host: &str,
 ) -> Result<DomainName, ErrorFrame> {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let known = ctx
-        .core
-        .projections()
-        .read()
-        .domains
-        .by_host(&host)
-        .cloned();
+    let known = ctx.core.queries().domain_of_host(&host);
     let lapsed =
         |d: &DomainName| d.claim_lapsed(ctx.core.now_ms(), ctx.settings.dns.claim_ttl_ms());
     let domain = match known {
@@ -81,13 +75,7 @@ pub async fn recheck(ctx: Arc<EdgeContext>) {
         }
         for (tunnel, waiting) in ctx.waiting_domains() {
             // A domain removed meanwhile is not looked up again.
-            let current = ctx
-                .core
-                .projections()
-                .read()
-                .domains
-                .get(&waiting.id)
-                .cloned();
+            let current = ctx.core.queries().domain(&waiting.id);
             let Some(current) = current else { continue };
             match ctx.settings.dns.verify(&ctx.core, &current).await {
                 Ok(d) if d.status == DomainStatus::Verified => {
@@ -99,7 +87,7 @@ pub async fn recheck(ctx: Arc<EdgeContext>) {
             }
         }
         let ttl_ms = ctx.settings.dns.claim_ttl_ms();
-        let lapsed = (ctx.core.projections().read().domains).lapsed(ctx.core.now_ms(), ttl_ms);
+        let lapsed = (ctx.core.queries()).lapsed_claims(ctx.core.now_ms(), ttl_ms);
         for id in lapsed {
             let expire = DomainCommand::ExpireClaim { ttl_ms };
             if let Err(e) = ctx.core.domain_command(&id, expire).await {

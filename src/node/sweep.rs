@@ -39,15 +39,14 @@ pub(super) async fn take_offline_on_silent_nodes(
 ) -> Result<()> {
     let late = silent_after.as_millis() as u64;
     let silent: Vec<String> = {
-        let p = core.projections().read();
+        let nodes = core.queries().nodes();
         let seen = |n: &crate::domain::Node| n.last_heartbeat.or(n.joined_at).unwrap_or(0);
         // Measured against this node's own last committed heartbeat, not the
         // clock: while the log itself stalls, nobody is taken for dead.
-        let Some(now) = p.status.nodes.get(me).map(seen) else {
+        let Some(now) = nodes.get(me).map(seen) else {
             return Ok(());
         };
-        p.status
-            .nodes
+        nodes
             .iter()
             .filter(|(id, n)| {
                 id.as_str() != me

@@ -1,6 +1,7 @@
-//! Projections: folds over committed events, checkpointed with snapshots.
+//! Projections: folds over committed events, checkpointed with snapshots,
+//! and read by the rest of the process through `Queries`.
 //!
-//! Every projection registered in `GLOBAL_FOLDS` is rebuilt and compared
+//! Every projection listed in `all.rs` is rebuilt and compared
 //! with its snapshots by `beamd audit`.
 
 mod accounts;
@@ -8,34 +9,33 @@ mod all;
 mod catalog;
 mod domains;
 mod gateway;
+mod hot;
 mod inspector;
 mod inspector_index;
 mod log_summary;
+mod queries;
 mod status;
 mod usage;
 
 pub use accounts::AccountsProjection;
-pub use all::Projections;
+pub use all::{Projections, GLOBAL_ID};
 pub use catalog::{CatalogProjection, Shelf};
 pub use domains::DomainsProjection;
 pub use gateway::GatewayProjection;
+pub use hot::Hot;
 pub use inspector::{CapturedRequest, InspectorProjection, DEFAULT_RECENT};
 pub use inspector_index::{
     IndexError, InspectorIndex, LogPage, LogQuery, INSPECTOR_TREE, PAGE_SIZE,
 };
 pub use log_summary::LogSummary;
+pub use queries::{Folded, Page, Queries};
 pub use status::{Counts, StatusProjection};
 pub use usage::{DayUsage, KeyCounters, TenantTotals, UsageProjection};
 
-/// The snapshot kinds of folds over the whole log, checked by `beamd audit`.
-pub const GLOBAL_FOLDS: &[&str] = &[
-    <LogSummary as beamd_snapshots::Fold>::KIND,
-    <UsageProjection as beamd_snapshots::Fold>::KIND,
-    <InspectorProjection as beamd_snapshots::Fold>::KIND,
-    <StatusProjection as beamd_snapshots::Fold>::KIND,
-    <DomainsProjection as beamd_snapshots::Fold>::KIND,
-    <CatalogProjection as beamd_snapshots::Fold>::KIND,
-    <GatewayProjection as beamd_snapshots::Fold>::KIND,
-    <AccountsProjection as beamd_snapshots::Fold>::KIND,
-    <crate::domain::Directory as beamd_snapshots::Fold>::KIND,
-];
+/// Whether snapshots of `kind` are folds over the whole log (every
+/// projection, and the directory), which `beamd audit` checks against every
+/// event rather than one stream's.
+pub fn is_global_fold(kind: &str) -> bool {
+    Projections::KINDS.contains(&kind)
+        || kind == <crate::domain::Directory as beamd_snapshots::Fold>::KIND
+}

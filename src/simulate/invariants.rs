@@ -133,7 +133,7 @@ pub(super) async fn check_full(w: &Observed<'_>) -> Result<(), Violation> {
         .wait_for(head)
         .await
         .map_err(|e| broke("the projector keeps up", e.to_string()))?;
-    let live: Projections = w.core.projections().read().clone();
+    let live: Projections = w.core.queries().snapshot();
     let mut fresh = Projections {
         inspector: InspectorProjection::with_capacity(live.inspector.capacity),
         ..Projections::default()

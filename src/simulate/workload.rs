@@ -255,9 +255,9 @@ impl BeamdWorld {
         };
         // What the key had used, and its limit, before the open was decided.
         let (used, limit) = {
-            let p = self.core.projections().read();
-            let limit = p.catalog.keys.get(&key).and_then(|k| k.limit_bytes);
-            (p.usage.key(&key).bytes(), limit)
+            let queries = self.core.queries();
+            let limit = queries.key(&key).and_then(|k| k.limit_bytes);
+            (queries.key_counters(&key).bytes(), limit)
         };
         let t = self.core.open_tunnel(&key, open).await?;
         if self.revoked.contains(&key) {

@@ -69,7 +69,7 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
         .await?;
     let head = r.core.log().head().seq;
     r.core.projections().wait_for(head).await?;
-    let projections_before = r.core.projections().read().clone();
+    let projections_before = r.core.queries().snapshot();
     let key_before = r.core.key(&key.id).await?;
     let b_before = r.core.tunnel(&b.id).await?;
     let dir_before = r.core.directory().await?;
@@ -86,7 +86,7 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
     assert_eq!(r.core.tunnel(&b.id).await?, b_before);
     assert_eq!(r.core.key(&key.id).await?, key_before);
     assert_eq!(r.core.directory().await?, dir_before);
-    assert_eq!(*r.core.projections().read(), projections_before);
+    assert_eq!(r.core.queries().snapshot(), projections_before);
     let usage = &projections_before.usage;
     assert_eq!(usage.tenant(&ten).total.bytes(), 11_000);
     assert_eq!(usage.key(&key.id).bytes(), 11_000);
@@ -137,7 +137,7 @@ async fn projections_equal_a_full_replay() -> Result<()> {
     }
     let head = r.core.log().head().seq;
     r.core.projections().wait_for(head).await?;
-    let live = r.core.projections().read().clone();
+    let live = r.core.queries().snapshot();
     let mut replay = (
         LogSummary::default(),
         UsageProjection::default(),

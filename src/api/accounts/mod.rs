@@ -114,14 +114,7 @@ pub async fn register(
         sign_up_charges(&email, &from),
         "too many sign-ups; try again later",
     )?;
-    if state
-        .core
-        .projections()
-        .read()
-        .accounts
-        .by_email(&email)
-        .is_some()
-    {
+    if state.core.queries().account_by_email(&email).is_some() {
         return Err(super::error::ApiError::from(
             crate::domain::DomainError::Conflict("an account with this email exists".into()),
         ));
@@ -202,13 +195,7 @@ pub async fn login(
         sign_in_charges(&email, &from, throttle.known(&email, &from)),
         "too many failed sign-ins; try again later",
     )?;
-    let account = state
-        .core
-        .projections()
-        .read()
-        .accounts
-        .by_email(&email)
-        .cloned();
+    let account = state.core.queries().account_by_email(&email);
     let hash = account.as_ref().map(|a| a.password_hash.clone());
     let valid = match state.accounts.hashing.verify(req.password, hash).await {
         Ok(valid) => valid,
@@ -263,14 +250,7 @@ pub async fn forgot(
     let answer = ok(Message {
         message: "if an account has this address, a reset link is on its way".into(),
     });
-    let Some(account) = state
-        .core
-        .projections()
-        .read()
-        .accounts
-        .by_email(&email)
-        .cloned()
-    else {
+    let Some(account) = state.core.queries().account_by_email(&email) else {
         return answer;
     };
     let Some(mailer) = state.accounts.mail.clone() else {
@@ -336,7 +316,7 @@ pub async fn reset(
     let token_hash = blake3::hash(secret.as_bytes()).to_hex().to_string();
     // Checked before the new password is hashed, so that guessing tokens costs
     // no hashes (the account's actor checks again, and the expiry).
-    let pending = (state.core.projections().read().accounts.get(id))
+    let pending = (state.core.queries().account(id))
         .and_then(|a| a.reset.clone())
         .is_some_and(|(hash, _)| hash == token_hash);
     if !pending {

@@ -72,9 +72,8 @@ pub async fn list(
     auth: Option<String>,
 ) -> Result<(StatusCode, Vec<ConsumerEntity>), ApiError> {
     let caller = state.caller(auth, Scope::Read).await?;
-    let p = state.core.projections().read();
-    ok(p.gateway
-        .consumers_of(&caller.tenant.id)
+    ok((state.core.queries().consumers_of(&caller.tenant.id))
+        .iter()
         .map(entity)
         .collect())
 }
@@ -117,7 +116,7 @@ pub async fn revoke(
 ) -> Result<(), ApiError> {
     let caller = state.caller(auth, Scope::Manage).await?;
     let live = matches!(
-        state.core.projections().read().gateway.consumer(&id),
+        state.core.queries().consumer(&id),
         Some(c) if c.tenant == caller.tenant.id && c.live()
     );
     if !live {

@@ -102,10 +102,8 @@ pub async fn list(
             serde_json::json!({ "page": 0 }),
         ));
     }
-    let p = state.core.projections().read();
-    let all: Vec<&ErrorGroup> = p
-        .gateway
-        .errors_of(&caller.tenant.id)
+    let all: Vec<ErrorGroup> = (state.core.queries())
+        .error_groups_of(&caller.tenant.id)
         .into_iter()
         .filter(|e| q.resolved.is_none_or(|r| r == e.resolved_at.is_some()))
         .collect();
@@ -114,7 +112,7 @@ pub async fn list(
         .iter()
         .skip((page - 1).saturating_mul(PAGE_SIZE))
         .take(PAGE_SIZE)
-        .map(|e| event(e))
+        .map(event)
         .collect();
     ok(ErrorPage {
         count: all.len(),
@@ -134,7 +132,7 @@ pub struct ErrorPatch {
 
 async fn resolve_own(state: &ApiState, tenant: &str, id: &str) -> Result<(), ApiError> {
     let mine = matches!(
-        state.core.projections().read().gateway.error(id),
+        state.core.queries().error_group(id),
         Some(e) if e.tenant == tenant
     );
     if !mine {

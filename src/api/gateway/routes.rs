@@ -119,7 +119,7 @@ fn check(state: &ApiState, caller: &Caller, c: &RouteConfig) -> Result<(), ApiEr
         &host,
         &caller.tenant.id,
         &caller.tenant.tunnel_base,
-        state.core.projections().read().domains.by_host(&host),
+        state.core.queries().domain_of_host(&host).as_ref(),
     );
     if !reaches {
         return Err(ApiError::forbidden(format!(
@@ -138,7 +138,7 @@ fn check(state: &ApiState, caller: &Caller, c: &RouteConfig) -> Result<(), ApiEr
 }
 
 fn own(state: &ApiState, tenant: &str, id: &str) -> Result<Route, ApiError> {
-    match state.core.projections().read().gateway.route(id) {
+    match state.core.queries().route(id) {
         Some(r) if r.tenant == tenant && r.live() => Ok(r.clone()),
         _ => Err(ApiError::not_found("route")),
     }
@@ -153,8 +153,8 @@ pub async fn list(
     auth: Option<String>,
 ) -> Result<(StatusCode, Vec<RouteEntity>), ApiError> {
     let caller = state.caller(auth, Scope::Read).await?;
-    let p = state.core.projections().read();
-    let all = p.gateway.routes_of(&caller.tenant.id).map(entity);
+    let routes = state.core.queries().routes_of(&caller.tenant.id);
+    let all = routes.iter().map(entity);
     ok(all.collect::<Result<_, _>>()?)
 }
 

@@ -129,7 +129,7 @@ async fn egress_allows(state: &ApiState, c: &ServiceConfig) -> Result<(), ApiErr
 
 /// A live service of the caller's tenant.
 pub(crate) fn own(state: &ApiState, tenant: &str, id: &str) -> Result<Service, ApiError> {
-    match state.core.projections().read().gateway.service(id) {
+    match state.core.queries().service(id) {
         Some(s) if s.tenant == tenant && s.live() => Ok(s.clone()),
         _ => Err(ApiError::not_found("service")),
     }
@@ -144,8 +144,8 @@ pub async fn list(
     auth: Option<String>,
 ) -> Result<(StatusCode, Vec<ServiceEntity>), ApiError> {
     let caller = state.caller(auth, Scope::Read).await?;
-    let p = state.core.projections().read();
-    let all = p.gateway.services_of(&caller.tenant.id).map(entity);
+    let services = state.core.queries().services_of(&caller.tenant.id);
+    let all = services.iter().map(entity);
     ok(all.collect::<Result<_, _>>()?)
 }
 

@@ -44,9 +44,8 @@ pub async fn health(
     auth: Option<String>,
 ) -> Result<(StatusCode, Vec<HealthSnapshot>), ApiError> {
     let caller = state.caller(auth, Scope::Read).await?;
-    let p = state.core.projections().read();
-    ok(p.gateway
-        .services_of(&caller.tenant.id)
+    ok((state.core.queries().services_of(&caller.tenant.id))
+        .into_iter()
         .filter_map(|s| {
             let h = s.health.as_ref()?;
             Some(HealthSnapshot {
@@ -87,11 +86,8 @@ pub async fn gateway_status(
 ) -> Result<(StatusCode, GatewayStatus), ApiError> {
     let caller = state.caller(auth, Scope::Read).await?;
     let now = state.core.now_ms();
-    let p = state.core.projections().read();
-    let nodes: Vec<String> = p
-        .status
-        .nodes
-        .iter()
+    let nodes: Vec<String> = (state.core.queries().nodes())
+        .into_iter()
         .filter(|(_, n)| {
             n.status == NodeStatus::Up
                 && n.last_heartbeat

@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::auth::authenticate;
 use super::open::{open_http, open_tcp};
-use crate::domain::{DomainError, Key, OpenUsage, TunnelCommand};
+use crate::domain::{DomainError, Key, TunnelCommand};
 use crate::edge::context::EdgeContext;
 use crate::edge::error_frame::error;
 use crate::edge::meter::{is_empty, Meter};
@@ -289,17 +289,7 @@ async fn report(
 
 /// Whether `key` may carry more bytes now, as the log's projections say.
 fn grant(ctx: &EdgeContext, key: &Key) -> Result<(), DomainError> {
-    let p = ctx.core.projections().read();
-    let now = ctx.core.now_ms();
-    let usage = OpenUsage {
-        tenant_month_bytes: p.usage.month_bytes(&key.tenant, now),
-        key_bytes: p.usage.key(&key.id).bytes(),
-    };
-    let plan = p.catalog.tenants.get(&key.tenant).map(|t| &t.plan);
-    match (p.catalog.keys.get(&key.id), plan) {
-        (Some(current), Some(plan)) => current.may_carry(plan, &usage),
-        _ => Err(DomainError::Unauthorized("unknown key".into())),
-    }
+    ctx.core.queries().grant(&key.id, ctx.core.now_ms())
 }
 
 /// Records a tunnel's traffic and captured requests since the last call.

@@ -58,18 +58,13 @@ pub async fn probe_services(ctx: Arc<EdgeContext>, interval: Duration) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let services: Vec<Service> = ctx
-            .core
-            .projections()
-            .read()
-            .gateway
-            .live_services()
+        let services: Vec<Service> = (ctx.core.queries().live_services())
+            .into_iter()
             .filter(|s| {
                 s.config
                     .as_ref()
                     .is_some_and(|c| c.health_check_path.is_some())
             })
-            .cloned()
             .collect();
         for service in services {
             let found = probe(&ctx, &service).await;
@@ -113,11 +108,8 @@ async fn probe(ctx: &EdgeContext, service: &Service) -> Found {
     };
     let base = ctx
         .core
-        .projections()
-        .read()
-        .catalog
-        .tenants
-        .get(&service.tenant)
+        .queries()
+        .tenant(&service.tenant)
         .map(|t| t.tunnel_base.clone())
         .unwrap_or_default();
     let host = format!("{name}.{base}");

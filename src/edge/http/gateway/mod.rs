@@ -27,10 +27,10 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 
-use crate::actors::Hot;
 use crate::domain::gateway::{tier_rate, Route as GatewayRoute};
 use crate::edge::context::{EdgeContext, Route};
 use crate::edge::error_tally::Failure;
+use crate::projections::Hot;
 use upstream_url::{forward, Failed};
 
 pub use health::probe_services;

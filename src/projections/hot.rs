@@ -1,9 +1,10 @@
 //! What the data path reads on every request (the gateway's routes and
-//! consumers, each tunnel's inspect mode, custom domains), as a copy of its own. The
-//! projector folds floods of events (a `RequestCaptured` per request) under
-//! the projections' write lock; readers of that lock would wait for each
-//! slice, and for as long as the projector is descheduled while holding it.
-//! The copy is rebuilt only when an event that can change it is folded.
+//! consumers, each tunnel's inspect mode, custom domains), as a copy of its
+//! own. The projector folds floods of events (a `RequestCaptured` per
+//! request) under the projections' write locks; readers of a lock would wait
+//! for each slice, and for as long as the projector is descheduled while
+//! holding it. The copy is rebuilt only when an event that can change it is
+//! folded, and swapped whole.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -11,8 +12,9 @@ use std::sync::{Arc, RwLock};
 use beamd_events::vocabulary::InspectMode;
 use beamd_events::{Envelope, Event};
 
+use super::all::{read, Locked};
+use super::{DomainsProjection, GatewayProjection};
 use crate::domain::host_reaches;
-use crate::projections::{DomainsProjection, GatewayProjection, Projections};
 
 /// The request path's view of the projections.
 #[derive(Debug, Default)]
@@ -36,23 +38,29 @@ impl Hot {
 }
 
 impl Hot {
-    fn of(p: &Projections) -> Self {
-        Self {
-            gateway: p.gateway.clone(),
-            inspect: (p.catalog.tunnels.all())
+    fn of(p: &Locked) -> Self {
+        let (inspect, tunnel_base) = {
+            let catalog = read(&p.catalog);
+            let inspect = (catalog.tunnels.all())
                 .map(|t| (t.id.clone(), t.inspect))
-                .collect(),
-            tunnel_base: (p.catalog.tenants.iter())
+                .collect();
+            let tunnel_base = (catalog.tenants.iter())
                 .map(|(id, t)| (id.clone(), t.tunnel_base.clone()))
-                .collect(),
-            domains: p.domains.clone(),
+                .collect();
+            (inspect, tunnel_base)
+        };
+        Self {
+            gateway: read(&p.gateway).clone(),
+            inspect,
+            tunnel_base,
+            domains: read(&p.domains).clone(),
         }
     }
 }
 
 /// Whether folding `env` can change the hot view: every event but the
 /// high-volume ones, which only count.
-pub(super) fn touches(env: &Envelope) -> bool {
+fn touches(env: &Envelope) -> bool {
     !matches!(
         env.event,
         Event::RequestCaptured(_) | Event::TrafficRecorded(_) | Event::NodeHeartbeat(_)
@@ -71,22 +79,24 @@ pub(super) fn changes_grants(env: &Envelope) -> bool {
 
 /// The current hot view, swapped whole.
 #[derive(Debug, Default)]
-pub struct HotView(RwLock<Arc<Hot>>);
+pub(super) struct HotView(RwLock<Arc<Hot>>);
 
 impl HotView {
     /// A view of `p`.
-    pub(super) fn new(p: &Projections) -> Self {
+    pub(super) fn new(p: &Locked) -> Self {
         Self(RwLock::new(Arc::new(Hot::of(p))))
     }
 
     /// The view now (the lock is held only to copy a pointer).
-    pub fn get(&self) -> Arc<Hot> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    pub(super) fn get(&self) -> Arc<Hot> {
+        read(&self.0).clone()
     }
 
-    /// Rebuilds the view from `p`.
-    pub(super) fn refresh(&self, p: &Projections) {
-        let fresh = Arc::new(Hot::of(p));
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    /// Rebuilds the view from `p` if folding `events` may have changed it.
+    pub(super) fn refresh(&self, p: &Locked, events: &[Envelope]) {
+        if events.iter().any(touches) {
+            let fresh = Arc::new(Hot::of(p));
+            *self.0.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        }
     }
 }
