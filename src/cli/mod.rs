@@ -120,11 +120,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Http(args) => runtime.block_on(crate::agent::run_http(args.into())),
         Command::Replay(args) => runtime.block_on(crate::replay::run(args.into())),
         Command::Audit(args) => runtime.block_on(crate::audit::run(args.into())),
-        Command::Checkpoint(args) => runtime.block_on(crate::tlog::cli::checkpoint(
+        Command::Checkpoint(args) => runtime.block_on(crate::tlog::commands::checkpoint(
             &args.api.into(),
             args.save.as_deref(),
         )),
-        Command::VerifyProof(args) => crate::tlog::cli::verify_proof(
+        Command::VerifyProof(args) => crate::tlog::commands::verify_proof(
             &args.bundle,
             &args.public_key,
             args.checkpoint.as_deref(),

@@ -3,7 +3,7 @@
 //! note, Ed25519), and the proofs an auditor checks without trusting the edge.
 
 mod checkpoint;
-pub mod cli;
+pub mod commands;
 mod keeper;
 pub mod mirror;
 mod note;
