@@ -89,7 +89,8 @@ pub enum TunnelCommand {
     },
     /// Free the name or port.
     Release,
-    /// Bytes summed over one flush window.
+    /// One window of the data plane's meter, recorded as it is (nothing for
+    /// an empty one).
     RecordTraffic(TrafficRecorded),
     /// Proxied HTTP requests' metadata, one event each, appended together
     /// (shared: a command is cloned for each delivery attempt, and batches

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use beamd_events::vocabulary::TrafficRecorded;
 use beamd_events::{Envelope, Event};
 use beamd_simulations::Violation;
 
 use super::public::{Carried, Outcome};
-use crate::actors::TrafficDelta;
 
 /// Byte and request totals of one tunnel.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +59,8 @@ impl Ledger {
         self.carried.entry(tunnel.to_string()).or_default().clone()
     }
 
-    /// Traffic the core acknowledged for `tunnel` directly.
-    pub fn reported(&mut self, tunnel: &str, d: &TrafficDelta) {
+    /// Traffic the core recorded for `tunnel` directly.
+    pub fn reported(&mut self, tunnel: &str, d: &TrafficRecorded) {
         let e = self.entries.entry(tunnel.to_string()).or_default();
         e.expected.bytes_in += d.bytes_in;
         e.expected.bytes_out += d.bytes_out;
@@ -136,11 +136,6 @@ impl Ledger {
             e.seen = self.carried.get(id).map(|c| c.now()).unwrap_or_default();
             e.inexact = None;
         }
-    }
-
-    /// Tunnels to flush before a check.
-    pub fn tunnels(&self) -> impl Iterator<Item = &String> {
-        self.entries.keys()
     }
 
     /// Every exact tunnel's recorded traffic equals what it carried.

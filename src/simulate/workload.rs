@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
-use beamd_events::vocabulary::{InspectMode, KeyKind, Plan, TransportKind, TunnelProtocol};
+use beamd_events::vocabulary::{
+    InspectMode, KeyKind, Plan, TrafficRecorded, TransportKind, TunnelProtocol,
+};
 use beamd_transports::Connection;
 
 use super::world::BeamdWorld;
 use super::{agents, public};
-use crate::actors::{CoreError, Secret, TrafficDelta};
+use crate::actors::{CoreError, Secret};
 use crate::domain::{
     AddDomain, CreateTenant, DomainCommand, KeyCommand, OpenTunnel, PortRequest, Scope, Scopes,
     TunnelCommand,
@@ -94,17 +96,15 @@ impl BeamdWorld {
                 let Some(t) = self.pick(&self.tunnels.clone()) else {
                     return Ok("no tunnel".into());
                 };
-                let delta = TrafficDelta {
+                let window = TrafficRecorded {
                     bytes_in: self.rng.u64(0..20_000),
                     bytes_out: self.rng.u64(0..50_000),
                     connections: self.rng.u64(0..3),
                     requests: self.rng.u64(0..5),
+                    window_ms: self.ctx.settings.window.as_millis() as u64,
                 };
-                self.core.report_traffic(&t, delta).await?;
-                self.ledger.reported(&t, &delta);
-                if self.rng.bool() {
-                    self.core.flush_tunnel(&t).await?;
-                }
+                self.core.record_traffic(&t, window.clone()).await?;
+                self.ledger.reported(&t, &window);
                 format!("traffic on {t}")
             }
             74..=75 => {
