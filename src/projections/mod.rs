@@ -25,7 +25,7 @@ pub use inspector_index::{
 };
 pub use log_summary::LogSummary;
 pub use status::{Counts, StatusProjection};
-pub use usage::{DayUsage, KeyCounters, TenantTotals, UsageProjection};
+pub use usage::{DayUsage, KeyCounters, TenantTotals, TunnelTotals, UsageProjection};
 
 /// The snapshot kinds of folds over the whole log, checked by `beamd audit`.
 pub const GLOBAL_FOLDS: &[&str] = &[

@@ -189,6 +189,23 @@ fn usage_is_the_sum_of_traffic(events: &[Envelope], p: &Projections) -> Result<(
             ));
         }
     }
+    let recorded = super::ledger::recorded(events);
+    // Tunnels not released; a released one's last window leaves an entry without a status.
+    for t in p.catalog.tunnels.all() {
+        if t.status == TunnelStatus::Missing {
+            continue;
+        }
+        let want = recorded.get(&t.id).copied().unwrap_or_default();
+        let got = p.usage.tunnel(&t.id);
+        if (got.bytes_in, got.bytes_out, got.requests)
+            != (want.bytes_in, want.bytes_out, want.requests)
+        {
+            return Err(broke(
+                "usage totals equal the sum of traffic events",
+                format!("tunnel {}: usage {got:?}, traffic events {want:?}", t.id),
+            ));
+        }
+    }
     Ok(())
 }
 

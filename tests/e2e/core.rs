@@ -55,10 +55,6 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
         .tunnel_command(&b.id, TunnelCommand::CaptureRequests(vec![capture].into()))
         .await?;
     let a_before = r.core.tunnel(&a.id).await?;
-    assert_eq!(
-        (a_before.bytes_in, a_before.bytes_out, a_before.connections),
-        (1_000, 10_000, 10)
-    );
     r.core
         .tunnel_command(
             &b.id,
@@ -91,6 +87,15 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
     let usage = &projections_before.usage;
     assert_eq!(usage.tenant(&ten).total.bytes(), 11_000);
     assert_eq!(usage.key(&key.id).bytes(), 11_000);
+    let a_traffic = usage.tunnel(&a.id);
+    assert_eq!(
+        (
+            a_traffic.bytes_in,
+            a_traffic.bytes_out,
+            a_traffic.connections
+        ),
+        (1_000, 10_000, 10)
+    );
     assert_eq!(projections_before.inspector.recent(&ten, 10).len(), 1);
     // The name held by the offline tunnel comes back to its key.
     let again = r.core.open_tunnel(&key.id, http("web")).await?;
@@ -192,7 +197,7 @@ async fn a_window_is_one_event_recorded_at_once() -> Result<()> {
         requests: 500,
         window_ms: 1_000,
     };
-    let recorded = r.core.record_traffic(&t.id, window).await?;
+    r.core.record_traffic(&t.id, window).await?;
     assert_eq!(
         r.core.log().head().seq,
         before + 1,
@@ -206,8 +211,13 @@ async fn a_window_is_one_event_recorded_at_once() -> Result<()> {
         before + 1,
         "an empty window records nothing"
     );
+    r.core
+        .projections()
+        .wait_for(r.core.log().head().seq)
+        .await?;
+    let totals = r.core.projections().read().usage.tunnel(&t.id);
     assert_eq!(
-        (recorded.bytes_in, recorded.bytes_out, recorded.requests),
+        (totals.bytes_in, totals.bytes_out, totals.requests),
         (1_500, 2_000, 500)
     );
     r.core.shutdown().await?;
