@@ -86,11 +86,13 @@ impl Ledger {
 
     /// Books a request that started with the counters at `before`, on the
     /// tunnel whose service saw it (the host may have moved to another
-    /// tunnel since the world last looked).
+    /// tunnel since the world last looked). `routed`: the tunnel the edge
+    /// routed the host to when the request started, if any.
     pub fn after(
         &mut self,
         before: &BTreeMap<String, (u64, u64)>,
         outcome: &Outcome,
+        routed: Option<&str>,
     ) -> Result<(), Violation> {
         let mut moved = Vec::new();
         for (id, carried) in &self.carried {
@@ -119,7 +121,11 @@ impl Ledger {
             }
             (Outcome::NotRouted(_), []) => {}
             (outcome, moved) => {
-                for (id, _, _) in moved {
+                // The edge counts what it writes into the tunnel's stream, so
+                // a request cut on the way counts for the tunnel it was routed
+                // to even when its service saw none of it.
+                let ids = moved.iter().map(|(id, _, _)| id.as_str()).chain(routed);
+                for id in ids {
                     if let Some(e) = self.entries.get_mut(id) {
                         e.inexact = Some(format!("a request ended as {outcome:?}"));
                     }

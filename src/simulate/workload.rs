@@ -216,9 +216,10 @@ impl BeamdWorld {
         let (tunnel, host) = (agent.tunnel.clone(), agent.host.clone());
         let (sent, wanted) = (self.rng.usize(0..16_000), self.rng.usize(0..64_000));
         let before = self.ledger.before();
+        let routed = self.ctx.route(&host).map(|r| r.tunnel);
         let outcome = public::request(self.ctx.clone(), &host, sent, wanted).await;
         self.ledger
-            .after(&before, &outcome)
+            .after(&before, &outcome, routed.as_deref())
             .map_err(|v| CoreError::Actor(format!("SESSION {}", v.detail)))?;
         Ok(format!(
             "request to {host} (served by {tunnel} when it connected), {sent} bytes up, {wanted} down: {outcome:?}"
