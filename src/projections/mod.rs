@@ -27,6 +27,15 @@ pub use log_summary::LogSummary;
 pub use status::{Counts, StatusProjection};
 pub use usage::{DayUsage, KeyCounters, TenantTotals, TunnelTotals, UsageProjection};
 
+/// Snapshot kinds of shapes no longer written: a fold whose state changed
+/// shape took a new kind, and what was stored under the old one is never
+/// read again (the fold is rebuilt from the log instead). `beamd audit`
+/// checks their hash only.
+pub const RETIRED_KINDS: &[&str] = &[
+    // Usage without per-tunnel totals, before `usage.2`.
+    "usage",
+];
+
 /// The snapshot kinds of folds over the whole log, checked by `beamd audit`.
 pub const GLOBAL_FOLDS: &[&str] = &[
     <LogSummary as beamd_snapshots::Fold>::KIND,

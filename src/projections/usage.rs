@@ -159,10 +159,9 @@ impl UsageProjection {
 
 impl Fold for UsageProjection {
     /// The kind carries the state's shape: snapshots of the earlier shape
-    /// (kind `usage`, without per-tunnel totals) are never decoded as this
-    /// one. A store holding only those has no usage snapshot, so the
-    /// projections are rebuilt from the log once; `beamd audit` passes over
-    /// the old kind.
+    /// (kind `usage`, without per-tunnel totals, now in `RETIRED_KINDS`) are
+    /// never decoded as this one. A store holding only those has no usage
+    /// snapshot, so the projections are rebuilt from the log once.
     const KIND: &'static str = "usage.2";
 
     fn apply(&mut self, envelope: &Envelope) {
