@@ -96,7 +96,9 @@ impl Meter {
     /// `tunnel` (its `window_ms` measured since the window began), decided
     /// and appended at once; an empty window records nothing. Returns what
     /// was recorded. When the record fails, the counts go back into the
-    /// meter and the window goes on, so that the next record carries them.
+    /// meter and the window goes on, so that the next record carries them;
+    /// unless the failure leaves open whether the window was appended
+    /// (`CoreError::may_have_happened`): sending it again could count it twice.
     pub async fn record(&self, core: &Core, tunnel: &str) -> Result<TrafficDelta, CoreError> {
         let now = Instant::now();
         let delta = self.take();
@@ -113,6 +115,7 @@ impl Meter {
         };
         match core.record_traffic(tunnel, window).await {
             Ok(_) => Ok(delta),
+            Err(e) if e.may_have_happened() => Err(e),
             Err(e) => {
                 self.give_back(&delta);
                 let mut start = self.window_start();
@@ -154,7 +157,8 @@ impl Meter {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(e) = meter.record(&core, &tunnel).await {
-                    tracing::warn!(%tunnel, "late traffic not recorded (kept for the next stream that ends): {e}");
+                    let kept = !e.may_have_happened();
+                    tracing::warn!(%tunnel, kept, "late traffic not recorded: {e}");
                 }
             });
         }

@@ -304,7 +304,7 @@ fn grant(ctx: &EdgeContext, key: &Key) -> Result<(), DomainError> {
 
 /// Records a tunnel's traffic window and the requests captured since the
 /// last call. Traffic that fails to be recorded stays in the meter for the
-/// next window.
+/// next window (`Meter::record`).
 async fn record(ctx: &EdgeContext, id: &str, meter: &Meter) {
     match meter.record(&ctx.core, id).await {
         Ok(delta) => {
@@ -314,7 +314,8 @@ async fn record(ctx: &EdgeContext, id: &str, meter: &Meter) {
             metrics::counter!(metric_catalog::TUNNEL_CONNECTIONS.name).increment(delta.connections);
         }
         Err(e) => {
-            tracing::warn!(tunnel = %id, "traffic not recorded, kept for the next window: {e}")
+            let kept = !e.may_have_happened();
+            tracing::warn!(tunnel = %id, kept, "traffic window not recorded: {e}")
         }
     }
     let captured = meter.take_captured();
