@@ -5,6 +5,7 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, Message, RpcReplyPort};
 
+use super::error::TIMED_OUT;
 use super::CoreError;
 
 /// How long a caller waits for a reply; commands wait for a durable append.
@@ -17,9 +18,7 @@ pub async fn ask<M: Message, T: Send + 'static>(
 ) -> Result<T, CoreError> {
     match actor.call(build, Some(CALL_TIMEOUT)).await {
         Ok(CallResult::Success(reply)) => Ok(reply),
-        Ok(CallResult::Timeout) => Err(CoreError::Actor(format!(
-            "timed out after {CALL_TIMEOUT:?}"
-        ))),
+        Ok(CallResult::Timeout) => Err(CoreError::Actor(format!("{TIMED_OUT} {CALL_TIMEOUT:?}"))),
         Ok(CallResult::SenderError) | Err(_) => Err(CoreError::Gone),
     }
 }

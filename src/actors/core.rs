@@ -3,18 +3,17 @@
 
 use std::sync::Arc;
 
-use beamd_events::vocabulary::KeyKind;
-use beamd_events::{Clock, EventLog, StreamId};
+use beamd_events::vocabulary::{KeyKind, TrafficRecorded};
+use beamd_events::{Clock, EventLog};
 use beamd_snapshots::{SnapshotPolicy, SnapshotStore};
 use ractor::{Actor, ActorCell, ActorRef};
 
 use super::ask::ask;
 use super::directory::{entity, DirectoryActor, DirectoryArgs, DirectoryMsg};
-use super::entity::{EntityMsg, TrafficDelta};
 use super::log_writer::LogWriter;
 use super::projector::{start_projector, ProjectorHandle};
 use super::secret::Secret;
-use super::supervisor::{command, deliver, flush_all, start_supervisor, SupervisorMsg};
+use super::supervisor::{command, snapshot_all, start_supervisor, SupervisorMsg};
 use super::{CoreError, Shell, Timings};
 use crate::domain::gateway::{Consumer, ErrorGroup, Route, RouteCommand, Service};
 use crate::domain::{
@@ -36,7 +35,7 @@ pub struct CoreConfig {
     pub clock: Arc<dyn Clock>,
     /// Snapshot policy.
     pub policy: SnapshotPolicy,
-    /// Idle and flush timings.
+    /// Idle timings.
     pub timings: Timings,
     /// Recent requests kept per tenant.
     pub inspector_capacity: usize,
@@ -286,18 +285,17 @@ impl Core {
         entity(&self.tunnels, id).await
     }
 
-    /// Adds bytes to a tunnel's current flush window (recorded once per window).
-    /// Acknowledged once the tunnel actor holds them, so none are lost to an
-    /// actor that was just passivating.
-    pub async fn report_traffic(&self, id: &str, delta: TrafficDelta) -> Result<(), CoreError> {
-        let stream = StreamId::new(id).map_err(|_| DomainError::NotFound("tunnel".into()))?;
-        deliver(&self.tunnels, &stream, |r| EntityMsg::Traffic(delta, r)).await
-    }
-
-    /// Records a tunnel's buffered traffic now.
-    pub async fn flush_tunnel(&self, id: &str) -> Result<Tunnel, CoreError> {
-        let stream = StreamId::new(id).map_err(|_| DomainError::NotFound("tunnel".into()))?;
-        deliver(&self.tunnels, &stream, EntityMsg::Flush).await?
+    /// Records one window of a tunnel's traffic, as the data plane's meter
+    /// counted it: decided and appended at once, one `TrafficRecorded` (none
+    /// for an empty window). The meter is the only window; what this fails to
+    /// record stays with the caller for its next window.
+    pub async fn record_traffic(
+        &self,
+        id: &str,
+        window: TrafficRecorded,
+    ) -> Result<Tunnel, CoreError> {
+        self.tunnel_command(id, TunnelCommand::RecordTraffic(window))
+            .await
     }
 
     /// Adds a custom domain. Returns once the domains projection shows it.
@@ -374,15 +372,16 @@ impl Core {
         &self.tunnels
     }
 
-    /// Stops cleanly: buffered traffic is recorded, every live entity and the
-    /// projections are snapshotted, then the actors stop.
+    /// Stops cleanly: every live entity and the projections are
+    /// snapshotted, then the actors stop. Traffic is the data plane's to
+    /// record before this (its sessions end first).
     pub async fn shutdown(&self) -> Result<(), CoreError> {
-        flush_all(&self.tunnels).await?;
-        flush_all(&self.tenants).await?;
-        flush_all(&self.keys).await?;
-        flush_all(&self.domains).await?;
-        flush_all(&self.nodes).await?;
-        self.gateway.flush().await?;
+        snapshot_all(&self.tunnels).await?;
+        snapshot_all(&self.tenants).await?;
+        snapshot_all(&self.keys).await?;
+        snapshot_all(&self.domains).await?;
+        snapshot_all(&self.nodes).await?;
+        self.gateway.snapshot().await?;
         ask(&self.directory, DirectoryMsg::Snapshot).await??;
         let head = self.shell.log.head().seq;
         self.projector.wait_for(head).await?;
@@ -447,11 +446,11 @@ impl GatewayActors {
         ]
     }
 
-    pub(super) async fn flush(&self) -> Result<(), CoreError> {
-        flush_all(&self.services).await?;
-        flush_all(&self.routes).await?;
-        flush_all(&self.consumers).await?;
-        flush_all(&self.errors).await?;
-        flush_all(&self.accounts).await
+    pub(super) async fn snapshot(&self) -> Result<(), CoreError> {
+        snapshot_all(&self.services).await?;
+        snapshot_all(&self.routes).await?;
+        snapshot_all(&self.consumers).await?;
+        snapshot_all(&self.errors).await?;
+        snapshot_all(&self.accounts).await
     }
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 // tokio's clock: virtual (and deterministic) under the simulation's paused runtime.
 use tokio::time::Instant;
 
-use beamd_events::vocabulary::TrafficRecorded;
 use beamd_events::{Append, ExpectedVersion, LogError, StreamId};
 use beamd_snapshots::{load_stream, Snapshot};
 use ractor::concurrency::JoinHandle;
@@ -16,46 +15,18 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::log_writer::append;
 use super::{CoreError, Shell};
-use crate::domain::{Aggregate, Ctx, DomainName, Key, Node, Tenant, Tunnel, TunnelCommand};
+use crate::domain::{Aggregate, Ctx};
 
 /// How many times a command is re-decided after a version conflict.
 const CONFLICT_RETRIES: u32 = 3;
 
-/// An aggregate an entity actor can host.
-pub trait Hosted: Aggregate<Command: Clone + Send + Sync + 'static> + Sync + 'static {
-    /// The command that records buffered traffic (tunnels only).
-    fn traffic(_window: TrafficRecorded) -> Option<Self::Command> {
-        None
-    }
-}
+/// An aggregate an entity actor can host: any whose commands can be sent
+/// between tasks. The actor holds nothing but the aggregate and its place
+/// in the log; traffic is windowed by the data plane's meters, and a window
+/// reaches a tunnel as one command like any other.
+pub trait Hosted: Aggregate<Command: Clone + Send + Sync + 'static> + Sync + 'static {}
 
-impl Hosted for Tenant {}
-impl Hosted for Key {}
-impl Hosted for DomainName {}
-impl Hosted for Node {}
-impl Hosted for crate::domain::gateway::Service {}
-impl Hosted for crate::domain::gateway::Route {}
-impl Hosted for crate::domain::gateway::Consumer {}
-impl Hosted for crate::domain::gateway::ErrorGroup {}
-impl Hosted for crate::domain::Account {}
-impl Hosted for Tunnel {
-    fn traffic(window: TrafficRecorded) -> Option<TunnelCommand> {
-        Some(TunnelCommand::RecordTraffic(window))
-    }
-}
-
-/// Bytes counted by the data plane since the last report.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TrafficDelta {
-    /// Bytes from public clients.
-    pub bytes_in: u64,
-    /// Bytes to public clients.
-    pub bytes_out: u64,
-    /// Connections opened.
-    pub connections: u64,
-    /// Requests completed.
-    pub requests: u64,
-}
+impl<A: Aggregate<Command: Clone + Send + Sync + 'static> + Sync + 'static> Hosted for A {}
 
 /// Messages to an entity actor.
 pub enum EntityMsg<A: Hosted> {
@@ -63,11 +34,9 @@ pub enum EntityMsg<A: Hosted> {
     Command(A::Command, RpcReplyPort<Result<A, CoreError>>),
     /// The current state.
     Get(RpcReplyPort<A>),
-    /// Traffic to add to the current flush window (tunnels).
-    Traffic(TrafficDelta, RpcReplyPort<()>),
-    /// Record buffered traffic now and snapshot (before close or shutdown).
-    Flush(RpcReplyPort<Result<A, CoreError>>),
-    /// Timer: flush a full window, stop when idle.
+    /// Snapshot now (on shutdown); replies with the state.
+    Snapshot(RpcReplyPort<Result<A, CoreError>>),
+    /// Timer: stop when idle.
     Tick,
     /// Fail on purpose, to exercise supervision.
     Crash,
@@ -81,8 +50,6 @@ pub struct EntityState<A: Hosted> {
     version: u64,
     seq: u64,
     snapshot_version: u64,
-    pending: TrafficRecorded,
-    window_started: Instant,
     last_active: Instant,
     ticker: Option<JoinHandle<()>>,
 }
@@ -170,31 +137,6 @@ impl<A: Hosted> EntityState<A> {
         self.snapshot_version = self.version;
         Ok(())
     }
-
-    async fn flush_traffic(&mut self) -> Result<(), CoreError> {
-        let mut window = std::mem::take(&mut self.pending);
-        window.window_ms = self.window_started.elapsed().as_millis() as u64;
-        self.window_started = Instant::now();
-        let idle_window = TrafficRecorded {
-            window_ms: window.window_ms,
-            ..Default::default()
-        };
-        if window == idle_window {
-            return Ok(());
-        }
-        let Some(command) = A::traffic(window.clone()) else {
-            return Ok(());
-        };
-        if let Err(e) = self.execute(&command).await {
-            // Not recorded: keep the bytes for the next window.
-            self.pending.bytes_in += window.bytes_in;
-            self.pending.bytes_out += window.bytes_out;
-            self.pending.connections += window.connections;
-            self.pending.requests += window.requests;
-            return Err(e);
-        }
-        Ok(())
-    }
 }
 
 /// The command failed in a way that leaves the actor unable to know the
@@ -223,8 +165,7 @@ impl<A: Hosted> Actor for EntityActor<A> {
             &args.stream,
         )
         .await?;
-        let tick = (args.shell.timings.flush_window.min(args.shell.timings.idle) / 2)
-            .max(Duration::from_millis(10));
+        let tick = (args.shell.timings.idle / 2).max(Duration::from_millis(10));
         let ticker = myself.send_interval(tick, || EntityMsg::Tick);
         Ok(EntityState {
             stream: args.stream,
@@ -237,8 +178,6 @@ impl<A: Hosted> Actor for EntityActor<A> {
             } else {
                 0
             },
-            pending: TrafficRecorded::default(),
-            window_started: Instant::now(),
             last_active: Instant::now(),
             ticker: Some(ticker),
         })
@@ -284,25 +223,11 @@ impl<A: Hosted> Actor for EntityActor<A> {
                 }
                 let _ = reply.send(st.state.clone());
             }
-            EntityMsg::Traffic(d, reply) => {
-                st.pending.bytes_in += d.bytes_in;
-                st.pending.bytes_out += d.bytes_out;
-                st.pending.connections += d.connections;
-                st.pending.requests += d.requests;
-                let _ = reply.send(());
-            }
-            EntityMsg::Flush(reply) => {
-                let result = st.flush_traffic().await;
-                let result = result.and_then(|_| st.snapshot()).map(|_| st.state.clone());
-                let _ = reply.send(result);
+            EntityMsg::Snapshot(reply) => {
+                let _ = reply.send(st.snapshot().map(|_| st.state.clone()));
             }
             EntityMsg::Tick => {
-                if st.window_started.elapsed() >= st.shell.timings.flush_window {
-                    st.flush_traffic().await?;
-                }
-                if st.last_active.elapsed() >= st.shell.timings.idle
-                    && st.pending == TrafficRecorded::default()
-                {
+                if st.last_active.elapsed() >= st.shell.timings.idle {
                     st.snapshot()?;
                     myself.stop(Some("idle".into()));
                 }

@@ -19,7 +19,7 @@ mod supervisor;
 pub use self::core::{Core, CoreConfig};
 pub use ask::{ask, CALL_TIMEOUT};
 pub use directory::{DirectoryActor, DirectoryMsg};
-pub use entity::{EntityActor, EntityMsg, Hosted, TrafficDelta};
+pub use entity::{EntityActor, EntityMsg, Hosted};
 pub use error::CoreError;
 pub use log_writer::{LogWriter, LogWriterMsg};
 pub use projector::{start_projector, ProjectorHandle, GLOBAL_ID};

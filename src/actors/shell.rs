@@ -14,15 +14,12 @@ use super::log_writer::LogWriterMsg;
 pub struct Timings {
     /// An entity actor with no message for this long is stopped (after a snapshot).
     pub idle: Duration,
-    /// Traffic reported to a tunnel is recorded once per window.
-    pub flush_window: Duration,
 }
 
 impl Default for Timings {
     fn default() -> Self {
         Self {
             idle: Duration::from_secs(300),
-            flush_window: Duration::from_secs(1),
         }
     }
 }
@@ -40,6 +37,6 @@ pub struct Shell {
     pub clock: Arc<dyn Clock>,
     /// When to snapshot.
     pub policy: SnapshotPolicy,
-    /// Idle and flush timings.
+    /// Idle timings.
     pub timings: Timings,
 }

@@ -50,7 +50,7 @@ pub async fn deliver<A: Hosted, T: Send + 'static>(
 /// A supervisor's state.
 pub struct SupervisorState<A: Hosted> {
     shell: Shell,
-    /// Ordered, so that walking the children (flushes on shutdown) is the
+    /// Ordered, so that walking the children (snapshots on shutdown) is the
     /// same on every run: the simulation's determinism depends on it.
     children: BTreeMap<StreamId, ActorRef<EntityMsg<A>>>,
     streams: HashMap<ActorId, StreamId>,
@@ -187,12 +187,12 @@ pub(super) async fn command<A: Hosted>(
     deliver(supervisor, &stream, |r| EntityMsg::Command(cmd.clone(), r)).await?
 }
 
-/// Has every running actor under `supervisor` record what it holds.
-pub(super) async fn flush_all<A: Hosted>(
+/// Has every running actor under `supervisor` snapshot its state.
+pub(super) async fn snapshot_all<A: Hosted>(
     supervisor: &ActorRef<SupervisorMsg<A>>,
 ) -> Result<(), CoreError> {
     for actor in ask(supervisor, SupervisorMsg::Running).await? {
-        match ask(&actor, EntityMsg::Flush).await {
+        match ask(&actor, EntityMsg::Snapshot).await {
             // An actor that passivated meanwhile snapshotted on its way out.
             Err(CoreError::Gone) => {}
             other => {

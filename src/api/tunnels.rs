@@ -13,6 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::http::{iso_opt, ok, parse, query, Deleted, PageQuery};
 use super::ApiState;
 use crate::domain::{Tunnel, TunnelCommand, TunnelStatus};
+use crate::projections::TunnelTotals;
 
 /// A tunnel as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -72,7 +73,8 @@ pub struct TunnelList {
     pub next: Option<String>,
 }
 
-fn view(state: &ApiState, t: &Tunnel, tunnel_base: &str) -> TunnelView {
+/// `traffic`: the tunnel's totals, from the usage projection.
+fn view(state: &ApiState, t: &Tunnel, traffic: TunnelTotals, tunnel_base: &str) -> TunnelView {
     let public_url = match (t.protocol, &t.name, t.port) {
         (Some(TunnelProtocol::Http), Some(name), _) => {
             (state.public.http_port).map(|_| state.public.url(&format!("{name}.{tunnel_base}")))
@@ -99,10 +101,10 @@ fn view(state: &ApiState, t: &Tunnel, tunnel_base: &str) -> TunnelView {
         node: t.node.clone(),
         key: t.key.clone(),
         local_addr: t.local_addr.clone(),
-        bytes_in: t.bytes_in,
-        bytes_out: t.bytes_out,
-        connections: t.connections,
-        requests: t.requests,
+        bytes_in: traffic.bytes_in,
+        bytes_out: traffic.bytes_out,
+        connections: traffic.connections,
+        requests: traffic.requests,
         opened_at: iso_opt(t.opened_at),
         last_seen: iso_opt(t.last_seen),
         inspect: t.inspect.as_str().into(),
@@ -126,7 +128,7 @@ pub async fn list(
     ok(TunnelList {
         tunnels: tunnels
             .iter()
-            .map(|t| view(&state, t, &caller.tenant.tunnel_base))
+            .map(|t| view(&state, t, p.usage.tunnel(&t.id), &caller.tenant.tunnel_base))
             .collect(),
         next,
     })
@@ -150,7 +152,8 @@ pub async fn get(
 ) -> Result<(StatusCode, TunnelView), ApiError> {
     let caller = state.caller(auth, Scope::Read).await?;
     let t = own(&state, &caller.tenant.id, &id)?;
-    ok(view(&state, &t, &caller.tenant.tunnel_base))
+    let traffic = state.core.projections().read().usage.tunnel(&t.id);
+    ok(view(&state, &t, traffic, &caller.tenant.tunnel_base))
 }
 
 /// Release a tunnel: its name or port is free again. An agent still serving it loses it at its next reconnect.
@@ -205,5 +208,6 @@ pub async fn update(
         .tunnel_command(&t.id, TunnelCommand::SetInspect(mode))
         .await?;
     state.settle().await?;
-    ok(view(&state, &t, &caller.tenant.tunnel_base))
+    let traffic = state.core.projections().read().usage.tunnel(&t.id);
+    ok(view(&state, &t, traffic, &caller.tenant.tunnel_base))
 }

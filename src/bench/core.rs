@@ -18,7 +18,7 @@ use beamd_events::{
 };
 use beamd_snapshots::{Fold, MemorySnapshotStore, SnapshotPolicy, SnapshotStore};
 
-use crate::actors::{Core, CoreConfig, TrafficDelta};
+use crate::actors::{Core, CoreConfig};
 use crate::data_dir::DataDir;
 use crate::domain::calendar::DAY_MS;
 use crate::domain::{CreateTenant, OpenTunnel, PortRequest, TunnelCommand};
@@ -159,17 +159,17 @@ async fn commands(dir: &Path, args: &CoreBenchOptions) -> Result<()> {
     let traffic = fan_out(args.tunnels, move |n| {
         let (c, i) = (c.clone(), i.clone());
         async move {
-            c.report_traffic(
+            c.record_traffic(
                 &i[n],
-                TrafficDelta {
+                TrafficRecorded {
                     bytes_in: 1_000,
                     bytes_out: 9_000,
                     connections: 1,
                     requests: 2,
+                    window_ms: 1_000,
                 },
             )
             .await?;
-            c.flush_tunnel(&i[n]).await?;
             Ok(())
         }
     })
@@ -196,7 +196,7 @@ async fn commands(dir: &Path, args: &CoreBenchOptions) -> Result<()> {
         rate(args.tunnels, opens)
     );
     println!(
-        "| TrafficRecorded at {} active tunnels (report + flush) | {} | {:.0} |",
+        "| TrafficRecorded at {} active tunnels (one window each) | {} | {:.0} |",
         args.tunnels,
         args.tunnels,
         rate(args.tunnels, traffic)

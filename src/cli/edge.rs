@@ -192,7 +192,7 @@ pub struct EdgeArgs {
     /// Stop (after a snapshot) a tenant, key or tunnel actor that got no message for this long.
     #[arg(long, default_value_t = 300)]
     pub actor_idle_secs: u64,
-    /// Bytes reported to a tunnel are recorded as one event per window of this length.
+    /// Bytes a tunnel carries are recorded as one event per window of this length.
     #[arg(long, default_value_t = 1_000)]
     pub traffic_window_ms: u64,
     /// Recent captured requests kept in memory per tenant (older ones stay in the history index).

@@ -1,5 +1,9 @@
 //! The tunnel aggregate: online, offline (name or port kept), released; its
 //! traffic and captured requests. Opening is decided by the `Directory`.
+//!
+//! The tunnel records its traffic but keeps no byte totals: none of its
+//! decisions needs them. The usage projection owns every byte total (per
+//! tunnel, key and tenant), and the byte limits are decided from it.
 
 use beamd_events::vocabulary::{
     InspectMode, RequestCaptured, TrafficRecorded, TransportKind, TunnelInspectSet, TunnelProtocol,
@@ -50,14 +54,6 @@ pub struct Tunnel {
     pub local_addr: String,
     /// Lifecycle.
     pub status: TunnelStatus,
-    /// Bytes in from public clients.
-    pub bytes_in: u64,
-    /// Bytes out to public clients.
-    pub bytes_out: u64,
-    /// Public connections.
-    pub connections: u64,
-    /// HTTP requests.
-    pub requests: u64,
     /// When opened.
     pub opened_at: Option<u64>,
     /// Last event of any kind.
@@ -89,7 +85,8 @@ pub enum TunnelCommand {
     },
     /// Free the name or port.
     Release,
-    /// Bytes summed over one flush window.
+    /// One window of the data plane's meter, recorded as it is (nothing for
+    /// an empty one).
     RecordTraffic(TrafficRecorded),
     /// Proxied HTTP requests' metadata, one event each, appended together
     /// (shared: a command is cloned for each delivery attempt, and batches
@@ -130,12 +127,6 @@ impl Fold for Tunnel {
             }
             Event::TunnelReleased(_) => self.status = TunnelStatus::Released,
             Event::TunnelInspectSet(e) => self.inspect = e.mode,
-            Event::TrafficRecorded(t) => {
-                self.bytes_in += t.bytes_in;
-                self.bytes_out += t.bytes_out;
-                self.connections += t.connections;
-                self.requests += t.requests;
-            }
             _ => {}
         }
     }
@@ -309,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn traffic_adds_up_and_empty_windows_record_nothing() {
+    fn each_window_is_one_event_and_empty_windows_record_nothing() {
         let mut t = opened();
         let window = TrafficRecorded {
             bytes_in: 5,
@@ -318,17 +309,44 @@ mod tests {
             requests: 0,
             window_ms: 1_000,
         };
-        run(&mut t, TunnelCommand::RecordTraffic(window.clone())).unwrap();
+        let recorded = run(&mut t, TunnelCommand::RecordTraffic(window.clone())).unwrap();
+        assert_eq!(recorded, vec![Event::from(window.clone())]);
         run(&mut t, TunnelCommand::Release).unwrap();
         // Bytes counted after release (the last window) are still recorded.
-        run(&mut t, TunnelCommand::RecordTraffic(window)).unwrap();
-        assert_eq!((t.bytes_in, t.bytes_out, t.connections), (10, 14, 2));
+        let late = run(&mut t, TunnelCommand::RecordTraffic(window.clone())).unwrap();
+        assert_eq!(late, vec![Event::from(window)]);
         let none = run(
             &mut t,
             TunnelCommand::RecordTraffic(TrafficRecorded::default()),
         )
         .unwrap();
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_stored_with_byte_totals_still_loads() {
+        // Tunnels kept byte totals until the usage projection became their
+        // one owner; snapshots taken then carry the fields, which are ignored.
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct WithTotals {
+            #[serde(flatten)]
+            tunnel: Tunnel,
+            bytes_in: u64,
+            bytes_out: u64,
+            connections: u64,
+            requests: u64,
+        }
+        let t = opened();
+        let stored = WithTotals {
+            tunnel: t.clone(),
+            bytes_in: 5,
+            bytes_out: 7,
+            connections: 1,
+            requests: 2,
+        };
+        let snap = beamd_snapshots::Snapshot::new(Tunnel::KIND, "tun_1", 1, 1, &stored).unwrap();
+        assert_eq!(snap.decode::<Tunnel>().unwrap(), t);
     }
 
     #[test]

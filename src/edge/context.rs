@@ -149,7 +149,8 @@ pub struct EdgeSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often domains waiting for their TXT record are checked again.
     pub domain_recheck: Duration,
-    /// How often traffic is reported.
+    /// How often a session records its tunnels' traffic: one
+    /// `TrafficRecorded` per tunnel and window (the only window).
     pub window: Duration,
     /// The data dir's free space: below its watermark, commands, new
     /// sessions and captures are refused.

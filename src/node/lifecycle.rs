@@ -57,7 +57,6 @@ async fn start_core(cfg: &NodeSettings, dir: &DataDir, log: Arc<dyn EventLog>) -
     };
     config.timings = Timings {
         idle: cfg.actor_idle.max(Duration::from_secs(1)),
-        flush_window: cfg.traffic_window.max(Duration::from_millis(10)),
     };
     config.inspector_capacity = cfg.inspector_recent.max(1);
     Core::start(config).await.context("cannot start the core")

@@ -1,6 +1,7 @@
 //! The catalog projection: every tenant, key and live tunnel as its
 //! aggregate's own fold, indexed by tenant, so the API lists them in pages
-//! without waking an actor per row.
+//! without waking an actor per row. Byte totals are not here: the usage
+//! projection owns them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;

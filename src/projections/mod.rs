@@ -30,7 +30,16 @@ pub use inspector_index::{
 pub use log_summary::LogSummary;
 pub use queries::{Folded, Page, Queries};
 pub use status::{Counts, StatusProjection};
-pub use usage::{DayUsage, KeyCounters, TenantTotals, UsageProjection};
+pub use usage::{DayUsage, KeyCounters, TenantTotals, TunnelTotals, UsageProjection};
+
+/// Snapshot kinds of shapes no longer written: a fold whose state changed
+/// shape took a new kind, and what was stored under the old one is never
+/// read again (the fold is rebuilt from the log instead). `beamd audit`
+/// checks their hash only.
+pub const RETIRED_KINDS: &[&str] = &[
+    // Usage without per-tunnel totals, before `usage.2`.
+    "usage",
+];
 
 /// Whether snapshots of `kind` are folds over the whole log (every
 /// projection, and the directory), which `beamd audit` checks against every

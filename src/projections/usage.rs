@@ -1,6 +1,8 @@
 //! The usage projection: per tenant per UTC day bytes, connections, requests,
-//! peak concurrent tunnels and event counts; totals; per-key counters. A
-//! query for N days reads N entries, whatever the history's length.
+//! peak concurrent tunnels and event counts; totals; per-key counters;
+//! per-tunnel totals. It is the one owner of byte totals: the catalog and
+//! the tunnel aggregate keep none, the API and the byte limits read them
+//! here. A query for N days reads N entries, whatever the history's length.
 
 use std::collections::BTreeMap;
 
@@ -68,6 +70,20 @@ impl KeyCounters {
     }
 }
 
+/// A tunnel's traffic since it opened, while it is not released.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelTotals {
+    /// Bytes from public clients toward the agent.
+    pub bytes_in: u64,
+    /// Bytes from the agent back to public clients.
+    pub bytes_out: u64,
+    /// Public connections.
+    pub connections: u64,
+    /// HTTP requests.
+    pub requests: u64,
+}
+
 /// The usage projection's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -78,6 +94,8 @@ pub struct UsageProjection {
     pub tenants: BTreeMap<String, TenantTotals>,
     /// Key → counters.
     pub keys: BTreeMap<String, KeyCounters>,
+    /// Tunnel (until released) → totals.
+    tunnels: BTreeMap<String, TunnelTotals>,
     /// Stream (tunnel, key, domain) → (tenant, key) it belongs to.
     owners: BTreeMap<String, (String, Option<String>)>,
     /// Tunnels online now.
@@ -109,6 +127,11 @@ impl UsageProjection {
         self.keys.get(key).copied().unwrap_or_default()
     }
 
+    /// A tunnel's totals (zero once it is released).
+    pub fn tunnel(&self, tunnel: &str) -> TunnelTotals {
+        self.tunnels.get(tunnel).copied().unwrap_or_default()
+    }
+
     /// A tenant's totals.
     pub fn tenant(&self, tenant: &str) -> TenantTotals {
         self.tenants.get(tenant).copied().unwrap_or_default()
@@ -135,7 +158,11 @@ impl UsageProjection {
 }
 
 impl Fold for UsageProjection {
-    const KIND: &'static str = "usage";
+    /// The kind carries the state's shape: snapshots of the earlier shape
+    /// (kind `usage`, without per-tunnel totals, now in `RETIRED_KINDS`) are
+    /// never decoded as this one. A store holding only those has no usage
+    /// snapshot, so the projections are rebuilt from the log once.
+    const KIND: &'static str = "usage.2";
 
     fn apply(&mut self, envelope: &Envelope) {
         let Some((tenant, key)) = self.owner_of(envelope) else {
@@ -179,6 +206,16 @@ impl Fold for UsageProjection {
         totals.total.peak_tunnels = totals.total.peak_tunnels.max(online);
         let counters = key.map(|k| self.keys.entry(k).or_default());
         match &envelope.event {
+            Event::TunnelOpened(_) => {
+                self.tunnels
+                    .insert(stream.to_string(), TunnelTotals::default());
+            }
+            Event::TunnelReleased(_) => {
+                self.tunnels.remove(stream);
+            }
+            _ => {}
+        }
+        match &envelope.event {
             Event::TrafficRecorded(t) => {
                 day.bytes_in += t.bytes_in;
                 day.bytes_out += t.bytes_out;
@@ -188,6 +225,13 @@ impl Fold for UsageProjection {
                 totals.total.bytes_out += t.bytes_out;
                 totals.total.connections += t.connections;
                 totals.total.requests += t.requests;
+                // A released tunnel's last window counts for its tenant and key only.
+                if let Some(tunnel) = self.tunnels.get_mut(stream) {
+                    tunnel.bytes_in += t.bytes_in;
+                    tunnel.bytes_out += t.bytes_out;
+                    tunnel.connections += t.connections;
+                    tunnel.requests += t.requests;
+                }
                 if let Some(c) = counters {
                     c.bytes_up += t.bytes_in;
                     c.bytes_down += t.bytes_out;
@@ -326,6 +370,30 @@ mod tests {
         assert_eq!(u.month_bytes("ten_1", t0), 30);
         assert_eq!(u.month_bytes("ten_1", t0 + 3 * DAY_MS), 303);
         assert_eq!(u.month_bytes("ten_other", t0), 0);
+    }
+
+    #[test]
+    fn tunnel_totals_last_until_the_tunnel_is_released() {
+        let (mut u, t0) = world();
+        let tun_2 = u.tunnel("tun_2");
+        assert_eq!(
+            (
+                tun_2.bytes_in,
+                tun_2.bytes_out,
+                tun_2.connections,
+                tun_2.requests
+            ),
+            (100, 200, 1, 2),
+            "an offline tunnel keeps its totals"
+        );
+        assert_eq!(u.tunnel("tun_1"), TunnelTotals::default(), "released");
+        // A window counted before release and recorded after it counts for
+        // the tenant and the key, and brings no released tunnel back.
+        u.apply(&envelope("tun_1", 99, t0 + 3 * DAY_MS, traffic(5, 5)));
+        assert_eq!(u.tunnel("tun_1"), TunnelTotals::default());
+        assert_eq!(u.tenant("ten_1").total.bytes(), 343);
+        assert_eq!(u.key("tok_1").bytes(), 343);
+        crate::domain::testkit::round_trip(&u);
     }
 
     #[test]

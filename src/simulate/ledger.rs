@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use beamd_events::vocabulary::TrafficRecorded;
 use beamd_events::{Envelope, Event};
 use beamd_simulations::Violation;
 
 use super::public::{Carried, Outcome};
-use crate::actors::TrafficDelta;
 
 /// Byte and request totals of one tunnel.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +59,8 @@ impl Ledger {
         self.carried.entry(tunnel.to_string()).or_default().clone()
     }
 
-    /// Traffic the core acknowledged for `tunnel` directly.
-    pub fn reported(&mut self, tunnel: &str, d: &TrafficDelta) {
+    /// Traffic the core recorded for `tunnel` directly.
+    pub fn reported(&mut self, tunnel: &str, d: &TrafficRecorded) {
         let e = self.entries.entry(tunnel.to_string()).or_default();
         e.expected.bytes_in += d.bytes_in;
         e.expected.bytes_out += d.bytes_out;
@@ -86,11 +86,13 @@ impl Ledger {
 
     /// Books a request that started with the counters at `before`, on the
     /// tunnel whose service saw it (the host may have moved to another
-    /// tunnel since the world last looked).
+    /// tunnel since the world last looked). `routed`: the tunnel the edge
+    /// routed the host to when the request started, if any.
     pub fn after(
         &mut self,
         before: &BTreeMap<String, (u64, u64)>,
         outcome: &Outcome,
+        routed: Option<&str>,
     ) -> Result<(), Violation> {
         let mut moved = Vec::new();
         for (id, carried) in &self.carried {
@@ -119,7 +121,11 @@ impl Ledger {
             }
             (Outcome::NotRouted(_), []) => {}
             (outcome, moved) => {
-                for (id, _, _) in moved {
+                // The edge counts what it writes into the tunnel's stream, so
+                // a request cut on the way counts for the tunnel it was routed
+                // to even when its service saw none of it.
+                let ids = moved.iter().map(|(id, _, _)| id.as_str()).chain(routed);
+                for id in ids {
                     if let Some(e) = self.entries.get_mut(id) {
                         e.inexact = Some(format!("a request ended as {outcome:?}"));
                     }
@@ -136,11 +142,6 @@ impl Ledger {
             e.seen = self.carried.get(id).map(|c| c.now()).unwrap_or_default();
             e.inexact = None;
         }
-    }
-
-    /// Tunnels to flush before a check.
-    pub fn tunnels(&self) -> impl Iterator<Item = &String> {
-        self.entries.keys()
     }
 
     /// Every exact tunnel's recorded traffic equals what it carried.

@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
-use beamd_events::vocabulary::{InspectMode, KeyKind, Plan, TransportKind, TunnelProtocol};
+use beamd_events::vocabulary::{
+    InspectMode, KeyKind, Plan, TrafficRecorded, TransportKind, TunnelProtocol,
+};
 use beamd_transports::Connection;
 
 use super::world::BeamdWorld;
 use super::{agents, public};
-use crate::actors::{CoreError, Secret, TrafficDelta};
+use crate::actors::{CoreError, Secret};
 use crate::domain::{
     AddDomain, CreateTenant, DomainCommand, KeyCommand, OpenTunnel, PortRequest, Scope, Scopes,
     TunnelCommand,
@@ -94,17 +96,15 @@ impl BeamdWorld {
                 let Some(t) = self.pick(&self.tunnels.clone()) else {
                     return Ok("no tunnel".into());
                 };
-                let delta = TrafficDelta {
+                let window = TrafficRecorded {
                     bytes_in: self.rng.u64(0..20_000),
                     bytes_out: self.rng.u64(0..50_000),
                     connections: self.rng.u64(0..3),
                     requests: self.rng.u64(0..5),
+                    window_ms: self.ctx.settings.window.as_millis() as u64,
                 };
-                self.core.report_traffic(&t, delta).await?;
-                self.ledger.reported(&t, &delta);
-                if self.rng.bool() {
-                    self.core.flush_tunnel(&t).await?;
-                }
+                self.core.record_traffic(&t, window.clone()).await?;
+                self.ledger.reported(&t, &window);
                 format!("traffic on {t}")
             }
             74..=75 => {
@@ -216,9 +216,10 @@ impl BeamdWorld {
         let (tunnel, host) = (agent.tunnel.clone(), agent.host.clone());
         let (sent, wanted) = (self.rng.usize(0..16_000), self.rng.usize(0..64_000));
         let before = self.ledger.before();
+        let routed = self.ctx.route(&host).map(|r| r.tunnel);
         let outcome = public::request(self.ctx.clone(), &host, sent, wanted).await;
         self.ledger
-            .after(&before, &outcome)
+            .after(&before, &outcome, routed.as_deref())
             .map_err(|v| CoreError::Actor(format!("SESSION {}", v.detail)))?;
         Ok(format!(
             "request to {host} (served by {tunnel} when it connected), {sent} bytes up, {wanted} down: {outcome:?}"

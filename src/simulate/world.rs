@@ -92,11 +92,10 @@ async fn start(
         on_shutdown: true,
     };
     config.projector_thread = false;
-    // Windows and idle stops in virtual seconds: long enough that timers do
-    // not dominate the run, short enough that time steps cross them.
+    // Idle stops and traffic windows in virtual seconds: long enough that
+    // timers do not dominate the run, short enough that time steps cross them.
     config.timings = Timings {
         idle: Duration::from_secs(20),
-        flush_window: Duration::from_secs(5),
     };
     let core = Arc::new(Core::start(config).await.map_err(err)?);
     take_offline_after_restart(&core, NODE).await.map_err(err)?;

@@ -1,15 +1,15 @@
 //! The core on the real sled log: a restart that changes nothing,
-//! projections against a full replay, and traffic aggregation.
+//! projections against a full replay, and traffic windows recorded.
 
 use crate::common;
 
 use std::time::Duration;
 
 use anyhow::Result;
-use beamd::actors::{Timings, TrafficDelta};
+use beamd::actors::Timings;
 use beamd::domain::{Scope, Scopes, TunnelCommand, TunnelStatus};
 use beamd::projections::{InspectorProjection, LogSummary, StatusProjection, UsageProjection};
-use beamd_events::vocabulary::{KeyKind, RequestCaptured};
+use beamd_events::vocabulary::{KeyKind, RequestCaptured, TrafficRecorded};
 use beamd_snapshots::Fold;
 use common::core::{fast, http, start, tcp, tenant};
 
@@ -33,13 +33,14 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
     let b = r.core.open_tunnel(&key.id, http("web")).await?;
     for _ in 0..10 {
         r.core
-            .report_traffic(
+            .record_traffic(
                 &a.id,
-                TrafficDelta {
+                TrafficRecorded {
                     bytes_in: 100,
                     bytes_out: 1_000,
                     connections: 1,
                     requests: 0,
+                    window_ms: 50,
                 },
             )
             .await?;
@@ -53,11 +54,7 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
     r.core
         .tunnel_command(&b.id, TunnelCommand::CaptureRequests(vec![capture].into()))
         .await?;
-    let a_before = r.core.flush_tunnel(&a.id).await?;
-    assert_eq!(
-        (a_before.bytes_in, a_before.bytes_out, a_before.connections),
-        (1_000, 10_000, 10)
-    );
+    let a_before = r.core.tunnel(&a.id).await?;
     r.core
         .tunnel_command(
             &b.id,
@@ -90,6 +87,15 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
     let usage = &projections_before.usage;
     assert_eq!(usage.tenant(&ten).total.bytes(), 11_000);
     assert_eq!(usage.key(&key.id).bytes(), 11_000);
+    let a_traffic = usage.tunnel(&a.id);
+    assert_eq!(
+        (
+            a_traffic.bytes_in,
+            a_traffic.bytes_out,
+            a_traffic.connections
+        ),
+        (1_000, 10_000, 10)
+    );
     assert_eq!(projections_before.inspector.recent(&ten, 10).len(), 1);
     // The name held by the offline tunnel comes back to its key.
     let again = r.core.open_tunnel(&key.id, http("web")).await?;
@@ -120,17 +126,17 @@ async fn projections_equal_a_full_replay() -> Result<()> {
     for port in 0..6u16 {
         let t = r.core.open_tunnel(&key.id, tcp(21_000 + port)).await?;
         r.core
-            .report_traffic(
+            .record_traffic(
                 &t.id,
-                TrafficDelta {
+                TrafficRecorded {
                     bytes_in: u64::from(port),
                     bytes_out: 1,
                     connections: 1,
                     requests: 0,
+                    window_ms: 50,
                 },
             )
             .await?;
-        r.core.flush_tunnel(&t.id).await?;
         if port % 2 == 0 {
             r.core.tunnel_command(&t.id, TunnelCommand::Release).await?;
         }
@@ -164,11 +170,10 @@ async fn projections_equal_a_full_replay() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn traffic_in_one_window_is_one_event() -> Result<()> {
+async fn a_window_is_one_event_recorded_at_once() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let timings = Timings {
         idle: Duration::from_secs(60),
-        flush_window: Duration::from_secs(3_600),
     };
     let r = start(dir.path(), timings, 1_000).await?;
     let ten = tenant(&r.core, "acme").await?;
@@ -185,28 +190,35 @@ async fn traffic_in_one_window_is_one_event() -> Result<()> {
         .await?;
     let t = r.core.open_tunnel(&key.id, tcp(22_000)).await?;
     let before = r.core.log().head().seq;
-    for _ in 0..500 {
-        r.core
-            .report_traffic(
-                &t.id,
-                TrafficDelta {
-                    bytes_in: 3,
-                    bytes_out: 4,
-                    connections: 0,
-                    requests: 1,
-                },
-            )
-            .await?;
-    }
-    let flushed = r.core.flush_tunnel(&t.id).await?;
-    assert_eq!(
-        (flushed.bytes_in, flushed.bytes_out, flushed.requests),
-        (1_500, 2_000, 500)
-    );
+    let window = TrafficRecorded {
+        bytes_in: 1_500,
+        bytes_out: 2_000,
+        connections: 0,
+        requests: 500,
+        window_ms: 1_000,
+    };
+    r.core.record_traffic(&t.id, window).await?;
     assert_eq!(
         r.core.log().head().seq,
         before + 1,
-        "500 reports became one TrafficRecorded"
+        "the window is one TrafficRecorded, durable when the call returns"
+    );
+    r.core
+        .record_traffic(&t.id, TrafficRecorded::default())
+        .await?;
+    assert_eq!(
+        r.core.log().head().seq,
+        before + 1,
+        "an empty window records nothing"
+    );
+    r.core
+        .projections()
+        .wait_for(r.core.log().head().seq)
+        .await?;
+    let totals = r.core.projections().read().usage.tunnel(&t.id);
+    assert_eq!(
+        (totals.bytes_in, totals.bytes_out, totals.requests),
+        (1_500, 2_000, 500)
     );
     r.core.shutdown().await?;
     Ok(())

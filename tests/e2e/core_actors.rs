@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use beamd::actors::{ask, CoreError, SupervisorMsg, Timings, TrafficDelta};
+use beamd::actors::{ask, CoreError, SupervisorMsg, Timings};
 use beamd::domain::{DomainError, KeyCommand, Scope, Scopes};
-use beamd_events::vocabulary::KeyKind;
+use beamd_events::vocabulary::{KeyKind, TrafficRecorded};
 use common::core::{fast, http, start, tcp, tenant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,18 +29,19 @@ async fn a_crashed_actor_is_restarted_and_rehydrates() -> Result<()> {
         )
         .await?;
     let t = r.core.open_tunnel(&key.id, tcp(23_000)).await?;
-    r.core
-        .report_traffic(
+    let before = r
+        .core
+        .record_traffic(
             &t.id,
-            TrafficDelta {
+            TrafficRecorded {
                 bytes_in: 9,
                 bytes_out: 9,
                 connections: 1,
                 requests: 0,
+                window_ms: 50,
             },
         )
         .await?;
-    let before = r.core.flush_tunnel(&t.id).await?;
     let stream = beamd_events::StreamId::new(t.id.clone())?;
     let actor = ask(r.core.tunnel_supervisor(), |reply| {
         SupervisorMsg::Get(stream.clone(), reply)
@@ -77,7 +78,6 @@ async fn idle_actors_are_passivated_and_come_back() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let timings = Timings {
         idle: Duration::from_millis(100),
-        flush_window: Duration::from_millis(50),
     };
     let r = start(dir.path(), timings, 1_000).await?;
     let ten = tenant(&r.core, "acme").await?;
@@ -183,17 +183,17 @@ async fn rules_hold_through_the_actors() -> Result<()> {
     // The key's byte limit, from recorded traffic.
     let t = r.core.open_tunnel(&key.id, tcp(25_000)).await?;
     r.core
-        .report_traffic(
+        .record_traffic(
             &t.id,
-            TrafficDelta {
+            TrafficRecorded {
                 bytes_in: 600,
                 bytes_out: 400,
                 connections: 1,
                 requests: 0,
+                window_ms: 50,
             },
         )
         .await?;
-    r.core.flush_tunnel(&t.id).await?;
     r.core
         .projections()
         .wait_for(r.core.log().head().seq)

@@ -14,7 +14,7 @@ use super::open::{open_http, open_tcp};
 use crate::domain::{DomainError, Key, TunnelCommand};
 use crate::edge::context::EdgeContext;
 use crate::edge::error_frame::error;
-use crate::edge::meter::{is_empty, Meter};
+use crate::edge::meter::Meter;
 use crate::metric_catalog;
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
@@ -292,16 +292,20 @@ fn grant(ctx: &EdgeContext, key: &Key) -> Result<(), DomainError> {
     ctx.core.queries().grant(&key.id, ctx.core.now_ms())
 }
 
-/// Records a tunnel's traffic and captured requests since the last call.
+/// Records a tunnel's traffic window and the requests captured since the
+/// last call. Traffic that fails to be recorded stays in the meter for the
+/// next window (`Meter::record`).
 async fn record(ctx: &EdgeContext, id: &str, meter: &Meter) {
-    let delta = meter.take();
-    let bytes = metric_catalog::TUNNEL_BYTES.name;
-    metrics::counter!(bytes, metric_catalog::DIRECTION_IN).increment(delta.bytes_in);
-    metrics::counter!(bytes, metric_catalog::DIRECTION_OUT).increment(delta.bytes_out);
-    metrics::counter!(metric_catalog::TUNNEL_CONNECTIONS.name).increment(delta.connections);
-    if !is_empty(&delta) {
-        if let Err(e) = ctx.core.report_traffic(id, delta).await {
-            tracing::warn!(tunnel = %id, "traffic not recorded: {e}");
+    match meter.record(&ctx.core, id).await {
+        Ok(delta) => {
+            let bytes = metric_catalog::TUNNEL_BYTES.name;
+            metrics::counter!(bytes, metric_catalog::DIRECTION_IN).increment(delta.bytes_in);
+            metrics::counter!(bytes, metric_catalog::DIRECTION_OUT).increment(delta.bytes_out);
+            metrics::counter!(metric_catalog::TUNNEL_CONNECTIONS.name).increment(delta.connections);
+        }
+        Err(e) => {
+            let kept = !e.may_have_happened();
+            tracing::warn!(tunnel = %id, kept, "traffic window not recorded: {e}")
         }
     }
     let captured = meter.take_captured();
@@ -321,7 +325,6 @@ async fn finish(ctx: &EdgeContext, session: &str, served: &[Served]) {
         // Responses still streaming record their capture themselves after this.
         s.meter.close();
         record(ctx, &s.id, &s.meter).await;
-        let _ = ctx.core.flush_tunnel(&s.id).await;
         // A tunnel another session took over stays online.
         if ctx.leave(&s.id, session) {
             let offline = TunnelCommand::GoOffline {

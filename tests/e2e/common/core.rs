@@ -75,7 +75,6 @@ pub fn http(name: &str) -> OpenTunnel {
 pub fn fast() -> Timings {
     Timings {
         idle: Duration::from_secs(60),
-        flush_window: Duration::from_millis(50),
     }
 }
 
