@@ -125,10 +125,18 @@ pub async fn list(
     let size = q.size()?;
     let (tunnels, next) =
         (state.core.queries()).tunnels_page(&caller.tenant.id, q.cursor.as_deref(), size);
+    let queries = state.core.queries();
     ok(TunnelList {
         tunnels: tunnels
             .iter()
-            .map(|t| view(&state, t, p.usage.tunnel(&t.id), &caller.tenant.tunnel_base))
+            .map(|t| {
+                view(
+                    &state,
+                    t,
+                    queries.tunnel_totals(&t.id),
+                    &caller.tenant.tunnel_base,
+                )
+            })
             .collect(),
         next,
     })
@@ -152,7 +160,7 @@ pub async fn get(
 ) -> Result<(StatusCode, TunnelView), ApiError> {
     let caller = state.caller(auth, Scope::Read).await?;
     let t = own(&state, &caller.tenant.id, &id)?;
-    let traffic = state.core.projections().read().usage.tunnel(&t.id);
+    let traffic = state.core.queries().tunnel_totals(&t.id);
     ok(view(&state, &t, traffic, &caller.tenant.tunnel_base))
 }
 
@@ -208,6 +216,6 @@ pub async fn update(
         .tunnel_command(&t.id, TunnelCommand::SetInspect(mode))
         .await?;
     state.settle().await?;
-    let traffic = state.core.projections().read().usage.tunnel(&t.id);
+    let traffic = state.core.queries().tunnel_totals(&t.id);
     ok(view(&state, &t, traffic, &caller.tenant.tunnel_base))
 }

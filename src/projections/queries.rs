@@ -14,7 +14,9 @@ use beamd_events::Envelope;
 
 use super::all::{read, Locked};
 use super::hot::{changes_grants, HotView};
-use super::{CapturedRequest, Counts, DayUsage, Hot, KeyCounters, Projections, TenantTotals};
+use super::{
+    CapturedRequest, Counts, DayUsage, Hot, KeyCounters, Projections, TenantTotals, TunnelTotals,
+};
 use crate::domain::gateway::{Consumer, ErrorGroup, Route, Service};
 use crate::domain::{Account, DomainError, DomainName, Key, Node, OpenUsage, Tenant, Tunnel};
 
@@ -187,6 +189,11 @@ impl Queries {
     /// A tenant's bytes in the calendar month of `now_ms`.
     pub fn month_bytes(&self, tenant: &str, now_ms: u64) -> u64 {
         read(&self.locked.usage).month_bytes(tenant, now_ms)
+    }
+
+    /// A tunnel's byte and request totals (zero once it is released).
+    pub fn tunnel_totals(&self, tunnel: &str) -> TunnelTotals {
+        read(&self.locked.usage).tunnel(tunnel)
     }
 
     /// A tenant's totals.

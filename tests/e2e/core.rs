@@ -215,7 +215,7 @@ async fn a_window_is_one_event_recorded_at_once() -> Result<()> {
         .projections()
         .wait_for(r.core.log().head().seq)
         .await?;
-    let totals = r.core.projections().read().usage.tunnel(&t.id);
+    let totals = r.core.queries().tunnel_totals(&t.id);
     assert_eq!(
         (totals.bytes_in, totals.bytes_out, totals.requests),
         (1_500, 2_000, 500)
