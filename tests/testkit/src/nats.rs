@@ -114,10 +114,38 @@ impl NatsCluster {
                 .expect("nats-server starts");
             servers.push(Some(child));
         }
-        Self {
+        let mut cluster = Self {
             servers,
             addrs: clients.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
             _dir: dir,
+        };
+        cluster.wait_listening();
+        cluster
+    }
+
+    /// Waits until every server takes client connections: a client (an
+    /// edge) started before that is refused and exits. A server that exits
+    /// or stays silent for 30 s panics, naming its log.
+    fn wait_listening(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        for (i, addr) in self.addrs.iter().enumerate() {
+            let log = self._dir.path().join(format!("n{i}.log"));
+            loop {
+                if std::net::TcpStream::connect(addr).is_ok() {
+                    break;
+                }
+                let exited = (self.servers[i].as_mut()).and_then(|c| c.try_wait().ok().flatten());
+                if let Some(status) = exited {
+                    panic!("nats-server n{i} exited ({status}); see {}", log.display());
+                }
+                if std::time::Instant::now() >= deadline {
+                    panic!(
+                        "nats-server n{i} did not listen on {addr} within 30 s; see {}",
+                        log.display()
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
         }
     }
 
