@@ -23,7 +23,6 @@ pub mod client;
 pub mod data_dir;
 pub mod disk;
 pub mod dns;
-pub mod domain;
 pub mod edge;
 pub mod egress;
 pub mod inspector;
@@ -31,9 +30,15 @@ pub mod metric_catalog;
 pub mod node;
 pub mod progress;
 pub mod projections;
-pub mod protocol;
 pub mod pump;
 pub mod rate_limit;
 pub mod replay;
 pub mod simulate;
 pub mod tlog;
+
+/// The pure aggregates, in a crate of their own so that nothing there can
+/// reach I/O, the actors or the edge (the compiler keeps that layer).
+pub use beamd_domain as domain;
+/// The agent-edge protocol, in a crate of its own: the one thing edge and
+/// agent share, and what the control-frame fuzz target builds alone.
+pub use beamd_protocol as protocol;

@@ -1,10 +1,13 @@
 //! The root crate's layering, held against its own imports: every
 //! `crate::…`, `super::…` and module-relative path in `src/` is read, traced
 //! through `pub use` re-exports to the module that defines the item, and
-//! checked against [`LAYERS`]. It fails on a top-level module importing one
-//! its row does not name, on a top-level module missing from the table, and
-//! on an import cycle between the modules of any one folder (siblings, each
-//! counted with everything below it).
+//! checked against [`LAYERS`]. The domain and the protocol are crates of
+//! their own, re-exported at the root: they count as top-level modules, and
+//! their manifests are read too. It fails on a top-level module importing
+//! one its row does not name, on a top-level module missing from the table,
+//! on a crate layer depending on a workspace crate its row does not name,
+//! and on an import cycle between the modules of any one folder (siblings,
+//! each counted with everything below it).
 //!
 //! The table is the one in DESIGN.md's "Layers" and the README's layout:
 //! domain ← actors/projections ← edge, api ← node ← cli/main; protocol
@@ -24,7 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("pump", &[]),
     ("metric_catalog", &[]),
     // Frames and settings shared by the edge and the agent.
-    ("protocol", &["domain"]),
+    ("protocol", &[]),
     // Reads of the log; the client of the REST API.
     ("projections", &["domain"]),
     ("inspector", &["data_dir", "domain", "metric_catalog"]),
@@ -197,6 +200,30 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+/// The layers that are crates of their own, re-exported at the crate root
+/// under their layer's name (`pub use beamd_domain as domain;`): the layer,
+/// its crate's name in paths, and the workspace crates its manifest may
+/// depend on. Cargo holds these layers (a crate cannot import what it does
+/// not depend on); this table holds their manifests, and the root crate's
+/// imports of them, written either way, are judged by [`LAYERS`] like any
+/// module's.
+const CRATE_LAYERS: &[(&str, &str, &[&str])] = &[
+    (
+        "domain",
+        "beamd_domain",
+        &["beamd-events", "beamd-snapshots"],
+    ),
+    ("protocol", "beamd_protocol", &["beamd-events"]),
+];
+
+/// The layer a path into another crate names, when that crate is one.
+fn crate_layer(first: &str) -> Option<&'static str> {
+    CRATE_LAYERS
+        .iter()
+        .find(|(_, name, _)| *name == first)
+        .map(|(layer, ..)| *layer)
+}
 
 /// A module path below the crate root, e.g. `["edge", "session"]`.
 type ModPath = Vec<String>;
@@ -440,6 +467,9 @@ impl Crate {
         let mut files = Vec::new();
         rust_files(&src(), &mut files);
         let mut krate = Crate::default();
+        for (layer, ..) in CRATE_LAYERS {
+            krate.modules.insert(vec![layer.to_string()]);
+        }
         for file in &files {
             let module = module_of(file);
             if module.first().map(String::as_str) == Some("main")
@@ -579,6 +609,11 @@ fn absolute(here: &ModPath, path: &[String], modules: &BTreeSet<ModPath>) -> Opt
                 rest = &rest[1..];
             }
             b.extend(rest.iter().cloned());
+            return Some(b);
+        }
+        other if crate_layer(other).is_some() => {
+            let mut b = vec![crate_layer(other)?.to_string()];
+            b.extend(path[1..].iter().cloned());
             return Some(b);
         }
         _ => {
@@ -730,6 +765,30 @@ fn every_top_level_module_imports_only_what_its_layer_allows() {
                 let v: Vec<_> = uses.into_iter().collect();
                 v.join("\n    ")
             }));
+        }
+    }
+    assert!(faults.is_empty(), "layering broken:\n{}", faults.join("\n"));
+}
+
+#[test]
+fn the_layers_in_crates_of_their_own_depend_only_on_what_their_row_allows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut faults = Vec::new();
+    for (layer, _, allowed) in CRATE_LAYERS {
+        let manifest = root.join(layer).join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)
+            .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+        let mut section = "";
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line;
+                continue;
+            }
+            let name = line.split(['=', '.', ' ']).next().unwrap_or("");
+            let depends = matches!(section, "[dependencies]" | "[build-dependencies]");
+            if depends && name.starts_with("beamd") && !allowed.contains(&name) {
+                faults.push(format!("{layer}/Cargo.toml depends on {name}"));
+            }
         }
     }
     assert!(faults.is_empty(), "layering broken:\n{}", faults.join("\n"));

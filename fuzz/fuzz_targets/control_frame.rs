@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use beamd::protocol::{read_frame, write_frame, AgentFrame, EdgeFrame, StreamHeader, MAX_FRAME};
+use beamd_protocol::{read_frame, write_frame, AgentFrame, EdgeFrame, StreamHeader, MAX_FRAME};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -37,7 +37,7 @@ where
             }
             // A frame may re-encode larger than it arrived (rmp widens
             // nothing, but named fields cost more than positional ones).
-            Err(beamd::protocol::ProtocolError::TooLarge(_)) => {}
+            Err(beamd_protocol::ProtocolError::TooLarge(_)) => {}
             Err(e) => panic!("a decoded frame does not encode: {e}"),
         }
     }

@@ -7,8 +7,8 @@
 
 use std::cmp::Ordering;
 
-use beamd::domain::gateway::PathPattern;
-use beamd::domain::{check_host, request_host};
+use beamd_domain::gateway::PathPattern;
+use beamd_domain::{check_host, request_host};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -94,7 +94,7 @@ pub fn http_url(what: &str, s: &str) -> Result<(), DomainError> {
     static RULE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(HTTP_URL_PATTERN).expect("HTTP_URL_PATTERN is a valid pattern")
     });
-    if RULE.is_match(s) && s.parse::<hyper::Uri>().is_ok() {
+    if RULE.is_match(s) && s.parse::<http::Uri>().is_ok() {
         Ok(())
     } else {
         Err(DomainError::InvalidRequest(format!(

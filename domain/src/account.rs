@@ -268,7 +268,7 @@ pub fn registered(tenant: &str, email: &str, name: &str, password_hash: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::testkit::envelope;
+    use crate::testkit::envelope;
 
     #[test]
     fn a_reset_link_works_once_and_not_after_it_expires() {

@@ -224,7 +224,7 @@ impl Aggregate for Key {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::testkit::{given, round_trip};
+    use crate::testkit::{given, round_trip};
 
     const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -283,22 +283,12 @@ mod tests {
             .unwrap();
         assert_eq!(ev, vec![KeyLimitSet { limit_bytes: None }.into()]);
         let mut k2 = k.clone();
-        k2.apply(&crate::domain::testkit::envelope(
-            "tok_1",
-            2,
-            500,
-            ev[0].clone(),
-        ));
+        k2.apply(&crate::testkit::envelope("tok_1", 2, 500, ev[0].clone()));
         assert_eq!(k2.limit_bytes, None);
         let ev = k
             .decide(&KeyCommand::ResetCounters { by: Scope::Manage }, &ctx)
             .unwrap();
-        k2.apply(&crate::domain::testkit::envelope(
-            "tok_1",
-            3,
-            600,
-            ev[0].clone(),
-        ));
+        k2.apply(&crate::testkit::envelope("tok_1", 3, 600, ev[0].clone()));
         assert_eq!(k2.counters_reset_at, Some(600));
     }
 
@@ -309,12 +299,7 @@ mod tests {
         let ev = k
             .decide(&KeyCommand::Revoke { by: Scope::Admin }, &ctx)
             .unwrap();
-        k.apply(&crate::domain::testkit::envelope(
-            "tok_1",
-            2,
-            700,
-            ev[0].clone(),
-        ));
+        k.apply(&crate::testkit::envelope("tok_1", 2, 700, ev[0].clone()));
         assert_eq!((k.status, k.revoked_at), (KeyStatus::Revoked, Some(700)));
         for cmd in [
             KeyCommand::Revoke { by: Scope::Admin },

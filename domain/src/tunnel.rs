@@ -193,7 +193,7 @@ impl Aggregate for Tunnel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::testkit::{envelope, given, round_trip};
+    use crate::testkit::{envelope, given, round_trip};
     use beamd_events::vocabulary::TunnelOpened;
 
     fn opened() -> Tunnel {

@@ -78,7 +78,7 @@ pub async fn write_frame<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{AgentFrame, EdgeFrame, Hello, Token};
+    use crate::{AgentFrame, EdgeFrame, Hello, Token};
 
     #[tokio::test]
     async fn frames_round_trip_and_limits_hold() {

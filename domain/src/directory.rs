@@ -388,8 +388,8 @@ impl Fold for Directory {
 mod tests {
     // Rules decided by the directory: uniqueness and limits across entities.
     use super::*;
-    use crate::domain::testkit::envelope;
-    use crate::domain::{Aggregate, KeyCommand, TunnelCommand};
+    use crate::testkit::envelope;
+    use crate::{Aggregate, KeyCommand, TunnelCommand};
     use beamd_events::vocabulary::{Plan, TransportKind, TunnelReleased};
 
     /// A directory with one tenant and one agent key, and the states beside it.
@@ -431,10 +431,10 @@ mod tests {
                 tenant: id,
                 label: "agent".into(),
                 kind: KeyKind::Agent,
-                scopes: crate::domain::Scopes::default(),
+                scopes: crate::Scopes::default(),
                 secret_hash: "ab".repeat(32),
                 limit_bytes,
-                by: crate::domain::Scope::Admin,
+                by: crate::Scope::Admin,
             };
             let events = Key::default().decide(&issue, &Ctx::new(0, 2)).unwrap();
             w.record("tok_1", events);
@@ -520,7 +520,7 @@ mod tests {
             .key
             .decide(
                 &KeyCommand::Revoke {
-                    by: crate::domain::Scope::Admin,
+                    by: crate::Scope::Admin,
                 },
                 &Ctx::new(0, 0),
             )
@@ -781,7 +781,7 @@ mod tests {
     fn tunnel_commands_after_open_use_the_tunnel_aggregate() {
         let mut w = World::new(plan(None, None, None), None);
         let id = w.open(http("app"), OpenUsage::default()).unwrap();
-        let mut t = crate::domain::Tunnel::default();
+        let mut t = crate::Tunnel::default();
         let (_, events) = w
             .dir
             .open_tunnel(
@@ -794,7 +794,7 @@ mod tests {
             .unwrap();
         t.apply(&envelope(&id, 1, 1, events[0].clone()));
         assert!(t.decide(&TunnelCommand::Release, &Ctx::new(0, 0)).is_ok());
-        crate::domain::testkit::round_trip(&w.dir);
+        crate::testkit::round_trip(&w.dir);
     }
 
     #[test]

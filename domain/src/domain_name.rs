@@ -213,7 +213,7 @@ impl Aggregate for DomainName {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::testkit::{envelope, given, round_trip};
+    use crate::testkit::{envelope, given, round_trip};
     use beamd_events::vocabulary::DomainAdded;
 
     fn added() -> DomainName {

@@ -156,7 +156,7 @@ impl Aggregate for Tenant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::testkit::{given, round_trip};
+    use crate::testkit::{given, round_trip};
     use beamd_events::vocabulary::TenantCreated;
 
     fn created() -> Tenant {

@@ -54,5 +54,5 @@ pub trait Aggregate: Fold + Clone + PartialEq + std::fmt::Debug {
     fn decide(&self, command: &Self::Command, ctx: &Ctx) -> Result<Vec<Event>, DomainError>;
 }
 
-#[cfg(test)]
-pub(crate) mod testkit;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;

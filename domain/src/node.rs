@@ -113,7 +113,7 @@ impl Aggregate for Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::testkit::{envelope, round_trip};
+    use crate::testkit::{envelope, round_trip};
 
     #[test]
     fn join_heartbeat_leave() {
