@@ -53,6 +53,8 @@ const MAX_ASKED: usize = 64;
 /// How long opening a stream waits for a data channel asked for then, when
 /// the agent's dials arrived that fast before.
 const DIAL_WAIT: Duration = Duration::from_millis(10);
+/// `dial_us` before any data channel arrived or was waited for.
+const DIAL_UNKNOWN: u64 = u64::MAX;
 /// How long an accepted socket may take to say what it is.
 pub(crate) const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 /// Dials an agent keeps outstanding (idle, waiting for the edge), at most.
@@ -326,7 +328,7 @@ impl EdgePool {
             arrival: Notify::new(),
             asked: AtomicUsize::new(0),
             asked_at: Mutex::new(Instant::now()),
-            dial_us: AtomicU64::new(u64::MAX),
+            dial_us: AtomicU64::new(DIAL_UNKNOWN),
             closer: Arc::default(),
         });
         lock(&tickets.0).insert(ticket, Arc::downgrade(&pool));
@@ -410,12 +412,11 @@ impl EdgePool {
         if self.asked.load(Ordering::Acquire) == 0 {
             self.ask(&asks, 1);
         }
-        if self.dial_us.load(Ordering::Relaxed) > DIAL_WAIT.as_micros() as u64 {
+        let dial_us = self.dial_us.load(Ordering::Relaxed);
+        if dial_us != DIAL_UNKNOWN && dial_us > DIAL_WAIT.as_micros() as u64 {
             // The agent's dials take longer than a stream should wait (or
-            // none arrived yet but the first): they fill the pool for later.
-            if self.dial_us.load(Ordering::Relaxed) != u64::MAX {
-                return None;
-            }
+            // never arrived): what it dials fills the pool for later.
+            return None;
         }
         let waited = tokio::time::timeout(DIAL_WAIT, async {
             loop {
@@ -430,8 +431,11 @@ impl EdgePool {
         match waited {
             Ok(d) => Some(d),
             Err(_) => {
-                // Dials asked for may have failed: ask afresh next time.
+                // Dials asked for may have failed: ask afresh next time, and
+                // wait no more until one arrives in time.
                 self.asked.store(0, Ordering::Release);
+                self.dial_us
+                    .store(2 * DIAL_WAIT.as_micros() as u64, Ordering::Relaxed);
                 None
             }
         }
