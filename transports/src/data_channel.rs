@@ -135,10 +135,84 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A second handle on a socket's descriptor, to shut the socket down from
-/// outside whatever task is using it.
-fn handle_of(socket: &TcpStream) -> Option<std::net::TcpStream> {
-    rustix::io::dup(socket).ok().map(std::net::TcpStream::from)
+/// A TCP socket shared between the task using it and its connection's
+/// [`Closer`], which can shut it down from outside that task without a
+/// second descriptor.
+pub(crate) struct Shared(Arc<TcpStream>);
+
+impl Shared {
+    pub(crate) fn new(socket: TcpStream) -> Self {
+        Self(Arc::new(socket))
+    }
+
+    pub(crate) fn weak(&self) -> Weak<TcpStream> {
+        Arc::downgrade(&self.0)
+    }
+}
+
+impl AsyncRead for Shared {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            std::task::ready!(self.0.poll_read_ready(cx))?;
+            // Initialized once per buffer: copy loops reuse theirs.
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Shared {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(
+            rustix::net::shutdown(&*self.0, rustix::net::Shutdown::Write).map_err(Into::into),
+        )
+    }
 }
 
 /// The data channels of one connection, shut down together when it closes.
@@ -146,20 +220,26 @@ fn handle_of(socket: &TcpStream) -> Option<std::net::TcpStream> {
 struct Closer {
     closed: AtomicBool,
     next: AtomicU64,
-    open: Mutex<HashMap<u64, std::net::TcpStream>>,
+    open: Mutex<HashMap<u64, Weak<TcpStream>>>,
+}
+
+fn shut(socket: &Weak<TcpStream>) {
+    if let Some(socket) = socket.upgrade() {
+        let _ = rustix::net::shutdown(&*socket, rustix::net::Shutdown::Both);
+    }
 }
 
 impl Closer {
     /// Registers a socket; `None` once the connection is closed (the socket
     /// is shut down at once then).
-    fn register(self: &Arc<Self>, handle: std::net::TcpStream) -> Option<Registration> {
+    fn register(self: &Arc<Self>, socket: Weak<TcpStream>) -> Option<Registration> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut open = lock(&self.open);
         if self.closed.load(Ordering::Acquire) {
-            let _ = handle.shutdown(std::net::Shutdown::Both);
+            shut(&socket);
             return None;
         }
-        open.insert(id, handle);
+        open.insert(id, socket);
         Some(Registration {
             closer: self.clone(),
             id,
@@ -170,7 +250,7 @@ impl Closer {
         let mut open = lock(&self.open);
         self.closed.store(true, Ordering::Release);
         for (_, socket) in open.drain() {
-            let _ = socket.shutdown(std::net::Shutdown::Both);
+            shut(&socket);
         }
     }
 }
@@ -266,18 +346,19 @@ pub(crate) struct Tickets(Arc<Mutex<HashMap<Ticket, Weak<EdgePool>>>>);
 impl Tickets {
     /// Hands `io`, a data channel that presented `ticket`, to its
     /// connection's pool; closes it when the ticket is unknown.
-    pub(crate) fn offer(&self, ticket: &[u8], io: Box<dyn Io>, handle: std::net::TcpStream) {
+    pub(crate) fn offer(&self, ticket: &[u8], io: Box<dyn Io>, socket: Weak<TcpStream>) {
         let pool = <Ticket>::try_from(ticket)
             .ok()
             .and_then(|t| lock(&self.0).get(&t).and_then(Weak::upgrade));
         match pool {
-            Some(pool) => pool.arrived(io, handle),
+            Some(pool) => pool.arrived(io, socket),
             None => {
                 crate::count_refusal(
                     crate::RefusalReason::UnknownTicket,
                     crate::ListenerKind::AgentTcp,
                 );
-                let _ = handle.shutdown(std::net::Shutdown::Both);
+                drop(io);
+                shut(&socket);
             }
         }
     }
@@ -335,14 +416,14 @@ impl EdgePool {
         Some(pool)
     }
 
-    fn arrived(&self, io: Box<dyn Io>, handle: std::net::TcpStream) {
+    fn arrived(&self, io: Box<dyn Io>, socket: Weak<TcpStream>) {
         let took = lock(&self.asked_at).elapsed();
         self.dial_us
             .store(took.as_micros() as u64, Ordering::Relaxed);
         let _ = self
             .asked
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        let Some(registration) = self.closer.register(handle) else {
+        let Some(registration) = self.closer.register(socket) else {
             return;
         };
         let mut idle = lock(&self.idle);
@@ -552,10 +633,8 @@ impl AgentPool {
     async fn dial_once(&self, ticket: Ticket) -> std::io::Result<Option<DataStream>> {
         let socket = TcpStream::connect(self.dialer.addr).await?;
         let _ = socket.set_nodelay(true);
-        let Some(handle) = handle_of(&socket) else {
-            return Ok(None);
-        };
-        let Some(registration) = self.closer.register(handle) else {
+        let socket = Shared::new(socket);
+        let Some(registration) = self.closer.register(socket.weak()) else {
             return Ok(None);
         };
         let mut io: Box<dyn Io> = match &self.dialer.tls {

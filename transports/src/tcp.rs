@@ -3,6 +3,7 @@
 //! own beside it (see `data_channel`).
 
 use std::net::SocketAddr;
+use std::sync::Weak;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -10,7 +11,7 @@ use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
 use crate::coalesce::Coalesce;
 use crate::data_channel::{
-    first_bytes, Dialer, Io, Prefixed, TcpConnection, Tickets, FIRST_BYTES_TIMEOUT,
+    first_bytes, Dialer, Io, Prefixed, Shared, TcpConnection, Tickets, FIRST_BYTES_TIMEOUT,
 };
 use crate::stream_tls::StreamTls;
 use crate::{ChannelListener, MuxConnection, Transport, TransportError};
@@ -68,8 +69,8 @@ impl Transport for TcpTransport {
                         return;
                     };
                     match accepted {
-                        Some(Accepted::Data(ticket, io, handle)) => {
-                            tickets.offer(&ticket, io, handle)
+                        Some(Accepted::Data(ticket, io, socket)) => {
+                            tickets.offer(&ticket, io, socket)
                         }
                         Some(Accepted::Control(io)) => {
                             let mux = MuxConnection::start(coalesced(io), false, peer);
@@ -101,22 +102,21 @@ impl Transport for TcpTransport {
 
 /// An accepted socket, once it said what it is.
 enum Accepted {
-    /// A data channel: its ticket, the socket, a handle to shut it down.
-    Data([u8; 32], Box<dyn Io>, std::net::TcpStream),
+    /// A data channel: its ticket, the stream, its socket (to shut it down).
+    Data([u8; 32], Box<dyn Io>, Weak<TcpStream>),
     /// An agent's connection, its first byte put back.
     Control(Prefixed<Box<dyn Io>>),
 }
 
 async fn accepted(socket: TcpStream, tls: Option<&StreamTls>) -> Option<Accepted> {
-    let handle = rustix::io::dup(&socket)
-        .ok()
-        .map(std::net::TcpStream::from)?;
+    let socket = Shared::new(socket);
+    let weak = socket.weak();
     let io: Box<dyn Io> = match tls {
         None => Box::new(socket),
         Some(tls) => Box::new(tls.accept(socket).await.ok()?),
     };
     match first_bytes(io).await.ok()? {
-        Ok((ticket, io)) => Some(Accepted::Data(ticket, io, handle)),
+        Ok((ticket, io)) => Some(Accepted::Data(ticket, io, weak)),
         Err(control) => Some(Accepted::Control(control)),
     }
 }
