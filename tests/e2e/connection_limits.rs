@@ -168,10 +168,11 @@ async fn past_the_fd_watermark_new_connections_are_turned_away() -> Result<()> {
         );
     }
     let held_at_watermark = open.len();
-    // Each held connection costs the edge two descriptors: its own, and its
-    // data channel to the agent (bore and rathole pay the same).
+    // Data channels cost a descriptor per connection, so past half the
+    // limit the edge takes none and connections ride the agent's yamux
+    // session: data channels must not halve what an edge can hold.
     ensure!(
-        held_at_watermark as u64 >= (LIMIT - RESERVE - 100) / 2,
+        held_at_watermark as u64 >= LIMIT - RESERVE - 100,
         "refused after only {held_at_watermark} connections"
     );
     // HTTP and the API answer 503 rather than hang or reset.

@@ -16,6 +16,12 @@
 //!   public connection waits on a slow or silent agent.
 //! - Closing the connection closes every data channel it owns, idle or in
 //!   use: a connection the edge cuts (a revoked key) keeps nothing serving.
+//! - A data channel costs the edge a descriptor per public connection (as
+//!   in bore and rathole). Past half the descriptor limit the edge takes no
+//!   more: one that arrives there is closed, its connection asks for none
+//!   for a second, and public connections ride the yamux session, which
+//!   costs no descriptor. So the edge serves as many connections as before
+//!   the data channels, and the fast path while descriptors are plentiful.
 //!
 //! The ticket is made when the edge first opens a stream, which it does only
 //! for an agent that authenticated: an unauthenticated connection gets no
@@ -45,7 +51,7 @@ const TICKET_MAGIC: &[u8; 8] = b"beamd-dc";
 /// A ticket's length.
 const TICKET_LEN: usize = 32;
 /// Idle data channels the edge keeps asked for per agent connection.
-const IDLE_TARGET: usize = 8;
+const IDLE_TARGET: usize = 4;
 /// Idle data channels one connection may hold; more are closed.
 const MAX_IDLE: usize = 64;
 /// Dials asked for and not yet arrived, at most.
@@ -55,6 +61,9 @@ const MAX_ASKED: usize = 64;
 const DIAL_WAIT: Duration = Duration::from_millis(10);
 /// `dial_us` before any data channel arrived or was waited for.
 const DIAL_UNKNOWN: u64 = u64::MAX;
+/// How long a connection asks for no data channel after one arrived with
+/// descriptors scarce.
+const SCARCE_PAUSE: Duration = Duration::from_secs(1);
 /// How long an accepted socket may take to say what it is.
 pub(crate) const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 /// Dials an agent keeps outstanding (idle, waiting for the edge), at most.
@@ -346,11 +355,24 @@ pub(crate) struct Tickets(Arc<Mutex<HashMap<Ticket, Weak<EdgePool>>>>);
 impl Tickets {
     /// Hands `io`, a data channel that presented `ticket`, to its
     /// connection's pool; closes it when the ticket is unknown.
-    pub(crate) fn offer(&self, ticket: &[u8], io: Box<dyn Io>, socket: Weak<TcpStream>) {
+    /// `plentiful`: whether the data channel's descriptor lies below half
+    /// the limit.
+    pub(crate) fn offer(
+        &self,
+        ticket: &[u8],
+        io: Box<dyn Io>,
+        socket: Weak<TcpStream>,
+        plentiful: bool,
+    ) {
         let pool = <Ticket>::try_from(ticket)
             .ok()
             .and_then(|t| lock(&self.0).get(&t).and_then(Weak::upgrade));
         match pool {
+            Some(pool) if !plentiful => {
+                pool.scarce();
+                drop(io);
+                shut(&socket);
+            }
             Some(pool) => pool.arrived(io, socket),
             None => {
                 crate::count_refusal(
@@ -391,7 +413,16 @@ pub(crate) struct EdgePool {
     /// When dials were last asked for, and how long the last one took (µs).
     asked_at: Mutex<Instant>,
     dial_us: AtomicU64,
+    /// Until when to ask for no data channel (descriptors were scarce).
+    paused_until: Mutex<Option<Instant>>,
     closer: Arc<Closer>,
+}
+
+/// Whether a socket's descriptor lies below half the process's limit.
+pub(crate) fn descriptors_plentiful(socket: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd().max(0) as u64;
+    crate::fd_limit().is_none_or(|limit| fd < limit / 2)
 }
 
 impl EdgePool {
@@ -410,6 +441,7 @@ impl EdgePool {
             asked: AtomicUsize::new(0),
             asked_at: Mutex::new(Instant::now()),
             dial_us: AtomicU64::new(DIAL_UNKNOWN),
+            paused_until: Mutex::new(None),
             closer: Arc::default(),
         });
         lock(&tickets.0).insert(ticket, Arc::downgrade(&pool));
@@ -438,12 +470,27 @@ impl EdgePool {
         self.arrival.notify_one();
     }
 
+    /// A data channel arrived with descriptors scarce: ask for none for a while.
+    fn scarce(&self) {
+        *lock(&self.paused_until) = Some(Instant::now() + SCARCE_PAUSE);
+        let _ = self
+            .asked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    fn paused(&self) -> bool {
+        lock(&self.paused_until).is_some_and(|until| Instant::now() < until)
+    }
+
     fn take(&self) -> Option<DataStream> {
         lock(&self.idle).pop_front()
     }
 
     /// Asks the agent for `n` more data channels, within the limits.
     fn ask(&self, asks: &mpsc::UnboundedSender<u8>, n: usize) {
+        if self.paused() {
+            return;
+        }
         let room = MAX_ASKED.saturating_sub(self.asked.load(Ordering::Acquire));
         let n = n.min(room).min(u8::MAX as usize);
         if n > 0 && asks.send(n as u8).is_ok() {
@@ -490,6 +537,9 @@ impl EdgePool {
             return Some(d);
         }
         self.top_up(&asks);
+        if self.paused() {
+            return None;
+        }
         if self.asked.load(Ordering::Acquire) == 0 {
             self.ask(&asks, 1);
         }

@@ -11,7 +11,8 @@ use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
 use crate::coalesce::Coalesce;
 use crate::data_channel::{
-    first_bytes, Dialer, Io, Prefixed, Shared, TcpConnection, Tickets, FIRST_BYTES_TIMEOUT,
+    descriptors_plentiful, first_bytes, Dialer, Io, Prefixed, Shared, TcpConnection, Tickets,
+    FIRST_BYTES_TIMEOUT,
 };
 use crate::stream_tls::StreamTls;
 use crate::{ChannelListener, MuxConnection, Transport, TransportError};
@@ -69,8 +70,8 @@ impl Transport for TcpTransport {
                         return;
                     };
                     match accepted {
-                        Some(Accepted::Data(ticket, io, socket)) => {
-                            tickets.offer(&ticket, io, socket)
+                        Some(Accepted::Data(ticket, io, socket, plentiful)) => {
+                            tickets.offer(&ticket, io, socket, plentiful)
                         }
                         Some(Accepted::Control(io)) => {
                             let mux = MuxConnection::start(coalesced(io), false, peer);
@@ -102,13 +103,15 @@ impl Transport for TcpTransport {
 
 /// An accepted socket, once it said what it is.
 enum Accepted {
-    /// A data channel: its ticket, the stream, its socket (to shut it down).
-    Data([u8; 32], Box<dyn Io>, Weak<TcpStream>),
+    /// A data channel: its ticket, the stream, its socket (to shut it
+    /// down), and whether descriptors are plentiful.
+    Data([u8; 32], Box<dyn Io>, Weak<TcpStream>, bool),
     /// An agent's connection, its first byte put back.
     Control(Prefixed<Box<dyn Io>>),
 }
 
 async fn accepted(socket: TcpStream, tls: Option<&StreamTls>) -> Option<Accepted> {
+    let plentiful = descriptors_plentiful(&socket);
     let socket = Shared::new(socket);
     let weak = socket.weak();
     let io: Box<dyn Io> = match tls {
@@ -116,7 +119,7 @@ async fn accepted(socket: TcpStream, tls: Option<&StreamTls>) -> Option<Accepted
         Some(tls) => Box::new(tls.accept(socket).await.ok()?),
     };
     match first_bytes(io).await.ok()? {
-        Ok((ticket, io)) => Some(Accepted::Data(ticket, io, weak)),
+        Ok((ticket, io)) => Some(Accepted::Data(ticket, io, weak, plentiful)),
         Err(control) => Some(Accepted::Control(control)),
     }
 }
