@@ -85,6 +85,14 @@ pub const BODY_STORE_BYTES: Family = Family::new(
 )
 .in_unit(Unit::Bytes);
 
+/// `beamd_agent_streams_opened_total`, recorded by the transports crate.
+pub const AGENT_STREAMS_OPENED: Family = Family::new(
+    Kind::Counter,
+    beamd_transports::STREAMS_OPENED,
+    beamd_transports::STREAMS_OPENED_HELP,
+)
+.labelled(&[&[("carrier", "data_channel")], &[("carrier", "mux")]]);
+
 /// `beamd_captures_dropped_total`.
 pub const CAPTURES_DROPPED: Family = Family::new(
     Kind::Counter,
@@ -212,6 +220,7 @@ pub const TUNNELS_TAKEN_OVER: Family = Family::new(
 /// Every family, in name order.
 pub const ALL: &[Family] = &[
     ACTORS_ALIVE,
+    AGENT_STREAMS_OPENED,
     BODY_STORE_BYTES,
     CAPTURES_DROPPED,
     CONNECTIONS_REFUSED,

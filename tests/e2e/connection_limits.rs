@@ -168,6 +168,9 @@ async fn past_the_fd_watermark_new_connections_are_turned_away() -> Result<()> {
         );
     }
     let held_at_watermark = open.len();
+    // Data channels cost a descriptor per connection, so past half the
+    // limit the edge takes none and connections ride the agent's yamux
+    // session: data channels must not halve what an edge can hold.
     ensure!(
         held_at_watermark as u64 >= LIMIT - RESERVE - 100,
         "refused after only {held_at_watermark} connections"

@@ -23,6 +23,7 @@ use common::api::{api_edge, call, error_of, tenant, Api};
 use common::tunnel::{echo_server, pattern, round_trip, start_agent, Agent, ADMIN_TOKEN};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A gauge of the edge's `/metrics` text.
@@ -278,6 +279,18 @@ async fn revoking_a_key_ends_its_sessions_tunnels_and_feeds() -> Result<()> {
     let feed = open_feed(edge.api, &token).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     ensure!(!feed.is_finished(), "the feed is open before");
+    // A public connection held open across the revocation, on a data
+    // channel of its own (the pool filled while the feed opened).
+    const ON_DATA: &str = "beamd_agent_streams_opened_total{carrier=\"data_channel\"}";
+    let before = gauge(edge.api, ON_DATA).await?;
+    let mut held = TcpStream::connect(agent.public).await?;
+    held.write_all(b"ping").await?;
+    let mut echoed = [0u8; 4];
+    held.read_exact(&mut echoed).await?;
+    ensure!(
+        gauge(edge.api, ON_DATA).await? == before + 1,
+        "the held connection did not ride a data channel"
+    );
 
     // Timed from the moment the revocation is asked for, the API's own time included.
     let asked = Instant::now();
@@ -295,6 +308,13 @@ async fn revoking_a_key_ends_its_sessions_tunnels_and_feeds() -> Result<()> {
     ensure!(
         why.contains("unauthorized") && why.contains("revoked"),
         "{why}"
+    );
+    let read = tokio::time::timeout(Duration::from_secs(3), held.read(&mut echoed))
+        .await
+        .context("a connection opened before the revocation still open 3 s later")?;
+    ensure!(
+        matches!(read, Ok(0) | Err(_)),
+        "the held connection read {read:?} after the revocation"
     );
     tokio::time::timeout(Duration::from_secs(3), feed)
         .await

@@ -6,6 +6,7 @@
 
 mod accept;
 mod coalesce;
+mod data_channel;
 mod faulty;
 mod fd_watermark;
 mod frame_gate;
@@ -25,6 +26,9 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use accept::{accept_tcp, bind_tcp, ChannelListener};
+pub use data_channel::{
+    DataStream, TcpConnection, TcpStreamOf, STREAMS_OPENED, STREAMS_OPENED_HELP,
+};
 pub use faulty::{Faulty, FaultyConnection, FaultyListener, FaultyStream, LinkFaults};
 pub use fd_watermark::{
     fd_limit, over_fd_watermark, raise_fd_limit, set_fd_reserve, DEFAULT_FD_RESERVE,

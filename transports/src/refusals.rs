@@ -25,6 +25,8 @@ pub enum RefusalReason {
     FdWatermark,
     /// The tenant already holds its cap of open connections to its agents.
     TenantCap,
+    /// A data channel presented a ticket no agent connection holds.
+    UnknownTicket,
 }
 
 impl RefusalReason {
@@ -33,6 +35,7 @@ impl RefusalReason {
         match self {
             RefusalReason::FdWatermark => "fd_watermark",
             RefusalReason::TenantCap => "tenant_cap",
+            RefusalReason::UnknownTicket => "unknown_ticket",
         }
     }
 }
@@ -86,6 +89,7 @@ pub const CONNECTIONS_REFUSED_SERIES: &[&[(&str, &str)]] = {
         &series(TenantCap, PublicTcp),
         &series(TenantCap, PublicHttp),
         &series(TenantCap, Api),
+        &series(UnknownTicket, AgentTcp),
     ]
 };
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use crate::tls::{EdgeIdentity, Trust, SERVER_NAME};
 use crate::TransportError;
@@ -57,9 +56,9 @@ impl StreamTls {
     }
 
     /// The server side of a handshake on an accepted socket.
-    pub async fn accept(
+    pub async fn accept<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         &self,
-        socket: TcpStream,
+        socket: S,
     ) -> Result<impl AsyncRead + AsyncWrite + Unpin + Send + 'static, TransportError> {
         let acceptor = self
             .server
@@ -72,9 +71,9 @@ impl StreamTls {
     }
 
     /// The client side of a handshake on a connected socket.
-    pub async fn connect(
+    pub async fn connect<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         &self,
-        socket: TcpStream,
+        socket: S,
     ) -> Result<impl AsyncRead + AsyncWrite + Unpin + Send + 'static, TransportError> {
         let (connector, name) = self.client.clone().ok_or_else(|| {
             TransportError::Tls("connecting needs a way to trust the edge".into())

@@ -1,12 +1,19 @@
-//! TCP (optionally TLS), multiplexed with yamux.
+//! TCP (optionally TLS): the agent's connection is multiplexed with yamux,
+//! and the public connections the edge opens ride data channels of their
+//! own beside it (see `data_channel`).
 
 use std::net::SocketAddr;
+use std::sync::Weak;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
 use crate::coalesce::Coalesce;
+use crate::data_channel::{
+    descriptors_plentiful, first_bytes, Dialer, Io, Prefixed, Shared, TcpConnection, Tickets,
+    FIRST_BYTES_TIMEOUT,
+};
 use crate::stream_tls::StreamTls;
 use crate::{ChannelListener, MuxConnection, Transport, TransportError};
 
@@ -29,8 +36,8 @@ impl TcpTransport {
 }
 
 impl Transport for TcpTransport {
-    type Connection = MuxConnection;
-    type Listener = ChannelListener<MuxConnection>;
+    type Connection = TcpConnection;
+    type Listener = ChannelListener<TcpConnection>;
 
     fn name(&self) -> &'static str {
         "tcp"
@@ -43,6 +50,7 @@ impl Transport for TcpTransport {
             .local_addr()
             .map_err(|e| TransportError::io("reading the bound address", e))?;
         let tls = self.tls.clone();
+        let tickets = Tickets::default();
         Ok(ChannelListener::spawn(local, move |ready| async move {
             loop {
                 let (socket, peer) = crate::accept_tcp(&listener).await;
@@ -50,40 +58,69 @@ impl Transport for TcpTransport {
                     continue;
                 }
                 let _ = socket.set_nodelay(true);
-                match &tls {
-                    None => {
-                        if ready
-                            .send(MuxConnection::start(coalesced(socket), false, peer))
+                let (tls, ready, tickets) = (tls.clone(), ready.clone(), tickets.clone());
+                // What the socket is (an agent's connection or a data
+                // channel) is read off the accept loop: one slow client
+                // cannot hold up the others.
+                tokio::spawn(async move {
+                    let Ok(accepted) =
+                        tokio::time::timeout(FIRST_BYTES_TIMEOUT, accepted(socket, tls.as_ref()))
                             .await
-                            .is_err()
-                        {
-                            break;
+                    else {
+                        return;
+                    };
+                    match accepted {
+                        Some(Accepted::Data(ticket, io, socket, plentiful)) => {
+                            tickets.offer(&ticket, io, socket, plentiful)
                         }
+                        Some(Accepted::Control(io)) => {
+                            let mux = MuxConnection::start(coalesced(io), false, peer);
+                            let _ = ready.send(TcpConnection::edge(mux, &tickets)).await;
+                        }
+                        None => {}
                     }
-                    Some(tls) => {
-                        let (tls, ready) = (tls.clone(), ready.clone());
-                        tokio::spawn(async move {
-                            if let Ok(stream) = tls.accept(socket).await {
-                                let _ = ready
-                                    .send(MuxConnection::start(coalesced(stream), false, peer))
-                                    .await;
-                            }
-                        });
-                    }
-                }
+                });
             }
         }))
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<MuxConnection, TransportError> {
+    async fn connect(&self, addr: SocketAddr) -> Result<TcpConnection, TransportError> {
         let socket = TcpStream::connect(addr)
             .await
             .map_err(|e| TransportError::io("connecting over TCP", e))?;
         let _ = socket.set_nodelay(true);
-        Ok(match &self.tls {
+        let mux = match &self.tls {
             None => MuxConnection::start(coalesced(socket), true, addr),
             Some(tls) => MuxConnection::start(coalesced(tls.connect(socket).await?), true, addr),
-        })
+        };
+        let dialer = Dialer {
+            addr,
+            tls: self.tls.clone(),
+        };
+        Ok(TcpConnection::agent(mux, dialer))
+    }
+}
+
+/// An accepted socket, once it said what it is.
+enum Accepted {
+    /// A data channel: its ticket, the stream, its socket (to shut it
+    /// down), and whether descriptors are plentiful.
+    Data([u8; 32], Box<dyn Io>, Weak<TcpStream>, bool),
+    /// An agent's connection, its first byte put back.
+    Control(Prefixed<Box<dyn Io>>),
+}
+
+async fn accepted(socket: TcpStream, tls: Option<&StreamTls>) -> Option<Accepted> {
+    let plentiful = descriptors_plentiful(&socket);
+    let socket = Shared::new(socket);
+    let weak = socket.weak();
+    let io: Box<dyn Io> = match tls {
+        None => Box::new(socket),
+        Some(tls) => Box::new(tls.accept(socket).await.ok()?),
+    };
+    match first_bytes(io).await.ok()? {
+        Ok((ticket, io)) => Some(Accepted::Data(ticket, io, weak, plentiful)),
+        Err(control) => Some(Accepted::Control(control)),
     }
 }
 
