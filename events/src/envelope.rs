@@ -193,6 +193,27 @@ pub fn decode_record(seq: u64, bytes: &[u8]) -> Result<Envelope, LogError> {
     })
 }
 
+#[derive(Deserialize)]
+struct BodyHead {
+    stream: StreamId,
+    version: u64,
+}
+
+/// The stream and version a stored record names, without checking its hash
+/// or decoding its event: for rebuilding an index over records whose chain
+/// is checked elsewhere.
+pub fn record_stream_version(seq: u64, bytes: &[u8]) -> Result<(StreamId, u64), LogError> {
+    let body = bytes.get(HEADER_LEN..).ok_or_else(|| LogError::Corrupt {
+        seq,
+        reason: "record is truncated".into(),
+    })?;
+    let head: BodyHead = rmp_serde::from_slice(body).map_err(|e| LogError::Corrupt {
+        seq,
+        reason: format!("undecodable body: {e}"),
+    })?;
+    Ok((head.stream, head.version))
+}
+
 /// Lower-case hex of a hash, for display.
 pub fn hex(hash: &Hash) -> String {
     blake3::Hash::from_bytes(*hash).to_hex().to_string()

@@ -9,7 +9,7 @@ use anyhow::Result;
 use beamd::data_dir::DataDir;
 use beamd::projections::{LogSummary, RETIRED_KINDS};
 use beamd_events::envelope::hex;
-use beamd_events::log::record_key;
+use beamd_events::log::Store as _;
 use beamd_events::merkle::{leaf_hash, root};
 use beamd_snapshots::{Fold, Snapshot, SnapshotStore};
 use common::{beamd, populate, text};
@@ -34,7 +34,7 @@ async fn a_clean_log_passes() -> Result<()> {
         let data = DataDir::open_existing(dir.path())?;
         let store = data.log_store()?;
         (1..=60)
-            .map(|seq| Ok(leaf_hash(&store.tree().get(record_key(seq))?.unwrap())))
+            .map(|seq| Ok(leaf_hash(&store.get(seq)?.unwrap())))
             .collect::<Result<_>>()?
     };
     let expected = format!("tree size 60 root {}", hex(&root(&leaves)));
@@ -52,11 +52,11 @@ async fn one_tampered_byte_fails_and_names_its_seq() -> Result<()> {
         let original = {
             let data = DataDir::open_existing(dir.path())?;
             let store = data.log_store()?;
-            let value = store.tree().get(record_key(seq))?.unwrap().to_vec();
+            let value = store.get(seq)?.unwrap();
             let mut bad = value.clone();
             let at = rng.usize(0..bad.len());
             bad[at] ^= 1 << rng.u8(0..8);
-            store.tree().insert(record_key(seq), bad)?;
+            store.overwrite_record(seq, &bad)?;
             data.db().flush()?;
             value
         };
@@ -73,7 +73,7 @@ async fn one_tampered_byte_fails_and_names_its_seq() -> Result<()> {
         );
         {
             let data = DataDir::open_existing(dir.path())?;
-            data.log_store()?.tree().insert(record_key(seq), original)?;
+            data.log_store()?.overwrite_record(seq, &original)?;
             data.db().flush()?;
         }
         assert!(
@@ -90,7 +90,7 @@ async fn a_missing_record_is_named() -> Result<()> {
     populate(dir.path(), 20, &[]).await?;
     {
         let data = DataDir::open_existing(dir.path())?;
-        data.log_store()?.tree().remove(record_key(13))?;
+        data.log_store()?.remove_record(13)?;
         data.db().flush()?;
     }
     let (ok, _, stderr) = audit(dir.path());
@@ -250,7 +250,6 @@ fn edge_once(dir: &std::path::Path) -> Result<()> {
 
 #[tokio::test]
 async fn the_edge_refuses_to_start_over_a_flipped_bit_in_committed_history() -> Result<()> {
-    use beamd_events::log::Store as _;
     let dir = tempfile::tempdir()?;
     populate(dir.path(), 40, &[]).await?;
     // A first run leaves snapshots past the damage below, so replay alone
@@ -265,10 +264,10 @@ async fn the_edge_refuses_to_start_over_a_flipped_bit_in_committed_history() -> 
     {
         let data = DataDir::open_existing(dir.path())?;
         let store = data.log_store()?;
-        let mut bad = store.tree().get(record_key(seq))?.unwrap().to_vec();
+        let mut bad = store.get(seq)?.unwrap();
         let at = bad.len() / 2;
         bad[at] ^= 0x10;
-        store.tree().insert(record_key(seq), bad)?;
+        store.overwrite_record(seq, &bad)?;
         data.db().flush()?;
     }
     let (status, stderr) = edge_start(dir.path());

@@ -74,9 +74,8 @@ async fn event_seeds(dir: &Path) -> Result<usize> {
     let data = DataDir::open_existing(data.path())?;
     let store = data.log_store()?;
     let mut n = 0;
-    let first = beamd_events::log::record_key(0);
-    for record in store.tree().scan_prefix(&first[..1]) {
-        let (_, value) = record?;
+    use beamd_events::log::Store as _;
+    for (_, value) in store.scan(1, store.last_seq()?, usize::MAX)? {
         // [format:1][prev_hash:32][hash:32][body]
         let mut seed = vec![1u8];
         seed.extend_from_slice(value.get(65..).context("a record's body")?);

@@ -24,6 +24,8 @@ const MAX_BATCH_EVENTS: usize = 16_384;
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 /// How many times a batch is decided again after other writers got ahead.
 const MAX_RETRIES: usize = 64;
+/// How long a batch waits for the appenders the batch before it acknowledged.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(200);
 
 type Reply = oneshot::Sender<Result<Vec<Envelope>, LogError>>;
 
@@ -63,6 +65,7 @@ impl<S: Store> GroupCommitLog<S> {
             poison: poison.clone(),
             unflushed: Vec::new(),
             last_flush: Instant::now(),
+            last_batch: 0,
         };
         let handle = std::thread::Builder::new()
             .name("beamd-log-writer".into())
@@ -194,6 +197,8 @@ struct Writer<S: Store> {
     /// Written but not yet flushed: acknowledged at the next flush.
     unflushed: Vec<(Reply, Vec<Envelope>)>,
     last_flush: Instant,
+    /// How many appends the last batch took.
+    last_batch: usize,
 }
 
 impl<S: Store> Writer<S> {
@@ -217,15 +222,32 @@ impl<S: Store> Writer<S> {
             if let Some(first) = first {
                 let mut events = first.append.events.len();
                 batch.push(first);
+                let linger_until = Instant::now() + LINGER;
                 while events < MAX_BATCH_EVENTS {
                     match self.receiver.try_recv() {
                         Ok(r) => {
                             events += r.append.events.len();
                             batch.push(r);
                         }
+                        // The appenders the last batch acknowledged are
+                        // likely on their way back: wait a moment for them
+                        // rather than flush for a few.
+                        Err(_)
+                            if batch.len() < self.last_batch && Instant::now() < linger_until =>
+                        {
+                            let left = linger_until.saturating_duration_since(Instant::now());
+                            match self.receiver.recv_timeout(left) {
+                                Ok(r) => {
+                                    events += r.append.events.len();
+                                    batch.push(r);
+                                }
+                                Err(_) => break,
+                            }
+                        }
                         Err(_) => break,
                     }
                 }
+                self.last_batch = batch.len();
             }
             if let Err(e) = self.commit(batch) {
                 self.fail(e);

@@ -20,7 +20,9 @@ pub use inline::{Acknowledge, InlineLog};
 pub use jetstream::{JetStreamConfig, JetStreamStore};
 pub use memory_store::MemoryStore;
 pub use reader::{verify_chain, ChainReader};
-pub use sled_store::{record_key, SledStore, LOG_TREE};
+pub use sled_store::{
+    legacy_index_key, record_key, SledStore, BLOCK_BYTES, BLOCK_RECORDS, INDEX_EVERY, LOG_TREE,
+};
 pub use store::{EncodedRecord, Marker, Store};
 
 use std::fmt;

@@ -99,6 +99,9 @@ fn rewrite(dir: &Path, k: u64) -> Result<()> {
         prev = hash;
     }
     let last = records.last().context("records")?.seq;
+    // Records are stored in blocks of consecutive seqs: the attacker cuts the
+    // log at `k` and appends the recomputed records.
+    store.truncate_from(k)?;
     store.write(
         &records,
         Marker {
