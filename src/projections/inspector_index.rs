@@ -2,6 +2,12 @@
 //! (tenant, time), paged 50 at a time with filters for `/logs`, and found by
 //! its id (`req_…`).
 //!
+//! Requests are stored in *groups*: the requests of one tenant that the
+//! projector folds together (a window's captures), up to [`GROUP_BYTES`] of
+//! them per sled entry, under (tenant, time of the group's last request, seq
+//! of its first). An offset table finds one request of a group without
+//! decoding the others; each request's id entry names its group and place.
+//!
 //! The index is derived: it records the last seq it holds (in the same
 //! atomic batch as the entries) and catches up from the log after a restart.
 //! A tree written in an older layout is emptied on open and rebuilt from the
@@ -19,7 +25,12 @@ const WATERMARK: &[u8] = b"\xffwatermark";
 /// The layout the tree is written in; any other (or none) is rebuilt.
 const FORMAT: &[u8] = b"\xffformat";
 /// 2: entries by (tenant, time, seq), and an id entry for each.
-const FORMAT_VERSION: u64 = 2;
+/// 3: groups by (tenant, last time, first seq), and an id entry for each request.
+const FORMAT_VERSION: u64 = 3;
+/// A group is closed before its encoded requests pass this many bytes (a
+/// larger request is a group of its own): sled keeps 16 entries in a leaf
+/// and rewrites the whole leaf, so entries stay small.
+pub const GROUP_BYTES: usize = 8 * 1024;
 /// Id entries (`\xfe` tenant `\0` id → the entry's key) sort after every
 /// tenant (`ten_…`) and before the `\xff` marks.
 const BY_ID: u8 = 0xfe;
@@ -90,6 +101,83 @@ fn decode(value: &[u8]) -> Result<CapturedRequest, IndexError> {
     rmp_serde::from_slice(value).map_err(|e| IndexError::Corrupt(e.to_string()))
 }
 
+/// A group's value: its first request's time (u64 BE), the count (u32 BE),
+/// count + 1 offsets (u32 BE, from the start of the data), then each request
+/// (rmp, named fields).
+fn encode_group(first_at: u64, encoded: &[Vec<u8>]) -> Vec<u8> {
+    let data: usize = encoded.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(12 + 4 * (encoded.len() + 1) + data);
+    out.extend_from_slice(&first_at.to_be_bytes());
+    out.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+    let mut at = 0u32;
+    out.extend_from_slice(&at.to_be_bytes());
+    for e in encoded {
+        at += e.len() as u32;
+        out.extend_from_slice(&at.to_be_bytes());
+    }
+    for e in encoded {
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+/// A stored group, read lazily.
+struct Group<'a> {
+    first_at: u64,
+    count: usize,
+    value: &'a [u8],
+}
+
+impl<'a> Group<'a> {
+    fn parse(value: &'a [u8]) -> Result<Self, IndexError> {
+        let corrupt = || IndexError::Corrupt("malformed request group".into());
+        let first_at = u64::from_be_bytes(
+            value
+                .get(..8)
+                .ok_or_else(corrupt)?
+                .try_into()
+                .map_err(|_| corrupt())?,
+        );
+        let count = u32::from_be_bytes(
+            value
+                .get(8..12)
+                .ok_or_else(corrupt)?
+                .try_into()
+                .map_err(|_| corrupt())?,
+        ) as usize;
+        let group = Self {
+            first_at,
+            count,
+            value,
+        };
+        let data = 12 + 4 * (count + 1);
+        if group.offset(count) != Some(value.len().saturating_sub(data)) || value.len() < data {
+            return Err(corrupt());
+        }
+        Ok(group)
+    }
+
+    fn offset(&self, i: usize) -> Option<usize> {
+        let at = 12 + 4 * i;
+        let b: [u8; 4] = self.value.get(at..at + 4)?.try_into().ok()?;
+        Some(u32::from_be_bytes(b) as usize)
+    }
+
+    fn get(&self, i: usize) -> Result<CapturedRequest, IndexError> {
+        let data = 12 + 4 * (self.count + 1);
+        match (self.offset(i), self.offset(i + 1)) {
+            (Some(a), Some(b)) if a <= b && i < self.count => {
+                decode(&self.value[data + a..data + b])
+            }
+            _ => Err(IndexError::Corrupt("malformed request group".into())),
+        }
+    }
+
+    fn all(&self) -> Result<Vec<CapturedRequest>, IndexError> {
+        (0..self.count).map(|i| self.get(i)).collect()
+    }
+}
+
 impl InspectorIndex {
     /// Opens the index tree in `db`; one in an older layout is emptied, so
     /// that the projector rebuilds it from the log.
@@ -120,17 +208,32 @@ impl InspectorIndex {
         })
     }
 
-    /// Adds requests and moves the watermark to `through_seq`, atomically.
+    /// Adds requests (in seq order) and moves the watermark to
+    /// `through_seq`, atomically: each tenant's requests in groups, one id
+    /// entry per request.
     pub fn record(&self, requests: &[CapturedRequest], through_seq: u64) -> Result<(), IndexError> {
         let mut batch = sled::Batch::default();
+        let mut by_tenant: Vec<(&str, Vec<&CapturedRequest>)> = Vec::new();
         for r in requests {
-            let value =
-                rmp_serde::to_vec_named(r).map_err(|e| IndexError::Corrupt(e.to_string()))?;
-            let at = key(&r.tenant, r.at, r.seq);
-            if !r.id.is_empty() {
-                batch.insert(id_key(&r.tenant, &r.id), at.as_slice());
+            match by_tenant.iter_mut().find(|(t, _)| *t == r.tenant) {
+                Some((_, rs)) => rs.push(r),
+                None => by_tenant.push((&r.tenant, vec![r])),
             }
-            batch.insert(at, value);
+        }
+        for (tenant, rs) in by_tenant {
+            let mut group: Vec<(&CapturedRequest, Vec<u8>)> = Vec::new();
+            let mut bytes = 0;
+            for r in rs {
+                let value =
+                    rmp_serde::to_vec_named(r).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+                if !group.is_empty() && bytes + value.len() > GROUP_BYTES {
+                    write_group(&mut batch, tenant, &std::mem::take(&mut group));
+                    bytes = 0;
+                }
+                bytes += value.len();
+                group.push((r, value));
+            }
+            write_group(&mut batch, tenant, &group);
         }
         batch.insert(WATERMARK, &through_seq.to_be_bytes());
         self.tree.apply_batch(batch)?;
@@ -139,10 +242,19 @@ impl InspectorIndex {
 
     /// The request of `tenant` named `id` (`req_…`).
     pub fn by_id(&self, tenant: &str, id: &str) -> Result<Option<CapturedRequest>, IndexError> {
-        let Some(at) = self.tree.get(id_key(tenant, id))? else {
+        let Some(place) = self.tree.get(id_key(tenant, id))? else {
             return Ok(None);
         };
-        self.tree.get(at)?.map(|v| decode(&v)).transpose()
+        let (group_key, position) = place.split_at(place.len().saturating_sub(4));
+        let position = u32::from_be_bytes(
+            position
+                .try_into()
+                .map_err(|_| IndexError::Corrupt("id entry".into()))?,
+        );
+        let Some(value) = self.tree.get(group_key)? else {
+            return Ok(None);
+        };
+        Group::parse(&value)?.get(position as usize).map(Some)
     }
 
     /// Every request of `tenant` that arrived in `from..=to` (ms), oldest first.
@@ -156,20 +268,31 @@ impl InspectorIndex {
         if from > to {
             return Ok(());
         }
+        // Groups are keyed by their last request's time: the first group
+        // that reaches `from` may have begun before it.
         for item in self
             .tree
-            .range(key(tenant, from, 0)..=key(tenant, to, u64::MAX))
+            .range(key(tenant, from, 0)..=key(tenant, u64::MAX, u64::MAX))
         {
             let (_, value) = item?;
-            each(&decode(&value)?);
+            let group = Group::parse(&value)?;
+            if group.first_at > to {
+                break;
+            }
+            for r in group.all()? {
+                if (from..=to).contains(&r.at) {
+                    each(&r);
+                }
+            }
         }
         Ok(())
     }
 
     /// One page of a tenant's requests matching `query`, newest first.
     pub fn query(&self, tenant: &str, query: &LogQuery) -> Result<LogPage, IndexError> {
-        let start = key(tenant, query.from.unwrap_or(0), 0);
-        let end = key(tenant, query.to.unwrap_or(u64::MAX), u64::MAX);
+        let (from, to) = (query.from.unwrap_or(0), query.to.unwrap_or(u64::MAX));
+        let start = key(tenant, from, 0);
+        let end = key(tenant, u64::MAX, u64::MAX);
         let skip = query
             .page
             .max(1)
@@ -181,26 +304,51 @@ impl InspectorIndex {
         }
         for item in self.tree.range(start..=end).rev() {
             let (_, value) = item?;
-            let r = decode(&value)?;
-            let wanted = query
-                .path
-                .as_ref()
-                .is_none_or(|p| r.path.starts_with(p.as_str()))
-                && query.status_code.is_none_or(|s| s == r.status)
-                && query
-                    .consumer_id
-                    .as_ref()
-                    .is_none_or(|c| r.consumer.as_ref() == Some(c));
-            if !wanted {
+            let group = Group::parse(&value)?;
+            if group.first_at > to {
                 continue;
             }
-            if page.count >= skip && page.results.len() < PAGE_SIZE {
-                page.results.push(r);
+            for r in group.all()?.into_iter().rev() {
+                if !(from..=to).contains(&r.at) {
+                    continue;
+                }
+                let wanted = query
+                    .path
+                    .as_ref()
+                    .is_none_or(|p| r.path.starts_with(p.as_str()))
+                    && query.status_code.is_none_or(|s| s == r.status)
+                    && query
+                        .consumer_id
+                        .as_ref()
+                        .is_none_or(|c| r.consumer.as_ref() == Some(c));
+                if !wanted {
+                    continue;
+                }
+                if page.count >= skip && page.results.len() < PAGE_SIZE {
+                    page.results.push(r);
+                }
+                page.count += 1;
             }
-            page.count += 1;
         }
         Ok(page)
     }
+}
+
+/// Adds one group of a tenant's requests, and their id entries, to `batch`.
+fn write_group(batch: &mut sled::Batch, tenant: &str, group: &[(&CapturedRequest, Vec<u8>)]) {
+    let (Some((first, _)), Some((last, _))) = (group.first(), group.last()) else {
+        return;
+    };
+    let at = key(tenant, last.at, first.seq);
+    for (i, (r, _)) in group.iter().enumerate() {
+        if !r.id.is_empty() {
+            let mut place = at.clone();
+            place.extend_from_slice(&(i as u32).to_be_bytes());
+            batch.insert(id_key(tenant, &r.id), place);
+        }
+    }
+    let encoded: Vec<Vec<u8>> = group.iter().map(|(_, v)| v.clone()).collect();
+    batch.insert(at, encode_group(first.at, &encoded));
 }
 
 #[cfg(test)]
@@ -233,6 +381,14 @@ mod tests {
             .collect();
         index.record(&reqs, 120).unwrap();
         assert_eq!(index.watermark().unwrap(), 120);
+        // Each tenant's requests are a few groups, not an entry each.
+        let groups = index
+            .tree
+            .iter()
+            .keys()
+            .filter(|k| k.as_ref().is_ok_and(|k| k.starts_with(b"ten_")))
+            .count();
+        assert!((2..=6).contains(&groups), "{groups} groups");
         let all = index
             .query(
                 "ten_a",

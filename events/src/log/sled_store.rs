@@ -43,8 +43,12 @@ pub const LOG_TREE: &str = "beamd.log";
 
 /// The most records one block holds.
 pub const BLOCK_RECORDS: usize = 1024;
-/// A block is closed once its records pass this many bytes.
-pub const BLOCK_BYTES: usize = 256 * 1024;
+/// A block is closed before its records pass this many bytes (a larger
+/// record is a block of its own). sled splits a leaf at 16 entries whatever
+/// their size, rewrites a whole leaf when it consolidates one, and writes a
+/// leaf over 128 KiB (a quarter of its segment) to a file of its own:
+/// blocks this small keep a leaf of blocks under that.
+pub const BLOCK_BYTES: usize = 8 * 1024;
 
 /// The stream index is written once this many events are indexed only in memory.
 pub const INDEX_EVERY: usize = 4096;
