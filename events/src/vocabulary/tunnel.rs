@@ -455,7 +455,7 @@ mod tests {
             route: Some("rt_1".into()),
             consumer: None,
             id: format!("req_{i:016x}"),
-            detail: Some(i % 2 == 0),
+            detail: Some(i.is_multiple_of(2)),
             request_body: Some(Box::new(BodySeen {
                 sha256: "ab".repeat(32),
                 len: 10 + i,
