@@ -6,14 +6,18 @@
 //! tunnel, key and tenant), and the byte limits are decided from it.
 
 use beamd_events::vocabulary::{
-    InspectMode, RequestCaptured, TrafficRecorded, TransportKind, TunnelInspectSet, TunnelProtocol,
-    TunnelReleased, TunnelResumed, TunnelWentOffline,
+    InspectMode, RequestCaptured, RequestsCaptured, TrafficRecorded, TransportKind,
+    TunnelInspectSet, TunnelProtocol, TunnelReleased, TunnelResumed, TunnelWentOffline,
 };
 use beamd_events::{Envelope, Event};
 use beamd_snapshots::Fold;
 use serde::{Deserialize, Serialize};
 
 use super::{Aggregate, Ctx, DomainError};
+
+/// The most requests one `RequestsCaptured` holds: about 5 KiB of rows, so
+/// that an event stays within one block of the log.
+pub const CAPTURES_PER_EVENT: usize = 32;
 
 /// Where a tunnel is in its life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,9 +92,10 @@ pub enum TunnelCommand {
     /// One window of the data plane's meter, recorded as it is (nothing for
     /// an empty one).
     RecordTraffic(TrafficRecorded),
-    /// Proxied HTTP requests' metadata, one event each, appended together
-    /// (shared: a command is cloned for each delivery attempt, and batches
-    /// hold thousands).
+    /// Proxied HTTP requests' metadata, appended together as
+    /// `RequestsCaptured` events of up to [`CAPTURES_PER_EVENT`] requests
+    /// each (shared: a command is cloned for each delivery attempt, and
+    /// batches hold thousands).
     CaptureRequests(std::sync::Arc<[RequestCaptured]>),
     /// Change how much of its requests the inspector keeps.
     SetInspect(InspectMode),
@@ -182,7 +187,15 @@ impl Aggregate for Tunnel {
                     vec![t.clone().into()]
                 })
             }
-            TunnelCommand::CaptureRequests(rs) => Ok(rs.iter().cloned().map(Into::into).collect()),
+            TunnelCommand::CaptureRequests(rs) => Ok(rs
+                .chunks(CAPTURES_PER_EVENT)
+                .map(|chunk| {
+                    RequestsCaptured {
+                        requests: chunk.to_vec(),
+                    }
+                    .into()
+                })
+                .collect()),
             TunnelCommand::SetInspect(_) if released => Err(DomainError::NotFound("tunnel".into())),
             TunnelCommand::SetInspect(mode) if *mode == self.inspect => Ok(vec![]),
             TunnelCommand::SetInspect(mode) => Ok(vec![TunnelInspectSet { mode: *mode }.into()]),
@@ -321,6 +334,31 @@ mod tests {
         )
         .unwrap();
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_window_of_captures_is_a_few_events_in_order() {
+        let mut t = opened();
+        let captures: Vec<RequestCaptured> = (0..(CAPTURES_PER_EVENT * 2 + 5))
+            .map(|i| RequestCaptured {
+                id: format!("req_{i:016x}"),
+                ..RequestCaptured::default()
+            })
+            .collect();
+        let events = run(
+            &mut t,
+            TunnelCommand::CaptureRequests(captures.clone().into()),
+        )
+        .unwrap();
+        assert_eq!(events.len(), 3);
+        let back: Vec<RequestCaptured> = events
+            .into_iter()
+            .flat_map(|e| match e {
+                Event::RequestsCaptured(w) => w.requests,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(back, captures);
     }
 
     #[test]

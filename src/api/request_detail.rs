@@ -122,14 +122,24 @@ pub(super) async fn find(state: &ApiState, tenant: &str, name: &str) -> Result<F
         .into_iter()
         .find(|e| e.seq == n)
         .ok_or_else(missing)?;
-    let captured = state
-        .core
-        .queries()
-        .captured(&env)
+    // A window's event holds several requests: an id picks its own, a seq
+    // names a request only when its event holds that one alone.
+    let by_id = name.starts_with("req_");
+    let all = state.core.queries().captured(&env);
+    let position = match by_id {
+        true => all.iter().position(|c| c.id == name),
+        false => (all.len() == 1).then_some(0),
+    };
+    let captured = position
+        .and_then(|i| all.into_iter().nth(i))
         .filter(|c| c.tenant == tenant)
         .ok_or_else(missing)?;
-    let Event::RequestCaptured(event) = env.event else {
-        return Err(missing());
+    let event = match env.event {
+        Event::RequestCaptured(event) => event,
+        Event::RequestsCaptured(window) => position
+            .and_then(|i| window.requests.into_iter().nth(i))
+            .ok_or_else(missing)?,
+        _ => return Err(missing()),
     };
     let stored = match &state.bodies {
         Some(store) if event.has_detail() => store
@@ -146,7 +156,7 @@ pub(super) async fn find(state: &ApiState, tenant: &str, name: &str) -> Result<F
 
 /// One captured request with its headers and bodies.
 #[utoipa::path(get, path = "/api/v1/requests/{id}", tag = "inspector",
-    params(("id" = String, Path, description = "The request's `req_…` id, or its seq, as `/requests` lists them")),
+    params(("id" = String, Path, description = "The request's `req_…` id, or its seq as `/requests` lists it (a seq names a request only when its event captured that one alone)")),
     responses((status = 200, body = RequestDetail), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -204,7 +204,8 @@ pub async fn history(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestView {
-    /// The log seq of its `RequestCaptured`.
+    /// The log seq of the event that captured it (the requests of one
+    /// window share it; `id` names one).
     pub seq: u64,
     /// When it arrived.
     pub at: String,

@@ -107,7 +107,7 @@ pub struct EdgeArgs {
     /// The public base URL of this control plane, for links in mail (default: http://<api listen address>).
     #[arg(long)]
     pub public_url: Option<String>,
-    /// Record no RequestCaptured events: every tunnel is as `--inspect off`.
+    /// Record no requests' metadata (RequestsCaptured): every tunnel is as `--inspect off`.
     #[arg(long)]
     pub no_capture: bool,
     /// Free space (MiB) kept on the data dir's disk: below it, API writes get

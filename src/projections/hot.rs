@@ -63,7 +63,10 @@ impl Hot {
 fn touches(env: &Envelope) -> bool {
     !matches!(
         env.event,
-        Event::RequestCaptured(_) | Event::TrafficRecorded(_) | Event::NodeHeartbeat(_)
+        Event::RequestCaptured(_)
+            | Event::RequestsCaptured(_)
+            | Event::TrafficRecorded(_)
+            | Event::NodeHeartbeat(_)
     )
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use beamd_events::vocabulary::RequestCaptured;
 use beamd_events::{Envelope, Event};
 use beamd_snapshots::Fold;
 use serde::{Deserialize, Serialize};
@@ -92,13 +93,11 @@ impl InspectorProjection {
         }
     }
 
-    /// The request an event captured, if it is a `RequestCaptured` of a known tunnel.
-    pub fn captured(&self, envelope: &Envelope) -> Option<CapturedRequest> {
-        let Event::RequestCaptured(r) = &envelope.event else {
-            return None;
-        };
-        let tenant = self.tunnels.get(envelope.stream.as_str())?;
-        Some(CapturedRequest {
+    /// The requests an event captured (a `RequestCaptured`, or a window's
+    /// `RequestsCaptured`) for a known tunnel, in order; none for any other
+    /// event.
+    pub fn captured(&self, envelope: &Envelope) -> Vec<CapturedRequest> {
+        let one = |r: &RequestCaptured, tenant: &String| CapturedRequest {
             seq: envelope.seq,
             at: if r.started_at > 0 {
                 r.started_at
@@ -123,7 +122,16 @@ impl InspectorProjection {
             replay_of: r.replay_of,
             replay_of_id: r.replay_of_id.clone(),
             refused: r.refused.clone(),
-        })
+        };
+        let requests: &[RequestCaptured] = match &envelope.event {
+            Event::RequestCaptured(r) => std::slice::from_ref(r),
+            Event::RequestsCaptured(w) => &w.requests,
+            _ => return Vec::new(),
+        };
+        let Some(tenant) = self.tunnels.get(envelope.stream.as_str()) else {
+            return Vec::new();
+        };
+        requests.iter().map(|r| one(r, tenant)).collect()
     }
 
     /// The tenant's recent request named `id` (`req_…`); older ones are
@@ -149,7 +157,7 @@ impl Fold for InspectorProjection {
             self.tunnels
                 .insert(envelope.stream.to_string(), e.tenant.clone());
         }
-        if let Some(req) = self.captured(envelope) {
+        for req in self.captured(envelope) {
             let queue = self.recent.entry(req.tenant.clone()).or_default();
             queue.push_back(req);
             while queue.len() > self.capacity {

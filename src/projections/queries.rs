@@ -224,9 +224,9 @@ impl Queries {
         read(&self.locked.inspector).recent(tenant, limit)
     }
 
-    /// The request a committed event captured, if it is a `RequestCaptured`
-    /// of a known tunnel.
-    pub fn captured(&self, envelope: &Envelope) -> Option<CapturedRequest> {
+    /// The requests a committed event captured (`RequestCaptured`,
+    /// `RequestsCaptured`) for a known tunnel.
+    pub fn captured(&self, envelope: &Envelope) -> Vec<CapturedRequest> {
         read(&self.locked.inspector).captured(envelope)
     }
 

@@ -71,11 +71,11 @@ async fn http_through(transport: &str) -> Result<()> {
     edge.proc.expect("stopped", Duration::from_secs(30))?;
     drop(edge);
     let out = common::beamd(&["replay", "--data-dir", dir.path().to_str().context("dir")?]);
-    let captured: Vec<serde_json::Value> = common::text(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["type"] == "RequestCaptured")
-        .collect();
+    let captured: Vec<serde_json::Value> = common::captured_requests(
+        common::text(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()),
+    );
     // Four requests were answered; over QUIC the edge may not yet know the
     // killed agent is gone, so the last one can be a captured 502.
     let answered = captured

@@ -121,15 +121,17 @@ async fn access_through(transport: &str) -> Result<()> {
     drop(edge);
     // In the log: the 200 and the 504 the service answered, and the three refusals.
     let out = common::beamd(&["replay", "--data-dir", dir.path().to_str().context("dir")?]);
-    let mut statuses: Vec<(u64, String)> = common::text(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["type"] == "RequestCaptured")
-        .filter_map(|e| {
-            let refused = e["event"]["refused"].as_str().unwrap_or("").to_string();
-            Some((e["event"]["status"].as_u64()?, refused))
-        })
-        .collect();
+    let mut statuses: Vec<(u64, String)> = common::captured_requests(
+        common::text(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()),
+    )
+    .into_iter()
+    .filter_map(|e| {
+        let refused = e["event"]["refused"].as_str().unwrap_or("").to_string();
+        Some((e["event"]["status"].as_u64()?, refused))
+    })
+    .collect();
     statuses.sort();
     let want = [
         (200, ""),

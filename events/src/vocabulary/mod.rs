@@ -27,8 +27,9 @@ pub use key::{KeyCountersReset, KeyIssued, KeyKind, KeyLimitSet, KeyRevoked};
 pub use node::{NodeHeartbeat, NodeJoined, NodeLeft};
 pub use tenant::{Plan, TenantCreated, TenantPlanChanged, TenantRenamed};
 pub use tunnel::{
-    BodySeen, InspectMode, RequestCaptured, TrafficRecorded, TransportKind, TunnelInspectSet,
-    TunnelOpened, TunnelProtocol, TunnelReleased, TunnelResumed, TunnelWentOffline,
+    BodySeen, InspectMode, RequestCaptured, RequestsCaptured, TrafficRecorded, TransportKind,
+    TunnelInspectSet, TunnelOpened, TunnelProtocol, TunnelReleased, TunnelResumed,
+    TunnelWentOffline,
 };
 
 use serde::{Deserialize, Serialize};
@@ -120,4 +121,5 @@ events!(
     SessionEnded,
     DomainClaimExpired,
     RouteRetired,
+    RequestsCaptured,
 );

@@ -224,6 +224,204 @@ impl RequestCaptured {
     }
 }
 
+/// Captured requests of one tunnel, as one event: what a [`RequestCaptured`]
+/// each would say, in a compact encoding. The edge records a traffic
+/// window's captures as a few of these instead of one event per request, so
+/// that a request costs a row, not a record, a hash, a Merkle leaf and a fold.
+///
+/// Stored as `{layout, rows}`: `rows` are positional arrays (no field names),
+/// in the order of [`CaptureRow`] for layout 1. A later layout is a new
+/// number; a layout this build does not know fails to decode, never
+/// misreads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestsCaptured {
+    /// The requests, in the order they were handed to the log.
+    pub requests: Vec<RequestCaptured>,
+}
+
+/// The row layout this build writes.
+const CAPTURE_LAYOUT: u16 = 1;
+
+/// Layout 1 of a row: method, path, status, duration, bytes in, bytes out,
+/// ip, user agent, proto, host, started at, route, consumer, id, detail,
+/// request body, response body, replay of (id), refused. Bodies are
+/// (sha256, len, truncated).
+#[derive(Deserialize)]
+struct CaptureRow(
+    String,
+    String,
+    u16,
+    u64,
+    u64,
+    u64,
+    String,
+    String,
+    String,
+    String,
+    u64,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<bool>,
+    Option<(String, u64, bool)>,
+    Option<(String, u64, bool)>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Reads `{layout, rows}`, the layout first (as written), so that rows of a
+/// layout this build does not know are refused as such.
+struct RowsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RowsVisitor {
+    type Value = Vec<CaptureRow>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("captured requests: a layout, then rows")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let mut layout = None;
+        let mut rows = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "layout" => layout = Some(map.next_value::<u16>()?),
+                "rows" => match layout {
+                    Some(CAPTURE_LAYOUT) => rows = Some(map.next_value::<Vec<CaptureRow>>()?),
+                    Some(other) => {
+                        return Err(A::Error::custom(format!(
+                        "captured requests in row layout {other}, which this beamd does not know"
+                    )))
+                    }
+                    None => {
+                        return Err(A::Error::custom(
+                            "captured requests' rows before their layout",
+                        ))
+                    }
+                },
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        rows.ok_or_else(|| A::Error::missing_field("rows"))
+    }
+}
+
+/// A borrowed row, serialized as the tuple [`CaptureRow`] is, without
+/// copying the request.
+struct RowRef<'a>(&'a RequestCaptured);
+
+impl Serialize for RowRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        fn body(b: &Option<Box<BodySeen>>) -> Option<(&str, u64, bool)> {
+            b.as_ref().map(|b| (b.sha256.as_str(), b.len, b.truncated))
+        }
+        let r = self.0;
+        let mut t = s.serialize_tuple(19)?;
+        t.serialize_element(&r.method)?;
+        t.serialize_element(&r.path)?;
+        t.serialize_element(&r.status)?;
+        t.serialize_element(&r.duration_ms)?;
+        t.serialize_element(&r.bytes_in)?;
+        t.serialize_element(&r.bytes_out)?;
+        t.serialize_element(&r.ip)?;
+        t.serialize_element(&r.user_agent)?;
+        t.serialize_element(&r.proto)?;
+        t.serialize_element(&r.host)?;
+        t.serialize_element(&r.started_at)?;
+        t.serialize_element(&r.route)?;
+        t.serialize_element(&r.consumer)?;
+        t.serialize_element(&r.id)?;
+        t.serialize_element(&r.detail)?;
+        t.serialize_element(&body(&r.request_body))?;
+        t.serialize_element(&body(&r.response_body))?;
+        t.serialize_element(&r.replay_of_id)?;
+        t.serialize_element(&r.refused)?;
+        t.end()
+    }
+}
+
+struct RowsRef<'a>(&'a [RequestCaptured]);
+
+impl Serialize for RowsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(RowRef))
+    }
+}
+
+/// How people read a window (JSON: `beamd replay`, the event feed): each
+/// request with its field names.
+#[derive(Serialize, Deserialize)]
+struct Readable<R> {
+    requests: R,
+}
+
+impl Serialize for RequestsCaptured {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        if s.is_human_readable() {
+            return Readable {
+                requests: &self.requests,
+            }
+            .serialize(s);
+        }
+        let mut st = s.serialize_struct("RequestsCaptured", 2)?;
+        st.serialize_field("layout", &CAPTURE_LAYOUT)?;
+        st.serialize_field("rows", &RowsRef(&self.requests))?;
+        st.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestsCaptured {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let r = Readable::<Vec<RequestCaptured>>::deserialize(d)?;
+            return Ok(Self {
+                requests: r.requests,
+            });
+        }
+        let rows = d.deserialize_struct("RequestsCaptured", &["layout", "rows"], RowsVisitor)?;
+        let body = |b: Option<(String, u64, bool)>| {
+            b.map(|(sha256, len, truncated)| {
+                Box::new(BodySeen {
+                    sha256,
+                    len,
+                    truncated,
+                })
+            })
+        };
+        let requests = rows
+            .into_iter()
+            .map(|row| RequestCaptured {
+                method: row.0,
+                path: row.1,
+                status: row.2,
+                duration_ms: row.3,
+                bytes_in: row.4,
+                bytes_out: row.5,
+                ip: row.6,
+                user_agent: row.7,
+                proto: row.8,
+                host: row.9,
+                started_at: row.10,
+                route: row.11,
+                consumer: row.12,
+                id: row.13,
+                detail: row.14,
+                request_body: body(row.15),
+                response_body: body(row.16),
+                replay_of: None,
+                replay_of_id: row.17,
+                refused: row.18,
+            })
+            .collect();
+        Ok(Self { requests })
+    }
+}
+
 /// What the log records of a captured body: enough to prove what was seen,
 /// while the bytes themselves live (and are pruned) in the body store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -240,6 +438,96 @@ pub struct BodySeen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn full(i: u64) -> RequestCaptured {
+        RequestCaptured {
+            method: "POST".into(),
+            path: format!("/hooks/{i}"),
+            status: 201,
+            duration_ms: i,
+            bytes_in: 10 + i,
+            bytes_out: 20 + i,
+            ip: "203.0.113.7".into(),
+            user_agent: "curl/8".into(),
+            proto: "HTTP/1.1".into(),
+            host: "a.example".into(),
+            started_at: 1_700_000_000_000 + i,
+            route: Some("rt_1".into()),
+            consumer: None,
+            id: format!("req_{i:016x}"),
+            detail: Some(i.is_multiple_of(2)),
+            request_body: Some(Box::new(BodySeen {
+                sha256: "ab".repeat(32),
+                len: 10 + i,
+                truncated: false,
+            })),
+            response_body: None,
+            replay_of: None,
+            replay_of_id: (i == 3).then(|| "req_0000000000000001".into()),
+            refused: (i == 4).then(|| "no_route".into()),
+        }
+    }
+
+    #[test]
+    fn captured_rows_round_trip_in_an_envelope_and_are_smaller() {
+        let window = RequestsCaptured {
+            requests: (0..32).map(full).collect(),
+        };
+        let event = crate::Event::from(window.clone());
+        let (_, bytes) = crate::envelope::encode_record(
+            9,
+            1,
+            &crate::StreamId::new("tun_1").expect("stream"),
+            4,
+            &event,
+            &crate::GENESIS_HASH,
+        )
+        .expect("encodes");
+        let env = crate::envelope::decode_record(9, &bytes).expect("decodes");
+        assert_eq!(env.event, event);
+        let one_each: usize = window
+            .requests
+            .iter()
+            .map(|r| {
+                rmp_serde::to_vec_named(&crate::Event::from(r.clone()))
+                    .expect("encodes")
+                    .len()
+            })
+            .sum();
+        assert!(
+            bytes.len() * 3 < one_each * 2,
+            "{} bytes as one event, {one_each} as an event each",
+            bytes.len()
+        );
+    }
+
+    #[test]
+    fn people_read_a_window_with_field_names() {
+        let window = RequestsCaptured {
+            requests: (0..2).map(full).collect(),
+        };
+        let json = serde_json::to_value(&window).expect("json");
+        assert_eq!(json["requests"][1]["path"], "/hooks/1");
+        assert_eq!(json["requests"][0]["requestBody"]["len"], 10);
+        let back: RequestsCaptured = serde_json::from_value(json).expect("decodes");
+        assert_eq!(back, window);
+    }
+
+    #[test]
+    fn an_unknown_row_layout_is_refused() {
+        #[derive(Serialize)]
+        struct Future {
+            layout: u16,
+            rows: Vec<(String,)>,
+        }
+        let bytes = rmp_serde::to_vec_named(&Future {
+            layout: 2,
+            rows: vec![("GET".into(),)],
+        })
+        .expect("encodes");
+        let err = rmp_serde::from_slice::<RequestsCaptured>(&bytes).unwrap_err();
+        assert!(err.to_string().contains("row layout 2"), "{err}");
+    }
 
     /// `RequestCaptured` as it was written before requests had ids for
     /// every capture, refusals were captured and replays named their

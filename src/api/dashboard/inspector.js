@@ -4,10 +4,11 @@
 'use strict';
 
 const filters = { status: '', path: '', tunnel: '' };
-let selectedSeq = null;
+let selectedName = null;
 let editorOpen = false;
 
-// A request's name in the API: its id (its seq for requests captured before every one had an id).
+// A request's name in the API: its id (its seq for requests captured before
+// every one had an id; the requests of one window share their event's seq).
 const nameOf = (r) => r.id || String(r.seq);
 
 function pretty(body) {
@@ -34,7 +35,7 @@ async function replay(r, edits) {
   const result = await api('POST', '/requests/' + nameOf(r) + '/replay', edits);
   const captured = result.request ? ': captured as ' + nameOf(result.request) : '';
   notice('Replayed ' + r.method + ' ' + r.path + ' → ' + result.status + captured, 'info');
-  if (result.request) selectedSeq = result.request.seq;
+  if (result.request) selectedName = nameOf(result.request);
   render();
 }
 
@@ -54,7 +55,7 @@ function editor(r, d) {
 async function showDetail(section, r) {
   let d;
   try { d = await api('GET', '/requests/' + nameOf(r)); } catch (e) { section.replaceChildren(h('p', {}, e.message)); return; }
-  if (selectedSeq !== r.seq) return;
+  if (selectedName !== nameOf(r)) return;
   const facts = [when(r.at), r.status, r.durationMs + ' ms', bytes(r.bytes), r.ip];
   const kids = [h('h2', {}, r.method + ' ' + r.path), h('p', { class: 'muted' }, facts.join(' · '))];
   if (r.replayOf) kids.push(h('p', { id: 'replay-of' }, 'A replay of request ' + r.replayOf));
@@ -88,21 +89,21 @@ async function inspectorPage() {
     && (!filters.path || r.path.includes(filters.path)) && (!filters.tunnel || r.tunnel === filters.tunnel));
   const detail = h('section', { class: 'card', id: 'request-detail', hidden: true });
   const show = (r) => {
-    selectedSeq = r.seq;
+    selectedName = nameOf(r);
     detail.hidden = false;
-    detail.setAttribute('data-seq', r.seq);
+    detail.setAttribute('data-name', nameOf(r));
     detail.replaceChildren(h('h2', {}, r.method + ' ' + r.path));
-    for (const tr of document.querySelectorAll('tr[data-seq]')) tr.classList.toggle('selected', Number(tr.dataset.seq) === r.seq);
+    for (const tr of document.querySelectorAll('tr[data-name]')) tr.classList.toggle('selected', tr.dataset.name === nameOf(r));
     showDetail(detail, r);
   };
   const rows = shown.map((r) => {
-    const tr = h('tr', { class: 'clickable' + (r.seq === selectedSeq ? ' selected' : ''), 'data-seq': r.seq, 'data-path': r.path, 'data-replay-of': r.replayOf },
+    const tr = h('tr', { class: 'clickable' + (nameOf(r) === selectedName ? ' selected' : ''), 'data-name': nameOf(r), 'data-seq': r.seq, 'data-path': r.path, 'data-replay-of': r.replayOf },
       h('td', {}, when(r.at)), h('td', {}, r.method), h('td', {}, r.path + (r.replayOf ? ' ↻' : '')), h('td', {}, r.refused ? r.status + ' ' + r.refused : r.status),
       h('td', {}, r.durationMs + ' ms'), h('td', {}, r.host), h('td', {}, bytes(r.bytes)));
     tr.addEventListener('click', () => show(r));
     return tr;
   });
-  const chosen = list.requests.find((r) => r.seq === selectedSeq);
+  const chosen = list.requests.find((r) => nameOf(r) === selectedName);
   if (chosen) show(chosen);
   const input = (key, placeholder) => h('input', { value: filters[key], placeholder, 'data-filter': key, oninput: (e) => { filters[key] = e.target.value; scheduleRefresh(250); } });
   const select = h('select', { 'data-filter': 'tunnel', onchange: (e) => { filters.tunnel = e.target.value; render(); } },

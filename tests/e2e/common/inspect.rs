@@ -18,7 +18,9 @@ pub async fn newest(api: &Api, n: usize, want: &str) -> Result<(u64, Answer)> {
             .unwrap_or_default();
         if list.len() >= n {
             let seq = list[0]["seq"].as_u64().context("seq")?;
-            let detail = api.get(&format!("/api/v1/requests/{seq}")).await?;
+            // By id: requests of one window share their event's seq.
+            let id = list[0]["id"].as_str().context("id")?;
+            let detail = api.get(&format!("/api/v1/requests/{id}")).await?;
             if detail.body["detail"] == want {
                 return Ok((seq, detail));
             }

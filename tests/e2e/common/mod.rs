@@ -129,3 +129,25 @@ pub fn nowhere(dir: &std::path::Path, needle: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Each request that events printed by `beamd replay` captured, as
+/// `{"type": "RequestCaptured", "event": {…}}`: one per `RequestCaptured`,
+/// one per request of a window's `RequestsCaptured`.
+pub fn captured_requests(
+    events: impl IntoIterator<Item = serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    let one = |r: serde_json::Value| serde_json::json!({"type": "RequestCaptured", "event": r});
+    let mut out = Vec::new();
+    for mut e in events {
+        match e["type"].as_str() {
+            Some("RequestCaptured") => out.push(e),
+            Some("RequestsCaptured") => {
+                if let serde_json::Value::Array(rs) = e["event"]["requests"].take() {
+                    out.extend(rs.into_iter().map(one));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}

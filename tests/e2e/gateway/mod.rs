@@ -489,7 +489,7 @@ async fn refusals_are_logged_and_counted_as_requests() -> Result<()> {
     let list = recent.body["requests"].as_array().context("requests")?;
     let with = |status: u64| list.iter().filter(|r| r["status"] == status).count();
     ensure!((with(429), list.len()) == (limited, 20), "{}", recent.text);
-    for name in [&results[0]["id"], &results[7]["seq"]] {
+    for name in [&results[0]["id"], &results[7]["id"]] {
         let name = name.to_string().replace('"', "");
         let detail = admin.get(&format!("/api/v1/requests/{name}")).await?;
         ensure!(

@@ -71,7 +71,7 @@ async fn the_body_store_stays_under_its_cap_under_a_flood() -> Result<()> {
     // A detail handed over is readable from the writer's queue until it is
     // written, so the oldest is pruned only once the writer has caught up:
     // wait for that, for as long as a loaded machine may need.
-    let path = format!("/api/v1/requests/{}", oldest["seq"]);
+    let path = format!("/api/v1/requests/{}", oldest["id"].as_str().context("id")?);
     let mut old = admin.get(&path).await?;
     for _ in 0..100 {
         if old.body["detail"] != "stored" {

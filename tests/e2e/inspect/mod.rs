@@ -83,9 +83,10 @@ async fn full_capture_stores_masked_headers_and_bodies_beside_the_log() -> Resul
     }
     assert_eq!(listed.len(), 2, "{listed:?}");
     // Newest first: the 1 MiB one, then the JSON one.
-    let seq_of = |i: usize| listed[i]["seq"].as_u64().unwrap_or_default();
+    // By id: the two may have been captured in one window, and share its seq.
+    let id_of = |i: usize| listed[i]["id"].as_str().unwrap_or_default().to_string();
     // Details are written off the data path: wait until both are stored.
-    let paths = [0, 1].map(|i| format!("/api/v1/requests/{}", seq_of(i)));
+    let paths = [0, 1].map(|i| format!("/api/v1/requests/{}", id_of(i)));
     let detail = |i: usize| admin.get(&paths[i]);
     let mut small = detail(1).await?;
     for _ in 0..100 {
@@ -102,16 +103,12 @@ async fn full_capture_stores_masked_headers_and_bodies_beside_the_log() -> Resul
     assert_eq!(small.body["requestBody"]["contentType"], "application/json");
     assert_eq!(small.body["requestBody"]["truncated"], false);
     assert!(!small.text.contains(SECRET), "{}", small.text);
-    let large = admin
-        .get(&format!("/api/v1/requests/{}", seq_of(0)))
-        .await?;
+    let large = admin.get(&format!("/api/v1/requests/{}", id_of(0))).await?;
     assert_eq!(large.body["requestBody"]["truncated"], true);
     assert_eq!(large.body["requestBody"]["len"], 1_048_576);
     assert_eq!(large.body["requestBody"]["encoding"], "base64");
     let (_, other) = tenant(&admin, "other").await?;
-    let theirs = other
-        .get(&format!("/api/v1/requests/{}", seq_of(1)))
-        .await?;
+    let theirs = other.get(&format!("/api/v1/requests/{}", id_of(1))).await?;
     assert_eq!(theirs.status, 404, "{}", theirs.text);
     assert_eq!(
         admin.get("/api/v1/requests/1").await?.status,
@@ -130,9 +127,10 @@ async fn full_capture_stores_masked_headers_and_bodies_beside_the_log() -> Resul
         .scan(1, u64::MAX, usize::MAX)?
         .into_iter()
         .filter_map(|(seq, b)| beamd_events::envelope::decode_record(seq, &b).ok())
-        .filter_map(|e| match e.event {
-            Event::RequestCaptured(r) => Some(r),
-            _ => None,
+        .flat_map(|e| match e.event {
+            Event::RequestCaptured(r) => vec![r],
+            Event::RequestsCaptured(w) => w.requests,
+            _ => vec![],
         })
         .collect();
     assert_eq!(captured.len(), 2, "{captured:?}");
