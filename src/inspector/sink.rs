@@ -130,8 +130,10 @@ mod tests {
         sink.send("req_1".into(), 1_000, detail.clone());
         // Before the writer's gathering time is over: read from the queue.
         assert_eq!(sink.get("req_1").unwrap().as_ref(), Some(&detail));
+        // The writer stores the batch, then takes it off its queue: wait for
+        // both (the store holding it first is the race this test once lost).
         for _ in 0..500 {
-            if store.get("req_1").unwrap().is_some() {
+            if store.get("req_1").unwrap().is_some() && lock(&sink.pending).is_empty() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
