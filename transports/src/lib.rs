@@ -35,7 +35,7 @@ pub use fd_watermark::{
 };
 pub use memory::MemoryTransport;
 pub use mux::{MuxConnection, MuxStream};
-pub use quic::{QuicConnection, QuicStream, QuicTransport};
+pub use quic::{offload as quic_offload, QuicConnection, QuicStream, QuicTransport};
 pub use refusals::{
     count_refusal, ListenerKind, RefusalReason, CONNECTIONS_REFUSED, CONNECTIONS_REFUSED_HELP,
     CONNECTIONS_REFUSED_SERIES,

@@ -45,6 +45,14 @@ fn transport_config(peer_streams: u32) -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
+/// How many datagrams one send may hand the kernel (generic segmentation
+/// offload) and one receive may bring back (generic receive offload) on
+/// `socket`, as quinn will use them: 1 where the kernel offers neither.
+pub fn offload(socket: &std::net::UdpSocket) -> std::io::Result<(usize, usize)> {
+    let state = quinn::udp::UdpSocketState::new(socket.into())?;
+    Ok((state.max_gso_segments(), state.gro_segments()))
+}
+
 fn handshake(e: impl std::fmt::Display) -> TransportError {
     TransportError::Handshake(e.to_string())
 }
@@ -158,8 +166,24 @@ impl Transport for QuicTransport {
         let crypto = QuicServerConfig::try_from(tls).map_err(handshake)?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         config.transport_config(transport_config(AGENT_OPENED_STREAMS));
-        let endpoint = quinn::Endpoint::server(config, addr)
+        let socket = std::net::UdpSocket::bind(addr)
             .map_err(|e| TransportError::io("binding the QUIC endpoint", e))?;
+        let (gso, gro) = offload(&socket)
+            .map_err(|e| TransportError::io("reading the QUIC socket's offloads", e))?;
+        tracing::info!(
+            %addr,
+            gso,
+            gro,
+            "QUIC: up to {gso} datagrams per send (GSO), {gro} per receive (GRO)"
+        );
+        let runtime = quinn::default_runtime().ok_or(TransportError::Closed)?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(config),
+            socket,
+            runtime,
+        )
+        .map_err(|e| TransportError::io("binding the QUIC endpoint", e))?;
         let local = endpoint
             .local_addr()
             .map_err(|e| TransportError::io("reading the bound address", e))?;

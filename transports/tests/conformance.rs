@@ -238,3 +238,18 @@ async fn quic_refuses_an_edge_with_another_fingerprint() -> Result<()> {
     client.connect(target).await?;
     Ok(())
 }
+
+/// quinn hands the kernel many datagrams per send and takes many per
+/// receive where the kernel offers it (Linux: UDP_SEGMENT since 4.18,
+/// UDP_GRO since 5.0); a QUIC edge that sent one datagram per system call
+/// would cap its throughput far below TCP's.
+#[cfg(target_os = "linux")]
+#[test]
+fn quic_sockets_use_segmentation_and_receive_offload() -> Result<()> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let (gso, gro) = beamd_transports::quic_offload(&socket)?;
+    eprintln!("GSO {gso} datagrams per send, GRO {gro} per receive");
+    ensure!(gso > 1, "GSO off: {gso} datagram per send");
+    ensure!(gro > 1, "GRO off: {gro} datagram per receive");
+    Ok(())
+}
