@@ -149,8 +149,11 @@ async fn checkpoints_tiles_and_proofs_check_out_with_independent_implementations
     // Inclusion: A gets its own events and only those; the proofs check out.
     let (mut mine, mut theirs) = (0, 0);
     for seq in 1..=size {
+        // At the checkpoint's size: a heartbeat may sign a newer one meanwhile.
         let by_admin = admin
-            .get(&format!("/api/v1/log/proof/inclusion?seq={seq}"))
+            .get(&format!(
+                "/api/v1/log/proof/inclusion?seq={seq}&size={size}"
+            ))
             .await?;
         ensure!(by_admin.status == 200, "{}", by_admin.text);
         let record = B64.decode(by_admin.body["record"].as_str().context("record")?)?;
@@ -162,7 +165,9 @@ async fn checkpoints_tiles_and_proofs_check_out_with_independent_implementations
         assert_eq!(by_admin.body["checkpoint"].as_str(), Some(note.as_str()));
         let env = decode_record(seq, &record)?;
         let by_a = a
-            .get(&format!("/api/v1/log/proof/inclusion?seq={seq}"))
+            .get(&format!(
+                "/api/v1/log/proof/inclusion?seq={seq}&size={size}"
+            ))
             .await?;
         let owner = match &env.event {
             beamd_events::Event::KeyIssued(k) => Some(k.tenant.clone()),
