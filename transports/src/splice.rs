@@ -108,12 +108,13 @@ fn count(counter: Option<&AtomicU64>, n: usize) {
 
 async fn one_way(from: &TcpStream, to: &TcpStream, counter: Option<&AtomicU64>) -> io::Result<()> {
     let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
-    // Used only while no pipe can be had (descriptors scarce).
-    let mut buf = Vec::new();
     loop {
         from.readable().await?;
         let Some(pipe) = take_pipe() else {
-            buf.resize(16 * 1024, 0);
+            // No pipe (descriptors scarce): this chunk crosses user space,
+            // in a buffer held only while it does, so that the many
+            // connections open at such times do not each keep one.
+            let mut buf = vec![0u8; 16 * 1024];
             match from.try_read(&mut buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
