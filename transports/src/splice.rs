@@ -6,6 +6,9 @@
 //!   TLS, no multiplexer) can be spliced: a plain data channel of the TCP
 //!   transport ([`PlainSocket`]). Every other stream is copied by the caller
 //!   in user space.
+//! - Each direction starts in user space and is spliced once a read fills
+//!   its buffer: for a request and its answer, one read and one write cost
+//!   less than two splices and the pipe's bookkeeping.
 //! - A pipe is taken from a pool shared by the process for one chunk (at
 //!   most 64 KiB) and given back once the chunk has left it, so pipes cost
 //!   descriptors per transfer in flight, not per open connection: an idle
@@ -31,6 +34,9 @@ pub const CONNECTIONS_COPIED_HELP: &str = "TCP tunnel connections by how their b
 
 /// The most one splice moves at a time: a default pipe's capacity.
 const CHUNK: usize = 64 * 1024;
+/// What one read through user space takes at most; a direction whose read
+/// fills it is spliced from then on.
+const USER_CHUNK: usize = 16 * 1024;
 
 /// A stream that may run on a TCP socket of its own, which a pump can then
 /// copy with `splice(2)`.
@@ -108,18 +114,22 @@ fn count(counter: Option<&AtomicU64>, n: usize) {
 
 async fn one_way(from: &TcpStream, to: &TcpStream, counter: Option<&AtomicU64>) -> io::Result<()> {
     let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
+    // Whether a read has filled its buffer: a bulk transfer, spliced from
+    // then on.
+    let mut bulk = false;
     loop {
         from.readable().await?;
-        let Some(pipe) = take_pipe() else {
-            // No pipe (descriptors scarce): this chunk crosses user space,
-            // in a buffer held only while it does, so that the many
-            // connections open at such times do not each keep one.
-            let mut buf = vec![0u8; 16 * 1024];
+        let Some(pipe) = bulk.then(take_pipe).flatten() else {
+            // Small chunks (and any chunk while no pipe can be had) cross
+            // user space, in a buffer held only while one does, so that
+            // the many connections open do not each keep one.
+            let mut buf = vec![0u8; USER_CHUNK];
             match from.try_read(&mut buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
                 Ok(0) => return shut_write(to),
                 Ok(n) => {
+                    bulk |= n == buf.len();
                     write_all(to, &buf[..n], counter).await?;
                     continue;
                 }
