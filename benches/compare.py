@@ -18,13 +18,17 @@ import tempfile
 import time
 
 HOST = "127.0.0.1"
-IPERF, NGINX = 45201, 45280
-EDGE = {"tcp": 45701, "quic": 45702, "ws": 45703}
-HTTP_INGRESS = 45780
+# Fixed ports below Linux's ephemeral range (32768-60999 by default), where
+# no outgoing connection (this run's thousands, or an earlier run's still in
+# TIME_WAIT) can hold them: two runs with ports in that range failed because
+# nginx or rathole never came to listen.
+IPERF, NGINX = 25201, 25280
+EDGE = {"tcp": 25701, "quic": 25702, "ws": 25703}
+HTTP_INGRESS = 25780
 # A second edge that records no RequestCaptured events: the recording cost.
-BARE_EDGE, BARE_INGRESS = 45704, 45781
-BORE_IPERF, BORE_WEB = 45901, 45902
-RATHOLE_CTRL, RATHOLE_IPERF, RATHOLE_WEB = 45600, 45601, 45602
+BARE_EDGE, BARE_INGRESS = 25704, 25781
+BORE_IPERF, BORE_WEB = 25901, 25902
+RATHOLE_CTRL, RATHOLE_IPERF, RATHOLE_WEB = 25600, 25601, 25602
 TOKEN = "tok_bench.0123456789abcdef0123456789abcdef"
 
 
@@ -164,7 +168,7 @@ http {{
 
 def start_beamd(procs, beamd, dir):
     data = os.path.join(dir, "beamd")
-    args = [beamd, "edge", "--data-dir", data, "--public-host", HOST, "--tcp-ports", "45800-45899",
+    args = [beamd, "edge", "--data-dir", data, "--public-host", HOST, "--tcp-ports", "25800-25899",
             "--http-listen", f"{HOST}:{HTTP_INGRESS}", "--api-listen", f"{HOST}:0"]
     for t, port in EDGE.items():
         args += ["--transport", t, "--listen", f"{HOST}:{port}"]
@@ -175,7 +179,7 @@ def start_beamd(procs, beamd, dir):
     agents = {}
     for i, t in enumerate(EDGE):
         for j, (local, kind) in enumerate([(IPERF, "tcp"), (NGINX, "tcp")]):
-            remote = 45810 + i * 10 + j
+            remote = 25810 + i * 10 + j
             a = procs.start([beamd, "tcp", str(local), "--edge", f"{HOST}:{EDGE[t]}", "--transport", t,
                              "--remote-port", str(remote), "--fingerprint", fp],
                             env={"BEAMD_TOKEN": TOKEN}, stdout=subprocess.PIPE, text=True)
@@ -193,7 +197,7 @@ def start_beamd(procs, beamd, dir):
 def start_bare_http(procs, beamd, dir):
     """An edge with `--no-capture` and one HTTP tunnel to nginx."""
     data = os.path.join(dir, "beamd-bare")
-    edge = procs.start([beamd, "edge", "--data-dir", data, "--public-host", HOST, "--tcp-ports", "45700-45700",
+    edge = procs.start([beamd, "edge", "--data-dir", data, "--public-host", HOST, "--tcp-ports", "25700-25700",
                         "--transport", "tcp", "--listen", f"{HOST}:{BARE_EDGE}", "--no-capture",
                         "--http-listen", f"{HOST}:{BARE_INGRESS}", "--api-listen", f"{HOST}:0"],
                        env={"BEAMD_ADMIN_TOKEN": TOKEN}, stdout=subprocess.PIPE, text=True)
@@ -208,7 +212,7 @@ def start_bare_http(procs, beamd, dir):
 
 
 def start_bore(procs, tools):
-    server = procs.start([os.path.join(tools, "bore"), "server", "--min-port", "45900", "--max-port", "45999"],
+    server = procs.start([os.path.join(tools, "bore"), "server", "--min-port", "25900", "--max-port", "25999"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(7835)
     clients = []

@@ -217,6 +217,14 @@ pub const TUNNELS_TAKEN_OVER: Family = Family::new(
     "Tunnels this node let go because their agent resumed them on another node.",
 );
 
+/// `beamd_tcp_connections_copied_total`, recorded by the pump.
+pub const TCP_COPIES: Family = Family::new(
+    Kind::Counter,
+    beamd_transports::CONNECTIONS_COPIED,
+    beamd_transports::CONNECTIONS_COPIED_HELP,
+)
+.labelled(&[&[("copy", "splice")], &[("copy", "user")]]);
+
 /// Every family, in name order.
 pub const ALL: &[Family] = &[
     ACTORS_ALIVE,
@@ -233,6 +241,7 @@ pub const ALL: &[Family] = &[
     LOG_HEAD_SEQ,
     PASSWORD_HASHES,
     REQUEST_DETAILS_DROPPED,
+    TCP_COPIES,
     TENANTS,
     TUNNEL_BYTES,
     TUNNEL_CONNECTIONS,

@@ -2,7 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use beamd_transports::{splice_pair, PlainSocket, CONNECTIONS_COPIED};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// A pump starts with a small buffer, so that the many connections that sit
 /// idle or carry small messages cost little memory, and grows it (4 KiB, 16,
@@ -19,7 +21,19 @@ pub async fn pump(
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; FIRST_BUF];
     loop {
-        let n = r.read(&mut buf).await?;
+        let n = {
+            let read = r.read(&mut buf);
+            tokio::pin!(read);
+            match futures_util::FutureExt::now_or_never(&mut read) {
+                Some(n) => n?,
+                // Nothing more to read yet: what was written goes out now
+                // (a WebSocket or TLS writer holds it until a flush).
+                None => {
+                    w.flush().await?;
+                    read.await?
+                }
+            }
+        };
         if n == 0 {
             return w.shutdown().await;
         }
@@ -44,4 +58,36 @@ pub async fn join(
     let (br, bw) = tokio::io::split(b);
     // One direction failing (a reset) ends the pair; the other is dropped.
     let _ = tokio::try_join!(pump(ar, bw, a_to_b), pump(br, aw, b_to_a));
+}
+
+/// Joins a TCP socket (a public client's, or the local service's) with a
+/// stream of the agent's connection until both directions end. When the
+/// stream is a plain data channel of its own, the bytes are moved in the
+/// kernel with `splice(2)`; otherwise they are copied through user space as
+/// [`join`] does. Counted the same either way: `socket_to_stream` and
+/// `stream_to_socket`.
+pub async fn join_socket<S>(
+    mut socket: TcpStream,
+    mut stream: S,
+    socket_to_stream: Option<&AtomicU64>,
+    stream_to_socket: Option<&AtomicU64>,
+) where
+    S: AsyncRead + AsyncWrite + PlainSocket + Unpin,
+{
+    if let Some((head, plain)) = stream.plain_socket() {
+        // What the stream had already read is the socket's first bytes.
+        if !head.is_empty() {
+            if socket.write_all(&head).await.is_err() {
+                return;
+            }
+            if let Some(c) = stream_to_socket {
+                c.fetch_add(head.len() as u64, Ordering::Relaxed);
+            }
+        }
+        metrics::counter!(CONNECTIONS_COPIED, "copy" => "splice").increment(1);
+        let _ = splice_pair(&socket, plain, socket_to_stream, stream_to_socket).await;
+        return;
+    }
+    metrics::counter!(CONNECTIONS_COPIED, "copy" => "user").increment(1);
+    join(socket, stream, socket_to_stream, stream_to_socket).await;
 }

@@ -167,7 +167,7 @@ impl Agent<'_> {
 /// Forwards one stream the edge opened to the local service.
 async fn forward<S>(mut stream: S, local: String)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + beamd_transports::PlainSocket + Unpin,
 {
     let header = tokio::time::timeout(
         Duration::from_secs(10),
@@ -181,5 +181,5 @@ where
         return; // the public client sees its connection close
     };
     let _ = service.set_nodelay(true);
-    pump::join(stream, service, None, None).await;
+    pump::join_socket(service, stream, None, None).await;
 }

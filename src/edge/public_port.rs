@@ -162,7 +162,7 @@ pub(super) async fn accept_public<C: Connection>(
             let meter = &public.meter;
             meter.connections.fetch_add(1, Ordering::Relaxed);
             meter.active.fetch_add(1, Ordering::Relaxed);
-            pump::join(
+            pump::join_socket(
                 socket,
                 stream,
                 Some(&meter.bytes_in),

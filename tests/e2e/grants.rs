@@ -19,21 +19,12 @@ use beamd::protocol::{
 use beamd_events::vocabulary::TunnelProtocol;
 use beamd_transports::{Connection, TcpTransport, Transport};
 use bytes::Bytes;
-use common::api::{api_edge, call, error_of, tenant, Api};
+use common::api::{api_edge, error_of, metric as gauge, tenant, Api};
 use common::tunnel::{echo_server, pattern, round_trip, start_agent, Agent, ADMIN_TOKEN};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A gauge of the edge's `/metrics` text.
-async fn gauge(api: SocketAddr, name: &str) -> Result<u64> {
-    let text = call(api, "GET", "/metrics", None, None, &[]).await?.text;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .with_context(|| format!("no {name} in /metrics"))
-}
 
 fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -282,7 +273,10 @@ async fn revoking_a_key_ends_its_sessions_tunnels_and_feeds() -> Result<()> {
     // A public connection held open across the revocation, on a data
     // channel of its own (the pool filled while the feed opened).
     const ON_DATA: &str = "beamd_agent_streams_opened_total{carrier=\"data_channel\"}";
+    // ... and copied in the kernel, through pipes the edge holds.
+    const SPLICED: &str = "beamd_tcp_connections_copied_total{copy=\"splice\"}";
     let before = gauge(edge.api, ON_DATA).await?;
+    let spliced = gauge(edge.api, SPLICED).await?;
     let mut held = TcpStream::connect(agent.public).await?;
     held.write_all(b"ping").await?;
     let mut echoed = [0u8; 4];
@@ -290,6 +284,10 @@ async fn revoking_a_key_ends_its_sessions_tunnels_and_feeds() -> Result<()> {
     ensure!(
         gauge(edge.api, ON_DATA).await? == before + 1,
         "the held connection did not ride a data channel"
+    );
+    ensure!(
+        gauge(edge.api, SPLICED).await? == spliced + 1,
+        "the held connection was not spliced"
     );
 
     // Timed from the moment the revocation is asked for, the API's own time included.

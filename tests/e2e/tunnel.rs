@@ -7,10 +7,13 @@ use crate::common;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use common::api::metric;
 use common::tunnel::{echo_server, pattern, round_trip, start_agent, start_edge};
 
 const CONNECTIONS: usize = 32;
 const TOTAL: usize = 64 * 1024 * 1024;
+/// Bytes of the first connection, alone before the others.
+const WARM_UP: usize = 1000;
 
 async fn sixty_four_mib_through(transport: &str) -> Result<()> {
     let _turn = common::turns::heavy().await;
@@ -18,6 +21,11 @@ async fn sixty_four_mib_through(transport: &str) -> Result<()> {
     let echo = echo_server().await?;
     let edge = start_edge(dir.path(), transport, "127.0.0.1:0", &[])?;
     let agent = start_agent(&edge, transport, echo, &[])?;
+    // One connection first, and a pause: the TCP transport's pool of data
+    // channels fills, so that later connections ride (and are spliced on)
+    // data channels of their own rather than all on the yamux session.
+    round_trip(agent.public, pattern(CONNECTIONS, WARM_UP)).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut tasks = Vec::new();
     for i in 0..CONNECTIONS {
         let public = agent.public;
@@ -28,6 +36,19 @@ async fn sixty_four_mib_through(transport: &str) -> Result<()> {
     for t in tasks {
         tokio::time::timeout(Duration::from_secs(300), t).await???;
     }
+    const COPIED: &str = "beamd_tcp_connections_copied_total";
+    let spliced = metric(edge.api, &format!("{COPIED}{{copy=\"splice\"}}")).await?;
+    let user = metric(edge.api, &format!("{COPIED}{{copy=\"user\"}}")).await?;
+    eprintln!("{transport}: {spliced} connections spliced, {user} copied in user space");
+    ensure!(
+        spliced + user == CONNECTIONS as u64 + 1,
+        "{transport}: {spliced} spliced and {user} copied of {} connections",
+        CONNECTIONS + 1
+    );
+    ensure!(
+        transport != "tcp" || spliced > 0,
+        "tcp: no connection rode a plain data channel through splice"
+    );
     // Stop the edge cleanly and read the metered bytes back from its log.
     edge.proc.signal(rustix::process::Signal::TERM)?;
     edge.proc.expect("stopped", Duration::from_secs(30))?;
@@ -43,16 +64,17 @@ async fn sixty_four_mib_through(transport: &str) -> Result<()> {
             connections += e["event"]["connections"].as_u64().unwrap_or(0);
         }
     }
+    let total = (TOTAL + WARM_UP) as u64;
     ensure!(
-        bytes_in == TOTAL as u64,
-        "{transport}: {bytes_in} bytes in recorded, {TOTAL} sent"
+        bytes_in == total,
+        "{transport}: {bytes_in} bytes in recorded, {total} sent"
     );
     ensure!(
-        bytes_out == TOTAL as u64,
-        "{transport}: {bytes_out} bytes out recorded, {TOTAL} echoed"
+        bytes_out == total,
+        "{transport}: {bytes_out} bytes out recorded, {total} echoed"
     );
     ensure!(
-        connections == CONNECTIONS as u64,
+        connections == CONNECTIONS as u64 + 1,
         "{transport}: {connections} connections recorded"
     );
     let audit = common::beamd(&["audit", "--data-dir", dir.path().to_str().unwrap()]);

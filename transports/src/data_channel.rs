@@ -1,15 +1,19 @@
-//! Data channels of the TCP transport: each public connection the edge opens
-//! to an agent rides a TCP connection of its own, as bore and rathole do,
-//! instead of a stream of the agent's one yamux session (one task drives a
-//! whole session, which caps a busy tunnel at what that task can copy).
+//! Data channels of the TCP and WebSocket transports: each public
+//! connection the edge opens to an agent rides a connection of its own, as
+//! bore and rathole do, instead of a stream of the agent's one yamux session
+//! (one task drives a whole session, which caps a busy tunnel at what that
+//! task can copy).
 //!
 //! - The edge hands the agent a ticket (32 random bytes) on the first stream
 //!   it opens, a yamux stream that stays open as the channel through which
 //!   the edge asks for more data channels (one byte: how many).
-//! - The agent dials the edge's agent listener again (TLS too, when the
-//!   transport uses it) and writes [`DATA_TAG`] and the ticket; the listener
-//!   puts the socket in that connection's pool of idle data channels. An
-//!   unknown ticket, or a full pool, closes the socket.
+//! - The agent dials the edge's agent listener again, the way it dialled
+//!   its first connection (TLS when the transport uses it; a WebSocket
+//!   handshake on the WebSocket transport, whose data channel then carries
+//!   the bytes in binary messages, as its first connection does), and
+//!   writes [`DATA_TAG`] and the ticket; the listener puts the channel in
+//!   that connection's pool of idle data channels. An unknown ticket, or a
+//!   full pool, closes the socket.
 //! - Opening a stream takes an idle data channel and asks for a replacement;
 //!   with none idle it uses a yamux stream at once: no public connection
 //!   waits on a dial (measured: waiting even 10 ms for one cost new
@@ -39,12 +43,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OnceCell};
 
+use tokio_util::compat::TokioAsyncReadCompatExt;
+
+use crate::coalesce::Coalesce;
 use crate::stream_tls::StreamTls;
-use crate::{Connection, MuxConnection, MuxStream, TransportError};
+use crate::{ChannelListener, Connection, MuxConnection, MuxStream, TransportError};
 
 /// The first byte of a data channel. A control connection starts with a
-/// yamux frame (version 0), or with a TLS record under TLS, inside which
-/// the same holds.
+/// yamux frame (version 0), inside TLS and WebSocket framing when the
+/// transport has them.
 pub(crate) const DATA_TAG: u8 = 0xbd;
 /// What opens the ticket stream, before the ticket.
 const TICKET_MAGIC: &[u8; 8] = b"beamd-dc";
@@ -82,6 +89,14 @@ pub(crate) struct Prefixed<S> {
 impl<S> Prefixed<S> {
     pub(crate) fn new(head: Vec<u8>, inner: S) -> Self {
         Self { head, at: 0, inner }
+    }
+
+    /// The bytes put back and not read yet, taken out.
+    fn take_head(&mut self) -> Vec<u8> {
+        let mut head = std::mem::take(&mut self.head);
+        head.drain(..self.at);
+        self.at = 0;
+        head
     }
 }
 
@@ -153,6 +168,10 @@ impl Shared {
 
     pub(crate) fn weak(&self) -> Weak<TcpStream> {
         Arc::downgrade(&self.0)
+    }
+
+    pub(crate) fn strong(&self) -> Arc<TcpStream> {
+        self.0.clone()
     }
 }
 
@@ -273,15 +292,30 @@ impl Drop for Registration {
     }
 }
 
-/// One public connection's own TCP connection between edge and agent.
+/// One public connection's own connection between edge and agent.
 pub struct DataStream {
     io: Prefixed<Box<dyn Io>>,
+    /// The socket, when nothing runs over it (no TLS): it can be spliced.
+    plain: Option<Arc<TcpStream>>,
     _registration: Registration,
 }
 
-/// A stream of the TCP transport: a data channel, or a yamux stream.
-pub enum TcpStreamOf {
-    /// On a TCP connection of its own.
+impl crate::PlainSocket for ChannelStream {
+    fn plain_socket(&mut self) -> Option<(Vec<u8>, &TcpStream)> {
+        match self {
+            ChannelStream::Data(d) => {
+                let socket = d.plain.as_deref()?;
+                Some((d.io.take_head(), socket))
+            }
+            ChannelStream::Mux(_) => None,
+        }
+    }
+}
+
+/// A stream of the TCP or WebSocket transport: a data channel, or a yamux
+/// stream.
+pub enum ChannelStream {
+    /// On a connection of its own.
     Data(DataStream),
     /// On the agent's yamux session.
     Mux(MuxStream),
@@ -290,11 +324,11 @@ pub enum TcpStreamOf {
 macro_rules! both {
     ($self:ident, $s:ident => $e:expr) => {
         match $self.get_mut() {
-            TcpStreamOf::Data(d) => {
+            ChannelStream::Data(d) => {
                 let $s = Pin::new(&mut d.io);
                 $e
             }
-            TcpStreamOf::Mux(m) => {
+            ChannelStream::Mux(m) => {
                 let $s = Pin::new(m);
                 $e
             }
@@ -302,7 +336,7 @@ macro_rules! both {
     };
 }
 
-impl AsyncRead for TcpStreamOf {
+impl AsyncRead for ChannelStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -312,7 +346,7 @@ impl AsyncRead for TcpStreamOf {
     }
 }
 
-impl AsyncWrite for TcpStreamOf {
+impl AsyncWrite for ChannelStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -339,17 +373,28 @@ impl AsyncWrite for TcpStreamOf {
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            TcpStreamOf::Data(d) => d.io.is_write_vectored(),
-            TcpStreamOf::Mux(m) => m.is_write_vectored(),
+            ChannelStream::Data(d) => d.io.is_write_vectored(),
+            ChannelStream::Mux(m) => m.is_write_vectored(),
         }
     }
 }
 
 /// The edge's tickets, by ticket: where the listener hands a data channel.
-#[derive(Clone, Default)]
-pub(crate) struct Tickets(Arc<Mutex<HashMap<Ticket, Weak<EdgePool>>>>);
+#[derive(Clone)]
+pub(crate) struct Tickets {
+    pools: Arc<Mutex<HashMap<Ticket, Weak<EdgePool>>>>,
+    /// The listener, as named in the refusal count.
+    listener: crate::ListenerKind,
+}
 
 impl Tickets {
+    pub(crate) fn new(listener: crate::ListenerKind) -> Self {
+        Self {
+            pools: Arc::default(),
+            listener,
+        }
+    }
+
     /// Hands `io`, a data channel that presented `ticket`, to its
     /// connection's pool; closes it when the ticket is unknown.
     /// `plentiful`: whether the data channel's descriptor lies below half
@@ -359,23 +404,21 @@ impl Tickets {
         ticket: &[u8],
         io: Box<dyn Io>,
         socket: Weak<TcpStream>,
+        plain: Option<Arc<TcpStream>>,
         plentiful: bool,
     ) {
         let pool = <Ticket>::try_from(ticket)
             .ok()
-            .and_then(|t| lock(&self.0).get(&t).and_then(Weak::upgrade));
+            .and_then(|t| lock(&self.pools).get(&t).and_then(Weak::upgrade));
         match pool {
             Some(pool) if !plentiful => {
                 pool.scarce();
                 drop(io);
                 shut(&socket);
             }
-            Some(pool) => pool.arrived(io, socket),
+            Some(pool) => pool.arrived(io, socket, plain),
             None => {
-                crate::count_refusal(
-                    crate::RefusalReason::UnknownTicket,
-                    crate::ListenerKind::AgentTcp,
-                );
+                crate::count_refusal(crate::RefusalReason::UnknownTicket, self.listener);
                 drop(io);
                 shut(&socket);
             }
@@ -437,11 +480,11 @@ impl EdgePool {
             paused_until: Mutex::new(None),
             closer: Arc::default(),
         });
-        lock(&tickets.0).insert(ticket, Arc::downgrade(&pool));
+        lock(&tickets.pools).insert(ticket, Arc::downgrade(&pool));
         Some(pool)
     }
 
-    fn arrived(&self, io: Box<dyn Io>, socket: Weak<TcpStream>) {
+    fn arrived(&self, io: Box<dyn Io>, socket: Weak<TcpStream>, plain: Option<Arc<TcpStream>>) {
         let _ = self
             .asked
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
@@ -454,6 +497,7 @@ impl EdgePool {
         }
         idle.push_back(DataStream {
             io: Prefixed::new(Vec::new(), io),
+            plain,
             _registration: registration,
         });
     }
@@ -537,8 +581,58 @@ impl EdgePool {
 
 impl Drop for EdgePool {
     fn drop(&mut self) {
-        lock(&self.tickets.0).remove(&self.ticket);
+        lock(&self.tickets.pools).remove(&self.ticket);
         self.closer.close();
+    }
+}
+
+/// What the TCP and WebSocket transports put over a TCP connection, the
+/// agent's first connection and its data channels alike.
+#[derive(Clone, Default)]
+pub(crate) struct Framing {
+    /// TLS 1.3 first, when set.
+    pub(crate) tls: Option<StreamTls>,
+    /// Then a WebSocket, whose binary messages carry the bytes.
+    pub(crate) websocket: bool,
+}
+
+impl Framing {
+    /// The client's side of the framing over `socket`, dialled to `addr`.
+    async fn connect(
+        &self,
+        socket: Box<dyn Io>,
+        addr: SocketAddr,
+    ) -> Result<Box<dyn Io>, TransportError> {
+        let mut io = socket;
+        if let Some(tls) = &self.tls {
+            io = Box::new(tls.connect(io).await?);
+        }
+        if self.websocket {
+            io = crate::websocket::client(io, addr, self.tls.is_some()).await?;
+        }
+        Ok(io)
+    }
+
+    /// The server's side of the framing over an accepted socket.
+    async fn accept(&self, socket: Box<dyn Io>) -> Result<Box<dyn Io>, TransportError> {
+        let mut io = socket;
+        if let Some(tls) = &self.tls {
+            io = Box::new(tls.accept(io).await?);
+        }
+        if self.websocket {
+            io = crate::websocket::server(io).await?;
+        }
+        Ok(io)
+    }
+
+    /// The agent's yamux session over a first connection.
+    fn mux<S: Io>(&self, io: S, client: bool, peer: SocketAddr) -> MuxConnection {
+        if self.websocket {
+            // tungstenite gathers a frame's writes until the flush itself.
+            MuxConnection::start(io.compat(), client, peer)
+        } else {
+            MuxConnection::start(Coalesce::new(io).compat(), client, peer)
+        }
     }
 }
 
@@ -546,7 +640,7 @@ impl Drop for EdgePool {
 #[derive(Clone)]
 pub(crate) struct Dialer {
     pub(crate) addr: SocketAddr,
-    pub(crate) tls: Option<StreamTls>,
+    pub(crate) framing: Framing,
 }
 
 /// The agent side's data channels of one connection.
@@ -578,18 +672,18 @@ impl AgentPool {
     pub(crate) async fn accept(
         self: &Arc<Self>,
         mux: &MuxConnection,
-    ) -> Result<TcpStreamOf, TransportError> {
+    ) -> Result<ChannelStream, TransportError> {
         loop {
             tokio::select! {
                 data = async { self.ready.lock().await.recv().await } => {
                     if let Some(d) = data {
-                        return Ok(TcpStreamOf::Data(d));
+                        return Ok(ChannelStream::Data(d));
                     }
                 }
                 stream = mux.accept_stream() => {
                     let stream = stream?;
                     if self.ticket_seen.swap(true, Ordering::AcqRel) {
-                        return Ok(TcpStreamOf::Mux(stream));
+                        return Ok(ChannelStream::Mux(stream));
                     }
                     tokio::spawn(self.clone().serve_tickets(stream));
                 }
@@ -644,14 +738,13 @@ impl AgentPool {
         let Some(registration) = self.closer.register(socket.weak()) else {
             return Ok(None);
         };
-        let mut io: Box<dyn Io> = match &self.dialer.tls {
-            None => Box::new(socket),
-            Some(tls) => Box::new(
-                tls.connect(socket)
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))?,
-            ),
-        };
+        let framing = &self.dialer.framing;
+        let bare = framing.tls.is_none() && !framing.websocket;
+        let plain = bare.then(|| socket.strong());
+        let mut io = framing
+            .connect(Box::new(socket), self.dialer.addr)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut hello = vec![DATA_TAG];
         hello.extend_from_slice(&ticket);
         io.write_all(&hello).await?;
@@ -665,6 +758,7 @@ impl AgentPool {
         head.truncate(n);
         Ok(Some(DataStream {
             io: Prefixed::new(head, io),
+            plain,
             _registration: registration,
         }))
     }
@@ -674,9 +768,9 @@ impl AgentPool {
     }
 }
 
-/// The TCP transport's connection: the agent's yamux session and, beside
-/// it, its data channels.
-pub struct TcpConnection {
+/// The TCP or WebSocket transport's connection: the agent's yamux session
+/// and, beside it, its data channels.
+pub struct ChannelConnection {
     mux: MuxConnection,
     side: Side,
 }
@@ -686,7 +780,7 @@ enum Side {
     Agent(Arc<AgentPool>),
 }
 
-impl TcpConnection {
+impl ChannelConnection {
     pub(crate) fn edge(mux: MuxConnection, tickets: &Tickets) -> Self {
         Self {
             mux,
@@ -702,24 +796,24 @@ impl TcpConnection {
     }
 }
 
-impl Connection for TcpConnection {
-    type Stream = TcpStreamOf;
+impl Connection for ChannelConnection {
+    type Stream = ChannelStream;
 
-    async fn open_stream(&self) -> Result<TcpStreamOf, TransportError> {
+    async fn open_stream(&self) -> Result<ChannelStream, TransportError> {
         if let Side::Edge(Some(pool)) = &self.side {
             if let Some(d) = pool.open(&self.mux).await {
                 metrics::counter!(STREAMS_OPENED, "carrier" => "data_channel").increment(1);
-                return Ok(TcpStreamOf::Data(d));
+                return Ok(ChannelStream::Data(d));
             }
             metrics::counter!(STREAMS_OPENED, "carrier" => "mux").increment(1);
         }
-        Ok(TcpStreamOf::Mux(self.mux.open_stream().await?))
+        Ok(ChannelStream::Mux(self.mux.open_stream().await?))
     }
 
-    async fn accept_stream(&self) -> Result<TcpStreamOf, TransportError> {
+    async fn accept_stream(&self) -> Result<ChannelStream, TransportError> {
         match &self.side {
             Side::Agent(pool) => pool.accept(&self.mux).await,
-            Side::Edge(_) => Ok(TcpStreamOf::Mux(self.mux.accept_stream().await?)),
+            Side::Edge(_) => Ok(ChannelStream::Mux(self.mux.accept_stream().await?)),
         }
     }
 
@@ -737,7 +831,7 @@ impl Connection for TcpConnection {
     }
 }
 
-impl Drop for TcpConnection {
+impl Drop for ChannelConnection {
     fn drop(&mut self) {
         if let Side::Agent(pool) = &self.side {
             pool.close();
@@ -745,9 +839,100 @@ impl Drop for TcpConnection {
     }
 }
 
-/// Streams the edge opened to agents over the TCP transport, by what
-/// carried them (`data_channel`, `mux`).
+/// Streams the edge opened to agents over the TCP and WebSocket
+/// transports, by what carried them (`data_channel`, `mux`).
 pub const STREAMS_OPENED: &str = "beamd_agent_streams_opened_total";
 /// Its help text.
 pub const STREAMS_OPENED_HELP: &str =
-    "Streams the edge opened to agents over the TCP transport, by carrier: a data channel (a TCP connection of its own) or the agent's yamux session";
+    "Streams the edge opened to agents over the TCP and WebSocket transports, by carrier: a data channel (a connection of its own) or the agent's yamux session";
+
+/// An accepted socket, once it said what it is.
+enum Accepted {
+    /// A data channel: its ticket, the stream, its socket (to shut it
+    /// down), the socket again when nothing runs over it (to splice it),
+    /// and whether descriptors are plentiful.
+    Data(
+        Ticket,
+        Box<dyn Io>,
+        Weak<TcpStream>,
+        Option<Arc<TcpStream>>,
+        bool,
+    ),
+    /// An agent's connection, its first byte put back.
+    Control(Prefixed<Box<dyn Io>>),
+}
+
+async fn accepted(socket: TcpStream, framing: &Framing) -> Option<Accepted> {
+    let plentiful = descriptors_plentiful(&socket);
+    let socket = Shared::new(socket);
+    let weak = socket.weak();
+    let bare = framing.tls.is_none() && !framing.websocket;
+    let plain = bare.then(|| socket.strong());
+    let io = framing.accept(Box::new(socket)).await.ok()?;
+    match first_bytes(io).await.ok()? {
+        Ok((ticket, io)) => Some(Accepted::Data(ticket, io, weak, plain, plentiful)),
+        Err(control) => Some(Accepted::Control(control)),
+    }
+}
+
+/// The agent listener of the TCP and WebSocket transports: agents'
+/// connections and their data channels arrive on the same port, each told
+/// from the other by its first bytes.
+pub(crate) async fn listen(
+    addr: SocketAddr,
+    framing: Framing,
+    kind: crate::ListenerKind,
+) -> Result<ChannelListener<ChannelConnection>, TransportError> {
+    let listener =
+        crate::bind_tcp(addr).map_err(|e| TransportError::io("binding the agent listener", e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| TransportError::io("reading the bound address", e))?;
+    let tickets = Tickets::new(kind);
+    Ok(ChannelListener::spawn(local, move |ready| async move {
+        loop {
+            let (socket, peer) = crate::accept_tcp(&listener).await;
+            if crate::over_fd_watermark(&socket, kind) {
+                continue;
+            }
+            let _ = socket.set_nodelay(true);
+            let (framing, ready, tickets) = (framing.clone(), ready.clone(), tickets.clone());
+            // What the socket is (an agent's connection or a data channel)
+            // is read off the accept loop: one slow client cannot hold up
+            // the others.
+            tokio::spawn(async move {
+                let Ok(accepted) =
+                    tokio::time::timeout(FIRST_BYTES_TIMEOUT, accepted(socket, &framing)).await
+                else {
+                    return;
+                };
+                match accepted {
+                    Some(Accepted::Data(ticket, io, socket, plain, plentiful)) => {
+                        tickets.offer(&ticket, io, socket, plain, plentiful)
+                    }
+                    Some(Accepted::Control(io)) => {
+                        let mux = framing.mux(io, false, peer);
+                        let _ = ready.send(ChannelConnection::edge(mux, &tickets)).await;
+                    }
+                    None => {}
+                }
+            });
+        }
+    }))
+}
+
+/// An agent's first connection to the edge at `addr`.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    framing: Framing,
+) -> Result<ChannelConnection, TransportError> {
+    let socket = TcpStream::connect(addr)
+        .await
+        .map_err(|e| TransportError::io("connecting to the edge", e))?;
+    let _ = socket.set_nodelay(true);
+    let io = tokio::time::timeout(FIRST_BYTES_TIMEOUT, framing.connect(Box::new(socket), addr))
+        .await
+        .map_err(|_| TransportError::Handshake("the handshake timed out".into()))??;
+    let mux = framing.mux(io, true, addr);
+    Ok(ChannelConnection::agent(mux, Dialer { addr, framing }))
+}

@@ -175,6 +175,9 @@ impl<C: Connection> Connection for FaultyConnection<C> {
     }
 }
 
+/// Faults are injected on the way through user space: never spliced.
+impl<S> crate::PlainSocket for FaultyStream<S> {}
+
 /// A stream whose first read may wait before delivering.
 pub struct FaultyStream<S> {
     inner: S,

@@ -14,6 +14,7 @@ mod memory;
 mod mux;
 mod quic;
 mod refusals;
+mod splice;
 mod stream_tls;
 mod tcp;
 pub mod tls;
@@ -27,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use accept::{accept_tcp, bind_tcp, ChannelListener};
 pub use data_channel::{
-    DataStream, TcpConnection, TcpStreamOf, STREAMS_OPENED, STREAMS_OPENED_HELP,
+    ChannelConnection, ChannelStream, DataStream, STREAMS_OPENED, STREAMS_OPENED_HELP,
 };
 pub use faulty::{Faulty, FaultyConnection, FaultyListener, FaultyStream, LinkFaults};
 pub use fd_watermark::{
@@ -40,6 +41,7 @@ pub use refusals::{
     count_refusal, ListenerKind, RefusalReason, CONNECTIONS_REFUSED, CONNECTIONS_REFUSED_HELP,
     CONNECTIONS_REFUSED_SERIES,
 };
+pub use splice::{splice_pair, PlainSocket, CONNECTIONS_COPIED, CONNECTIONS_COPIED_HELP};
 pub use stream_tls::StreamTls;
 pub use tcp::TcpTransport;
 pub use websocket::WsTransport;
@@ -118,7 +120,7 @@ pub trait Listener: Send + 'static {
 /// opener first writes to it.
 pub trait Connection: Send + Sync + 'static {
     /// A bidirectional byte stream.
-    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+    type Stream: AsyncRead + AsyncWrite + PlainSocket + Send + Unpin + 'static;
 
     /// Opens a new stream to the peer.
     fn open_stream(&self) -> impl Future<Output = Result<Self::Stream, TransportError>> + Send;

@@ -118,6 +118,8 @@ impl Drop for MuxConnection {
     }
 }
 
+impl crate::PlainSocket for MuxStream {}
+
 impl Connection for MuxConnection {
     type Stream = MuxStream;
 

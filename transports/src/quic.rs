@@ -120,6 +120,8 @@ impl AsyncWrite for QuicStream {
     }
 }
 
+impl crate::PlainSocket for QuicStream {}
+
 impl Connection for QuicConnection {
     type Stream = QuicStream;
 

@@ -75,7 +75,8 @@ const fn series(reason: RefusalReason, on: ListenerKind) -> [(&'static str, &'st
 
 /// Every label set the counter can be recorded with: the watermark guards
 /// every TCP listener; the tenant cap guards the public listeners and the
-/// API's replay of a captured request through its tunnel. The edge registers
+/// API's replay of a captured request through its tunnel; tickets guard the
+/// agent listeners that take data channels (TCP, WebSocket). The edge registers
 /// each at zero, so an alert on a refusal has a series from the first scrape.
 pub const CONNECTIONS_REFUSED_SERIES: &[&[(&str, &str)]] = {
     use ListenerKind::*;
@@ -90,6 +91,7 @@ pub const CONNECTIONS_REFUSED_SERIES: &[&[(&str, &str)]] = {
         &series(TenantCap, PublicHttp),
         &series(TenantCap, Api),
         &series(UnknownTicket, AgentTcp),
+        &series(UnknownTicket, AgentWs),
     ]
 };
 

@@ -1,27 +1,51 @@
-//! WebSocket (for networks that pass only HTTP), optionally over TLS (wss),
-//! multiplexed with yamux over binary messages.
+//! WebSocket (for networks that pass only HTTP), optionally over TLS (wss):
+//! the agent's connection is multiplexed with yamux over binary messages,
+//! and the public connections the edge opens ride data channels of their
+//! own beside it, each a WebSocket too (see `data_channel`).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
 
+use crate::data_channel::{self, ChannelConnection, Framing, Io};
 use crate::stream_tls::StreamTls;
 use crate::ws_bytes::WsBytes;
-use crate::{ChannelListener, MuxConnection, Transport, TransportError};
+use crate::{ChannelListener, ListenerKind, Transport, TransportError};
 
 /// The path agents connect to.
 pub const WS_PATH: &str = "/beamd/v1/agent";
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// tungstenite's buffers, smaller than its 128 KiB defaults: the read buffer
-/// is allocated whole for every connection, and a yamux frame (the unit
-/// written) is at most 16 KiB, so 32 KiB holds two.
+/// tungstenite's buffers, far smaller than its 128 KiB defaults: the read
+/// buffer is allocated whole for every connection (and grows to hold a
+/// larger frame when one comes), and every data channel is a WebSocket of
+/// its own, so what an idle one holds is what an open public connection
+/// costs the edge.
 fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(32 * 1024)
+        .read_buffer_size(8 * 1024)
         .write_buffer_size(32 * 1024)
+}
+
+/// The server side of a WebSocket handshake over `io`: then its bytes.
+pub(crate) async fn server(io: Box<dyn Io>) -> Result<Box<dyn Io>, TransportError> {
+    let ws = tokio_tungstenite::accept_async_with_config(io, Some(ws_config()))
+        .await
+        .map_err(|e| TransportError::Handshake(e.to_string()))?;
+    Ok(Box::new(WsBytes::new(ws).compat()))
+}
+
+/// The client side of a WebSocket handshake over `io`, dialled to `addr`.
+pub(crate) async fn client(
+    io: Box<dyn Io>,
+    addr: SocketAddr,
+    tls: bool,
+) -> Result<Box<dyn Io>, TransportError> {
+    let scheme = if tls { "wss" } else { "ws" };
+    let url = format!("{scheme}://{addr}{WS_PATH}");
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, io, Some(ws_config()))
+        .await
+        .map_err(|e| TransportError::Handshake(e.to_string()))?;
+    Ok(Box::new(WsBytes::new(ws).compat()))
 }
 
 /// The WebSocket transport: plain (ws) by default, TLS (wss) with `with_tls`.
@@ -40,89 +64,28 @@ impl WsTransport {
     pub fn with_tls(tls: StreamTls) -> Self {
         Self { tls: Some(tls) }
     }
-}
 
-async fn serve_ws<S>(socket: S, peer: SocketAddr) -> Option<MuxConnection>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let handshake = tokio_tungstenite::accept_async_with_config(socket, Some(ws_config()));
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(ws)) => Some(MuxConnection::start(WsBytes::new(ws), false, peer)),
-        _ => None,
+    fn framing(&self) -> Framing {
+        Framing {
+            tls: self.tls.clone(),
+            websocket: true,
+        }
     }
 }
 
-async fn open_ws<S>(
-    socket: S,
-    url: String,
-    addr: SocketAddr,
-) -> Result<MuxConnection, TransportError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let handshake = tokio_tungstenite::client_async_with_config(url, socket, Some(ws_config()));
-    let (ws, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
-        .await
-        .map_err(|_| TransportError::Handshake("WebSocket handshake timed out".into()))?
-        .map_err(|e| TransportError::Handshake(e.to_string()))?;
-    Ok(MuxConnection::start(WsBytes::new(ws), true, addr))
-}
-
 impl Transport for WsTransport {
-    type Connection = MuxConnection;
-    type Listener = ChannelListener<MuxConnection>;
+    type Connection = ChannelConnection;
+    type Listener = ChannelListener<ChannelConnection>;
 
     fn name(&self) -> &'static str {
         "ws"
     }
 
     async fn listen(&self, addr: SocketAddr) -> Result<Self::Listener, TransportError> {
-        let listener = crate::bind_tcp(addr)
-            .map_err(|e| TransportError::io("binding the WebSocket listener", e))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| TransportError::io("reading the bound address", e))?;
-        let tls = self.tls.clone();
-        Ok(ChannelListener::spawn(local, move |ready| async move {
-            loop {
-                let (socket, peer) = crate::accept_tcp(&listener).await;
-                if crate::over_fd_watermark(&socket, crate::ListenerKind::AgentWs) {
-                    continue;
-                }
-                let _ = socket.set_nodelay(true);
-                let (tls, ready) = (tls.clone(), ready.clone());
-                tokio::spawn(async move {
-                    let conn = match tls {
-                        None => serve_ws(socket, peer).await,
-                        Some(tls) => match tls.accept(socket).await {
-                            Ok(stream) => serve_ws(stream, peer).await,
-                            Err(_) => None,
-                        },
-                    };
-                    if let Some(conn) = conn {
-                        let _ = ready.send(conn).await;
-                    }
-                });
-            }
-        }))
+        data_channel::listen(addr, self.framing(), ListenerKind::AgentWs).await
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<MuxConnection, TransportError> {
-        let socket = TcpStream::connect(addr)
-            .await
-            .map_err(|e| TransportError::io("connecting for WebSocket", e))?;
-        let _ = socket.set_nodelay(true);
-        match &self.tls {
-            None => open_ws(socket, format!("ws://{addr}{WS_PATH}"), addr).await,
-            Some(tls) => {
-                open_ws(
-                    tls.connect(socket).await?,
-                    format!("wss://{addr}{WS_PATH}"),
-                    addr,
-                )
-                .await
-            }
-        }
+    async fn connect(&self, addr: SocketAddr) -> Result<ChannelConnection, TransportError> {
+        data_channel::connect(addr, self.framing()).await
     }
 }

@@ -1,5 +1,14 @@
 //! A WebSocket as a byte stream: binary messages carry the bytes, so the
 //! multiplexer above never depends on message boundaries.
+//!
+//! A WebSocket has no half-close: once one side sends a Close frame, the
+//! other must answer with its own and send nothing more. A byte stream
+//! needs one (a client that sends its request and shuts down its writing
+//! side still waits for the answer), so shutting the writing side down
+//! sends an empty binary message, which no write otherwise produces, and
+//! the reader takes it for the end of the bytes; the other direction goes
+//! on until it ends the same way, and the socket is closed when both sides
+//! drop it. A Close frame still ends the stream too.
 
 use std::io;
 use std::pin::Pin;
@@ -12,6 +21,10 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 pub struct WsBytes<S> {
     inner: S,
     read_buf: Bytes,
+    /// The peer sent its end of the bytes.
+    read_ended: bool,
+    /// This side sent its end of the bytes.
+    write_ended: bool,
 }
 
 impl<S> WsBytes<S> {
@@ -20,6 +33,8 @@ impl<S> WsBytes<S> {
         Self {
             inner,
             read_buf: Bytes::new(),
+            read_ended: false,
+            write_ended: false,
         }
     }
 }
@@ -44,7 +59,14 @@ where
                 buf[..n].copy_from_slice(&chunk);
                 return Poll::Ready(Ok(n));
             }
+            if self.read_ended {
+                return Poll::Ready(Ok(0));
+            }
             match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(Message::Binary(data)))) if data.is_empty() => {
+                    self.read_ended = true;
+                    return Poll::Ready(Ok(0));
+                }
                 Poll::Ready(Some(Ok(Message::Binary(data)))) => self.read_buf = data,
                 Poll::Ready(Some(Ok(Message::Close(_)))) | Poll::Ready(None) => {
                     return Poll::Ready(Ok(0))
@@ -67,6 +89,13 @@ where
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            // An empty message would end the bytes.
+            return Poll::Ready(Ok(0));
+        }
+        if self.write_ended {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
         match Pin::new(&mut self.inner).poll_ready(cx) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => return Poll::Ready(Err(to_io(e))),
@@ -84,6 +113,17 @@ where
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_close(cx).map_err(to_io)
+        if !self.write_ended {
+            match Pin::new(&mut self.inner).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(to_io(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+            Pin::new(&mut self.inner)
+                .start_send(Message::Binary(Bytes::new()))
+                .map_err(to_io)?;
+            self.write_ended = true;
+        }
+        Pin::new(&mut self.inner).poll_flush(cx).map_err(to_io)
     }
 }

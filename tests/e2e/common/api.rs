@@ -22,6 +22,15 @@ pub struct Answer {
     pub raw: Bytes,
 }
 
+/// A counter or gauge of the edge's `/metrics` text (`name` with its labels).
+pub async fn metric(api: SocketAddr, name: &str) -> Result<u64> {
+    let text = call(api, "GET", "/metrics", None, None, &[]).await?.text;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .with_context(|| format!("no {name} in /metrics"))
+}
+
 /// Sends one request on a fresh connection.
 pub async fn call(
     addr: SocketAddr,
