@@ -14,14 +14,9 @@
 //!   writes [`DATA_TAG`] and the ticket; the listener puts the channel in
 //!   that connection's pool of idle data channels. An unknown ticket, or a
 //!   full pool, closes the socket.
-//! - The edge asks for the first ones once the agent is welcomed
-//!   ([`Connection::warm_up`]). Opening a stream takes an idle data channel
-//!   and asks for a replacement; with none idle it uses a yamux stream at
-//!   once: no public connection waits on a dial (measured: waiting even
+//! - Opening a stream takes an idle data channel and asks for a
+//!   replacement; with none idle it uses a yamux stream at once: no public connection waits on a dial (measured: waiting even
 //!   10 ms for one cost new connections more than the yamux stream does).
-//!   Each such miss doubles how many the edge keeps idle (8 at first, 64 at
-//!   most; halved after 30 s without a miss), so a tunnel that sees bursts
-//!   soon keeps a pool that covers them.
 //! - Closing the connection closes every data channel it owns, idle or in
 //!   use: a connection the edge cuts (a revoked key) keeps nothing serving.
 //! - A data channel costs the edge a descriptor per public connection (as
@@ -61,12 +56,8 @@ pub(crate) const DATA_TAG: u8 = 0xbd;
 const TICKET_MAGIC: &[u8; 8] = b"beamd-dc";
 /// A ticket's length.
 const TICKET_LEN: usize = 32;
-/// Idle data channels the edge keeps asked for per agent connection, at
-/// first and at least.
+/// Idle data channels the edge keeps asked for per agent connection.
 const IDLE_TARGET: usize = 8;
-/// After this long with no stream that found the pool empty, the target
-/// halves (down to `IDLE_TARGET`).
-const TARGET_DECAY: Duration = Duration::from_secs(30);
 /// Idle data channels one connection may hold; more are closed.
 const MAX_IDLE: usize = 64;
 /// Dials asked for and not yet arrived, at most.
@@ -459,12 +450,6 @@ pub(crate) struct EdgePool {
     asked: AtomicUsize,
     /// When dials were last asked for.
     asked_at: Mutex<Instant>,
-    /// How many idle data channels to keep: doubled (up to `MAX_IDLE`)
-    /// each time a stream finds none, so that a tunnel that sees bursts
-    /// keeps a pool that covers them.
-    target: AtomicUsize,
-    /// When a stream last found the pool empty, or the target last halved.
-    missed_at: Mutex<Instant>,
     /// Until when to ask for no data channel (descriptors were scarce).
     paused_until: Mutex<Option<Instant>>,
     closer: Arc<Closer>,
@@ -491,8 +476,6 @@ impl EdgePool {
             idle: Mutex::default(),
             asked: AtomicUsize::new(0),
             asked_at: Mutex::new(Instant::now()),
-            target: AtomicUsize::new(IDLE_TARGET),
-            missed_at: Mutex::new(Instant::now()),
             paused_until: Mutex::new(None),
             closer: Arc::default(),
         });
@@ -547,36 +530,14 @@ impl EdgePool {
         }
     }
 
-    /// Keeps the target idle or asked for.
+    /// Keeps `IDLE_TARGET` idle or asked for.
     fn top_up(&self, asks: &mpsc::UnboundedSender<u8>) {
         if lock(&self.asked_at).elapsed() > ASK_EXPIRY {
             // What was asked for and never came (a failed dial) is asked afresh.
             self.asked.store(0, Ordering::Release);
         }
-        {
-            let mut missed_at = lock(&self.missed_at);
-            if missed_at.elapsed() > TARGET_DECAY {
-                let _ = self
-                    .target
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                        Some((t / 2).max(IDLE_TARGET))
-                    });
-                *missed_at = Instant::now();
-            }
-        }
         let have = lock(&self.idle).len() + self.asked.load(Ordering::Acquire);
-        let target = self.target.load(Ordering::Acquire);
-        self.ask(asks, target.saturating_sub(have));
-    }
-
-    /// A stream found no idle data channel: keep more.
-    fn missed(&self) {
-        let _ = self
-            .target
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                Some((t * 2).min(MAX_IDLE))
-            });
-        *lock(&self.missed_at) = Instant::now();
+        self.ask(asks, IDLE_TARGET.saturating_sub(have));
     }
 
     /// Opens the ticket stream on `mux` the first time; the sender of asks,
@@ -607,18 +568,8 @@ impl EdgePool {
     pub(crate) async fn open(&self, mux: &MuxConnection) -> Option<DataStream> {
         let asks = self.asks(mux).await?;
         let taken = self.take();
-        if taken.is_none() {
-            self.missed();
-        }
         self.top_up(&asks);
         taken
-    }
-
-    /// Opens the ticket stream and asks for the first data channels.
-    pub(crate) async fn warm_up(&self, mux: &MuxConnection) {
-        if let Some(asks) = self.asks(mux).await {
-            self.top_up(&asks);
-        }
     }
 
     pub(crate) fn close(&self) {
@@ -781,6 +732,11 @@ impl AgentPool {
 
     async fn dial_once(&self, ticket: Ticket) -> std::io::Result<Option<DataStream>> {
         let socket = TcpStream::connect(self.dialer.addr).await?;
+        if !descriptors_plentiful(&socket) {
+            // Past half the agent's own limit: the rest is for the
+            // connections to its local services.
+            return Ok(None);
+        }
         let _ = socket.set_nodelay(true);
         let socket = Shared::new(socket);
         let Some(registration) = self.closer.register(socket.weak()) else {
@@ -857,12 +813,6 @@ impl Connection for ChannelConnection {
             metrics::counter!(STREAMS_OPENED, "carrier" => "mux").increment(1);
         }
         Ok(ChannelStream::Mux(self.mux.open_stream().await?))
-    }
-
-    async fn warm_up(&self) {
-        if let Side::Edge(Some(pool)) = &self.side {
-            pool.warm_up(&self.mux).await;
-        }
     }
 
     async fn accept_stream(&self) -> Result<ChannelStream, TransportError> {

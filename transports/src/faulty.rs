@@ -166,10 +166,6 @@ impl<C: Connection> Connection for FaultyConnection<C> {
         ))
     }
 
-    async fn warm_up(&self) {
-        self.inner.warm_up().await
-    }
-
     fn peer_addr(&self) -> SocketAddr {
         self.inner.peer_addr()
     }

@@ -128,15 +128,6 @@ pub trait Connection: Send + Sync + 'static {
     /// The next stream the peer opened.
     fn accept_stream(&self) -> impl Future<Output = Result<Self::Stream, TransportError>> + Send;
 
-    /// Readies what the connection's streams will ride, once the peer is
-    /// trusted (the edge calls it after its welcome): the TCP and WebSocket
-    /// transports fill their pool of data channels, so that the first
-    /// public connections need not ride the yamux session. Nothing for the
-    /// others.
-    fn warm_up(&self) -> impl Future<Output = ()> + Send {
-        async {}
-    }
-
     /// The peer's address.
     fn peer_addr(&self) -> SocketAddr;
 

@@ -128,31 +128,6 @@ async fn streams_ride_data_channels<T: Transport<Connection = ChannelConnection>
     Ok(())
 }
 
-/// Warmed up, the pool serves the first streams; a burst that finds it
-/// empty makes it keep enough for the next burst of the same size.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pool_is_warm_before_the_first_stream_and_grows_with_bursts() -> Result<()> {
-    let (edge, agent, _) = pair(TcpTransport::plain(), TcpTransport::plain()).await?;
-    let _carriers = echo(agent);
-    edge.warm_up().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let first = carry(&edge, 8, 8).await?;
-    ensure!(
-        first == 8,
-        "{first} of the first 8 streams rode data channels"
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let burst = carry(&edge, 40, 40).await?;
-    ensure!(burst < 40, "a burst of 40 all rode data channels at once");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let again = carry(&edge, 40, 40).await?;
-    ensure!(
-        again == 40,
-        "after a burst of 40 ({burst} on data channels), {again} of the next 40 rode data channels"
-    );
-    Ok(())
-}
-
 /// Whether a stream opened once the pool had time to fill rides a data channel.
 async fn after_a_pause(edge: &Arc<ChannelConnection>) -> Result<bool> {
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -79,10 +79,6 @@ async fn serve<C: Connection>(
                 conn.close();
                 return;
             }
-            // The agent is trusted now: its first public connections need
-            // not wait for data channels to be asked for.
-            let warming = conn.clone();
-            tokio::spawn(async move { warming.warm_up().await });
             (key, served)
         }
         Err(frame) => {
