@@ -14,10 +14,9 @@
 //!   writes [`DATA_TAG`] and the ticket; the listener puts the channel in
 //!   that connection's pool of idle data channels. An unknown ticket, or a
 //!   full pool, closes the socket.
-//! - Opening a stream takes an idle data channel and asks for a replacement;
-//!   with none idle it uses a yamux stream at once: no public connection
-//!   waits on a dial (measured: waiting even 10 ms for one cost new
-//!   connections more than the yamux stream does).
+//! - Opening a stream takes an idle data channel and asks for a
+//!   replacement; with none idle it uses a yamux stream at once: no public connection waits on a dial (measured: waiting even
+//!   10 ms for one cost new connections more than the yamux stream does).
 //! - Closing the connection closes every data channel it owns, idle or in
 //!   use: a connection the edge cuts (a revoked key) keeps nothing serving.
 //! - A data channel costs the edge a descriptor per public connection (as
@@ -733,6 +732,11 @@ impl AgentPool {
 
     async fn dial_once(&self, ticket: Ticket) -> std::io::Result<Option<DataStream>> {
         let socket = TcpStream::connect(self.dialer.addr).await?;
+        if !descriptors_plentiful(&socket) {
+            // Past half the agent's own limit: the rest is for the
+            // connections to its local services.
+            return Ok(None);
+        }
         let _ = socket.set_nodelay(true);
         let socket = Shared::new(socket);
         let Some(registration) = self.closer.register(socket.weak()) else {
@@ -750,7 +754,8 @@ impl AgentPool {
         io.write_all(&hello).await?;
         io.flush().await?;
         // Idle until the edge writes: then the stream is the edge's.
-        let mut head = vec![0u8; 4096];
+        // Small: an idle data channel holds it while it waits.
+        let mut head = vec![0u8; 512];
         let n = io.read(&mut head).await?;
         if n == 0 {
             return Ok(None);

@@ -123,13 +123,14 @@ async fn one_way(from: &TcpStream, to: &TcpStream, counter: Option<&AtomicU64>) 
             // Small chunks (and any chunk while no pipe can be had) cross
             // user space, in a buffer held only while one does, so that
             // the many connections open do not each keep one.
-            let mut buf = vec![0u8; USER_CHUNK];
-            match from.try_read(&mut buf) {
+            // Read into spare capacity: nothing to zero first.
+            let mut buf = Vec::with_capacity(USER_CHUNK);
+            match from.try_read_buf(&mut buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
                 Ok(0) => return shut_write(to),
                 Ok(n) => {
-                    bulk |= n == buf.len();
+                    bulk |= n == USER_CHUNK;
                     write_all(to, &buf[..n], counter).await?;
                     continue;
                 }
