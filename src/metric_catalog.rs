@@ -85,6 +85,13 @@ pub const BODY_STORE_BYTES: Family = Family::new(
 )
 .in_unit(Unit::Bytes);
 
+/// `beamd_agent_sessions`.
+pub const AGENT_SESSIONS: Family = Family::new(
+    Kind::Gauge,
+    "beamd_agent_sessions",
+    "Agent connections welcomed and not yet ended (each serves one or more tunnels).",
+);
+
 /// `beamd_agent_streams_opened_total`, recorded by the transports crate.
 pub const AGENT_STREAMS_OPENED: Family = Family::new(
     Kind::Counter,
@@ -228,6 +235,7 @@ pub const TCP_COPIES: Family = Family::new(
 /// Every family, in name order.
 pub const ALL: &[Family] = &[
     ACTORS_ALIVE,
+    AGENT_SESSIONS,
     AGENT_STREAMS_OPENED,
     BODY_STORE_BYTES,
     CAPTURES_DROPPED,

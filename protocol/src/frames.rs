@@ -55,6 +55,10 @@ pub struct TunnelRequest {
     /// What the service behind the tunnel speaks (HTTP).
     #[serde(default)]
     pub upstream: UpstreamProtocol,
+    /// The agent's own name for this tunnel (a config file's table name),
+    /// echoed in what the edge answers about it.
+    #[serde(default)]
+    pub tag: Option<String>,
 }
 
 /// What the service behind an HTTP tunnel speaks; the edge speaks it
@@ -88,6 +92,15 @@ pub enum AgentFrame {
     Hello(Hello),
     /// I am alive.
     Heartbeat,
+    /// Open one more tunnel on this connection (after the welcome). The edge
+    /// answers `Opened` or `TunnelRefused`, with the request's tag.
+    Open(TunnelRequest),
+    /// Take this tunnel (by id) offline; the others keep serving. The edge
+    /// answers `Closed`.
+    Close {
+        /// The tunnel id.
+        tunnel: String,
+    },
 }
 
 /// A tunnel the edge assigned.
@@ -110,6 +123,22 @@ pub struct AssignedTunnel {
     /// Something the agent's user should know (a domain waiting for its TXT record).
     #[serde(default)]
     pub notice: Option<String>,
+    /// The request's tag.
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// A tunnel the edge did not open while the connection goes on (its other
+/// tunnels serve).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedTunnel {
+    /// The request's tag.
+    pub tag: Option<String>,
+    /// What the request asked for, for people (`http NAME`, `tcp :PORT`).
+    pub asked: String,
+    /// Why.
+    pub error: ErrorFrame,
 }
 
 /// An error the edge reports before it closes the connection.
@@ -133,11 +162,36 @@ pub enum EdgeFrame {
         node: String,
         /// The tunnels.
         tunnels: Vec<AssignedTunnel>,
+        /// The tunnels of the hello it refused (a hello of several tunnels is
+        /// refused as a whole only when none opens).
+        #[serde(default)]
+        refused: Vec<RefusedTunnel>,
     },
     /// Something is wrong; the edge closes the connection after this.
     Error(ErrorFrame),
     /// I am alive.
     Heartbeat,
+    /// A tunnel asked for with `Open` serves.
+    Opened(AssignedTunnel),
+    /// A tunnel asked for with `Open` was refused; the connection goes on.
+    TunnelRefused(RefusedTunnel),
+    /// A tunnel named by `Close` is offline.
+    Closed {
+        /// The tunnel id.
+        tunnel: String,
+    },
+}
+
+impl TunnelRequest {
+    /// What it asks for, for people: `http NAME`, `tcp :PORT` or `tcp (any port)`.
+    pub fn asked(&self) -> String {
+        match (self.protocol, &self.name, self.port) {
+            (TunnelProtocol::Http, Some(name), _) => format!("http {name}"),
+            (TunnelProtocol::Http, None, _) => "http (any name)".into(),
+            (TunnelProtocol::Tcp, _, Some(port)) => format!("tcp :{port}"),
+            (TunnelProtocol::Tcp, _, None) => "tcp (any port)".into(),
+        }
+    }
 }
 
 /// The first frame of every stream the edge opens: which tunnel, and who the public peer is.

@@ -2,11 +2,12 @@
 //! edge, and forwards the streams the edge opens to the local port.
 
 mod dial;
+mod plan;
 mod run;
 mod session;
 mod settings;
 mod trust;
 
 pub use dial::AgentTransport;
-pub use run::{run_http, run_tcp, run_tcp_reporting};
+pub use run::{run_http, run_start, run_tcp, run_tcp_reporting};
 pub use settings::{AgentConn, HttpSettings, TcpSettings};

@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
 
 use super::dial::{parse_edges, uses_quic, AgentTransport, Dialers, EdgeAddr, QUIC_FALLBACK_AFTER};
-use super::session::{Agent, Ended};
+use super::plan::Plan;
+use super::session::{Agent, Ended, Outcome, Wants};
 use super::settings::{AgentConn, HttpSettings, TcpSettings};
 use super::trust::trust;
 use crate::protocol::{ShareLink, Token, TunnelRequest};
@@ -26,13 +27,14 @@ fn tcp_request(args: &TcpSettings) -> TunnelRequest {
         allow: Vec::new(),
         inspect: None,
         upstream: Default::default(),
+        tag: None,
     }
 }
 
 /// Runs `beamd tcp`.
 pub async fn run_tcp(args: TcpSettings) -> Result<ExitCode> {
     let request = tcp_request(&args);
-    run(args.conn, request, "beamd tcp", None).await
+    run(args.conn, vec![request], "beamd tcp", None, Wants(None)).await
 }
 
 /// Runs `beamd tcp` quietly, sending the public address of each (re)assigned
@@ -42,7 +44,14 @@ pub async fn run_tcp_reporting(
     public: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<ExitCode> {
     let request = tcp_request(&args);
-    run(args.conn, request, "beamd tcp", Some(public)).await
+    run(
+        args.conn,
+        vec![request],
+        "beamd tcp",
+        Some(public),
+        Wants(None),
+    )
+    .await
 }
 
 /// Runs `beamd http`.
@@ -61,15 +70,28 @@ pub async fn run_http(args: HttpSettings) -> Result<ExitCode> {
         allow: args.allow,
         inspect: args.inspect,
         upstream: args.upstream,
+        tag: None,
     };
-    run(args.conn, request, "beamd http", None).await
+    run(args.conn, vec![request], "beamd http", None, Wants(None)).await
 }
-/// Connects per `args` and serves the tunnel `request` until refused.
+
+/// Runs `beamd start`: the tunnels of a config file over one connection. A
+/// new set of tunnels on `reloads` (the file read again) is brought in line
+/// without dropping the tunnels that stay.
+pub async fn run_start(
+    conn: AgentConn,
+    tunnels: Vec<TunnelRequest>,
+    reloads: tokio::sync::mpsc::UnboundedReceiver<Vec<TunnelRequest>>,
+) -> Result<ExitCode> {
+    run(conn, tunnels, "beamd start", None, Wants(Some(reloads))).await
+}
+/// Connects per `args` and serves the tunnels until refused.
 async fn run(
     mut args: AgentConn,
-    request: TunnelRequest,
+    tunnels: Vec<TunnelRequest>,
     label: &'static str,
     announce: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    wants: Wants,
 ) -> Result<ExitCode> {
     let mut fingerprint = args.fingerprint.clone();
     if let Some(link) = ShareLink::parse(&args.edge) {
@@ -107,44 +129,49 @@ async fn run(
         label,
         announce,
     };
-    serve(&agent, &dialers, &edges, request).await
+    serve(&agent, &dialers, &edges, Plan::new(tunnels), wants).await
 }
 
-/// Serves the tunnel, moving to the next edge whenever the current one is
+/// Serves the tunnels, moving to the next edge whenever the current one is
 /// lost or cannot be reached; backs off once every edge failed in a row.
 async fn serve(
     agent: &Agent<'_>,
     dialers: &Dialers,
     edges: &[EdgeAddr],
-    mut request: TunnelRequest,
+    mut plan: Plan,
+    mut wants: Wants,
 ) -> Result<ExitCode> {
     let (args, label) = (agent.args, agent.label);
-    let pinned_port = request.port.is_some();
     let mut failures = 0u32;
     let mut backoff = Duration::from_millis(250);
     let mut at = 0usize;
     loop {
+        if let Some(wanted) = wants.latest() {
+            plan.replace(wanted, &mut Default::default());
+        }
+        while plan.nothing_to_ask() {
+            eprintln!("{label}: no tunnel left to ask for; waiting for the config file to change");
+            let Some(wanted) = wants.next().await else {
+                return Ok(ExitCode::FAILURE);
+            };
+            plan.replace(wanted, &mut Default::default());
+        }
         let edge = &edges[at % edges.len()];
-        let (ended, assigned) = at_edge(agent, dialers, edge, &request, edges.len() > 1).await;
-        if assigned.is_some() {
-            // A TCP tunnel asks for the port it had; an HTTP one keeps its name.
-            request.port = request
-                .port
-                .or(assigned)
-                .filter(|_| request.protocol == TunnelProtocol::Tcp);
+        let outcome = at_edge(agent, dialers, edge, &mut plan, &mut wants, edges.len() > 1).await;
+        if outcome.welcomed {
             failures = 0;
             backoff = Duration::from_millis(250);
         }
-        let why = match ended {
+        let why = match outcome.ended {
             Ended::Refused(why) => {
                 eprintln!("{label}: the edge refused: {why}");
                 return Ok(ExitCode::FAILURE);
             }
             Ended::Lost(why) | Ended::Unreachable(why) => why,
         };
-        if why.starts_with("port_unavailable") && !pinned_port {
-            // The port it had is taken on this edge: any free one will do.
-            request.port = None;
+        if why.starts_with("port_unavailable") {
+            // A port it had is taken on this edge: any free one will do.
+            plan.forget_ports();
         }
         failures += 1;
         if args.max_retries > 0 && failures >= args.max_retries {
@@ -176,42 +203,39 @@ async fn at_edge(
     agent: &Agent<'_>,
     dialers: &Dialers,
     edge: &EdgeAddr,
-    request: &TunnelRequest,
+    plan: &mut Plan,
+    wants: &mut Wants,
     more_edges: bool,
-) -> (Ended, Option<u16>) {
+) -> Outcome {
     let addr = match tokio::net::lookup_host(&edge.addr)
         .await
         .map(|mut a| a.next())
     {
         Ok(Some(addr)) => addr,
         Ok(None) => {
-            return (
-                Ended::Unreachable(format!("{} has no address", edge.addr)),
-                None,
-            )
+            let why = format!("{} has no address", edge.addr);
+            return Outcome::before_welcome(Ended::Unreachable(why));
         }
         Err(e) => {
-            return (
-                Ended::Unreachable(format!("cannot resolve {}: {e}", edge.addr)),
-                None,
-            )
+            let why = format!("cannot resolve {}: {e}", edge.addr);
+            return Outcome::before_welcome(Ended::Unreachable(why));
         }
     };
     let order = edge.transports(agent.args.transport);
     let mut ended = Ended::Unreachable("no transport to try".into());
     for (i, transport) in order.iter().enumerate() {
         let fallback = more_edges || i + 1 < order.len();
-        let (outcome, assigned) = match transport {
+        let outcome = match transport {
             TransportKind::Quic => {
                 let Some(quic) = &dialers.quic else { continue };
                 let within = fallback.then_some(QUIC_FALLBACK_AFTER);
-                agent.attempt(quic, addr, request, within).await
+                agent.attempt(quic, addr, plan, wants, within).await
             }
-            TransportKind::Ws => agent.attempt(&dialers.ws, addr, request, None).await,
-            TransportKind::Tcp => agent.attempt(&dialers.tcp, addr, request, None).await,
+            TransportKind::Ws => agent.attempt(&dialers.ws, addr, plan, wants, None).await,
+            TransportKind::Tcp => agent.attempt(&dialers.tcp, addr, plan, wants, None).await,
         };
-        match outcome {
-            Ended::Unreachable(why) if i + 1 < order.len() => {
+        match outcome.ended {
+            Ended::Unreachable(why) if i + 1 < order.len() && !outcome.welcomed => {
                 eprintln!(
                     "{}: {} to {addr} did not connect ({why}); trying {}",
                     agent.label,
@@ -220,8 +244,8 @@ async fn at_edge(
                 );
                 ended = Ended::Unreachable(why);
             }
-            other => return (other, assigned),
+            _ => return outcome,
         }
     }
-    (ended, None)
+    Outcome::before_welcome(ended)
 }

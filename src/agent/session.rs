@@ -1,17 +1,21 @@
 //! One connection to an edge: connect, hello, welcome, then forward each
-//! stream the edge opens to the local service until the connection drops.
+//! stream the edge opens to its tunnel's local service until the connection
+//! drops, opening and closing tunnels when the wanted set changes.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use beamd_transports::{Connection, Transport, TransportError};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
+use super::plan::{tag_of, Live, Plan, FATAL};
 use super::settings::AgentConn;
 use crate::protocol::{
-    read_frame, write_frame, AgentFrame, EdgeFrame, Hello, StreamHeader, Token, TunnelRequest,
-    PROTOCOL_VERSION,
+    read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
+    RefusedTunnel, StreamHeader, Token, TunnelRequest, PROTOCOL_VERSION,
 };
 use crate::pump;
 
@@ -26,14 +30,6 @@ pub(super) enum Ended {
     Unreachable(String),
 }
 
-pub(super) const FATAL: &[&str] = &[
-    "unauthorized",
-    "unsupported_version",
-    "invalid_request",
-    "limit_exceeded",
-    "conflict",
-    "taken_over",
-];
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// A running agent: its connection options and how it names itself in output.
@@ -44,15 +40,43 @@ pub(super) struct Agent<'a> {
     pub announce: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
+/// Where each tunnel's streams go: tunnel id → the local service's address.
+type Routes = Arc<RwLock<HashMap<String, String>>>;
+
+/// How a connection ended, and whether it was welcomed first.
+pub(super) struct Outcome {
+    pub ended: Ended,
+    pub welcomed: bool,
+}
+
+impl Outcome {
+    pub(super) fn before_welcome(ended: Ended) -> Self {
+        Outcome {
+            ended,
+            welcomed: false,
+        }
+    }
+}
+
 impl Agent<'_> {
-    /// One connection: hello, welcome, then serve streams until it drops.
+    /// How a line about one tunnel starts: the command, and the tunnel's tag if it has one.
+    fn who(&self, tag: &Option<String>) -> String {
+        match tag {
+            Some(tag) => format!("{}: {tag}", self.label),
+            None => self.label.to_string(),
+        }
+    }
+
+    /// One connection: hello, welcome, then serve streams (and open and close
+    /// tunnels as `wants` changes) until it drops.
     pub(super) async fn attempt<T: Transport>(
         &self,
         transport: &T,
         edge: SocketAddr,
-        request: &TunnelRequest,
+        plan: &mut Plan,
+        wants: &mut Wants,
         connect_within: Option<Duration>,
-    ) -> (Ended, Option<u16>) {
+    ) -> Outcome {
         let args = self.args;
         let connecting = transport.connect(edge);
         let connected = match connect_within {
@@ -68,104 +92,234 @@ impl Agent<'_> {
         };
         let conn = match connected {
             Ok(c) => Arc::new(c),
-            Err(e) => return (Ended::Unreachable(e.to_string()), None),
+            Err(e) => return Outcome::before_welcome(Ended::Unreachable(e.to_string())),
         };
         let Ok(mut control) = conn.open_stream().await else {
-            return (
-                Ended::Unreachable("cannot open the control stream".into()),
-                None,
-            );
+            return Outcome::before_welcome(Ended::Unreachable(
+                "cannot open the control stream".into(),
+            ));
         };
-        let local = request.local_addr.clone();
         let hello = AgentFrame::Hello(Hello {
             version: PROTOCOL_VERSION,
             token: Token(args.token.clone().unwrap_or_default()),
-            tunnels: vec![request.clone()],
+            tunnels: plan.asks(),
         });
         if let Err(e) = write_frame(&mut control, &hello).await {
-            return (Ended::Unreachable(e.to_string()), None);
+            return Outcome::before_welcome(Ended::Unreachable(e.to_string()));
         }
         let welcome = tokio::time::timeout(
             Duration::from_secs(15),
             read_frame::<EdgeFrame>(&mut control),
         )
         .await;
-        let assigned = match welcome {
-            Ok(Ok(EdgeFrame::Welcome { tunnels, .. })) => tunnels,
-            Ok(Ok(EdgeFrame::Error(e))) if FATAL.contains(&e.code.as_str()) => {
-                return (Ended::Refused(format!("{}: {}", e.code, e.message)), None)
+        let (assigned, refused) = match welcome {
+            Ok(Ok(EdgeFrame::Welcome {
+                tunnels, refused, ..
+            })) => (tunnels, refused),
+            Ok(Ok(EdgeFrame::Error(e))) => return Outcome::before_welcome(ended_by(e)),
+            Ok(Ok(_)) => return Outcome::before_welcome(Ended::Unreachable("no welcome".into())),
+            Ok(Err(e)) => return Outcome::before_welcome(Ended::Unreachable(e.to_string())),
+            Err(_) => {
+                return Outcome::before_welcome(Ended::Unreachable("no welcome within 15 s".into()))
             }
-            Ok(Ok(EdgeFrame::Error(e))) => {
-                return (Ended::Lost(format!("{}: {}", e.code, e.message)), None)
-            }
-            Ok(Ok(EdgeFrame::Heartbeat)) => return (Ended::Unreachable("no welcome".into()), None),
-            Ok(Err(e)) => return (Ended::Unreachable(e.to_string()), None),
-            Err(_) => return (Ended::Unreachable("no welcome within 15 s".into()), None),
         };
-        let Some(tunnel) = assigned.first() else {
-            return (Ended::Lost("the edge assigned no tunnel".into()), None);
-        };
-        if let Some(tx) = &self.announce {
-            let _ = tx.send(tunnel.public.clone());
-        } else {
-            crate::say!(
-                "{}: tunnel {} -> {local} ({}, over {} to {edge})",
-                self.label,
-                tunnel.public,
-                tunnel.id,
-                transport.name()
-            );
-            for alias in &tunnel.aliases {
-                crate::say!("{}: also at {alias}", self.label);
-            }
-            if let Some(notice) = &tunnel.notice {
-                crate::say!("{}: {notice}", self.label);
+        if assigned.is_empty() {
+            return Outcome::before_welcome(Ended::Lost("the edge assigned no tunnel".into()));
+        }
+        let routes = Routes::default();
+        let mut live = Live::default();
+        let (out, mut outgoing) = mpsc::channel::<AgentFrame>(64);
+        for tunnel in &assigned {
+            self.serving(tunnel, edge, transport.name(), plan, &mut live, &routes);
+        }
+        for refusal in &refused {
+            if let Some(again) = self.refused(refusal, plan) {
+                live.pending
+                    .insert(tag_of(&again.tag).to_string(), again.clone());
+                let _ = out.try_send(AgentFrame::Open(again));
             }
         }
-        let assigned_port = tunnel.port;
         let streams = {
-            let (conn, local) = (conn.clone(), local.clone());
+            let (conn, routes) = (conn.clone(), routes.clone());
             tokio::spawn(async move {
                 while let Ok(stream) = conn.accept_stream().await {
-                    tokio::spawn(forward(stream, local.clone()));
+                    tokio::spawn(forward(stream, routes.clone()));
                 }
             })
         };
         let (mut reader, mut writer) = tokio::io::split(control);
-        let beats = tokio::spawn(async move {
+        // The one writer of the control stream: heartbeats, opens and closes.
+        let writes = tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT);
             loop {
-                tick.tick().await;
-                if write_frame(&mut writer, &AgentFrame::Heartbeat)
-                    .await
-                    .is_err()
-                {
+                let frame = tokio::select! {
+                    _ = tick.tick() => AgentFrame::Heartbeat,
+                    frame = outgoing.recv() => match frame {
+                        Some(frame) => frame,
+                        None => return,
+                    },
+                };
+                if write_frame(&mut writer, &frame).await.is_err() {
                     return;
                 }
             }
         });
         let ended = loop {
-            match read_frame::<EdgeFrame>(&mut reader).await {
-                Ok(EdgeFrame::Heartbeat) => continue,
-                Ok(EdgeFrame::Error(e)) if FATAL.contains(&e.code.as_str()) => {
-                    break Ended::Refused(format!("{}: {}", e.code, e.message))
+            let frame = tokio::select! {
+                frame = read_frame::<EdgeFrame>(&mut reader) => frame,
+                Some(wanted) = wants.changed() => {
+                    for frame in plan.replace(wanted, &mut live) {
+                        let _ = out.send(frame).await;
+                    }
+                    continue;
                 }
-                Ok(EdgeFrame::Error(e)) => break Ended::Lost(format!("{}: {}", e.code, e.message)),
+            };
+            match frame {
+                Ok(EdgeFrame::Heartbeat) => continue,
+                Ok(EdgeFrame::Error(e)) => break ended_by(e),
                 Ok(EdgeFrame::Welcome { .. }) => {
                     break Ended::Lost("unexpected second welcome".into())
+                }
+                Ok(EdgeFrame::Opened(tunnel)) => {
+                    let tag = tag_of(&tunnel.tag).to_string();
+                    let Some(asked) = live.pending.remove(&tag) else {
+                        break Ended::Lost(format!("the edge opened {} unasked", tunnel.id));
+                    };
+                    if plan.still_wanted(&asked) {
+                        self.serving(&tunnel, edge, transport.name(), plan, &mut live, &routes);
+                    } else {
+                        // Changed again while it was being opened.
+                        let _ = out.send(AgentFrame::Close { tunnel: tunnel.id }).await;
+                        if let Some(w) = plan.wanted(&tag).cloned() {
+                            live.pending.insert(tag, w.clone());
+                            let _ = out.send(AgentFrame::Open(w)).await;
+                        }
+                    }
+                }
+                Ok(EdgeFrame::TunnelRefused(refusal)) => {
+                    live.pending.remove(tag_of(&refusal.tag));
+                    if let Some(again) = self.refused(&refusal, plan) {
+                        live.pending
+                            .insert(tag_of(&again.tag).to_string(), again.clone());
+                        let _ = out.send(AgentFrame::Open(again)).await;
+                    }
+                }
+                Ok(EdgeFrame::Closed { tunnel }) => {
+                    write_routes(&routes).remove(&tunnel);
                 }
                 Err(e) => break Ended::Lost(e.to_string()),
             }
         };
-        beats.abort();
+        writes.abort();
         streams.abort();
         conn.close();
-        (ended, assigned_port)
+        Outcome {
+            ended,
+            welcomed: true,
+        }
+    }
+
+    /// A tunnel serves: route its streams, remember its port, say where it is.
+    fn serving(
+        &self,
+        tunnel: &AssignedTunnel,
+        edge: SocketAddr,
+        over: &str,
+        plan: &mut Plan,
+        live: &mut Live,
+        routes: &Routes,
+    ) {
+        let tag = tag_of(&tunnel.tag).to_string();
+        let Some(wanted) = plan.wanted(&tag).cloned() else {
+            return;
+        };
+        write_routes(routes).insert(tunnel.id.clone(), tunnel.local_addr.clone());
+        live.serving.insert(tag, (tunnel.id.clone(), wanted));
+        plan.assigned(tunnel);
+        if let Some(tx) = &self.announce {
+            let _ = tx.send(tunnel.public.clone());
+            return;
+        }
+        let who = self.who(&tunnel.tag);
+        crate::say!(
+            "{who}: tunnel {} -> {} ({}, over {over} to {edge})",
+            tunnel.public,
+            tunnel.local_addr,
+            tunnel.id,
+        );
+        for alias in &tunnel.aliases {
+            crate::say!("{who}: also at {alias}");
+        }
+        if let Some(notice) = &tunnel.notice {
+            crate::say!("{who}: {notice}");
+        }
+    }
+
+    /// Reports a tunnel's refusal; returns the request to ask again at once, if any.
+    fn refused(&self, refusal: &RefusedTunnel, plan: &mut Plan) -> Option<TunnelRequest> {
+        let again = plan.refused(refusal);
+        let (who, e) = (self.who(&refusal.tag), &refusal.error);
+        match &again {
+            Some(_) => eprintln!(
+                "{who}: the port it had is taken ({}); asking for any free one",
+                e.message
+            ),
+            None => eprintln!(
+                "{who}: the edge refused {}: {}: {}",
+                refusal.asked, e.code, e.message
+            ),
+        }
+        again
     }
 }
 
-/// Forwards one stream the edge opened to the local service.
-async fn forward<S>(mut stream: S, local: String)
+/// How an error frame from the edge ends the connection.
+fn ended_by(e: ErrorFrame) -> Ended {
+    let why = format!("{}: {}", e.code, e.message);
+    if FATAL.contains(&e.code.as_str()) {
+        Ended::Refused(why)
+    } else {
+        Ended::Lost(why)
+    }
+}
+
+fn write_routes(routes: &Routes) -> std::sync::RwLockWriteGuard<'_, HashMap<String, String>> {
+    routes.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Changes to the wanted tunnels (a reloaded config file), if the agent has a file.
+pub(super) struct Wants(pub Option<mpsc::UnboundedReceiver<Vec<TunnelRequest>>>);
+
+impl Wants {
+    /// The next change; pending forever without a file.
+    async fn changed(&mut self) -> Option<Vec<TunnelRequest>> {
+        match &mut self.0 {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The latest change made while no connection was up, if any.
+    pub(super) fn latest(&mut self) -> Option<Vec<TunnelRequest>> {
+        let rx = self.0.as_mut()?;
+        let mut latest = None;
+        while let Ok(w) = rx.try_recv() {
+            latest = Some(w);
+        }
+        latest
+    }
+
+    /// Waits for a change (nothing is left to ask for until one comes).
+    pub(super) async fn next(&mut self) -> Option<Vec<TunnelRequest>> {
+        match &mut self.0 {
+            Some(rx) => rx.recv().await,
+            None => None,
+        }
+    }
+}
+
+/// Forwards one stream the edge opened to its tunnel's local service.
+async fn forward<S>(mut stream: S, routes: Routes)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + beamd_transports::PlainSocket + Unpin,
 {
@@ -174,9 +328,17 @@ where
         read_frame::<StreamHeader>(&mut stream),
     )
     .await;
-    if !matches!(header, Ok(Ok(_))) {
+    let Ok(Ok(header)) = header else {
         return;
-    }
+    };
+    let local = routes
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&header.tunnel)
+        .cloned();
+    let Some(local) = local else {
+        return; // a tunnel closed a moment ago
+    };
     let Ok(service) = TcpStream::connect(&local).await else {
         return; // the public client sees its connection close
     };

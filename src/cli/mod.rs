@@ -2,11 +2,14 @@
 //! settings the commands run with. Nothing below it sees a flag.
 
 mod agent;
+mod agent_file;
 mod bench;
 mod client;
 mod edge;
+mod file;
 mod log;
 mod simulate;
+mod start;
 
 use std::process::ExitCode;
 
@@ -19,6 +22,7 @@ pub use client::{ApiArgs, DomainsArgs, RequestsArgs, TokensArgs, TunnelsArgs};
 pub use edge::{EdgeArgs, H2Args, InspectArgs, PortRange, TlogArgs, TransportArg};
 pub use log::{AuditArgs, CheckpointArgs, ReplayArgs, ReplayFormatArg, VerifyProofArgs};
 pub use simulate::SimulateArgs;
+pub use start::StartArgs;
 
 use crate::client::ClientCommand;
 
@@ -41,6 +45,9 @@ pub enum Command {
     Tcp(TcpArgs),
     /// Expose a local HTTP service through an edge, at NAME.<tunnel base>.
     Http(HttpArgs),
+    /// Run the tunnels of a config file (all, or the NAMEs given) over one
+    /// connection to the edge; SIGHUP reloads the file.
+    Start(StartArgs),
     /// Print stored events, in order, checking the hash chain as it reads.
     Replay(ReplayArgs),
     /// Verify the log (chain, sequence, decoding, stream index, Merkle tree),
@@ -118,6 +125,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Edge(args) => runtime.block_on(crate::node::run((*args).try_into()?)),
         Command::Tcp(args) => runtime.block_on(crate::agent::run_tcp(args.into())),
         Command::Http(args) => runtime.block_on(crate::agent::run_http(args.into())),
+        Command::Start(args) => runtime.block_on(start::run(args)),
         Command::Replay(args) => runtime.block_on(crate::replay::run(args.into())),
         Command::Audit(args) => runtime.block_on(crate::audit::run(args.into())),
         Command::Checkpoint(args) => runtime.block_on(crate::tlog::commands::checkpoint(

@@ -106,7 +106,7 @@ pub(super) async fn connect(
             conn.close();
             Ok(Err(format!("{}: {}", e.code, e.message)))
         }
-        EdgeFrame::Heartbeat => Err(harness(&"a heartbeat before the welcome")),
+        other => Err(harness(&format!("{other:?} before the welcome"))),
     }
 }
 
@@ -124,6 +124,7 @@ fn hello(token: String, name: String) -> AgentFrame {
             allow: Vec::new(),
             inspect: None,
             upstream: Default::default(),
+            tag: None,
         }],
     })
 }

@@ -41,6 +41,7 @@ async fn misbehave<T: Transport>(kind: &str, make: impl FnOnce(&str) -> Result<T
             allow: Vec::new(),
             inspect: None,
             upstream: Default::default(),
+            tag: None,
         }],
     });
     write_frame(&mut control, &hello).await?;

@@ -40,6 +40,7 @@ fn hello(token: &str, port: Option<u16>) -> AgentFrame {
             allow: Vec::new(),
             inspect: None,
             upstream: Default::default(),
+            tag: None,
         }],
     })
 }

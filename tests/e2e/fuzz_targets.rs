@@ -16,8 +16,8 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context, Result};
 use beamd::data_dir::DataDir;
 use beamd::protocol::{
-    write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello, StreamHeader, Token,
-    TunnelRequest, PROTOCOL_VERSION,
+    write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello, RefusedTunnel,
+    StreamHeader, Token, TunnelRequest, PROTOCOL_VERSION,
 };
 use beamd_events::vocabulary::TunnelProtocol;
 use common::api::{new_token, tenant, Api};
@@ -102,11 +102,19 @@ async fn frame_seeds(dir: &Path) -> Result<()> {
             allow: vec!["10.0.0.0/8".into()],
             inspect: None,
             upstream: Default::default(),
+            tag: None,
         }],
     });
     let mut agent = Vec::new();
     write_frame(&mut agent, &hello).await?;
     write_frame(&mut agent, &AgentFrame::Heartbeat).await?;
+    if let AgentFrame::Hello(hello) = &hello {
+        write_frame(&mut agent, &AgentFrame::Open(hello.tunnels[0].clone())).await?;
+    }
+    let close = AgentFrame::Close {
+        tunnel: "tun_1".into(),
+    };
+    write_frame(&mut agent, &close).await?;
     write_seed(dir, "agent", &[&[0u8][..], &agent].concat())?;
 
     let assigned = EdgeFrame::Welcome {
@@ -120,10 +128,30 @@ async fn frame_seeds(dir: &Path) -> Result<()> {
             local_addr: "127.0.0.1:3000".into(),
             aliases: vec!["https://app.example.com".into()],
             notice: Some("waiting for DNS".into()),
+            tag: Some("web".into()),
+        }],
+        refused: vec![RefusedTunnel {
+            tag: Some("db".into()),
+            asked: "tcp :5432".into(),
+            error: ErrorFrame {
+                code: "conflict".into(),
+                message: "held by another key".into(),
+            },
         }],
     };
     let mut edge = Vec::new();
     write_frame(&mut edge, &assigned).await?;
+    if let EdgeFrame::Welcome {
+        tunnels, refused, ..
+    } = &assigned
+    {
+        write_frame(&mut edge, &EdgeFrame::Opened(tunnels[0].clone())).await?;
+        write_frame(&mut edge, &EdgeFrame::TunnelRefused(refused[0].clone())).await?;
+    }
+    let closed = EdgeFrame::Closed {
+        tunnel: "tun_1".into(),
+    };
+    write_frame(&mut edge, &closed).await?;
     write_frame(
         &mut edge,
         &EdgeFrame::Error(ErrorFrame {

@@ -86,6 +86,7 @@ async fn hello_junk(edge: SocketAddr, i: usize) -> Result<bool> {
             allow: Vec::new(),
             inspect: None,
             upstream: Default::default(),
+            tag: None,
         }],
     });
     write_frame(&mut control, &hello).await?;

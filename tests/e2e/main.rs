@@ -18,6 +18,7 @@ mod bench_idle;
 mod cli_api;
 mod clients;
 mod cluster;
+mod config_files;
 mod connection_limits;
 mod core;
 mod core_actors;

@@ -7,7 +7,7 @@ use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
 use beamd_transports::Connection;
 
 use crate::domain::Access;
-use crate::domain::{DomainStatus, Key, OpenTunnel, PortRequest, TunnelCommand};
+use crate::domain::{DomainStatus, Key, OpenTunnel, PortRequest, Tunnel, TunnelCommand};
 use crate::edge::context::{EdgeContext, Route, Serve};
 use crate::edge::domains;
 use crate::edge::error_frame::{error, from_core};
@@ -98,6 +98,36 @@ pub(super) async fn open_http<C: Connection>(
         .open_tunnel(&key.id, open)
         .await
         .map_err(from_core)?;
+    let id = tunnel.id.clone();
+    let routed = route_http(
+        conn, session, ctx, key, request, meter, tunnel, access, name,
+    )
+    .await;
+    if routed.is_err() {
+        // Online in the log but served nowhere: the agent's other tunnels go
+        // on, so this one must not stay online.
+        let offline = TunnelCommand::GoOffline {
+            reason: "the tunnel could not be opened".into(),
+            node: Some(ctx.node.clone()),
+        };
+        let _ = ctx.core.tunnel_command(&id, offline).await;
+    }
+    routed
+}
+
+/// Routes an HTTP tunnel opened in the log: its inspect mode, host, custom domain.
+#[allow(clippy::too_many_arguments)]
+async fn route_http<C: Connection>(
+    conn: &Arc<C>,
+    session: &str,
+    ctx: &EdgeContext,
+    key: &Key,
+    request: &TunnelRequest,
+    meter: &Arc<Meter>,
+    tunnel: Tunnel,
+    access: Access,
+    name: String,
+) -> Result<Opened, ErrorFrame> {
     if let Some(mode) = request.inspect.filter(|m| *m != tunnel.inspect) {
         ctx.core
             .tunnel_command(&tunnel.id, TunnelCommand::SetInspect(mode))

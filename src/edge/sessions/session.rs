@@ -2,7 +2,7 @@
 //! connections, traffic reports, limits, and cleanup when it ends.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
@@ -18,7 +18,7 @@ use crate::edge::meter::Meter;
 use crate::metric_catalog;
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
-    PROTOCOL_VERSION,
+    RefusedTunnel, TunnelRequest, PROTOCOL_VERSION,
 };
 
 /// How long an agent has to open its control stream and say hello.
@@ -31,9 +31,35 @@ const DRAIN: Duration = Duration::from_secs(10);
 const MAX_TUNNELS: usize = 16;
 
 /// A tunnel this session serves.
+#[derive(Clone)]
 struct Served {
     id: String,
     meter: Arc<Meter>,
+}
+
+/// The tunnels a session serves: set by the hello, changed by `Open` and
+/// `Close`, read by the traffic reporter in every window.
+#[derive(Clone, Default)]
+struct ServedSet(Arc<Mutex<Vec<Served>>>);
+
+impl ServedSet {
+    fn list(&self) -> Vec<Served> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+    fn add(&self, served: Served) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(served);
+    }
+    fn remove(&self, id: &str) -> Option<Served> {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let at = all.iter().position(|s| s.id == id)?;
+        Some(all.remove(at))
+    }
 }
 
 /// Runs one agent connection to its end.
@@ -75,7 +101,7 @@ async fn serve<C: Connection>(
         Ok((key, served, welcome)) => {
             if let Err(e) = write_frame(&mut control, &welcome).await {
                 tracing::debug!(%session, "the welcome was not delivered: {e}");
-                finish(&ctx, &session, &served).await;
+                finish(&ctx, &session, &served.list()).await;
                 conn.close();
                 return;
             }
@@ -87,17 +113,15 @@ async fn serve<C: Connection>(
             return;
         }
     };
+    let _welcomed = SessionGauge::welcomed();
     let (cutoff_tx, mut cutoff) = mpsc::channel::<ErrorFrame>(1);
     let (stop_reports, reports_stop) = oneshot::channel::<()>();
     let reporter = tokio::spawn(report(
         ctx.clone(),
         session.clone(),
         reports_stop,
-        key,
-        served
-            .iter()
-            .map(|s| (s.id.clone(), s.meter.clone()))
-            .collect(),
+        key.clone(),
+        served.clone(),
         cutoff_tx,
     ));
     let shutdown = ctx.shutdown.clone();
@@ -109,6 +133,19 @@ async fn serve<C: Connection>(
                     if write_frame(&mut control, &EdgeFrame::Heartbeat).await.is_err() { break None; }
                 }
                 Ok(Ok(AgentFrame::Hello(_))) => break Some(error("unexpected_frame", "hello was already said")),
+                Ok(Ok(AgentFrame::Open(request))) => {
+                    let reply = match open_more(&conn, &session, transport, &ctx, &key, &request, &served).await {
+                        Ok(assigned) => EdgeFrame::Opened(assigned),
+                        Err(e) => EdgeFrame::TunnelRefused(refusal(&request, e)),
+                    };
+                    if write_frame(&mut control, &reply).await.is_err() { break None; }
+                }
+                Ok(Ok(AgentFrame::Close { tunnel })) => {
+                    if let Some(gone) = served.remove(&tunnel) {
+                        finish(&ctx, &session, &[gone]).await;
+                    }
+                    if write_frame(&mut control, &EdgeFrame::Closed { tunnel }).await.is_err() { break None; }
+                }
                 Ok(Err(crate::protocol::ProtocolError::Closed)) => break None,
                 Ok(Err(e)) => break Some(error(e.code(), e.to_string())),
                 Err(_) => break Some(error("timeout", "no heartbeat within 45 s")),
@@ -121,7 +158,7 @@ async fn serve<C: Connection>(
                 Err(_) => break None,
             },
             _ = shutdown.cancelled() => {
-                drain(&ctx, &served).await;
+                drain(&ctx, &served.list()).await;
                 break Some(error("shutting_down", "the edge is stopping"));
             }
         }
@@ -129,8 +166,24 @@ async fn serve<C: Connection>(
     // Stopped between windows, never in the middle of one (its counts are taken by then).
     let _ = stop_reports.send(());
     let _ = reporter.await;
-    finish(&ctx, &session, &served).await;
+    finish(&ctx, &session, &served.list()).await;
     close(control, conn.as_ref(), last_word).await;
+}
+
+/// Counts a welcomed session in `beamd_agent_sessions` until dropped.
+struct SessionGauge;
+
+impl SessionGauge {
+    fn welcomed() -> Self {
+        metrics::gauge!(metric_catalog::AGENT_SESSIONS.name).increment(1.0);
+        SessionGauge
+    }
+}
+
+impl Drop for SessionGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(metric_catalog::AGENT_SESSIONS.name).decrement(1.0);
+    }
 }
 
 /// Stops taking public connections and lets the open ones finish, for a bounded time.
@@ -175,14 +228,17 @@ async fn close<C: Connection>(mut control: C::Stream, conn: &C, last_word: Optio
     conn.close();
 }
 
-/// Authenticates, opens the tunnels, binds their public ports and says welcome.
+/// Authenticates, opens the tunnels, binds their public ports and says
+/// welcome. A tunnel that cannot open is refused alone while others open; a
+/// hello none of whose tunnels opens is refused as a whole (so a lone
+/// tunnel's refusal ends the connection, as it always has).
 async fn start<C: Connection>(
     conn: &Arc<C>,
     session: &str,
     transport: TransportKind,
     ctx: &Arc<EdgeContext>,
     hello: Hello,
-) -> Result<(Key, Vec<Served>, EdgeFrame), ErrorFrame> {
+) -> Result<(Key, ServedSet, EdgeFrame), ErrorFrame> {
     if hello.version != PROTOCOL_VERSION {
         return Err(error(
             "unsupported_version",
@@ -202,43 +258,106 @@ async fn start<C: Connection>(
         return Err(error("insufficient_storage", why));
     }
     let key = authenticate(&ctx.core, &hello.token).await?;
-    let mut served = Vec::new();
+    let served = ServedSet::default();
     let mut assigned = Vec::new();
+    let mut refused = Vec::new();
     for request in &hello.tunnels {
-        let meter = Arc::new(Meter::default());
-        let opened = match request.protocol {
-            TunnelProtocol::Tcp => {
-                open_tcp(conn, session, transport, ctx, &key, request, &meter).await
+        match open_one(conn, session, transport, ctx, &key, request).await {
+            Ok((tunnel, s)) => {
+                assigned.push(tunnel);
+                served.add(s);
             }
-            TunnelProtocol::Http => {
-                open_http(conn, session, transport, ctx, &key, request, &meter).await
-            }
-        };
-        match opened {
-            Ok(o) => {
-                assigned.push(AssignedTunnel {
-                    id: o.id.clone(),
-                    protocol: request.protocol,
-                    public: o.public,
-                    port: o.port,
-                    local_addr: request.local_addr.clone(),
-                    aliases: o.aliases,
-                    notice: o.notice,
-                });
-                served.push(Served { id: o.id, meter });
-            }
-            Err(frame) => {
-                finish(ctx, session, &served).await;
-                return Err(frame);
-            }
+            Err(e) => refused.push(refusal(request, e)),
         }
+    }
+    if assigned.is_empty() {
+        let first = refused.remove(0).error;
+        if refused.is_empty() {
+            return Err(first);
+        }
+        let others = refused
+            .iter()
+            .map(|r| format!("{}: {}: {}", r.asked, r.error.code, r.error.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let message = format!("{}; and {others}", first.message);
+        return Err(error(&first.code, message));
     }
     let welcome = EdgeFrame::Welcome {
         session: session.to_string(),
         node: ctx.node.clone(),
         tunnels: assigned,
+        refused,
     };
     Ok((key, served, welcome))
+}
+
+/// Opens one tunnel of an `Open` frame, within the session's limits.
+async fn open_more<C: Connection>(
+    conn: &Arc<C>,
+    session: &str,
+    transport: TransportKind,
+    ctx: &Arc<EdgeContext>,
+    key: &Key,
+    request: &TunnelRequest,
+    served: &ServedSet,
+) -> Result<AssignedTunnel, ErrorFrame> {
+    if served.len() >= MAX_TUNNELS {
+        return Err(error(
+            "invalid_request",
+            format!("one connection serves at most {MAX_TUNNELS} tunnels"),
+        ));
+    }
+    if let Some(why) = ctx.settings.disk.short() {
+        return Err(error("insufficient_storage", why));
+    }
+    let (tunnel, s) = open_one(conn, session, transport, ctx, key, request).await?;
+    served.add(s);
+    Ok(tunnel)
+}
+
+/// Opens one tunnel for the session.
+async fn open_one<C: Connection>(
+    conn: &Arc<C>,
+    session: &str,
+    transport: TransportKind,
+    ctx: &Arc<EdgeContext>,
+    key: &Key,
+    request: &TunnelRequest,
+) -> Result<(AssignedTunnel, Served), ErrorFrame> {
+    let meter = Arc::new(Meter::default());
+    let opened = match request.protocol {
+        TunnelProtocol::Tcp => open_tcp(conn, session, transport, ctx, key, request, &meter).await,
+        TunnelProtocol::Http => {
+            open_http(conn, session, transport, ctx, key, request, &meter).await
+        }
+    }?;
+    let assigned = AssignedTunnel {
+        id: opened.id.clone(),
+        protocol: request.protocol,
+        public: opened.public,
+        port: opened.port,
+        local_addr: request.local_addr.clone(),
+        aliases: opened.aliases,
+        notice: opened.notice,
+        tag: request.tag.clone(),
+    };
+    Ok((
+        assigned,
+        Served {
+            id: opened.id,
+            meter,
+        },
+    ))
+}
+
+/// A tunnel's refusal, named as the agent asked for it.
+fn refusal(request: &TunnelRequest, error: ErrorFrame) -> RefusedTunnel {
+    RefusedTunnel {
+        tag: request.tag.clone(),
+        asked: request.asked(),
+        error,
+    }
 }
 
 /// Reports traffic once per window, and cuts the session off when its key
@@ -251,7 +370,7 @@ async fn report(
     session: String,
     mut stop: oneshot::Receiver<()>,
     key: Key,
-    meters: Vec<(String, Arc<Meter>)>,
+    served: ServedSet,
     cutoff: mpsc::Sender<ErrorFrame>,
 ) {
     let mut grants = ctx.core.projections().grant_changes();
@@ -269,11 +388,12 @@ async fn report(
             _ = tick.tick() => true,
         };
         if window {
-            for (id, meter) in &meters {
-                record(&ctx, id, meter).await;
+            let meters = served.list();
+            for s in &meters {
+                record(&ctx, &s.id, &s.meter).await;
             }
-            if let Some((id, _)) = meters.iter().find(|(id, _)| !ctx.serves_as(id, &session)) {
-                let message = format!("another agent with this token took tunnel {id} over");
+            if let Some(s) = meters.iter().find(|s| !ctx.serves_as(&s.id, &session)) {
+                let message = format!("another agent with this token took tunnel {} over", s.id);
                 let _ = cutoff.send(error("taken_over", message)).await;
                 return;
             }
