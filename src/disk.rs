@@ -18,7 +18,7 @@ const EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct DiskGuard {
     path: PathBuf,
-    min_free: u64,
+    min_free: AtomicU64,
     free: AtomicU64,
 }
 
@@ -27,7 +27,7 @@ impl DiskGuard {
     pub fn off() -> Arc<Self> {
         Arc::new(Self {
             path: PathBuf::new(),
-            min_free: 0,
+            min_free: AtomicU64::new(0),
             free: AtomicU64::new(u64::MAX),
         })
     }
@@ -37,28 +37,36 @@ impl DiskGuard {
     pub fn new(path: PathBuf, min_free: u64) -> Arc<Self> {
         let guard = Arc::new(Self {
             path,
-            min_free,
+            min_free: AtomicU64::new(min_free),
             free: AtomicU64::new(u64::MAX),
         });
         guard.refresh();
         guard
     }
 
+    /// Changes the watermark (a reload; 0 turns the check off), in force at once.
+    pub fn set_min_free(&self, min_free: u64) {
+        self.min_free.store(min_free, Ordering::Relaxed);
+        if min_free == 0 {
+            self.free.store(u64::MAX, Ordering::Relaxed);
+        }
+        self.refresh();
+    }
+
     /// Reads the free space again; a failed read keeps the last figure.
     pub fn refresh(&self) {
-        if self.min_free == 0 {
+        let min_free = self.min_free.load(Ordering::Relaxed);
+        if min_free == 0 || self.path.as_os_str().is_empty() {
             return;
         }
         match fs2::available_space(&self.path) {
             Ok(free) => {
                 let was = self.free.swap(free, Ordering::Relaxed);
-                if (free < self.min_free) != (was < self.min_free) {
-                    match free < self.min_free {
-                        true => tracing::warn!(
-                            free,
-                            min_free = self.min_free,
-                            "disk nearly full: refusing commands"
-                        ),
+                if (free < min_free) != (was < min_free) {
+                    match free < min_free {
+                        true => {
+                            tracing::warn!(free, min_free, "disk nearly full: refusing commands")
+                        }
                         false => tracing::warn!(free, "disk space freed: taking commands again"),
                     }
                 }
@@ -69,9 +77,9 @@ impl DiskGuard {
         }
     }
 
-    /// Re-reads the free space every second until `stop`.
+    /// Re-reads the free space every second until `stop` (while the check is on).
     pub fn watch(self: Arc<Self>, stop: CancellationToken) {
-        if self.min_free == 0 {
+        if self.path.as_os_str().is_empty() {
             return;
         }
         tokio::spawn(async move {
@@ -88,12 +96,13 @@ impl DiskGuard {
     /// Why a write that can wait is refused now, if it is.
     pub fn short(&self) -> Option<String> {
         let free = self.free.load(Ordering::Relaxed);
-        (free < self.min_free).then(|| {
+        let min_free = self.min_free.load(Ordering::Relaxed);
+        (free < min_free).then(|| {
             format!(
                 "the data dir's disk has {} MiB free, under the {} MiB kept in reserve (--min-free-disk-mib); \
                  this is taken again once space is freed",
                 free >> 20,
-                self.min_free >> 20
+                min_free >> 20
             )
         })
     }

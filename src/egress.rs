@@ -52,7 +52,7 @@ pub enum EgressError {
 /// as they are bound), and the resolver tenant hosts are looked up with.
 #[derive(Debug)]
 pub struct Egress {
-    allow: Vec<IpNet>,
+    allow: RwLock<Vec<IpNet>>,
     own: RwLock<Vec<SocketAddr>>,
     public_ports: Option<(IpAddr, u16, u16)>,
     dns: DnsVerifier,
@@ -64,7 +64,7 @@ impl Egress {
     /// names with `dns`'s name server.
     pub fn new(allow: Vec<IpNet>, dns: DnsVerifier) -> Self {
         Self {
-            allow,
+            allow: RwLock::new(allow),
             own: RwLock::new(Vec::new()),
             public_ports: None,
             dns,
@@ -85,10 +85,18 @@ impl Egress {
         }
     }
 
+    /// Replaces the allowed networks (a reload): in force for the next connection.
+    pub fn set_allow(&self, allow: Vec<IpNet>) {
+        if let Ok(mut now) = self.allow.write() {
+            *now = allow;
+        }
+    }
+
     /// The policy as it stands.
     pub fn policy(&self) -> EgressPolicy {
         let own = self.own.read().map(|o| o.clone()).unwrap_or_default();
-        let policy = EgressPolicy::new(self.allow.clone()).with_own_listeners(own);
+        let allow = self.allow.read().map(|a| a.clone()).unwrap_or_default();
+        let policy = EgressPolicy::new(allow).with_own_listeners(own);
         match self.public_ports {
             Some((host, from, to)) => policy.with_own_ports(host, from, to),
             None => policy,

@@ -26,6 +26,7 @@ pub mod dns;
 pub mod edge;
 pub mod egress;
 pub mod inspector;
+pub mod live;
 pub mod metric_catalog;
 pub mod node;
 pub mod progress;

@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// mimalloc instead of glibc's allocator: recording every request allocates
 /// and frees many small buffers (encoding, hashing, sled's page updates), and
 /// glibc's allocator was a quarter of the edge's profile under that load.
@@ -12,9 +10,9 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = beamd::cli::Cli::parse();
+    let parsed = beamd::cli::parse();
     // The simulation injects failures on purpose; their warnings are noise there.
-    let default_filter = match cli.command {
+    let default_filter = match parsed.cli.command {
         beamd::cli::Command::Simulate(_) => "error",
         _ => "warn,beamd=info",
     };
@@ -25,7 +23,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
-    match beamd::cli::run(cli) {
+    match beamd::cli::run(parsed) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("beamd: error: {}", one_line(&e));

@@ -26,11 +26,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("data_dir", &[]),
     ("pump", &[]),
     ("metric_catalog", &[]),
+    ("live", &[]),
     // Frames and settings shared by the edge and the agent.
     ("protocol", &[]),
     // Reads of the log; the client of the REST API.
     ("projections", &["domain"]),
-    ("inspector", &["data_dir", "domain", "metric_catalog"]),
+    (
+        "inspector",
+        &["data_dir", "domain", "live", "metric_catalog"],
+    ),
     ("client", &["protocol"]),
     (
         "tlog",
@@ -48,7 +52,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("rate_limit", &[]),
     ("disk", &[]),
     ("dns", &["actors", "domain"]),
-    ("egress", &["dns", "domain"]),
+    ("egress", &["dns", "domain", "live"]),
     // The three that never import each other.
     (
         "edge",
@@ -61,6 +65,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "domain",
             "egress",
             "inspector",
+            "live",
             "metric_catalog",
             "progress",
             "projections",
@@ -120,6 +125,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "edge",
             "egress",
             "inspector",
+            "live",
             "metric_catalog",
             "progress",
             "projections",
@@ -137,6 +143,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "domain",
             "edge",
             "inspector",
+            "live",
             "metric_catalog",
             "node",
             "projections",

@@ -38,7 +38,7 @@ pub(super) struct Plan {
 
 /// What one connection serves and has asked for.
 #[derive(Default)]
-pub(super) struct Live {
+pub(super) struct Connected {
     /// Tag → (tunnel id, the request as configured).
     pub serving: HashMap<String, (String, TunnelRequest)>,
     /// Tag → the request as configured, asked for with `Open`, not yet answered.
@@ -119,7 +119,7 @@ impl Plan {
     pub(super) fn replace(
         &mut self,
         wanted: Vec<TunnelRequest>,
-        live: &mut Live,
+        live: &mut Connected,
     ) -> Vec<AgentFrame> {
         self.wanted = wanted;
         let mut frames = Vec::new();
@@ -222,7 +222,7 @@ mod tests {
         let mut plan = Plan::new(vec![tcp("a", None), tcp("b", None)]);
         assert_eq!(plan.refused(&refusal("b", "conflict")), None);
         assert_eq!(plan.asks().len(), 1);
-        let mut live = Live::default();
+        let mut live = Connected::default();
         live.serving
             .insert("a".into(), ("t1".into(), tcp("a", None)));
         // The same file again: nothing to do.
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn a_changed_tunnel_is_closed_then_opened() {
         let mut plan = Plan::new(vec![tcp("a", None)]);
-        let mut live = Live::default();
+        let mut live = Connected::default();
         live.serving
             .insert("a".into(), ("t1".into(), tcp("a", None)));
         let frames = plan.replace(vec![tcp("a", Some(5))], &mut live);

@@ -11,7 +11,7 @@ use beamd_transports::{Connection, Transport, TransportError};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::plan::{tag_of, Live, Plan, FATAL};
+use super::plan::{tag_of, Connected, Plan, FATAL};
 use super::settings::AgentConn;
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
@@ -127,7 +127,7 @@ impl Agent<'_> {
             return Outcome::before_welcome(Ended::Lost("the edge assigned no tunnel".into()));
         }
         let routes = Routes::default();
-        let mut live = Live::default();
+        let mut live = Connected::default();
         let (out, mut outgoing) = mpsc::channel::<AgentFrame>(64);
         for tunnel in &assigned {
             self.serving(tunnel, edge, transport.name(), plan, &mut live, &routes);
@@ -226,7 +226,7 @@ impl Agent<'_> {
         edge: SocketAddr,
         over: &str,
         plan: &mut Plan,
-        live: &mut Live,
+        live: &mut Connected,
         routes: &Routes,
     ) {
         let tag = tag_of(&tunnel.tag).to_string();

@@ -51,9 +51,30 @@ impl std::str::FromStr for PortRange {
     }
 }
 
-/// Options of `beamd edge`.
-#[derive(Debug, clap::Args)]
+/// Options of `beamd edge`. Each is also a key of the `--config` file: the
+/// long flag with `_` for `-`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct EdgeArgs {
+    /// Read these settings from a TOML file: each key is a flag below with
+    /// `_` for `-` (`tcp_ports = "20000-20999"`, `transport = ["quic"]`,
+    /// `no_signup = true`); a flag given here wins over the file. SIGHUP
+    /// reads the file again (see the README's "Config files").
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (flags, file, defaults) as a
+    /// config file, secrets masked, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// The admin token of the default tenant, tok_<id>.<secret> (else one is
+    /// made and shown once on first start). In the file: admin_token,
+    /// admin_token_file or admin_token_env.
+    #[arg(
+        long,
+        env = "BEAMD_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub admin_token: Option<String>,
     /// The data directory (created if missing).
     #[arg(long, default_value = crate::data_dir::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
@@ -358,6 +379,7 @@ impl TryFrom<EdgeArgs> for NodeSettings {
             domain_claim_ttl: a.domain_claim_ttl,
             health_interval: Duration::from_secs(a.health_interval_secs),
             tokens_file: a.tokens,
+            admin_token: a.admin_token.map(crate::node::AdminToken),
             grace: Duration::from_secs(a.grace_secs),
             tunnel_base: a.tunnel_base,
             durability: a.durability,
@@ -419,5 +441,112 @@ mod tests {
         );
         let s = edge(&["--no-api", "--header-timeout-secs", "0"]).unwrap();
         assert_eq!((s.api_listen, s.header_timeout), (None, None));
+    }
+
+    /// `beamd edge ARGS` with `--config` pointing at a file holding `text`.
+    fn with_file(text: &str, args: &[&str]) -> Result<NodeSettings, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edge.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::write(dir.path().join("admin.token"), "tok_adm.s3cret\n").unwrap();
+        let mut argv: Vec<std::ffi::OsString> = vec!["beamd".into(), "edge".into()];
+        argv.extend(args.iter().map(Into::into));
+        argv.push("--config".into());
+        argv.push(path.into());
+        let parsed = crate::cli::parse_from(argv).map_err(|e| {
+            let text = e.to_string();
+            text[text.find(".toml:").map_or(0, |i| i + 6)..].to_string()
+        })?;
+        match parsed.cli.command {
+            Command::Edge(args) => NodeSettings::try_from(*args).map_err(|e| e.to_string()),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    const FILE: &str = r#"
+data_dir = "/srv/beamd"
+transport = ["ws", "tcp"]
+listen = ["127.0.0.1:9", "127.0.0.1:10"]
+tcp_ports = "30000-30099"
+no_signup = true
+tls = false
+max_tenant_connections = 50
+domain_claim_ttl = "3d"
+egress_allow = ["10.0.0.0/8"]
+mask_header = ["X-Secret"]
+h2_max_streams = 16
+checkpoint_interval = "500ms"
+admin_token_file = "admin.token"
+"#;
+
+    #[test]
+    fn a_file_is_the_same_as_its_flags() {
+        let flags = edge(&[
+            "--data-dir",
+            "/srv/beamd",
+            "--transport",
+            "ws",
+            "--transport",
+            "tcp",
+            "--listen",
+            "127.0.0.1:9",
+            "--listen",
+            "127.0.0.1:10",
+            "--tcp-ports",
+            "30000-30099",
+            "--no-signup",
+            "--max-tenant-connections",
+            "50",
+            "--domain-claim-ttl",
+            "3d",
+            "--egress-allow",
+            "10.0.0.0/8",
+            "--mask-header",
+            "X-Secret",
+            "--h2-max-streams",
+            "16",
+            "--checkpoint-interval",
+            "500ms",
+            "--admin-token",
+            "tok_adm.s3cret",
+        ])
+        .unwrap();
+        assert_eq!(with_file(FILE, &[]).unwrap(), flags);
+        assert_ne!(flags, NodeSettings::default());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let args = [
+            "--tcp-ports",
+            "40000-40009",
+            "--transport",
+            "quic",
+            "--listen",
+            "127.0.0.1:11",
+        ];
+        let s = with_file(FILE, &args).unwrap();
+        assert_eq!(s.tcp_ports, (40000, 40009));
+        assert_eq!(s.agent_listeners.len(), 1);
+        // A list flag on the command line replaces the file's list.
+        assert_eq!(s.agent_listeners[0].0, TransportKind::Quic);
+    }
+
+    #[test]
+    fn file_errors_name_line_and_column() {
+        let cases = [
+            ("tcp_prots = \"1-2\"\n", "1:1: unknown key `tcp_prots`"),
+            ("\ntcp_ports = \"9-1\"\n", "2:13: tcp_ports: invalid value '9-1' for '--tcp-ports <TCP_PORTS>': bad port range"),
+            ("transport = [\"quic\", \"udp\"]\n", "1:13: transport: invalid value 'udp'"),
+            ("no_signup = \"yes\"\n", "1:13: no_signup is true or false"),
+            ("data_dir = [\"a\", \"b\"]\n", "1:12: data_dir takes one value, not a list"),
+            ("admin_token = \"x\"\nadmin_token_env = \"T\"\n", "2:19: give admin_token one way"),
+            ("grace_secs = true\n", "1:14: grace_secs takes a string or a number, not boolean"),
+            ("config = \"other.toml\"\n", "1:1: unknown key `config`"),
+        ];
+        for (text, wanted) in cases {
+            let err = with_file(text, &[]).unwrap_err();
+            assert!(err.starts_with(wanted), "{text:?}: {err}");
+        }
     }
 }

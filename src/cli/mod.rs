@@ -6,6 +6,7 @@ mod agent_file;
 mod bench;
 mod client;
 mod edge;
+mod edge_file;
 mod file;
 mod log;
 mod simulate;
@@ -13,7 +14,7 @@ mod start;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 pub use agent::{AgentConnArgs, AgentTransportArg, HttpArgs, TcpArgs};
@@ -116,13 +117,154 @@ pub enum Command {
     },
 }
 
+/// Parses the process's command line, with `beamd edge --config FILE`'s
+/// keys in it; prints the effective configuration and exits for
+/// `--print-config`. A bad file or flag: one line on stderr, exit 2.
+pub fn parse() -> Parsed {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let fail = |e: &dyn std::fmt::Display| -> ! {
+        eprintln!("beamd: error: {e}");
+        std::process::exit(2)
+    };
+    let parsed = match parse_from(argv) {
+        Ok(parsed) => parsed,
+        Err(ParseError::Clap(e)) => e.exit(),
+        Err(ParseError::File(e)) => fail(&e),
+    };
+    if let Command::Edge(args) = &parsed.cli.command {
+        if args.print_config {
+            match print_config(args, &parsed) {
+                Ok(text) => {
+                    print!("{text}");
+                    std::process::exit(0);
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    }
+    parsed
+}
+
+/// A parsed command line and what it was parsed from.
+pub struct Parsed {
+    /// The command.
+    pub cli: Cli,
+    argv: Vec<std::ffi::OsString>,
+    matches: clap::ArgMatches,
+    from_file: std::collections::HashSet<String>,
+}
+
+/// Why a command line (with its file) does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// The config file.
+    #[error(transparent)]
+    File(#[from] file::FileError),
+    /// A flag, or a combination of them.
+    #[error("{}", one_line_clap(.0))]
+    Clap(#[from] clap::Error),
+}
+
+/// clap's message without its usage lines, on one line.
+fn one_line_clap(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let line = lines.join(" ");
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
+}
+
+/// Parses `argv` with an edge file's keys in it.
+pub fn parse_from(argv: Vec<std::ffi::OsString>) -> Result<Parsed, ParseError> {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command();
+    let merged = edge_file::merge(&command, argv.clone())?;
+    let matches = command.try_get_matches_from(merged.argv)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    Ok(Parsed {
+        cli,
+        argv,
+        matches,
+        from_file: merged.from_file,
+    })
+}
+
+/// SIGHUP for `beamd edge --config`: the command line and the file read
+/// again; what may change live is handed to the edge, anything else is
+/// refused by name and the running configuration kept.
+async fn edge_reloads(
+    argv: Vec<std::ffi::OsString>,
+    running: clap::ArgMatches,
+) -> Result<tokio::sync::mpsc::UnboundedReceiver<crate::node::NodeSettings>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let keep = "the running configuration stays";
+        while hangups.recv().await.is_some() {
+            let read = parse_from(argv.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    use clap::CommandFactory;
+                    let fixed = edge_file::fixed_changes(&Cli::command(), &running, &p.matches);
+                    if !fixed.is_empty() {
+                        return Err(format!(
+                            "{} cannot change while the edge runs (restart to apply)",
+                            fixed.join(", ")
+                        ));
+                    }
+                    match p.cli.command {
+                        Command::Edge(args) => {
+                            crate::node::NodeSettings::try_from(*args).map_err(|e| e.to_string())
+                        }
+                        _ => Err("not beamd edge".into()),
+                    }
+                });
+            match read {
+                Ok(settings) => {
+                    if tx.send(settings).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => eprintln!("beamd edge: reload refused ({keep}): {e}"),
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// `beamd edge --print-config`: the settings checked, then printed.
+fn print_config(args: &EdgeArgs, parsed: &Parsed) -> Result<String> {
+    use clap::CommandFactory;
+    crate::node::NodeSettings::try_from(args.clone())?;
+    let command = Cli::command();
+    let edge = command.find_subcommand("edge").context("beamd edge")?;
+    let matches = parsed
+        .matches
+        .subcommand_matches("edge")
+        .context("beamd edge")?;
+    Ok(edge_file::print_config(edge, matches, &parsed.from_file))
+}
+
 /// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<ExitCode> {
+pub fn run(parsed: Parsed) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let Parsed {
+        cli, argv, matches, ..
+    } = parsed;
     match cli.command {
-        Command::Edge(args) => runtime.block_on(crate::node::run((*args).try_into()?)),
+        Command::Edge(args) => {
+            let reloads = match &args.config {
+                Some(_) => Some(runtime.block_on(edge_reloads(argv, matches))?),
+                None => None,
+            };
+            runtime.block_on(crate::node::run((*args).try_into()?, reloads))
+        }
         Command::Tcp(args) => runtime.block_on(crate::agent::run_tcp(args.into())),
         Command::Http(args) => runtime.block_on(crate::agent::run_http(args.into())),
         Command::Start(args) => runtime.block_on(start::run(args)),

@@ -4,6 +4,7 @@
 //! opens a stream to the agent and gives it back when that stream ends.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use beamd_transports::{count_refusal, ListenerKind, RefusalReason};
@@ -11,7 +12,7 @@ use beamd_transports::{count_refusal, ListenerKind, RefusalReason};
 /// The open public connections per tenant, and the cap.
 #[derive(Debug)]
 pub struct TenantConnections {
-    max: u64,
+    max: AtomicU64,
     open: Mutex<HashMap<String, u64>>,
 }
 
@@ -26,9 +27,14 @@ impl TenantConnections {
     /// A cap of `max` open connections per tenant.
     pub fn new(max: u64) -> Arc<Self> {
         Arc::new(Self {
-            max,
+            max: AtomicU64::new(max),
             open: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Changes the cap (a reload); connections over a lowered cap stay open.
+    pub fn set_max(&self, max: u64) {
+        self.max.store(max, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, u64>> {
@@ -41,7 +47,7 @@ impl TenantConnections {
     pub fn enter(self: &Arc<Self>, tenant: &str, on: ListenerKind) -> Option<TenantSlot> {
         let mut open = self.lock();
         let n = open.entry(tenant.to_string()).or_default();
-        if *n >= self.max {
+        if *n >= self.max.load(Ordering::Relaxed) {
             drop(open);
             count_refusal(RefusalReason::TenantCap, on);
             return None;
@@ -55,7 +61,7 @@ impl TenantConnections {
 
     /// The cap.
     pub fn max(&self) -> u64 {
-        self.max
+        self.max.load(Ordering::Relaxed)
     }
 
     /// `tenant`'s open connections.

@@ -25,6 +25,7 @@ use crate::domain::Access;
 use crate::domain::{DomainName, PublicAddresses};
 use crate::egress::Egress;
 use crate::inspector::FullCaptureSettings;
+use crate::live::Live;
 use crate::rate_limit::RateLimiter;
 
 /// A byte stream to an agent, whatever the transport.
@@ -136,9 +137,9 @@ pub struct EdgeSettings {
     /// Whether each proxied HTTP request is recorded as a `RequestCaptured` event.
     pub capture: bool,
     /// How long the agent's service has to start answering an HTTP request.
-    pub upstream_timeout: Duration,
+    pub upstream_timeout: Live<Duration>,
     /// How long a public client has to send a request's headers (slowloris).
-    pub header_timeout: Option<Duration>,
+    pub header_timeout: Live<Option<Duration>>,
     /// The public ingress's HTTP/2 limits.
     pub h2: H2Limits,
     /// How custom domains are verified.
@@ -146,7 +147,7 @@ pub struct EdgeSettings {
     /// Where the edge may connect on a tenant's behalf.
     pub egress: Arc<Egress>,
     /// Public HTTP clients whose forwarding headers are kept.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub trusted_proxies: Live<Vec<ipnet::IpNet>>,
     /// How often domains waiting for their TXT record are checked again.
     pub domain_recheck: Duration,
     /// How often a session records its tunnels' traffic: one
@@ -172,12 +173,12 @@ impl EdgeSettings {
             http_port: None,
             https: false,
             capture: true,
-            upstream_timeout: Duration::from_secs(30),
-            header_timeout: Some(Duration::from_secs(10)),
+            upstream_timeout: Live::new(Duration::from_secs(30)),
+            header_timeout: Live::new(Some(Duration::from_secs(10))),
             h2: Default::default(),
             dns: DnsVerifier::default(),
             egress: Arc::new(Egress::new(Vec::new(), DnsVerifier::default())),
-            trusted_proxies: Vec::new(),
+            trusted_proxies: Live::new(Vec::new()),
             domain_recheck: Duration::from_secs(30),
             window: Duration::from_millis(200),
             disk: DiskGuard::off(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::{BodySink, BodyStore, InspectSettings, BODIES_DIR, BODIES_TREE};
 use crate::data_dir::DataDir;
+use crate::live::Live;
 
 /// How full capture works on this edge.
 #[derive(Debug, Clone)]
@@ -17,8 +18,8 @@ pub struct FullCaptureSettings {
     /// Body bytes kept per body.
     pub body_limit: usize,
     /// Header names whose values are masked (lower case); shared, since
-    /// every captured request holds the settings.
-    pub masked: Arc<[String]>,
+    /// every captured request holds the settings, and changed by a reload.
+    pub masked: Live<Arc<[String]>>,
 }
 
 impl FullCaptureSettings {
@@ -36,7 +37,7 @@ impl FullCaptureSettings {
             sink: BodySink::spawn(store.clone())?,
             store,
             body_limit: args.body_limit,
-            masked: args.masked().into(),
+            masked: Live::new(args.masked().into()),
         }))
     }
 }

@@ -47,8 +47,8 @@ pub async fn bootstrap(
             let token = Token(text);
             let (id, secret) = token
                 .parts()
-                .context("BEAMD_ADMIN_TOKEN must look like tok_<id>.<secret>")?;
-            let secret = Secret::from_text(secret).context("BEAMD_ADMIN_TOKEN")?;
+                .context("the admin token (--admin-token or BEAMD_ADMIN_TOKEN) must look like tok_<id>.<secret>")?;
+            let secret = Secret::from_text(secret).context("the admin token")?;
             let (key, secret) = core
                 .issue_key_as(
                     &tenant.id,

@@ -28,6 +28,7 @@ use crate::edge::{
 };
 use crate::egress::Egress;
 use crate::inspector::FullCaptureSettings;
+use crate::live::Live;
 use crate::projections::InspectorIndex;
 
 /// How long sessions get to end after the edge stops accepting.
@@ -159,7 +160,10 @@ fn account_settings(
 }
 
 /// Runs `beamd edge` until SIGINT or SIGTERM.
-pub async fn run(cfg: NodeSettings) -> Result<ExitCode> {
+pub async fn run(
+    cfg: NodeSettings,
+    mut reloads: Option<tokio::sync::mpsc::UnboundedReceiver<NodeSettings>>,
+) -> Result<ExitCode> {
     if cfg.durability == Durability::Off {
         tracing::warn!("durability is OFF: acknowledged events can be lost on a crash. Use this for benchmarks only.");
     }
@@ -213,8 +217,8 @@ pub async fn run(cfg: NodeSettings) -> Result<ExitCode> {
     settings.capture = cfg.capture;
     settings.full_capture = FullCaptureSettings::open(&cfg.inspect, &dir)?;
     settings.h2 = cfg.h2.clone();
-    settings.upstream_timeout = cfg.upstream_timeout.max(Duration::from_secs(1));
-    settings.header_timeout = cfg.header_timeout;
+    settings.upstream_timeout = Live::new(cfg.upstream_timeout.max(Duration::from_secs(1)));
+    settings.header_timeout = Live::new(cfg.header_timeout);
     settings.dns = DnsVerifier {
         resolver: cfg.dns_resolver,
         claim_ttl: cfg.domain_claim_ttl,
@@ -232,7 +236,7 @@ pub async fn run(cfg: NodeSettings) -> Result<ExitCode> {
         egress.add_own(own?);
     }
     settings.egress = Arc::new(egress);
-    settings.trusted_proxies = cfg.trusted_proxies.clone();
+    settings.trusted_proxies = Live::new(cfg.trusted_proxies.clone());
     settings.domain_recheck = cfg.domain_recheck.max(Duration::from_secs(1));
     settings.window = cfg.traffic_window.max(Duration::from_millis(10));
     settings.disk = DiskGuard::new(dir.path().into(), cfg.min_free_disk_bytes);
@@ -303,7 +307,7 @@ pub async fn run(cfg: NodeSettings) -> Result<ExitCode> {
             listener,
             Arc::new(state),
             stopping.clone(),
-            ctx.settings.header_timeout,
+            ctx.settings.header_timeout.get(),
         ));
     }
     let join = NodeCommand::Join {
@@ -322,13 +326,13 @@ pub async fn run(cfg: NodeSettings) -> Result<ExitCode> {
     );
     if let Some(boot) = bootstrap(
         &core,
-        std::env::var("BEAMD_ADMIN_TOKEN").ok(),
+        cfg.admin_token.as_ref().map(|t| t.0.clone()),
         &cfg.tunnel_base,
     )
     .await?
     {
         if boot.from_env {
-            crate::say!("beamd edge: admin token taken from BEAMD_ADMIN_TOKEN");
+            crate::say!("beamd edge: admin token taken from --admin-token (or BEAMD_ADMIN_TOKEN)");
         } else {
             crate::say!(
                 "beamd edge: admin token {} (shown once; keep it)",
@@ -361,6 +365,7 @@ pub async fn run(cfg: NodeSettings) -> Result<ExitCode> {
         tokio::select! {
             reason = &mut stop => break reason,
             () = log_stopped(&mut committed) => log_failed(&opened),
+            Some(new) = next_reload(&mut reloads) => reload(&core, &ctx, &new).await,
             _ = heartbeat.tick() => {
                 // A heartbeat not recorded (the log failing over) is not fatal:
                 // a log that failed for good stops the edge above.
@@ -412,4 +417,40 @@ pub async fn run(cfg: NodeSettings) -> Result<ExitCode> {
         log.head().seq
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The next configuration a reload accepted; never, without a config file.
+async fn next_reload(
+    reloads: &mut Option<tokio::sync::mpsc::UnboundedReceiver<NodeSettings>>,
+) -> Option<NodeSettings> {
+    match reloads {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Puts in force what a reload may change while the edge runs (the
+/// command line checked that nothing else changed): each is read on every
+/// use, so it holds from the next connection, request or capture on. The
+/// tokens file is imported again.
+async fn reload(core: &Core, ctx: &EdgeContext, new: &NodeSettings) {
+    let s = &ctx.settings;
+    s.upstream_timeout
+        .set(new.upstream_timeout.max(Duration::from_secs(1)));
+    s.header_timeout.set(new.header_timeout);
+    s.trusted_proxies.set(new.trusted_proxies.clone());
+    s.egress.set_allow(new.egress_allow.clone());
+    s.connections.set_max(new.max_tenant_connections);
+    s.disk.set_min_free(new.min_free_disk_bytes);
+    if let Some(full) = &s.full_capture {
+        full.masked.set(new.inspect.masked().into());
+    }
+    let tokens = match &new.tokens_file {
+        Some(path) => match super::tokens_file::import(core, path).await {
+            Ok(n) => format!("; {n} new token(s) from {}", path.display()),
+            Err(e) => format!("; the tokens file was not imported: {e:#}"),
+        },
+        None => String::new(),
+    };
+    crate::say!("beamd edge: reloaded the configuration{tokens}");
 }

@@ -13,5 +13,5 @@ mod sweep;
 mod tokens_file;
 
 pub use lifecycle::run;
-pub use settings::{CertFiles, NodeSettings};
+pub use settings::{AdminToken, CertFiles, NodeSettings};
 pub use sweep::take_offline_after_restart;

@@ -23,6 +23,16 @@ pub struct CertFiles {
     pub key: PathBuf,
 }
 
+/// The admin token, whose `Debug` is masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(MASKED)")
+    }
+}
+
 /// Everything an edge node runs with. `Default` holds every default, the
 /// command line's included (a test holds the two together).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +95,9 @@ pub struct NodeSettings {
     pub health_interval: Duration,
     /// Agent tokens imported into the default tenant at start.
     pub tokens_file: Option<PathBuf>,
+    /// The admin token of the default tenant, `tok_<id>.<secret>` (else one
+    /// is made and shown once on first start).
+    pub admin_token: Option<AdminToken>,
     /// How long an offline tunnel keeps its port for its agent.
     pub grace: Duration,
     /// The base host of the default tenant's HTTP tunnels.
@@ -146,6 +159,7 @@ impl Default for NodeSettings {
             domain_claim_ttl: Duration::from_secs(72 * 3600),
             health_interval: Duration::from_secs(10),
             tokens_file: None,
+            admin_token: None,
             grace: Duration::from_secs(60),
             tunnel_base: "localhost".into(),
             durability: Durability::Always,

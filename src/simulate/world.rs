@@ -104,7 +104,7 @@ async fn start(
     settings.window = Duration::from_secs(5);
     // The simulated clients are never slow on purpose; a timer on virtual
     // time would only close idle connections the workload means to reuse.
-    settings.header_timeout = None;
+    settings.header_timeout = crate::live::Live::new(None);
     let stop = CancellationToken::new();
     let ctx = Arc::new(EdgeContext::new(
         core.clone(),

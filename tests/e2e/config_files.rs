@@ -323,3 +323,283 @@ fn the_readme_agent_file_parses() -> Result<()> {
     ensure!(err.contains("giving up after 1 failed attempts"), "{err}");
     Ok(())
 }
+
+/// An edge file for a TCP-transport edge on ephemeral ports, its admin
+/// token from a file beside it.
+fn edge_file(dir: &Path, extra: &str) -> Result<std::path::PathBuf> {
+    std::fs::write(dir.join("admin.token"), format!("{ADMIN_TOKEN}\n"))?;
+    let file = dir.join("edge.toml");
+    let text = format!(
+        "data_dir = \"{}\"\ntransport = [\"tcp\"]\nlisten = [\"127.0.0.1:0\"]\npublic_host = \"127.0.0.1\"\n\
+         api_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ntraffic_window_ms = 200\n\
+         admin_token_file = \"admin.token\"\n{extra}",
+        dir.join("data").display()
+    );
+    std::fs::write(&file, text)?;
+    Ok(file)
+}
+
+fn edge_from(file: &Path) -> Result<Edge> {
+    let proc = Proc::spawn(&["edge", "--config", file.to_str().context("path")?], &[])?;
+    let mut edge = crate::common::tunnel::edge_up(proc)?;
+    edge.token = Some(ADMIN_TOKEN.to_string());
+    Ok(edge)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_file_serves_as_its_flags_do() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = edge_file(dir.path(), "")?;
+    let edge = edge_from(&file)?;
+    let (web, echo) = (http_server().await?, echo_server().await?);
+    let agent_file = dir.path().join("beamd.toml");
+    std::fs::write(dir.path().join("agent.token"), format!("{ADMIN_TOKEN}\n"))?;
+    std::fs::write(
+        &agent_file,
+        head(&edge, &dir.path().join("agent.token"))
+            + &http_table("site", web)
+            + &tcp_table("echo", echo),
+    )?;
+    let agent = Proc::spawn(
+        &["start", "--config", agent_file.to_str().context("path")?],
+        &[],
+    )?;
+    let site =
+        http_host(&agent.expect("beamd start: site: tunnel http://", Duration::from_secs(30))?)?;
+    let echo_public =
+        parse_public(&agent.expect("beamd start: echo: tunnel tcp://", Duration::from_secs(30))?)?;
+    // The admin token came from the file the edge file names: the API takes it.
+    let admin = Api::new(edge.api, ADMIN_TOKEN);
+    ensure!(
+        admin.get("/api/v1/tunnels").await?.status == 200,
+        "the admin token from the file"
+    );
+    ensure!(
+        hello(edge.http.context("http")?, &site).await? == 200,
+        "HTTP through a file-configured edge"
+    );
+    round_trip(echo_public, pattern(4, 64 * 1024)).await?;
+    // The tunnel is metered as on any edge.
+    let direction = "beamd_tunnel_bytes_total{direction=\"in\"}";
+    crate::common::cluster::eventually_within(
+        "the bytes recorded",
+        Duration::from_secs(3),
+        || async { Ok(metric(edge.api, direction).await? >= 64 * 1024) },
+    )
+    .await?;
+    Ok(())
+}
+
+#[test]
+fn print_config_shows_sources_and_masks_secrets() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = edge_file(
+        dir.path(),
+        "tcp_ports = \"30000-30009\"\nmask_header = [\"X-A\"]\n",
+    )?;
+    let path = file.to_str().context("path")?;
+    let out = beamd(&[
+        "edge",
+        "--config",
+        path,
+        "--print-config",
+        "--tcp-ports",
+        "31000-31009",
+    ]);
+    let printed = text(&out.stdout);
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    ensure!(
+        !printed.contains(ADMIN_TOKEN) && !printed.contains("0123456789abcdef"),
+        "{printed}"
+    );
+    for line in [
+        "# admin_token: set (masked)",
+        "tcp_ports = \"31000-31009\"  # command line",
+        "mask_header = [\"X-A\"]  # file",
+        "traffic_window_ms = 200  # file",
+        "grace_secs = 60  # default",
+    ] {
+        ensure!(
+            printed.lines().any(|l| l == line),
+            "no {line:?} in\n{printed}"
+        );
+    }
+    // The printed configuration, secrets aside, is itself a file the edge takes.
+    let again = dir.path().join("printed.toml");
+    std::fs::write(&again, &printed)?;
+    let out = beamd(&[
+        "edge",
+        "--config",
+        again.to_str().context("path")?,
+        "--print-config",
+    ]);
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    ensure!(
+        text(&out.stdout).contains("tcp_ports = \"31000-31009\"  # file"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A bad value: one line naming file, line and column.
+    std::fs::write(&file, "tcp_ports = \"9-1\"\n")?;
+    let out = beamd(&["edge", "--config", path]);
+    let err = text(&out.stderr);
+    ensure!(!out.status.success() && err.lines().count() == 1, "{err}");
+    ensure!(
+        err.starts_with(&format!(
+            "beamd: error: {path}:1:13: tcp_ports: invalid value '9-1'"
+        )),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_reload_changes_live_settings_and_refuses_the_rest() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tokens = dir.path().join("tokens.json");
+    std::fs::write(&tokens, r#"{"tokens": []}"#)?;
+    let live = format!(
+        "tokens = \"{}\"\nmax_tenant_connections = 100\n",
+        tokens.display()
+    );
+    let file = edge_file(dir.path(), &live)?;
+    let edge = edge_from(&file)?;
+    let echo = echo_server().await?;
+    let addr = edge.agent_addr.to_string();
+    let late = "tok_late.0123456789abcdef0123456789abcdef";
+    let e = echo.to_string();
+    let tcp_agent = |token: &str| {
+        Proc::spawn(
+            &[
+                "tcp",
+                &e,
+                "--edge",
+                &addr,
+                "--transport",
+                "tcp",
+                "--max-retries",
+                "1",
+            ],
+            &[("BEAMD_TOKEN", token)],
+        )
+    };
+    // A token the tokens file does not hold yet is refused.
+    let mut refused = tcp_agent(late)?;
+    ensure!(
+        refused.exited_within(Duration::from_secs(20)).await?,
+        "an unknown token was let in"
+    );
+
+    // Reload: the tokens file now holds it, and the cap is one connection.
+    std::fs::write(&tokens, format!(r#"{{"tokens": [{{"token": "{late}"}}]}}"#))?;
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)?
+            .replace("max_tenant_connections = 100", "max_tenant_connections = 1"),
+    )?;
+    edge.proc.signal(rustix::process::Signal::HUP)?;
+    edge.proc.expect(
+        "beamd edge: reloaded the configuration; 1 new token(s)",
+        Duration::from_secs(20),
+    )?;
+    let agent = tcp_agent(late)?;
+    let public = parse_public(&agent.expect("beamd tcp: tunnel tcp://", Duration::from_secs(30))?)?;
+    // One connection held open; a second is turned away at the new cap.
+    let mut held = tokio::net::TcpStream::connect(public).await?;
+    tokio::io::AsyncWriteExt::write_all(&mut held, b"x").await?;
+    let mut one = [0u8; 1];
+    tokio::io::AsyncReadExt::read_exact(&mut held, &mut one).await?;
+    ensure!(
+        round_trip(public, pattern(5, 1024)).await.is_err(),
+        "the cap of 1 did not hold"
+    );
+    drop(held);
+    eventually("a connection once the held one closed", || async {
+        Ok(round_trip(public, pattern(6, 1024)).await.is_ok())
+    })
+    .await?;
+
+    // A listen address cannot change live: refused by name, the edge serves on.
+    let text_now = std::fs::read_to_string(&file)?;
+    std::fs::write(
+        &file,
+        text_now.replace("listen = [\"127.0.0.1:0\"]", "listen = [\"127.0.0.1:1\"]"),
+    )?;
+    edge.proc.signal(rustix::process::Signal::HUP)?;
+    let said = "beamd edge: reload refused (the running configuration stays): listen cannot change while the edge runs (restart to apply)";
+    eventually("the fixed key named", || async {
+        Ok(edge.proc.stderr_contains(said))
+    })
+    .await?;
+    // A broken file: refused with its line and column.
+    std::fs::write(&file, text_now.clone() + "max_tenant_connection = 5\n")?;
+    edge.proc.signal(rustix::process::Signal::HUP)?;
+    let path = file.display().to_string();
+    eventually("the broken file refused", || async {
+        Ok(edge.proc.stderr_contains(&format!(
+            "reload refused (the running configuration stays): {path}:"
+        )))
+    })
+    .await?;
+    ensure!(
+        edge.proc
+            .stderr_contains("unknown key `max_tenant_connection`"),
+        "no reason given"
+    );
+    round_trip(public, pattern(7, 1024)).await?;
+    Ok(())
+}
+
+#[test]
+fn the_systemd_units_verify() -> Result<()> {
+    crate::common::tools::debian(&["/usr/bin/systemd-analyze"], &["systemd"])?;
+    let dir = tempfile::tempdir()?;
+    for unit in ["beamd-edge.service", "beamd-agent.service"] {
+        let text = std::fs::read_to_string(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/systemd/").to_string() + unit,
+        )?;
+        ensure!(
+            text.contains("ExecStart=/usr/local/bin/beamd "),
+            "{unit}: ExecStart"
+        );
+        ensure!(
+            text.contains("NoNewPrivileges=yes") && text.contains("ProtectSystem=strict"),
+            "{unit}: hardening"
+        );
+        // Where the binary is installed is the one thing that differs here.
+        let here = text.replace("/usr/local/bin/beamd", env!("CARGO_BIN_EXE_beamd"));
+        let path = dir.path().join(unit);
+        std::fs::write(&path, here)?;
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()?;
+        ensure!(
+            out.status.success() && out.stderr.is_empty(),
+            "{unit}: {}",
+            text_of_out(&out)
+        );
+    }
+    let edge = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/systemd/beamd-edge.service"
+    ))?;
+    ensure!(
+        edge.contains("StateDirectory=beamd")
+            && edge.contains("CapabilityBoundingSet=CAP_NET_BIND_SERVICE"),
+        "edge unit"
+    );
+    // The example config files beside them parse.
+    let out = beamd(&[
+        "edge",
+        "--config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/systemd/edge.toml"),
+        "--print-config",
+    ]);
+    ensure!(out.status.success(), "edge.toml: {}", text(&out.stderr));
+    Ok(())
+}
+
+fn text_of_out(out: &std::process::Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}

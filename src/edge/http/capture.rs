@@ -36,7 +36,7 @@ impl FullCaptureSettings {
     pub fn start(&self, headers: &hyper::HeaderMap) -> FullStart {
         FullStart {
             settings: self.clone(),
-            request_headers: masked_headers(headers, &self.masked),
+            request_headers: masked_headers(headers, &self.masked.get()),
             request_body: DigestSlot::default(),
         }
     }
@@ -55,7 +55,7 @@ impl FullStart {
         let full = FullCapture {
             sink: self.settings.sink.clone(),
             request_headers: self.request_headers,
-            response_headers: masked_headers(headers, &self.settings.masked),
+            response_headers: masked_headers(headers, &self.settings.masked.get()),
             request_body: self.request_body,
             response_body: response_body.clone(),
         };

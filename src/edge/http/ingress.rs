@@ -102,7 +102,7 @@ where
 {
     let slot: Slot = Arc::new(Mutex::new(Vec::new()));
     let sni: Option<Arc<str>> = sni.map(Into::into);
-    let http = super::h2::builder(ctx.settings.header_timeout, &ctx.settings.h2);
+    let http = super::h2::builder(ctx.settings.header_timeout.get(), &ctx.settings.h2);
     let service = hyper::service::service_fn(move |req| {
         proxy(req, peer, sni.clone(), ctx.clone(), slot.clone())
     });
@@ -222,7 +222,7 @@ async fn proxy(
         peer,
         &host,
         ctx.settings.https,
-        &ctx.settings.trusted_proxies,
+        &ctx.settings.trusted_proxies.get(),
     );
     let mut capture = arrived(&req, version, peer, &host, ctx.core.now_ms());
     let (method, path) = (req.method().as_str(), req.uri().path());
@@ -252,7 +252,7 @@ async fn proxy(
             Target::Tunnel(route) => (route.clone(), d.timeout),
         },
         None => match live_route(&ctx, &host) {
-            Some(route) => (route, ctx.settings.upstream_timeout),
+            Some(route) => (route, ctx.settings.upstream_timeout.get()),
             None => {
                 let known = ctx.core.host_held(&host).await.unwrap_or(false);
                 return Ok(if known {

@@ -90,7 +90,7 @@ async fn replay(ctx: &EdgeContext, tunnel: &str, resend: Resend) -> Result<Repla
         }
     });
     let started = Instant::now();
-    let timeout = ctx.settings.upstream_timeout;
+    let timeout = ctx.settings.upstream_timeout.get();
     let response = match tokio::time::timeout(timeout, sender.send_request(request)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return Err(ReplayError::Failed(format!("the service failed: {e}"))),

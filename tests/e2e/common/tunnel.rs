@@ -169,7 +169,12 @@ pub fn start_edge_env(
     args.extend_from_slice(extra);
     let mut envs = vec![("BEAMD_ADMIN_TOKEN", ADMIN_TOKEN)];
     envs.extend_from_slice(env);
-    let proc = Proc::spawn(&args, &envs)?;
+    edge_up(Proc::spawn(&args, &envs)?)
+}
+
+/// Waits for an edge process to say it is up, and reads its addresses from
+/// what it printed.
+pub fn edge_up(proc: Proc) -> Result<Edge> {
     let (mut agent_addr, mut api, mut http, mut fingerprint) = (None, None, None, None);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
