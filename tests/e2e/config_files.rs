@@ -358,16 +358,26 @@ async fn an_edge_file_serves_as_its_flags_do() -> Result<()> {
         &agent_file,
         head(&edge, &dir.path().join("agent.token"))
             + &http_table("site", web)
+            + &http_table("docs", web)
             + &tcp_table("echo", echo),
     )?;
     let agent = Proc::spawn(
         &["start", "--config", agent_file.to_str().context("path")?],
         &[],
     )?;
-    let site =
-        http_host(&agent.expect("beamd start: site: tunnel http://", Duration::from_secs(30))?)?;
-    let echo_public =
-        parse_public(&agent.expect("beamd start: echo: tunnel tcp://", Duration::from_secs(30))?)?;
+    let wait = Duration::from_secs(30);
+    let site = http_host(&agent.expect("beamd start: site: tunnel http://", wait)?)?;
+    let docs = http_host(&agent.expect("beamd start: docs: tunnel http://", wait)?)?;
+    let echo_public = parse_public(&agent.expect("beamd start: echo: tunnel tcp://", wait)?)?;
+    // All three over one connection.
+    ensure!(
+        metric(edge.api, "beamd_agent_sessions").await? == 1,
+        "not one connection"
+    );
+    ensure!(
+        hello(edge.http.context("http")?, &docs).await? == 200,
+        "the second HTTP tunnel"
+    );
     // The admin token came from the file the edge file names: the API takes it.
     let admin = Api::new(edge.api, ADMIN_TOKEN);
     ensure!(
