@@ -59,6 +59,31 @@ pub struct TunnelRequest {
     /// echoed in what the edge answers about it.
     #[serde(default)]
     pub tag: Option<String>,
+    /// The PROXY protocol header the agent sends its local service before a
+    /// public connection's first byte (TCP).
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+/// A version of HAProxy's PROXY protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProxyProtocol {
+    /// The text header, `PROXY TCP4 …`.
+    V1,
+    /// The binary header.
+    V2,
+}
+
+impl ProxyProtocol {
+    /// `v1` or `v2`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "v1" => Some(Self::V1),
+            "v2" => Some(Self::V2),
+            _ => None,
+        }
+    }
 }
 
 /// What the service behind an HTTP tunnel speaks; the edge speaks it
@@ -202,6 +227,9 @@ pub struct StreamHeader {
     pub tunnel: String,
     /// The public client's address.
     pub peer: String,
+    /// The edge's address the client reached (TCP).
+    #[serde(default)]
+    pub public: Option<String>,
 }
 
 #[cfg(test)]

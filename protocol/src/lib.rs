@@ -9,8 +9,8 @@ mod share_link;
 
 pub use codec::{read_frame, write_frame, ProtocolError, MAX_FRAME};
 pub use frames::{
-    AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello, RefusedTunnel, StreamHeader, Token,
-    TunnelRequest, UpstreamProtocol, PROTOCOL_VERSION,
+    AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello, ProxyProtocol, RefusedTunnel,
+    StreamHeader, Token, TunnelRequest, UpstreamProtocol, PROTOCOL_VERSION,
 };
 pub use ports::{default_agent_listen, AGENT_PORT, AGENT_WS_PORT};
 pub use share_link::ShareLink;

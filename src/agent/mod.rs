@@ -3,6 +3,7 @@
 
 mod dial;
 mod plan;
+mod proxy_header;
 mod run;
 mod session;
 mod settings;

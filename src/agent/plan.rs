@@ -175,6 +175,7 @@ mod tests {
             inspect: None,
             upstream: Default::default(),
             tag: Some(tag.into()),
+            proxy_protocol: None,
         }
     }
 

@@ -28,6 +28,7 @@ fn tcp_request(args: &TcpSettings) -> TunnelRequest {
         inspect: None,
         upstream: Default::default(),
         tag: None,
+        proxy_protocol: args.proxy_protocol,
     }
 }
 
@@ -71,6 +72,7 @@ pub async fn run_http(args: HttpSettings) -> Result<ExitCode> {
         inspect: args.inspect,
         upstream: args.upstream,
         tag: None,
+        proxy_protocol: None,
     };
     run(args.conn, vec![request], "beamd http", None, Wants(None)).await
 }

@@ -15,7 +15,7 @@ use super::plan::{tag_of, Connected, Plan, FATAL};
 use super::settings::AgentConn;
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
-    RefusedTunnel, StreamHeader, Token, TunnelRequest, PROTOCOL_VERSION,
+    ProxyProtocol, RefusedTunnel, StreamHeader, Token, TunnelRequest, PROTOCOL_VERSION,
 };
 use crate::pump;
 
@@ -40,8 +40,17 @@ pub(super) struct Agent<'a> {
     pub announce: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
-/// Where each tunnel's streams go: tunnel id → the local service's address.
-type Routes = Arc<RwLock<HashMap<String, String>>>;
+/// Where one tunnel's streams go.
+#[derive(Clone)]
+struct Route {
+    /// The local service.
+    local: String,
+    /// The PROXY protocol header it is sent first, if any.
+    proxy: Option<ProxyProtocol>,
+}
+
+/// Where each tunnel's streams go, by tunnel id.
+type Routes = Arc<RwLock<HashMap<String, Route>>>;
 
 /// How a connection ended, and whether it was welcomed first.
 pub(super) struct Outcome {
@@ -233,7 +242,11 @@ impl Agent<'_> {
         let Some(wanted) = plan.wanted(&tag).cloned() else {
             return;
         };
-        write_routes(routes).insert(tunnel.id.clone(), tunnel.local_addr.clone());
+        let route = Route {
+            local: tunnel.local_addr.clone(),
+            proxy: wanted.proxy_protocol,
+        };
+        write_routes(routes).insert(tunnel.id.clone(), route);
         live.serving.insert(tag, (tunnel.id.clone(), wanted));
         plan.assigned(tunnel);
         if let Some(tx) = &self.announce {
@@ -283,7 +296,7 @@ fn ended_by(e: ErrorFrame) -> Ended {
     }
 }
 
-fn write_routes(routes: &Routes) -> std::sync::RwLockWriteGuard<'_, HashMap<String, String>> {
+fn write_routes(routes: &Routes) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Route>> {
     routes.write().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -331,17 +344,30 @@ where
     let Ok(Ok(header)) = header else {
         return;
     };
-    let local = routes
+    let route = routes
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .get(&header.tunnel)
         .cloned();
-    let Some(local) = local else {
+    let Some(route) = route else {
         return; // a tunnel closed a moment ago
     };
-    let Ok(service) = TcpStream::connect(&local).await else {
+    let Ok(mut service) = TcpStream::connect(&route.local).await else {
         return; // the public client sees its connection close
     };
     let _ = service.set_nodelay(true);
+    if let Some(version) = route.proxy {
+        let Ok(client) = header.peer.parse() else {
+            return; // no client address to give: not a guess
+        };
+        let reached = header.public.as_deref().and_then(|p| p.parse().ok());
+        let first = super::proxy_header::header(version, client, reached);
+        if tokio::io::AsyncWriteExt::write_all(&mut service, &first)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
     pump::join_socket(service, stream, None, None).await;
 }

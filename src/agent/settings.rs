@@ -57,6 +57,8 @@ pub struct TcpSettings {
     pub local_port: u16,
     /// The public port asked for (else any free one, then the same on every reconnect).
     pub remote_port: Option<u16>,
+    /// The PROXY protocol header sent to the local service first, if any.
+    pub proxy_protocol: Option<crate::protocol::ProxyProtocol>,
     /// How to reach the edge.
     pub conn: AgentConn,
 }

@@ -93,6 +93,7 @@ pub async fn agents(args: IdleAgentsOptions) -> Result<ExitCode> {
         let tcp = crate::agent::TcpSettings {
             local_port: args.local_port,
             remote_port: None,
+            proxy_protocol: None,
             conn,
         };
         let tx = tx.clone();

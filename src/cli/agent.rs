@@ -7,7 +7,7 @@ use beamd_events::vocabulary::InspectMode;
 use clap::ValueEnum;
 
 use crate::agent::{AgentConn, AgentTransport, HttpSettings, TcpSettings};
-use crate::protocol::UpstreamProtocol;
+use crate::protocol::{ProxyProtocol, UpstreamProtocol};
 
 /// How an agent reaches the edge, on its command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,6 +94,12 @@ pub struct TcpArgs {
     /// Ask for this public port (by default any free one, then the same one on every reconnect).
     #[arg(long)]
     pub remote_port: Option<u16>,
+    /// Send the local service a PROXY protocol header (`v1` text or `v2`
+    /// binary, as HAProxy defines them) with the public client's address
+    /// before the connection's first byte; the service must expect it
+    /// (nginx: `listen … proxy_protocol`).
+    #[arg(long, value_name = "v1|v2", value_parser = parse_proxy_protocol)]
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// How to reach the edge.
     #[command(flatten)]
     pub conn: AgentConnArgs,
@@ -104,6 +110,7 @@ impl From<TcpArgs> for TcpSettings {
         TcpSettings {
             local_port: a.local_port,
             remote_port: a.remote_port,
+            proxy_protocol: a.proxy_protocol,
             conn: a.conn.into(),
         }
     }
@@ -165,6 +172,10 @@ fn parse_upstream(s: &str) -> std::result::Result<UpstreamProtocol, String> {
         "h2c" => Ok(UpstreamProtocol::H2c),
         _ => Err(format!("{s:?} is not one of http1, h2c")),
     }
+}
+
+fn parse_proxy_protocol(s: &str) -> std::result::Result<ProxyProtocol, String> {
+    ProxyProtocol::parse(s).ok_or_else(|| format!("{s:?} is not one of v1, v2"))
 }
 
 fn parse_inspect(s: &str) -> std::result::Result<InspectMode, String> {

@@ -25,7 +25,7 @@ use toml::Spanned;
 use super::file::{FileError, Secret, Source};
 use crate::agent::{AgentConn, AgentTransport};
 use crate::domain::Access;
-use crate::protocol::{TunnelRequest, UpstreamProtocol};
+use crate::protocol::{ProxyProtocol, TunnelRequest, UpstreamProtocol};
 
 /// The most tunnels one agent connection serves (the edge's limit too).
 const MAX_TUNNELS: usize = 16;
@@ -99,6 +99,14 @@ struct RawTunnel {
     allow: Option<Spanned<Vec<String>>>,
     inspect: Option<Spanned<InspectKey>>,
     upstream: Option<Spanned<UpstreamKey>>,
+    proxy_protocol: Option<Spanned<ProxyKey>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum ProxyKey {
+    V1,
+    V2,
 }
 
 /// What an agent file says: the connection, and its tunnels tagged with their table names.
@@ -205,6 +213,9 @@ fn tunnel(
         if let Some(p) = &t.remote_port {
             return Err(only_for(p.span(), "remote_port", "tcp"));
         }
+        if let Some(p) = &t.proxy_protocol {
+            return Err(only_for(p.span(), "proxy_protocol", "tcp"));
+        }
     } else {
         let http_only = [
             ("name", t.name.as_ref().map(Spanned::span)),
@@ -273,6 +284,10 @@ fn tunnel(
             _ => UpstreamProtocol::Http1,
         },
         tag: Some(tag.into_inner()),
+        proxy_protocol: t.proxy_protocol.map(|p| match p.into_inner() {
+            ProxyKey::V1 => ProxyProtocol::V1,
+            ProxyKey::V2 => ProxyProtocol::V2,
+        }),
     })
 }
 

@@ -155,6 +155,7 @@ pub(super) async fn accept_public<C: Connection>(
             let header = StreamHeader {
                 tunnel: public.tunnel.clone(),
                 peer: peer.to_string(),
+                public: socket.local_addr().ok().map(|a| a.to_string()),
             };
             if write_frame(&mut stream, &header).await.is_err() {
                 return;

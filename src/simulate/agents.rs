@@ -125,6 +125,7 @@ fn hello(token: String, name: String) -> AgentFrame {
             inspect: None,
             upstream: Default::default(),
             tag: None,
+            proxy_protocol: None,
         }],
     })
 }

@@ -42,6 +42,7 @@ async fn misbehave<T: Transport>(kind: &str, make: impl FnOnce(&str) -> Result<T
             inspect: None,
             upstream: Default::default(),
             tag: None,
+            proxy_protocol: None,
         }],
     });
     write_frame(&mut control, &hello).await?;

@@ -271,6 +271,14 @@ fn parse_errors_name_the_line_and_column() -> Result<()> {
         ),
         ("edge = \"127.0.0.1:1\"\n[tunnels.web]\ntype = \"http\"\nlocal_port = 3000\n", ": no token: set token, token_file or token_env"),
         ("edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.web\n", ":3:13: "),
+        (
+            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.web]\ntype = \"http\"\nlocal_port = 3000\nproxy_protocol = \"v2\"\n",
+            ":6:18: proxy_protocol is for tcp tunnels; this one is not",
+        ),
+        (
+            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.db]\ntype = \"tcp\"\nlocal_port = 5432\nproxy_protocol = \"v3\"\n",
+            ":6:18: unknown variant `v3`, expected `v1` or `v2`",
+        ),
     ];
     for (content, wanted) in cases {
         std::fs::write(&file, content)?;

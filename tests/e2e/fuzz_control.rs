@@ -41,6 +41,7 @@ fn hello(token: &str, port: Option<u16>) -> AgentFrame {
             inspect: None,
             upstream: Default::default(),
             tag: None,
+            proxy_protocol: None,
         }],
     })
 }

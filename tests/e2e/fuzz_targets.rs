@@ -103,6 +103,7 @@ async fn frame_seeds(dir: &Path) -> Result<()> {
             inspect: None,
             upstream: Default::default(),
             tag: None,
+            proxy_protocol: None,
         }],
     });
     let mut agent = Vec::new();
@@ -168,6 +169,7 @@ async fn frame_seeds(dir: &Path) -> Result<()> {
         &StreamHeader {
             tunnel: "tun_1".into(),
             peer: "203.0.113.9:51000".into(),
+            public: Some("192.0.2.1:20000".into()),
         },
     )
     .await?;

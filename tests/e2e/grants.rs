@@ -87,6 +87,7 @@ async fn hello_junk(edge: SocketAddr, i: usize) -> Result<bool> {
             inspect: None,
             upstream: Default::default(),
             tag: None,
+            proxy_protocol: None,
         }],
     });
     write_frame(&mut control, &hello).await?;

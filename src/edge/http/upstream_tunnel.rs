@@ -210,6 +210,7 @@ async fn open(route: &Route, peer: SocketAddr) -> Result<Box<dyn AgentStream>, S
     let header = StreamHeader {
         tunnel: route.tunnel.clone(),
         peer: peer.to_string(),
+        public: None,
     };
     write_frame(&mut stream, &header)
         .await

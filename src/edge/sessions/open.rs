@@ -79,6 +79,12 @@ pub(super) async fn open_http<C: Connection>(
             "this edge serves no HTTP tunnels (it runs without --http-listen)",
         ));
     }
+    if request.proxy_protocol.is_some() {
+        return Err(error(
+            "invalid_request",
+            "the PROXY protocol is for TCP tunnels; an HTTP tunnel's service finds the client in X-Forwarded-For and Forwarded",
+        ));
+    }
     let access = Access::parse(request.basic_auth.as_deref(), &request.allow)
         .map_err(|e| error("invalid_request", e))?;
     let name = request

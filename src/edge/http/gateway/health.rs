@@ -128,6 +128,7 @@ async fn through(route: &Route, host: &str, path: &str) -> Result<u16, String> {
     let header = StreamHeader {
         tunnel: route.tunnel.clone(),
         peer: "0.0.0.0:0".into(),
+        public: None,
     };
     write_frame(&mut stream, &header)
         .await
