@@ -58,7 +58,7 @@ pub struct EdgeArgs {
     /// Read these settings from a TOML file: each key is a flag below with
     /// `_` for `-` (`tcp_ports = "20000-20999"`, `transport = ["quic"]`,
     /// `no_signup = true`); a flag given here wins over the file. SIGHUP
-    /// reads the file again (see the README's "Config files").
+    /// reads the file again (see `beamd edge --config` in the README).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print the effective configuration (flags, file, defaults) as a

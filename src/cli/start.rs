@@ -15,7 +15,7 @@ use crate::protocol::TunnelRequest;
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
     /// The config file: the edge, the token and one [tunnels.NAME] table per
-    /// tunnel (see the README's "Config files"). Default:
+    /// tunnel (see `beamd start` in the README). Default:
     /// $XDG_CONFIG_HOME/beamd/beamd.toml, else ~/.config/beamd/beamd.toml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
