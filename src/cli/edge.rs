@@ -543,6 +543,7 @@ admin_token_file = "admin.token"
             ("admin_token = \"x\"\nadmin_token_env = \"T\"\n", "2:19: give admin_token one way"),
             ("grace_secs = true\n", "1:14: grace_secs takes a string or a number, not boolean"),
             ("config = \"other.toml\"\n", "1:1: unknown key `config`"),
+            ("tcp-ports = \"1-2\"\n", "1:1: unknown key `tcp-ports`: keys have _ where flags have -: tcp_ports"),
         ];
         for (text, wanted) in cases {
             let err = with_file(text, &[]).unwrap_err();

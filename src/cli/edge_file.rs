@@ -77,6 +77,14 @@ fn file_flags(edge: &Command, given: &ArgMatches, path: &Path) -> Result<Vec<OsS
     let mut flags = Vec::new();
     let mut secrets: BTreeMap<&str, Secret> = BTreeMap::new();
     for (key, value) in keys {
+        if key.get_ref().contains('-') {
+            let message = format!(
+                "unknown key `{}`: keys have _ where flags have -: {}",
+                key.get_ref(),
+                key.get_ref().replace('-', "_")
+            );
+            return Err(source.error_at(key.span(), message));
+        }
         let long = key.get_ref().replace('_', "-");
         // A secret's other two ways: KEY_file and KEY_env.
         if let Some((secret, way)) = SECRETS.iter().find_map(|s| {
@@ -109,7 +117,7 @@ fn file_flags(edge: &Command, given: &ArgMatches, path: &Path) -> Result<Vec<OsS
             let message = format!(
                 "unknown key `{}`: the keys are the long flags of `beamd edge --help` with _ for - (and KEY_file or KEY_env for {})",
                 key.get_ref(),
-                SECRETS.join(", ")
+                SECRETS.join(", ").replace('-', "_")
             );
             return Err(source.error_at(key.span(), message));
         };
