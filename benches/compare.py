@@ -32,6 +32,8 @@ RATHOLE_CTRL, RATHOLE_IPERF, RATHOLE_WEB = 25600, 25601, 25602
 TOKEN = "tok_bench.0123456789abcdef0123456789abcdef"
 # Seconds of each wrk workload run before the measured one.
 WARM_UP = 2
+# The offered rate of the UDP workload (iperf3 -u -b), the same on every path.
+UDP_RATE = os.environ.get("UDP_RATE", "500M")
 
 
 def log(msg):
@@ -117,6 +119,20 @@ def iperf(port, streams, duration, pids):
     return {"gbit": end["bits_per_second"] / 1e9, "cpu_per_gib": (cpu / gib) if cpu is not None and gib else None}
 
 
+def iperf_udp(port, duration):
+    """iperf3 -u at UDP_RATE in 1,400-byte datagrams: what arrived, and the loss."""
+    out = subprocess.run(
+        ["iperf3", "-c", HOST, "-p", str(port), "-u", "-b", UDP_RATE, "-l", "1400",
+         "-t", str(duration), "-J"],
+        capture_output=True, text=True, timeout=duration + 30,
+    )
+    if out.returncode != 0:
+        return None
+    end = json.loads(out.stdout)["end"]
+    got = end.get("sum_received") or end["sum"]
+    return {"gbit": got["bits_per_second"] / 1e9, "loss": end["sum"].get("lost_percent", 0.0)}
+
+
 def wrk(port, duration, close, host=None):
     args = ["wrk", "-t2", "-c50", f"-d{duration}s", "--latency"]
     if close:
@@ -175,6 +191,7 @@ http {{
 def start_beamd(procs, beamd, dir):
     data = os.path.join(dir, "beamd")
     args = [beamd, "edge", "--data-dir", data, "--public-host", HOST, "--tcp-ports", "25800-25899",
+            "--udp-ports", "25800-25899",
             "--http-listen", f"{HOST}:{HTTP_INGRESS}", "--api-listen", f"{HOST}:0"]
     for t, port in EDGE.items():
         args += ["--transport", t, "--listen", f"{HOST}:{port}"]
@@ -192,6 +209,13 @@ def start_beamd(procs, beamd, dir):
             read_until(a, "tunnel tcp://")
             drain(a)
             agents[(t, local)] = (a, remote)
+        # iperf3 -u: control over TCP, datagrams over UDP, on one port number.
+        remote = 25810 + i * 10
+        u = procs.start([beamd, "udp", str(IPERF), "--edge", f"{HOST}:{EDGE[t]}", "--transport", t,
+                         "--remote-port", str(remote), "--fingerprint", fp],
+                        env={"BEAMD_TOKEN": TOKEN}, stdout=subprocess.PIPE, text=True)
+        read_until(u, "tunnel udp://")
+        drain(u)
     web = procs.start([beamd, "http", str(NGINX), "--name", "web", "--edge", f"{HOST}:{EDGE['tcp']}",
                        "--transport", "tcp", "--fingerprint", fp],
                       env={"BEAMD_TOKEN": TOKEN}, stdout=subprocess.PIPE, text=True)
@@ -309,6 +333,8 @@ def main():
             if p_iperf:
                 row["one"] = iperf(p_iperf, 1, duration, pids)
                 row["eight"] = iperf(p_iperf, 8, duration, [])
+            if p_iperf and (name == "direct" or name.startswith("beamd")):
+                row["udp"] = iperf_udp(p_iperf, duration)
             row["keep"] = wrk(p_web, duration, close=False, host=host)
             row["close"] = wrk(p_web, duration, close=True, host=host)
             rows[name] = row
@@ -351,6 +377,16 @@ def main():
             return f"{mine / d:.2f}× / {mine / b:.2f}×" if d and b else "–"
 
         lines.append(f"| {name} | {ratio('one', 'gbit')} | {ratio('keep', 'rps')} | {ratio('close', 'rps')} |")
+    lines += ["", f"| UDP (iperf3 -u, {UDP_RATE}bit/s offered, 1,400-byte datagrams) | received Gbit/s | lost | vs direct |",
+              "|---|---|---|---|"]
+    for name, r in rows.items():
+        u, du = r.get("udp"), direct.get("udp")
+        if name in ("direct",) or (u is not None and name.startswith("beamd")):
+            if u is None:
+                lines.append(f"| {name} | – | – | – |")
+                continue
+            vs = f"{u['gbit'] / du['gbit']:.2f}×" if du and du["gbit"] else "–"
+            lines.append(f"| {name} | {u['gbit']:.3f} | {u['loss']:.2f}% | {vs} |")
     on, off = rows.get("beamd tcp (HTTP tunnel)"), rows.get("beamd tcp (HTTP tunnel, --no-capture)")
     if on and off and off["keep"]["rps"] and off["close"]["rps"]:
         lines += ["", "| recording cost, HTTP tunnel | capture on / off |", "|---|---|",

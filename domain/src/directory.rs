@@ -40,8 +40,11 @@ pub struct LiveTunnel {
     pub key: String,
     /// Full host name of an HTTP tunnel.
     pub host: Option<String>,
-    /// Port of a TCP tunnel.
+    /// Port of a TCP or UDP tunnel.
     pub port: Option<u16>,
+    /// Whether the port is a UDP one.
+    #[serde(default)]
+    pub udp: bool,
     /// Whether an agent serves it.
     pub online: bool,
     /// The node that serves (or last served) it.
@@ -66,6 +69,10 @@ pub struct Directory {
     pub hosts: BTreeMap<String, String>,
     /// TCP port → tunnel id.
     pub ports: BTreeMap<u16, String>,
+    /// UDP port → tunnel id (a number may be one tunnel's TCP port and
+    /// another's UDP port, as TCP and UDP services share numbers).
+    #[serde(default)]
+    pub udp_ports: BTreeMap<u16, String>,
     /// Custom domain host → (domain id, tenant id).
     pub domains: BTreeMap<String, (String, String)>,
     /// Account email → account id.
@@ -108,10 +115,19 @@ impl Directory {
         Some((id, self.tunnels.get(id)?))
     }
 
-    /// The live tunnel holding a TCP port, if any.
-    pub fn holder_of_port(&self, port: u16) -> Option<(&String, &LiveTunnel)> {
-        let id = self.ports.get(&port)?;
+    /// The live tunnel holding a TCP port (or, with `udp`, a UDP port), if any.
+    pub fn holder_of_port(&self, port: u16, udp: bool) -> Option<(&String, &LiveTunnel)> {
+        let id = self.port_map(udp).get(&port)?;
         Some((id, self.tunnels.get(id)?))
+    }
+
+    /// The held TCP ports, or UDP ports.
+    pub fn port_map(&self, udp: bool) -> &BTreeMap<u16, String> {
+        if udp {
+            &self.udp_ports
+        } else {
+            &self.ports
+        }
     }
 
     /// The full host of tunnel `name` for a tenant.
@@ -209,7 +225,11 @@ impl Directory {
                     "an HTTP tunnel needs a name and no port".into(),
                 ))
             }
-            (TunnelProtocol::Tcp, None, PortRequest::Exact { port: p, from, to }) => {
+            (
+                protocol @ (TunnelProtocol::Tcp | TunnelProtocol::Udp),
+                None,
+                PortRequest::Exact { port: p, from, to },
+            ) => {
                 if p == 0 {
                     return Err(DomainError::InvalidRequest("port 0 is not a port".into()));
                 }
@@ -218,20 +238,28 @@ impl Directory {
                         "port {p} is outside this edge's public ports {from}-{to}"
                     )));
                 }
-                if self.ports.contains_key(&p) {
+                if self
+                    .port_map(protocol == TunnelProtocol::Udp)
+                    .contains_key(&p)
+                {
                     return Err(DomainError::Conflict(format!("port {p} is taken")));
                 }
                 (None, Some(p))
             }
-            (TunnelProtocol::Tcp, None, PortRequest::Any { from, to }) => {
-                let free = (from.max(1)..=to).find(|p| !self.ports.contains_key(p));
+            (
+                protocol @ (TunnelProtocol::Tcp | TunnelProtocol::Udp),
+                None,
+                PortRequest::Any { from, to },
+            ) => {
+                let held = self.port_map(protocol == TunnelProtocol::Udp);
+                let free = (from.max(1)..=to).find(|p| !held.contains_key(p));
                 let p = free
                     .ok_or_else(|| DomainError::Conflict(format!("no free port in {from}-{to}")))?;
                 (None, Some(p))
             }
-            (TunnelProtocol::Tcp, _, _) => {
+            (TunnelProtocol::Tcp | TunnelProtocol::Udp, _, _) => {
                 return Err(DomainError::InvalidRequest(
-                    "a TCP tunnel needs a port and no name".into(),
+                    "a TCP or UDP tunnel needs a port and no name".into(),
                 ))
             }
         };
@@ -311,8 +339,12 @@ impl Fold for Directory {
                 if let Some(h) = &host {
                     self.hosts.insert(h.clone(), id.to_string());
                 }
+                let udp = e.protocol == TunnelProtocol::Udp;
                 if let Some(p) = e.port {
-                    self.ports.insert(p, id.to_string());
+                    match udp {
+                        true => self.udp_ports.insert(p, id.to_string()),
+                        false => self.ports.insert(p, id.to_string()),
+                    };
                 }
                 if let Some(t) = self.tenants.get_mut(&e.tenant) {
                     t.live_tunnels += 1;
@@ -322,6 +354,7 @@ impl Fold for Directory {
                     key: e.key.clone(),
                     host,
                     port: e.port,
+                    udp,
                     online: true,
                     node: e.node.clone(),
                     offline_since: None,
@@ -347,7 +380,10 @@ impl Fold for Directory {
                         self.hosts.remove(&h);
                     }
                     if let Some(p) = t.port {
-                        self.ports.remove(&p);
+                        match t.udp {
+                            true => self.udp_ports.remove(&p),
+                            false => self.ports.remove(&p),
+                        };
                     }
                     if let Some(entry) = self.tenants.get_mut(&t.tenant) {
                         entry.live_tunnels = entry.live_tunnels.saturating_sub(1);
@@ -620,6 +656,29 @@ mod tests {
             to: 23_050,
         };
         assert!(w.open(tcp(inside), OpenUsage::default()).is_ok());
+    }
+
+    #[test]
+    fn a_port_number_is_one_tcp_and_one_udp_tunnels() {
+        let mut w = World::new(plan(None, None, None), None);
+        let port = PortRequest::Exact {
+            port: 20_001,
+            from: 1,
+            to: u16::MAX,
+        };
+        let udp = |port| OpenTunnel {
+            protocol: TunnelProtocol::Udp,
+            ..tcp(port)
+        };
+        let t = w.open(tcp(port), OpenUsage::default()).unwrap();
+        let u = w.open(udp(port), OpenUsage::default()).unwrap();
+        assert_eq!(w.dir.ports[&20_001], t);
+        assert_eq!(w.dir.udp_ports[&20_001], u);
+        let err = w.open(udp(port), OpenUsage::default()).unwrap_err();
+        assert_eq!(err, DomainError::Conflict("port 20001 is taken".into()));
+        w.release(&u);
+        assert!(w.dir.udp_ports.is_empty() && w.dir.ports.len() == 1);
+        assert_eq!(w.dir.holder_of_port(20_001, false).unwrap().0, &t);
     }
 
     #[test]

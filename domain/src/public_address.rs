@@ -27,6 +27,11 @@ impl PublicAddresses {
     pub fn tcp(&self, port: u16) -> String {
         format!("tcp://{}:{port}", self.advertise)
     }
+
+    /// The public address of a UDP tunnel's `port`.
+    pub fn udp(&self, port: u16) -> String {
+        format!("udp://{}:{port}", self.advertise)
+    }
 }
 
 #[cfg(test)]

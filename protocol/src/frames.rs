@@ -215,6 +215,8 @@ impl TunnelRequest {
             (TunnelProtocol::Http, None, _) => "http (any name)".into(),
             (TunnelProtocol::Tcp, _, Some(port)) => format!("tcp :{port}"),
             (TunnelProtocol::Tcp, _, None) => "tcp (any port)".into(),
+            (TunnelProtocol::Udp, _, Some(port)) => format!("udp :{port}"),
+            (TunnelProtocol::Udp, _, None) => "udp (any port)".into(),
         }
     }
 }

@@ -192,7 +192,10 @@ impl DirectoryState {
             }),
             (None, PortRequest::Exact { port: p, .. }) => self
                 .dir
-                .holder_of_port(p)
+                .holder_of_port(
+                    p,
+                    cmd.protocol == beamd_events::vocabulary::TunnelProtocol::Udp,
+                )
                 .map(|(id, t)| (id.clone(), t.key.clone())),
             _ => None,
         };

@@ -8,7 +8,8 @@ mod run;
 mod session;
 mod settings;
 mod trust;
+mod udp;
 
 pub use dial::AgentTransport;
-pub use run::{run_http, run_start, run_tcp, run_tcp_reporting};
-pub use settings::{AgentConn, HttpSettings, TcpSettings};
+pub use run::{run_http, run_start, run_tcp, run_tcp_reporting, run_udp};
+pub use settings::{AgentConn, HttpSettings, TcpSettings, UdpSettings};

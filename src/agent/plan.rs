@@ -71,7 +71,8 @@ impl Plan {
 
     fn ask(&self, wanted: &TunnelRequest) -> TunnelRequest {
         let mut ask = wanted.clone();
-        if ask.protocol == TunnelProtocol::Tcp && ask.port.is_none() {
+        let ported = matches!(ask.protocol, TunnelProtocol::Tcp | TunnelProtocol::Udp);
+        if ported && ask.port.is_none() {
             ask.port = self.ports.get(tag_of(&ask.tag)).copied();
         }
         ask

@@ -11,7 +11,7 @@ use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
 use super::dial::{parse_edges, uses_quic, AgentTransport, Dialers, EdgeAddr, QUIC_FALLBACK_AFTER};
 use super::plan::Plan;
 use super::session::{Agent, Ended, Outcome, Wants};
-use super::settings::{AgentConn, HttpSettings, TcpSettings};
+use super::settings::{AgentConn, HttpSettings, TcpSettings, UdpSettings};
 use super::trust::trust;
 use crate::protocol::{ShareLink, Token, TunnelRequest};
 
@@ -53,6 +53,24 @@ pub async fn run_tcp_reporting(
         Wants(None),
     )
     .await
+}
+
+/// Runs `beamd udp`.
+pub async fn run_udp(args: UdpSettings) -> Result<ExitCode> {
+    let request = TunnelRequest {
+        protocol: TunnelProtocol::Udp,
+        local_addr: format!("{}:{}", args.conn.local_host, args.local_port),
+        port: args.remote_port,
+        name: None,
+        domain: None,
+        basic_auth: None,
+        allow: Vec::new(),
+        inspect: None,
+        upstream: Default::default(),
+        tag: None,
+        proxy_protocol: None,
+    };
+    run(args.conn, vec![request], "beamd udp", None, Wants(None)).await
 }
 
 /// Runs `beamd http`.

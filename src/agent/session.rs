@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use beamd_events::vocabulary::TunnelProtocol;
 use beamd_transports::{Connection, Transport, TransportError};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -47,6 +48,8 @@ struct Route {
     local: String,
     /// The PROXY protocol header it is sent first, if any.
     proxy: Option<ProxyProtocol>,
+    /// Whether the local service speaks UDP (each stream one client's datagrams).
+    udp: bool,
 }
 
 /// Where each tunnel's streams go, by tunnel id.
@@ -245,6 +248,7 @@ impl Agent<'_> {
         let route = Route {
             local: tunnel.local_addr.clone(),
             proxy: wanted.proxy_protocol,
+            udp: wanted.protocol == TunnelProtocol::Udp,
         };
         write_routes(routes).insert(tunnel.id.clone(), route);
         live.serving.insert(tag, (tunnel.id.clone(), wanted));
@@ -352,6 +356,9 @@ where
     let Some(route) = route else {
         return; // a tunnel closed a moment ago
     };
+    if route.udp {
+        return super::udp::relay(stream, &route.local).await;
+    }
     let Ok(mut service) = TcpStream::connect(&route.local).await else {
         return; // the public client sees its connection close
     };

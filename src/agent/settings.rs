@@ -63,6 +63,17 @@ pub struct TcpSettings {
     pub conn: AgentConn,
 }
 
+/// What `beamd udp` exposes.
+#[derive(Debug, Clone)]
+pub struct UdpSettings {
+    /// The local UDP port to expose.
+    pub local_port: u16,
+    /// The public UDP port asked for (else any free one, then the same on every reconnect).
+    pub remote_port: Option<u16>,
+    /// How to reach the edge.
+    pub conn: AgentConn,
+}
+
 /// What `beamd http` exposes. Its `Debug` masks the basic-auth password.
 #[derive(Clone)]
 pub struct HttpSettings {

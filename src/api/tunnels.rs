@@ -80,12 +80,14 @@ fn view(state: &ApiState, t: &Tunnel, traffic: TunnelTotals, tunnel_base: &str) 
             (state.public.http_port).map(|_| state.public.url(&format!("{name}.{tunnel_base}")))
         }
         (Some(TunnelProtocol::Tcp), _, Some(port)) => Some(state.public.tcp(port)),
+        (Some(TunnelProtocol::Udp), _, Some(port)) => Some(state.public.udp(port)),
         _ => None,
     };
     TunnelView {
         id: t.id.clone(),
         protocol: match t.protocol {
             Some(TunnelProtocol::Http) => "http",
+            Some(TunnelProtocol::Udp) => "udp",
             _ => "tcp",
         }
         .into(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use beamd_events::vocabulary::InspectMode;
 use clap::ValueEnum;
 
-use crate::agent::{AgentConn, AgentTransport, HttpSettings, TcpSettings};
+use crate::agent::{AgentConn, AgentTransport, HttpSettings, TcpSettings, UdpSettings};
 use crate::protocol::{ProxyProtocol, UpstreamProtocol};
 
 /// How an agent reaches the edge, on its command line.
@@ -111,6 +111,30 @@ impl From<TcpArgs> for TcpSettings {
             local_port: a.local_port,
             remote_port: a.remote_port,
             proxy_protocol: a.proxy_protocol,
+            conn: a.conn.into(),
+        }
+    }
+}
+
+/// Options of `beamd udp`.
+#[derive(Debug, clap::Args)]
+pub struct UdpArgs {
+    /// The local UDP port to expose.
+    pub local_port: u16,
+    /// Ask for this public UDP port (by default any free one of the edge's
+    /// --udp-ports, then the same one on every reconnect).
+    #[arg(long)]
+    pub remote_port: Option<u16>,
+    /// How to reach the edge.
+    #[command(flatten)]
+    pub conn: AgentConnArgs,
+}
+
+impl From<UdpArgs> for UdpSettings {
+    fn from(a: UdpArgs) -> Self {
+        UdpSettings {
+            local_port: a.local_port,
+            remote_port: a.remote_port,
             conn: a.conn.into(),
         }
     }

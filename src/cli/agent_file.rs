@@ -66,6 +66,7 @@ enum TransportKey {
 enum Kind {
     Http,
     Tcp,
+    Udp,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -217,6 +218,9 @@ fn tunnel(
             return Err(only_for(p.span(), "proxy_protocol", "tcp"));
         }
     } else {
+        if let (Kind::Udp, Some(p)) = (t.kind, &t.proxy_protocol) {
+            return Err(only_for(p.span(), "proxy_protocol", "tcp"));
+        }
         let http_only = [
             ("name", t.name.as_ref().map(Spanned::span)),
             ("domain", t.domain.as_ref().map(Spanned::span)),
@@ -260,13 +264,14 @@ fn tunnel(
     let name = match (t.kind, t.name) {
         (Kind::Http, Some(name)) => Some(name.into_inner()),
         (Kind::Http, None) => Some(tag.get_ref().clone()),
-        (Kind::Tcp, _) => None,
+        (Kind::Tcp | Kind::Udp, _) => None,
     };
     let host = t.local_host.as_deref().unwrap_or(local_host);
     Ok(TunnelRequest {
         protocol: match t.kind {
             Kind::Http => TunnelProtocol::Http,
             Kind::Tcp => TunnelProtocol::Tcp,
+            Kind::Udp => TunnelProtocol::Udp,
         },
         local_addr: format!("{host}:{}", t.local_port),
         port: t.remote_port.map(Spanned::into_inner),

@@ -93,6 +93,10 @@ pub struct EdgeArgs {
     /// Public TCP ports are allocated from this range.
     #[arg(long, default_value = "20000-20999")]
     pub tcp_ports: PortRange,
+    /// Public UDP ports are allocated from this range (a number may be one
+    /// tunnel's TCP port and another's UDP port).
+    #[arg(long, default_value = "20000-20999")]
+    pub udp_ports: PortRange,
     /// Serve public HTTP for HTTP tunnels here (e.g. 0.0.0.0:8080); none by default.
     #[arg(long)]
     pub http_listen: Option<std::net::SocketAddr>,
@@ -357,6 +361,7 @@ impl TryFrom<EdgeArgs> for NodeSettings {
             public_host: a.public_host,
             advertise: a.advertise,
             tcp_ports: (a.tcp_ports.0, a.tcp_ports.1),
+            udp_ports: (a.udp_ports.0, a.udp_ports.1),
             http_listen: a.http_listen,
             https_cert: cert_files(a.tls_cert, a.tls_key),
             api_listen: (!a.no_api).then_some(a.api_listen),

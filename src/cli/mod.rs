@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-pub use agent::{AgentConnArgs, AgentTransportArg, HttpArgs, TcpArgs};
+pub use agent::{AgentConnArgs, AgentTransportArg, HttpArgs, TcpArgs, UdpArgs};
 pub use bench::BenchCommand;
 pub use client::{ApiArgs, DomainsArgs, RequestsArgs, TokensArgs, TunnelsArgs};
 pub use edge::{EdgeArgs, H2Args, InspectArgs, PortRange, TlogArgs, TransportArg};
@@ -46,6 +46,8 @@ pub enum Command {
     Tcp(TcpArgs),
     /// Expose a local HTTP service through an edge, at NAME.<tunnel base>.
     Http(HttpArgs),
+    /// Expose a local UDP port through an edge (each client address a flow).
+    Udp(UdpArgs),
     /// Run the tunnels of a config file (all, or the NAMEs given) over one
     /// connection to the edge; SIGHUP reloads the file.
     Start(StartArgs),
@@ -267,6 +269,7 @@ pub fn run(parsed: Parsed) -> Result<ExitCode> {
         }
         Command::Tcp(args) => runtime.block_on(crate::agent::run_tcp(args.into())),
         Command::Http(args) => runtime.block_on(crate::agent::run_http(args.into())),
+        Command::Udp(args) => runtime.block_on(crate::agent::run_udp(args.into())),
         Command::Start(args) => runtime.block_on(start::run(args)),
         Command::Replay(args) => runtime.block_on(crate::replay::run(args.into())),
         Command::Audit(args) => runtime.block_on(crate::audit::run(args.into())),

@@ -130,6 +130,8 @@ pub struct EdgeSettings {
     pub advertise: String,
     /// The range public TCP ports are allocated from.
     pub tcp_ports: (u16, u16),
+    /// The range public UDP ports are allocated from.
+    pub udp_ports: (u16, u16),
     /// The public HTTP port, when the edge serves HTTP tunnels.
     pub http_port: Option<u16>,
     /// Whether the public HTTP port speaks TLS.
@@ -170,6 +172,7 @@ impl EdgeSettings {
             public_host,
             advertise: advertise.into(),
             tcp_ports: (20_000, 29_999),
+            udp_ports: (30_000, 30_999),
             http_port: None,
             https: false,
             capture: true,

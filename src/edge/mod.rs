@@ -16,6 +16,7 @@ mod error_tally;
 pub mod http;
 mod meter;
 mod public_port;
+mod public_udp;
 pub mod sessions;
 
 pub use conn_cap::{TenantConnections, TenantSlot};

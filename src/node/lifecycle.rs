@@ -209,6 +209,7 @@ pub async fn run(
     let stopping = tokio_util::sync::CancellationToken::new();
     let mut settings = EdgeSettings::new(cfg.public_host, advertise);
     settings.tcp_ports = cfg.tcp_ports;
+    settings.udp_ports = cfg.udp_ports;
     settings.http_port = match &http {
         Some((l, _)) => Some(l.local_addr()?.port()),
         None => None,

@@ -52,6 +52,8 @@ pub struct NodeSettings {
     pub advertise: Option<String>,
     /// The inclusive range public TCP ports are allocated from.
     pub tcp_ports: (u16, u16),
+    /// Public UDP ports are allocated from this range.
+    pub udp_ports: (u16, u16),
     /// Where public HTTP for HTTP tunnels is served (none: no public HTTP).
     pub http_listen: Option<SocketAddr>,
     /// Serve HTTPS instead of HTTP on `http_listen` with this certificate.
@@ -137,6 +139,7 @@ impl Default for NodeSettings {
             public_host: IpAddr::from([0, 0, 0, 0]),
             advertise: None,
             tcp_ports: (20_000, 20_999),
+            udp_ports: (20_000, 20_999),
             http_listen: None,
             https_cert: None,
             api_listen: Some(SocketAddr::from(([127, 0, 0, 1], 4040))),

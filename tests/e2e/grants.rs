@@ -277,16 +277,24 @@ async fn revoking_a_key_ends_its_sessions_tunnels_and_feeds() -> Result<()> {
     const ON_DATA: &str = "beamd_agent_streams_opened_total{carrier=\"data_channel\"}";
     // ... and copied in the kernel, through pipes the edge holds.
     const SPLICED: &str = "beamd_tcp_connections_copied_total{copy=\"splice\"}";
-    let before = gauge(edge.api, ON_DATA).await?;
-    let spliced = gauge(edge.api, SPLICED).await?;
-    let mut held = TcpStream::connect(agent.public).await?;
-    held.write_all(b"ping").await?;
+    // On a loaded machine the pool may not be filled yet: a connection that
+    // rode the agent's session instead is closed and another one tried.
     let mut echoed = [0u8; 4];
-    held.read_exact(&mut echoed).await?;
-    ensure!(
-        gauge(edge.api, ON_DATA).await? == before + 1,
-        "the held connection did not ride a data channel"
-    );
+    let mut tries = 0;
+    let (mut held, spliced) = loop {
+        let before = gauge(edge.api, ON_DATA).await?;
+        let spliced = gauge(edge.api, SPLICED).await?;
+        let mut held = TcpStream::connect(agent.public).await?;
+        held.write_all(b"ping").await?;
+        held.read_exact(&mut echoed).await?;
+        if gauge(edge.api, ON_DATA).await? == before + 1 {
+            break (held, spliced);
+        }
+        tries += 1;
+        ensure!(tries < 20, "no connection rode a data channel in 20 tries");
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     ensure!(
         gauge(edge.api, SPLICED).await? == spliced + 1,
         "the held connection was not spliced"

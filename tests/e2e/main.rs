@@ -57,3 +57,4 @@ mod sign_in_attacks;
 mod simulate;
 mod transparency;
 mod tunnel;
+mod udp;

@@ -49,6 +49,8 @@ pub enum ListenerKind {
     AgentWs,
     /// A tunnel's public TCP port.
     PublicTcp,
+    /// A tunnel's public UDP port (a new client address is a new flow).
+    PublicUdp,
     /// The public HTTP(S) listener.
     PublicHttp,
     /// The REST API (and `/metrics`).
@@ -62,6 +64,7 @@ impl ListenerKind {
             ListenerKind::AgentTcp => "agent_tcp",
             ListenerKind::AgentWs => "agent_ws",
             ListenerKind::PublicTcp => "public_tcp",
+            ListenerKind::PublicUdp => "public_udp",
             ListenerKind::PublicHttp => "public_http",
             ListenerKind::Api => "api",
         }
@@ -88,6 +91,7 @@ pub const CONNECTIONS_REFUSED_SERIES: &[&[(&str, &str)]] = {
         &series(FdWatermark, PublicHttp),
         &series(FdWatermark, Api),
         &series(TenantCap, PublicTcp),
+        &series(TenantCap, PublicUdp),
         &series(TenantCap, PublicHttp),
         &series(TenantCap, Api),
         &series(UnknownTicket, AgentTcp),

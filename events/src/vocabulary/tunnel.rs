@@ -10,6 +10,8 @@ pub enum TunnelProtocol {
     Http,
     /// A public TCP port.
     Tcp,
+    /// A public UDP port: each client address is a flow to the agent.
+    Udp,
 }
 
 /// The transport an agent connection uses.

@@ -13,6 +13,7 @@ use crate::edge::domains;
 use crate::edge::error_frame::{error, from_core};
 use crate::edge::meter::Meter;
 use crate::edge::public_port::{accept_public, open_any, open_exact, Public};
+use crate::edge::public_udp;
 use crate::protocol::{ErrorFrame, TunnelRequest, UpstreamProtocol};
 
 /// A tunnel opened for the agent.
@@ -56,6 +57,48 @@ pub(super) async fn open_tcp<C: Connection>(
     Ok(Opened {
         id: tunnel.id,
         public: ctx.settings.public_addresses().tcp(port),
+        port: Some(port),
+        aliases: Vec::new(),
+        notice: None,
+    })
+}
+
+/// Opens a UDP tunnel: its port bound, each client address's datagrams a
+/// flow to the agent.
+pub(super) async fn open_udp<C: Connection>(
+    conn: &Arc<C>,
+    session: &str,
+    transport: TransportKind,
+    ctx: &EdgeContext,
+    key: &Key,
+    request: &TunnelRequest,
+    meter: &Arc<Meter>,
+) -> Result<Opened, ErrorFrame> {
+    if request.proxy_protocol.is_some() {
+        return Err(error(
+            "invalid_request",
+            "the PROXY protocol is for TCP tunnels",
+        ));
+    }
+    let (tunnel, socket) = public_udp::open(ctx, key, request, transport).await?;
+    let port = tunnel
+        .port
+        .ok_or_else(|| error("internal", "the tunnel has no port"))?;
+    let serve = tokio::spawn(public_udp::serve(
+        socket,
+        conn.clone(),
+        Public {
+            tunnel: tunnel.id.clone(),
+            tenant: key.tenant.clone(),
+            meter: meter.clone(),
+            core: ctx.core.clone(),
+            connections: ctx.settings.connections.clone(),
+        },
+    ));
+    ctx.take_over(&tunnel.id, session, Serve::Port(serve.abort_handle()));
+    Ok(Opened {
+        id: tunnel.id,
+        public: ctx.settings.public_addresses().udp(port),
         port: Some(port),
         aliases: Vec::new(),
         notice: None,

@@ -10,7 +10,7 @@ use beamd_transports::Connection;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::auth::authenticate;
-use super::open::{open_http, open_tcp};
+use super::open::{open_http, open_tcp, open_udp};
 use crate::domain::{DomainError, Key, TunnelCommand};
 use crate::edge::context::EdgeContext;
 use crate::edge::error_frame::error;
@@ -328,6 +328,7 @@ async fn open_one<C: Connection>(
     let meter = Arc::new(Meter::default());
     let opened = match request.protocol {
         TunnelProtocol::Tcp => open_tcp(conn, session, transport, ctx, key, request, &meter).await,
+        TunnelProtocol::Udp => open_udp(conn, session, transport, ctx, key, request, &meter).await,
         TunnelProtocol::Http => {
             open_http(conn, session, transport, ctx, key, request, &meter).await
         }
