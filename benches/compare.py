@@ -386,7 +386,8 @@ def main():
                 lines.append(f"| {name} | – | – | – |")
                 continue
             vs = f"{u['gbit'] / du['gbit']:.2f}×" if du and du["gbit"] else "–"
-            lines.append(f"| {name} | {u['gbit']:.3f} | {u['loss']:.2f}% | {vs} |")
+            label = name.replace("(TCP tunnel)", "(UDP tunnel)")
+            lines.append(f"| {label} | {u['gbit']:.3f} | {u['loss']:.2f}% | {vs} |")
     on, off = rows.get("beamd tcp (HTTP tunnel)"), rows.get("beamd tcp (HTTP tunnel, --no-capture)")
     if on and off and off["keep"]["rps"] and off["close"]["rps"]:
         lines += ["", "| recording cost, HTTP tunnel | capture on / off |", "|---|---|",
