@@ -243,6 +243,27 @@ async fn a_broken_file_on_reload_keeps_the_running_tunnels() -> Result<()> {
     Ok(())
 }
 
+/// `beamd ARGS`, which must exit within 20 s: a file taken by mistake
+/// would have it run, and the test fail instead of wait.
+fn refused(args: &[&str]) -> Result<std::process::Output> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_beamd"))
+        .args(args)
+        .env("BEAMD_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait()?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            anyhow::bail!("{args:?} ran instead of refusing: {}", text(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(child.wait_with_output()?)
+}
+
 #[test]
 fn parse_errors_name_the_line_and_column() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -254,8 +275,8 @@ fn parse_errors_name_the_line_and_column() -> Result<()> {
             ":5:14: invalid type: string \"3000\", expected u16",
         ),
         (
-            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.web]\ntype = \"udp\"\nlocal_port = 3000\n",
-            ":4:8: unknown variant `udp`, expected `http` or `tcp`",
+            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.web]\ntype = \"sctp\"\nlocal_port = 3000\n",
+            ":4:8: unknown variant `sctp`, expected one of `http`, `tcp`, `udp`",
         ),
         (
             "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.db]\ntype = \"tcp\"\nlocal_port = 5432\nname = \"x\"\n",
@@ -282,7 +303,7 @@ fn parse_errors_name_the_line_and_column() -> Result<()> {
     ];
     for (content, wanted) in cases {
         std::fs::write(&file, content)?;
-        let out = beamd(&["start", "--config", path]);
+        let out = refused(&["start", "--config", path])?;
         let err = text(&out.stderr);
         ensure!(!out.status.success(), "{content:?} was taken");
         ensure!(err.lines().count() == 1, "not one line: {err}");
@@ -294,7 +315,7 @@ fn parse_errors_name_the_line_and_column() -> Result<()> {
     }
     // A NAME the file does not have.
     std::fs::write(&file, "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.web]\ntype = \"http\"\nlocal_port = 3000\n")?;
-    let out = beamd(&["start", "--config", path, "api"]);
+    let out = refused(&["start", "--config", path, "api"])?;
     let err = text(&out.stderr);
     ensure!(err.contains("no tunnel \"api\" (it has web)"), "{err}");
     Ok(())
