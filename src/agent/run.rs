@@ -15,12 +15,17 @@ use super::settings::{AgentConn, HttpSettings, TcpSettings, UdpSettings};
 use super::trust::trust;
 use crate::protocol::{ShareLink, Token, TunnelRequest};
 
-/// What `beamd tcp` asks the edge for.
-fn tcp_request(args: &TcpSettings) -> TunnelRequest {
+/// A TCP or UDP tunnel of `local_port` on the public port asked for (if any).
+fn port_request(
+    protocol: TunnelProtocol,
+    conn: &AgentConn,
+    local_port: u16,
+    remote_port: Option<u16>,
+) -> TunnelRequest {
     TunnelRequest {
-        protocol: TunnelProtocol::Tcp,
-        local_addr: format!("{}:{}", args.conn.local_host, args.local_port),
-        port: args.remote_port,
+        protocol,
+        local_addr: format!("{}:{local_port}", conn.local_host),
+        port: remote_port,
         name: None,
         domain: None,
         basic_auth: None,
@@ -28,7 +33,20 @@ fn tcp_request(args: &TcpSettings) -> TunnelRequest {
         inspect: None,
         upstream: Default::default(),
         tag: None,
+        proxy_protocol: None,
+    }
+}
+
+/// What `beamd tcp` asks the edge for.
+fn tcp_request(args: &TcpSettings) -> TunnelRequest {
+    TunnelRequest {
         proxy_protocol: args.proxy_protocol,
+        ..port_request(
+            TunnelProtocol::Tcp,
+            &args.conn,
+            args.local_port,
+            args.remote_port,
+        )
     }
 }
 
@@ -57,19 +75,12 @@ pub async fn run_tcp_reporting(
 
 /// Runs `beamd udp`.
 pub async fn run_udp(args: UdpSettings) -> Result<ExitCode> {
-    let request = TunnelRequest {
-        protocol: TunnelProtocol::Udp,
-        local_addr: format!("{}:{}", args.conn.local_host, args.local_port),
-        port: args.remote_port,
-        name: None,
-        domain: None,
-        basic_auth: None,
-        allow: Vec::new(),
-        inspect: None,
-        upstream: Default::default(),
-        tag: None,
-        proxy_protocol: None,
-    };
+    let request = port_request(
+        TunnelProtocol::Udp,
+        &args.conn,
+        args.local_port,
+        args.remote_port,
+    );
     run(args.conn, vec![request], "beamd udp", None, Wants(None)).await
 }
 
