@@ -112,6 +112,8 @@ impl Meter {
             connections: delta.connections,
             requests: delta.requests,
             window_ms: now.duration_since(started).as_millis() as u64,
+            member: None,
+            key: None,
         };
         match core.record_traffic(tunnel, window).await {
             Ok(_) => Ok(delta),
@@ -233,6 +235,7 @@ mod tests {
             transport: TransportKind::Tcp,
             node: "node_t".into(),
             local_addr: "127.0.0.1:1".into(),
+            pool: None,
         };
         let tunnel = core.open_tunnel(&key.id, open).await.expect("a tunnel").id;
         (core, tunnel)

@@ -185,6 +185,7 @@ mod tests {
             transport: TransportKind::Quic,
             node: "n".into(),
             local_addr: "x".into(),
+            pool: false,
         };
         p.apply(&envelope("tun_1", 1, 1, open.into()));
         for i in 0..5u16 {

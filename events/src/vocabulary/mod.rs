@@ -28,8 +28,8 @@ pub use node::{NodeHeartbeat, NodeJoined, NodeLeft};
 pub use tenant::{Plan, TenantCreated, TenantPlanChanged, TenantRenamed};
 pub use tunnel::{
     BodySeen, InspectMode, RequestCaptured, RequestsCaptured, TrafficRecorded, TransportKind,
-    TunnelInspectSet, TunnelOpened, TunnelProtocol, TunnelReleased, TunnelResumed,
-    TunnelWentOffline,
+    TunnelInspectSet, TunnelMemberJoined, TunnelMemberLeft, TunnelOpened, TunnelProtocol,
+    TunnelReleased, TunnelResumed, TunnelWentOffline,
 };
 
 use serde::{Deserialize, Serialize};
@@ -122,4 +122,6 @@ events!(
     DomainClaimExpired,
     RouteRetired,
     RequestsCaptured,
+    TunnelMemberJoined,
+    TunnelMemberLeft,
 );

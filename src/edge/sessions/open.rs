@@ -141,6 +141,7 @@ pub(super) async fn open_http<C: Connection>(
         transport,
         node: ctx.node.clone(),
         local_addr: request.local_addr.clone(),
+        pool: None,
     };
     let tunnel = ctx
         .core
