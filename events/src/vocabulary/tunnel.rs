@@ -689,12 +689,12 @@ mod tests {
             rows: Vec<(String,)>,
         }
         let bytes = rmp_serde::to_vec_named(&Future {
-            layout: 2,
+            layout: 3,
             rows: vec![("GET".into(),)],
         })
         .expect("encodes");
         let err = rmp_serde::from_slice::<RequestsCaptured>(&bytes).unwrap_err();
-        assert!(err.to_string().contains("row layout 2"), "{err}");
+        assert!(err.to_string().contains("row layout 3"), "{err}");
     }
 
     /// `RequestCaptured` as it was written before requests had ids for
