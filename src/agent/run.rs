@@ -34,6 +34,7 @@ fn port_request(
         upstream: Default::default(),
         tag: None,
         proxy_protocol: None,
+        pool: false,
     }
 }
 
@@ -41,6 +42,7 @@ fn port_request(
 fn tcp_request(args: &TcpSettings) -> TunnelRequest {
     TunnelRequest {
         proxy_protocol: args.proxy_protocol,
+        pool: args.pool,
         ..port_request(
             TunnelProtocol::Tcp,
             &args.conn,
@@ -102,6 +104,7 @@ pub async fn run_http(args: HttpSettings) -> Result<ExitCode> {
         upstream: args.upstream,
         tag: None,
         proxy_protocol: None,
+        pool: args.pool,
     };
     run(args.conn, vec![request], "beamd http", None, Wants(None)).await
 }

@@ -59,6 +59,8 @@ pub struct TcpSettings {
     pub remote_port: Option<u16>,
     /// The PROXY protocol header sent to the local service first, if any.
     pub proxy_protocol: Option<crate::protocol::ProxyProtocol>,
+    /// Join the pool on the port instead of taking it over.
+    pub pool: bool,
     /// How to reach the edge.
     pub conn: AgentConn,
 }
@@ -91,6 +93,8 @@ pub struct HttpSettings {
     pub inspect: Option<InspectMode>,
     /// What the local service speaks.
     pub upstream: UpstreamProtocol,
+    /// Join the pool of the name instead of taking it over.
+    pub pool: bool,
     /// How to reach the edge.
     pub conn: AgentConn,
 }

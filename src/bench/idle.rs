@@ -95,6 +95,7 @@ pub async fn agents(args: IdleAgentsOptions) -> Result<ExitCode> {
             remote_port: None,
             proxy_protocol: None,
             conn,
+            pool: false,
         };
         let tx = tx.clone();
         tokio::spawn(async move {

@@ -100,6 +100,11 @@ pub struct TcpArgs {
     /// (nginx: `listen … proxy_protocol`).
     #[arg(long, value_name = "v1|v2", value_parser = parse_proxy_protocol)]
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Join the pool on --remote-port instead of taking the port over:
+    /// several agents (any agent tokens of one tenant) serve it together,
+    /// each new public connection going to the one with the fewest open.
+    #[arg(long, requires = "remote_port")]
+    pub pool: bool,
     /// How to reach the edge.
     #[command(flatten)]
     pub conn: AgentConnArgs,
@@ -111,6 +116,7 @@ impl From<TcpArgs> for TcpSettings {
             local_port: a.local_port,
             remote_port: a.remote_port,
             proxy_protocol: a.proxy_protocol,
+            pool: a.pool,
             conn: a.conn.into(),
         }
     }
@@ -170,6 +176,11 @@ pub struct HttpArgs {
     /// speak either; the edge speaks this to the service through the tunnel.
     #[arg(long, value_name = "http1|h2c", default_value = "http1", value_parser = parse_upstream)]
     pub upstream: UpstreamProtocol,
+    /// Join the pool of --name instead of taking the name over: several
+    /// agents (any agent tokens of one tenant) serve it together, each new
+    /// public connection going to the one with the fewest open.
+    #[arg(long, requires = "name")]
+    pub pool: bool,
     /// How to reach the edge.
     #[command(flatten)]
     pub conn: AgentConnArgs,
@@ -185,6 +196,7 @@ impl From<HttpArgs> for HttpSettings {
             allow: a.allow,
             inspect: a.inspect,
             upstream: a.upstream,
+            pool: a.pool,
             conn: a.conn.into(),
         }
     }

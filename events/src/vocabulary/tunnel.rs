@@ -139,8 +139,8 @@ pub struct TrafficRecorded {
     /// The pool member whose traffic it was (pool tunnels only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
-    /// The key that member presented, when it is not the key that opened the
-    /// tunnel: the key the bytes count against.
+    /// The key that member presented: the key the bytes count against
+    /// (absent: the key that opened the tunnel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
 }
