@@ -61,6 +61,8 @@ pub struct TcpSettings {
     pub proxy_protocol: Option<crate::protocol::ProxyProtocol>,
     /// Join the pool on the port instead of taking it over.
     pub pool: bool,
+    /// Leave the pool while the local service fails this check.
+    pub health: Option<super::HealthCheck>,
     /// How to reach the edge.
     pub conn: AgentConn,
 }
@@ -95,6 +97,8 @@ pub struct HttpSettings {
     pub upstream: UpstreamProtocol,
     /// Join the pool of the name instead of taking it over.
     pub pool: bool,
+    /// Leave the pool while the local service fails this check.
+    pub health: Option<super::HealthCheck>,
     /// How to reach the edge.
     pub conn: AgentConn,
 }

@@ -96,6 +96,7 @@ pub async fn agents(args: IdleAgentsOptions) -> Result<ExitCode> {
             proxy_protocol: None,
             conn,
             pool: false,
+            health: None,
         };
         let tx = tx.clone();
         tokio::spawn(async move {

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use beamd_events::vocabulary::InspectMode;
 use clap::ValueEnum;
 
-use crate::agent::{AgentConn, AgentTransport, HttpSettings, TcpSettings, UdpSettings};
+use std::time::Duration;
+
+use crate::agent::{
+    AgentConn, AgentTransport, HealthCheck, HttpSettings, Probe, TcpSettings, UdpSettings,
+};
 use crate::protocol::{ProxyProtocol, UpstreamProtocol};
 
 /// How an agent reaches the edge, on its command line.
@@ -105,6 +109,13 @@ pub struct TcpArgs {
     /// each new public connection going to the one with the fewest open.
     #[arg(long, requires = "remote_port")]
     pub pool: bool,
+    /// Leave the pool while a TCP connection to the local service cannot
+    /// be opened (3 failed tries in a row), and join it again when one can.
+    #[arg(long, requires = "pool")]
+    pub health_check: bool,
+    /// Seconds between health checks.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub health_interval: u64,
     /// How to reach the edge.
     #[command(flatten)]
     pub conn: AgentConnArgs,
@@ -117,6 +128,10 @@ impl From<TcpArgs> for TcpSettings {
             remote_port: a.remote_port,
             proxy_protocol: a.proxy_protocol,
             pool: a.pool,
+            health: a.health_check.then(|| HealthCheck {
+                probe: Probe::Connect,
+                interval: Duration::from_secs(a.health_interval),
+            }),
             conn: a.conn.into(),
         }
     }
@@ -181,6 +196,14 @@ pub struct HttpArgs {
     /// public connection going to the one with the fewest open.
     #[arg(long, requires = "name")]
     pub pool: bool,
+    /// Leave the pool while `GET PATH` on the local service fails (3 tries
+    /// in a row without a 2xx or 3xx answer within 3 s), and join it again
+    /// when it passes.
+    #[arg(long, value_name = "PATH", requires = "pool", value_parser = parse_check_path)]
+    pub health_check: Option<String>,
+    /// Seconds between health checks.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub health_interval: u64,
     /// How to reach the edge.
     #[command(flatten)]
     pub conn: AgentConnArgs,
@@ -197,8 +220,21 @@ impl From<HttpArgs> for HttpSettings {
             inspect: a.inspect,
             upstream: a.upstream,
             pool: a.pool,
+            health: a.health_check.map(|path| HealthCheck {
+                probe: Probe::Http(path),
+                interval: Duration::from_secs(a.health_interval),
+            }),
             conn: a.conn.into(),
         }
+    }
+}
+
+fn parse_check_path(s: &str) -> std::result::Result<String, String> {
+    match s.starts_with('/') && !s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        true => Ok(s.to_string()),
+        false => Err(format!(
+            "{s:?} is not a path: it starts with / and has no spaces"
+        )),
     }
 }
 

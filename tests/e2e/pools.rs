@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -394,5 +394,101 @@ async fn a_pool_and_a_lone_agent_do_not_take_each_others_name() -> Result<()> {
         send(&mut c, get(&host, "/")?).await? == (200, "a".into()),
         "still a's"
     );
+    Ok(())
+}
+
+/// An HTTP service that answers with its name, and `/healthz` with 200 or,
+/// while `sick` is set, 503.
+async fn checked_http(name: &'static str, sick: Arc<AtomicBool>) -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let sick = sick.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    let sick = sick.load(Ordering::SeqCst);
+                    async move {
+                        let mut resp = Response::new(full(name));
+                        if req.uri().path() == "/healthz" && sick {
+                            *resp.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        Ok::<_, hyper::Error>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// Which members serve the pool named `name`, as the API says.
+async fn serving(api: &Api, name: &str) -> Result<usize> {
+    let t = tunnel_named(api, name).await?.context("the pool")?;
+    Ok((t["members"].as_array().into_iter().flatten())
+        .filter(|m| m["status"] == "serving")
+        .count())
+}
+
+/// Who answers 20 requests, each on a connection of its own.
+async fn answers(http: SocketAddr, host: &str) -> Result<HashMap<String, usize>> {
+    let mut who = HashMap::new();
+    for _ in 0..20 {
+        let mut c = client(http).await?;
+        let (status, body) = send(&mut c, get(host, "/")?).await?;
+        ensure!(status == 200, "status {status}: {body}");
+        *who.entry(body).or_default() += 1;
+    }
+    Ok(who)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_failing_its_health_check_leaves_the_pool_and_joins_again_when_it_passes(
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (edge, api, http) = http_edge(dir.path(), &[])?;
+    let sick = Arc::new(AtomicBool::new(false));
+    let (a, b) = (
+        named_http("a").await?,
+        checked_http("b", sick.clone()).await?,
+    );
+    let (_agent_a, host, _) = start_http_agent(&edge, "tcp", a, "checked", &["--pool"])?;
+    let check = [
+        "--pool",
+        "--health-check",
+        "/healthz",
+        "--health-interval",
+        "1",
+    ];
+    let (agent_b, _, _) = start_http_agent(&edge, "tcp", b, "checked", &check)?;
+    let both = answers(http, &host).await?;
+    ensure!(both.len() == 2, "both serve: {both:?}");
+
+    sick.store(true, Ordering::SeqCst);
+    eventually("b says it leaves", || async {
+        Ok(agent_b.stderr_contains("leaving the pool"))
+    })
+    .await?;
+    eventually("b leaves the pool", || async {
+        Ok(serving(&api, "checked").await? == 1)
+    })
+    .await?;
+    let only = answers(http, &host).await?;
+    ensure!(only.keys().collect::<Vec<_>>() == ["a"], "only a: {only:?}");
+
+    sick.store(false, Ordering::SeqCst);
+    eventually("b says it joins again", || async {
+        Ok(agent_b.stderr_contains("joining the pool"))
+    })
+    .await?;
+    eventually("b joins again", || async {
+        Ok(serving(&api, "checked").await? == 2)
+    })
+    .await?;
+    let again = answers(http, &host).await?;
+    ensure!(again.len() == 2, "both serve again: {again:?}");
     Ok(())
 }
