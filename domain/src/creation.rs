@@ -55,6 +55,18 @@ pub struct OpenTunnel {
     pub node: String,
     /// Agent-side address.
     pub local_addr: String,
+    /// Join (or open) a pool as this member instead of taking the tunnel
+    /// over; `None`: not a pool.
+    pub pool: Option<JoinAs>,
+}
+
+/// An agent connection joining a pool tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinAs {
+    /// The member's id (the edge's id of the agent connection).
+    pub member: String,
+    /// The agent's address as the edge saw it.
+    pub peer: String,
 }
 
 /// Usage figures a key's grant is checked against (`Key::may_carry`), read

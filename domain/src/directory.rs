@@ -5,16 +5,17 @@
 
 use std::collections::BTreeMap;
 
-use beamd_events::vocabulary::{DomainAdded, TenantCreated, TunnelOpened, TunnelProtocol};
+use beamd_events::vocabulary::{
+    DomainAdded, TenantCreated, TunnelMemberJoined, TunnelOpened, TunnelProtocol,
+};
 use beamd_events::{Envelope, Event};
 use beamd_snapshots::Fold;
 use serde::{Deserialize, Serialize};
 
-pub use super::creation::{AddDomain, CreateTenant, OpenTunnel, OpenUsage, PortRequest};
+pub use super::creation::{AddDomain, CreateTenant, JoinAs, OpenTunnel, OpenUsage, PortRequest};
 use super::domain_name::claim_lapsed;
 use super::tenant::{max_pending_domains, validate_plan};
 use super::{validate, Ctx, DomainError, Key, Tenant};
-use beamd_events::vocabulary::KeyKind;
 
 /// A tenant as the directory needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +54,12 @@ pub struct LiveTunnel {
     /// When it went offline (ms), while it is offline.
     #[serde(default)]
     pub offline_since: Option<u64>,
+    /// Whether it is a pool.
+    #[serde(default)]
+    pub pool: bool,
+    /// A pool's members: member id → the node it is connected to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub members: BTreeMap<String, String>,
 }
 
 /// The directory's state.
@@ -100,11 +107,15 @@ impl Directory {
             .collect()
     }
 
-    /// Tunnels the log says `node` serves (after a crash of that node, none really are).
+    /// Tunnels the log says `node` serves, alone or as one of a pool's
+    /// members (after a crash of that node, none really are).
     pub fn online_on(&self, node: &str) -> Vec<String> {
         self.tunnels
             .iter()
-            .filter(|(_, t)| t.online && t.node == node)
+            .filter(|(_, t)| match t.pool {
+                true => t.members.values().any(|n| n == node),
+                false => t.online && t.node == node,
+            })
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -197,11 +208,7 @@ impl Directory {
     ) -> Result<(String, Vec<Event>), DomainError> {
         // Revoked, unknown, or out of bytes: the rule every session window checks too.
         key.may_carry(&tenant.plan, usage)?;
-        if key.kind != Some(KeyKind::Agent) {
-            return Err(DomainError::Unauthorized(
-                "only agent keys open tunnels".into(),
-            ));
-        }
+        key.may_serve()?;
         let entry = match self.tenants.get(&tenant.id) {
             Some(entry) if tenant.exists() && key.tenant == tenant.id => entry,
             _ => {
@@ -272,8 +279,27 @@ impl Directory {
             transport: cmd.transport,
             node: cmd.node.clone(),
             local_addr: cmd.local_addr.clone(),
+            pool: cmd.pool.is_some(),
         };
-        Ok((ctx.id("tun"), vec![event.into()]))
+        let mut events = vec![event.into()];
+        if let Some(join) = &cmd.pool {
+            if cmd.protocol == TunnelProtocol::Udp {
+                return Err(DomainError::InvalidRequest(
+                    "pools are for HTTP and TCP tunnels".into(),
+                ));
+            }
+            events.push(
+                TunnelMemberJoined {
+                    member: join.member.clone(),
+                    node: cmd.node.clone(),
+                    transport: cmd.transport,
+                    key: key.id.clone(),
+                    peer: join.peer.clone(),
+                }
+                .into(),
+            );
+        }
+        Ok((ctx.id("tun"), events))
     }
 
     /// Decides adding a custom domain: plan limit, valid and unused host.
@@ -358,8 +384,23 @@ impl Fold for Directory {
                     online: true,
                     node: e.node.clone(),
                     offline_since: None,
+                    pool: e.pool,
+                    members: BTreeMap::new(),
                 };
                 self.tunnels.insert(id.to_string(), live);
+            }
+            Event::TunnelMemberJoined(e) => {
+                if let Some(t) = self.tunnels.get_mut(id) {
+                    t.online = true;
+                    t.offline_since = None;
+                    t.node = e.node.clone();
+                    t.members.insert(e.member.clone(), e.node.clone());
+                }
+            }
+            Event::TunnelMemberLeft(e) => {
+                if let Some(t) = self.tunnels.get_mut(id) {
+                    t.members.remove(&e.member);
+                }
             }
             Event::TunnelWentOffline(_) => {
                 if let Some(t) = self.tunnels.get_mut(id) {
@@ -426,7 +467,7 @@ mod tests {
     use super::*;
     use crate::testkit::envelope;
     use crate::{Aggregate, KeyCommand, TunnelCommand};
-    use beamd_events::vocabulary::{Plan, TransportKind, TunnelReleased};
+    use beamd_events::vocabulary::{KeyKind, Plan, TransportKind, TunnelReleased};
 
     /// A directory with one tenant and one agent key, and the states beside it.
     struct World {
@@ -513,6 +554,7 @@ mod tests {
             transport: TransportKind::Quic,
             node: "node_a".into(),
             local_addr: "127.0.0.1:3000".into(),
+            pool: None,
         }
     }
 
@@ -679,6 +721,66 @@ mod tests {
         w.release(&u);
         assert!(w.dir.udp_ports.is_empty() && w.dir.ports.len() == 1);
         assert_eq!(w.dir.holder_of_port(20_001, false).unwrap().0, &t);
+    }
+
+    #[test]
+    fn a_pool_opens_with_its_first_member_and_its_nodes_are_known() {
+        let mut w = World::new(plan(None, None, None), None);
+        let pool = OpenTunnel {
+            pool: Some(JoinAs {
+                member: "ses_a".into(),
+                peer: "192.0.2.1:4000".into(),
+            }),
+            ..http("web")
+        };
+        let fresh = w.version + 100;
+        let (id, events) = (w.dir)
+            .open_tunnel(
+                &pool,
+                &w.tenant,
+                &w.key,
+                &OpenUsage::default(),
+                &Ctx::new(0, fresh),
+            )
+            .unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind()).collect();
+        assert_eq!(kinds, ["TunnelOpened", "TunnelMemberJoined"]);
+        w.record(&id, events);
+        let live = &w.dir.tunnels[&id];
+        assert!(live.pool && live.online);
+        assert_eq!(live.members["ses_a"], "node_a");
+        assert_eq!(w.dir.online_on("node_a"), vec![id.clone()]);
+        assert!(w.dir.online_on("node_b").is_empty());
+        let joined = TunnelMemberJoined {
+            member: "ses_b".into(),
+            node: "node_b".into(),
+            transport: TransportKind::Tcp,
+            key: "tok_1".into(),
+            peer: String::new(),
+        };
+        w.record(&id, vec![joined.into()]);
+        assert_eq!(w.dir.online_on("node_b"), vec![id.clone()]);
+        assert_eq!(
+            w.dir.online_on("node_a"),
+            vec![id.clone()],
+            "both nodes serve it"
+        );
+        let udp = OpenTunnel {
+            protocol: TunnelProtocol::Udp,
+            ..tcp(PortRequest::Exact {
+                port: 20_002,
+                from: 1,
+                to: u16::MAX,
+            })
+        };
+        let udp = OpenTunnel {
+            pool: pool.pool.clone(),
+            ..udp
+        };
+        assert_eq!(
+            w.open(udp, OpenUsage::default()).unwrap_err().code(),
+            "invalid_request"
+        );
     }
 
     #[test]

@@ -65,6 +65,17 @@ impl Key {
         self.scopes.highest()
     }
 
+    /// Whether the key may serve tunnels (open one, join a pool): only agent
+    /// keys do.
+    pub fn may_serve(&self) -> Result<(), DomainError> {
+        match self.kind {
+            Some(beamd_events::vocabulary::KeyKind::Agent) => Ok(()),
+            _ => Err(DomainError::Unauthorized(
+                "only agent keys open tunnels".into(),
+            )),
+        }
+    }
+
     /// Whether the key may carry more bytes: it is active, and neither its
     /// tenant's monthly bandwidth nor its own byte limit is used up. The one
     /// rule for opening a tunnel, resuming one, and every traffic window

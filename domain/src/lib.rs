@@ -27,7 +27,9 @@ pub mod validate;
 pub use access::{Access, Denied};
 pub use account::{registered, Account, AccountCommand, AttemptLimit};
 pub use context::Ctx;
-pub use directory::{AddDomain, CreateTenant, Directory, OpenTunnel, OpenUsage, PortRequest};
+pub use directory::{
+    AddDomain, CreateTenant, Directory, JoinAs, OpenTunnel, OpenUsage, PortRequest,
+};
 pub use domain_name::{
     claim_lapsed, host_reaches, DomainCommand, DomainName, DomainStatus, DEFAULT_CLAIM_TTL_MS,
 };
@@ -37,7 +39,7 @@ pub use node::{Node, NodeCommand, NodeStatus};
 pub use public_address::PublicAddresses;
 pub use scope::{Scope, Scopes};
 pub use tenant::{Tenant, TenantCommand};
-pub use tunnel::{Tunnel, TunnelCommand, TunnelStatus};
+pub use tunnel::{Member, Tunnel, TunnelCommand, TunnelStatus};
 pub use validate::{host as check_host, request_host};
 
 use beamd_events::Event;

@@ -1,13 +1,22 @@
 //! The tunnel aggregate: online, offline (name or port kept), released; its
-//! traffic and captured requests. Opening is decided by the `Directory`.
+//! traffic and captured requests; a pool's members. Opening is decided by
+//! the `Directory`.
+//!
+//! A tunnel is served by one agent, which a reconnect with the same key
+//! takes over; or, opened as a pool, by every agent of its tenant that
+//! joins it, on any edge of the cluster. A pool is online while it has a
+//! member.
 //!
 //! The tunnel records its traffic but keeps no byte totals: none of its
 //! decisions needs them. The usage projection owns every byte total (per
 //! tunnel, key and tenant), and the byte limits are decided from it.
 
+use std::collections::BTreeMap;
+
 use beamd_events::vocabulary::{
     InspectMode, RequestCaptured, RequestsCaptured, TrafficRecorded, TransportKind,
-    TunnelInspectSet, TunnelProtocol, TunnelReleased, TunnelResumed, TunnelWentOffline,
+    TunnelInspectSet, TunnelMemberJoined, TunnelMemberLeft, TunnelProtocol, TunnelReleased,
+    TunnelResumed, TunnelWentOffline,
 };
 use beamd_events::{Envelope, Event};
 use beamd_snapshots::Fold;
@@ -65,6 +74,28 @@ pub struct Tunnel {
     /// How much of its HTTP requests the inspector keeps.
     #[serde(default)]
     pub inspect: InspectMode,
+    /// Whether agents join it rather than take it over.
+    #[serde(default)]
+    pub pool: bool,
+    /// A pool's members now: member id → member.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub members: BTreeMap<String, Member>,
+}
+
+/// An agent connection serving a pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// The edge node it is connected to.
+    pub node: String,
+    /// Its transport.
+    pub transport: Option<TransportKind>,
+    /// The key it presented.
+    pub key: String,
+    /// The agent's address as the edge saw it.
+    pub peer: String,
+    /// When it joined (ms).
+    pub joined_at: u64,
 }
 
 /// Commands to an opened tunnel.
@@ -99,6 +130,69 @@ pub enum TunnelCommand {
     CaptureRequests(std::sync::Arc<[RequestCaptured]>),
     /// Change how much of its requests the inspector keeps.
     SetInspect(InspectMode),
+    /// An agent connection joins the pool (the tunnel must be one, of the
+    /// key's tenant).
+    Join {
+        /// The member's id.
+        member: String,
+        /// Its node.
+        node: String,
+        /// Its transport.
+        transport: TransportKind,
+        /// The key it presented.
+        key: String,
+        /// The key's tenant.
+        tenant: String,
+        /// The agent's address.
+        peer: String,
+    },
+    /// A member leaves the pool; the last one takes the tunnel offline.
+    Leave {
+        /// The member's id.
+        member: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Tunnel {
+    /// How the tunnel is named to people: its host name label or port.
+    fn named(&self) -> String {
+        match (&self.name, self.port) {
+            (Some(n), _) => n.clone(),
+            (None, Some(p)) => format!("port {p}"),
+            _ => self.id.clone(),
+        }
+    }
+
+    /// A pool's members leaving (those on `node`, or all): the events, with
+    /// the tunnel going offline when none is left.
+    fn members_leave(&self, node: Option<&str>, reason: &str) -> Vec<Event> {
+        let leaving: Vec<&String> = (self.members.iter())
+            .filter(|(_, m)| node.is_none_or(|n| m.node == n))
+            .map(|(id, _)| id)
+            .collect();
+        let mut events: Vec<Event> = leaving
+            .iter()
+            .map(|member| {
+                TunnelMemberLeft {
+                    member: (*member).clone(),
+                    reason: reason.to_string(),
+                }
+                .into()
+            })
+            .collect();
+        let last = leaving.len() == self.members.len();
+        if last && self.status == TunnelStatus::Online && (node.is_none() || !leaving.is_empty()) {
+            events.push(
+                TunnelWentOffline {
+                    reason: reason.to_string(),
+                }
+                .into(),
+            );
+        }
+        events
+    }
 }
 
 impl Fold for Tunnel {
@@ -109,6 +203,7 @@ impl Fold for Tunnel {
         match &envelope.event {
             Event::TunnelOpened(e) => {
                 *self = Tunnel {
+                    pool: e.pool,
                     id: envelope.stream.to_string(),
                     tenant: e.tenant.clone(),
                     key: e.key.clone(),
@@ -132,6 +227,22 @@ impl Fold for Tunnel {
             }
             Event::TunnelReleased(_) => self.status = TunnelStatus::Released,
             Event::TunnelInspectSet(e) => self.inspect = e.mode,
+            Event::TunnelMemberJoined(e) => {
+                self.status = TunnelStatus::Online;
+                self.node = e.node.clone();
+                self.transport = Some(e.transport);
+                let member = Member {
+                    node: e.node.clone(),
+                    transport: Some(e.transport),
+                    key: e.key.clone(),
+                    peer: e.peer.clone(),
+                    joined_at: envelope.at,
+                };
+                self.members.insert(e.member.clone(), member);
+            }
+            Event::TunnelMemberLeft(e) => {
+                self.members.remove(&e.member);
+            }
             _ => {}
         }
     }
@@ -147,6 +258,10 @@ impl Aggregate for Tunnel {
         }
         let released = self.status == TunnelStatus::Released;
         match command {
+            // A pool goes offline member by member: those on the node that went away.
+            TunnelCommand::GoOffline { reason, node } if self.pool => {
+                Ok(self.members_leave(node.as_deref(), reason))
+            }
             TunnelCommand::GoOffline { node: Some(n), .. } if *n != self.node => Ok(vec![]),
             TunnelCommand::GoOffline { reason, .. } => match self.status {
                 TunnelStatus::Online => Ok(vec![TunnelWentOffline {
@@ -162,6 +277,12 @@ impl Aggregate for Tunnel {
             } => {
                 if released {
                     return Err(DomainError::NotFound("tunnel".into()));
+                }
+                if self.pool {
+                    return Err(DomainError::Conflict(format!(
+                        "{} is a pool: an agent joins it with --pool",
+                        self.named()
+                    )));
                 }
                 if *key != self.key {
                     return Err(DomainError::Conflict(
@@ -199,6 +320,51 @@ impl Aggregate for Tunnel {
             TunnelCommand::SetInspect(_) if released => Err(DomainError::NotFound("tunnel".into())),
             TunnelCommand::SetInspect(mode) if *mode == self.inspect => Ok(vec![]),
             TunnelCommand::SetInspect(mode) => Ok(vec![TunnelInspectSet { mode: *mode }.into()]),
+            TunnelCommand::Join { .. } if released => Err(DomainError::NotFound("tunnel".into())),
+            TunnelCommand::Join { tenant, .. } if *tenant != self.tenant => Err(
+                DomainError::Conflict(format!("{} is held by another tenant", self.named())),
+            ),
+            TunnelCommand::Join { .. } if !self.pool => Err(DomainError::Conflict(format!(
+                "{} is served by one agent, not a pool: it becomes a pool when it is released \
+                 (beamd tunnels release {}) and opened again with --pool",
+                self.named(),
+                self.id
+            ))),
+            TunnelCommand::Join { member, .. } if self.members.contains_key(member) => Ok(vec![]),
+            TunnelCommand::Join {
+                member,
+                node,
+                transport,
+                key,
+                peer,
+                ..
+            } => Ok(vec![TunnelMemberJoined {
+                member: member.clone(),
+                node: node.clone(),
+                transport: *transport,
+                key: key.clone(),
+                peer: peer.clone(),
+            }
+            .into()]),
+            TunnelCommand::Leave { member, reason } => {
+                if !self.members.contains_key(member) {
+                    return Ok(vec![]);
+                }
+                let mut events: Vec<Event> = vec![TunnelMemberLeft {
+                    member: member.clone(),
+                    reason: reason.clone(),
+                }
+                .into()];
+                if self.members.len() == 1 && self.status == TunnelStatus::Online {
+                    events.push(
+                        TunnelWentOffline {
+                            reason: reason.clone(),
+                        }
+                        .into(),
+                    );
+                }
+                Ok(events)
+            }
         }
     }
 }
@@ -222,9 +388,132 @@ mod tests {
                 transport: TransportKind::Quic,
                 node: "node_a".into(),
                 local_addr: "127.0.0.1:5432".into(),
+                pool: false,
             }
             .into()],
         )
+    }
+
+    /// A pool on port 20001 with member `ses_a` on node_a.
+    fn pool() -> Tunnel {
+        given(
+            "tun_1",
+            10,
+            vec![
+                TunnelOpened {
+                    tenant: "ten_1".into(),
+                    key: "tok_1".into(),
+                    protocol: TunnelProtocol::Tcp,
+                    name: None,
+                    port: Some(20_001),
+                    transport: TransportKind::Quic,
+                    node: "node_a".into(),
+                    local_addr: "127.0.0.1:5432".into(),
+                    pool: true,
+                }
+                .into(),
+                TunnelMemberJoined {
+                    member: "ses_a".into(),
+                    node: "node_a".into(),
+                    transport: TransportKind::Quic,
+                    key: "tok_1".into(),
+                    peer: "192.0.2.1:1".into(),
+                }
+                .into(),
+            ],
+        )
+    }
+
+    fn join(member: &str, node: &str, key: &str, tenant: &str) -> TunnelCommand {
+        TunnelCommand::Join {
+            member: member.into(),
+            node: node.into(),
+            transport: TransportKind::Tcp,
+            key: key.into(),
+            tenant: tenant.into(),
+            peer: "192.0.2.2:2".into(),
+        }
+    }
+
+    fn leave(member: &str) -> TunnelCommand {
+        TunnelCommand::Leave {
+            member: member.into(),
+            reason: "agent disconnected".into(),
+        }
+    }
+
+    #[test]
+    fn a_pool_is_joined_by_its_tenants_keys_and_offline_when_its_last_member_leaves() {
+        let mut t = pool();
+        assert_eq!(t.members.len(), 1);
+        // Another key of the same tenant joins; joining twice changes nothing.
+        assert_eq!(
+            run(&mut t, join("ses_b", "node_b", "tok_2", "ten_1"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(run(&mut t, join("ses_b", "node_b", "tok_2", "ten_1"))
+            .unwrap()
+            .is_empty());
+        assert_eq!(t.members["ses_b"].key, "tok_2");
+        // Another tenant's key does not.
+        let err = run(&mut t, join("ses_c", "node_a", "tok_9", "ten_9")).unwrap_err();
+        assert_eq!(err.code(), "conflict");
+        // One member leaving keeps the pool online; the last takes it offline.
+        assert_eq!(run(&mut t, leave("ses_a")).unwrap().len(), 1);
+        assert_eq!(t.status, TunnelStatus::Online);
+        assert!(
+            run(&mut t, leave("ses_a")).unwrap().is_empty(),
+            "left already"
+        );
+        let last = run(&mut t, leave("ses_b")).unwrap();
+        let kinds: Vec<&str> = last.iter().map(|e| e.kind()).collect();
+        assert_eq!(kinds, ["TunnelMemberLeft", "TunnelWentOffline"]);
+        assert_eq!(t.status, TunnelStatus::Offline);
+        // A member joining an offline pool brings it back.
+        run(&mut t, join("ses_d", "node_b", "tok_1", "ten_1")).unwrap();
+        assert_eq!(
+            (t.status, t.node.as_str()),
+            (TunnelStatus::Online, "node_b")
+        );
+        round_trip(&t);
+    }
+
+    #[test]
+    fn a_node_going_away_takes_only_its_members_out_of_a_pool() {
+        let mut t = pool();
+        run(&mut t, join("ses_b", "node_b", "tok_1", "ten_1")).unwrap();
+        let gone = |node: &str| TunnelCommand::GoOffline {
+            reason: "node silent".into(),
+            node: Some(node.into()),
+        };
+        assert!(run(&mut t, gone("node_c")).unwrap().is_empty());
+        assert_eq!(run(&mut t, gone("node_a")).unwrap().len(), 1);
+        assert_eq!(
+            (t.status, t.members.keys().collect::<Vec<_>>()),
+            (TunnelStatus::Online, vec![&"ses_b".to_string()])
+        );
+        assert_eq!(run(&mut t, gone("node_b")).unwrap().len(), 2);
+        assert_eq!(t.status, TunnelStatus::Offline);
+    }
+
+    #[test]
+    fn a_pool_and_a_single_agents_tunnel_are_not_mistaken_for_each_other() {
+        let mut p = pool();
+        let resume = TunnelCommand::Resume {
+            node: "node_b".into(),
+            transport: TransportKind::Ws,
+            key: "tok_1".into(),
+        };
+        let err = run(&mut p, resume).unwrap_err();
+        assert!(err.to_string().contains("--pool"), "{err}");
+        let mut single = opened();
+        let err = run(&mut single, join("ses_b", "node_b", "tok_1", "ten_1")).unwrap_err();
+        assert!(err.to_string().contains("not a pool"), "{err}");
+        run(&mut single, TunnelCommand::Release).unwrap();
+        let err = run(&mut single, join("ses_b", "node_b", "tok_1", "ten_1")).unwrap_err();
+        assert_eq!(err.code(), "not_found");
     }
 
     fn run(t: &mut Tunnel, cmd: TunnelCommand) -> Result<Vec<Event>, DomainError> {
@@ -321,6 +610,7 @@ mod tests {
             connections: 1,
             requests: 0,
             window_ms: 1_000,
+            ..TrafficRecorded::default()
         };
         let recorded = run(&mut t, TunnelCommand::RecordTraffic(window.clone())).unwrap();
         assert_eq!(recorded, vec![Event::from(window.clone())]);

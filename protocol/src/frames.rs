@@ -63,6 +63,10 @@ pub struct TunnelRequest {
     /// public connection's first byte (TCP).
     #[serde(default)]
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Join the pool of this name or port (HTTP, TCP) instead of taking
+    /// the tunnel over: every member serves a share of it.
+    #[serde(default)]
+    pub pool: bool,
 }
 
 /// A version of HAProxy's PROXY protocol.

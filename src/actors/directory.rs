@@ -185,35 +185,47 @@ impl DirectoryState {
             id => entity(&self.args.tenants, id).await?,
         };
         let held = match (&cmd.name, cmd.port) {
-            (Some(name), _) => self.dir.host_for(&tenant.id, name).and_then(|h| {
-                self.dir
-                    .holder_of_host(&h)
-                    .map(|(id, t)| (id.clone(), t.key.clone()))
-            }),
-            (None, PortRequest::Exact { port: p, .. }) => self
+            (Some(name), _) => self
                 .dir
-                .holder_of_port(
-                    p,
-                    cmd.protocol == beamd_events::vocabulary::TunnelProtocol::Udp,
-                )
-                .map(|(id, t)| (id.clone(), t.key.clone())),
+                .host_for(&tenant.id, name)
+                .and_then(|h| self.dir.holder_of_host(&h)),
+            (None, PortRequest::Exact { port: p, .. }) => self.dir.holder_of_port(
+                p,
+                cmd.protocol == beamd_events::vocabulary::TunnelProtocol::Udp,
+            ),
             _ => None,
-        };
+        }
+        .map(|(id, t)| (id.clone(), t.clone()));
         let ctx = self.ctx();
         let usage = (self.args.projections).open_usage(&tenant.id, &key.id, ctx.now_ms);
         if let (Some((tunnel_id, holder)), crate::domain::KeyStatus::Active) = (held, key.status) {
-            if holder == key.id {
-                // A reconnect is held to the same byte limits as an open.
-                key.may_carry(&tenant.plan, &usage)?;
-                let stream =
-                    StreamId::new(tunnel_id).map_err(|e| CoreError::Actor(e.to_string()))?;
-                let actor = ask(&self.args.tunnels, |r| SupervisorMsg::Get(stream, r)).await??;
-                let resume = TunnelCommand::Resume {
+            // A pool is joined by any agent key of its tenant; a tunnel
+            // without one is taken back by its own key. The tunnel decides
+            // whether it is what was asked for.
+            let command = match &cmd.pool {
+                Some(join) if holder.tenant == key.tenant => Some(TunnelCommand::Join {
+                    member: join.member.clone(),
                     node: cmd.node.clone(),
                     transport: cmd.transport,
                     key: key.id.clone(),
-                };
-                return ask(&actor, |r| EntityMsg::Command(resume, r)).await?;
+                    tenant: key.tenant.clone(),
+                    peer: join.peer.clone(),
+                }),
+                None if holder.key == key.id => Some(TunnelCommand::Resume {
+                    node: cmd.node.clone(),
+                    transport: cmd.transport,
+                    key: key.id.clone(),
+                }),
+                _ => None,
+            };
+            if let Some(command) = command {
+                // Held to the same rules as an open.
+                key.may_carry(&tenant.plan, &usage)?;
+                key.may_serve()?;
+                let stream =
+                    StreamId::new(tunnel_id).map_err(|e| CoreError::Actor(e.to_string()))?;
+                let actor = ask(&self.args.tunnels, |r| SupervisorMsg::Get(stream, r)).await??;
+                return ask(&actor, |r| EntityMsg::Command(command, r)).await?;
             }
         }
         let (id, events) = self.dir.open_tunnel(cmd, &tenant, &key, &usage, &ctx)?;

@@ -2,6 +2,7 @@
 //! edge, and forwards the streams the edge opens to the local port.
 
 mod dial;
+mod health;
 mod plan;
 mod proxy_header;
 mod run;
@@ -11,5 +12,6 @@ mod trust;
 mod udp;
 
 pub use dial::AgentTransport;
+pub use health::{HealthCheck, Probe};
 pub use run::{run_http, run_start, run_tcp, run_tcp_reporting, run_udp};
 pub use settings::{AgentConn, HttpSettings, TcpSettings, UdpSettings};

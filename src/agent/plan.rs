@@ -177,6 +177,7 @@ mod tests {
             upstream: Default::default(),
             tag: Some(tag.into()),
             proxy_protocol: None,
+            pool: false,
         }
     }
 

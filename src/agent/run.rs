@@ -13,6 +13,7 @@ use super::plan::Plan;
 use super::session::{Agent, Ended, Outcome, Wants};
 use super::settings::{AgentConn, HttpSettings, TcpSettings, UdpSettings};
 use super::trust::trust;
+use super::HealthCheck;
 use crate::protocol::{ShareLink, Token, TunnelRequest};
 
 /// A TCP or UDP tunnel of `local_port` on the public port asked for (if any).
@@ -34,6 +35,7 @@ fn port_request(
         upstream: Default::default(),
         tag: None,
         proxy_protocol: None,
+        pool: false,
     }
 }
 
@@ -41,6 +43,7 @@ fn port_request(
 fn tcp_request(args: &TcpSettings) -> TunnelRequest {
     TunnelRequest {
         proxy_protocol: args.proxy_protocol,
+        pool: args.pool,
         ..port_request(
             TunnelProtocol::Tcp,
             &args.conn,
@@ -50,10 +53,17 @@ fn tcp_request(args: &TcpSettings) -> TunnelRequest {
     }
 }
 
+/// What changes the tunnels of `beamd tcp` or `beamd http`: its health
+/// check, if it has one.
+fn checked(request: &TunnelRequest, health: Option<HealthCheck>, label: &'static str) -> Wants {
+    Wants(health.map(|check| super::health::watch(request.clone(), check, label)))
+}
+
 /// Runs `beamd tcp`.
 pub async fn run_tcp(args: TcpSettings) -> Result<ExitCode> {
     let request = tcp_request(&args);
-    run(args.conn, vec![request], "beamd tcp", None, Wants(None)).await
+    let wants = checked(&request, args.health.clone(), "beamd tcp");
+    run(args.conn, vec![request], "beamd tcp", None, wants).await
 }
 
 /// Runs `beamd tcp` quietly, sending the public address of each (re)assigned
@@ -102,8 +112,10 @@ pub async fn run_http(args: HttpSettings) -> Result<ExitCode> {
         upstream: args.upstream,
         tag: None,
         proxy_protocol: None,
+        pool: args.pool,
     };
-    run(args.conn, vec![request], "beamd http", None, Wants(None)).await
+    let wants = checked(&request, args.health.clone(), "beamd http");
+    run(args.conn, vec![request], "beamd http", None, wants).await
 }
 
 /// Runs `beamd start`: the tunnels of a config file over one connection. A
@@ -181,7 +193,7 @@ async fn serve(
             plan.replace(wanted, &mut Default::default());
         }
         while plan.nothing_to_ask() {
-            eprintln!("{label}: no tunnel left to ask for; waiting for the config file to change");
+            eprintln!("{label}: no tunnel left to ask for; waiting for the config file to change or the health check to pass");
             let Some(wanted) = wants.next().await else {
                 return Ok(ExitCode::FAILURE);
             };

@@ -59,6 +59,10 @@ pub struct TcpSettings {
     pub remote_port: Option<u16>,
     /// The PROXY protocol header sent to the local service first, if any.
     pub proxy_protocol: Option<crate::protocol::ProxyProtocol>,
+    /// Join the pool on the port instead of taking it over.
+    pub pool: bool,
+    /// Leave the pool while the local service fails this check.
+    pub health: Option<super::HealthCheck>,
     /// How to reach the edge.
     pub conn: AgentConn,
 }
@@ -91,6 +95,10 @@ pub struct HttpSettings {
     pub inspect: Option<InspectMode>,
     /// What the local service speaks.
     pub upstream: UpstreamProtocol,
+    /// Join the pool of the name instead of taking it over.
+    pub pool: bool,
+    /// Leave the pool while the local service fails this check.
+    pub health: Option<super::HealthCheck>,
     /// How to reach the edge.
     pub conn: AgentConn,
 }

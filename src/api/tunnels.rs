@@ -53,6 +53,85 @@ pub struct TunnelView {
     pub last_seen: Option<String>,
     /// What the inspector keeps of its requests: `off`, `meta` or `full`.
     pub inspect: String,
+    /// Whether it is a pool: agents join it (`--pool`) and share its traffic.
+    pub pool: bool,
+    /// A pool's members: those serving it now, then those that left (with
+    /// their share of its traffic); empty for a tunnel that is not a pool.
+    pub members: Vec<MemberView>,
+}
+
+/// One agent connection of a pool, and its share of the pool's traffic.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    /// The member's id (the edge's id of the agent connection, `ses_…`);
+    /// inspector entries name the member that served them by it.
+    pub id: String,
+    /// `serving`, or `left` (its agent went away; its traffic stays counted).
+    pub status: String,
+    /// The node it is connected to (while serving).
+    pub node: Option<String>,
+    /// Its transport (while serving).
+    pub transport: Option<String>,
+    /// The key it presented (while serving).
+    pub key: Option<String>,
+    /// The agent's address as the edge saw it (while serving).
+    pub peer: Option<String>,
+    /// When it joined (while serving).
+    pub joined_at: Option<String>,
+    /// Bytes from the public toward this member.
+    pub bytes_in: u64,
+    /// Bytes from this member back to the public.
+    pub bytes_out: u64,
+    /// Public connections it took.
+    pub connections: u64,
+    /// HTTP requests it served.
+    pub requests: u64,
+}
+
+/// A pool's members, serving first, with their traffic.
+fn members(state: &ApiState, t: &Tunnel) -> Vec<MemberView> {
+    if !t.pool {
+        return Vec::new();
+    }
+    let mut traffic: std::collections::BTreeMap<String, TunnelTotals> = state
+        .core
+        .queries()
+        .member_totals(&t.id)
+        .into_iter()
+        .collect();
+    let mut views: Vec<MemberView> = (t.members.iter())
+        .map(|(id, m)| {
+            let totals = traffic.remove(id).unwrap_or_default();
+            MemberView {
+                id: id.clone(),
+                status: "serving".into(),
+                node: Some(m.node.clone()),
+                transport: m.transport.map(|k| k.as_str().to_string()),
+                key: Some(m.key.clone()),
+                peer: Some(m.peer.clone()),
+                joined_at: iso_opt(Some(m.joined_at)),
+                bytes_in: totals.bytes_in,
+                bytes_out: totals.bytes_out,
+                connections: totals.connections,
+                requests: totals.requests,
+            }
+        })
+        .collect();
+    views.extend(traffic.into_iter().map(|(id, totals)| MemberView {
+        id,
+        status: "left".into(),
+        node: None,
+        transport: None,
+        key: None,
+        peer: None,
+        joined_at: None,
+        bytes_in: totals.bytes_in,
+        bytes_out: totals.bytes_out,
+        connections: totals.connections,
+        requests: totals.requests,
+    }));
+    views
 }
 
 /// A change to a tunnel.
@@ -110,6 +189,8 @@ fn view(state: &ApiState, t: &Tunnel, traffic: TunnelTotals, tunnel_base: &str) 
         opened_at: iso_opt(t.opened_at),
         last_seen: iso_opt(t.last_seen),
         inspect: t.inspect.as_str().into(),
+        pool: t.pool,
+        members: members(state, t),
     }
 }
 

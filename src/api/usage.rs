@@ -252,6 +252,9 @@ pub struct RequestView {
     /// `tenant_connections`, `tunnel_unreachable` (no stream to the agent).
     /// Such a request has no body.
     pub refused: Option<String>,
+    /// For a pool tunnel: the member that served it (an id of the
+    /// tunnel's `members`).
+    pub member: Option<String>,
 }
 
 pub(super) fn request_view(r: CapturedRequest) -> RequestView {
@@ -275,6 +278,7 @@ pub(super) fn request_view(r: CapturedRequest) -> RequestView {
         id: (!r.id.is_empty()).then_some(r.id),
         replay_of: r.replay_of_id.or(r.replay_of.map(|seq| seq.to_string())),
         refused: r.refused,
+        member: r.member,
     }
 }
 

@@ -147,6 +147,7 @@ async fn commands(dir: &Path, args: &CoreBenchOptions) -> Result<()> {
                 transport: TransportKind::Quic,
                 node: "node_bench".into(),
                 local_addr: "127.0.0.1:1".into(),
+                pool: None,
             };
             let t = c.open_tunnel(&k[n % k.len()], open).await?;
             i.lock().map_err(|_| anyhow::anyhow!("lock"))?[n] = t.id;
@@ -167,6 +168,8 @@ async fn commands(dir: &Path, args: &CoreBenchOptions) -> Result<()> {
                     connections: 1,
                     requests: 2,
                     window_ms: 1_000,
+                    member: None,
+                    key: None,
                 },
             )
             .await?;
@@ -256,6 +259,7 @@ async fn history(dir: &Path, n: usize) -> Result<String> {
             transport: TransportKind::Quic,
             node: "node_bench".into(),
             local_addr: "127.0.0.1:3000".into(),
+            pool: false,
         };
         log.append(Append::new(
             StreamId::new(format!("tun_{t:06}"))?,
@@ -285,6 +289,8 @@ async fn history(dir: &Path, n: usize) -> Result<String> {
                         connections: 1,
                         requests: 1,
                         window_ms: 1_000,
+                        member: None,
+                        key: None,
                     }
                     .into()
                 }

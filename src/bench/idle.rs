@@ -95,6 +95,8 @@ pub async fn agents(args: IdleAgentsOptions) -> Result<ExitCode> {
             remote_port: None,
             proxy_protocol: None,
             conn,
+            pool: false,
+            health: None,
         };
         let tx = tx.clone();
         tokio::spawn(async move {

@@ -38,6 +38,8 @@ fn event(i: u64) -> Event {
         connections: 1,
         requests: 3,
         window_ms: 1_000,
+        member: None,
+        key: None,
     }
     .into()
 }

@@ -86,6 +86,8 @@ async fn append_load(logs: &[Arc<dyn EventLog>], appenders: usize, run: Duration
                     connections: 1,
                     requests: 3,
                     window_ms: 1_000,
+                    member: None,
+                    key: None,
                 };
                 let append = Append::new(stream.clone(), ExpectedVersion::Any, vec![event.into()]);
                 log.append(append).await?;

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use beamd_events::vocabulary::InspectMode;
 use clap::ValueEnum;
 
-use crate::agent::{AgentConn, AgentTransport, HttpSettings, TcpSettings, UdpSettings};
+use std::time::Duration;
+
+use crate::agent::{
+    AgentConn, AgentTransport, HealthCheck, HttpSettings, Probe, TcpSettings, UdpSettings,
+};
 use crate::protocol::{ProxyProtocol, UpstreamProtocol};
 
 /// How an agent reaches the edge, on its command line.
@@ -100,6 +104,18 @@ pub struct TcpArgs {
     /// (nginx: `listen … proxy_protocol`).
     #[arg(long, value_name = "v1|v2", value_parser = parse_proxy_protocol)]
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Join the pool on --remote-port instead of taking the port over:
+    /// several agents (any agent tokens of one tenant) serve it together,
+    /// each new public connection going to the one with the fewest open.
+    #[arg(long, requires = "remote_port")]
+    pub pool: bool,
+    /// Leave the pool while a TCP connection to the local service cannot
+    /// be opened (3 failed tries in a row), and join it again when one can.
+    #[arg(long, requires = "pool")]
+    pub health_check: bool,
+    /// Seconds between health checks.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub health_interval: u64,
     /// How to reach the edge.
     #[command(flatten)]
     pub conn: AgentConnArgs,
@@ -111,6 +127,11 @@ impl From<TcpArgs> for TcpSettings {
             local_port: a.local_port,
             remote_port: a.remote_port,
             proxy_protocol: a.proxy_protocol,
+            pool: a.pool,
+            health: a.health_check.then(|| HealthCheck {
+                probe: Probe::Connect,
+                interval: Duration::from_secs(a.health_interval),
+            }),
             conn: a.conn.into(),
         }
     }
@@ -170,6 +191,19 @@ pub struct HttpArgs {
     /// speak either; the edge speaks this to the service through the tunnel.
     #[arg(long, value_name = "http1|h2c", default_value = "http1", value_parser = parse_upstream)]
     pub upstream: UpstreamProtocol,
+    /// Join the pool of --name instead of taking the name over: several
+    /// agents (any agent tokens of one tenant) serve it together, each new
+    /// public connection going to the one with the fewest open.
+    #[arg(long, requires = "name")]
+    pub pool: bool,
+    /// Leave the pool while `GET PATH` on the local service fails (3 tries
+    /// in a row without a 2xx or 3xx answer within 3 s), and join it again
+    /// when it passes.
+    #[arg(long, value_name = "PATH", requires = "pool", value_parser = parse_check_path)]
+    pub health_check: Option<String>,
+    /// Seconds between health checks.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub health_interval: u64,
     /// How to reach the edge.
     #[command(flatten)]
     pub conn: AgentConnArgs,
@@ -185,8 +219,22 @@ impl From<HttpArgs> for HttpSettings {
             allow: a.allow,
             inspect: a.inspect,
             upstream: a.upstream,
+            pool: a.pool,
+            health: a.health_check.map(|path| HealthCheck {
+                probe: Probe::Http(path),
+                interval: Duration::from_secs(a.health_interval),
+            }),
             conn: a.conn.into(),
         }
+    }
+}
+
+fn parse_check_path(s: &str) -> std::result::Result<String, String> {
+    match s.starts_with('/') && !s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        true => Ok(s.to_string()),
+        false => Err(format!(
+            "{s:?} is not a path: it starts with / and has no spaces"
+        )),
     }
 }
 

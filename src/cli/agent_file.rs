@@ -101,6 +101,7 @@ struct RawTunnel {
     inspect: Option<Spanned<InspectKey>>,
     upstream: Option<Spanned<UpstreamKey>>,
     proxy_protocol: Option<Spanned<ProxyKey>>,
+    pool: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -221,6 +222,15 @@ fn tunnel(
         if let (Kind::Udp, Some(p)) = (t.kind, &t.proxy_protocol) {
             return Err(only_for(p.span(), "proxy_protocol", "tcp"));
         }
+        if let (Kind::Udp, Some(p)) = (t.kind, &t.pool) {
+            return Err(only_for(p.span(), "pool", "http and tcp"));
+        }
+        if let (Kind::Tcp, Some(p), None) = (t.kind, &t.pool, &t.remote_port) {
+            if *p.get_ref() {
+                let why = "a TCP pool is named by its port: pool = true needs remote_port";
+                return Err(source.error_at(p.span(), why));
+            }
+        }
         let http_only = [
             ("name", t.name.as_ref().map(Spanned::span)),
             ("domain", t.domain.as_ref().map(Spanned::span)),
@@ -293,6 +303,7 @@ fn tunnel(
             ProxyKey::V1 => ProxyProtocol::V1,
             ProxyKey::V2 => ProxyProtocol::V2,
         }),
+        pool: t.pool.is_some_and(|p| p.into_inner()),
     })
 }
 

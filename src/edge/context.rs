@@ -4,14 +4,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use beamd_events::vocabulary::InspectMode;
+use beamd_events::vocabulary::{InspectMode, TransportKind};
 use beamd_transports::{Connection, TransportError};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -23,9 +25,12 @@ use crate::disk::DiskGuard;
 use crate::dns::DnsVerifier;
 use crate::domain::Access;
 use crate::domain::{DomainName, PublicAddresses};
+use crate::domain::{JoinAs, Tunnel, TunnelCommand};
 use crate::egress::Egress;
 use crate::inspector::FullCaptureSettings;
 use crate::live::Live;
+use crate::protocol::{write_frame, StreamHeader, TunnelRequest};
+use crate::pump;
 use crate::rate_limit::RateLimiter;
 
 /// A byte stream to an agent, whatever the transport.
@@ -36,19 +41,62 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> AgentStream for T {}
 pub type Opening<'a> =
     Pin<Box<dyn Future<Output = Result<Box<dyn AgentStream>, TransportError>> + Send + 'a>>;
 
+/// A public TCP connection being joined to a stream to the agent: `Err`
+/// gives the socket back, untouched, when no stream could be opened.
+pub type Joining<'a> = Pin<Box<dyn Future<Output = Result<(), TcpStream>> + Send + 'a>>;
+
 /// Opens streams to the agent of one connection, whatever the transport.
 pub trait StreamOpener: Send + Sync {
     /// A new stream to the agent.
     fn open(&self) -> Opening<'_>;
+
+    /// Forwards a public TCP connection over a new stream, `header` first,
+    /// until both directions end, counted into `meter`. The stream keeps its
+    /// transport's type, so that a plain data channel is spliced.
+    fn join_socket<'a>(
+        &'a self,
+        socket: TcpStream,
+        header: &'a StreamHeader,
+        meter: &'a Meter,
+    ) -> Joining<'a>;
 }
 
 impl<C: Connection> StreamOpener for C {
     fn open(&self) -> Opening<'_> {
         Box::pin(async move { Ok(Box::new(self.open_stream().await?) as Box<dyn AgentStream>) })
     }
+
+    fn join_socket<'a>(
+        &'a self,
+        socket: TcpStream,
+        header: &'a StreamHeader,
+        meter: &'a Meter,
+    ) -> Joining<'a> {
+        Box::pin(async move {
+            let Ok(mut stream) = self.open_stream().await else {
+                return Err(socket);
+            };
+            if write_frame(&mut stream, header).await.is_err() {
+                return Err(socket);
+            }
+            meter.connections.fetch_add(1, Ordering::Relaxed);
+            meter.active.fetch_add(1, Ordering::Relaxed);
+            pump::join_socket(
+                socket,
+                stream,
+                Some(&meter.bytes_in),
+                Some(&meter.bytes_out),
+            )
+            .await;
+            meter.active.fetch_sub(1, Ordering::Relaxed);
+            Ok(())
+        })
+    }
 }
 
-/// Where requests for one HTTP host go.
+/// One agent connection serving a tunnel: where its public connections and
+/// requests go. A tunnel that is a pool has one per member; a request for
+/// one of its hosts is given the member chosen for it.
 #[derive(Clone)]
 pub struct Route {
     /// The tunnel.
@@ -65,27 +113,160 @@ pub struct Route {
     pub access: Arc<Access>,
     /// Whether the service behind it speaks h2c (else HTTP/1.1).
     pub h2c: bool,
+    /// The pool member it is (`None`: the tunnel is not a pool).
+    pub member: Option<String>,
+    /// Streams open to it now, and whether it still serves.
+    pub load: Arc<Load>,
 }
 
-/// What a session holds for a tunnel it serves.
+/// What a pool's member is chosen by: the streams open to it now. Cleared
+/// of `serving` when the member leaves, so that nothing kept for it (a
+/// public connection's kept-alive upstream) is used again.
+#[derive(Debug)]
+pub struct Load {
+    open: AtomicU64,
+    serving: AtomicBool,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Self {
+            open: AtomicU64::new(0),
+            serving: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Load {
+    /// Counts one stream open to the member until the guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> LoadGuard {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        LoadGuard(self.clone())
+    }
+
+    /// Streams open now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Whether the member still serves its tunnel here.
+    pub fn serving(&self) -> bool {
+        self.serving.load(Ordering::Relaxed)
+    }
+}
+
+/// One stream counted in a member's load.
+pub struct LoadGuard(Arc<Load>);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a session holds for a tunnel it serves, besides its route.
 pub enum Serve {
-    /// A TCP tunnel's accept loop on its public port.
-    Port(AbortHandle),
+    /// A TCP or UDP tunnel's loop on its public port; `None` for a pool
+    /// member joining a port another member of this edge serves already.
+    Port(Option<AbortHandle>),
     /// An HTTP tunnel's hosts, and custom domains waiting for verification.
     Http {
         /// Hosts routed now.
         hosts: Vec<String>,
-        /// The route for each of them.
-        route: Route,
         /// Domains asked for but not verified yet.
         waiting: Vec<DomainName>,
     },
 }
 
-/// Which session serves a tunnel, and what it holds for it.
+/// Which sessions serve a tunnel on this edge (one, or a pool's members
+/// connected here), and what the tunnel holds.
 struct Serving {
-    session: String,
-    serve: Serve,
+    pool: bool,
+    /// (session, its route), in the order they came.
+    members: Vec<(String, Route)>,
+    /// Where the round robin among equally loaded members goes on.
+    next: usize,
+    /// The public port's loop.
+    port: Option<AbortHandle>,
+    /// Its HTTP hosts (custom domains once verified included).
+    hosts: Vec<String>,
+    /// Its custom domains waiting for verification.
+    waiting: Vec<DomainName>,
+}
+
+impl Serving {
+    /// The member with the fewest open streams, ties taken in turn, leaving
+    /// out those in `except`.
+    fn pick(&mut self, except: &[Arc<Load>]) -> Option<Route> {
+        let n = self.members.len();
+        let mut best: Option<(u64, usize)> = None;
+        for i in 0..n {
+            let at = (self.next + i) % n;
+            let load = &self.members[at].1.load;
+            if except.iter().any(|l| Arc::ptr_eq(l, load)) {
+                continue;
+            }
+            if best.is_none_or(|(open, _)| load.open() < open) {
+                best = Some((load.open(), at));
+            }
+        }
+        let (_, at) = best?;
+        self.next = (at + 1) % n;
+        Some(self.members[at].1.clone())
+    }
+
+    /// Stops what it holds on this edge: its port, its members' routes.
+    fn stop(&self) {
+        if let Some(a) = &self.port {
+            a.abort();
+        }
+        for (_, r) in &self.members {
+            r.load.serving.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Which sessions serve which tunnels here, and which tunnel each HTTP host is.
+#[derive(Default)]
+struct Served {
+    tunnels: HashMap<String, Serving>,
+    /// Host → (tunnel, whether it is a custom domain).
+    hosts: HashMap<String, (String, bool)>,
+}
+
+impl Served {
+    fn remove(&mut self, tunnel: &str) -> Option<Serving> {
+        let removed = self.tunnels.remove(tunnel)?;
+        for h in &removed.hosts {
+            if self.hosts.get(h).is_some_and(|(t, _)| t == tunnel) {
+                self.hosts.remove(h);
+            }
+        }
+        removed.stop();
+        Some(removed)
+    }
+}
+
+/// An agent connection as the tunnels it opens know it.
+pub struct SessionInfo {
+    /// The edge's id of it (`ses_…`): a pool member's id.
+    pub id: String,
+    /// Its transport.
+    pub transport: TransportKind,
+    /// The agent's address.
+    pub peer: SocketAddr,
+}
+
+impl SessionInfo {
+    /// The pool `request` joins, as the log names the member: this
+    /// session, from the agent's address. `None`: the request takes its
+    /// tunnel over.
+    pub fn joining(&self, request: &TunnelRequest) -> Option<JoinAs> {
+        request.pool.then(|| JoinAs {
+            member: self.id.clone(),
+            peer: self.peer.to_string(),
+        })
+    }
 }
 
 /// Public connections one tenant's tunnels may hold open at once.
@@ -220,8 +401,7 @@ pub struct EdgeContext {
     pub limiter: RateLimiter,
     /// Gateway failures not recorded yet.
     pub errors: ErrorTally,
-    serving: Mutex<HashMap<String, Serving>>,
-    routes: Mutex<HashMap<String, Route>>,
+    served: Mutex<Served>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -244,76 +424,134 @@ impl EdgeContext {
             shutdown,
             limiter: RateLimiter::default(),
             errors: ErrorTally::default(),
-            serving: Mutex::new(HashMap::new()),
-            routes: Mutex::new(HashMap::new()),
+            served: Mutex::new(Served::default()),
         }
     }
 
     /// Records that `session` serves `tunnel`, stopping what the session
     /// before it held: a reconnect takes over at once.
-    pub fn take_over(&self, tunnel: &str, session: &str, serve: Serve) {
-        if let Serve::Http { hosts, route, .. } = &serve {
-            let mut routes = lock(&self.routes);
-            for host in hosts {
-                routes.insert(host.clone(), route.clone());
-            }
-        }
-        let entry = Serving {
-            session: session.to_string(),
-            serve,
+    pub fn take_over(&self, tunnel: &str, session: &str, route: Route, serve: Serve) {
+        let mut served = lock(&self.served);
+        served.remove(tunnel);
+        let (port, hosts, waiting) = match serve {
+            Serve::Port(port) => (port, Vec::new(), Vec::new()),
+            Serve::Http { hosts, waiting } => (None, hosts, waiting),
         };
-        if let Some(old) = lock(&self.serving).insert(tunnel.to_string(), entry) {
-            if let Serve::Port(a) = old.serve {
-                a.abort();
+        for h in &hosts {
+            served.hosts.insert(h.clone(), (tunnel.to_string(), false));
+        }
+        let serving = Serving {
+            pool: false,
+            members: vec![(session.to_string(), route)],
+            next: 0,
+            port,
+            hosts,
+            waiting,
+        };
+        served.tunnels.insert(tunnel.to_string(), serving);
+    }
+
+    /// Records that `session` serves `tunnel` as a member of its pool, with
+    /// the members already here: new public connections and requests are
+    /// spread over them. A port loop or hosts it brings are kept only when
+    /// the tunnel has none here yet.
+    pub fn join(&self, tunnel: &str, session: &str, route: Route, serve: Serve) {
+        let mut served = lock(&self.served);
+        let served = &mut *served;
+        let existing = served.tunnels.get(tunnel).is_some_and(|s| s.pool);
+        if !existing {
+            served.remove(tunnel);
+            served.tunnels.insert(
+                tunnel.to_string(),
+                Serving {
+                    pool: true,
+                    members: Vec::new(),
+                    next: 0,
+                    port: None,
+                    hosts: Vec::new(),
+                    waiting: Vec::new(),
+                },
+            );
+        }
+        let Some(serving) = served.tunnels.get_mut(tunnel) else {
+            return;
+        };
+        serving.members.retain(|(s, _)| s != session);
+        serving.members.push((session.to_string(), route));
+        match serve {
+            Serve::Port(Some(port)) if serving.port.is_some() => port.abort(),
+            Serve::Port(port) => serving.port = serving.port.take().or(port),
+            Serve::Http { hosts, waiting } => {
+                for h in hosts {
+                    if !serving.hosts.contains(&h) {
+                        served.hosts.insert(h.clone(), (tunnel.to_string(), false));
+                        serving.hosts.push(h);
+                    }
+                }
+                for d in waiting {
+                    if !serving.waiting.iter().any(|w| w.id == d.id) {
+                        serving.waiting.push(d);
+                    }
+                }
             }
         }
     }
 
-    /// Stops the accept loop serving `tunnel` (if any) so its port can be bound again.
+    /// Whether a loop on this edge serves `tunnel`'s public port (a pool
+    /// member joining it binds none).
+    pub fn port_served(&self, tunnel: &str) -> bool {
+        lock(&self.served)
+            .tunnels
+            .get(tunnel)
+            .is_some_and(|s| s.port.as_ref().is_some_and(|p| !p.is_finished()))
+    }
+
+    /// Stops the loop serving `tunnel`'s public port (if any) so the port can
+    /// be bound again.
     pub fn release_port(&self, tunnel: &str) {
-        if let Some(Serving {
-            serve: Serve::Port(a),
-            ..
-        }) = lock(&self.serving).get(tunnel)
-        {
+        if let Some(Some(a)) = lock(&self.served).tunnels.get(tunnel).map(|s| &s.port) {
             a.abort();
         }
     }
 
-    /// Forgets `tunnel` if `session` still serves it; returns whether it did.
+    /// Forgets that `session` serves `tunnel`; a pool's other members here
+    /// go on serving it. Returns whether the session served it.
     pub fn leave(&self, tunnel: &str, session: &str) -> bool {
-        let mut serving = lock(&self.serving);
-        if !matches!(serving.get(tunnel), Some(s) if s.session == session) {
+        let mut served = lock(&self.served);
+        let Some(serving) = served.tunnels.get_mut(tunnel) else {
             return false;
+        };
+        let Some(at) = serving.members.iter().position(|(s, _)| s == session) else {
+            return false;
+        };
+        let (_, route) = serving.members.remove(at);
+        route.load.serving.store(false, Ordering::Relaxed);
+        if serving.members.is_empty() {
+            served.remove(tunnel);
         }
-        let removed = serving.remove(tunnel);
-        drop(serving);
-        self.stop_serving(tunnel, removed);
         true
     }
 
     /// Stops serving `tunnel` here whichever session serves it: another node
     /// took it over. The session notices at its next traffic window and ends.
     pub fn evict(&self, tunnel: &str) -> bool {
-        let removed = lock(&self.serving).remove(tunnel);
-        let evicted = removed.is_some();
-        self.stop_serving(tunnel, removed);
-        evicted
+        lock(&self.served).remove(tunnel).is_some()
     }
 
-    fn stop_serving(&self, tunnel: &str, removed: Option<Serving>) {
-        match removed.map(|s| s.serve) {
-            Some(Serve::Port(a)) => a.abort(),
-            Some(Serve::Http { hosts, .. }) => {
-                let mut routes = lock(&self.routes);
-                for h in hosts {
-                    if routes.get(&h).is_some_and(|r| r.tunnel == tunnel) {
-                        routes.remove(&h);
-                    }
-                }
-            }
-            None => {}
-        }
+    /// Takes back what the log says of a tunnel opened for `session` that it
+    /// then could not serve: a pool member leaves, a lone tunnel goes offline.
+    pub async fn abandon(&self, tunnel: &Tunnel, session: &str, reason: &str) {
+        let cmd = match tunnel.pool {
+            true => TunnelCommand::Leave {
+                member: session.to_string(),
+                reason: reason.into(),
+            },
+            false => TunnelCommand::GoOffline {
+                reason: reason.into(),
+                node: Some(self.node.clone()),
+            },
+        };
+        let _ = self.core.tunnel_command(&tunnel.id, cmd).await;
     }
 
     /// What the inspector keeps of `tunnel`'s requests on this edge: its
@@ -331,70 +569,78 @@ impl EdgeContext {
 
     /// Whether a session serves `tunnel` now.
     pub fn serves(&self, tunnel: &str) -> bool {
-        lock(&self.serving).contains_key(tunnel)
+        lock(&self.served).tunnels.contains_key(tunnel)
     }
 
     /// Whether `session` still serves `tunnel` (no reconnect took it over).
     pub fn serves_as(&self, tunnel: &str, session: &str) -> bool {
-        matches!(lock(&self.serving).get(tunnel), Some(s) if s.session == session)
+        lock(&self.served)
+            .tunnels
+            .get(tunnel)
+            .is_some_and(|s| s.members.iter().any(|(m, _)| m == session))
     }
 
     /// Whether no session serves any tunnel.
     pub fn idle(&self) -> bool {
-        lock(&self.serving).is_empty()
+        lock(&self.served).tunnels.is_empty()
     }
 
-    /// Where requests for `host` go, if a session serves it.
+    /// Where a request for `host` goes, if a session serves it: for a pool,
+    /// the member with the fewest open streams.
     pub fn route(&self, host: &str) -> Option<Route> {
-        lock(&self.routes).get(host).cloned()
+        let mut served = lock(&self.served);
+        let (tunnel, custom) = served.hosts.get(host).cloned()?;
+        let mut route = served.tunnels.get_mut(&tunnel)?.pick(&[])?;
+        route.custom = custom;
+        Some(route)
+    }
+
+    /// A member of `tunnel` other than those in `except` (whose streams
+    /// failed), chosen as `route` chooses; or the one serving it.
+    pub fn pick(&self, tunnel: &str, except: &[Arc<Load>]) -> Option<Route> {
+        lock(&self.served).tunnels.get_mut(tunnel)?.pick(except)
     }
 
     /// The route of an HTTP tunnel a session on this edge serves.
     pub fn tunnel_route(&self, tunnel: &str) -> Option<Route> {
-        match &lock(&self.serving).get(tunnel)?.serve {
-            Serve::Http { route, .. } => Some(route.clone()),
-            Serve::Port(_) => None,
+        let mut served = lock(&self.served);
+        let serving = served.tunnels.get_mut(tunnel)?;
+        if serving.hosts.is_empty() && serving.waiting.is_empty() {
+            return None;
         }
+        serving.pick(&[])
     }
 
     /// Stops routing `host` (a custom domain that was removed).
     pub fn unroute(&self, host: &str) {
-        lock(&self.routes).remove(host);
+        let mut served = lock(&self.served);
+        if let Some((tunnel, _)) = served.hosts.remove(host) {
+            if let Some(s) = served.tunnels.get_mut(&tunnel) {
+                s.hosts.retain(|h| h != host);
+            }
+        }
     }
 
     /// Custom domains that served tunnels wait for, with their tunnel.
     pub fn waiting_domains(&self) -> Vec<(String, DomainName)> {
-        lock(&self.serving)
+        lock(&self.served)
+            .tunnels
             .iter()
-            .flat_map(|(tunnel, s)| match &s.serve {
-                Serve::Http { waiting, .. } => waiting
-                    .iter()
-                    .map(|d| (tunnel.clone(), d.clone()))
-                    .collect(),
-                Serve::Port(_) => Vec::new(),
-            })
+            .flat_map(|(tunnel, s)| s.waiting.iter().map(|d| (tunnel.clone(), d.clone())))
             .collect()
     }
 
     /// Routes a custom domain that was verified to the tunnel waiting for it.
     pub fn domain_verified(&self, tunnel: &str, domain: &DomainName) {
-        let mut serving = lock(&self.serving);
-        let Some(Serve::Http {
-            hosts,
-            route,
-            waiting,
-        }) = serving.get_mut(tunnel).map(|s| &mut s.serve)
-        else {
+        let mut served = lock(&self.served);
+        let served = &mut *served;
+        let Some(serving) = served.tunnels.get_mut(tunnel) else {
             return;
         };
-        waiting.retain(|d| d.id != domain.id);
-        if !hosts.contains(&domain.host) {
-            hosts.push(domain.host.clone());
+        serving.waiting.retain(|d| d.id != domain.id);
+        if !serving.hosts.contains(&domain.host) {
+            serving.hosts.push(domain.host.clone());
         }
-        let route = Route {
-            custom: true,
-            ..route.clone()
-        };
-        lock(&self.routes).insert(domain.host.clone(), route);
+        (served.hosts).insert(domain.host.clone(), (tunnel.to_string(), true));
     }
 }

@@ -56,6 +56,9 @@ pub struct Meter {
     /// empty), else when the meter was made. A window that failed to be
     /// recorded goes on from where it began.
     window_started: Mutex<Instant>,
+    /// A pool member's meter: (member, the key it presented), named in each
+    /// window it records.
+    member: Option<(String, String)>,
 }
 
 impl Default for Meter {
@@ -69,11 +72,20 @@ impl Default for Meter {
             captured: Mutex::default(),
             closed: AtomicBool::default(),
             window_started: Mutex::new(Instant::now()),
+            member: None,
         }
     }
 }
 
 impl Meter {
+    /// The meter of a pool member, which presented `key`.
+    pub fn for_member(member: &str, key: &str) -> Self {
+        Self {
+            member: Some((member.to_string(), key.to_string())),
+            ..Self::default()
+        }
+    }
+
     /// Takes what was counted since the last call.
     pub fn take(&self) -> TrafficDelta {
         TrafficDelta {
@@ -112,6 +124,8 @@ impl Meter {
             connections: delta.connections,
             requests: delta.requests,
             window_ms: now.duration_since(started).as_millis() as u64,
+            member: self.member.as_ref().map(|(m, _)| m.clone()),
+            key: self.member.as_ref().map(|(_, k)| k.clone()),
         };
         match core.record_traffic(tunnel, window).await {
             Ok(_) => Ok(delta),
@@ -233,6 +247,7 @@ mod tests {
             transport: TransportKind::Tcp,
             node: "node_t".into(),
             local_addr: "127.0.0.1:1".into(),
+            pool: None,
         };
         let tunnel = core.open_tunnel(&key.id, open).await.expect("a tunnel").id;
         (core, tunnel)

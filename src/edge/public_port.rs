@@ -2,27 +2,25 @@
 //! forwarding each public connection to the agent as one stream, counted.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
-use beamd_transports::{Connection, ListenerKind};
+use beamd_events::vocabulary::TunnelProtocol;
+use beamd_transports::ListenerKind;
 use tokio::net::TcpListener;
 
 use super::conn_cap::TenantConnections;
-use super::context::EdgeContext;
+use super::context::{EdgeContext, SessionInfo};
 use super::error_frame::{error, from_core};
 use super::meter::Meter;
 use crate::actors::{Core, CoreError};
-use crate::domain::{DomainError, Key, OpenTunnel, PortRequest, Tunnel, TunnelCommand};
-use crate::protocol::{write_frame, ErrorFrame, StreamHeader, TunnelRequest};
-use crate::pump;
+use crate::domain::{DomainError, Key, OpenTunnel, PortRequest, Tunnel};
+use crate::protocol::{ErrorFrame, StreamHeader, TunnelRequest};
 
 fn open_request(
     ctx: &EdgeContext,
     request: &TunnelRequest,
-    transport: TransportKind,
+    session: &SessionInfo,
     port: u16,
 ) -> OpenTunnel {
     OpenTunnel {
@@ -33,35 +31,39 @@ fn open_request(
             from: ctx.settings.tcp_ports.0,
             to: ctx.settings.tcp_ports.1,
         },
-        transport,
+        transport: session.transport,
         node: ctx.node.clone(),
         local_addr: request.local_addr.clone(),
+        pool: session.joining(request),
     }
 }
 
-/// Opens (or takes back) the tunnel on a port the agent asked for, and binds it.
+/// Opens (or takes back, or joins the pool of) the tunnel on a port the
+/// agent asked for, and binds it; a pool member whose port another member
+/// of this edge serves already binds nothing.
 pub(super) async fn open_exact(
     ctx: &EdgeContext,
     key: &Key,
     request: &TunnelRequest,
-    transport: TransportKind,
+    session: &SessionInfo,
     port: u16,
-) -> Result<(Tunnel, TcpListener), ErrorFrame> {
+) -> Result<(Tunnel, Option<TcpListener>), ErrorFrame> {
     let tunnel = ctx
         .core
-        .open_tunnel(&key.id, open_request(ctx, request, transport, port))
+        .open_tunnel(&key.id, open_request(ctx, request, session, port))
         .await
         .map_err(from_core)?;
+    if tunnel.pool && ctx.port_served(&tunnel.id) {
+        return Ok((tunnel, None));
+    }
     // A reconnect takes the port over from the session that held it.
     ctx.release_port(&tunnel.id);
     match bind(ctx, port).await {
-        Ok(listener) => Ok((tunnel, listener)),
+        Ok(listener) => Ok((tunnel, Some(listener))),
+        // Another member of the pool bound it meanwhile.
+        Err(_) if tunnel.pool && ctx.port_served(&tunnel.id) => Ok((tunnel, None)),
         Err(e) => {
-            let offline = TunnelCommand::GoOffline {
-                reason: "port unavailable".into(),
-                node: Some(ctx.node.clone()),
-            };
-            let _ = ctx.core.tunnel_command(&tunnel.id, offline).await;
+            ctx.abandon(&tunnel, &session.id, "port unavailable").await;
             Err(error(
                 "port_unavailable",
                 format!("cannot listen on port {port}: {e}"),
@@ -76,8 +78,8 @@ pub(super) async fn open_any(
     ctx: &EdgeContext,
     key: &Key,
     request: &TunnelRequest,
-    transport: TransportKind,
-) -> Result<(Tunnel, TcpListener), ErrorFrame> {
+    session: &SessionInfo,
+) -> Result<(Tunnel, Option<TcpListener>), ErrorFrame> {
     let (from, to) = ctx.settings.tcp_ports;
     let held = ctx.core.directory().await.map_err(from_core)?.ports;
     for port in (from..=to).filter(|p| !held.contains_key(p)) {
@@ -88,10 +90,10 @@ pub(super) async fn open_any(
         };
         match ctx
             .core
-            .open_tunnel(&key.id, open_request(ctx, request, transport, port))
+            .open_tunnel(&key.id, open_request(ctx, request, session, port))
             .await
         {
-            Ok(tunnel) => return Ok((tunnel, listener)),
+            Ok(tunnel) => return Ok((tunnel, Some(listener))),
             Err(CoreError::Domain(DomainError::Conflict(_))) => continue,
             Err(e) => return Err(from_core(e)),
         }
@@ -126,52 +128,53 @@ pub(super) struct Public {
 }
 
 /// Accepts public connections on a tunnel's port and forwards each as one
-/// stream. A connection past the file-descriptor watermark, or past the
-/// tenant's cap on open connections, is closed at once.
-pub(super) async fn accept_public<C: Connection>(
+/// stream to the session serving it (for a pool: the member with the fewest
+/// open connections; when a member's stream cannot be opened, the next). A
+/// connection past the file-descriptor watermark, or past the tenant's cap
+/// on open connections, is closed at once.
+pub(super) async fn accept_public(
     listener: TcpListener,
-    conn: Arc<C>,
-    public: Public,
+    ctx: Arc<EdgeContext>,
+    tunnel: String,
+    tenant: String,
 ) {
-    let public = Arc::new(public);
+    let tunnel: Arc<str> = tunnel.into();
     loop {
         let (socket, peer) = beamd_transports::accept_tcp(&listener).await;
         if beamd_transports::over_fd_watermark(&socket, ListenerKind::PublicTcp) {
             continue;
         }
-        let Some(slot) = public
-            .connections
-            .enter(&public.tenant, ListenerKind::PublicTcp)
-        else {
+        let connections = &ctx.settings.connections;
+        let Some(slot) = connections.enter(&tenant, ListenerKind::PublicTcp) else {
             continue;
         };
         let _ = socket.set_nodelay(true);
-        let (conn, public) = (conn.clone(), public.clone());
+        let (ctx, tunnel) = (ctx.clone(), tunnel.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            let Ok(mut stream) = conn.open_stream().await else {
-                return;
-            };
             let header = StreamHeader {
-                tunnel: public.tunnel.clone(),
+                tunnel: tunnel.to_string(),
                 peer: peer.to_string(),
                 public: socket.local_addr().ok().map(|a| a.to_string()),
             };
-            if write_frame(&mut stream, &header).await.is_err() {
-                return;
+            let (mut socket, mut failed) = (socket, Vec::new());
+            while let Some(route) = ctx.pick(&tunnel, &failed) {
+                let _load = route.load.enter();
+                match route
+                    .opener
+                    .join_socket(socket, &header, &route.meter)
+                    .await
+                {
+                    Ok(()) => {
+                        route.meter.record_late(&ctx.core, &tunnel);
+                        return;
+                    }
+                    Err(back) => {
+                        socket = back;
+                        failed.push(route.load.clone());
+                    }
+                }
             }
-            let meter = &public.meter;
-            meter.connections.fetch_add(1, Ordering::Relaxed);
-            meter.active.fetch_add(1, Ordering::Relaxed);
-            pump::join_socket(
-                socket,
-                stream,
-                Some(&meter.bytes_in),
-                Some(&meter.bytes_out),
-            )
-            .await;
-            meter.active.fetch_sub(1, Ordering::Relaxed);
-            meter.record_late(&public.core, &public.tunnel);
         });
     }
 }

@@ -46,6 +46,7 @@ fn open_request(
         transport,
         node: ctx.node.clone(),
         local_addr: request.local_addr.clone(),
+        pool: None,
     }
 }
 

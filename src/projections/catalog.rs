@@ -102,6 +102,8 @@ impl Fold for CatalogProjection {
             Event::TunnelOpened(_)
             | Event::TunnelWentOffline(_)
             | Event::TunnelResumed(_)
+            | Event::TunnelMemberJoined(_)
+            | Event::TunnelMemberLeft(_)
             | Event::TunnelInspectSet(_)
             | Event::TrafficRecorded(_) => self.tunnels.apply(envelope, |t| t.tenant.clone()),
             _ => {}

@@ -63,6 +63,9 @@ pub struct CapturedRequest {
     /// Why the edge answered it itself, if it did (see `RequestCaptured::refused`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// The pool member that served it (pool tunnels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 /// The inspector projection's state.
@@ -122,6 +125,7 @@ impl InspectorProjection {
             replay_of: r.replay_of,
             replay_of_id: r.replay_of_id.clone(),
             refused: r.refused.clone(),
+            member: r.member.clone(),
         };
         let requests: &[RequestCaptured] = match &envelope.event {
             Event::RequestCaptured(r) => std::slice::from_ref(r),
@@ -185,6 +189,7 @@ mod tests {
             transport: TransportKind::Quic,
             node: "n".into(),
             local_addr: "x".into(),
+            pool: false,
         };
         p.apply(&envelope("tun_1", 1, 1, open.into()));
         for i in 0..5u16 {

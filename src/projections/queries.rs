@@ -196,6 +196,11 @@ impl Queries {
         read(&self.locked.usage).tunnel(tunnel)
     }
 
+    /// Each member's share of a pool tunnel's totals.
+    pub fn member_totals(&self, tunnel: &str) -> Vec<(String, TunnelTotals)> {
+        read(&self.locked.usage).members(tunnel)
+    }
+
     /// A tenant's totals.
     pub fn tenant_totals(&self, tenant: &str) -> TenantTotals {
         read(&self.locked.usage).tenant(tenant)

@@ -52,7 +52,10 @@ impl Fold for StatusProjection {
             Event::DomainRemoved(_) | Event::DomainClaimExpired(_) => {
                 c.domains = c.domains.saturating_sub(1)
             }
-            Event::TunnelOpened(_) | Event::TunnelResumed(_) | Event::TunnelWentOffline(_) => {
+            Event::TunnelOpened(_)
+            | Event::TunnelResumed(_)
+            | Event::TunnelMemberJoined(_)
+            | Event::TunnelWentOffline(_) => {
                 let online = !matches!(envelope.event, Event::TunnelWentOffline(_));
                 match self.tunnels.insert(id.to_string(), online) {
                     Some(true) => c.online_tunnels -= 1,
@@ -104,6 +107,7 @@ mod tests {
             transport: TransportKind::Tcp,
             node: "n".into(),
             local_addr: "x".into(),
+            pool: false,
         }
         .into();
         let steps: Vec<(&str, Event)> = vec![

@@ -96,6 +96,10 @@ pub struct UsageProjection {
     pub keys: BTreeMap<String, KeyCounters>,
     /// Tunnel (until released) → totals.
     tunnels: BTreeMap<String, TunnelTotals>,
+    /// (pool tunnel, member) → the member's share of the tunnel's totals,
+    /// until the tunnel is released (members that left included).
+    #[serde(default)]
+    members: BTreeMap<(String, String), TunnelTotals>,
     /// Stream (tunnel, key, domain) → (tenant, key) it belongs to.
     owners: BTreeMap<String, (String, Option<String>)>,
     /// Tunnels online now.
@@ -130,6 +134,15 @@ impl UsageProjection {
     /// A tunnel's totals (zero once it is released).
     pub fn tunnel(&self, tunnel: &str) -> TunnelTotals {
         self.tunnels.get(tunnel).copied().unwrap_or_default()
+    }
+
+    /// Each member's share of a pool tunnel's totals, members that left included.
+    pub fn members(&self, tunnel: &str) -> Vec<(String, TunnelTotals)> {
+        let range = (tunnel.to_string(), String::new())..;
+        (self.members.range(range))
+            .take_while(|((t, _), _)| t == tunnel)
+            .map(|((_, m), totals)| (m.clone(), *totals))
+            .collect()
     }
 
     /// A tenant's totals.
@@ -178,7 +191,9 @@ impl Fold for UsageProjection {
         }
         let was_online = self.online.get(stream).copied().unwrap_or(false);
         let online_now = match &envelope.event {
-            Event::TunnelOpened(_) | Event::TunnelResumed(_) => Some(true),
+            Event::TunnelOpened(_) | Event::TunnelResumed(_) | Event::TunnelMemberJoined(_) => {
+                Some(true)
+            }
             Event::TunnelWentOffline(_) | Event::TunnelReleased(_) => Some(false),
             _ => None,
         };
@@ -204,6 +219,12 @@ impl Fold for UsageProjection {
         day.peak_tunnels = day.peak_tunnels.max(online);
         totals.total.events += 1;
         totals.total.peak_tunnels = totals.total.peak_tunnels.max(online);
+        // A pool member's traffic and joining count for the key it presented.
+        let key = match &envelope.event {
+            Event::TrafficRecorded(t) => t.key.clone().or(key),
+            Event::TunnelMemberJoined(j) => Some(j.key.clone()),
+            _ => key,
+        };
         let counters = key.map(|k| self.keys.entry(k).or_default());
         match &envelope.event {
             Event::TunnelOpened(_) => {
@@ -212,6 +233,13 @@ impl Fold for UsageProjection {
             }
             Event::TunnelReleased(_) => {
                 self.tunnels.remove(stream);
+                let members: Vec<_> = (self.members.range((stream.to_string(), String::new())..))
+                    .take_while(|((t, _), _)| t == stream)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                members.iter().for_each(|k| {
+                    self.members.remove(k);
+                });
             }
             _ => {}
         }
@@ -231,6 +259,15 @@ impl Fold for UsageProjection {
                     tunnel.bytes_out += t.bytes_out;
                     tunnel.connections += t.connections;
                     tunnel.requests += t.requests;
+                    if let Some(m) = &t.member {
+                        let member = (self.members)
+                            .entry((stream.to_string(), m.clone()))
+                            .or_default();
+                        member.bytes_in += t.bytes_in;
+                        member.bytes_out += t.bytes_out;
+                        member.connections += t.connections;
+                        member.requests += t.requests;
+                    }
                 }
                 if let Some(c) = counters {
                     c.bytes_up += t.bytes_in;
@@ -239,7 +276,7 @@ impl Fold for UsageProjection {
                     c.last_used_at = Some(envelope.at);
                 }
             }
-            Event::TunnelOpened(_) | Event::TunnelResumed(_) => {
+            Event::TunnelOpened(_) | Event::TunnelResumed(_) | Event::TunnelMemberJoined(_) => {
                 if let Some(c) = counters {
                     c.last_used_at = Some(envelope.at);
                 }
@@ -282,6 +319,7 @@ mod tests {
             transport: TransportKind::Tcp,
             node: "n".into(),
             local_addr: "x".into(),
+            pool: false,
         }
         .into()
     }
@@ -293,6 +331,8 @@ mod tests {
             connections: 1,
             requests: 2,
             window_ms: 1_000,
+            member: None,
+            key: None,
         }
         .into()
     }

@@ -126,6 +126,7 @@ fn hello(token: String, name: String) -> AgentFrame {
             upstream: Default::default(),
             tag: None,
             proxy_protocol: None,
+            pool: false,
         }],
     })
 }

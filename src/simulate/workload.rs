@@ -102,6 +102,8 @@ impl BeamdWorld {
                     connections: self.rng.u64(0..3),
                     requests: self.rng.u64(0..5),
                     window_ms: self.ctx.settings.window.as_millis() as u64,
+                    member: None,
+                    key: None,
                 };
                 self.core.record_traffic(&t, window.clone()).await?;
                 self.ledger.reported(&t, &window);
@@ -253,6 +255,7 @@ impl BeamdWorld {
             transport: TransportKind::Tcp,
             node: "node_core".into(),
             local_addr: "127.0.0.1:1".into(),
+            pool: None,
         };
         // What the key had used, and its limit, before the open was decided.
         let (used, limit) = {

@@ -43,6 +43,7 @@ async fn misbehave<T: Transport>(kind: &str, make: impl FnOnce(&str) -> Result<T
             upstream: Default::default(),
             tag: None,
             proxy_protocol: None,
+            pool: false,
         }],
     });
     write_frame(&mut control, &hello).await?;

@@ -297,6 +297,14 @@ fn parse_errors_name_the_line_and_column() -> Result<()> {
             ":6:18: proxy_protocol is for tcp tunnels; this one is not",
         ),
         (
+            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.dns]\ntype = \"udp\"\nlocal_port = 53\npool = true\n",
+            ":6:8: pool is for http and tcp tunnels; this one is not",
+        ),
+        (
+            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.db]\ntype = \"tcp\"\nlocal_port = 5432\npool = true\n",
+            ":6:8: a TCP pool is named by its port: pool = true needs remote_port",
+        ),
+        (
             "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.db]\ntype = \"tcp\"\nlocal_port = 5432\nproxy_protocol = \"v3\"\n",
             ":6:18: unknown variant `v3`, expected `v1` or `v2`",
         ),

@@ -41,6 +41,8 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
                     connections: 1,
                     requests: 0,
                     window_ms: 50,
+                    member: None,
+                    key: None,
                 },
             )
             .await?;
@@ -134,6 +136,8 @@ async fn projections_equal_a_full_replay() -> Result<()> {
                     connections: 1,
                     requests: 0,
                     window_ms: 50,
+                    member: None,
+                    key: None,
                 },
             )
             .await?;
@@ -196,6 +200,8 @@ async fn a_window_is_one_event_recorded_at_once() -> Result<()> {
         connections: 0,
         requests: 500,
         window_ms: 1_000,
+        member: None,
+        key: None,
     };
     r.core.record_traffic(&t.id, window).await?;
     assert_eq!(

@@ -39,6 +39,8 @@ async fn a_crashed_actor_is_restarted_and_rehydrates() -> Result<()> {
                 connections: 1,
                 requests: 0,
                 window_ms: 50,
+                member: None,
+                key: None,
             },
         )
         .await?;
@@ -191,6 +193,8 @@ async fn rules_hold_through_the_actors() -> Result<()> {
                 connections: 1,
                 requests: 0,
                 window_ms: 50,
+                member: None,
+                key: None,
             },
         )
         .await?;

@@ -42,6 +42,7 @@ fn hello(token: &str, port: Option<u16>) -> AgentFrame {
             upstream: Default::default(),
             tag: None,
             proxy_protocol: None,
+            pool: false,
         }],
     })
 }

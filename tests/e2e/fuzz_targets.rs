@@ -104,6 +104,7 @@ async fn frame_seeds(dir: &Path) -> Result<()> {
             upstream: Default::default(),
             tag: None,
             proxy_protocol: None,
+            pool: false,
         }],
     });
     let mut agent = Vec::new();

@@ -88,6 +88,7 @@ async fn hello_junk(edge: SocketAddr, i: usize) -> Result<bool> {
             upstream: Default::default(),
             tag: None,
             proxy_protocol: None,
+            pool: false,
         }],
     });
     write_frame(&mut control, &hello).await?;

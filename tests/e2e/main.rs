@@ -46,6 +46,7 @@ mod junk_flood;
 mod kill_edge;
 mod limits;
 mod log_failure;
+mod pools;
 mod proxy_protocol;
 mod readme_examples;
 mod reconnect;

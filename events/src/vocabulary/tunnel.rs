@@ -64,6 +64,39 @@ pub struct TunnelOpened {
     pub node: String,
     /// The agent-side address it forwards to.
     pub local_addr: String,
+    /// Whether it is a pool: agents join it (`TunnelMemberJoined`, the first
+    /// one with this event) instead of taking it over. Absent: not a pool.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pool: bool,
+}
+
+/// An agent connection joined a pool tunnel: new public connections and
+/// requests are spread over its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelMemberJoined {
+    /// The member's id: the edge's id of the agent connection (`ses_…`).
+    pub member: String,
+    /// The edge node the member is connected to.
+    pub node: String,
+    /// Its transport.
+    pub transport: TransportKind,
+    /// The key it presented (a key of the pool's tenant).
+    pub key: String,
+    /// The agent's address as the edge saw it.
+    #[serde(default)]
+    pub peer: String,
+}
+
+/// A member left its pool (its agent disconnected, closed the tunnel, or its
+/// edge went away). The last one leaving is followed by `TunnelWentOffline`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelMemberLeft {
+    /// The member's id.
+    pub member: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// The tunnel's agent went away; its name or port stays reserved.
@@ -103,6 +136,13 @@ pub struct TrafficRecorded {
     pub requests: u64,
     /// Length of the window in milliseconds.
     pub window_ms: u64,
+    /// The pool member whose traffic it was (pool tunnels only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// The key that member presented: the key the bytes count against
+    /// (absent: the key that opened the tunnel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// How much of a tunnel's HTTP requests the inspector keeps.
@@ -217,6 +257,9 @@ pub struct RequestCaptured {
     /// to the agent). Such a request has no body and no detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// The pool member that served it (pool tunnels only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 impl RequestCaptured {
@@ -241,14 +284,17 @@ pub struct RequestsCaptured {
     pub requests: Vec<RequestCaptured>,
 }
 
-/// The row layout this build writes.
+/// The row layout written when no request names a pool member: layout 1
+/// (what every build since captures were batched reads).
 const CAPTURE_LAYOUT: u16 = 1;
+/// The row layout written when some request names the pool member that
+/// served it: layout 1's fields, then the member.
+const CAPTURE_LAYOUT_MEMBER: u16 = 2;
 
-/// Layout 1 of a row: method, path, status, duration, bytes in, bytes out,
+/// A row: layout 1 is method, path, status, duration, bytes in, bytes out,
 /// ip, user agent, proto, host, started at, route, consumer, id, detail,
-/// request body, response body, replay of (id), refused. Bodies are
-/// (sha256, len, truncated).
-#[derive(Deserialize)]
+/// request body, response body, replay of (id), refused; layout 2 adds the
+/// pool member. Bodies are (sha256, len, truncated).
 struct CaptureRow(
     String,
     String,
@@ -269,7 +315,64 @@ struct CaptureRow(
     Option<(String, u64, bool)>,
     Option<String>,
     Option<String>,
+    /// The pool member (layout 2), else `None`.
+    Option<Option<String>>,
 );
+
+impl<'de> Deserialize<'de> for CaptureRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RowVisitor;
+        impl<'de> serde::de::Visitor<'de> for RowVisitor {
+            type Value = CaptureRow;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a captured request's row of 19 or 20 fields")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CaptureRow, A::Error> {
+                use serde::de::Error;
+                let mut n = 0usize;
+                macro_rules! next {
+                    () => {{
+                        let v = seq
+                            .next_element()?
+                            .ok_or_else(|| A::Error::invalid_length(n, &self))?;
+                        n += 1;
+                        v
+                    }};
+                }
+                let row = CaptureRow(
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    next!(),
+                    seq.next_element::<Option<String>>()?,
+                );
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(n + 2, &self));
+                }
+                Ok(row)
+            }
+        }
+        d.deserialize_seq(RowVisitor)
+    }
+}
 
 /// Reads `{layout, rows}`, the layout first (as written), so that rows of a
 /// layout this build does not know are refused as such.
@@ -290,7 +393,19 @@ impl<'de> serde::de::Visitor<'de> for RowsVisitor {
             match key.as_str() {
                 "layout" => layout = Some(map.next_value::<u16>()?),
                 "rows" => match layout {
-                    Some(CAPTURE_LAYOUT) => rows = Some(map.next_value::<Vec<CaptureRow>>()?),
+                    Some(l @ (CAPTURE_LAYOUT | CAPTURE_LAYOUT_MEMBER)) => {
+                        let read = map.next_value::<Vec<CaptureRow>>()?;
+                        // Each layout has its own length: a row of the other one is refused.
+                        if read
+                            .iter()
+                            .any(|r| r.19.is_some() != (l == CAPTURE_LAYOUT_MEMBER))
+                        {
+                            return Err(A::Error::custom(format!(
+                                "a captured request's row does not have layout {l}'s fields"
+                            )));
+                        }
+                        rows = Some(read)
+                    }
                     Some(other) => {
                         return Err(A::Error::custom(format!(
                         "captured requests in row layout {other}, which this beamd does not know"
@@ -312,8 +427,8 @@ impl<'de> serde::de::Visitor<'de> for RowsVisitor {
 }
 
 /// A borrowed row, serialized as the tuple [`CaptureRow`] is, without
-/// copying the request.
-struct RowRef<'a>(&'a RequestCaptured);
+/// copying the request; with the member when the layout has it.
+struct RowRef<'a>(&'a RequestCaptured, bool);
 
 impl Serialize for RowRef<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -322,7 +437,7 @@ impl Serialize for RowRef<'_> {
             b.as_ref().map(|b| (b.sha256.as_str(), b.len, b.truncated))
         }
         let r = self.0;
-        let mut t = s.serialize_tuple(19)?;
+        let mut t = s.serialize_tuple(if self.1 { 20 } else { 19 })?;
         t.serialize_element(&r.method)?;
         t.serialize_element(&r.path)?;
         t.serialize_element(&r.status)?;
@@ -342,15 +457,18 @@ impl Serialize for RowRef<'_> {
         t.serialize_element(&body(&r.response_body))?;
         t.serialize_element(&r.replay_of_id)?;
         t.serialize_element(&r.refused)?;
+        if self.1 {
+            t.serialize_element(&r.member)?;
+        }
         t.end()
     }
 }
 
-struct RowsRef<'a>(&'a [RequestCaptured]);
+struct RowsRef<'a>(&'a [RequestCaptured], bool);
 
 impl Serialize for RowsRef<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(RowRef))
+        s.collect_seq(self.0.iter().map(|r| RowRef(r, self.1)))
     }
 }
 
@@ -370,9 +488,14 @@ impl Serialize for RequestsCaptured {
             }
             .serialize(s);
         }
+        let members = self.requests.iter().any(|r| r.member.is_some());
+        let layout = match members {
+            true => CAPTURE_LAYOUT_MEMBER,
+            false => CAPTURE_LAYOUT,
+        };
         let mut st = s.serialize_struct("RequestsCaptured", 2)?;
-        st.serialize_field("layout", &CAPTURE_LAYOUT)?;
-        st.serialize_field("rows", &RowsRef(&self.requests))?;
+        st.serialize_field("layout", &layout)?;
+        st.serialize_field("rows", &RowsRef(&self.requests, members))?;
         st.end()
     }
 }
@@ -418,6 +541,7 @@ impl<'de> Deserialize<'de> for RequestsCaptured {
                 replay_of: None,
                 replay_of_id: row.17,
                 refused: row.18,
+                member: row.19.flatten(),
             })
             .collect();
         Ok(Self { requests })
@@ -467,7 +591,49 @@ mod tests {
             replay_of: None,
             replay_of_id: (i == 3).then(|| "req_0000000000000001".into()),
             refused: (i == 4).then(|| "no_route".into()),
+            member: None,
         }
+    }
+
+    fn layout_of(bytes: &[u8]) -> u16 {
+        #[derive(Deserialize)]
+        struct Head {
+            layout: u16,
+        }
+        rmp_serde::from_slice::<Head>(bytes)
+            .expect("a layout")
+            .layout
+    }
+
+    #[test]
+    fn rows_name_the_pool_member_in_layout_2_only_when_one_is_named() {
+        let plain = RequestsCaptured {
+            requests: (0..4).map(full).collect(),
+        };
+        let bytes = rmp_serde::to_vec_named(&plain).expect("encodes");
+        assert_eq!(
+            layout_of(&bytes),
+            1,
+            "no member: the layout every build reads"
+        );
+        let mut pooled = plain.clone();
+        pooled.requests[1].member = Some("ses_00000000000000aa".into());
+        let bytes = rmp_serde::to_vec_named(&pooled).expect("encodes");
+        assert_eq!(layout_of(&bytes), 2);
+        let back: RequestsCaptured = rmp_serde::from_slice(&bytes).expect("decodes");
+        assert_eq!(back, pooled, "members kept, and absent where none served");
+        // A row of the other layout's length is refused, never misread.
+        #[derive(Serialize)]
+        struct Forged<'a> {
+            layout: u16,
+            rows: RowsRef<'a>,
+        }
+        let forged = Forged {
+            layout: 1,
+            rows: RowsRef(&pooled.requests, true),
+        };
+        let bytes = rmp_serde::to_vec_named(&forged).expect("encodes");
+        assert!(rmp_serde::from_slice::<RequestsCaptured>(&bytes).is_err());
     }
 
     #[test]
@@ -523,12 +689,12 @@ mod tests {
             rows: Vec<(String,)>,
         }
         let bytes = rmp_serde::to_vec_named(&Future {
-            layout: 2,
+            layout: 3,
             rows: vec![("GET".into(),)],
         })
         .expect("encodes");
         let err = rmp_serde::from_slice::<RequestsCaptured>(&bytes).unwrap_err();
-        assert!(err.to_string().contains("row layout 2"), "{err}");
+        assert!(err.to_string().contains("row layout 3"), "{err}");
     }
 
     /// `RequestCaptured` as it was written before requests had ids for

@@ -79,11 +79,19 @@ async function usagePage() {
 async function tunnelsPage() {
   const list = await api('GET', '/tunnels?limit=200');
   const rows = list.tunnels.map((t) => h('tr', { 'data-tunnel-id': t.id, 'data-status': t.status },
-    h('td', {}, t.name || t.id), h('td', { class: 'status-' + t.status }, t.status),
+    h('td', {}, t.name || t.id), h('td', { class: 'status-' + t.status }, t.status + (t.pool ? ' · pool of ' + t.members.filter((m) => m.status === 'serving').length : '')),
     h('td', {}, t.publicUrl || (t.port ? 'port ' + t.port : '—')), h('td', {}, t.transport || '—'),
     h('td', {}, bytes(t.bytesIn + t.bytesOut)), h('td', {}, t.protocol),
     h('td', {}, confirmButton('Release', async () => { await api('DELETE', '/tunnels/' + t.id); notice('Released ' + (t.name || t.id), 'info'); render(); }, { 'data-release': t.id }))));
-  return [h('h1', {}, 'Tunnels'), list.tunnels.length ? table(['tunnel', 'status', 'public', 'transport', 'bytes', 'protocol', ''], rows) : h('p', { class: 'muted', id: 'no-tunnels' }, 'No tunnels yet: run `beamd http 3000` with one of your tokens.')];
+  // A pool's members (serving, then those that left) and each one's share of its traffic.
+  const pools = list.tunnels.filter((t) => t.pool).map((t) => h('section', { class: 'card', 'data-pool': t.id },
+    h('h2', {}, 'Pool ' + (t.name || 'port ' + t.port) + ': ' + t.members.filter((m) => m.status === 'serving').length + ' serving'),
+    table(['member', 'status', 'node', 'transport', 'agent', 'requests', 'connections', 'bytes'],
+      t.members.map((m) => h('tr', { 'data-member': m.id, 'data-status': m.status },
+        h('td', {}, m.id), h('td', { class: m.status === 'serving' ? 'status-online' : 'status-offline' }, m.status),
+        h('td', {}, m.node || '—'), h('td', {}, m.transport || '—'), h('td', {}, m.peer || '—'),
+        h('td', {}, String(m.requests)), h('td', {}, String(m.connections)), h('td', {}, bytes(m.bytesIn + m.bytesOut)))))));
+  return [h('h1', {}, 'Tunnels'), list.tunnels.length ? table(['tunnel', 'status', 'public', 'transport', 'bytes', 'protocol', ''], rows) : h('p', { class: 'muted', id: 'no-tunnels' }, 'No tunnels yet: run `beamd http 3000` with one of your tokens.'), ...pools];
 }
 
 async function tokensPage() {

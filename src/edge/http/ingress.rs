@@ -280,8 +280,8 @@ async fn proxy(
     }
     let started = Instant::now();
     let multiplexed = version >= hyper::Version::HTTP_2;
-    let mut sender = match upstream(&ctx, &route, peer, &slot, multiplexed).await {
-        Ok(s) => s,
+    let (mut sender, route) = match upstream(&ctx, &route, peer, &slot, multiplexed).await {
+        Ok(chosen) => chosen,
         Err(Refused::AtCap) => {
             let message = format!(
                 "the tunnel's tenant has {} connections open, its limit; try again shortly",
@@ -315,6 +315,7 @@ async fn proxy(
         }
     };
     route.meter.requests.fetch_add(1, Ordering::Relaxed);
+    capture.member = route.member.clone();
     // A WebSocket upgrade: once the service agrees (101), the public
     // connection and the tunnel stream are joined byte for byte.
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));

@@ -80,6 +80,15 @@ mod tests {
         fn open(&self) -> Opening<'_> {
             Box::pin(async { Err(beamd_transports::TransportError::Closed) })
         }
+
+        fn join_socket<'a>(
+            &'a self,
+            socket: tokio::net::TcpStream,
+            _: &'a crate::protocol::StreamHeader,
+            _: &'a crate::edge::meter::Meter,
+        ) -> crate::edge::context::Joining<'a> {
+            Box::pin(async { Err(socket) })
+        }
     }
 
     async fn edge(capture: bool) -> (EdgeContext, Route) {
@@ -100,6 +109,8 @@ mod tests {
             meter: Arc::default(),
             access: Arc::default(),
             h2c: false,
+            member: None,
+            load: Arc::default(),
         };
         (ctx, route)
     }

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::capture::CountingBody;
 use crate::actors::Core;
 use crate::edge::conn_cap::TenantSlot;
-use crate::edge::context::{AgentStream, EdgeContext, Route, StreamOpener};
+use crate::edge::context::{AgentStream, EdgeContext, LoadGuard, Route};
 use crate::edge::meter::Meter;
 use crate::protocol::{write_frame, StreamHeader};
 
@@ -76,9 +76,10 @@ where
     }
 }
 
-/// A kept-alive HTTP connection through the tunnel, for one public connection.
+/// A kept-alive HTTP connection through the tunnel, for one public
+/// connection: to the member of the tunnel it was opened to.
 pub(super) struct Upstream {
-    pub opener: Arc<dyn StreamOpener>,
+    pub route: Route,
     pub sender: Sender<UpBody>,
 }
 
@@ -102,32 +103,34 @@ pub(super) fn keep(slot: &Slot, route: &Route, sender: Sender<UpBody>) {
         kept.remove(0);
     }
     kept.push(Upstream {
-        opener: route.opener.clone(),
+        route: route.clone(),
         sender,
     });
 }
 
-/// A kept upstream to try for a request: the shared h2c connection; else,
-/// for an HTTP/2 client (`multiplexed`), an idle HTTP/1.1 connection (one
-/// still answering another stream is no use); for an HTTP/1.1 client, its
-/// connection, whose last answer may still be finishing.
-fn kept(slot: &Slot, route: &Route, multiplexed: bool) -> Option<Sender<UpBody>> {
+/// A kept upstream to try for a request, with the route it goes to: the
+/// shared h2c connection; else, for an HTTP/2 client (`multiplexed`), an
+/// idle HTTP/1.1 connection (one still answering another stream is no use);
+/// for an HTTP/1.1 client, its connection, whose last answer may still be
+/// finishing. Only upstreams to a member that still serves `route`'s
+/// tunnel are kept: a public connection stays with its pool member.
+fn kept(slot: &Slot, route: &Route, multiplexed: bool) -> Option<(Sender<UpBody>, Route)> {
     let mut kept = lock(slot);
     kept.retain(|u| {
-        std::ptr::addr_eq(Arc::as_ptr(&u.opener), Arc::as_ptr(&route.opener))
-            && !u.sender.is_closed()
+        u.route.tunnel == route.tunnel && u.route.load.serving() && !u.sender.is_closed()
     });
     if let Some(h2) = kept.iter().find_map(|u| match &u.sender {
-        Sender::H2(s) => Some(s.clone()),
+        Sender::H2(s) => Some((s.clone(), u.route.clone())),
         Sender::H1(_) => None,
     }) {
-        return Some(Sender::H2(h2));
+        return Some((Sender::H2(h2.0), h2.1));
     }
     let at = match multiplexed {
         true => kept.iter().rposition(|u| u.sender.is_ready())?,
         false => kept.len().checked_sub(1)?,
     };
-    Some(kept.swap_remove(at).sender)
+    let u = kept.swap_remove(at);
+    Some((u.sender, u.route))
 }
 
 /// Why no upstream was had.
@@ -138,27 +141,46 @@ pub(super) enum Refused {
     Failed(String),
 }
 
-/// A kept-alive upstream of the public connection if one still goes to
-/// this route's agent and is usable, else a new stream to the agent, which
-/// takes one of the tenant's connection slots while it lasts.
+/// A kept-alive upstream of the public connection if one still goes to a
+/// member serving this route's tunnel and is usable, else a new stream to
+/// the agent, which takes one of the tenant's connection slots while it
+/// lasts; with the route it goes to. When a pool member's stream cannot be
+/// opened (nothing of the request was sent yet), the next member is tried.
 pub(super) async fn upstream(
     ctx: &EdgeContext,
     route: &Route,
     peer: SocketAddr,
     slot: &Slot,
     multiplexed: bool,
-) -> Result<Sender<UpBody>, Refused> {
-    if let Some(mut sender) = kept(slot, route, multiplexed) {
+) -> Result<(Sender<UpBody>, Route), Refused> {
+    if let Some((mut sender, to)) = kept(slot, route, multiplexed) {
         if sender.ready().await {
-            return Ok(sender);
+            return Ok((sender, to));
         }
     }
-    let sender = connect(ctx, route, peer, ListenerKind::PublicHttp).await?;
-    if let Sender::H2(h2) = &sender {
-        // HTTP/2 multiplexes: the connection stays for the next requests too.
-        keep(slot, route, Sender::H2(h2.clone()));
+    let (mut route, mut failed) = (route.clone(), Vec::new());
+    loop {
+        match connect(ctx, &route, peer, ListenerKind::PublicHttp).await {
+            Ok(sender) => {
+                if let Sender::H2(h2) = &sender {
+                    // HTTP/2 multiplexes: the connection stays for the next requests too.
+                    keep(slot, &route, Sender::H2(h2.clone()));
+                }
+                return Ok((sender, route));
+            }
+            Err(Refused::Failed(e)) if route.member.is_some() => {
+                failed.push(route.load.clone());
+                let Some(next) = ctx.pick(&route.tunnel, &failed) else {
+                    return Err(Refused::Failed(e));
+                };
+                route = Route {
+                    custom: route.custom,
+                    ..next
+                };
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(sender)
 }
 
 /// A new connection through the tunnel to the agent's service, in the
@@ -181,6 +203,7 @@ where
         .connections
         .enter(&route.tenant, on)
         .ok_or(Refused::AtCap)?;
+    let load = route.load.enter();
     let stream = open(route, peer).await.map_err(Refused::Failed)?;
     let io = TokioIo::new(Counted {
         inner: stream,
@@ -188,6 +211,7 @@ where
         core: ctx.core.clone(),
         tunnel: route.tunnel.clone(),
         _slot: tenant_slot,
+        _load: load,
     });
     let failed = |e: hyper::Error| Refused::Failed(e.to_string());
     if route.h2c {
@@ -225,6 +249,8 @@ struct Counted {
     core: Arc<Core>,
     tunnel: String,
     _slot: TenantSlot,
+    /// Counts the stream in its member's load while it is open.
+    _load: LoadGuard,
 }
 
 impl Drop for Counted {

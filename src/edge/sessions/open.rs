@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
+use beamd_events::vocabulary::TunnelProtocol;
 use beamd_transports::Connection;
 
 use crate::domain::Access;
 use crate::domain::{DomainStatus, Key, OpenTunnel, PortRequest, Tunnel, TunnelCommand};
-use crate::edge::context::{EdgeContext, Route, Serve};
+use crate::edge::context::{EdgeContext, Load, Route, Serve, SessionInfo};
 use crate::edge::domains;
 use crate::edge::error_frame::{error, from_core};
 use crate::edge::meter::Meter;
@@ -23,43 +23,81 @@ pub(super) struct Opened {
     pub(super) port: Option<u16>,
     pub(super) aliases: Vec<String>,
     pub(super) notice: Option<String>,
+    /// Whether the session serves it as one of its pool's members.
+    pub(super) pool: bool,
 }
 
-/// Opens a TCP tunnel: its port bound, its public connections forwarded.
+/// The route of this session to `tunnel`.
+fn member_route<C: Connection>(
+    conn: &Arc<C>,
+    tunnel: &Tunnel,
+    session: &SessionInfo,
+    meter: &Arc<Meter>,
+    access: Access,
+    h2c: bool,
+) -> Route {
+    Route {
+        tunnel: tunnel.id.clone(),
+        tenant: tunnel.tenant.clone(),
+        custom: false,
+        opener: conn.clone(),
+        meter: meter.clone(),
+        access: Arc::new(access),
+        h2c,
+        member: tunnel.pool.then(|| session.id.clone()),
+        load: Arc::new(Load::default()),
+    }
+}
+
+/// Records that the session serves `tunnel`: as one of its pool's
+/// members, or taking it over.
+fn serve_it(ctx: &EdgeContext, tunnel: &Tunnel, session: &SessionInfo, route: Route, serve: Serve) {
+    match tunnel.pool {
+        true => ctx.join(&tunnel.id, &session.id, route, serve),
+        false => ctx.take_over(&tunnel.id, &session.id, route, serve),
+    }
+}
+
+/// Opens a TCP tunnel: its port bound (unless a member of its pool here
+/// serves it already), its public connections forwarded.
 pub(super) async fn open_tcp<C: Connection>(
     conn: &Arc<C>,
-    session: &str,
-    transport: TransportKind,
-    ctx: &EdgeContext,
+    session: &SessionInfo,
+    ctx: &Arc<EdgeContext>,
     key: &Key,
     request: &TunnelRequest,
     meter: &Arc<Meter>,
 ) -> Result<Opened, ErrorFrame> {
-    let (tunnel, listener) = match request.port {
-        Some(port) => open_exact(ctx, key, request, transport, port).await?,
-        None => open_any(ctx, key, request, transport).await?,
-    };
+    let (tunnel, listener) =
+        match request.port {
+            Some(port) => open_exact(ctx, key, request, session, port).await?,
+            None if request.pool => return Err(error(
+                "invalid_request",
+                "a TCP pool is named by its port: give the port (--remote-port) to open or join it",
+            )),
+            None => open_any(ctx, key, request, session).await?,
+        };
     let port = tunnel
         .port
         .ok_or_else(|| error("internal", "the tunnel has no port"))?;
-    let accept = tokio::spawn(accept_public(
-        listener,
-        conn.clone(),
-        Public {
-            tunnel: tunnel.id.clone(),
-            tenant: key.tenant.clone(),
-            meter: meter.clone(),
-            core: ctx.core.clone(),
-            connections: ctx.settings.connections.clone(),
-        },
-    ));
-    ctx.take_over(&tunnel.id, session, Serve::Port(accept.abort_handle()));
+    let accept = listener.map(|listener| {
+        tokio::spawn(accept_public(
+            listener,
+            ctx.clone(),
+            tunnel.id.clone(),
+            tunnel.tenant.clone(),
+        ))
+        .abort_handle()
+    });
+    let route = member_route(conn, &tunnel, session, meter, Access::default(), false);
+    serve_it(ctx, &tunnel, session, route, Serve::Port(accept));
     Ok(Opened {
         id: tunnel.id,
         public: ctx.settings.public_addresses().tcp(port),
         port: Some(port),
         aliases: Vec::new(),
         notice: None,
+        pool: tunnel.pool,
     })
 }
 
@@ -67,9 +105,8 @@ pub(super) async fn open_tcp<C: Connection>(
 /// flow to the agent.
 pub(super) async fn open_udp<C: Connection>(
     conn: &Arc<C>,
-    session: &str,
-    transport: TransportKind,
-    ctx: &EdgeContext,
+    session: &SessionInfo,
+    ctx: &Arc<EdgeContext>,
     key: &Key,
     request: &TunnelRequest,
     meter: &Arc<Meter>,
@@ -80,7 +117,13 @@ pub(super) async fn open_udp<C: Connection>(
             "the PROXY protocol is for TCP tunnels",
         ));
     }
-    let (tunnel, socket) = public_udp::open(ctx, key, request, transport).await?;
+    if request.pool {
+        return Err(error(
+            "invalid_request",
+            "pools are for HTTP and TCP tunnels",
+        ));
+    }
+    let (tunnel, socket) = public_udp::open(ctx, key, request, session.transport).await?;
     let port = tunnel
         .port
         .ok_or_else(|| error("internal", "the tunnel has no port"))?;
@@ -95,22 +138,25 @@ pub(super) async fn open_udp<C: Connection>(
             connections: ctx.settings.connections.clone(),
         },
     ));
-    ctx.take_over(&tunnel.id, session, Serve::Port(serve.abort_handle()));
+    let route = member_route(conn, &tunnel, session, meter, Access::default(), false);
+    let port_loop = Serve::Port(Some(serve.abort_handle()));
+    ctx.take_over(&tunnel.id, &session.id, route, port_loop);
     Ok(Opened {
         id: tunnel.id,
         public: ctx.settings.public_addresses().udp(port),
         port: Some(port),
         aliases: Vec::new(),
         notice: None,
+        pool: false,
     })
 }
 
 /// Opens an HTTP tunnel: requests for NAME.<tunnel base>, and for its
-/// custom domain once verified, are routed to this connection.
+/// custom domain once verified, are routed to this connection (to one of
+/// its pool's members, for a pool).
 pub(super) async fn open_http<C: Connection>(
     conn: &Arc<C>,
-    session: &str,
-    transport: TransportKind,
+    session: &SessionInfo,
     ctx: &EdgeContext,
     key: &Key,
     request: &TunnelRequest,
@@ -138,16 +184,17 @@ pub(super) async fn open_http<C: Connection>(
         protocol: TunnelProtocol::Http,
         name: Some(name.clone()),
         port: PortRequest::None,
-        transport,
+        transport: session.transport,
         node: ctx.node.clone(),
         local_addr: request.local_addr.clone(),
+        pool: session.joining(request),
     };
     let tunnel = ctx
         .core
         .open_tunnel(&key.id, open)
         .await
         .map_err(from_core)?;
-    let id = tunnel.id.clone();
+    let opened = tunnel.clone();
     let routed = route_http(
         conn, session, ctx, key, request, meter, tunnel, access, name,
     )
@@ -155,11 +202,8 @@ pub(super) async fn open_http<C: Connection>(
     if routed.is_err() {
         // Online in the log but served nowhere: the agent's other tunnels go
         // on, so this one must not stay online.
-        let offline = TunnelCommand::GoOffline {
-            reason: "the tunnel could not be opened".into(),
-            node: Some(ctx.node.clone()),
-        };
-        let _ = ctx.core.tunnel_command(&id, offline).await;
+        ctx.abandon(&opened, &session.id, "the tunnel could not be opened")
+            .await;
     }
     routed
 }
@@ -168,7 +212,7 @@ pub(super) async fn open_http<C: Connection>(
 #[allow(clippy::too_many_arguments)]
 async fn route_http<C: Connection>(
     conn: &Arc<C>,
-    session: &str,
+    session: &SessionInfo,
     ctx: &EdgeContext,
     key: &Key,
     request: &TunnelRequest,
@@ -192,15 +236,8 @@ async fn route_http<C: Connection>(
     }
     let tenant = ctx.core.tenant(&tunnel.tenant).await.map_err(from_core)?;
     let host = format!("{name}.{}", tenant.tunnel_base);
-    let route = Route {
-        tunnel: tunnel.id.clone(),
-        tenant: tunnel.tenant.clone(),
-        custom: false,
-        opener: conn.clone(),
-        meter: meter.clone(),
-        access: Arc::new(access),
-        h2c: request.upstream == UpstreamProtocol::H2c,
-    };
+    let h2c = request.upstream == UpstreamProtocol::H2c;
+    let route = member_route(conn, &tunnel, session, meter, access, h2c);
     let (mut verified, mut notice, mut waiting) = (None, None, Vec::new());
     if let Some(wanted) = &request.domain {
         let domain = domains::ensure(ctx, key, wanted).await?;
@@ -214,16 +251,16 @@ async fn route_http<C: Connection>(
     let public = ctx.settings.url(&host);
     let serve = Serve::Http {
         hosts: vec![host],
-        route,
         waiting,
     };
-    ctx.take_over(&tunnel.id, session, serve);
+    serve_it(ctx, &tunnel, session, route, serve);
     let mut aliases = Vec::new();
     if let Some(d) = verified {
         ctx.domain_verified(&tunnel.id, &d);
         aliases.push(ctx.settings.url(&d.host));
     }
     Ok(Opened {
+        pool: tunnel.pool,
         id: tunnel.id,
         public,
         port: None,

@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::auth::authenticate;
 use super::open::{open_http, open_tcp, open_udp};
 use crate::domain::{DomainError, Key, TunnelCommand};
-use crate::edge::context::EdgeContext;
+use crate::edge::context::{EdgeContext, SessionInfo};
 use crate::edge::error_frame::error;
 use crate::edge::meter::Meter;
 use crate::metric_catalog;
@@ -35,6 +35,8 @@ const MAX_TUNNELS: usize = 16;
 struct Served {
     id: String,
     meter: Arc<Meter>,
+    /// Whether the session serves it as one of its pool's members.
+    pool: bool,
 }
 
 /// The tunnels a session serves: set by the hello, changed by `Open` and
@@ -81,20 +83,25 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
         };
     // Boxed: until a hello arrives, a connection (perhaps junk, perhaps one
     // of thousands) holds only this small future, not the whole session's.
-    Box::pin(serve(conn, session, control, hello, transport, ctx)).await;
+    let info = SessionInfo {
+        id: session,
+        transport,
+        peer: conn.peer_addr(),
+    };
+    Box::pin(serve(conn, info, control, hello, ctx)).await;
 }
 
 /// The session after its hello: start, then serve until the end.
 async fn serve<C: Connection>(
     conn: Arc<C>,
-    session: String,
+    info: SessionInfo,
     mut control: C::Stream,
     hello: Result<Hello, ErrorFrame>,
-    transport: TransportKind,
     ctx: Arc<EdgeContext>,
 ) {
+    let session = info.id.clone();
     let started = match hello {
-        Ok(hello) => start(&conn, &session, transport, &ctx, hello).await,
+        Ok(hello) => start(&conn, &info, &ctx, hello).await,
         Err(e) => Err(e),
     };
     let (key, served) = match started {
@@ -134,7 +141,7 @@ async fn serve<C: Connection>(
                 }
                 Ok(Ok(AgentFrame::Hello(_))) => break Some(error("unexpected_frame", "hello was already said")),
                 Ok(Ok(AgentFrame::Open(request))) => {
-                    let reply = match open_more(&conn, &session, transport, &ctx, &key, &request, &served).await {
+                    let reply = match open_more(&conn, &info, &ctx, &key, &request, &served).await {
                         Ok(assigned) => EdgeFrame::Opened(assigned),
                         Err(e) => EdgeFrame::TunnelRefused(refusal(&request, e)),
                     };
@@ -234,8 +241,7 @@ async fn close<C: Connection>(mut control: C::Stream, conn: &C, last_word: Optio
 /// tunnel's refusal ends the connection, as it always has).
 async fn start<C: Connection>(
     conn: &Arc<C>,
-    session: &str,
-    transport: TransportKind,
+    session: &SessionInfo,
     ctx: &Arc<EdgeContext>,
     hello: Hello,
 ) -> Result<(Key, ServedSet, EdgeFrame), ErrorFrame> {
@@ -262,7 +268,7 @@ async fn start<C: Connection>(
     let mut assigned = Vec::new();
     let mut refused = Vec::new();
     for request in &hello.tunnels {
-        match open_one(conn, session, transport, ctx, &key, request).await {
+        match open_one(conn, session, ctx, &key, request).await {
             Ok((tunnel, s)) => {
                 assigned.push(tunnel);
                 served.add(s);
@@ -284,7 +290,7 @@ async fn start<C: Connection>(
         return Err(error(&first.code, message));
     }
     let welcome = EdgeFrame::Welcome {
-        session: session.to_string(),
+        session: session.id.clone(),
         node: ctx.node.clone(),
         tunnels: assigned,
         refused,
@@ -295,8 +301,7 @@ async fn start<C: Connection>(
 /// Opens one tunnel of an `Open` frame, within the session's limits.
 async fn open_more<C: Connection>(
     conn: &Arc<C>,
-    session: &str,
-    transport: TransportKind,
+    session: &SessionInfo,
     ctx: &Arc<EdgeContext>,
     key: &Key,
     request: &TunnelRequest,
@@ -311,7 +316,7 @@ async fn open_more<C: Connection>(
     if let Some(why) = ctx.settings.disk.short() {
         return Err(error("insufficient_storage", why));
     }
-    let (tunnel, s) = open_one(conn, session, transport, ctx, key, request).await?;
+    let (tunnel, s) = open_one(conn, session, ctx, key, request).await?;
     served.add(s);
     Ok(tunnel)
 }
@@ -319,19 +324,20 @@ async fn open_more<C: Connection>(
 /// Opens one tunnel for the session.
 async fn open_one<C: Connection>(
     conn: &Arc<C>,
-    session: &str,
-    transport: TransportKind,
+    session: &SessionInfo,
     ctx: &Arc<EdgeContext>,
     key: &Key,
     request: &TunnelRequest,
 ) -> Result<(AssignedTunnel, Served), ErrorFrame> {
-    let meter = Arc::new(Meter::default());
+    // A pool member's windows name it, and the key its bytes count against.
+    let meter = Arc::new(match request.pool {
+        true => Meter::for_member(&session.id, &key.id),
+        false => Meter::default(),
+    });
     let opened = match request.protocol {
-        TunnelProtocol::Tcp => open_tcp(conn, session, transport, ctx, key, request, &meter).await,
-        TunnelProtocol::Udp => open_udp(conn, session, transport, ctx, key, request, &meter).await,
-        TunnelProtocol::Http => {
-            open_http(conn, session, transport, ctx, key, request, &meter).await
-        }
+        TunnelProtocol::Tcp => open_tcp(conn, session, ctx, key, request, &meter).await,
+        TunnelProtocol::Udp => open_udp(conn, session, ctx, key, request, &meter).await,
+        TunnelProtocol::Http => open_http(conn, session, ctx, key, request, &meter).await,
     }?;
     let assigned = AssignedTunnel {
         id: opened.id.clone(),
@@ -348,6 +354,7 @@ async fn open_one<C: Connection>(
         Served {
             id: opened.id,
             meter,
+            pool: opened.pool,
         },
     ))
 }
@@ -440,7 +447,8 @@ async fn record(ctx: &EdgeContext, id: &str, meter: &Meter) {
     }
 }
 
-/// Records the last traffic and takes the session's tunnels offline.
+/// Records the last traffic and takes the session's tunnels offline (or
+/// out of their pools).
 async fn finish(ctx: &EdgeContext, session: &str, served: &[Served]) {
     for s in served {
         // Responses still streaming record their capture themselves after this.
@@ -448,11 +456,17 @@ async fn finish(ctx: &EdgeContext, session: &str, served: &[Served]) {
         record(ctx, &s.id, &s.meter).await;
         // A tunnel another session took over stays online.
         if ctx.leave(&s.id, session) {
-            let offline = TunnelCommand::GoOffline {
-                reason: "agent disconnected".into(),
-                node: Some(ctx.node.clone()),
+            let cmd = match s.pool {
+                true => TunnelCommand::Leave {
+                    member: session.to_string(),
+                    reason: "agent disconnected".into(),
+                },
+                false => TunnelCommand::GoOffline {
+                    reason: "agent disconnected".into(),
+                    node: Some(ctx.node.clone()),
+                },
             };
-            let _ = ctx.core.tunnel_command(&s.id, offline).await;
+            let _ = ctx.core.tunnel_command(&s.id, cmd).await;
         }
     }
 }

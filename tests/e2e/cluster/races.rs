@@ -3,6 +3,7 @@
 //!   limit, the same host names on both) never exceed the limit, never grant
 //!   a host twice, and record exactly the events they acknowledged;
 //! - an agent on another node takes a name over at once from a connected one;
+//! - a pool spans the edges, and a lost edge takes only its members out;
 //! - edges started together on an empty log bootstrap it once.
 
 use crate::common;
@@ -174,6 +175,64 @@ async fn an_agent_on_another_node_takes_the_name_over_at_once() -> Result<()> {
     let t = tunnel_named(&api, "app").await?.context("app listed")?;
     ensure!(t["status"] == "online", "{t}");
     drop((first, second, edges));
+    audits_clean(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_spans_the_edges_and_a_lost_edge_takes_only_its_members_out() -> Result<()> {
+    let nats = NatsServer::start();
+    let url = format!("nats://{}", nats.addr);
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let edges = edges_on(&dirs, &url)?;
+    let web = http_server().await?.to_string();
+    let member_on = |edge: &Edge| {
+        let addr = edge.agent_addr.to_string();
+        let args = [
+            "http",
+            &web,
+            "--name",
+            "pool",
+            "--pool",
+            "--edge",
+            &addr,
+            "--transport",
+            "tcp",
+        ];
+        let agent = Proc::spawn(&args, &[("BEAMD_TOKEN", ADMIN_TOKEN)])?;
+        agent.expect("beamd http: tunnel http://pool.", Duration::from_secs(30))?;
+        Ok::<_, anyhow::Error>(agent)
+    };
+    let _a = member_on(&edges[0])?;
+    let _b = member_on(&edges[1])?;
+    let (http0, http1) = (
+        edges[0].http.context("http")?,
+        edges[1].http.context("http")?,
+    );
+    // Each edge serves the name through the member connected to it.
+    ensure!(through(http0, "pool.localhost").await? == 200);
+    ensure!(through(http1, "pool.localhost").await? == 200);
+    let api = Api::new(edges[1].api, ADMIN_TOKEN);
+    let nodes = |t: &serde_json::Value| -> HashSet<String> {
+        (t["members"].as_array().into_iter().flatten())
+            .filter(|m| m["status"] == "serving")
+            .filter_map(|m| m["node"].as_str().map(str::to_string))
+            .collect()
+    };
+    eventually("one member on each node", || async {
+        let t = tunnel_named(&api, "pool").await?.context("listed")?;
+        Ok(nodes(&t).len() == 2)
+    })
+    .await?;
+    // Node 0 dies: once it is taken for dead, its member leaves, and the
+    // pool stays online with the member on node 1, which goes on serving.
+    edges[0].proc.signal(rustix::process::Signal::KILL)?;
+    eventually("node 0's member taken out", || async {
+        let t = tunnel_named(&api, "pool").await?.context("listed")?;
+        Ok(nodes(&t).len() == 1 && t["status"] == "online")
+    })
+    .await?;
+    ensure!(through(http1, "pool.localhost").await? == 200);
+    drop(edges);
     audits_clean(url).await
 }
 

@@ -60,6 +60,7 @@ pub fn tcp(port: u16) -> OpenTunnel {
         transport: TransportKind::Quic,
         node: "node_a".into(),
         local_addr: "127.0.0.1:5432".into(),
+        pool: None,
     }
 }
 
