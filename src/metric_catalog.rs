@@ -107,6 +107,13 @@ pub const CAPTURES_DROPPED: Family = Family::new(
     "Captured requests not recorded because the disk is short of free space.",
 );
 
+/// `beamd_udp_datagrams_dropped_total`.
+pub const UDP_DATAGRAMS_DROPPED: Family = Family::new(
+    Kind::Counter,
+    "beamd_udp_datagrams_dropped_total",
+    "Datagrams of UDP flows dropped at the edge, larger than the QUIC path to the agent carries (never split).",
+);
+
 /// `beamd_connections_refused_total`, recorded by the transports crate and
 /// the edge's tenant cap; the transports crate declares it.
 pub const CONNECTIONS_REFUSED: Family = Family::new(
@@ -256,6 +263,7 @@ pub const ALL: &[Family] = &[
     TUNNELS_OFFLINE,
     TUNNELS_ONLINE,
     TUNNELS_TAKEN_OVER,
+    UDP_DATAGRAMS_DROPPED,
 ];
 
 /// Describes every family to the installed recorder and registers each of

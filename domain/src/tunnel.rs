@@ -300,8 +300,11 @@ impl Aggregate for Tunnel {
             // Traffic that happened is recorded whatever the state, so that
             // usage never drifts from the bytes that crossed the edge.
             TunnelCommand::RecordTraffic(t) => {
-                let empty =
-                    t.bytes_in == 0 && t.bytes_out == 0 && t.connections == 0 && t.requests == 0;
+                let empty = t.bytes_in == 0
+                    && t.bytes_out == 0
+                    && t.connections == 0
+                    && t.requests == 0
+                    && t.datagrams == 0;
                 Ok(if empty {
                     vec![]
                 } else {

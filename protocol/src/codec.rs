@@ -87,6 +87,7 @@ mod tests {
             version: 1,
             token: Token("tok_a.b".into()),
             tunnels: vec![],
+            udp_datagrams: true,
         });
         write_frame(&mut a, &hello).await.unwrap();
         assert_eq!(read_frame::<AgentFrame>(&mut b).await.unwrap(), hello);

@@ -112,6 +112,10 @@ pub struct Hello {
     pub token: Token,
     /// The tunnels it wants.
     pub tunnels: Vec<TunnelRequest>,
+    /// Whether it takes a UDP flow's datagrams as QUIC datagrams (when its
+    /// connection is QUIC) instead of framed on the flow's stream.
+    #[serde(default)]
+    pub udp_datagrams: bool,
 }
 
 /// What an agent sends on the control stream.
@@ -236,6 +240,13 @@ pub struct StreamHeader {
     /// The edge's address the client reached (TCP).
     #[serde(default)]
     pub public: Option<String>,
+    /// A UDP flow whose datagrams travel as QUIC datagrams: its id, the
+    /// first 4 bytes (big-endian) of each of them. The stream then carries
+    /// only the flow's first datagram from the edge (framed, so that it
+    /// never arrives before the flow is known) and the flow's end. `None`:
+    /// every datagram is framed on the stream, behind its 2-byte length.
+    #[serde(default)]
+    pub flow: Option<u32>,
 }
 
 #[cfg(test)]

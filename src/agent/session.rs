@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::plan::{tag_of, Connected, Plan, FATAL};
 use super::settings::AgentConn;
+use super::udp::{relay_datagrams, DatagramLink, Flows};
 use crate::protocol::{
     read_frame, write_frame, AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello,
     ProxyProtocol, RefusedTunnel, StreamHeader, Token, TunnelRequest, PROTOCOL_VERSION,
@@ -115,6 +116,7 @@ impl Agent<'_> {
             version: PROTOCOL_VERSION,
             token: Token(args.token.clone().unwrap_or_default()),
             tunnels: plan.asks(),
+            udp_datagrams: true,
         });
         if let Err(e) = write_frame(&mut control, &hello).await {
             return Outcome::before_welcome(Ended::Unreachable(e.to_string()));
@@ -151,11 +153,15 @@ impl Agent<'_> {
                 let _ = out.try_send(AgentFrame::Open(again));
             }
         }
+        let flows = Arc::new(Flows::default());
+        let datagrams = tokio::spawn(flows.clone().dispatch(conn.clone()));
         let streams = {
             let (conn, routes) = (conn.clone(), routes.clone());
+            let link: Arc<dyn DatagramLink> = conn.clone();
             tokio::spawn(async move {
                 while let Ok(stream) = conn.accept_stream().await {
-                    tokio::spawn(forward(stream, routes.clone()));
+                    let (link, flows) = (link.clone(), flows.clone());
+                    tokio::spawn(forward(stream, routes.clone(), link, flows));
                 }
             })
         };
@@ -224,6 +230,7 @@ impl Agent<'_> {
         };
         writes.abort();
         streams.abort();
+        datagrams.abort();
         conn.close();
         Outcome {
             ended,
@@ -336,7 +343,7 @@ impl Wants {
 }
 
 /// Forwards one stream the edge opened to its tunnel's local service.
-async fn forward<S>(mut stream: S, routes: Routes)
+async fn forward<S>(mut stream: S, routes: Routes, link: Arc<dyn DatagramLink>, flows: Arc<Flows>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + beamd_transports::PlainSocket + Unpin,
 {
@@ -357,7 +364,10 @@ where
         return; // a tunnel closed a moment ago
     };
     if route.udp {
-        return super::udp::relay(stream, &route.local).await;
+        return match header.flow {
+            Some(id) => relay_datagrams(stream, &route.local, id, link.as_ref(), &flows).await,
+            None => super::udp::relay(stream, &route.local).await,
+        };
     }
     let Ok(mut service) = TcpStream::connect(&route.local).await else {
         return; // the public client sees its connection close

@@ -47,6 +47,8 @@ pub struct TunnelView {
     pub connections: u64,
     /// HTTP requests.
     pub requests: u64,
+    /// UDP datagrams, either way (UDP tunnels).
+    pub datagrams: u64,
     /// When opened.
     pub opened_at: Option<String>,
     /// Last recorded activity.
@@ -186,6 +188,7 @@ fn view(state: &ApiState, t: &Tunnel, traffic: TunnelTotals, tunnel_base: &str) 
         bytes_out: traffic.bytes_out,
         connections: traffic.connections,
         requests: traffic.requests,
+        datagrams: traffic.datagrams,
         opened_at: iso_opt(t.opened_at),
         last_seen: iso_opt(t.last_seen),
         inspect: t.inspect.as_str().into(),

@@ -170,6 +170,7 @@ async fn commands(dir: &Path, args: &CoreBenchOptions) -> Result<()> {
                     window_ms: 1_000,
                     member: None,
                     key: None,
+                    datagrams: 0,
                 },
             )
             .await?;
@@ -291,6 +292,7 @@ async fn history(dir: &Path, n: usize) -> Result<String> {
                         window_ms: 1_000,
                         member: None,
                         key: None,
+                        datagrams: 0,
                     }
                     .into()
                 }

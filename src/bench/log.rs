@@ -40,6 +40,7 @@ fn event(i: u64) -> Event {
         window_ms: 1_000,
         member: None,
         key: None,
+        datagrams: 0,
     }
     .into()
 }

@@ -88,6 +88,7 @@ async fn append_load(logs: &[Arc<dyn EventLog>], appenders: usize, run: Duration
                     window_ms: 1_000,
                     member: None,
                     key: None,
+                    datagrams: 0,
                 };
                 let append = Append::new(stream.clone(), ExpectedVersion::Any, vec![event.into()]);
                 log.append(append).await?;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::conn_cap::TenantConnections;
 use super::error_tally::ErrorTally;
 use super::meter::Meter;
+use super::udp_flows::DatagramFlows;
 use crate::actors::Core;
 use crate::disk::DiskGuard;
 use crate::dns::DnsVerifier;
@@ -255,6 +256,9 @@ pub struct SessionInfo {
     pub transport: TransportKind,
     /// The agent's address.
     pub peer: SocketAddr,
+    /// Its UDP flows carried as QUIC datagrams, when its connection is QUIC
+    /// and the agent takes them.
+    pub datagrams: Option<Arc<DatagramFlows>>,
 }
 
 impl SessionInfo {

@@ -26,6 +26,8 @@ pub struct TrafficDelta {
     pub connections: u64,
     /// Requests completed.
     pub requests: u64,
+    /// Datagrams carried either way (UDP).
+    pub datagrams: u64,
 }
 
 impl TrafficDelta {
@@ -46,6 +48,8 @@ pub struct Meter {
     pub connections: AtomicU64,
     /// HTTP requests proxied.
     pub requests: AtomicU64,
+    /// UDP datagrams carried either way.
+    pub datagrams: AtomicU64,
     /// Public connections open right now (not reset by `take`).
     pub active: AtomicU64,
     /// Requests captured since the last report.
@@ -68,6 +72,7 @@ impl Default for Meter {
             bytes_out: AtomicU64::default(),
             connections: AtomicU64::default(),
             requests: AtomicU64::default(),
+            datagrams: AtomicU64::default(),
             active: AtomicU64::default(),
             captured: Mutex::default(),
             closed: AtomicBool::default(),
@@ -93,6 +98,7 @@ impl Meter {
             bytes_out: self.bytes_out.swap(0, Ordering::Relaxed),
             connections: self.connections.swap(0, Ordering::Relaxed),
             requests: self.requests.swap(0, Ordering::Relaxed),
+            datagrams: self.datagrams.swap(0, Ordering::Relaxed),
         }
     }
 
@@ -102,6 +108,7 @@ impl Meter {
         self.bytes_out.fetch_add(d.bytes_out, Ordering::Relaxed);
         self.connections.fetch_add(d.connections, Ordering::Relaxed);
         self.requests.fetch_add(d.requests, Ordering::Relaxed);
+        self.datagrams.fetch_add(d.datagrams, Ordering::Relaxed);
     }
 
     /// Closes the window: what it counted becomes one `TrafficRecorded` of
@@ -124,6 +131,7 @@ impl Meter {
             connections: delta.connections,
             requests: delta.requests,
             window_ms: now.duration_since(started).as_millis() as u64,
+            datagrams: delta.datagrams,
             member: self.member.as_ref().map(|(m, _)| m.clone()),
             key: self.member.as_ref().map(|(_, k)| k.clone()),
         };
@@ -185,6 +193,7 @@ impl Meter {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
+            datagrams: self.datagrams.load(Ordering::Relaxed),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The data plane: what an edge node does with bytes. Agent sessions
 //! (`sessions/`: listeners, hello, authentication, the tunnels a session
-//! opens), public TCP ports (`public_port.rs`), public HTTP with the API
+//! opens), public TCP ports (`public_port.rs`), public UDP ports
+//! (`public_udp.rs`, with `udp_flows.rs` for flows carried as QUIC
+//! datagrams), public HTTP with the API
 //! gateway on its path (`http/`), custom domains (`domains.rs`), and what
 //! they share: the context of every session and the data plane's settings
 //! (`context.rs`), per-tunnel meters (`meter.rs`), per-tenant connection
@@ -18,6 +20,7 @@ mod meter;
 mod public_port;
 mod public_udp;
 pub mod sessions;
+mod udp_flows;
 
 pub use conn_cap::{TenantConnections, TenantSlot};
 pub use context::{

@@ -156,6 +156,7 @@ pub(super) async fn accept_public(
                 tunnel: tunnel.to_string(),
                 peer: peer.to_string(),
                 public: socket.local_addr().ok().map(|a| a.to_string()),
+                flow: None,
             };
             let (mut socket, mut failed) = (socket, Vec::new());
             while let Some(route) = ctx.pick(&tunnel, &failed) {

@@ -1,13 +1,16 @@
 //! Public UDP ingress: a UDP tunnel's public port. Each client address is a
-//! flow, carried to the agent on a stream of its own as datagrams each
-//! behind its 2-byte length, counted like a TCP connection, and ended after
-//! `FLOW_IDLE` without a datagram either way.
+//! flow with a stream of its own to the agent, counted like a TCP
+//! connection, and ended after `FLOW_IDLE` without a datagram either way.
+//! Its datagrams travel as QUIC datagrams when the agent's connection is
+//! QUIC (and the agent takes them), tagged with the flow's id; otherwise on
+//! the stream, each behind its 2-byte length. A datagram larger than the
+//! QUIC path carries is dropped and counted, never split.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use beamd_events::vocabulary::{TransportKind, TunnelProtocol};
 use beamd_transports::{Connection, ListenerKind};
@@ -19,8 +22,10 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::context::EdgeContext;
 use super::error_frame::{error, from_core};
 use super::public_port::Public;
+use super::udp_flows::{Activity, DatagramFlows, FlowEnd, NEXT_FLOW};
 use crate::actors::CoreError;
 use crate::domain::{DomainError, Key, OpenTunnel, PortRequest, Tunnel, TunnelCommand};
+use crate::metric_catalog;
 use crate::protocol::{write_frame, ErrorFrame, StreamHeader, TunnelRequest};
 
 /// A flow with no datagram either way for this long is over.
@@ -118,8 +123,14 @@ async fn bind(ctx: &EdgeContext, port: u16) -> std::io::Result<UdpSocket> {
 }
 
 /// Receives the port's datagrams and hands each to its client's flow,
-/// starting a flow (a stream to the agent) for a new client address.
-pub(super) async fn serve<C: Connection>(socket: UdpSocket, conn: Arc<C>, public: Public) {
+/// starting a flow (a stream to the agent) for a new client address; its
+/// datagrams go as QUIC datagrams when `datagrams` is given.
+pub(super) async fn serve<C: Connection>(
+    socket: UdpSocket,
+    conn: Arc<C>,
+    public: Public,
+    datagrams: Option<Arc<DatagramFlows>>,
+) {
     let socket = Arc::new(socket);
     let public = Arc::new(public);
     let reached = socket.local_addr().ok().map(|a| a.to_string());
@@ -164,10 +175,13 @@ pub(super) async fn serve<C: Connection>(socket: UdpSocket, conn: Arc<C>, public
             socket: socket.clone(),
             public: public.clone(),
         };
-        let (conn, ended) = (conn.clone(), ended.clone());
+        let (conn, ended, datagrams) = (conn.clone(), ended.clone(), datagrams.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            flow.run(conn.as_ref(), rx).await;
+            match datagrams {
+                Some(link) => flow.run_datagrams(conn.as_ref(), rx, &link).await,
+                None => flow.run(conn.as_ref(), rx).await,
+            }
             let _ = ended.send(peer);
         });
     }
@@ -182,29 +196,112 @@ struct Flow {
 }
 
 impl Flow {
-    async fn run<C: Connection>(self, conn: &C, mut datagrams: mpsc::Receiver<Vec<u8>>) {
-        let Ok(mut stream) = conn.open_stream().await else {
-            return;
-        };
+    /// Opens the flow's stream, its header naming the flow's id when its
+    /// datagrams go as QUIC datagrams.
+    async fn open<C: Connection>(&self, conn: &C, flow: Option<u32>) -> Option<C::Stream> {
+        let mut stream = conn.open_stream().await.ok()?;
         let header = StreamHeader {
             tunnel: self.public.tunnel.clone(),
             peer: self.peer.to_string(),
             public: self.reached.clone(),
+            flow,
         };
-        if write_frame(&mut stream, &header).await.is_err() {
-            return;
-        }
+        write_frame(&mut stream, &header).await.ok()?;
         let meter = &self.public.meter;
         meter.connections.fetch_add(1, Ordering::Relaxed);
         meter.active.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let last = AtomicU64::new(0);
-        let touch = || last.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let idle_for = || {
-            started
-                .elapsed()
-                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)))
+        Some(stream)
+    }
+
+    /// The flow's datagrams as QUIC datagrams, each behind the flow's id;
+    /// the stream only marks the flow's life (the agent ends it by closing).
+    async fn run_datagrams<C: Connection>(
+        self,
+        conn: &C,
+        mut datagrams: mpsc::Receiver<Vec<u8>>,
+        link: &DatagramFlows,
+    ) {
+        let id = NEXT_FLOW.fetch_add(1, Ordering::Relaxed);
+        let Some(stream) = self.open(conn, Some(id)).await else {
+            return;
         };
+        let meter = self.public.meter.clone();
+        let activity = Arc::new(Activity::new());
+        let end = FlowEnd {
+            socket: self.socket.clone(),
+            peer: self.peer,
+            meter: meter.clone(),
+            activity: activity.clone(),
+        };
+        link.set(id, Some(Arc::new(end)));
+        let (mut from_agent, mut to_agent) = tokio::io::split(stream);
+        // The first datagram on the stream, framed: it must not arrive
+        // before the agent knows the flow's id.
+        if let Some(first) = datagrams.recv().await {
+            activity.touch();
+            let framed = [&(first.len() as u16).to_be_bytes()[..], &first].concat();
+            if to_agent.write_all(&framed).await.is_err() || to_agent.flush().await.is_err() {
+                link.set(id, None);
+                meter.active.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+            meter
+                .bytes_in
+                .fetch_add(first.len() as u64, Ordering::Relaxed);
+            meter.datagrams.fetch_add(1, Ordering::Relaxed);
+        }
+        let outbound = async {
+            loop {
+                let wait = FLOW_IDLE.saturating_sub(activity.idle_for());
+                match tokio::time::timeout(wait, datagrams.recv()).await {
+                    Ok(Some(d)) => {
+                        activity.touch();
+                        let fits = conn
+                            .max_datagram_size()
+                            .is_some_and(|max| d.len() + 4 <= max);
+                        if !fits {
+                            metrics::counter!(metric_catalog::UDP_DATAGRAMS_DROPPED.name)
+                                .increment(1);
+                            continue;
+                        }
+                        let mut tagged = Vec::with_capacity(d.len() + 4);
+                        tagged.extend_from_slice(&id.to_be_bytes());
+                        tagged.extend_from_slice(&d);
+                        if conn.send_datagram(tagged.into()).is_err() {
+                            return;
+                        }
+                        meter.bytes_in.fetch_add(d.len() as u64, Ordering::Relaxed);
+                        meter.datagrams.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(None) => return,
+                    Err(_) if activity.idle_for() >= FLOW_IDLE => return,
+                    Err(_) => {}
+                }
+            }
+        };
+        // The agent's end of the stream: nothing comes on it but its end.
+        let closed = async {
+            let mut sink = [0u8; 64];
+            while matches!(from_agent.read(&mut sink).await, Ok(n) if n > 0) {}
+        };
+        tokio::select! {
+            _ = outbound => {}
+            _ = closed => {}
+        }
+        link.set(id, None);
+        let _ = to_agent.shutdown().await;
+        meter.active.fetch_sub(1, Ordering::Relaxed);
+        meter.record_late(&self.public.core, &self.public.tunnel);
+    }
+
+    async fn run<C: Connection>(self, conn: &C, mut datagrams: mpsc::Receiver<Vec<u8>>) {
+        let Some(stream) = self.open(conn, None).await else {
+            return;
+        };
+        let meter = &self.public.meter;
+        let activity = Activity::new();
+        let touch = || activity.touch();
+        let idle_for = || activity.idle_for();
         let (mut from_agent, mut to_agent) = tokio::io::split(stream);
         let outbound = async {
             loop {
@@ -218,6 +315,7 @@ impl Flow {
                             return;
                         }
                         meter.bytes_in.fetch_add(d.len() as u64, Ordering::Relaxed);
+                        meter.datagrams.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(None) => return,
                     // Quiet this way: over only if quiet the other way too.
@@ -239,6 +337,7 @@ impl Flow {
                 touch();
                 if self.socket.send_to(d, self.peer).await.is_ok() {
                     meter.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+                    meter.datagrams.fetch_add(1, Ordering::Relaxed);
                 }
             }
         };

@@ -82,6 +82,9 @@ pub struct TunnelTotals {
     pub connections: u64,
     /// HTTP requests.
     pub requests: u64,
+    /// UDP datagrams, either way.
+    #[serde(default)]
+    pub datagrams: u64,
 }
 
 /// The usage projection's state.
@@ -259,6 +262,7 @@ impl Fold for UsageProjection {
                     tunnel.bytes_out += t.bytes_out;
                     tunnel.connections += t.connections;
                     tunnel.requests += t.requests;
+                    tunnel.datagrams += t.datagrams;
                     if let Some(m) = &t.member {
                         let member = (self.members)
                             .entry((stream.to_string(), m.clone()))
@@ -333,6 +337,7 @@ mod tests {
             window_ms: 1_000,
             member: None,
             key: None,
+            datagrams: 0,
         }
         .into()
     }

@@ -128,6 +128,7 @@ fn hello(token: String, name: String) -> AgentFrame {
             proxy_protocol: None,
             pool: false,
         }],
+        udp_datagrams: true,
     })
 }
 

@@ -104,6 +104,7 @@ impl BeamdWorld {
                     window_ms: self.ctx.settings.window.as_millis() as u64,
                     member: None,
                     key: None,
+                    datagrams: 0,
                 };
                 self.core.record_traffic(&t, window.clone()).await?;
                 self.ledger.reported(&t, &window);

@@ -45,6 +45,7 @@ async fn misbehave<T: Transport>(kind: &str, make: impl FnOnce(&str) -> Result<T
             proxy_protocol: None,
             pool: false,
         }],
+        udp_datagrams: true,
     });
     write_frame(&mut control, &hello).await?;
     let welcome = read_frame::<EdgeFrame>(&mut control).await?;

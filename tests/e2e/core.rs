@@ -43,6 +43,7 @@ async fn restart_keeps_every_actor_and_projection() -> Result<()> {
                     window_ms: 50,
                     member: None,
                     key: None,
+                    datagrams: 0,
                 },
             )
             .await?;
@@ -138,6 +139,7 @@ async fn projections_equal_a_full_replay() -> Result<()> {
                     window_ms: 50,
                     member: None,
                     key: None,
+                    datagrams: 0,
                 },
             )
             .await?;
@@ -202,6 +204,7 @@ async fn a_window_is_one_event_recorded_at_once() -> Result<()> {
         window_ms: 1_000,
         member: None,
         key: None,
+        datagrams: 0,
     };
     r.core.record_traffic(&t.id, window).await?;
     assert_eq!(

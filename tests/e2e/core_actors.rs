@@ -41,6 +41,7 @@ async fn a_crashed_actor_is_restarted_and_rehydrates() -> Result<()> {
                 window_ms: 50,
                 member: None,
                 key: None,
+                datagrams: 0,
             },
         )
         .await?;
@@ -195,6 +196,7 @@ async fn rules_hold_through_the_actors() -> Result<()> {
                 window_ms: 50,
                 member: None,
                 key: None,
+                datagrams: 0,
             },
         )
         .await?;

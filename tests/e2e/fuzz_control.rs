@@ -44,6 +44,7 @@ fn hello(token: &str, port: Option<u16>) -> AgentFrame {
             proxy_protocol: None,
             pool: false,
         }],
+        udp_datagrams: true,
     })
 }
 

@@ -106,6 +106,7 @@ async fn frame_seeds(dir: &Path) -> Result<()> {
             proxy_protocol: None,
             pool: false,
         }],
+        udp_datagrams: true,
     });
     let mut agent = Vec::new();
     write_frame(&mut agent, &hello).await?;
@@ -171,6 +172,7 @@ async fn frame_seeds(dir: &Path) -> Result<()> {
             tunnel: "tun_1".into(),
             peer: "203.0.113.9:51000".into(),
             public: Some("192.0.2.1:20000".into()),
+            flow: None,
         },
     )
     .await?;

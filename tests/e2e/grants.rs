@@ -90,6 +90,7 @@ async fn hello_junk(edge: SocketAddr, i: usize) -> Result<bool> {
             proxy_protocol: None,
             pool: false,
         }],
+        udp_datagrams: true,
     });
     write_frame(&mut control, &hello).await?;
     let answer = tokio::time::timeout(

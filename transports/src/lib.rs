@@ -133,4 +133,22 @@ pub trait Connection: Send + Sync + 'static {
 
     /// Closes the connection and every stream on it.
     fn close(&self);
+
+    /// The largest unreliable datagram the connection can send now, when it
+    /// carries datagrams at all (QUIC; the path's limit less QUIC's own
+    /// framing). `None`: no datagrams (WebSocket, TCP).
+    fn max_datagram_size(&self) -> Option<usize> {
+        None
+    }
+
+    /// Sends an unreliable datagram of at most `max_datagram_size` bytes:
+    /// never split, perhaps lost.
+    fn send_datagram(&self, _datagram: bytes::Bytes) -> Result<(), TransportError> {
+        Err(TransportError::Closed)
+    }
+
+    /// The next datagram the peer sent; never, without datagrams.
+    fn read_datagram(&self) -> impl Future<Output = Result<bytes::Bytes, TransportError>> + Send {
+        std::future::pending()
+    }
 }

@@ -151,6 +151,23 @@ impl Connection for QuicConnection {
     fn close(&self) {
         self.conn.close(0u32.into(), b"closed");
     }
+
+    fn max_datagram_size(&self) -> Option<usize> {
+        self.conn.max_datagram_size()
+    }
+
+    fn send_datagram(&self, datagram: bytes::Bytes) -> Result<(), TransportError> {
+        self.conn
+            .send_datagram(datagram)
+            .map_err(|e| TransportError::Mux(e.to_string()))
+    }
+
+    async fn read_datagram(&self) -> Result<bytes::Bytes, TransportError> {
+        self.conn
+            .read_datagram()
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
 }
 
 impl Transport for QuicTransport {

@@ -136,6 +136,9 @@ pub struct TrafficRecorded {
     pub requests: u64,
     /// Length of the window in milliseconds.
     pub window_ms: u64,
+    /// Datagrams carried either way (UDP tunnels).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub datagrams: u64,
     /// The pool member whose traffic it was (pool tunnels only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
@@ -143,6 +146,10 @@ pub struct TrafficRecorded {
     /// (absent: the key that opened the tunnel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How much of a tunnel's HTTP requests the inspector keeps.

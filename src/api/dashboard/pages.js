@@ -81,7 +81,7 @@ async function tunnelsPage() {
   const rows = list.tunnels.map((t) => h('tr', { 'data-tunnel-id': t.id, 'data-status': t.status },
     h('td', {}, t.name || t.id), h('td', { class: 'status-' + t.status }, t.status + (t.pool ? ' · pool of ' + t.members.filter((m) => m.status === 'serving').length : '')),
     h('td', {}, t.publicUrl || (t.port ? 'port ' + t.port : '—')), h('td', {}, t.transport || '—'),
-    h('td', {}, bytes(t.bytesIn + t.bytesOut)), h('td', {}, t.protocol),
+    h('td', {}, bytes(t.bytesIn + t.bytesOut)), h('td', {}, t.protocol === 'udp' ? 'udp · ' + t.datagrams + ' datagrams' : t.protocol),
     h('td', {}, confirmButton('Release', async () => { await api('DELETE', '/tunnels/' + t.id); notice('Released ' + (t.name || t.id), 'info'); render(); }, { 'data-release': t.id }))));
   // A pool's members (serving, then those that left) and each one's share of its traffic.
   const pools = list.tunnels.filter((t) => t.pool).map((t) => h('section', { class: 'card', 'data-pool': t.id },

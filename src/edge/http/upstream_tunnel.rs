@@ -235,6 +235,7 @@ async fn open(route: &Route, peer: SocketAddr) -> Result<Box<dyn AgentStream>, S
         tunnel: route.tunnel.clone(),
         peer: peer.to_string(),
         public: None,
+        flow: None,
     };
     write_frame(&mut stream, &header)
         .await

@@ -137,6 +137,7 @@ pub(super) async fn open_udp<C: Connection>(
             core: ctx.core.clone(),
             connections: ctx.settings.connections.clone(),
         },
+        session.datagrams.clone(),
     ));
     let route = member_route(conn, &tunnel, session, meter, Access::default(), false);
     let port_loop = Serve::Port(Some(serve.abort_handle()));

@@ -83,10 +83,14 @@ pub async fn run<C: Connection>(conn: C, transport: TransportKind, ctx: Arc<Edge
         };
     // Boxed: until a hello arrives, a connection (perhaps junk, perhaps one
     // of thousands) holds only this small future, not the whole session's.
+    // UDP flows go as QUIC datagrams when both ends can.
+    let takes = matches!(&hello, Ok(h) if h.udp_datagrams);
+    let datagrams = (takes && conn.max_datagram_size().is_some()).then(Default::default);
     let info = SessionInfo {
         id: session,
         transport,
         peer: conn.peer_addr(),
+        datagrams,
     };
     Box::pin(serve(conn, info, control, hello, ctx)).await;
 }
@@ -121,6 +125,7 @@ async fn serve<C: Connection>(
         }
     };
     let _welcomed = SessionGauge::welcomed();
+    let dispatch = (info.datagrams.clone()).map(|d| tokio::spawn(d.dispatch(conn.clone())));
     let (cutoff_tx, mut cutoff) = mpsc::channel::<ErrorFrame>(1);
     let (stop_reports, reports_stop) = oneshot::channel::<()>();
     let reporter = tokio::spawn(report(
@@ -174,6 +179,9 @@ async fn serve<C: Connection>(
     let _ = stop_reports.send(());
     let _ = reporter.await;
     finish(&ctx, &session, &served.list()).await;
+    if let Some(d) = dispatch {
+        d.abort();
+    }
     close(control, conn.as_ref(), last_word).await;
 }
 

@@ -129,6 +129,7 @@ async fn through(route: &Route, host: &str, path: &str) -> Result<u16, String> {
         tunnel: route.tunnel.clone(),
         peer: "0.0.0.0:0".into(),
         public: None,
+        flow: None,
     };
     write_frame(&mut stream, &header)
         .await
