@@ -359,3 +359,41 @@ async fn pending_claims_are_capped() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_whose_domain_is_refused_does_not_stay_online() -> Result<()> {
+    // The tunnel is opened in the log before its domain is looked at; a
+    // refused domain must not leave it online with no agent behind it.
+    let dir = tempfile::tempdir()?;
+    let edge = start_edge(
+        dir.path(),
+        "tcp",
+        "127.0.0.1:0",
+        &["--http-listen", "127.0.0.1:0"],
+    )?;
+    let web = http_server().await?.to_string();
+    let addr = edge.agent_addr.to_string();
+    let args = [
+        "http",
+        &web,
+        "--name",
+        "stranded",
+        "--domain",
+        "not..a.host",
+        "--edge",
+        &addr,
+        "--transport",
+        "tcp",
+    ];
+    let mut agent = Proc::spawn(&args, &[("BEAMD_TOKEN", ADMIN_TOKEN)])?;
+    ensure!(
+        agent.exited_within(Duration::from_secs(20)).await?,
+        "the agent is refused"
+    );
+    ensure!(agent.stderr_contains("invalid_request"), "and told why");
+    let api = Api::new(edge.api, ADMIN_TOKEN);
+    let t = common::cluster::tunnel_named(&api, "stranded").await?;
+    let t = t.context("opened in the log before the domain was refused")?;
+    ensure!(t["status"] == "offline", "the tunnel is not online: {t}");
+    Ok(())
+}

@@ -492,3 +492,52 @@ async fn a_member_failing_its_health_check_leaves_the_pool_and_joins_again_when_
     ensure!(again.len() == 2, "both serve again: {again:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_on_different_transports_share_one_pool() -> Result<()> {
+    // The edge serves all three transports; each member connects over its own.
+    let dir = tempfile::tempdir()?;
+    let more = [
+        "--transport",
+        "quic",
+        "--listen",
+        "127.0.0.1:0",
+        "--transport",
+        "ws",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let (mut edge, api, http) = http_edge(dir.path(), &more)?;
+    let names: [&'static str; 3] = ["q", "w", "t"];
+    let mut agents = Vec::new();
+    let mut host = String::new();
+    for (name, transport) in names.into_iter().zip(["quic", "ws", "tcp"]) {
+        let web = named_http(name).await?;
+        let at = (edge.listeners.iter())
+            .find(|(t, _)| t == transport)
+            .context("listener")?
+            .1;
+        edge.agent_addr = at;
+        let (agent, h, _) = start_http_agent(&edge, transport, web, "mixed", &["--pool"])?;
+        agents.push(agent);
+        host = h;
+    }
+    let t = tunnel_named(&api, "mixed").await?.context("the pool")?;
+    let transports: std::collections::BTreeSet<&str> =
+        (t["members"].as_array().into_iter().flatten())
+            .filter_map(|m| m["transport"].as_str())
+            .collect();
+    ensure!(transports.len() == 3, "one member per transport: {t}");
+    let mut who: HashMap<String, usize> = HashMap::new();
+    for _ in 0..60 {
+        let mut c = client(http).await?;
+        let (status, body) = send(&mut c, get(&host, "/")?).await?;
+        ensure!(status == 200, "status {status}: {body}");
+        *who.entry(body).or_default() += 1;
+    }
+    ensure!(
+        who.len() == 3 && who.values().all(|n| *n >= 10),
+        "spread over all three: {who:?}"
+    );
+    Ok(())
+}

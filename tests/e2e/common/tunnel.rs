@@ -113,6 +113,8 @@ pub struct Edge {
     pub http: Option<SocketAddr>,
     pub fingerprint: String,
     pub token: Option<String>,
+    /// Each agent listener: its transport (`quic`, `ws`, `tcp`) and address.
+    pub listeners: Vec<(String, SocketAddr)>,
 }
 
 pub const ADMIN_TOKEN: &str = "tok_testadmin.0123456789abcdef0123456789abcdef";
@@ -176,6 +178,7 @@ pub fn start_edge_env(
 /// what it printed.
 pub fn edge_up(proc: Proc) -> Result<Edge> {
     let (mut agent_addr, mut api, mut http, mut fingerprint) = (None, None, None, None);
+    let mut listeners = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -191,8 +194,11 @@ pub fn edge_up(proc: Proc) -> Result<Edge> {
             api = Some(last()?.parse::<SocketAddr>()?);
         } else if line.contains("listening http on") || line.contains("listening https on") {
             http = Some(last()?.parse::<SocketAddr>()?);
-        } else if line.contains("listening") && agent_addr.is_none() {
-            agent_addr = Some(last()?.parse::<SocketAddr>()?);
+        } else if line.contains("listening") {
+            let addr = last()?.parse::<SocketAddr>()?;
+            let transport = line.split(' ').nth(3).context("transport")?;
+            listeners.push((transport.to_string(), addr));
+            agent_addr.get_or_insert(addr);
         } else if line.contains("fingerprint") {
             fingerprint = line.split(' ').nth(4).map(str::to_string);
         }
@@ -204,6 +210,7 @@ pub fn edge_up(proc: Proc) -> Result<Edge> {
         http,
         fingerprint: fingerprint.context("no fingerprint")?,
         token: Some(ADMIN_TOKEN.to_string()),
+        listeners,
     })
 }
 
