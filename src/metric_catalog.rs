@@ -107,6 +107,14 @@ pub const CAPTURES_DROPPED: Family = Family::new(
     "Captured requests not recorded because the disk is short of free space.",
 );
 
+/// `beamd_acme_orders_total{result}`.
+pub const ACME_ORDERS: Family = Family::new(
+    Kind::Counter,
+    "beamd_acme_orders_total",
+    "Certificate orders to the ACME CA, by result: issued or failed.",
+)
+.labelled(&[&[("result", "issued")], &[("result", "failed")]]);
+
 /// `beamd_udp_datagrams_dropped_total`.
 pub const UDP_DATAGRAMS_DROPPED: Family = Family::new(
     Kind::Counter,
@@ -241,6 +249,7 @@ pub const TCP_COPIES: Family = Family::new(
 
 /// Every family, in name order.
 pub const ALL: &[Family] = &[
+    ACME_ORDERS,
     ACTORS_ALIVE,
     AGENT_SESSIONS,
     AGENT_STREAMS_OPENED,

@@ -121,6 +121,11 @@ pub struct Status {
     pub log_seq: u64,
     /// Counts.
     pub counts: Counts,
+    /// The public HTTPS port's ACME client (admin keys only, with
+    /// `--acme-directory`): certificates held, and hosts whose last order
+    /// failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme: Option<crate::edge::AcmeReport>,
 }
 
 /// Version, uptime and counts.
@@ -130,8 +135,13 @@ pub async fn status(
     state: Arc<ApiState>,
     auth: Option<String>,
 ) -> Result<(StatusCode, Status), ApiError> {
-    state.caller(auth, Scope::Read).await?;
+    let caller = state.caller(auth, Scope::Read).await?;
     let c = state.core.queries().counts();
+    // Which hosts have certificates is the operator's business.
+    let operator = caller.key.scope() == Scope::Admin;
+    let acme = (state.acme.as_ref())
+        .filter(|_| operator)
+        .map(|a| a.report());
     ok(Status {
         status: "running".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -146,6 +156,7 @@ pub async fn status(
             domains: c.domains,
             nodes_up: c.nodes_up,
         },
+        acme,
     })
 }
 

@@ -41,6 +41,7 @@ pub async fn usage_over_http(
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let state = ApiState {
+        acme: None,
         core,
         public: PublicAddresses {
             advertise: "127.0.0.1".into(),

@@ -106,6 +106,20 @@ pub struct EdgeArgs {
     /// The PKCS#8 private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve public HTTPS on --http-listen with certificates from this ACME
+    /// CA's directory (e.g. https://acme-v02.api.letsencrypt.org/directory):
+    /// each host the edge routes gets its own at the first TLS handshake
+    /// that names it, through TLS-ALPN-01 on that port (which must be the
+    /// host's port 443 for a public CA). --tls-cert, if given, serves every
+    /// other name.
+    #[arg(long, value_name = "URL", requires = "http_listen")]
+    pub acme_directory: Option<String>,
+    /// The ACME account's contact mailbox.
+    #[arg(long, value_name = "MAILBOX", requires = "acme_directory")]
+    pub acme_email: Option<String>,
+    /// Trust this CA (PEM) for the ACME directory's own HTTPS (a test CA such as pebble's).
+    #[arg(long, value_name = "FILE", requires = "acme_directory")]
+    pub acme_ca: Option<PathBuf>,
     /// Serve the REST API (and /metrics) here. Keep it on a private address: it is the control plane.
     #[arg(long, default_value = "127.0.0.1:4040")]
     pub api_listen: std::net::SocketAddr,
@@ -364,6 +378,11 @@ impl TryFrom<EdgeArgs> for NodeSettings {
             udp_ports: (a.udp_ports.0, a.udp_ports.1),
             http_listen: a.http_listen,
             https_cert: cert_files(a.tls_cert, a.tls_key),
+            acme: a.acme_directory.map(|directory| crate::edge::AcmeSettings {
+                directory,
+                email: a.acme_email,
+                ca: a.acme_ca,
+            }),
             api_listen: (!a.no_api).then_some(a.api_listen),
             signup: !a.no_signup,
             signup_plan: a.signup_plan,

@@ -2,6 +2,7 @@
 //! first tenant, serve agents, and on a signal stop accepting, let sessions
 //! end, leave, snapshot and flush.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,8 @@ use crate::disk::DiskGuard;
 use crate::dns::DnsVerifier;
 use crate::domain::NodeCommand;
 use crate::edge::{
-    EdgeContext, EdgeSettings, EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec, TenantConnections,
+    Acme, EdgeContext, EdgeSettings, EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec, PublicTls,
+    TenantConnections,
 };
 use crate::egress::Egress;
 use crate::inspector::FullCaptureSettings;
@@ -63,18 +65,40 @@ async fn start_core(cfg: &NodeSettings, dir: &DataDir, log: Arc<dyn EventLog>) -
     Core::start(config).await.context("cannot start the core")
 }
 
-/// Binds the public HTTP listener, with its TLS acceptor for HTTPS.
-async fn open_http(cfg: &NodeSettings) -> Result<Option<(TcpListener, Option<TlsAcceptor>)>> {
+/// Binds the public HTTP listener, with how it gets certificates for
+/// HTTPS: one (`--tls-cert`), or from an ACME CA (falling back to
+/// `--tls-cert`, else to the edge's own `identity`, for names it does not route).
+async fn open_http(
+    cfg: &NodeSettings,
+    dir: &Path,
+    identity: &EdgeIdentity,
+) -> Result<Option<(TcpListener, Option<PublicTls>)>> {
     let Some(addr) = cfg.http_listen else {
         return Ok(None);
     };
-    let tls = match &cfg.https_cert {
-        Some(files) => {
-            let identity = EdgeIdentity::from_files(&files.cert, &files.key)
-                .with_context(|| format!("cannot load --tls-cert {}", files.cert.display()))?;
-            Some(TlsAcceptor::from(Arc::new(identity.https_config()?)))
-        }
+    let fixed = match &cfg.https_cert {
+        Some(files) => Some(
+            EdgeIdentity::from_files(&files.cert, &files.key)
+                .with_context(|| format!("cannot load --tls-cert {}", files.cert.display()))?
+                .https_config()?,
+        ),
         None => None,
+    };
+    let tls = match (&cfg.acme, fixed) {
+        (Some(settings), fixed) => {
+            let fallback = match fixed {
+                Some(f) => f,
+                None => identity.https_config()?,
+            };
+            let acme = Arc::new(Acme::new(settings.clone(), dir).context("cannot set up ACME")?);
+            tokio::spawn(acme.clone().renew_due(Duration::from_secs(60)));
+            Some(PublicTls::Acme {
+                acme,
+                fallback: Arc::new(fallback),
+            })
+        }
+        (None, Some(fixed)) => Some(PublicTls::Fixed(TlsAcceptor::from(Arc::new(fixed)))),
+        (None, None) => None,
     };
     let listener = beamd_transports::bind_tcp(addr)
         .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
@@ -119,6 +143,7 @@ fn api_state(
         tlog: Some(tlog),
         bodies: ctx.settings.full_capture.as_ref().map(|f| f.sink.clone()),
         replayer: Some(ctx.clone()),
+        acme: None,
     }
 }
 
@@ -198,7 +223,7 @@ pub async fn run(
         Some(files) => (EdgeIdentity::from_files(&files.cert, &files.key)?, false),
         None => EdgeIdentity::load_or_create(dir.path(), std::slice::from_ref(&advertise))?,
     };
-    let http = open_http(&cfg).await?;
+    let http = open_http(&cfg, dir.path(), &identity).await?;
     let api = match cfg.api_listen {
         None => None,
         Some(addr) => Some(
@@ -279,7 +304,11 @@ pub async fn run(
     }
     tokio::spawn(crate::edge::follow_takeovers(ctx.clone()));
     crate::tlog::spawn(tlog.clone(), log.clone(), stopping.clone())?;
+    let mut acme = None;
     if let Some((listener, tls)) = http {
+        if let Some(PublicTls::Acme { acme: a, .. }) = &tls {
+            acme = Some(a.clone());
+        }
         let local = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         bound.push(format!("{scheme}={local}"));
@@ -304,6 +333,7 @@ pub async fn run(
             tlog,
             metrics,
         );
+        let state = ApiState { acme, ..state };
         tokio::spawn(crate::api::serve(
             listener,
             Arc::new(state),

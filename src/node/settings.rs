@@ -58,6 +58,8 @@ pub struct NodeSettings {
     pub http_listen: Option<SocketAddr>,
     /// Serve HTTPS instead of HTTP on `http_listen` with this certificate.
     pub https_cert: Option<CertFiles>,
+    /// Serve HTTPS on `http_listen` with certificates from this ACME CA.
+    pub acme: Option<crate::edge::AcmeSettings>,
     /// Where the REST API (and /metrics) is served (none: no API).
     pub api_listen: Option<SocketAddr>,
     /// Whether sign-ups are open.
@@ -142,6 +144,7 @@ impl Default for NodeSettings {
             udp_ports: (20_000, 20_999),
             http_listen: None,
             https_cert: None,
+            acme: None,
             api_listen: Some(SocketAddr::from(([127, 0, 0, 1], 4040))),
             signup: true,
             signup_plan: crate::domain::tenant::parse_plan("")

@@ -9,6 +9,7 @@
 mod common;
 
 mod accounts;
+mod acme;
 mod agent_streams;
 mod api;
 mod api_tokens;

@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use super::acme::Acme;
 use super::capture::{request_id, CountingBody, Pending};
 use super::gateway::{self, Target};
 use super::refusal::refuse;
@@ -41,8 +42,79 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
+/// How the public HTTPS port gets its certificates.
+#[derive(Clone)]
+pub enum PublicTls {
+    /// One certificate (`--tls-cert`).
+    Fixed(TlsAcceptor),
+    /// From an ACME CA for each host the edge routes; `fallback` for any
+    /// other name (and while a host's certificate cannot be had).
+    Acme {
+        /// The client and its certificates.
+        acme: Arc<Acme>,
+        /// The configuration for every other name.
+        fallback: Arc<rustls::ServerConfig>,
+    },
+}
+
+/// How long a handshake waits for a routed host's first certificate.
+const ISSUE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Completes a public TLS handshake: with ACME, answers the CA's
+/// TLS-ALPN-01 challenge for a name being ordered, and gives a host the
+/// edge routes its own certificate (ordered now if it has none yet); any
+/// other name gets the fallback, and never causes an order.
+async fn handshake(
+    socket: tokio::net::TcpStream,
+    tls: &PublicTls,
+    ctx: &EdgeContext,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let (acme, fallback) = match tls {
+        PublicTls::Fixed(acceptor) => {
+            return tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket))
+                .await
+                .ok()?
+                .ok()
+        }
+        PublicTls::Acme { acme, fallback } => (acme, fallback),
+    };
+    let lazy = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), socket);
+    let start = tokio::time::timeout(HANDSHAKE_TIMEOUT, lazy)
+        .await
+        .ok()?
+        .ok()?;
+    let hello = start.client_hello();
+    let host = hello.server_name().map(str::to_ascii_lowercase);
+    let for_ca = hello
+        .alpn()
+        .is_some_and(|mut protocols| protocols.any(|p| p == super::acme::ACME_TLS_ALPN));
+    let config = match host {
+        Some(host) if for_ca => {
+            let key = acme.challenge(&host)?;
+            super::acme::config_for(key, &[super::acme::ACME_TLS_ALPN]).ok()?
+        }
+        Some(host) => match ctx.route(&host) {
+            Some(route) => {
+                let issued =
+                    tokio::time::timeout(ISSUE_TIMEOUT, acme.certificate(&host, &route.tenant))
+                        .await;
+                match issued {
+                    Ok(Ok(key)) => super::acme::config_for(key, &[b"h2", b"http/1.1"]).ok()?,
+                    _ => fallback.clone(),
+                }
+            }
+            None => fallback.clone(),
+        },
+        None => fallback.clone(),
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(config))
+        .await
+        .ok()?
+        .ok()
+}
+
 /// Serves public HTTP (HTTPS with `tls`) on `listener` until the edge stops.
-pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<EdgeContext>) {
+pub async fn serve(listener: TcpListener, tls: Option<PublicTls>, ctx: Arc<EdgeContext>) {
     let shutdown = ctx.shutdown.clone();
     loop {
         let (socket, peer) = tokio::select! {
@@ -69,10 +141,8 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<Edg
         tokio::spawn(async move {
             match tls {
                 None => serve_connection(socket, peer, ctx).await,
-                Some(acceptor) => {
-                    if let Ok(Ok(stream)) =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await
-                    {
+                Some(tls) => {
+                    if let Some(stream) = handshake(socket, &tls, &ctx).await {
                         let sni = stream
                             .get_ref()
                             .1

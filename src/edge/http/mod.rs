@@ -3,9 +3,10 @@
 //! `forwarding.rs`, who may use a tunnel in `access.rs`), the connection
 //! through the tunnel (`upstream_tunnel.rs`), the capture of each request
 //! (`capture.rs`) and of the edge's own refusals (`refusal.rs`), replays of
-//! captured requests (`replay.rs`), and the API gateway on this path
-//! (`gateway/`).
+//! captured requests (`replay.rs`), the API gateway on this path
+//! (`gateway/`), and certificates from an ACME CA (`acme.rs`).
 
+pub mod acme;
 mod capture;
 mod forwarding;
 pub mod gateway;
@@ -15,4 +16,4 @@ mod refusal;
 mod replay;
 mod upstream_tunnel;
 
-pub use ingress::{serve, serve_connection};
+pub use ingress::{serve, serve_connection, PublicTls};
