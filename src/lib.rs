@@ -12,6 +12,7 @@ macro_rules! say {
     }};
 }
 
+pub mod acme;
 pub mod actors;
 pub mod agent;
 pub mod api;

@@ -50,6 +50,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     // watch, DNS checks of custom domains and the egress rule's connector.
     ("busy", &[]),
     ("rate_limit", &[]),
+    // Certificates from an ACME CA: served by the edge, reported by the API.
+    ("acme", &["metric_catalog"]),
     ("disk", &[]),
     ("dns", &["actors", "domain"]),
     ("egress", &["dns", "domain", "live"]),
@@ -57,6 +59,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "edge",
         &[
+            "acme",
             "actors",
             "busy",
             "data_dir",
@@ -78,6 +81,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "api",
         &[
+            "acme",
             "actors",
             "busy",
             "data_dir",
@@ -115,6 +119,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "node",
         &[
+            "acme",
             "actors",
             "api",
             "busy",
@@ -180,6 +185,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
+            "acme",
             "actors",
             "agent",
             "api",

@@ -75,7 +75,7 @@ pub struct ApiState {
     /// Sends captured requests again through this node's tunnels (none in API-only benchmarks).
     pub replayer: Option<Arc<dyn Replayer>>,
     /// The ACME client of the public HTTPS port (`--acme-directory`).
-    pub acme: Option<Arc<crate::edge::Acme>>,
+    pub acme: Option<Arc<crate::acme::Acme>>,
     /// The transparency log: checkpoints, proofs and tiles (none in API-only benchmarks).
     pub tlog: Option<Arc<crate::tlog::Transparency>>,
 }

@@ -125,7 +125,7 @@ pub struct Status {
     /// `--acme-directory`): certificates held, and hosts whose last order
     /// failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub acme: Option<crate::edge::AcmeReport>,
+    pub acme: Option<crate::acme::AcmeReport>,
 }
 
 /// Version, uptime and counts.

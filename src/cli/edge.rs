@@ -378,7 +378,7 @@ impl TryFrom<EdgeArgs> for NodeSettings {
             udp_ports: (a.udp_ports.0, a.udp_ports.1),
             http_listen: a.http_listen,
             https_cert: cert_files(a.tls_cert, a.tls_key),
-            acme: a.acme_directory.map(|directory| crate::edge::AcmeSettings {
+            acme: a.acme_directory.map(|directory| crate::acme::AcmeSettings {
                 directory,
                 email: a.acme_email,
                 ca: a.acme_ca,

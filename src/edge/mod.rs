@@ -28,7 +28,6 @@ pub use context::{
     MAX_HEADER_LIST, MAX_PENDING_RESETS,
 };
 pub use domains::recheck as recheck_domains;
-pub use http::acme::{Acme, AcmeReport, AcmeSettings};
 pub use http::gateway::{probe_services, record_errors as record_gateway_errors};
 pub use http::{serve as accept_public_http, serve_connection as serve_public_http, PublicTls};
 pub use sessions::{

@@ -18,6 +18,7 @@ use super::admin::bootstrap;
 use super::log_guard::{log_failed, log_stopped, open_log, SIGXFSZ};
 use super::settings::NodeSettings;
 use super::sweep::{release_expired, take_offline_after_restart, take_offline_on_silent_nodes};
+use crate::acme::Acme;
 use crate::actors::{ask, Core, CoreConfig, Timings};
 use crate::api::{ApiState, Endpoint};
 use crate::data_dir::DataDir;
@@ -25,7 +26,7 @@ use crate::disk::DiskGuard;
 use crate::dns::DnsVerifier;
 use crate::domain::NodeCommand;
 use crate::edge::{
-    Acme, EdgeContext, EdgeSettings, EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec, PublicTls,
+    EdgeContext, EdgeSettings, EdgeSupervisor, EdgeSupervisorMsg, ListenerSpec, PublicTls,
     TenantConnections,
 };
 use crate::egress::Egress;

@@ -59,7 +59,7 @@ pub struct NodeSettings {
     /// Serve HTTPS instead of HTTP on `http_listen` with this certificate.
     pub https_cert: Option<CertFiles>,
     /// Serve HTTPS on `http_listen` with certificates from this ACME CA.
-    pub acme: Option<crate::edge::AcmeSettings>,
+    pub acme: Option<crate::acme::AcmeSettings>,
     /// Where the REST API (and /metrics) is served (none: no API).
     pub api_listen: Option<SocketAddr>,
     /// Whether sign-ups are open.

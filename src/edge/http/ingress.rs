@@ -25,11 +25,11 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::acme::Acme;
 use super::capture::{request_id, CountingBody, Pending};
 use super::gateway::{self, Target};
 use super::refusal::refuse;
 use super::upstream_tunnel::{keep, upstream, Refused, Slot};
+use crate::acme::Acme;
 use crate::domain::Denied;
 use crate::edge::context::{EdgeContext, Route};
 use crate::metric_catalog;
@@ -87,11 +87,11 @@ async fn handshake(
     let host = hello.server_name().map(str::to_ascii_lowercase);
     let for_ca = hello
         .alpn()
-        .is_some_and(|mut protocols| protocols.any(|p| p == super::acme::ACME_TLS_ALPN));
+        .is_some_and(|mut protocols| protocols.any(|p| p == crate::acme::ACME_TLS_ALPN));
     let config = match host {
         Some(host) if for_ca => {
             let key = acme.challenge(&host)?;
-            super::acme::config_for(key, &[super::acme::ACME_TLS_ALPN]).ok()?
+            crate::acme::config_for(key, &[crate::acme::ACME_TLS_ALPN]).ok()?
         }
         Some(host) => match ctx.route(&host) {
             Some(route) => {
@@ -99,7 +99,7 @@ async fn handshake(
                     tokio::time::timeout(ISSUE_TIMEOUT, acme.certificate(&host, &route.tenant))
                         .await;
                 match issued {
-                    Ok(Ok(key)) => super::acme::config_for(key, &[b"h2", b"http/1.1"]).ok()?,
+                    Ok(Ok(key)) => crate::acme::config_for(key, &[b"h2", b"http/1.1"]).ok()?,
                     _ => fallback.clone(),
                 }
             }

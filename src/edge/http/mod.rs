@@ -4,9 +4,8 @@
 //! through the tunnel (`upstream_tunnel.rs`), the capture of each request
 //! (`capture.rs`) and of the edge's own refusals (`refusal.rs`), replays of
 //! captured requests (`replay.rs`), the API gateway on this path
-//! (`gateway/`), and certificates from an ACME CA (`acme.rs`).
+//! (`gateway/`).
 
-pub mod acme;
 mod capture;
 mod forwarding;
 pub mod gateway;
