@@ -71,13 +71,14 @@ impl HealthCheck {
     }
 }
 
-/// Checks `tunnel`'s service until the receiver is gone, sending the tunnels
-/// wanted (it, or none) on every change of its health.
-pub fn watch(
-    tunnel: TunnelRequest,
+/// Checks the service at `addr` until the receiver is gone, sending its
+/// health on every change (`false` after [`FAILS_TO_LEAVE`] failures in a
+/// row, `true` after a pass); it starts healthy. `who` names it on stderr.
+pub fn watch_health(
+    addr: String,
     check: HealthCheck,
-    label: &'static str,
-) -> mpsc::UnboundedReceiver<Vec<TunnelRequest>> {
+    who: String,
+) -> mpsc::UnboundedReceiver<bool> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(check.interval);
@@ -85,16 +86,16 @@ pub fn watch(
         let (mut healthy, mut fails) = (true, 0u32);
         loop {
             tick.tick().await;
-            match check.check(&tunnel.local_addr).await {
+            if tx.is_closed() {
+                return;
+            }
+            match check.check(&addr).await {
                 Ok(()) => {
                     fails = 0;
                     if !healthy {
                         healthy = true;
-                        eprintln!(
-                            "{label}: {} passes its health check again; joining the pool",
-                            tunnel.local_addr
-                        );
-                        if tx.send(vec![tunnel.clone()]).is_err() {
+                        eprintln!("{who}: {addr} passes its health check again; joining the pool");
+                        if tx.send(true).is_err() {
                             return;
                         }
                     }
@@ -104,14 +105,37 @@ pub fn watch(
                     if healthy && fails >= FAILS_TO_LEAVE {
                         healthy = false;
                         eprintln!(
-                            "{label}: {} failed its health check {fails} times ({why}); leaving the pool",
-                            tunnel.local_addr
+                            "{who}: {addr} failed its health check {fails} times ({why}); leaving the pool"
                         );
-                        if tx.send(Vec::new()).is_err() {
+                        if tx.send(false).is_err() {
                             return;
                         }
                     }
                 }
+            }
+        }
+    });
+    rx
+}
+
+/// Checks `tunnel`'s service until the receiver is gone, sending the tunnels
+/// wanted (it, or none) on every change of its health.
+pub fn watch(
+    tunnel: TunnelRequest,
+    check: HealthCheck,
+    label: &'static str,
+) -> mpsc::UnboundedReceiver<Vec<TunnelRequest>> {
+    let mut health = watch_health(tunnel.local_addr.clone(), check, label.to_string());
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(healthy) = health.recv().await {
+            let wanted = if healthy {
+                vec![tunnel.clone()]
+            } else {
+                Vec::new()
+            };
+            if tx.send(wanted).is_err() {
+                return;
             }
         }
     });

@@ -12,6 +12,6 @@ mod trust;
 mod udp;
 
 pub use dial::AgentTransport;
-pub use health::{HealthCheck, Probe};
+pub use health::{watch_health, HealthCheck, Probe};
 pub use run::{run_http, run_start, run_tcp, run_tcp_reporting, run_udp};
 pub use settings::{AgentConn, HttpSettings, TcpSettings, UdpSettings};

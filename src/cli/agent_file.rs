@@ -23,7 +23,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::file::{FileError, Secret, Source};
-use crate::agent::{AgentConn, AgentTransport};
+use crate::agent::{AgentConn, AgentTransport, HealthCheck, Probe};
 use crate::domain::Access;
 use crate::protocol::{ProxyProtocol, TunnelRequest, UpstreamProtocol};
 
@@ -102,6 +102,8 @@ struct RawTunnel {
     upstream: Option<Spanned<UpstreamKey>>,
     proxy_protocol: Option<Spanned<ProxyKey>>,
     pool: Option<Spanned<bool>>,
+    health_check: Option<Spanned<String>>,
+    health_interval: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -117,6 +119,8 @@ pub struct AgentFile {
     pub conn: AgentConn,
     /// The tunnels, in the file's order.
     pub tunnels: Vec<TunnelRequest>,
+    /// The health checks of pool members, by tunnel tag.
+    pub checks: BTreeMap<String, HealthCheck>,
 }
 
 /// The default agent file: `$XDG_CONFIG_HOME/beamd/beamd.toml`, else `~/.config/beamd/beamd.toml`.
@@ -174,8 +178,13 @@ pub fn load(path: &Path, only: &[String]) -> Result<AgentFile, FileError> {
     let mut tables: Vec<_> = tables.into_iter().collect();
     tables.sort_by_key(|(tag, _)| tag.span().start);
     let mut tunnels = Vec::new();
+    let mut checks = BTreeMap::new();
     for (tag, table) in tables {
         if only.is_empty() || only.contains(tag.get_ref()) {
+            let name = tag.get_ref().clone();
+            if let Some(check) = health_check(&source, &table)? {
+                checks.insert(name, check);
+            }
             tunnels.push(tunnel(&source, tag, table, &local_host)?);
         }
     }
@@ -195,7 +204,60 @@ pub fn load(path: &Path, only: &[String]) -> Result<AgentFile, FileError> {
         insecure: raw.insecure,
         max_retries: raw.max_retries,
     };
-    Ok(AgentFile { conn, tunnels })
+    Ok(AgentFile {
+        conn,
+        tunnels,
+        checks,
+    })
+}
+
+/// A tunnel's `health_check` (an HTTP tunnel's path, or `"connect"` for a
+/// TCP tunnel) and `health_interval` (seconds, default 5): pool members only.
+fn health_check(source: &Source, t: &RawTunnel) -> Result<Option<HealthCheck>, FileError> {
+    let Some(check) = &t.health_check else {
+        if let Some(i) = &t.health_interval {
+            return Err(source.error_at(i.span(), "health_interval needs health_check"));
+        }
+        return Ok(None);
+    };
+    if !t.pool.as_ref().is_some_and(|p| *p.get_ref()) {
+        return Err(source.error_at(
+            check.span(),
+            "health_check is for pool members: set pool = true",
+        ));
+    }
+    let probe = match (t.kind, check.get_ref().as_str()) {
+        (Kind::Http, path) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
+            Probe::Http(path.to_string())
+        }
+        (Kind::Http, _) => {
+            return Err(source.error_at(
+                check.span(),
+                "an HTTP tunnel's health_check is a path: \"/healthz\"",
+            ))
+        }
+        (Kind::Tcp, "connect") => Probe::Connect,
+        (Kind::Tcp, _) => {
+            return Err(source.error_at(check.span(), "a TCP tunnel's health_check is \"connect\""))
+        }
+        (Kind::Udp, _) => {
+            return Err(source.error_at(
+                check.span(),
+                "health_check is for http and tcp tunnels; this one is not",
+            ))
+        }
+    };
+    let seconds = match &t.health_interval {
+        Some(i) if !(1..=3600).contains(i.get_ref()) => {
+            return Err(source.error_at(i.span(), "health_interval must be 1-3600 seconds"))
+        }
+        Some(i) => *i.get_ref(),
+        None => 5,
+    };
+    Ok(Some(HealthCheck {
+        probe,
+        interval: std::time::Duration::from_secs(seconds),
+    }))
 }
 
 /// One `[tunnels.NAME]` table as the request the agent sends.

@@ -599,6 +599,15 @@ impl EdgeContext {
         Some(route)
     }
 
+    /// The tenant of the tunnel a session here serves `host` for, if any
+    /// (choosing no member).
+    pub fn host_tenant(&self, host: &str) -> Option<String> {
+        let served = lock(&self.served);
+        let (tunnel, _) = served.hosts.get(host)?;
+        let serving = served.tunnels.get(tunnel)?;
+        Some(serving.members.first()?.1.tenant.clone())
+    }
+
     /// A member of `tunnel` other than those in `except` (whose streams
     /// failed), chosen as `route` chooses; or the one serving it.
     pub fn pick(&self, tunnel: &str, except: &[Arc<Load>]) -> Option<Route> {

@@ -297,6 +297,14 @@ fn parse_errors_name_the_line_and_column() -> Result<()> {
             ":6:18: proxy_protocol is for tcp tunnels; this one is not",
         ),
         (
+            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.web]\ntype = \"http\"\nlocal_port = 80\nhealth_check = \"/healthz\"\n",
+            ":6:16: health_check is for pool members: set pool = true",
+        ),
+        (
+            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.db]\ntype = \"tcp\"\nlocal_port = 5432\nremote_port = 25432\npool = true\nhealth_check = \"/x\"\n",
+            ":8:16: a TCP tunnel's health_check is \"connect\"",
+        ),
+        (
             "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.dns]\ntype = \"udp\"\nlocal_port = 53\npool = true\n",
             ":6:8: pool is for http and tcp tunnels; this one is not",
         ),

@@ -541,3 +541,46 @@ async fn members_on_different_transports_share_one_pool() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_files_health_check_takes_its_member_out_and_back() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (edge, api, http) = http_edge(dir.path(), &[])?;
+    let sick = Arc::new(AtomicBool::new(false));
+    let (a, b) = (
+        named_http("a").await?,
+        checked_http("b", sick.clone()).await?,
+    );
+    let (_agent_a, host, _) = start_http_agent(&edge, "tcp", a, "filed", &["--pool"])?;
+    let file = dir.path().join("beamd.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "edge = \"{}\"\ntransport = \"tcp\"\ntoken = \"{ADMIN_TOKEN}\"\n\n\
+             [tunnels.filed]\ntype = \"http\"\nlocal_port = {b}\npool = true\n\
+             health_check = \"/healthz\"\nhealth_interval = 1\n",
+            edge.agent_addr
+        ),
+    )?;
+    let path = file.to_str().context("path")?;
+    let agent_b = Proc::spawn(&["start", "--config", path], &[])?;
+    agent_b.expect("beamd start: filed: tunnel http", Duration::from_secs(30))?;
+    eventually("both serve", || async {
+        Ok(answers(http, &host).await?.len() == 2)
+    })
+    .await?;
+    sick.store(true, Ordering::SeqCst);
+    eventually("b leaves the pool", || async {
+        Ok(serving(&api, "filed").await? == 1)
+    })
+    .await?;
+    let only = answers(http, &host).await?;
+    ensure!(only.keys().collect::<Vec<_>>() == ["a"], "only a: {only:?}");
+    ensure!(agent_b.stderr_contains("leaving the pool"), "b says why");
+    sick.store(false, Ordering::SeqCst);
+    eventually("b joins again", || async {
+        Ok(serving(&api, "filed").await? == 2)
+    })
+    .await?;
+    Ok(())
+}

@@ -93,11 +93,10 @@ async fn handshake(
             let key = acme.challenge(&host)?;
             crate::acme::config_for(key, &[crate::acme::ACME_TLS_ALPN]).ok()?
         }
-        Some(host) => match ctx.route(&host) {
-            Some(route) => {
+        Some(host) => match ctx.host_tenant(&host) {
+            Some(tenant) => {
                 let issued =
-                    tokio::time::timeout(ISSUE_TIMEOUT, acme.certificate(&host, &route.tenant))
-                        .await;
+                    tokio::time::timeout(ISSUE_TIMEOUT, acme.certificate(&host, &tenant)).await;
                 match issued {
                     Ok(Ok(key)) => crate::acme::config_for(key, &[b"h2", b"http/1.1"]).ok()?,
                     _ => fallback.clone(),
