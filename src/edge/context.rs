@@ -600,12 +600,19 @@ impl EdgeContext {
     }
 
     /// The tenant of the tunnel a session here serves `host` for, if any
-    /// (choosing no member).
+    /// (choosing no member); a custom domain only while it is still
+    /// verified for that tenant.
     pub fn host_tenant(&self, host: &str) -> Option<String> {
-        let served = lock(&self.served);
-        let (tunnel, _) = served.hosts.get(host)?;
-        let serving = served.tunnels.get(tunnel)?;
-        Some(serving.members.first()?.1.tenant.clone())
+        let (tenant, custom) = {
+            let served = lock(&self.served);
+            let (tunnel, custom) = served.hosts.get(host)?;
+            let serving = served.tunnels.get(tunnel)?;
+            (serving.members.first()?.1.tenant.clone(), *custom)
+        };
+        if custom && !self.core.projections().hot().reaches(host, &tenant) {
+            return None;
+        }
+        Some(tenant)
     }
 
     /// A member of `tunnel` other than those in `except` (whose streams
