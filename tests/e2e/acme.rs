@@ -16,7 +16,6 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 
 use crate::common::api::metric;
-use crate::common::cluster::eventually;
 use crate::common::dns::address_server;
 use crate::common::http::{http_server, start_http_agent};
 use crate::common::tunnel::start_edge;
@@ -135,41 +134,63 @@ async fn setup(validity: Option<u64>) -> Result<Setup> {
         Ipv4Addr::LOCALHOST,
     )])));
     let dns = address_server(names).await?;
-    let (acme, management) = (free_port()?, free_port()?);
-    let data = tempfile::tempdir()?;
-    let directory = format!("https://127.0.0.1:{acme}/dir");
     let ca = work.path().join("ca.pem");
     let ca_arg = ca.to_str().context("path")?;
-    let edge = start_edge(
-        data.path(),
-        "tcp",
-        "127.0.0.1:0",
-        &[
-            "--http-listen",
+    // pebble's ports are picked free, then bound by pebble: another test may
+    // take one in between, and pebble then exits. The edge names pebble's
+    // directory, so both start again on new ports.
+    let mut attempt = 0;
+    let (data, edge, pebble, management) = loop {
+        attempt += 1;
+        let (acme, management) = (free_port()?, free_port()?);
+        let data = tempfile::tempdir()?;
+        let directory = format!("https://127.0.0.1:{acme}/dir");
+        let edge = start_edge(
+            data.path(),
+            "tcp",
             "127.0.0.1:0",
-            "--acme-directory",
-            &directory,
-            "--acme-email",
-            "ops@example.test",
-            "--acme-ca",
-            ca_arg,
-        ],
-    )?;
+            &[
+                "--http-listen",
+                "127.0.0.1:0",
+                "--acme-directory",
+                &directory,
+                "--acme-email",
+                "ops@example.test",
+                "--acme-ca",
+                ca_arg,
+            ],
+        )?;
+        let https = edge.http.context("https")?.port();
+        let mut pebble = Pebble(start_pebble(
+            work.path(),
+            acme,
+            management,
+            https,
+            dns,
+            validity,
+        )?);
+        // It makes its CA's keys first: slow on a busy machine.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let up = loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", acme))
+                .await
+                .is_ok()
+            {
+                break true;
+            }
+            if pebble.0.try_wait()?.is_some() || std::time::Instant::now() > deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if up {
+            break (data, edge, pebble, management);
+        }
+        let log = std::fs::read_to_string(work.path().join("pebble.log")).unwrap_or_default();
+        ensure!(attempt < 3, "pebble did not start: {log}");
+        eprintln!("pebble did not start (attempt {attempt}), trying new ports: {log}");
+    };
     let https = edge.http.context("https")?.port();
-    let pebble = Pebble(start_pebble(
-        work.path(),
-        acme,
-        management,
-        https,
-        dns,
-        validity,
-    )?);
-    eventually("pebble listens", || async {
-        Ok(tokio::net::TcpStream::connect(("127.0.0.1", acme))
-            .await
-            .is_ok())
-    })
-    .await?;
     let web = http_server().await?;
     let (agent, url, _) = start_http_agent(&edge, "tcp", web, "web", &[])?;
     ensure!(url.starts_with("web.localhost:"), "{url}");
