@@ -165,11 +165,17 @@ impl Tunnel {
         }
     }
 
-    /// A pool's members leaving (those on `node`, or all): the events, with
-    /// the tunnel going offline when none is left.
-    fn members_leave(&self, node: Option<&str>, reason: &str) -> Vec<Event> {
+    /// A pool's members leaving (those `which` picks; `everyone`: all of
+    /// them, whoever they are): the events, with the tunnel going offline
+    /// when none is left.
+    fn members_leave(
+        &self,
+        which: impl Fn(&str, &Member) -> bool,
+        everyone: bool,
+        reason: &str,
+    ) -> Vec<Event> {
         let leaving: Vec<&String> = (self.members.iter())
-            .filter(|(_, m)| node.is_none_or(|n| m.node == n))
+            .filter(|(id, m)| which(id, m))
             .map(|(id, _)| id)
             .collect();
         let mut events: Vec<Event> = leaving
@@ -183,7 +189,7 @@ impl Tunnel {
             })
             .collect();
         let last = leaving.len() == self.members.len();
-        if last && self.status == TunnelStatus::Online && (node.is_none() || !leaving.is_empty()) {
+        if last && self.status == TunnelStatus::Online && (everyone || !leaving.is_empty()) {
             events.push(
                 TunnelWentOffline {
                     reason: reason.to_string(),
@@ -260,7 +266,8 @@ impl Aggregate for Tunnel {
         match command {
             // A pool goes offline member by member: those on the node that went away.
             TunnelCommand::GoOffline { reason, node } if self.pool => {
-                Ok(self.members_leave(node.as_deref(), reason))
+                let on = |_: &str, m: &Member| node.as_deref().is_none_or(|n| m.node == n);
+                Ok(self.members_leave(on, node.is_none(), reason))
             }
             TunnelCommand::GoOffline { node: Some(n), .. } if *n != self.node => Ok(vec![]),
             TunnelCommand::GoOffline { reason, .. } => match self.status {
@@ -350,23 +357,8 @@ impl Aggregate for Tunnel {
             }
             .into()]),
             TunnelCommand::Leave { member, reason } => {
-                if !self.members.contains_key(member) {
-                    return Ok(vec![]);
-                }
-                let mut events: Vec<Event> = vec![TunnelMemberLeft {
-                    member: member.clone(),
-                    reason: reason.clone(),
-                }
-                .into()];
-                if self.members.len() == 1 && self.status == TunnelStatus::Online {
-                    events.push(
-                        TunnelWentOffline {
-                            reason: reason.clone(),
-                        }
-                        .into(),
-                    );
-                }
-                Ok(events)
+                let this = |id: &str, _: &Member| id == member;
+                Ok(self.members_leave(this, false, reason))
             }
         }
     }

@@ -16,6 +16,16 @@ use crate::common::cluster::eventually;
 use crate::common::dns::address_server;
 use crate::common::tunnel::{start_edge, Proc};
 
+/// The public address a `beamd udp` agent says its tunnel got.
+fn udp_public(agent: &Proc) -> Result<SocketAddr> {
+    let line = agent.expect("beamd udp: tunnel udp://", Duration::from_secs(30))?;
+    let address = line
+        .split("udp://")
+        .nth(1)
+        .and_then(|r| r.split(' ').next());
+    Ok(address.context("address")?.parse()?)
+}
+
 /// Asks `server` for the A record of `name` from `socket`; the address answered.
 async fn resolve(socket: &UdpSocket, server: SocketAddr, name: &str, id: u16) -> Result<Ipv4Addr> {
     let mut query = Message::new(id, MessageType::Query, OpCode::Query);
@@ -67,13 +77,7 @@ async fn a_dns_server_answers_through_a_udp_tunnel_over_each_transport() -> Resu
             ],
             &[("BEAMD_TOKEN", &token)],
         )?;
-        let line = agent.expect("beamd udp: tunnel udp://", Duration::from_secs(30))?;
-        let public: SocketAddr = line
-            .split("udp://")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .context("address")?
-            .parse()?;
+        let public = udp_public(&agent)?;
         // Two clients: two flows, each answered at its own address.
         let (a, b) = (
             UdpSocket::bind("127.0.0.1:0").await?,
@@ -116,13 +120,7 @@ async fn revoking_the_key_ends_its_udp_flows() -> Result<()> {
         &["udp", &dns, "--edge", &addr, "--transport", "tcp"],
         &[("BEAMD_TOKEN", &token)],
     )?;
-    let line = agent.expect("beamd udp: tunnel udp://", Duration::from_secs(30))?;
-    let public: SocketAddr = line
-        .split("udp://")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .context("address")?
-        .parse()?;
+    let public = udp_public(&agent)?;
     let held = UdpSocket::bind("127.0.0.1:0").await?;
     resolve(&held, public, "svc.test.", 1).await?;
     let revoked = admin
@@ -200,13 +198,7 @@ async fn over_quic_flows_ride_datagrams_and_one_too_large_is_dropped_never_split
             &edge.fingerprint,
         ];
         let agent = Proc::spawn(&args, &[("BEAMD_TOKEN", &token)])?;
-        let line = agent.expect("beamd udp: tunnel udp://", Duration::from_secs(30))?;
-        let public: SocketAddr = line
-            .split("udp://")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .context("address")?
-            .parse()?;
+        let public = udp_public(&agent)?;
         let client = UdpSocket::bind("127.0.0.1:0").await?;
         // The first datagram opens the flow, the next ones ride it (as QUIC
         // datagrams over QUIC).
