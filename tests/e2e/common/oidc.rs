@@ -104,12 +104,14 @@ impl OidcProvider {
 pub struct Browser {
     jar: tempfile::NamedTempFile,
     resolve: Vec<String>,
+    ca: Option<PathBuf>,
 }
 
 /// One answer: status, `Location`, body.
 pub struct Page {
     pub status: u16,
     pub location: Option<String>,
+    pub set_cookies: Vec<String>,
     pub body: String,
 }
 
@@ -119,11 +121,23 @@ impl Browser {
         Ok(Self {
             jar: tempfile::NamedTempFile::new()?,
             resolve: names.iter().map(|n| format!("{n}:127.0.0.1")).collect(),
+            ca: None,
         })
+    }
+
+    /// The same, trusting the certificate (PEM) `ca` for HTTPS.
+    pub fn trusting(mut self, ca: &Path) -> Self {
+        self.ca = Some(ca.to_path_buf());
+        self
     }
 
     /// GETs `url` (or POSTs `form`), following no redirect.
     pub fn fetch(&self, url: &str, form: Option<&str>) -> Result<Page> {
+        self.fetch_with(url, form, &[])
+    }
+
+    /// `fetch` with more of curl's arguments (headers, `--http2`, …).
+    pub fn fetch_with(&self, url: &str, form: Option<&str>, extra: &[&str]) -> Result<Page> {
         let mut cmd = Command::new("curl");
         cmd.args(["-sS", "--max-time", "20", "-D", "-", "-c"])
             .arg(self.jar.path())
@@ -132,9 +146,13 @@ impl Browser {
         for r in &self.resolve {
             cmd.args(["--resolve", r]);
         }
+        if let Some(ca) = &self.ca {
+            cmd.arg("--cacert").arg(ca);
+        }
         if let Some(form) = form {
             cmd.args(["--data", form]);
         }
+        cmd.args(extra);
         let out = cmd.arg(url).output()?;
         ensure!(
             out.status.success(),
@@ -142,7 +160,13 @@ impl Browser {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        // Past interim answers (`100 Continue`) to the final one.
+        let mut rest = text.as_str();
+        let (mut head, mut body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+        while head.split_whitespace().nth(1) == Some("100") {
+            rest = body;
+            (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+        }
         let status = head
             .split_whitespace()
             .nth(1)
@@ -153,11 +177,31 @@ impl Browser {
             k.eq_ignore_ascii_case("location")
                 .then(|| v.trim().to_string())
         });
+        let set_cookies = head
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("set-cookie")
+                    .then(|| v.trim().to_string())
+            })
+            .collect();
         Ok(Page {
             status,
             location,
+            set_cookies,
             body: body.to_string(),
         })
+    }
+
+    /// The value of cookie `name` in the jar, for any host.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        let jar = std::fs::read_to_string(self.jar.path()).ok()?;
+        jar.lines()
+            .map(|l| l.strip_prefix("#HttpOnly_").unwrap_or(l))
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .find(|f| f.len() == 7 && f[5] == name)
+            .map(|f| f[6].to_string())
     }
 
     /// Follows redirects from `url` through the provider's login (as
