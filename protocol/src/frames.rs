@@ -70,7 +70,7 @@ pub struct TunnelRequest {
     /// Sign-in the edge demands with OpenID Connect before any request
     /// reaches the service (HTTP).
     #[serde(default)]
-    pub sign_in: Option<SignInRequest>,
+    pub sign_in: Option<Box<SignInRequest>>,
 }
 
 /// OpenID Connect in front of an HTTP tunnel: the provider, the client the

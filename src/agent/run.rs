@@ -114,7 +114,10 @@ pub async fn run_http(args: HttpSettings) -> Result<ExitCode> {
         tag: None,
         proxy_protocol: None,
         pool: args.pool,
-        sign_in: args.sign_in.map(|s| s.request()).transpose()?,
+        sign_in: args
+            .sign_in
+            .map(|s| s.request().map(Box::new))
+            .transpose()?,
     };
     let wants = checked(&request, args.health.clone(), "beamd http");
     run(args.conn, vec![request], "beamd http", None, wants).await

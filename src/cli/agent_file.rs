@@ -413,7 +413,7 @@ fn tunnel(
             ProxyKey::V2 => ProxyProtocol::V2,
         }),
         pool: t.pool.is_some_and(|p| p.into_inner()),
-        sign_in,
+        sign_in: sign_in.map(Box::new),
     })
 }
 

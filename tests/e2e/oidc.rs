@@ -397,7 +397,9 @@ async fn the_edge_reaches_a_provider_only_where_its_egress_policy_allows() -> Re
     let mut agent = spawn_http_agent(&edge, &args)?;
     let stderr = exit_of(&mut agent).await?;
     ensure!(
-        stderr.contains("could not be discovered") && stderr.contains("refused") && stderr.lines().count() == 1,
+        stderr.contains("could not be discovered")
+            && stderr.contains("refused")
+            && stderr.lines().count() == 1,
         "{stderr}"
     );
     let api = Api::new(edge.api, ADMIN_TOKEN);
