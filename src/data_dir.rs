@@ -151,7 +151,7 @@ fn make_private(path: &Path) -> std::io::Result<()> {
 
 /// Writes a new file readable by its owner only (mode 0600) and syncs it;
 /// fails when the file exists.
-pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -159,6 +159,6 @@ pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    f.write_all(text.as_bytes())?;
+    f.write_all(contents.as_ref())?;
     f.sync_all()
 }

@@ -1,7 +1,9 @@
-//! Who may use an HTTP tunnel: HTTP basic auth and client networks (CIDR),
-//! set by the agent and checked at the edge before a request reaches it.
-//! The client is the TCP peer of the public connection, never a header the
-//! client could forge.
+//! Who may use an HTTP tunnel: HTTP basic auth, client networks (CIDR) and
+//! sign-in with OpenID Connect (who is let in once signed in), set by the
+//! agent and checked at the edge before a request reaches it. The client is
+//! the TCP peer of the public connection, never a header the client could
+//! forge; the signed-in person is who the edge's own session says, checked
+//! against these rules on every request.
 
 use std::net::IpAddr;
 
@@ -15,6 +17,87 @@ pub struct Access {
     basic: Option<blake3::Hash>,
     /// Networks let in; empty lets every network in.
     allow: Vec<IpNet>,
+    /// Sign-in demanded before anything reaches the service.
+    sign_in: Option<SignInRule>,
+}
+
+/// Sign-in with an OpenID provider: which provider and client, and who,
+/// once signed in, is let in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInRule {
+    /// The provider's issuer URL, as given.
+    pub issuer: String,
+    /// The client the edge signs people in as.
+    pub client_id: String,
+    /// Addresses let in (lowercase).
+    emails: Vec<String>,
+    /// Email domains let in (lowercase).
+    domains: Vec<String>,
+}
+
+impl SignInRule {
+    /// A rule from the agent's `--oidc-issuer`, `--oidc-client-id`,
+    /// `--oidc-allow-email` and `--oidc-allow-domain` values.
+    pub fn parse(
+        issuer: &str,
+        client_id: &str,
+        emails: &[String],
+        domains: &[String],
+    ) -> Result<Self, String> {
+        let scheme_ok = issuer.starts_with("https://") || issuer.starts_with("http://");
+        if !scheme_ok || issuer.len() > 2048 || issuer.contains(char::is_whitespace) {
+            return Err(format!(
+                "the OpenID issuer {issuer:?} is not an http(s) URL"
+            ));
+        }
+        if client_id.is_empty() || client_id.len() > 512 {
+            return Err("the OpenID client id must be 1 to 512 characters".into());
+        }
+        let emails = emails
+            .iter()
+            .map(|e| match e.split_once('@') {
+                Some((local, domain)) if !local.is_empty() && domain.contains('.') => {
+                    Ok(e.to_ascii_lowercase())
+                }
+                _ => Err(format!("{e:?} is not an email address")),
+            })
+            .collect::<Result<_, _>>()?;
+        let domains = domains
+            .iter()
+            .map(|d| {
+                let d = d.trim_start_matches('@');
+                match !d.is_empty() && d.contains('.') && !d.contains(['@', '/', ' ']) {
+                    true => Ok(d.to_ascii_lowercase()),
+                    false => Err(format!("{d:?} is not an email domain (example.com)")),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            issuer: issuer.to_string(),
+            client_id: client_id.to_string(),
+            emails,
+            domains,
+        })
+    }
+
+    /// Whether a person the provider signed in is let in: with no allow
+    /// list, anyone; else their email must be verified (never `false`) and
+    /// be listed, or be in a listed domain.
+    pub fn admits(&self, email: Option<&str>, verified: Option<bool>) -> Result<(), Denied> {
+        if self.emails.is_empty() && self.domains.is_empty() {
+            return Ok(());
+        }
+        let Some(email) = email.filter(|_| verified != Some(false)) else {
+            return Err(Denied::NotAllowed);
+        };
+        let email = email.to_ascii_lowercase();
+        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        if self.emails.contains(&email) || self.domains.iter().any(|d| d == domain) {
+            Ok(())
+        } else {
+            Err(Denied::NotAllowed)
+        }
+    }
 }
 
 /// Why a request was turned away.
@@ -24,6 +107,11 @@ pub enum Denied {
     Network,
     /// Credentials missing or wrong (401).
     Credentials,
+    /// No sign-in yet, or one no longer valid (a redirect to the provider,
+    /// or 401).
+    SignIn,
+    /// Signed in, but not someone the tunnel lets in (403).
+    NotAllowed,
 }
 
 impl Denied {
@@ -32,6 +120,8 @@ impl Denied {
         match self {
             Denied::Network => "network",
             Denied::Credentials => "credentials",
+            Denied::SignIn => "sign_in",
+            Denied::NotAllowed => "sign_in_not_allowed",
         }
     }
 }
@@ -60,12 +150,31 @@ impl Access {
                     })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { basic, allow })
+        Ok(Self {
+            basic,
+            allow,
+            sign_in: None,
+        })
+    }
+
+    /// The same rules, with sign-in demanded too (instead of basic auth:
+    /// both would be two logins for one person).
+    pub fn with_sign_in(mut self, rule: SignInRule) -> Result<Self, String> {
+        if self.basic.is_some() {
+            return Err("a tunnel has basic auth or OpenID sign-in, not both".into());
+        }
+        self.sign_in = Some(rule);
+        Ok(self)
+    }
+
+    /// The sign-in demanded, if any.
+    pub fn sign_in(&self) -> Option<&SignInRule> {
+        self.sign_in.as_ref()
     }
 
     /// Whether anything is checked at all.
     pub fn is_open(&self) -> bool {
-        self.basic.is_none() && self.allow.is_empty()
+        self.basic.is_none() && self.allow.is_empty() && self.sign_in.is_none()
     }
 
     /// Checks a request from `client` carrying this `Authorization` header.
@@ -155,5 +264,53 @@ mod tests {
         assert!(Access::parse(Some(":pw"), &[]).is_err());
         assert!(Access::parse(None, &["10.0.0.0/33".into()]).is_err());
         assert!(Access::parse(None, &["example.com".into()]).is_err());
+    }
+
+    fn rule(emails: &[&str], domains: &[&str]) -> SignInRule {
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        SignInRule::parse("https://id.example", "beamd", &own(emails), &own(domains)).unwrap()
+    }
+
+    #[test]
+    fn sign_in_lets_in_listed_addresses_and_domains_verified_only() {
+        let open = rule(&[], &[]);
+        assert_eq!(open.admits(None, None), Ok(()), "no list: anyone signed in");
+        let r = rule(&["Alice@Example.test"], &["corp.example"]);
+        assert_eq!(r.admits(Some("alice@example.TEST"), Some(true)), Ok(()));
+        assert_eq!(r.admits(Some("bob@corp.example"), None), Ok(()));
+        assert_eq!(
+            r.admits(Some("bob@corp.example"), Some(false)),
+            Err(Denied::NotAllowed),
+            "an unverified address is not trusted"
+        );
+        assert_eq!(
+            r.admits(Some("mallory@elsewhere.test"), Some(true)),
+            Err(Denied::NotAllowed)
+        );
+        assert_eq!(
+            r.admits(Some("eve@evilcorp.example"), Some(true)),
+            Err(Denied::NotAllowed)
+        );
+        assert_eq!(
+            r.admits(Some("x@sub.corp.example"), Some(true)),
+            Err(Denied::NotAllowed)
+        );
+        assert_eq!(r.admits(None, None), Err(Denied::NotAllowed));
+    }
+
+    #[test]
+    fn sign_in_rules_refuse_bad_values_and_basic_auth_beside_them() {
+        let none: Vec<String> = Vec::new();
+        assert!(SignInRule::parse("ftp://id.example", "c", &none, &none).is_err());
+        assert!(SignInRule::parse("https://id.example", "", &none, &none).is_err());
+        assert!(SignInRule::parse("https://id.example", "c", &["alice".into()], &none).is_err());
+        assert!(SignInRule::parse("https://id.example", "c", &none, &["a@b.c".into()]).is_err());
+        let basic = Access::parse(Some("u:p"), &[]).unwrap();
+        assert!(basic.with_sign_in(rule(&[], &[])).is_err());
+        let signed = Access::parse(None, &[])
+            .unwrap()
+            .with_sign_in(rule(&[], &[]))
+            .unwrap();
+        assert!(!signed.is_open());
     }
 }

@@ -24,7 +24,7 @@ pub mod tenant;
 mod tunnel;
 pub mod validate;
 
-pub use access::{Access, Denied};
+pub use access::{Access, Denied, SignInRule};
 pub use account::{registered, Account, AccountCommand, AttemptLimit};
 pub use context::Ctx;
 pub use directory::{

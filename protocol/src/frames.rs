@@ -67,6 +67,42 @@ pub struct TunnelRequest {
     /// the tunnel over: every member serves a share of it.
     #[serde(default)]
     pub pool: bool,
+    /// Sign-in the edge demands with OpenID Connect before any request
+    /// reaches the service (HTTP).
+    #[serde(default)]
+    pub sign_in: Option<Box<SignInRequest>>,
+}
+
+/// OpenID Connect in front of an HTTP tunnel: the provider, the client the
+/// edge signs people in as, and who is let in.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInRequest {
+    /// The provider's issuer URL (its discovery document is under it).
+    pub issuer: String,
+    /// The client id registered with the provider.
+    pub client_id: String,
+    /// The client's secret (kept in the edge's memory, never in its log).
+    pub client_secret: String,
+    /// Email addresses let in; with `allow_domains` empty too, everyone
+    /// the provider signs in is.
+    #[serde(default)]
+    pub allow_emails: Vec<String>,
+    /// Email domains let in.
+    #[serde(default)]
+    pub allow_domains: Vec<String>,
+}
+
+impl fmt::Debug for SignInRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignInRequest")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"MASKED")
+            .field("allow_emails", &self.allow_emails)
+            .field("allow_domains", &self.allow_domains)
+            .finish()
+    }
 }
 
 /// A version of HAProxy's PROXY protocol.

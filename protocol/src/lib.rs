@@ -10,7 +10,7 @@ mod share_link;
 pub use codec::{read_frame, write_frame, ProtocolError, MAX_FRAME};
 pub use frames::{
     AgentFrame, AssignedTunnel, EdgeFrame, ErrorFrame, Hello, ProxyProtocol, RefusedTunnel,
-    StreamHeader, Token, TunnelRequest, UpstreamProtocol, PROTOCOL_VERSION,
+    SignInRequest, StreamHeader, Token, TunnelRequest, UpstreamProtocol, PROTOCOL_VERSION,
 };
 pub use ports::{default_agent_listen, AGENT_PORT, AGENT_WS_PORT};
 pub use share_link::ShareLink;

@@ -14,4 +14,4 @@ mod udp;
 pub use dial::AgentTransport;
 pub use health::{watch_health, HealthCheck, Probe};
 pub use run::{run_http, run_start, run_tcp, run_tcp_reporting, run_udp};
-pub use settings::{AgentConn, HttpSettings, TcpSettings, UdpSettings};
+pub use settings::{AgentConn, HttpSettings, SignInSettings, TcpSettings, UdpSettings};

@@ -178,6 +178,7 @@ mod tests {
             tag: Some(tag.into()),
             proxy_protocol: None,
             pool: false,
+            sign_in: None,
         }
     }
 

@@ -36,6 +36,7 @@ fn port_request(
         tag: None,
         proxy_protocol: None,
         pool: false,
+        sign_in: None,
     }
 }
 
@@ -113,6 +114,10 @@ pub async fn run_http(args: HttpSettings) -> Result<ExitCode> {
         tag: None,
         proxy_protocol: None,
         pool: args.pool,
+        sign_in: args
+            .sign_in
+            .map(|s| s.request().map(Box::new))
+            .transpose()?,
     };
     let wants = checked(&request, args.health.clone(), "beamd http");
     run(args.conn, vec![request], "beamd http", None, wants).await

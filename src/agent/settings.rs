@@ -99,8 +99,53 @@ pub struct HttpSettings {
     pub pool: bool,
     /// Leave the pool while the local service fails this check.
     pub health: Option<super::HealthCheck>,
+    /// Sign-in demanded at the edge (OpenID Connect).
+    pub sign_in: Option<SignInSettings>,
     /// How to reach the edge.
     pub conn: AgentConn,
+}
+
+/// `--oidc-*` of `beamd http`: the client's secret is read from its file
+/// when the agent starts.
+#[derive(Debug, Clone)]
+pub struct SignInSettings {
+    /// The provider's issuer URL.
+    pub issuer: String,
+    /// The client id.
+    pub client_id: String,
+    /// The file holding the client's secret.
+    pub secret_file: std::path::PathBuf,
+    /// Email addresses let in.
+    pub allow_emails: Vec<String>,
+    /// Email domains let in.
+    pub allow_domains: Vec<String>,
+}
+
+impl SignInSettings {
+    /// What the agent asks the edge for, the secret read from its file
+    /// (one line; surrounding whitespace dropped).
+    pub fn request(self) -> anyhow::Result<crate::protocol::SignInRequest> {
+        use anyhow::Context;
+        let secret = std::fs::read_to_string(&self.secret_file).with_context(|| {
+            format!(
+                "cannot read --oidc-client-secret-file {}",
+                self.secret_file.display()
+            )
+        })?;
+        let secret = secret.trim();
+        anyhow::ensure!(
+            !secret.is_empty(),
+            "--oidc-client-secret-file {} is empty",
+            self.secret_file.display()
+        );
+        Ok(crate::protocol::SignInRequest {
+            issuer: self.issuer,
+            client_id: self.client_id,
+            client_secret: secret.to_string(),
+            allow_emails: self.allow_emails,
+            allow_domains: self.allow_domains,
+        })
+    }
 }
 
 impl fmt::Debug for HttpSettings {
@@ -113,6 +158,7 @@ impl fmt::Debug for HttpSettings {
             .field("allow", &self.allow)
             .field("inspect", &self.inspect)
             .field("upstream", &self.upstream)
+            .field("sign_in", &self.sign_in)
             .field("conn", &self.conn)
             .finish()
     }

@@ -248,13 +248,18 @@ pub struct RequestView {
     /// When the edge answered it itself and never passed it on, why:
     /// `no_route`, `missing_key`, `invalid_key`, `service_gone`,
     /// `service_offline`, `rate_limited:<tier or route>:<n>/min` (the
-    /// gateway); `credentials`, `network` (the tunnel's access rules);
+    /// gateway); `credentials`, `network`, `sign_in` (no valid session),
+    /// `sign_in_not_allowed` (signed in as someone not let in) (the
+    /// tunnel's access rules);
     /// `tenant_connections`, `tunnel_unreachable` (no stream to the agent).
     /// Such a request has no body.
     pub refused: Option<String>,
     /// For a pool tunnel: the member that served it (an id of the
     /// tunnel's `members`).
     pub member: Option<String>,
+    /// For a tunnel behind sign-in (OpenID Connect): who had signed in,
+    /// by the email the provider gave (else its subject for them).
+    pub user: Option<String>,
 }
 
 pub(super) fn request_view(r: CapturedRequest) -> RequestView {
@@ -279,6 +284,7 @@ pub(super) fn request_view(r: CapturedRequest) -> RequestView {
         replay_of: r.replay_of_id.or(r.replay_of.map(|seq| seq.to_string())),
         refused: r.refused,
         member: r.member,
+        user: r.user,
     }
 }
 

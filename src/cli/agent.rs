@@ -9,7 +9,8 @@ use clap::ValueEnum;
 use std::time::Duration;
 
 use crate::agent::{
-    AgentConn, AgentTransport, HealthCheck, HttpSettings, Probe, TcpSettings, UdpSettings,
+    AgentConn, AgentTransport, HealthCheck, HttpSettings, Probe, SignInSettings, TcpSettings,
+    UdpSettings,
 };
 use crate::protocol::{ProxyProtocol, UpstreamProtocol};
 
@@ -176,6 +177,27 @@ pub struct HttpArgs {
     /// Demand HTTP basic auth USER:PASSWORD of every public request (checked at the edge).
     #[arg(long, env = "BEAMD_BASIC_AUTH", hide_env_values = true)]
     pub basic_auth: Option<String>,
+    /// Demand sign-in with this OpenID Connect provider (its issuer URL)
+    /// before any request reaches the service: the edge sends browsers to
+    /// the provider and back to https://HOST/.beamd/oidc/callback (register
+    /// that redirect URI with the provider), keeps a session cookie, and
+    /// passes the person on in X-Beamd-User and X-Beamd-Email.
+    #[arg(long, value_name = "URL", requires_all = ["oidc_client_id", "oidc_client_secret_file"], conflicts_with = "basic_auth")]
+    pub oidc_issuer: Option<String>,
+    /// The client id registered with the provider.
+    #[arg(long, value_name = "ID", requires = "oidc_issuer")]
+    pub oidc_client_id: Option<String>,
+    /// A file holding the client's secret (sent to the edge, never stored in its log).
+    #[arg(long, value_name = "FILE", requires = "oidc_issuer")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// Let in only this signed-in email address (repeat for several; with
+    /// --oidc-allow-domain, either matches). Without either, anyone the
+    /// provider signs in is let in.
+    #[arg(long, value_name = "EMAIL", requires = "oidc_issuer")]
+    pub oidc_allow_email: Vec<String>,
+    /// Let in signed-in email addresses of this domain (repeat for several).
+    #[arg(long, value_name = "DOMAIN", requires = "oidc_issuer")]
+    pub oidc_allow_domain: Vec<String>,
     /// Let in only clients from this network (CIDR or address; repeat for several).
     #[arg(long = "allow", value_name = "CIDR")]
     pub allow: Vec<String>,
@@ -220,6 +242,13 @@ impl From<HttpArgs> for HttpSettings {
             inspect: a.inspect,
             upstream: a.upstream,
             pool: a.pool,
+            sign_in: a.oidc_issuer.map(|issuer| SignInSettings {
+                issuer,
+                client_id: a.oidc_client_id.unwrap_or_default(),
+                secret_file: a.oidc_client_secret_file.unwrap_or_default(),
+                allow_emails: a.oidc_allow_email,
+                allow_domains: a.oidc_allow_domain,
+            }),
             health: a.health_check.map(|path| HealthCheck {
                 probe: Probe::Http(path),
                 interval: Duration::from_secs(a.health_interval),

@@ -24,8 +24,8 @@ use toml::Spanned;
 
 use super::file::{FileError, Secret, Source};
 use crate::agent::{AgentConn, AgentTransport, HealthCheck, Probe};
-use crate::domain::Access;
-use crate::protocol::{ProxyProtocol, TunnelRequest, UpstreamProtocol};
+use crate::domain::{Access, SignInRule};
+use crate::protocol::{ProxyProtocol, SignInRequest, TunnelRequest, UpstreamProtocol};
 
 /// The most tunnels one agent connection serves (the edge's limit too).
 const MAX_TUNNELS: usize = 16;
@@ -104,6 +104,13 @@ struct RawTunnel {
     pool: Option<Spanned<bool>>,
     health_check: Option<Spanned<String>>,
     health_interval: Option<Spanned<u64>>,
+    oidc_issuer: Option<Spanned<String>>,
+    oidc_client_id: Option<Spanned<String>>,
+    oidc_client_secret: Option<Spanned<String>>,
+    oidc_client_secret_file: Option<Spanned<PathBuf>>,
+    oidc_client_secret_env: Option<Spanned<String>>,
+    oidc_allow_email: Option<Spanned<Vec<String>>>,
+    oidc_allow_domain: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -308,6 +315,31 @@ fn tunnel(
             ("allow", t.allow.as_ref().map(Spanned::span)),
             ("inspect", t.inspect.as_ref().map(Spanned::span)),
             ("upstream", t.upstream.as_ref().map(Spanned::span)),
+            ("oidc_issuer", t.oidc_issuer.as_ref().map(Spanned::span)),
+            (
+                "oidc_client_id",
+                t.oidc_client_id.as_ref().map(Spanned::span),
+            ),
+            (
+                "oidc_client_secret",
+                t.oidc_client_secret.as_ref().map(Spanned::span),
+            ),
+            (
+                "oidc_client_secret_file",
+                t.oidc_client_secret_file.as_ref().map(Spanned::span),
+            ),
+            (
+                "oidc_client_secret_env",
+                t.oidc_client_secret_env.as_ref().map(Spanned::span),
+            ),
+            (
+                "oidc_allow_email",
+                t.oidc_allow_email.as_ref().map(Spanned::span),
+            ),
+            (
+                "oidc_allow_domain",
+                t.oidc_allow_domain.as_ref().map(Spanned::span),
+            ),
         ];
         if let Some((key, Some(span))) = http_only.into_iter().find(|(_, s)| s.is_some()) {
             return Err(only_for(span, key, "http"));
@@ -329,10 +361,25 @@ fn tunnel(
         Some(a) => (Some(a.span()), a.into_inner()),
         None => (None, Vec::new()),
     };
-    if let Err(why) = Access::parse(basic_auth.as_deref(), &allow) {
-        let span = allow_span.unwrap_or_else(|| tag.span());
-        return Err(source.error_at(span, why));
-    }
+    let access = match Access::parse(basic_auth.as_deref(), &allow) {
+        Ok(access) => access,
+        Err(why) => {
+            let span = allow_span.unwrap_or_else(|| tag.span());
+            return Err(source.error_at(span, why));
+        }
+    };
+    let oidc = RawSignIn {
+        issuer: t.oidc_issuer,
+        client_id: t.oidc_client_id,
+        secret: Secret {
+            value: t.oidc_client_secret,
+            file: t.oidc_client_secret_file,
+            env: t.oidc_client_secret_env,
+        },
+        emails: t.oidc_allow_email,
+        domains: t.oidc_allow_domain,
+    };
+    let sign_in = sign_in(source, &tag, oidc, access)?;
     let name = match (t.kind, t.name) {
         (Kind::Http, Some(name)) => Some(name.into_inner()),
         (Kind::Http, None) => Some(tag.get_ref().clone()),
@@ -366,7 +413,65 @@ fn tunnel(
             ProxyKey::V2 => ProxyProtocol::V2,
         }),
         pool: t.pool.is_some_and(|p| p.into_inner()),
+        sign_in: sign_in.map(Box::new),
     })
+}
+
+/// A tunnel's `oidc_*` keys.
+struct RawSignIn {
+    issuer: Option<Spanned<String>>,
+    client_id: Option<Spanned<String>>,
+    secret: Secret,
+    emails: Option<Spanned<Vec<String>>>,
+    domains: Option<Spanned<Vec<String>>>,
+}
+
+/// A tunnel's `oidc_*` keys: all or none of issuer, client id and secret;
+/// the allow lists only with them; checked as the edge will check them.
+fn sign_in(
+    source: &Source,
+    tag: &Spanned<String>,
+    raw: RawSignIn,
+    access: Access,
+) -> Result<Option<SignInRequest>, FileError> {
+    let secret = source.secret("oidc_client_secret", raw.secret)?;
+    let (emails, domains) = (raw.emails, raw.domains);
+    let (issuer, client_id, secret) = match (raw.issuer, raw.client_id, secret) {
+        (None, None, None) => {
+            if let Some(span) =
+                (emails.as_ref().map(Spanned::span)).or_else(|| domains.as_ref().map(Spanned::span))
+            {
+                let why = "oidc_allow_email and oidc_allow_domain need oidc_issuer";
+                return Err(source.error_at(span, why));
+            }
+            return Ok(None);
+        }
+        (Some(issuer), Some(client_id), Some(secret)) => (issuer, client_id, secret),
+        (issuer, _, _) => {
+            let span = issuer.as_ref().map_or_else(|| tag.span(), Spanned::span);
+            let why = "sign-in needs oidc_issuer, oidc_client_id and oidc_client_secret (or _file, _env) together";
+            return Err(source.error_at(span, why));
+        }
+    };
+    let allow_emails = emails.map(Spanned::into_inner).unwrap_or_default();
+    let allow_domains = domains.map(Spanned::into_inner).unwrap_or_default();
+    let rule = SignInRule::parse(
+        issuer.get_ref(),
+        client_id.get_ref(),
+        &allow_emails,
+        &allow_domains,
+    )
+    .map_err(|why| source.error_at(issuer.span(), why))?;
+    access
+        .with_sign_in(rule)
+        .map_err(|why| source.error_at(issuer.span(), why))?;
+    Ok(Some(SignInRequest {
+        issuer: issuer.into_inner(),
+        client_id: client_id.into_inner(),
+        client_secret: secret,
+        allow_emails,
+        allow_domains,
+    }))
 }
 
 /// The connection settings a reload would change, by their keys: these need a restart.

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::conn_cap::TenantConnections;
 use super::error_tally::ErrorTally;
 use super::meter::Meter;
+use super::oidc::{CookieSeal, Provider};
 use super::udp_flows::DatagramFlows;
 use crate::actors::Core;
 use crate::disk::DiskGuard;
@@ -112,6 +113,8 @@ pub struct Route {
     pub meter: Arc<Meter>,
     /// Who may use it.
     pub access: Arc<Access>,
+    /// The OpenID provider people sign in with first, if the tunnel demands it.
+    pub sign_in: Option<Arc<Provider>>,
     /// Whether the service behind it speaks h2c (else HTTP/1.1).
     pub h2c: bool,
     /// The pool member it is (`None`: the tunnel is not a pool).
@@ -347,6 +350,8 @@ pub struct EdgeSettings {
     pub connections: Arc<TenantConnections>,
     /// Full capture (headers and body prefixes); `None`: metadata only.
     pub full_capture: Option<FullCaptureSettings>,
+    /// Seals the sign-in cookies of tunnels behind OpenID Connect.
+    pub cookies: Arc<CookieSeal>,
 }
 
 impl EdgeSettings {
@@ -372,6 +377,7 @@ impl EdgeSettings {
             disk: DiskGuard::off(),
             connections: TenantConnections::new(DEFAULT_TENANT_CONNECTIONS),
             full_capture: None,
+            cookies: Arc::new(CookieSeal::random()),
         }
     }
 

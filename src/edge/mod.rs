@@ -17,6 +17,7 @@ mod error_frame;
 mod error_tally;
 pub mod http;
 mod meter;
+pub mod oidc;
 mod public_port;
 mod public_udp;
 pub mod sessions;

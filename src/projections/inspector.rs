@@ -66,6 +66,9 @@ pub struct CapturedRequest {
     /// The pool member that served it (pool tunnels).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
+    /// Who had signed in at the edge (tunnels behind OpenID Connect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// The inspector projection's state.
@@ -126,6 +129,7 @@ impl InspectorProjection {
             replay_of_id: r.replay_of_id.clone(),
             refused: r.refused.clone(),
             member: r.member.clone(),
+            user: r.user.clone(),
         };
         let requests: &[RequestCaptured] = match &envelope.event {
             Event::RequestCaptured(r) => std::slice::from_ref(r),

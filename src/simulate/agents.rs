@@ -127,6 +127,7 @@ fn hello(token: String, name: String) -> AgentFrame {
             tag: None,
             proxy_protocol: None,
             pool: false,
+            sign_in: None,
         }],
         udp_datagrams: true,
     })

@@ -78,7 +78,7 @@ impl LogKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate(name)?;
-                crate::data_dir::write_private(path, &format!("{}\n", key.encode()))
+                crate::data_dir::write_private(path, format!("{}\n", key.encode()))
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 Ok((key, true))
             }

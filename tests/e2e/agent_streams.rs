@@ -44,6 +44,7 @@ async fn misbehave<T: Transport>(kind: &str, make: impl FnOnce(&str) -> Result<T
             tag: None,
             proxy_protocol: None,
             pool: false,
+            sign_in: None,
         }],
         udp_datagrams: true,
     });

@@ -316,6 +316,26 @@ fn parse_errors_name_the_line_and_column() -> Result<()> {
             "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.db]\ntype = \"tcp\"\nlocal_port = 5432\nproxy_protocol = \"v3\"\n",
             ":6:18: unknown variant `v3`, expected `v1` or `v2`",
         ),
+        (
+            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.web]\ntype = \"http\"\nlocal_port = 80\noidc_issuer = \"https://id.example\"\noidc_client_id = \"c\"\n",
+            ":6:15: sign-in needs oidc_issuer, oidc_client_id and oidc_client_secret (or _file, _env) together",
+        ),
+        (
+            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.web]\ntype = \"http\"\nlocal_port = 80\noidc_allow_domain = [\"example.com\"]\n",
+            ":6:21: oidc_allow_email and oidc_allow_domain need oidc_issuer",
+        ),
+        (
+            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.web]\ntype = \"http\"\nlocal_port = 80\noidc_issuer = \"https://id.example\"\noidc_client_id = \"c\"\noidc_client_secret = \"s\"\noidc_allow_email = [\"alice\"]\n",
+            ":6:15: \"alice\" is not an email address",
+        ),
+        (
+            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.web]\ntype = \"http\"\nlocal_port = 80\nbasic_auth = \"u:p\"\noidc_issuer = \"https://id.example\"\noidc_client_id = \"c\"\noidc_client_secret = \"s\"\n",
+            ":7:15: a tunnel has basic auth or OpenID sign-in, not both",
+        ),
+        (
+            "edge = \"127.0.0.1:1\"\ntoken = \"tok_a.b\"\n[tunnels.db]\ntype = \"tcp\"\nlocal_port = 5432\noidc_issuer = \"https://id.example\"\n",
+            ":6:15: oidc_issuer is for http tunnels; this one is not",
+        ),
     ];
     for (content, wanted) in cases {
         std::fs::write(&file, content)?;

@@ -43,6 +43,7 @@ fn hello(token: &str, port: Option<u16>) -> AgentFrame {
             tag: None,
             proxy_protocol: None,
             pool: false,
+            sign_in: None,
         }],
         udp_datagrams: true,
     })

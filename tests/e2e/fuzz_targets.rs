@@ -105,6 +105,7 @@ async fn frame_seeds(dir: &Path) -> Result<()> {
             tag: None,
             proxy_protocol: None,
             pool: false,
+            sign_in: None,
         }],
         udp_datagrams: true,
     });

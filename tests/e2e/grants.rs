@@ -89,6 +89,7 @@ async fn hello_junk(edge: SocketAddr, i: usize) -> Result<bool> {
             tag: None,
             proxy_protocol: None,
             pool: false,
+            sign_in: None,
         }],
         udp_datagrams: true,
     });

@@ -47,6 +47,7 @@ mod junk_flood;
 mod kill_edge;
 mod limits;
 mod log_failure;
+mod oidc;
 mod pools;
 mod proxy_protocol;
 mod readme_examples;

@@ -259,14 +259,19 @@ pub struct RequestCaptured {
     /// When the edge answered the request itself and never passed it on:
     /// why. `no_route`, `missing_key`, `invalid_key`, `service_gone`,
     /// `service_offline` (the gateway), `rate_limited:<tier or route>:<n>/min`
-    /// (the gateway's rate limit), `credentials`, `network` (the tunnel's
-    /// access rules), `tenant_connections`, `tunnel_unreachable` (no stream
+    /// (the gateway's rate limit), `credentials`, `network`, `sign_in`,
+    /// `sign_in_not_allowed` (the tunnel's access rules; sign-in with
+    /// OpenID Connect), `tenant_connections`, `tunnel_unreachable` (no stream
     /// to the agent). Such a request has no body and no detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
     /// The pool member that served it (pool tunnels only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
+    /// Who had signed in at the edge (a tunnel behind OpenID Connect): the
+    /// provider's email for them, else their subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl RequestCaptured {
@@ -295,13 +300,26 @@ pub struct RequestsCaptured {
 /// (what every build since captures were batched reads).
 const CAPTURE_LAYOUT: u16 = 1;
 /// The row layout written when some request names the pool member that
-/// served it: layout 1's fields, then the member.
+/// served it (and none a signed-in user): layout 1's fields, then the member.
 const CAPTURE_LAYOUT_MEMBER: u16 = 2;
+/// The row layout written when some request names who had signed in:
+/// layout 2's fields, then the user.
+const CAPTURE_LAYOUT_USER: u16 = 3;
+
+/// How many fields past layout 1's a row of `layout` has.
+fn extra_fields(layout: u16) -> usize {
+    match layout {
+        CAPTURE_LAYOUT_USER => 2,
+        CAPTURE_LAYOUT_MEMBER => 1,
+        _ => 0,
+    }
+}
 
 /// A row: layout 1 is method, path, status, duration, bytes in, bytes out,
 /// ip, user agent, proto, host, started at, route, consumer, id, detail,
 /// request body, response body, replay of (id), refused; layout 2 adds the
-/// pool member. Bodies are (sha256, len, truncated).
+/// pool member, layout 3 the member and the user. Bodies are (sha256, len,
+/// truncated).
 struct CaptureRow(
     String,
     String,
@@ -322,7 +340,9 @@ struct CaptureRow(
     Option<(String, u64, bool)>,
     Option<String>,
     Option<String>,
-    /// The pool member (layout 2), else `None`.
+    /// The pool member (layouts 2 and 3), else `None`.
+    Option<Option<String>>,
+    /// The signed-in user (layout 3), else `None`.
     Option<Option<String>>,
 );
 
@@ -332,7 +352,7 @@ impl<'de> Deserialize<'de> for CaptureRow {
         impl<'de> serde::de::Visitor<'de> for RowVisitor {
             type Value = CaptureRow;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a captured request's row of 19 or 20 fields")
+                f.write_str("a captured request's row of 19 to 21 fields")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
@@ -370,9 +390,17 @@ impl<'de> Deserialize<'de> for CaptureRow {
                     next!(),
                     next!(),
                     seq.next_element::<Option<String>>()?,
+                    None,
                 );
+                let row = match row.19 {
+                    Some(_) => CaptureRow {
+                        20: seq.next_element::<Option<String>>()?,
+                        ..row
+                    },
+                    None => row,
+                };
                 if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-                    return Err(A::Error::invalid_length(n + 2, &self));
+                    return Err(A::Error::invalid_length(n + 3, &self));
                 }
                 Ok(row)
             }
@@ -400,13 +428,13 @@ impl<'de> serde::de::Visitor<'de> for RowsVisitor {
             match key.as_str() {
                 "layout" => layout = Some(map.next_value::<u16>()?),
                 "rows" => match layout {
-                    Some(l @ (CAPTURE_LAYOUT | CAPTURE_LAYOUT_MEMBER)) => {
+                    Some(l @ (CAPTURE_LAYOUT | CAPTURE_LAYOUT_MEMBER | CAPTURE_LAYOUT_USER)) => {
                         let read = map.next_value::<Vec<CaptureRow>>()?;
-                        // Each layout has its own length: a row of the other one is refused.
-                        if read
-                            .iter()
-                            .any(|r| r.19.is_some() != (l == CAPTURE_LAYOUT_MEMBER))
-                        {
+                        // Each layout has its own length: a row of another one is refused.
+                        let extra = |r: &CaptureRow| {
+                            usize::from(r.19.is_some()) + usize::from(r.20.is_some())
+                        };
+                        if read.iter().any(|r| extra(r) != extra_fields(l)) {
                             return Err(A::Error::custom(format!(
                                 "a captured request's row does not have layout {l}'s fields"
                             )));
@@ -434,8 +462,8 @@ impl<'de> serde::de::Visitor<'de> for RowsVisitor {
 }
 
 /// A borrowed row, serialized as the tuple [`CaptureRow`] is, without
-/// copying the request; with the member when the layout has it.
-struct RowRef<'a>(&'a RequestCaptured, bool);
+/// copying the request; with as many fields past layout 1's as its layout has.
+struct RowRef<'a>(&'a RequestCaptured, usize);
 
 impl Serialize for RowRef<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -444,7 +472,7 @@ impl Serialize for RowRef<'_> {
             b.as_ref().map(|b| (b.sha256.as_str(), b.len, b.truncated))
         }
         let r = self.0;
-        let mut t = s.serialize_tuple(if self.1 { 20 } else { 19 })?;
+        let mut t = s.serialize_tuple(19 + self.1)?;
         t.serialize_element(&r.method)?;
         t.serialize_element(&r.path)?;
         t.serialize_element(&r.status)?;
@@ -464,14 +492,17 @@ impl Serialize for RowRef<'_> {
         t.serialize_element(&body(&r.response_body))?;
         t.serialize_element(&r.replay_of_id)?;
         t.serialize_element(&r.refused)?;
-        if self.1 {
+        if self.1 >= 1 {
             t.serialize_element(&r.member)?;
+        }
+        if self.1 >= 2 {
+            t.serialize_element(&r.user)?;
         }
         t.end()
     }
 }
 
-struct RowsRef<'a>(&'a [RequestCaptured], bool);
+struct RowsRef<'a>(&'a [RequestCaptured], usize);
 
 impl Serialize for RowsRef<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -495,14 +526,16 @@ impl Serialize for RequestsCaptured {
             }
             .serialize(s);
         }
-        let members = self.requests.iter().any(|r| r.member.is_some());
-        let layout = match members {
-            true => CAPTURE_LAYOUT_MEMBER,
-            false => CAPTURE_LAYOUT,
+        let layout = if self.requests.iter().any(|r| r.user.is_some()) {
+            CAPTURE_LAYOUT_USER
+        } else if self.requests.iter().any(|r| r.member.is_some()) {
+            CAPTURE_LAYOUT_MEMBER
+        } else {
+            CAPTURE_LAYOUT
         };
         let mut st = s.serialize_struct("RequestsCaptured", 2)?;
         st.serialize_field("layout", &layout)?;
-        st.serialize_field("rows", &RowsRef(&self.requests, members))?;
+        st.serialize_field("rows", &RowsRef(&self.requests, extra_fields(layout)))?;
         st.end()
     }
 }
@@ -549,6 +582,7 @@ impl<'de> Deserialize<'de> for RequestsCaptured {
                 replay_of_id: row.17,
                 refused: row.18,
                 member: row.19.flatten(),
+                user: row.20.flatten(),
             })
             .collect();
         Ok(Self { requests })
@@ -599,6 +633,7 @@ mod tests {
             replay_of_id: (i == 3).then(|| "req_0000000000000001".into()),
             refused: (i == 4).then(|| "no_route".into()),
             member: None,
+            user: None,
         }
     }
 
@@ -637,10 +672,38 @@ mod tests {
         }
         let forged = Forged {
             layout: 1,
-            rows: RowsRef(&pooled.requests, true),
+            rows: RowsRef(&pooled.requests, 1),
         };
         let bytes = rmp_serde::to_vec_named(&forged).expect("encodes");
         assert!(rmp_serde::from_slice::<RequestsCaptured>(&bytes).is_err());
+    }
+
+    #[test]
+    fn rows_name_the_signed_in_user_in_layout_3_and_other_lengths_are_refused() {
+        let mut signed = RequestsCaptured {
+            requests: (0..4).map(full).collect(),
+        };
+        signed.requests[2].user = Some("alice@example.test".into());
+        let bytes = rmp_serde::to_vec_named(&signed).expect("encodes");
+        assert_eq!(layout_of(&bytes), 3);
+        let back: RequestsCaptured = rmp_serde::from_slice(&bytes).expect("decodes");
+        assert_eq!(back, signed, "users kept, and absent where none signed in");
+        #[derive(Serialize)]
+        struct Forged<'a> {
+            layout: u16,
+            rows: RowsRef<'a>,
+        }
+        for (layout, extra) in [(3, 1), (2, 2), (3, 0), (1, 2)] {
+            let forged = Forged {
+                layout,
+                rows: RowsRef(&signed.requests, extra),
+            };
+            let bytes = rmp_serde::to_vec_named(&forged).expect("encodes");
+            assert!(
+                rmp_serde::from_slice::<RequestsCaptured>(&bytes).is_err(),
+                "layout {layout} with {extra} extra fields"
+            );
+        }
     }
 
     #[test]
@@ -696,12 +759,12 @@ mod tests {
             rows: Vec<(String,)>,
         }
         let bytes = rmp_serde::to_vec_named(&Future {
-            layout: 3,
+            layout: 4,
             rows: vec![("GET".into(),)],
         })
         .expect("encodes");
         let err = rmp_serde::from_slice::<RequestsCaptured>(&bytes).unwrap_err();
-        assert!(err.to_string().contains("row layout 3"), "{err}");
+        assert!(err.to_string().contains("row layout 4"), "{err}");
     }
 
     /// `RequestCaptured` as it was written before requests had ids for

@@ -58,6 +58,7 @@ async function showDetail(section, r) {
   if (selectedName !== nameOf(r)) return;
   const facts = [when(r.at), r.status, r.durationMs + ' ms', bytes(r.bytes), r.ip];
   if (r.member) facts.push('served by pool member ' + r.member);
+  if (r.user) facts.push('signed in as ' + r.user);
   const kids = [h('h2', {}, r.method + ' ' + r.path), h('p', { class: 'muted' }, facts.join(' · '))];
   if (r.replayOf) kids.push(h('p', { id: 'replay-of' }, 'A replay of request ' + r.replayOf));
   if (r.refused) {

@@ -3,7 +3,8 @@
 //! through its tunnel to the agent's local service, bodies streamed both
 //! ways, and recorded as one `RequestCaptured`. A request the edge refuses
 //! itself (the gateway, the access rules, no stream to the agent) is
-//! recorded too, for the tunnel it was meant for.
+//! recorded too, for the tunnel it was meant for. A tunnel behind sign-in
+//! (OpenID Connect) passes only signed-in requests (see `sign_in`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use super::capture::{request_id, CountingBody, Pending};
 use super::gateway::{self, Target};
 use super::refusal::refuse;
+use super::sign_in::{self, Gate};
 use super::upstream_tunnel::{keep, upstream, Refused, Slot};
 use crate::acme::Acme;
 use crate::domain::Denied;
@@ -208,6 +210,14 @@ fn denied(why: Denied) -> Response<Body> {
             );
             resp
         }
+        Denied::SignIn => page(
+            StatusCode::UNAUTHORIZED,
+            "this tunnel needs you to sign in: open it in a browser".into(),
+        ),
+        Denied::NotAllowed => page(
+            StatusCode::FORBIDDEN,
+            "you are signed in, but not as someone this tunnel lets in".into(),
+        ),
     }
 }
 
@@ -274,6 +284,7 @@ async fn proxy(
     slot: Slot,
 ) -> Result<Response<Body>, Infallible> {
     let host = host_of(&req);
+    sign_in::strip_identity(req.headers_mut());
     // Services hear HTTP/1.1 whatever the client spoke; the capture keeps what it spoke.
     let version = req.version();
     super::h2::to_http1(&mut req);
@@ -345,6 +356,22 @@ async fn proxy(
                 why.reason(),
                 denied(why),
             ));
+        }
+    }
+    if let Some(provider) = route.sign_in.clone() {
+        match sign_in::gate(&ctx, &provider, &mut req, &host, websocket).await {
+            Gate::Pass(user) => capture.user = Some(user),
+            Gate::Answer {
+                response,
+                refused,
+                user,
+            } => {
+                capture.user = user;
+                return Ok(match refused {
+                    Some(why) => refuse(&ctx, Some(&route), capture, why.reason(), response),
+                    None => response,
+                });
+            }
         }
     }
     let started = Instant::now();

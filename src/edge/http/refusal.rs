@@ -108,6 +108,7 @@ mod tests {
             opener: Arc::new(NoAgent),
             meter: Arc::default(),
             access: Arc::default(),
+            sign_in: None,
             h2c: false,
             member: None,
             load: Arc::default(),

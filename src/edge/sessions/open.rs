@@ -6,12 +6,13 @@ use std::sync::Arc;
 use beamd_events::vocabulary::TunnelProtocol;
 use beamd_transports::Connection;
 
-use crate::domain::Access;
+use crate::domain::{Access, SignInRule};
 use crate::domain::{DomainStatus, Key, OpenTunnel, PortRequest, Tunnel, TunnelCommand};
 use crate::edge::context::{EdgeContext, Load, Route, Serve, SessionInfo};
 use crate::edge::domains;
 use crate::edge::error_frame::{error, from_core};
 use crate::edge::meter::Meter;
+use crate::edge::oidc::Provider;
 use crate::edge::public_port::{accept_public, open_any, open_exact, Public};
 use crate::edge::public_udp;
 use crate::protocol::{ErrorFrame, TunnelRequest, UpstreamProtocol};
@@ -34,6 +35,7 @@ fn member_route<C: Connection>(
     session: &SessionInfo,
     meter: &Arc<Meter>,
     access: Access,
+    sign_in: Option<Arc<Provider>>,
     h2c: bool,
 ) -> Route {
     Route {
@@ -43,6 +45,7 @@ fn member_route<C: Connection>(
         opener: conn.clone(),
         meter: meter.clone(),
         access: Arc::new(access),
+        sign_in,
         h2c,
         member: tunnel.pool.then(|| session.id.clone()),
         load: Arc::new(Load::default()),
@@ -89,7 +92,15 @@ pub(super) async fn open_tcp<C: Connection>(
         ))
         .abort_handle()
     });
-    let route = member_route(conn, &tunnel, session, meter, Access::default(), false);
+    let route = member_route(
+        conn,
+        &tunnel,
+        session,
+        meter,
+        Access::default(),
+        None,
+        false,
+    );
     serve_it(ctx, &tunnel, session, route, Serve::Port(accept));
     Ok(Opened {
         id: tunnel.id,
@@ -139,7 +150,15 @@ pub(super) async fn open_udp<C: Connection>(
         },
         session.datagrams.clone(),
     ));
-    let route = member_route(conn, &tunnel, session, meter, Access::default(), false);
+    let route = member_route(
+        conn,
+        &tunnel,
+        session,
+        meter,
+        Access::default(),
+        None,
+        false,
+    );
     let port_loop = Serve::Port(Some(serve.abort_handle()));
     ctx.take_over(&tunnel.id, &session.id, route, port_loop);
     Ok(Opened {
@@ -177,6 +196,26 @@ pub(super) async fn open_http<C: Connection>(
     }
     let access = Access::parse(request.basic_auth.as_deref(), &request.allow)
         .map_err(|e| error("invalid_request", e))?;
+    // The provider is read before the tunnel opens: a wrong issuer is
+    // refused with why, and leaves nothing in the log.
+    let (access, sign_in) = match &request.sign_in {
+        None => (access, None),
+        Some(wanted) => {
+            let rule = SignInRule::parse(
+                &wanted.issuer,
+                &wanted.client_id,
+                &wanted.allow_emails,
+                &wanted.allow_domains,
+            )
+            .map_err(|e| error("invalid_request", e))?;
+            let access =
+                (access.with_sign_in(rule.clone())).map_err(|e| error("invalid_request", e))?;
+            let provider = Provider::discover(wanted, rule, ctx.settings.egress.clone())
+                .await
+                .map_err(|e| error("invalid_request", e))?;
+            (access, Some(Arc::new(provider)))
+        }
+    };
     let name = request
         .name
         .clone()
@@ -197,7 +236,7 @@ pub(super) async fn open_http<C: Connection>(
         .map_err(from_core)?;
     let opened = tunnel.clone();
     let routed = route_http(
-        conn, session, ctx, key, request, meter, tunnel, access, name,
+        conn, session, ctx, key, request, meter, tunnel, access, sign_in, name,
     )
     .await;
     if routed.is_err() {
@@ -220,6 +259,7 @@ async fn route_http<C: Connection>(
     meter: &Arc<Meter>,
     tunnel: Tunnel,
     access: Access,
+    sign_in: Option<Arc<Provider>>,
     name: String,
 ) -> Result<Opened, ErrorFrame> {
     if let Some(mode) = request.inspect.filter(|m| *m != tunnel.inspect) {
@@ -238,7 +278,7 @@ async fn route_http<C: Connection>(
     let tenant = ctx.core.tenant(&tunnel.tenant).await.map_err(from_core)?;
     let host = format!("{name}.{}", tenant.tunnel_base);
     let h2c = request.upstream == UpstreamProtocol::H2c;
-    let route = member_route(conn, &tunnel, session, meter, access, h2c);
+    let route = member_route(conn, &tunnel, session, meter, access, sign_in, h2c);
     let (mut verified, mut notice, mut waiting) = (None, None, Vec::new());
     if let Some(wanted) = &request.domain {
         let domain = domains::ensure(ctx, key, wanted).await?;

@@ -7,6 +7,7 @@ pub mod core;
 pub mod dns;
 pub mod http;
 pub mod inspect;
+pub mod oidc;
 pub mod tlog;
 pub mod tunnel;
 pub mod turns;
