@@ -93,6 +93,25 @@ impl Witness {
     /// for `logs` (`ORIGIN=VKEY` or a bare verifier key).
     pub fn open(dir: &Path, name: Option<&str>, logs: &[String]) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
+        let mut known = HashMap::new();
+        for text in logs {
+            let (origin, vkey) = match text.split_once('=') {
+                Some((origin, vkey)) if !origin.contains('+') => (Some(origin), vkey),
+                _ => (None, text.as_str()),
+            };
+            let verifier = Verifier::parse(vkey)
+                .with_context(|| format!("--log {text}: not a log's verifier key"))?;
+            if let Some(origin) = origin.filter(|o| *o != verifier.name()) {
+                bail!(
+                    "--log {text}: the key is {:?}'s, not {origin:?}'s",
+                    verifier.name()
+                );
+            }
+            known.insert(verifier.name().to_string(), verifier);
+        }
+        if known.is_empty() {
+            bail!("no log to witness: give --log ORIGIN=VKEY (the log's verifier key)");
+        }
         let path = dir.join(KEY_FILE);
         let key = match (path.exists(), name) {
             (false, None) => bail!(
@@ -117,25 +136,6 @@ impl Witness {
                 key
             }
         };
-        let mut known = HashMap::new();
-        for text in logs {
-            let (origin, vkey) = match text.split_once('=') {
-                Some((origin, vkey)) if !origin.contains('+') => (Some(origin), vkey),
-                _ => (None, text.as_str()),
-            };
-            let verifier = Verifier::parse(vkey)
-                .with_context(|| format!("--log {text}: not a log's verifier key"))?;
-            if let Some(origin) = origin.filter(|o| *o != verifier.name()) {
-                bail!(
-                    "--log {text}: the key is {:?}'s, not {origin:?}'s",
-                    verifier.name()
-                );
-            }
-            known.insert(verifier.name().to_string(), verifier);
-        }
-        if known.is_empty() {
-            bail!("no log to witness: give --log ORIGIN=VKEY (the log's verifier key)");
-        }
         let state = dir.join("heads");
         std::fs::create_dir_all(&state)
             .with_context(|| format!("cannot make {}", state.display()))?;

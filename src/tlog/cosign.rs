@@ -314,7 +314,7 @@ mod tests {
         let line = key.cosign(text, 1_679_315_147);
         let note = format!("{text}\n\u{2014} example.com/log AAAAAAAA\n{line}");
         assert_eq!(v.cosigned(&note).unwrap(), Some(1_679_315_147));
-        assert_eq!(cosignatures(&note, &[v.clone()]).unwrap(), 1);
+        assert_eq!(cosignatures(&note, std::slice::from_ref(&v)).unwrap(), 1);
         let other = format!("example.com/log\n4\nAAAA\n\n{line}");
         assert!(v.cosigned(&other).is_err(), "another checkpoint");
         let stranger = CosignKey::from_seed("witness.example/w2", [9; 32]).unwrap();

@@ -129,8 +129,9 @@ impl Witnessing {
     /// One witness's loop: each newer checkpoint, submitted until cosigned.
     async fn serve(&self, i: usize, t: Arc<Transparency>) {
         let target = &self.targets[i];
-        // The size the witness holds, as far as the edge knows (0: ask it).
-        let mut held = 0u64;
+        // The size the witness holds, as far as the edge knows (0: ask it),
+        // and the checkpoint it last cosigned for this edge.
+        let (mut held, mut cosigned) = (0u64, None);
         let mut backoff = FIRST_BACKOFF;
         loop {
             let Some(latest) = t.latest() else {
@@ -138,7 +139,7 @@ impl Witnessing {
                 continue;
             };
             let size = latest.checkpoint.size;
-            if held == size {
+            if cosigned == Some(size) {
                 tokio::time::sleep(POLL).await;
                 continue;
             }
@@ -147,7 +148,7 @@ impl Witnessing {
                     if let Err(e) = t.add_cosignature(size, target.key.name(), &line) {
                         tracing::error!("witness {}: {e:#}", target.key.name());
                     }
-                    held = size;
+                    (held, cosigned) = (size, Some(size));
                     backoff = FIRST_BACKOFF;
                     self.update(i, |r| {
                         r.cosigned_size = size;
@@ -155,7 +156,9 @@ impl Witnessing {
                     });
                 }
                 Ok(Submitted::Holds(theirs)) if theirs <= size && theirs != held => {
-                    // Learnt where the witness is; submit again from there.
+                    // Learnt where the witness is; submit again from there
+                    // (at its size, too: a cosignature lost in a crash of
+                    // the edge is asked for again).
                     held = theirs;
                 }
                 outcome => {

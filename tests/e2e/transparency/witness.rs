@@ -247,7 +247,7 @@ async fn three_witnesses_cosign_refuse_a_fork_and_survive_a_kill() -> Result<()>
     let api = Api::new(edge.api, ADMIN_TOKEN);
     let size = events(&api, &["three", "four"]).await?;
     witnessed(&api, size, &keys, 3).await?;
-    let fork = edge_with(&fork_dir, &ws.iter().collect::<Vec<_>>())?;
+    let mut fork = edge_with(&fork_dir, &ws.iter().collect::<Vec<_>>())?;
     let fork_api = Api::new(fork.api, ADMIN_TOKEN);
     events(
         &fork_api,
@@ -282,6 +282,65 @@ async fn three_witnesses_cosign_refuse_a_fork_and_survive_a_kill() -> Result<()>
     ensure!(!ok && said.contains("0 of the 3"), "{said}");
     let (ok, said) = audit_checkpoint(&edge, &keys, "2");
     ensure!(ok, "{said}");
+    // An inclusion proof's bundle carries its checkpoint's cosignatures:
+    // `verify-proof` with a quorum takes the real edge's, not the fork's.
+    let quorum_args: Vec<&str> = keys
+        .iter()
+        .flat_map(|k| ["--witness-key", k.as_str()])
+        .chain(["--quorum", "2"])
+        .collect();
+    for (which, api, witnessed) in [("real", &api, true), ("fork", &fork_api, false)] {
+        let bundle = api.get("/api/v1/log/proof/inclusion?seq=1").await?;
+        ensure!(bundle.status == 200, "{}", bundle.text);
+        let file = root.path().join(format!("{which}.json"));
+        std::fs::write(&file, &bundle.text)?;
+        let mut args = vec![
+            "verify-proof",
+            file.to_str().context("path")?,
+            "--public-key",
+            &log_vkey,
+        ];
+        args.extend(&quorum_args);
+        let out = beamd(&args);
+        ensure!(
+            out.status.success() == witnessed,
+            "{which}: {} {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    // The real checkpoint, saved with its cosignatures: the fork's data dir
+    // does not extend it, and `audit --since` with a quorum says so.
+    let saved = root.path().join("saved");
+    let real = format!("http://{}", edge.api);
+    let mut args = vec![
+        "checkpoint",
+        "--api",
+        &real,
+        "--key",
+        ADMIN_TOKEN,
+        "--save",
+        saved.to_str().context("path")?,
+    ];
+    args.extend(&quorum_args);
+    let out = beamd(&args);
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    common::tlog::stop(&mut fork).await?;
+    let mut args = vec![
+        "audit",
+        "--data-dir",
+        fork_dir.to_str().context("path")?,
+        "--since",
+        saved.to_str().context("path")?,
+    ];
+    args.extend(&quorum_args);
+    let out = beamd(&args);
+    ensure!(
+        !out.status.success() && text(&out.stderr).contains("does NOT extend"),
+        "{} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 
     // One witness killed: quorum 2 is still reached on newer checkpoints.
     let dead_addr = ws[2].addr.clone();
@@ -313,7 +372,6 @@ async fn three_witnesses_cosign_refuse_a_fork_and_survive_a_kill() -> Result<()>
     );
     let size = events(&api, &["six"]).await?;
     witnessed(&api, size, &keys, 3).await?;
-    drop(fork);
     Ok(())
 }
 
@@ -337,4 +395,61 @@ fn log_part(note: &str) -> String {
     let (text, sigs) = note.split_once("\n\n").unwrap_or((note, ""));
     let first = sigs.lines().next().unwrap_or("");
     format!("{text}\n\n{first}\n")
+}
+
+#[test]
+fn bad_witness_settings_are_one_line_and_a_failure() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().join("w");
+    let d = d.to_str().context("path")?;
+    let log = log_key(&dir.path().join("edge"))?;
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--log", &log],
+            "has no witness key yet: name the witness with --name",
+        ),
+        (
+            &["--log", "x", "--name", "w.test/1"],
+            "--log x: not a log's verifier key",
+        ),
+        (
+            &[
+                "--log",
+                &format!("other.example/log={log}"),
+                "--name",
+                "w.test/1",
+            ],
+            "not \"other.example/log\"'s",
+        ),
+    ];
+    for (extra, wanted) in cases {
+        let mut args = vec!["witness", "--data-dir", d, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let out = beamd(&args);
+        let err = text(&out.stderr);
+        ensure!(
+            !out.status.success() && err.trim().lines().count() == 1 && err.contains(wanted),
+            "{extra:?}: {err}"
+        );
+        ensure!(
+            !Path::new(d).join("witness.key").exists(),
+            "{extra:?} made a key"
+        );
+    }
+    // A checkpoint wanted with a quorum of more keys than given.
+    let out = beamd(&[
+        "checkpoint",
+        "--api",
+        "http://127.0.0.1:9",
+        "--witness-key",
+        "w.test/1+873ca9a2+BDs1zmExLRYdTtUI4KFrJU73v7oYpQ8g38JHRMBXqU5A",
+        "--quorum",
+        "2",
+    ]);
+    let err = text(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("--quorum 2 is more than the 1 witness keys given"),
+        "{err}"
+    );
+    Ok(())
 }
