@@ -35,6 +35,8 @@ pub struct AuditSettings {
     /// The log's verifier key for `since` (text or file; none: the one saved
     /// beside the checkpoint, else the data dir's).
     pub public_key: Option<String>,
+    /// The witnesses' cosignatures `since` must carry.
+    pub quorum: crate::tlog::Quorum,
 }
 
 /// The first problem an audit found.
@@ -371,7 +373,12 @@ fn check_since(
             anyhow::bail!("--since needs --public-key: no key is saved beside the checkpoint")
         }
     };
-    Ok(Some(crate::tlog::since::check(store, &saved, &verifier)?))
+    Ok(Some(crate::tlog::since::check(
+        store,
+        &saved,
+        &verifier,
+        &args.quorum,
+    )?))
 }
 
 fn audit_with_bar(

@@ -37,6 +37,7 @@ pub mod rate_limit;
 pub mod replay;
 pub mod simulate;
 pub mod tlog;
+pub mod witness;
 
 /// The pure aggregates, in a crate of their own so that nothing there can
 /// reach I/O, the actors or the edge (the compiler keeps that layer).

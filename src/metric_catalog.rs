@@ -115,6 +115,23 @@ pub const ACME_ORDERS: Family = Family::new(
 )
 .labelled(&[&[("result", "issued")], &[("result", "failed")]]);
 
+/// `beamd_witness_cosigned_size{witness}`: its label values are the
+/// witnesses an edge is given, so it has no series until it runs with one.
+pub const WITNESS_COSIGNED_SIZE: Family = Family::new(
+    Kind::Gauge,
+    "beamd_witness_cosigned_size",
+    "The largest checkpoint size each witness (--witness) cosigned since the edge started.",
+)
+.labelled(&[]);
+
+/// `beamd_witness_failures_total{witness}`.
+pub const WITNESS_FAILURES: Family = Family::new(
+    Kind::Counter,
+    "beamd_witness_failures_total",
+    "Checkpoint submissions to each witness that failed (unreachable, refused, or a bad cosignature).",
+)
+.labelled(&[]);
+
 /// `beamd_udp_datagrams_dropped_total`.
 pub const UDP_DATAGRAMS_DROPPED: Family = Family::new(
     Kind::Counter,
@@ -273,6 +290,8 @@ pub const ALL: &[Family] = &[
     TUNNELS_ONLINE,
     TUNNELS_TAKEN_OVER,
     UDP_DATAGRAMS_DROPPED,
+    WITNESS_COSIGNED_SIZE,
+    WITNESS_FAILURES,
 ];
 
 /// Describes every family to the installed recorder and registers each of

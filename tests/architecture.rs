@@ -52,6 +52,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("rate_limit", &[]),
     // Certificates from an ACME CA: served by the edge, reported by the API.
     ("acme", &["metric_catalog"]),
+    // A witness of other edges' transparency logs: a server of its own.
+    ("witness", &["tlog"]),
     ("disk", &[]),
     ("dns", &["actors", "domain"]),
     ("egress", &["dns", "domain", "live"]),
@@ -210,6 +212,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "replay",
             "simulate",
             "tlog",
+            "witness",
         ],
     ),
 ];

@@ -76,6 +76,8 @@ pub struct ApiState {
     pub replayer: Option<Arc<dyn Replayer>>,
     /// The ACME client of the public HTTPS port (`--acme-directory`).
     pub acme: Option<Arc<crate::acme::Acme>>,
+    /// The witnesses checkpoints are submitted to (`--witness`).
+    pub witnesses: Option<Arc<crate::tlog::Witnessing>>,
     /// The transparency log: checkpoints, proofs and tiles (none in API-only benchmarks).
     pub tlog: Option<Arc<crate::tlog::Transparency>>,
 }

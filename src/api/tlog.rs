@@ -133,7 +133,7 @@ fn text(body: String, cache: &'static str) -> Resp {
 
 /// The latest signed checkpoint (C2SP tlog-checkpoint in a signed note).
 #[utoipa::path(get, path = "/api/v1/log/checkpoint", tag = "log",
-    responses((status = 200, content_type = "text/plain", body = String, description = "The signed note: origin, tree size, base64 root, a blank line, the signature"),
+    responses((status = 200, content_type = "text/plain", body = String, description = "The signed note: origin, tree size, base64 root, a blank line, the log's signature, then each witness's cosignature (C2SP tlog-cosignature/v1) collected so far"),
         (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn checkpoint(state: Arc<ApiState>, auth: Option<String>) -> Result<Resp, ApiError> {
@@ -142,7 +142,12 @@ pub async fn checkpoint(state: Arc<ApiState>, auth: Option<String>) -> Result<Re
     let latest = t
         .latest()
         .ok_or_else(|| unavailable("no checkpoint is signed yet"))?;
-    Ok(text(latest.note, "no-cache"))
+    // With every witness's cosignature collected for it (`--witness`).
+    let note = t
+        .cosigned_at(latest.checkpoint.size)
+        .map_err(internal)?
+        .unwrap_or(latest.note);
+    Ok(text(note, "no-cache"))
 }
 
 /// The verifier key checkpoints are signed with (`<name>+<id>+<base64 key>`).
@@ -193,7 +198,7 @@ pub async fn inclusion(
     let proof = prove_inclusion(t.tiles(), size, q.seq - 1)
         .map_err(internal)?
         .ok_or_else(missing)?;
-    let checkpoint = t.signed_at(size).map_err(internal)?;
+    let checkpoint = t.cosigned_at(size).map_err(internal)?;
     Ok((
         StatusCode::OK,
         InclusionProof {

@@ -126,6 +126,10 @@ pub struct Status {
     /// failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acme: Option<crate::acme::AcmeReport>,
+    /// The witnesses the log's checkpoints go to (with `--witness`): the
+    /// largest size each cosigned, failures, the last error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witnesses: Option<Vec<crate::tlog::WitnessReport>>,
 }
 
 /// Version, uptime and counts.
@@ -157,6 +161,7 @@ pub async fn status(
             nodes_up: c.nodes_up,
         },
         acme,
+        witnesses: state.witnesses.as_ref().map(|w| w.reports()),
     })
 }
 

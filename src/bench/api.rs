@@ -71,6 +71,7 @@ pub async fn usage_over_http(
         tlog: None,
         bodies: None,
         replayer: None,
+        witnesses: None,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(serve(listener, Arc::new(state), stop.clone(), None));

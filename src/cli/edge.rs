@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use crate::edge::H2Limits;
 use crate::inspector::{InspectSettings, DEFAULT_BODY_LIMIT};
 use crate::node::{CertFiles, NodeSettings};
-use crate::tlog::TlogSettings;
+use crate::tlog::{TlogSettings, WitnessTarget};
 
 /// A transport on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -262,6 +262,16 @@ pub struct TlogArgs {
     /// Sign a checkpoint at least this often while events arrive (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub checkpoint_interval: Duration,
+    /// Submit every checkpoint to this witness (C2SP tlog-witness, e.g. a
+    /// `beamd witness`): URL=VKEY, its http:// URL and its cosignature
+    /// verifier key; repeat for several. Cosignatures are served with the
+    /// checkpoint.
+    #[arg(long = "witness", value_name = "URL=VKEY", value_parser = parse_witness)]
+    pub witnesses: Vec<WitnessTarget>,
+}
+
+fn parse_witness(s: &str) -> std::result::Result<WitnessTarget, String> {
+    WitnessTarget::parse(s).map_err(|e| format!("{e:#}"))
 }
 
 impl From<TlogArgs> for TlogSettings {
@@ -270,6 +280,7 @@ impl From<TlogArgs> for TlogSettings {
             log_origin: a.log_origin,
             checkpoint_every: a.checkpoint_every,
             checkpoint_interval: a.checkpoint_interval,
+            witnesses: a.witnesses,
         }
     }
 }

@@ -84,16 +84,45 @@ pub struct AuditArgs {
     /// checkpoint, else the data dir's log-signing.pub].
     #[arg(long, value_name = "KEY|FILE")]
     pub public_key: Option<String>,
+    /// Witnesses whose cosignatures the --since checkpoint must carry.
+    #[command(flatten)]
+    pub witnesses: QuorumArgs,
 }
 
-impl From<AuditArgs> for AuditSettings {
-    fn from(a: AuditArgs) -> Self {
-        AuditSettings {
+/// `--witness-key` and `--quorum`, wherever a checkpoint is trusted.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QuorumArgs {
+    /// A witness's verifier key (`name+id+base64`, type 0x04), or a file
+    /// holding it; repeat for several. The checkpoint counts only with
+    /// --quorum valid cosignatures from these keys.
+    #[arg(long = "witness-key", value_name = "KEY|FILE")]
+    pub witness_keys: Vec<String>,
+    /// How many of the --witness-key witnesses must have cosigned [default: all].
+    #[arg(long, value_name = "N", requires = "witness_keys")]
+    pub quorum: Option<usize>,
+}
+
+impl QuorumArgs {
+    /// The quorum these ask for.
+    pub fn quorum(&self) -> anyhow::Result<crate::tlog::Quorum> {
+        crate::tlog::Quorum::parse(&self.witness_keys, self.quorum)
+    }
+}
+
+impl TryFrom<AuditArgs> for AuditSettings {
+    type Error = anyhow::Error;
+    fn try_from(a: AuditArgs) -> anyhow::Result<Self> {
+        let quorum = a.witnesses.quorum()?;
+        if !quorum.witnesses.is_empty() && a.since.is_none() {
+            anyhow::bail!("--witness-key checks the --since checkpoint: give --since");
+        }
+        Ok(AuditSettings {
             data_dir: a.data_dir,
             log: a.log,
             since: a.since,
             public_key: a.public_key,
-        }
+            quorum,
+        })
     }
 }
 
@@ -104,9 +133,43 @@ pub struct CheckpointArgs {
     /// size into DIR, for `beamd audit --since DIR` later.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
+    /// Witnesses whose cosignatures the checkpoint must carry.
+    #[command(flatten)]
+    pub witnesses: QuorumArgs,
     /// The API and key.
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+/// `beamd witness`.
+#[derive(Debug, clap::Args)]
+pub struct WitnessArgs {
+    /// Where the witness keeps its key (witness.key, 0600; witness.pub) and
+    /// the last checkpoint it cosigned of each log.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Where it serves POST /add-checkpoint (C2SP tlog-witness).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// A log it witnesses: ORIGIN=VKEY, the log's verifier key (an edge's
+    /// log-signing.pub); repeat for several.
+    #[arg(long = "log", value_name = "ORIGIN=VKEY", required = true)]
+    pub logs: Vec<String>,
+    /// The witness's name when its key is made (a URL without scheme, e.g.
+    /// witness.example.com/w1); later runs must give the same or none.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+impl From<WitnessArgs> for crate::witness::WitnessSettings {
+    fn from(a: WitnessArgs) -> Self {
+        crate::witness::WitnessSettings {
+            data_dir: a.data_dir,
+            listen: a.listen,
+            logs: a.logs,
+            name: a.name,
+        }
+    }
 }
 
 /// `beamd verify-proof`.
@@ -121,4 +184,7 @@ pub struct VerifyProofArgs {
     /// check against instead of the one in the bundle; sizes must match.
     #[arg(long, value_name = "PATH")]
     pub checkpoint: Option<PathBuf>,
+    /// Witnesses whose cosignatures the checkpoint must carry.
+    #[command(flatten)]
+    pub witnesses: QuorumArgs,
 }

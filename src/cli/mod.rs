@@ -21,7 +21,9 @@ pub use agent::{AgentConnArgs, AgentTransportArg, HttpArgs, TcpArgs, UdpArgs};
 pub use bench::BenchCommand;
 pub use client::{ApiArgs, DomainsArgs, RequestsArgs, TokensArgs, TunnelsArgs};
 pub use edge::{EdgeArgs, H2Args, InspectArgs, PortRange, TlogArgs, TransportArg};
-pub use log::{AuditArgs, CheckpointArgs, ReplayArgs, ReplayFormatArg, VerifyProofArgs};
+pub use log::{
+    AuditArgs, CheckpointArgs, ReplayArgs, ReplayFormatArg, VerifyProofArgs, WitnessArgs,
+};
 pub use simulate::SimulateArgs;
 pub use start::StartArgs;
 
@@ -61,6 +63,9 @@ pub enum Command {
     Checkpoint(CheckpointArgs),
     /// Check an inclusion proof bundle offline against a checkpoint and the log's public key.
     VerifyProof(VerifyProofArgs),
+    /// Witness other edges' transparency logs: cosign each checkpoint that
+    /// consistently extends the last one cosigned (C2SP tlog-witness).
+    Witness(WitnessArgs),
     /// Run the deterministic simulation: the core under a seeded workload and faults.
     Simulate(SimulateArgs),
     /// Measure beamd against its baselines.
@@ -272,15 +277,21 @@ pub fn run(parsed: Parsed) -> Result<ExitCode> {
         Command::Udp(args) => runtime.block_on(crate::agent::run_udp(args.into())),
         Command::Start(args) => runtime.block_on(start::run(args)),
         Command::Replay(args) => runtime.block_on(crate::replay::run(args.into())),
-        Command::Audit(args) => runtime.block_on(crate::audit::run(args.into())),
-        Command::Checkpoint(args) => runtime.block_on(crate::tlog::commands::checkpoint(
-            &args.api.into(),
-            args.save.as_deref(),
-        )),
+        Command::Audit(args) => runtime.block_on(crate::audit::run(args.try_into()?)),
+        Command::Witness(args) => runtime.block_on(crate::witness::run(args.into())),
+        Command::Checkpoint(args) => {
+            let quorum = args.witnesses.quorum()?;
+            runtime.block_on(crate::tlog::commands::checkpoint(
+                &args.api.into(),
+                args.save.as_deref(),
+                &quorum,
+            ))
+        }
         Command::VerifyProof(args) => crate::tlog::commands::verify_proof(
             &args.bundle,
             &args.public_key,
             args.checkpoint.as_deref(),
+            &args.witnesses.quorum()?,
         ),
         Command::Simulate(args) => simulate::run(args),
         Command::Bench(cmd) => bench::run(cmd, &runtime),

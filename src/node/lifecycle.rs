@@ -145,6 +145,7 @@ fn api_state(
         bodies: ctx.settings.full_capture.as_ref().map(|f| f.sink.clone()),
         replayer: Some(ctx.clone()),
         acme: None,
+        witnesses: None,
     }
 }
 
@@ -309,6 +310,11 @@ pub async fn run(
     }
     tokio::spawn(crate::edge::follow_takeovers(ctx.clone()));
     crate::tlog::spawn(tlog.clone(), log.clone(), stopping.clone())?;
+    let witnesses = (!cfg.tlog.witnesses.is_empty()).then(|| {
+        let w = crate::tlog::Witnessing::new(cfg.tlog.witnesses.clone());
+        w.spawn(tlog.clone(), stopping.clone());
+        w
+    });
     let mut acme = None;
     if let Some((listener, tls)) = http {
         if let Some(PublicTls::Acme { acme: a, .. }) = &tls {
@@ -338,7 +344,11 @@ pub async fn run(
             tlog,
             metrics,
         );
-        let state = ApiState { acme, ..state };
+        let state = ApiState {
+            acme,
+            witnesses,
+            ..state
+        };
         tokio::spawn(crate::api::serve(
             listener,
             Arc::new(state),

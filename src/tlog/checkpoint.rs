@@ -30,6 +30,17 @@ impl Checkpoint {
         )
     }
 
+    /// Parses a checkpoint's note text that may carry extension lines
+    /// after the root (other logs' checkpoints, for a witness).
+    pub fn parse_with_extensions(text: &str) -> Result<Self> {
+        let mut lines = text.splitn(4, '\n');
+        let (origin, size, root) = (lines.next(), lines.next(), lines.next());
+        let (Some(origin), Some(size), Some(root)) = (origin, size, root) else {
+            bail!("a checkpoint has an origin, a size and a root, a line each");
+        };
+        Self::parse(&format!("{origin}\n{size}\n{root}\n"))
+    }
+
     /// Parses a checkpoint's note text (extension lines are refused: beamd writes none).
     pub fn parse(text: &str) -> Result<Self> {
         let body = text

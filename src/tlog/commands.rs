@@ -11,19 +11,31 @@ use beamd_events::envelope::{decode_record, hex};
 use beamd_events::merkle::{leaf_hash, verify_inclusion, TreeHash};
 
 use super::checkpoint::SignedCheckpoint;
+use super::cosign::Quorum;
 use super::mirror::{load, save, verifier_from};
 use super::note::Verifier;
 use crate::client::ApiSettings;
 
 /// Runs `beamd checkpoint`: prints the API's checkpoint, verified with its
 /// key, and with `save_in` keeps it there with the key and the tiles.
-pub async fn checkpoint(api: &ApiSettings, save_in: Option<&Path>) -> Result<ExitCode> {
+pub async fn checkpoint(
+    api: &ApiSettings,
+    save_in: Option<&Path>,
+    quorum: &Quorum,
+) -> Result<ExitCode> {
     let mut client = api.connect().await?;
     let note = client.get_text("/log/checkpoint").await?;
     let verifier = Verifier::parse(&client.get_text("/log/key").await?)
         .context("the API's verifier key does not parse")?;
     let signed = SignedCheckpoint::open(&note, &verifier)
         .context("the API's checkpoint does not verify with its key")?;
+    if !quorum.witnesses.is_empty() {
+        let n = quorum.check(&note)?;
+        eprintln!(
+            "beamd checkpoint: witnessed by {n} of {} witnesses",
+            quorum.witnesses.len()
+        );
+    }
     print!("{note}");
     if let Some(dir) = save_in {
         let tiles = save(&mut client, dir, &signed, &verifier).await?;
@@ -59,6 +71,7 @@ pub fn verify_proof(
     bundle_file: &Path,
     public_key: &str,
     checkpoint: Option<&Path>,
+    quorum: &Quorum,
 ) -> Result<ExitCode> {
     let verifier = verifier_from(public_key)?;
     let text = std::fs::read_to_string(bundle_file)
@@ -73,6 +86,9 @@ pub fn verify_proof(
             .context("the bundle carries no checkpoint: pass --checkpoint")?,
     };
     let signed = SignedCheckpoint::open(&note, &verifier)?;
+    if !quorum.witnesses.is_empty() {
+        quorum.check(&note)?;
+    }
     let cp = &signed.checkpoint;
     if cp.size != bundle.tree_size {
         bail!(

@@ -18,6 +18,9 @@ use super::note::{LogKey, Verifier};
 
 /// The sled tree of signed checkpoints: size (u64 BE) → note.
 pub const CHECKPOINTS_TREE: &str = "beamd.checkpoints";
+/// The sled tree of witnesses' cosignatures: size (u64 BE) and the
+/// witness's name → its signature line.
+pub const COSIGNATURES_TREE: &str = "beamd.cosignatures";
 const READ_BATCH: usize = 4096;
 /// The least time between two growths of the tree: under load one write of
 /// tiles covers many commits instead of one each.
@@ -38,6 +41,7 @@ pub struct CheckpointPolicy {
 pub struct Transparency {
     tiles: SledTiles,
     signed: sled::Tree,
+    cosigned: sled::Tree,
     key: LogKey,
     policy: CheckpointPolicy,
     latest: RwLock<Option<SignedCheckpoint>>,
@@ -55,9 +59,13 @@ impl Transparency {
         let signed = db
             .open_tree(CHECKPOINTS_TREE)
             .context("cannot open the checkpoints")?;
+        let cosigned = db
+            .open_tree(COSIGNATURES_TREE)
+            .context("cannot open the cosignatures")?;
         let t = Self {
             tiles: SledTiles::open(db)?,
             signed,
+            cosigned,
             key,
             policy,
             latest: RwLock::new(None),
@@ -87,6 +95,29 @@ impl Transparency {
             .get(size.to_be_bytes())
             .context("cannot read the checkpoints")?
             .map(|n| String::from_utf8_lossy(&n).into_owned()))
+    }
+
+    /// Keeps a witness's cosignature line of the checkpoint of `size`.
+    pub fn add_cosignature(&self, size: u64, witness: &str, line: &str) -> Result<()> {
+        let mut key = size.to_be_bytes().to_vec();
+        key.extend_from_slice(witness.as_bytes());
+        self.cosigned
+            .insert(key, line.as_bytes())
+            .context("cannot store the cosignature")?;
+        Ok(())
+    }
+
+    /// The checkpoint of `size` with every cosignature collected for it,
+    /// as one signed note.
+    pub fn cosigned_at(&self, size: u64) -> Result<Option<String>> {
+        let Some(mut note) = self.signed_at(size)? else {
+            return Ok(None);
+        };
+        for item in self.cosigned.scan_prefix(size.to_be_bytes()) {
+            let (_, line) = item.context("cannot read the cosignatures")?;
+            note.push_str(&String::from_utf8_lossy(&line));
+        }
+        Ok(Some(note))
     }
 
     /// The stored tree.

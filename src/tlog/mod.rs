@@ -4,11 +4,13 @@
 
 mod checkpoint;
 pub mod commands;
+mod cosign;
 mod keeper;
 pub mod mirror;
 mod note;
 pub mod since;
 pub mod tree_check;
+mod witnessing;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,8 +19,10 @@ use std::time::Duration;
 use anyhow::Result;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint};
+pub use cosign::{cosignatures, split_note, CosignKey, CosignVerifier, Quorum};
 pub use keeper::{run, spawn, CheckpointPolicy, Transparency, CHECKPOINTS_TREE};
 pub use note::{key_id, valid_name, LogKey, Verifier};
+pub use witnessing::{WitnessReport, WitnessTarget, Witnessing};
 
 use crate::data_dir::DataDir;
 
@@ -37,6 +41,8 @@ pub struct TlogSettings {
     pub checkpoint_every: u64,
     /// Sign a checkpoint at least this often while events arrive.
     pub checkpoint_interval: Duration,
+    /// The witnesses every checkpoint is submitted to.
+    pub witnesses: Vec<WitnessTarget>,
 }
 
 impl Default for TlogSettings {
@@ -45,6 +51,7 @@ impl Default for TlogSettings {
             log_origin: None,
             checkpoint_every: 1_000,
             checkpoint_interval: Duration::from_secs(10),
+            witnesses: Vec::new(),
         }
     }
 }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 /// The signature type byte of Ed25519 notes.
 const ED25519_TYPE: u8 = 0x01;
-const PRIVATE_PREFIX: &str = "PRIVATE+KEY+";
+pub(super) const PRIVATE_PREFIX: &str = "PRIVATE+KEY+";
 /// The longest note accepted for verification.
 pub const MAX_NOTE: usize = 1 << 16;
 
@@ -151,7 +151,7 @@ impl LogKey {
 }
 
 /// Like ssh, a private key others can read is refused.
-fn refuse_open_permissions(path: &Path) -> Result<()> {
+pub(super) fn refuse_open_permissions(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
         .with_context(|| format!("cannot stat {}", path.display()))?
@@ -167,7 +167,7 @@ fn refuse_open_permissions(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn three_parts(s: &str) -> Result<(&str, u32, &str)> {
+pub(super) fn three_parts(s: &str) -> Result<(&str, u32, &str)> {
     // The key material is base64, which may hold '+': it is the rest.
     let mut parts = s.splitn(3, '+');
     let (Some(name), Some(id), Some(material)) = (parts.next(), parts.next(), parts.next()) else {

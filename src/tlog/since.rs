@@ -10,6 +10,7 @@ use beamd_events::merkle::{leaf_hash, CompactTree, TreeHash};
 use beamd_events::LogError;
 
 use super::checkpoint::SignedCheckpoint;
+use super::cosign::Quorum;
 use super::mirror::{Saved, SavedTiles};
 use super::note::Verifier;
 
@@ -27,9 +28,13 @@ pub fn check(
     store: &impl Store,
     saved: &Saved,
     verifier: &Verifier,
+    quorum: &Quorum,
 ) -> Result<Result<String, NotExtended>> {
     let signed = SignedCheckpoint::open(&saved.note, verifier)
         .context("the saved checkpoint does not verify")?;
+    if !quorum.witnesses.is_empty() {
+        quorum.check(&saved.note)?;
+    }
     let cp = &signed.checkpoint;
     let n = cp.size;
     let present = store.last_seq()?;

@@ -282,8 +282,11 @@ fn promtool_findings(text: String) -> Result<Option<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_finds_nothing_wrong_in_metrics() -> Result<()> {
     let text = metrics_after_traffic().await?;
+    // Families labelled by what an edge is given at run time (its
+    // witnesses) have no series here; the tests of that feature read them.
     let missing: Vec<_> = metric_catalog::ALL
         .iter()
+        .filter(|f| !f.series.is_empty())
         .flat_map(|f| missing(f, &text))
         .collect();
     ensure!(

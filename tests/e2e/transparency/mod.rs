@@ -7,6 +7,7 @@
 
 mod attack;
 mod upkeep;
+mod witness;
 
 use crate::common;
 
