@@ -484,3 +484,69 @@ fn the_agent_refuses_sign_in_options_that_cannot_work() -> Result<()> {
     }
     Ok(())
 }
+
+/// A hand-made hello asking a TCP tunnel to sign people in: the edge
+/// refuses it with why, rather than open the port to everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_tunnel_asked_to_sign_people_in_is_refused_not_opened_to_all() -> Result<()> {
+    use beamd::protocol::{
+        read_frame, write_frame, AgentFrame, EdgeFrame, Hello, SignInRequest, Token, TunnelRequest,
+        PROTOCOL_VERSION,
+    };
+    use beamd_transports::{Connection, TcpTransport, Transport};
+    let (_dir, edge) = crate::common::api::api_edge()?;
+    let admin = Api::new(edge.api, ADMIN_TOKEN);
+    let (_, tenant) = crate::common::api::tenant(&admin, "acme").await?;
+    let made = crate::common::api::new_token(&tenant, "agent").await?;
+    let token = made.body["token"].as_str().context("token")?.to_string();
+    let conn = TcpTransport::plain().connect(edge.agent_addr).await?;
+    let mut control = conn.open_stream().await?;
+    let hello = AgentFrame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        token: Token(token),
+        tunnels: vec![TunnelRequest {
+            protocol: beamd_events::vocabulary::TunnelProtocol::Tcp,
+            local_addr: "127.0.0.1:9".into(),
+            port: None,
+            name: None,
+            domain: None,
+            basic_auth: None,
+            allow: Vec::new(),
+            inspect: None,
+            upstream: Default::default(),
+            tag: None,
+            proxy_protocol: None,
+            pool: false,
+            sign_in: Some(Box::new(SignInRequest {
+                issuer: "https://id.example".into(),
+                client_id: "c".into(),
+                client_secret: "s".into(),
+                allow_emails: Vec::new(),
+                allow_domains: Vec::new(),
+            })),
+        }],
+        udp_datagrams: false,
+    });
+    write_frame(&mut control, &hello).await?;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        read_frame::<EdgeFrame>(&mut control),
+    )
+    .await??;
+    conn.close();
+    let EdgeFrame::Error(e) = answer else {
+        anyhow::bail!("not refused: {answer:?}");
+    };
+    ensure!(
+        e.code == "invalid_request"
+            && e.message
+                .contains("sign-in (OpenID Connect) is for HTTP tunnels"),
+        "{e:?}"
+    );
+    let tunnels = tenant.get("/api/v1/tunnels").await?.body;
+    ensure!(
+        tunnels["tunnels"].as_array().is_some_and(Vec::is_empty),
+        "{tunnels}"
+    );
+    Ok(())
+}

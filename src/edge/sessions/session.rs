@@ -342,6 +342,14 @@ async fn open_one<C: Connection>(
         true => Meter::for_member(&session.id, &key.id),
         false => Meter::default(),
     });
+    if request.sign_in.is_some() && request.protocol != TunnelProtocol::Http {
+        // Never ignored: a TCP or UDP tunnel asked to sign people in would
+        // otherwise be open to everyone.
+        return Err(error(
+            "invalid_request",
+            "sign-in (OpenID Connect) is for HTTP tunnels",
+        ));
+    }
     let opened = match request.protocol {
         TunnelProtocol::Tcp => open_tcp(conn, session, ctx, key, request, &meter).await,
         TunnelProtocol::Udp => open_udp(conn, session, ctx, key, request, &meter).await,
