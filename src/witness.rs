@@ -200,7 +200,9 @@ impl Witness {
                 "an empty tree has the empty root\n".into(),
             );
         }
-        let consistent = match held {
+        // Nothing held (or only the empty tree, which every tree extends):
+        // the first checkpoint is taken as it is, with no proof.
+        let consistent = match held.filter(|h| h.size > 0) {
             None => request.proof.is_empty(),
             Some(h) => verify_consistency(
                 h.size,
@@ -404,5 +406,94 @@ mod tests {
         assert!(parse_request(&format!("old 02\n\n{note}")).is_err());
         assert!(parse_request(&format!("new 2\n\n{note}")).is_err());
         assert!(parse_request(&format!("old 2\nnot-base64\n\n{note}")).is_err());
+    }
+
+    #[tokio::test]
+    async fn it_cosigns_one_history_refuses_another_and_remembers_after_a_restart() {
+        use crate::tlog::LogKey;
+        use beamd_events::merkle::{consistency_proof, leaf_hash, root};
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogKey::from_seed("edge.test/log", [5; 32]).unwrap();
+        let vkey = log.verifier().encode();
+        let open =
+            || Witness::open(dir.path(), Some("w.test/1"), std::slice::from_ref(&vkey)).unwrap();
+        let w = open();
+        let leaves: Vec<TreeHash> = (0..5u8).map(|i| leaf_hash(&[i])).collect();
+        let mut forked = leaves.clone();
+        forked[3] = leaf_hash(b"other");
+        let note = |leaves: &[TreeHash]| {
+            let text = Checkpoint {
+                origin: "edge.test/log".into(),
+                size: leaves.len() as u64,
+                root: root(leaves),
+            }
+            .text();
+            log.sign(&text)
+        };
+        let body = |old: usize, all: &[TreeHash]| {
+            let proof = match old {
+                0 => Vec::new(),
+                n => consistency_proof(all, n).unwrap(),
+            };
+            let lines: String = proof
+                .iter()
+                .map(|h| format!("{}\n", B64.encode(h)))
+                .collect();
+            format!("old {old}\n{lines}\n{}", note(all))
+        };
+        let status = |answer: (StatusCode, String)| answer.0;
+        assert_eq!(
+            status(w.add_checkpoint(&body(0, &[])).await),
+            StatusCode::OK,
+            "the empty tree"
+        );
+        let (code, line) = w.add_checkpoint(&body(0, &leaves[..3])).await;
+        assert_eq!(code, StatusCode::OK, "{line}");
+        let text = note(&leaves[..3]);
+        let cosigner = CosignKey::parse(
+            &std::fs::read_to_string(dir.path().join(KEY_FILE))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
+        assert!(cosigner
+            .verifier()
+            .cosigned(&format!("{text}{line}"))
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            status(w.add_checkpoint(&body(3, &leaves)).await),
+            StatusCode::OK
+        );
+        // The fork: at the same size, and from the size before.
+        assert_eq!(
+            status(w.add_checkpoint(&body(5, &forked)).await),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            w.add_checkpoint(&body(3, &forked)).await,
+            (StatusCode::CONFLICT, "5\n".into())
+        );
+        // Another log, and a signature by another key.
+        let other = LogKey::from_seed("edge.test/other", [6; 32]).unwrap();
+        let foreign = format!("old 0\n\n{}", other.sign("edge.test/other\n1\nAAAA\n"));
+        assert_eq!(
+            status(w.add_checkpoint(&foreign).await),
+            StatusCode::NOT_FOUND
+        );
+        let impostor = LogKey::from_seed("edge.test/log", [7; 32]).unwrap();
+        let text = note(&leaves).split("\n\n").next().unwrap().to_string() + "\n";
+        let forged = format!("old 5\n\n{}", impostor.sign(&text));
+        assert_eq!(
+            status(w.add_checkpoint(&forged).await),
+            StatusCode::FORBIDDEN
+        );
+        // What it holds outlives it.
+        drop(w);
+        let again = open();
+        assert_eq!(
+            again.add_checkpoint(&body(0, &leaves)).await,
+            (StatusCode::CONFLICT, "5\n".into())
+        );
     }
 }
