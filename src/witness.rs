@@ -451,7 +451,7 @@ mod tests {
         assert_eq!(code, StatusCode::OK, "{line}");
         let text = note(&leaves[..3]);
         let cosigner = CosignKey::parse(
-            &std::fs::read_to_string(dir.path().join(KEY_FILE))
+            std::fs::read_to_string(dir.path().join(KEY_FILE))
                 .unwrap()
                 .trim(),
         )
