@@ -120,6 +120,13 @@ pub struct EdgeArgs {
     /// Trust this CA (PEM) for the ACME directory's own HTTPS (a test CA such as pebble's).
     #[arg(long, value_name = "FILE", requires = "acme_directory")]
     pub acme_ca: Option<PathBuf>,
+    /// Seal sign-in cookies (tunnels behind OpenID Connect) with the 32
+    /// bytes in FILE (readable by its owner only) instead of the data dir's
+    /// own sign-in.key: give every edge of a cluster the same file, so a
+    /// session or a sign-in started at one edge is good at the others.
+    /// Make one with `head -c 32 /dev/urandom > FILE; chmod 600 FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub sign_in_key_file: Option<PathBuf>,
     /// Serve the REST API (and /metrics) here. Keep it on a private address: it is the control plane.
     #[arg(long, default_value = "127.0.0.1:4040")]
     pub api_listen: std::net::SocketAddr,
@@ -394,6 +401,7 @@ impl TryFrom<EdgeArgs> for NodeSettings {
                 email: a.acme_email,
                 ca: a.acme_ca,
             }),
+            sign_in_key_file: a.sign_in_key_file,
             api_listen: (!a.no_api).then_some(a.api_listen),
             signup: !a.no_signup,
             signup_plan: a.signup_plan,

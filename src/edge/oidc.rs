@@ -429,6 +429,30 @@ impl CookieSeal {
         }
     }
 
+    /// The key in `file` (`--sign-in-key-file`, shared by a cluster's
+    /// edges): exactly 32 bytes, readable by its owner only.
+    pub fn from_file(file: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        use std::os::unix::fs::PermissionsExt;
+        let bytes = std::fs::read(file)
+            .with_context(|| format!("cannot read --sign-in-key-file {}", file.display()))?;
+        let mode = std::fs::metadata(file)?.permissions().mode();
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "--sign-in-key-file {} can be read by others (mode {:o}): run chmod 600 on it",
+            file.display(),
+            mode & 0o777
+        );
+        let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            anyhow::anyhow!(
+                "--sign-in-key-file {} holds {} bytes, not 32: make one with head -c 32 /dev/urandom",
+                file.display(),
+                b.len()
+            )
+        })?;
+        Ok(Self::from_bytes(&key))
+    }
+
     /// `value` sealed for `purpose` on `host`, as cookie-safe text.
     pub fn seal<T: Serialize>(&self, purpose: &str, host: &str, value: &T) -> String {
         use base64::Engine;

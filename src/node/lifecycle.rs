@@ -244,10 +244,11 @@ pub async fn run(
     settings.https = matches!(&http, Some((_, Some(_))));
     settings.capture = cfg.capture;
     settings.full_capture = FullCaptureSettings::open(&cfg.inspect, &dir)?;
-    settings.cookies = Arc::new(
-        crate::edge::oidc::CookieSeal::load_or_create(dir.path())
+    settings.cookies = Arc::new(match &cfg.sign_in_key_file {
+        Some(file) => crate::edge::oidc::CookieSeal::from_file(file)?,
+        None => crate::edge::oidc::CookieSeal::load_or_create(dir.path())
             .context("cannot read or make the sign-in cookie key")?,
-    );
+    });
     settings.h2 = cfg.h2.clone();
     settings.upstream_timeout = Live::new(cfg.upstream_timeout.max(Duration::from_secs(1)));
     settings.header_timeout = Live::new(cfg.header_timeout);

@@ -60,6 +60,8 @@ pub struct NodeSettings {
     pub https_cert: Option<CertFiles>,
     /// Serve HTTPS on `http_listen` with certificates from this ACME CA.
     pub acme: Option<crate::acme::AcmeSettings>,
+    /// The key sign-in cookies are sealed with (none: the data dir's own).
+    pub sign_in_key_file: Option<PathBuf>,
     /// Where the REST API (and /metrics) is served (none: no API).
     pub api_listen: Option<SocketAddr>,
     /// Whether sign-ups are open.
@@ -145,6 +147,7 @@ impl Default for NodeSettings {
             http_listen: None,
             https_cert: None,
             acme: None,
+            sign_in_key_file: None,
             api_listen: Some(SocketAddr::from(([127, 0, 0, 1], 4040))),
             signup: true,
             signup_plan: crate::domain::tenant::parse_plan("")

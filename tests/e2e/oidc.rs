@@ -90,7 +90,12 @@ async fn recording_service() -> Result<(u16, Seen)> {
 
 /// An edge serving HTTPS for `web.localhost` (a certificate made in
 /// `certs`, whose PEM is returned), allowed to reach the loopback provider.
-fn edge_for_sign_in(dir: &Path, certs: &Path, egress: bool) -> Result<(Edge, std::path::PathBuf)> {
+fn edge_for_sign_in(
+    dir: &Path,
+    certs: &Path,
+    egress: bool,
+    extra: &[&str],
+) -> Result<(Edge, std::path::PathBuf)> {
     use beamd_transports::tls::EdgeIdentity;
     EdgeIdentity::load_or_create(certs, &["web.localhost".to_string()])?;
     let cert = certs.join("edge-cert.pem");
@@ -106,6 +111,7 @@ fn edge_for_sign_in(dir: &Path, certs: &Path, egress: bool) -> Result<(Edge, std
     if egress {
         args.extend(["--egress-allow", "127.0.0.1/32"]);
     }
+    args.extend_from_slice(extra);
     Ok((start_edge(dir, "quic", "127.0.0.1:0", &args)?, cert))
 }
 
@@ -133,7 +139,7 @@ fn oidc_args<'a>(issuer: &'a str, secret: &'a str, extra: &[&'a str]) -> Vec<&'a
 async fn a_tunnel_behind_sign_in_lets_in_only_who_the_provider_signed_in_and_the_rule_allows(
 ) -> Result<()> {
     let (dir, certs) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let (edge, ca) = edge_for_sign_in(dir.path(), certs.path(), true)?;
+    let (edge, ca) = edge_for_sign_in(dir.path(), certs.path(), true, &[])?;
     let port = edge.http.context("https")?.port();
     let base = format!("https://web.localhost:{port}");
     let callback = format!("{base}/.beamd/oidc/callback");
@@ -388,7 +394,7 @@ async fn the_edge_reaches_a_provider_only_where_its_egress_policy_allows() -> Re
     // No --egress-allow: the provider on the loopback is an internal
     // address, which a tenant must not make the edge fetch.
     let (dir, certs) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let (edge, _) = edge_for_sign_in(dir.path(), certs.path(), false)?;
+    let (edge, _) = edge_for_sign_in(dir.path(), certs.path(), false, &[])?;
     let port = edge.http.context("https")?.port();
     let callback = format!("https://web.localhost:{port}/.beamd/oidc/callback");
     let provider = OidcProvider::start("beamd", "s3cret", &callback)?;
@@ -548,5 +554,115 @@ async fn a_tcp_tunnel_asked_to_sign_people_in_is_refused_not_opened_to_all() -> 
         tunnels["tunnels"].as_array().is_some_and(Vec::is_empty),
         "{tunnels}"
     );
+    Ok(())
+}
+
+/// Edges given one `--sign-in-key-file` take each other's sessions (a
+/// cluster behind one name); an edge with its own key does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_sharing_a_sign_in_key_take_each_others_sessions() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir()?;
+    let key = root.path().join("sign-in.key");
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    std::fs::write(&key, bytes)?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    let key_arg = key.to_str().context("path")?;
+    let mut edges = Vec::new();
+    let mut bundle = String::new();
+    for (i, shared) in [true, true, false].into_iter().enumerate() {
+        let (dir, certs) = (
+            root.path().join(format!("d{i}")),
+            root.path().join(format!("c{i}")),
+        );
+        std::fs::create_dir_all(&certs)?;
+        let extra: &[&str] = if shared {
+            &["--sign-in-key-file", key_arg]
+        } else {
+            &[]
+        };
+        let (edge, cert) = edge_for_sign_in(&dir, &certs, true, extra)?;
+        bundle.push_str(&std::fs::read_to_string(cert)?);
+        edges.push(edge);
+    }
+    let ca = root.path().join("bundle.pem");
+    std::fs::write(&ca, bundle)?;
+    let ports: Vec<u16> = edges
+        .iter()
+        .map(|e| e.http.map(|h| h.port()).context("https"))
+        .collect::<Result<_>>()?;
+    let callback = format!("https://web.localhost:{}/.beamd/oidc/callback", ports[0]);
+    let provider = OidcProvider::start("beamd", "s3cret", &callback)?;
+    let (web, _seen) = recording_service().await?;
+    let secret = secret_file(root.path())?;
+    let args = oidc_args(&provider.issuer, &secret, &[]);
+    let mut agents = Vec::new();
+    for edge in &edges {
+        agents.push(start_http_agent(edge, "quic", web, "web", &args)?);
+    }
+    let names: Vec<String> = ports.iter().map(|p| format!("web.localhost:{p}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let browser = Browser::new(&names)?.trusting(&ca);
+    let first = browser.fetch(&format!("https://web.localhost:{}/private", ports[0]), None)?;
+    let back = browser.sign_in(
+        &first.location.context("redirect")?,
+        &provider.issuer,
+        "alice",
+    )?;
+    ensure!(
+        browser.fetch(&back, None)?.status == 302,
+        "signed in at the first edge"
+    );
+    // The cookie is the host's (any port): each edge gets it.
+    let at = |i: usize| browser.fetch(&format!("https://web.localhost:{}/private", ports[i]), None);
+    let second = at(1)?;
+    ensure!(
+        second.status == 200 && second.body.contains("email=alice@example.test"),
+        "the edge sharing the key: {} {}",
+        second.status,
+        second.body
+    );
+    let third = at(2)?;
+    ensure!(
+        third.status == 302,
+        "an edge with its own key sends to sign in: {}",
+        third.status
+    );
+    // A key file others can read, or of the wrong length, stops the edge with why.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
+    let out = crate::common::beamd(&[
+        "edge",
+        "--data-dir",
+        root.path().join("d9").to_str().context("path")?,
+        "--no-api",
+        "--listen",
+        "127.0.0.1:0",
+        "--sign-in-key-file",
+        key_arg,
+    ]);
+    let err = crate::common::text(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("can be read by others"),
+        "{err}"
+    );
+    std::fs::write(&key, b"short")?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    let out = crate::common::beamd(&[
+        "edge",
+        "--data-dir",
+        root.path().join("d9").to_str().context("path")?,
+        "--no-api",
+        "--listen",
+        "127.0.0.1:0",
+        "--sign-in-key-file",
+        key_arg,
+    ]);
+    let err = crate::common::text(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("holds 5 bytes, not 32"),
+        "{err}"
+    );
+    drop(agents);
     Ok(())
 }
