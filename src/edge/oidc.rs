@@ -453,11 +453,17 @@ impl CookieSeal {
         Ok(Self::from_bytes(&key))
     }
 
-    /// `value` sealed for `purpose` on `host`, as cookie-safe text.
-    pub fn seal<T: Serialize>(&self, purpose: &str, host: &str, value: &T) -> String {
+    /// `value` sealed for `purpose` on `host`, as cookie-safe text; fails
+    /// only when the system gives no random nonce.
+    pub fn seal<T: Serialize>(
+        &self,
+        purpose: &str,
+        host: &str,
+        value: &T,
+    ) -> Result<String, getrandom::Error> {
         use base64::Engine;
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).expect("the system's random source");
+        getrandom::fill(&mut nonce)?;
         let mut data = serde_json::to_vec(value).expect("plain data serializes");
         self.key
             .seal_in_place_append_tag(
@@ -468,7 +474,7 @@ impl CookieSeal {
             .expect("a cookie is far below the cipher's limit");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&data);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out))
     }
 
     /// What `seal` sealed for `purpose` on `host`; `None` for anything else
@@ -502,7 +508,9 @@ mod tests {
     #[test]
     fn a_sealed_cookie_opens_only_unchanged_for_its_host_and_purpose() {
         let seal = CookieSeal::random();
-        let text = seal.seal("session", "web.example", &"alice".to_string());
+        let text = seal
+            .seal("session", "web.example", &"alice".to_string())
+            .unwrap();
         assert_eq!(
             seal.open::<String>("session", "web.example", &text)
                 .as_deref(),

@@ -12,22 +12,17 @@ use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
-use sha2::{Digest, Sha256};
 
-use super::note::{refuse_open_permissions, three_parts, valid_name, MAX_NOTE, PRIVATE_PREFIX};
+use super::note::{
+    decode_key, encode_key, load_or_create_key, typed_key_id, valid_name, MAX_NOTE, PRIVATE_PREFIX,
+};
 
 /// The signature type byte of cosignature/v1.
 const COSIGNATURE_TYPE: u8 = 0x04;
 
 /// The key id of a cosigner: SHA-256(name || '\n' || 0x04 || public key)[..4].
 fn key_id(name: &str, public: &[u8; 32]) -> u32 {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update(b"\n");
-    h.update([COSIGNATURE_TYPE]);
-    h.update(public);
-    let d = h.finalize();
-    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+    typed_key_id(name, COSIGNATURE_TYPE, public)
 }
 
 /// What a cosignature signs: the header, the time, the checkpoint's text.
@@ -61,23 +56,13 @@ impl CosignKey {
     /// `name`; a `name` given must be the stored key's. Returns the key and
     /// whether it was created.
     pub fn load_or_create(path: &Path, name: &str) -> Result<(Self, bool)> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                refuse_open_permissions(path)?;
-                let key = Self::parse(text.trim())
-                    .with_context(|| format!("{} is not a witness key", path.display()))?;
-                Ok((key, false))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut seed = [0u8; 32];
-                getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-                let key = Self::from_seed(name, seed)?;
-                crate::data_dir::write_private(path, format!("{}\n", key.encode()))
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                Ok((key, true))
-            }
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
+        load_or_create_key(path, Self::parse, || {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let key = Self::from_seed(name, seed)?;
+            let text = key.encode();
+            Ok((key, text))
+        })
     }
 
     /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x04 || seed)>`.
@@ -85,14 +70,7 @@ impl CosignKey {
         let rest = text
             .strip_prefix(PRIVATE_PREFIX)
             .context("it does not start with PRIVATE+KEY+")?;
-        let (name, id, material) = three_parts(rest)?;
-        let bytes = B64.decode(material).context("the key is not base64")?;
-        let seed: [u8; 32] = match bytes.split_first() {
-            Some((&COSIGNATURE_TYPE, seed)) => {
-                seed.try_into().context("the seed is not 32 bytes")?
-            }
-            _ => bail!("not a cosignature/v1 (Ed25519) key"),
-        };
+        let (name, id, seed) = decode_key(rest, COSIGNATURE_TYPE)?;
         let key = Self::from_seed(name, seed)?;
         if key.verifier().id != id {
             bail!("the key id does not match the key");
@@ -102,14 +80,9 @@ impl CosignKey {
 
     /// The key file's text.
     pub fn encode(&self) -> String {
-        let mut material = vec![COSIGNATURE_TYPE];
-        material.extend_from_slice(&self.seed);
-        format!(
-            "{PRIVATE_PREFIX}{}+{:08x}+{}",
-            self.name,
-            self.verifier().id,
-            B64.encode(material)
-        )
+        let id = self.verifier().id;
+        let key = encode_key(&self.name, id, COSIGNATURE_TYPE, &self.seed);
+        format!("{PRIVATE_PREFIX}{key}")
     }
 
     /// The witness's name.
@@ -149,18 +122,7 @@ pub struct CosignVerifier {
 impl CosignVerifier {
     /// Parses `<name>+<hex id>+<base64(0x04 || public key)>`.
     pub fn parse(text: &str) -> Result<Self> {
-        let (name, id, material) = three_parts(text.trim())?;
-        if !valid_name(name) {
-            bail!("{name:?} is not a key name");
-        }
-        let bytes = B64.decode(material).context("the key is not base64")?;
-        let public: [u8; 32] = match bytes.split_first() {
-            Some((&COSIGNATURE_TYPE, p)) => p.try_into().context("the key is not 32 bytes")?,
-            Some((&0x01, _)) => bail!(
-                "a plain Ed25519 note key (type 0x01): a witness's key has type 0x04 (cosignature/v1)"
-            ),
-            _ => bail!("not a cosignature/v1 verifier key"),
-        };
+        let (name, id, public) = decode_key(text, COSIGNATURE_TYPE)?;
         if key_id(name, &public) != id {
             bail!("the key id does not match the key");
         }
@@ -173,9 +135,7 @@ impl CosignVerifier {
 
     /// The verifier key text.
     pub fn encode(&self) -> String {
-        let mut material = vec![COSIGNATURE_TYPE];
-        material.extend_from_slice(&self.public);
-        format!("{}+{:08x}+{}", self.name, self.id, B64.encode(material))
+        encode_key(&self.name, self.id, COSIGNATURE_TYPE, &self.public)
     }
 
     /// The witness's name.

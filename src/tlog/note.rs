@@ -20,13 +20,69 @@ pub const MAX_NOTE: usize = 1 << 16;
 
 /// The 32-bit key id: the first four bytes of SHA-256(name || '\n' || 0x01 || public key).
 pub fn key_id(name: &str, public: &[u8; 32]) -> u32 {
+    typed_key_id(name, ED25519_TYPE, public)
+}
+
+/// The key id of a key of signature type `kind`: SHA-256(name || '\n' ||
+/// kind || public key)[..4].
+pub(super) fn typed_key_id(name: &str, kind: u8, public: &[u8; 32]) -> u32 {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ED25519_TYPE]);
+    h.update([kind]);
     h.update(public);
     let d = h.finalize();
     u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+}
+
+/// Key text: `<name>+<hex id>+<base64(kind || 32 bytes)>` (a private key's
+/// file puts `PRIVATE+KEY+` before it).
+pub(super) fn encode_key(name: &str, id: u32, kind: u8, bytes: &[u8; 32]) -> String {
+    let mut material = vec![kind];
+    material.extend_from_slice(bytes);
+    format!("{name}+{id:08x}+{}", B64.encode(material))
+}
+
+/// Reads key text of signature type `kind`: its valid name, id and 32 bytes.
+pub(super) fn decode_key(text: &str, kind: u8) -> Result<(&str, u32, [u8; 32])> {
+    let (name, id, material) = three_parts(text.trim())?;
+    if !valid_name(name) {
+        bail!("{name:?} is not a key name");
+    }
+    let bytes = B64.decode(material).context("the key is not base64")?;
+    let key: [u8; 32] = match bytes.split_first() {
+        Some((&k, key)) if k == kind => key.try_into().context("the key is not 32 bytes")?,
+        Some((&other, _)) => {
+            bail!("the key has signature type 0x{other:02x}, not 0x{kind:02x}")
+        }
+        None => bail!("the key is empty"),
+    };
+    Ok((name, id, key))
+}
+
+/// Reads the private key file at `path` with `parse` (one others can read
+/// is refused), or writes a new one, `make`'s key and its text (mode 0600).
+/// Returns the key and whether it was made.
+pub(super) fn load_or_create_key<K>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<K>,
+    make: impl FnOnce() -> Result<(K, String)>,
+) -> Result<(K, bool)> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            refuse_open_permissions(path)?;
+            let key =
+                parse(text.trim()).with_context(|| format!("{} is not its key", path.display()))?;
+            Ok((key, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (key, text) = make()?;
+            crate::data_dir::write_private(path, format!("{text}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok((key, true))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 /// Whether `name` can name a key: non-empty, no spaces, no `+`.
@@ -69,21 +125,11 @@ impl LogKey {
     /// Reads the key file at `path`, or creates one (mode 0600) named `name`.
     /// Returns the key and whether it was created.
     pub fn load_or_create(path: &Path, name: &str) -> Result<(Self, bool)> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                refuse_open_permissions(path)?;
-                let key = Self::parse(text.trim())
-                    .with_context(|| format!("{} is not a log key", path.display()))?;
-                Ok((key, false))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = Self::generate(name)?;
-                crate::data_dir::write_private(path, format!("{}\n", key.encode()))
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                Ok((key, true))
-            }
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
+        load_or_create_key(path, Self::parse, || {
+            let key = Self::generate(name)?;
+            let text = key.encode();
+            Ok((key, text))
+        })
     }
 
     /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>`.
@@ -91,12 +137,7 @@ impl LogKey {
         let rest = text
             .strip_prefix(PRIVATE_PREFIX)
             .context("it does not start with PRIVATE+KEY+")?;
-        let (name, id, material) = three_parts(rest)?;
-        let bytes = B64.decode(material).context("the key is not base64")?;
-        let seed: [u8; 32] = match bytes.split_first() {
-            Some((&ED25519_TYPE, seed)) => seed.try_into().context("the seed is not 32 bytes")?,
-            _ => bail!("not an Ed25519 key"),
-        };
+        let (name, id, seed) = decode_key(rest, ED25519_TYPE)?;
         let key = Self::from_seed(name, seed)?;
         if key.id() != id {
             bail!("the key id does not match the key");
@@ -106,14 +147,8 @@ impl LogKey {
 
     /// The key file's text.
     pub fn encode(&self) -> String {
-        let mut material = vec![ED25519_TYPE];
-        material.extend_from_slice(&self.seed);
-        format!(
-            "{PRIVATE_PREFIX}{}+{:08x}+{}",
-            self.name,
-            self.id(),
-            B64.encode(material)
-        )
+        let key = encode_key(&self.name, self.id(), ED25519_TYPE, &self.seed);
+        format!("{PRIVATE_PREFIX}{key}")
     }
 
     /// The key's name (the checkpoints' origin).
@@ -151,7 +186,7 @@ impl LogKey {
 }
 
 /// Like ssh, a private key others can read is refused.
-pub(super) fn refuse_open_permissions(path: &Path) -> Result<()> {
+fn refuse_open_permissions(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
         .with_context(|| format!("cannot stat {}", path.display()))?
@@ -167,7 +202,7 @@ pub(super) fn refuse_open_permissions(path: &Path) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn three_parts(s: &str) -> Result<(&str, u32, &str)> {
+fn three_parts(s: &str) -> Result<(&str, u32, &str)> {
     // The key material is base64, which may hold '+': it is the rest.
     let mut parts = s.splitn(3, '+');
     let (Some(name), Some(id), Some(material)) = (parts.next(), parts.next(), parts.next()) else {
@@ -191,15 +226,7 @@ pub struct Verifier {
 impl Verifier {
     /// Parses `<name>+<hex id>+<base64(0x01 || public key)>`.
     pub fn parse(text: &str) -> Result<Self> {
-        let (name, id, material) = three_parts(text.trim())?;
-        if !valid_name(name) {
-            bail!("{name:?} is not a key name");
-        }
-        let bytes = B64.decode(material).context("the key is not base64")?;
-        let public: [u8; 32] = match bytes.split_first() {
-            Some((&ED25519_TYPE, p)) => p.try_into().context("the key is not 32 bytes")?,
-            _ => bail!("not an Ed25519 verifier key"),
-        };
+        let (name, id, public) = decode_key(text, ED25519_TYPE)?;
         if key_id(name, &public) != id {
             bail!("the key id does not match the key");
         }
@@ -212,9 +239,7 @@ impl Verifier {
 
     /// The verifier key text.
     pub fn encode(&self) -> String {
-        let mut material = vec![ED25519_TYPE];
-        material.extend_from_slice(&self.public);
-        format!("{}+{:08x}+{}", self.name, self.id, B64.encode(material))
+        encode_key(&self.name, self.id, ED25519_TYPE, &self.public)
     }
 
     /// The key's name.

@@ -631,38 +631,27 @@ async fn edges_sharing_a_sign_in_key_take_each_others_sessions() -> Result<()> {
     );
     // A key file others can read, or of the wrong length, stops the edge with why.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
-    let out = crate::common::beamd(&[
-        "edge",
-        "--data-dir",
-        root.path().join("d9").to_str().context("path")?,
-        "--no-api",
-        "--listen",
-        "127.0.0.1:0",
-        "--sign-in-key-file",
-        key_arg,
-    ]);
-    let err = crate::common::text(&out.stderr);
-    ensure!(
-        !out.status.success() && err.contains("can be read by others"),
-        "{err}"
-    );
+    let spare = root.path().join("d9");
+    let spare = spare.to_str().context("path")?;
+    let refused_with = |why: &str| -> Result<()> {
+        let out = crate::common::beamd(&[
+            "edge",
+            "--data-dir",
+            spare,
+            "--no-api",
+            "--listen",
+            "127.0.0.1:0",
+            "--sign-in-key-file",
+            key_arg,
+        ]);
+        let err = crate::common::text(&out.stderr);
+        ensure!(!out.status.success() && err.contains(why), "{err}");
+        Ok(())
+    };
+    refused_with("can be read by others")?;
     std::fs::write(&key, b"short")?;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
-    let out = crate::common::beamd(&[
-        "edge",
-        "--data-dir",
-        root.path().join("d9").to_str().context("path")?,
-        "--no-api",
-        "--listen",
-        "127.0.0.1:0",
-        "--sign-in-key-file",
-        key_arg,
-    ]);
-    let err = crate::common::text(&out.stderr);
-    ensure!(
-        !out.status.success() && err.contains("holds 5 bytes, not 32"),
-        "{err}"
-    );
+    refused_with("holds 5 bytes, not 32")?;
     drop(agents);
     Ok(())
 }

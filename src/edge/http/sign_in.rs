@@ -157,7 +157,9 @@ fn start(ctx: &EdgeContext, provider: &Provider, host: &str, back: String) -> Re
         until: now() + PENDING_LIFETIME.as_secs(),
         value: pending,
     };
-    let value = ctx.settings.cookies.seal("sign-in", host, &sealed);
+    let Ok(value) = ctx.settings.cookies.seal("sign-in", host, &sealed) else {
+        return no_randomness();
+    };
     let mut response = redirect_to(&url);
     set_cookie(
         ctx,
@@ -242,8 +244,14 @@ async fn callback<B>(ctx: &EdgeContext, provider: &Provider, req: &Request<B>, h
         true => back,
         false => "/".to_string(),
     };
+    let Ok(value) = ctx.settings.cookies.seal("session", host, &identity) else {
+        return Gate::Answer {
+            response: no_randomness(),
+            refused: Some(Denied::SignIn),
+            user: Some(identity.name().to_string()),
+        };
+    };
     let mut response = redirect_to(&back);
-    let value = ctx.settings.cookies.seal("session", host, &identity);
     set_cookie(
         ctx,
         &mut response,
@@ -288,6 +296,14 @@ fn not_allowed(ctx: &EdgeContext, host: &str, identity: &Identity) -> Response<B
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The system gave no random bytes for a cookie's nonce.
+fn no_randomness() -> Response<Body> {
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the edge cannot make a sign-in cookie now; try again shortly",
+    )
 }
 
 fn redirect_to(url: &str) -> Response<Body> {
