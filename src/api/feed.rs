@@ -28,7 +28,7 @@ pub const MAX_BACKLOG: u64 = 1_000;
 const READ_CHUNK: usize = 256;
 
 /// `?after=&maxSeconds=`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, Serialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct FeedQuery {

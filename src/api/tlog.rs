@@ -23,7 +23,7 @@ use super::ApiState;
 use crate::tlog::Transparency;
 
 /// `?seq=&size=`.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Deserialize, Serialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
@@ -54,7 +54,7 @@ pub struct InclusionProof {
 }
 
 /// `?from=&to=`.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Deserialize, Serialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {

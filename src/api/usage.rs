@@ -16,7 +16,7 @@ use crate::domain::calendar::DAY_MS;
 use crate::projections::{CapturedRequest, LogQuery, PAGE_SIZE};
 
 /// `?days=`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, Serialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DaysQuery {
@@ -289,7 +289,7 @@ pub(super) fn request_view(r: CapturedRequest) -> RequestView {
 }
 
 /// `?limit=` of `/requests`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, Serialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RecentQuery {
@@ -335,7 +335,7 @@ pub async fn requests(
 }
 
 /// Filters of `/logs`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, Serialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {

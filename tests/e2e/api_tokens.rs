@@ -54,6 +54,15 @@ async fn tokens_are_minted_shown_once_limited_reset_and_revoked() -> Result<()> 
         second.text
     );
     ensure!(first.body["tokens"][0]["id"] != second.body["tokens"][0]["id"]);
+    // A cursor is a string: thirty digits are a cursor, not a number past int64.
+    for list in ["tokens", "tunnels", "domains", "tenants"] {
+        let page = admin
+            .get(&format!(
+                "/api/v1/{list}?cursor=999999999999999999999999999999"
+            ))
+            .await?;
+        ensure!(page.status == 200, "{list}: {}", page.text);
+    }
     // Limits and resets.
     let limited = admin
         .send(

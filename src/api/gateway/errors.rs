@@ -60,7 +60,7 @@ fn event(e: &ErrorGroup) -> ErrorEvent {
 }
 
 /// Filters of `/errors`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, Serialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ErrorsQuery {

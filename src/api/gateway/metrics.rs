@@ -14,7 +14,7 @@ use super::super::http::{iso, ok, query};
 use super::super::ApiState;
 
 /// `?period=` of `/metrics`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, Serialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct MetricsQuery {
