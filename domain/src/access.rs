@@ -172,6 +172,41 @@ impl Access {
         self.sign_in.as_ref()
     }
 
+    /// What the members of a pool must agree on, as the log records it:
+    /// `""` when nothing is checked, else a digest of the networks let in,
+    /// whether a password is asked (not which: the log keeps no credential,
+    /// even hashed) and the sign-in rule (provider, client, allow lists).
+    /// The same rules give the same digest whatever their order.
+    pub fn digest(&self) -> String {
+        if self.is_open() {
+            return String::new();
+        }
+        fn field(h: &mut blake3::Hasher, text: &str) {
+            h.update(&(text.len() as u64).to_le_bytes());
+            h.update(text.as_bytes());
+        }
+        fn set(items: impl Iterator<Item = String>) -> String {
+            let mut items: Vec<String> = items.collect();
+            items.sort();
+            items.dedup();
+            items.join(",")
+        }
+        let mut h = blake3::Hasher::new();
+        field(&mut h, "beamd access rules 1");
+        field(
+            &mut h,
+            &set(self.allow.iter().map(|n| n.trunc().to_string())),
+        );
+        field(&mut h, if self.basic.is_some() { "password" } else { "" });
+        if let Some(r) = &self.sign_in {
+            field(&mut h, &r.issuer);
+            field(&mut h, &r.client_id);
+            field(&mut h, &set(r.emails.iter().cloned()));
+            field(&mut h, &set(r.domains.iter().cloned()));
+        }
+        h.finalize().to_hex()[..32].to_string()
+    }
+
     /// Whether anything is checked at all.
     pub fn is_open(&self) -> bool {
         self.basic.is_none() && self.allow.is_empty() && self.sign_in.is_none()
@@ -312,5 +347,35 @@ mod tests {
             .with_sign_in(rule(&[], &[]))
             .unwrap();
         assert!(!signed.is_open());
+    }
+
+    #[test]
+    fn the_digest_names_the_rules_whatever_their_order_and_no_password() {
+        let nets = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let digest = |basic: Option<&str>, allow: &[&str]| {
+            Access::parse(basic, &nets(allow)).unwrap().digest()
+        };
+        assert_eq!(Access::default().digest(), "", "open: nothing to agree on");
+        let a = digest(None, &["10.0.0.0/8", "192.0.2.7"]);
+        assert_eq!(a, digest(None, &["192.0.2.7/32", "10.1.2.3/8"]));
+        assert_ne!(a, digest(None, &["10.0.0.0/8"]));
+        // Whether a password is asked counts; which one never reaches the log.
+        let p = digest(Some("u:one"), &[]);
+        assert_ne!(p, "");
+        assert_eq!(p, digest(Some("v:two"), &[]));
+        let signed = |emails: &[&str], domains: &[&str]| {
+            Access::default()
+                .with_sign_in(rule(emails, domains))
+                .unwrap()
+                .digest()
+        };
+        let s = signed(&["a@x.example", "b@x.example"], &["corp.example"]);
+        assert_eq!(
+            s,
+            signed(&["B@x.example", "a@x.example"], &["corp.example"])
+        );
+        assert_ne!(s, signed(&["a@x.example"], &["corp.example"]));
+        assert_ne!(s, signed(&[], &[]));
+        assert_ne!(signed(&[], &[]), "");
     }
 }

@@ -67,6 +67,8 @@ pub struct JoinAs {
     pub member: String,
     /// The agent's address as the edge saw it.
     pub peer: String,
+    /// The access rules it asked for (`Access::digest`).
+    pub rules: String,
 }
 
 /// Usage figures a key's grant is checked against (`Key::may_carry`), read

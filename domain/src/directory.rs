@@ -295,6 +295,7 @@ impl Directory {
                     transport: cmd.transport,
                     key: key.id.clone(),
                     peer: join.peer.clone(),
+                    rules: join.rules.clone(),
                 }
                 .into(),
             );
@@ -730,6 +731,7 @@ mod tests {
             pool: Some(JoinAs {
                 member: "ses_a".into(),
                 peer: "192.0.2.1:4000".into(),
+                rules: String::new(),
             }),
             ..http("web")
         };
@@ -757,6 +759,7 @@ mod tests {
             transport: TransportKind::Tcp,
             key: "tok_1".into(),
             peer: String::new(),
+            rules: String::new(),
         };
         w.record(&id, vec![joined.into()]);
         assert_eq!(w.dir.online_on("node_b"), vec![id.clone()]);

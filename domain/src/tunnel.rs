@@ -96,6 +96,9 @@ pub struct Member {
     pub peer: String,
     /// When it joined (ms).
     pub joined_at: u64,
+    /// The access rules it serves with (`Access::digest`; empty: none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rules: String,
 }
 
 /// Commands to an opened tunnel.
@@ -145,6 +148,8 @@ pub enum TunnelCommand {
         tenant: String,
         /// The agent's address.
         peer: String,
+        /// The access rules it serves with (`Access::digest`).
+        rules: String,
     },
     /// A member leaves the pool; the last one takes the tunnel offline.
     Leave {
@@ -243,6 +248,7 @@ impl Fold for Tunnel {
                     key: e.key.clone(),
                     peer: e.peer.clone(),
                     joined_at: envelope.at,
+                    rules: e.rules.clone(),
                 };
                 self.members.insert(e.member.clone(), member);
             }
@@ -341,12 +347,24 @@ impl Aggregate for Tunnel {
                 self.id
             ))),
             TunnelCommand::Join { member, .. } if self.members.contains_key(member) => Ok(vec![]),
+            // One pool, one set of rules: a member letting in whom the others
+            // turn away would open the name to them for its share of requests.
+            TunnelCommand::Join { rules, .. }
+                if self.members.values().any(|m| m.rules != *rules) =>
+            {
+                Err(DomainError::Conflict(format!(
+                    "{} is served with other access rules: every member of a pool asks for the \
+                     same --allow, --basic-auth and sign-in (--oidc-*)",
+                    self.named()
+                )))
+            }
             TunnelCommand::Join {
                 member,
                 node,
                 transport,
                 key,
                 peer,
+                rules,
                 ..
             } => Ok(vec![TunnelMemberJoined {
                 member: member.clone(),
@@ -354,6 +372,7 @@ impl Aggregate for Tunnel {
                 transport: *transport,
                 key: key.clone(),
                 peer: peer.clone(),
+                rules: rules.clone(),
             }
             .into()]),
             TunnelCommand::Leave { member, reason } => {
@@ -413,6 +432,7 @@ mod tests {
                     transport: TransportKind::Quic,
                     key: "tok_1".into(),
                     peer: "192.0.2.1:1".into(),
+                    rules: String::new(),
                 }
                 .into(),
             ],
@@ -420,6 +440,10 @@ mod tests {
     }
 
     fn join(member: &str, node: &str, key: &str, tenant: &str) -> TunnelCommand {
+        join_with(member, node, key, tenant, "")
+    }
+
+    fn join_with(member: &str, node: &str, key: &str, tenant: &str, rules: &str) -> TunnelCommand {
         TunnelCommand::Join {
             member: member.into(),
             node: node.into(),
@@ -427,7 +451,42 @@ mod tests {
             key: key.into(),
             tenant: tenant.into(),
             peer: "192.0.2.2:2".into(),
+            rules: rules.into(),
         }
+    }
+
+    #[test]
+    fn a_pool_is_joined_only_with_its_members_access_rules() {
+        let mut t = pool();
+        let signed = "d1ce".to_string();
+        // The open member asked for none: a member with sign-in is refused,
+        // and so is the other way round once the pool is theirs.
+        let err = run(
+            &mut t,
+            join_with("ses_b", "node_a", "tok_2", "ten_1", &signed),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("other access rules"), "{err}");
+        assert!(matches!(err, DomainError::Conflict(_)));
+        run(&mut t, join("ses_c", "node_b", "tok_2", "ten_1")).unwrap();
+        // Once every member has left, the next one brings its own rules, and
+        // from then on those are the pool's.
+        run(&mut t, leave("ses_a")).unwrap();
+        run(&mut t, leave("ses_c")).unwrap();
+        assert_eq!(t.status, TunnelStatus::Offline);
+        run(
+            &mut t,
+            join_with("ses_d", "node_a", "tok_1", "ten_1", &signed),
+        )
+        .unwrap();
+        assert_eq!(t.members["ses_d"].rules, signed);
+        assert!(run(&mut t, join("ses_e", "node_a", "tok_1", "ten_1")).is_err());
+        run(
+            &mut t,
+            join_with("ses_e", "node_b", "tok_2", "ten_1", &signed),
+        )
+        .unwrap();
+        assert_eq!(t.members.len(), 2);
     }
 
     fn leave(member: &str) -> TunnelCommand {

@@ -210,6 +210,7 @@ impl DirectoryState {
                     key: key.id.clone(),
                     tenant: key.tenant.clone(),
                     peer: join.peer.clone(),
+                    rules: join.rules.clone(),
                 }),
                 None if holder.key == key.id => Some(TunnelCommand::Resume {
                     node: cmd.node.clone(),

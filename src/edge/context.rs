@@ -266,12 +266,13 @@ pub struct SessionInfo {
 
 impl SessionInfo {
     /// The pool `request` joins, as the log names the member: this
-    /// session, from the agent's address. `None`: the request takes its
-    /// tunnel over.
-    pub fn joining(&self, request: &TunnelRequest) -> Option<JoinAs> {
+    /// session, from the agent's address, serving with `access`. `None`:
+    /// the request takes its tunnel over.
+    pub fn joining(&self, request: &TunnelRequest, access: &Access) -> Option<JoinAs> {
         request.pool.then(|| JoinAs {
             member: self.id.clone(),
             peer: self.peer.to_string(),
+            rules: access.digest(),
         })
     }
 }

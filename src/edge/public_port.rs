@@ -14,7 +14,7 @@ use super::context::{EdgeContext, SessionInfo};
 use super::error_frame::{error, from_core};
 use super::meter::Meter;
 use crate::actors::{Core, CoreError};
-use crate::domain::{DomainError, Key, OpenTunnel, PortRequest, Tunnel};
+use crate::domain::{Access, DomainError, Key, OpenTunnel, PortRequest, Tunnel};
 use crate::protocol::{ErrorFrame, StreamHeader, TunnelRequest};
 
 fn open_request(
@@ -34,7 +34,7 @@ fn open_request(
         transport: session.transport,
         node: ctx.node.clone(),
         local_addr: request.local_addr.clone(),
-        pool: session.joining(request),
+        pool: session.joining(request, &Access::default()),
     }
 }
 

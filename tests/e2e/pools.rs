@@ -397,6 +397,80 @@ async fn a_pool_and_a_lone_agent_do_not_take_each_others_name() -> Result<()> {
     Ok(())
 }
 
+/// A pool has one set of access rules. The name here lets in only
+/// 192.0.2.0/24, so this test's clients (127.0.0.1) are turned away; an
+/// agent of the tenant joining without `--allow` would have served them its
+/// share of the requests: it is refused, and every request is still turned
+/// away. A member asking for the same rules, written otherwise, joins.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_asking_for_other_access_rules_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (edge, api, http) = http_edge(dir.path(), &[])?;
+    let (a, b, c) = (
+        named_http("a").await?,
+        named_http("b").await?,
+        named_http("c").await?,
+    );
+    let guarded = ["--pool", "--allow", "192.0.2.0/24"];
+    let (_first, host, _) = start_http_agent(&edge, "tcp", a, "guarded", &guarded)?;
+    let statuses = || async {
+        let mut seen = HashMap::new();
+        for _ in 0..20 {
+            // A connection per request: each is spread anew over the members.
+            let mut conn = client(http).await?;
+            let (status, body) = send(&mut conn, get(&host, "/")?).await?;
+            *seen.entry(format!("{status} {body}")).or_insert(0) += 1;
+        }
+        anyhow::Ok(seen)
+    };
+    let before = statuses().await?;
+    ensure!(before.keys().all(|k| k.starts_with("403 ")), "{before:?}");
+    let token = edge.token.clone().context("token")?;
+    let (web, addr) = (b.to_string(), edge.agent_addr.to_string());
+    let mut open = Proc::spawn(
+        &[
+            "http",
+            &web,
+            "--name",
+            "guarded",
+            "--pool",
+            "--edge",
+            &addr,
+            "--transport",
+            "tcp",
+            "--fingerprint",
+            &edge.fingerprint,
+        ],
+        &[("BEAMD_TOKEN", &token)],
+    )?;
+    // Refused (the agent exits), or, were it let in, a member of the pool.
+    let mut exited = false;
+    for _ in 0..200 {
+        exited = open.exited_within(Duration::from_millis(100)).await?;
+        let pool = tunnel_named(&api, "guarded").await?.context("the pool")?;
+        if exited || pool["members"].as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+    }
+    let after = statuses().await?;
+    ensure!(
+        after.keys().all(|k| k.starts_with("403 ")),
+        "served past the pool's rules: {after:?}"
+    );
+    ensure!(exited, "a member without the pool's rules is refused");
+    ensure!(open.stderr_contains("other access rules"), "says why");
+    let same = ["--allow", "192.0.2.7/24", "--pool"];
+    let (_same, _, _) = start_http_agent(&edge, "tcp", c, "guarded", &same)?;
+    let pool = tunnel_named(&api, "guarded").await?.context("the pool")?;
+    ensure!(
+        pool["members"].as_array().map(Vec::len) == Some(2),
+        "{pool}"
+    );
+    let both = statuses().await?;
+    ensure!(both.keys().all(|k| k.starts_with("403 ")), "{both:?}");
+    Ok(())
+}
+
 /// An HTTP service that answers with its name, and `/healthz` with 200 or,
 /// while `sick` is set, 503.
 async fn checked_http(name: &'static str, sick: Arc<AtomicBool>) -> Result<u16> {

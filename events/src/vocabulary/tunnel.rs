@@ -86,6 +86,11 @@ pub struct TunnelMemberJoined {
     /// The agent's address as the edge saw it.
     #[serde(default)]
     pub peer: String,
+    /// A digest of the access rules it serves with (networks, password,
+    /// sign-in; empty: open to all). Every member of a pool serves with the
+    /// same ones.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rules: String,
 }
 
 /// A member left its pool (its agent disconnected, closed the tunnel, or its

@@ -227,7 +227,7 @@ pub(super) async fn open_http<C: Connection>(
         transport: session.transport,
         node: ctx.node.clone(),
         local_addr: request.local_addr.clone(),
-        pool: session.joining(request),
+        pool: session.joining(request, &access),
     };
     let tunnel = ctx
         .core
