@@ -28,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::capture::{request_id, CountingBody, Pending};
 use super::gateway::{self, Target};
-use super::refusal::refuse;
+use super::refusal::{drain, refuse};
 use super::sign_in::{self, Gate};
 use super::upstream_tunnel::{keep, upstream, Refused, Slot};
 use crate::acme::Acme;
@@ -313,6 +313,7 @@ async fn proxy(
             capture.route = refusal.route.clone();
             capture.consumer = refusal.consumer.clone();
             let reason = refusal.reason.clone();
+            drain(req.body_mut()).await;
             return Ok(refuse(
                 &ctx,
                 tunnel.as_ref(),
@@ -349,6 +350,7 @@ async fn proxy(
     if !route.access.is_open() {
         let authorization = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
         if let Err(why) = route.access.check(peer.ip(), authorization) {
+            drain(req.body_mut()).await;
             return Ok(refuse(
                 &ctx,
                 Some(&route),
@@ -367,6 +369,7 @@ async fn proxy(
                 user,
             } => {
                 capture.user = user;
+                drain(req.body_mut()).await;
                 return Ok(match refused {
                     Some(why) => refuse(&ctx, Some(&route), capture, why.reason(), response),
                     None => response,

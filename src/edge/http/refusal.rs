@@ -4,8 +4,11 @@
 //! tunnel it was meant for, the way a proxied request is, with why.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use beamd_events::vocabulary::{InspectMode, RequestCaptured};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
 use hyper::Response;
 
 use super::capture::hand_over;
@@ -20,6 +23,35 @@ pub const REFUSALS_CAPTURED_PER_MINUTE: u32 = 6_000;
 
 /// The rate limiter's scope of refusal captures (one bucket per tunnel).
 const SCOPE: &str = "refusal_captures";
+
+/// The most of a refused request's body read before the answer is sent.
+const DRAINED: usize = 64 << 10;
+/// How long that reading may take.
+const DRAIN_FOR: Duration = Duration::from_secs(1);
+
+/// Reads (and drops) what is left of a refused request's body, up to
+/// `DRAINED` bytes within `DRAIN_FOR`, before the edge answers it. Answered
+/// while the client is still sending, an HTTP/2 request has its stream
+/// reset (`NO_ERROR`, as RFC 9113 allows), which some clients, curl 7.88
+/// among them, report as a failed request instead of the refusal; over
+/// HTTP/1.1 the connection could not be kept either. A larger or slower
+/// body is left unread: a refusal never waits long for a client.
+pub(super) async fn drain(body: &mut Incoming) {
+    if body.is_end_stream() {
+        return;
+    }
+    let mut left = DRAINED;
+    let _ = tokio::time::timeout(DRAIN_FOR, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
 
 /// `response`, the edge's own answer to the request `capture` describes,
 /// once it is recorded for `tunnel` (the tunnel the request was meant for,

@@ -18,16 +18,25 @@ fn tools() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/oidc")
 }
 
-/// Installs node (Debian) and oidc-provider (npm, in `tools()`) when missing.
+/// Installs node (Debian) and oidc-provider (npm, in `tools()`) when
+/// missing, once for every test of this process: tests starting providers
+/// at once must not run npm into one folder together, nor copy the script
+/// over one that another test's node is reading.
 fn install() -> Result<PathBuf> {
     super::tools::debian(&["/usr/bin/node", "/usr/bin/npm"], &["nodejs", "npm"])?;
     let dir = tools();
+    let script = dir.join("provider.mjs");
+    super::tools::once("oidc-provider", || install_into(&dir, &script))?;
+    Ok(script)
+}
+
+fn install_into(dir: &Path, script: &Path) -> Result<()> {
     let marker = dir.join("node_modules/oidc-provider/package.json");
     let have = std::fs::read_to_string(&marker)
         .map(|p| p.contains(&format!("\"version\": \"{VERSION}\"")))
         .unwrap_or(false);
     if !have {
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("package.json"), "{\"private\": true}\n")?;
         eprintln!(
             "installing oidc-provider {VERSION} (npm, in {})",
@@ -36,16 +45,15 @@ fn install() -> Result<PathBuf> {
         let ok = Command::new("npm")
             .args(["install", "--silent", "--no-audit", "--no-fund"])
             .arg(format!("oidc-provider@{VERSION}"))
-            .current_dir(&dir)
+            .current_dir(dir)
             .status()
             .context("npm")?
             .success();
         ensure!(ok, "npm install oidc-provider@{VERSION} failed");
     }
-    let script = dir.join("provider.mjs");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/oidc/provider.mjs");
-    std::fs::copy(source, &script)?;
-    Ok(script)
+    std::fs::copy(source, script)?;
+    Ok(())
 }
 
 /// A running provider, stopped when dropped.
@@ -74,10 +82,23 @@ impl OidcProvider {
             .arg(&script)
             .args([&port.to_string(), client_id, secret, redirect])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .context("node")?;
         let out = child.stdout.take().context("stdout")?;
+        // What it says on stderr, read all along (a full pipe would stop it).
+        let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(mut err) = child.stderr.take() {
+            let said = said.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut text = String::new();
+                let _ = err.read_to_string(&mut text);
+                if let Ok(mut all) = said.lock() {
+                    all.push_str(&text);
+                }
+            });
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
@@ -85,15 +106,28 @@ impl OidcProvider {
                 let _ = tx.send(line);
             }
         });
-        let provider = Self {
+        let mut provider = Self {
             child,
             issuer: format!("http://127.0.0.1:{port}"),
         };
+        // Node's first start on a busy machine is slow (it compiles the
+        // package): up to a minute.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
                 Ok(line) if line == "listening" => return Ok(provider),
                 Ok(_) => {}
-                Err(_) => bail!("the OpenID provider did not start within 30 s"),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("the OpenID provider did not start within 60 s")
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    // It exited: say how, with what it said.
+                    let status = provider.child.wait()?;
+                    std::thread::sleep(Duration::from_millis(200));
+                    let said = said.lock().map(|s| s.clone()).unwrap_or_default();
+                    bail!("the OpenID provider exited ({status}) before it listened: {said}")
+                }
             }
         }
     }
@@ -153,17 +187,7 @@ impl Browser {
             cmd.args(["--data", form]);
         }
         cmd.args(extra);
-        let mut out = cmd.arg(url).output()?;
-        // Debian's curl 7.88 once ended a request here with its HTTP/2
-        // stream error (exit 92) in a loaded CI run, never seen since: such a
-        // request is sent once more, said on stderr; a second failure fails.
-        if out.status.code() == Some(92) {
-            eprintln!(
-                "curl {url}: {} (sent again)",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            out = cmd.output()?;
-        }
+        let out = cmd.arg(url).output()?;
         ensure!(
             out.status.success(),
             "curl {url}: {}",

@@ -30,8 +30,9 @@ pub fn with_default_umask(program: impl AsRef<OsStr>) -> Command {
     cmd
 }
 
-/// Runs `install` unless `tool` is already ready in this process.
-fn once(tool: &str, install: impl FnOnce() -> Result<()>) -> Result<()> {
+/// Runs `install` unless `tool` is already ready in this process; tests
+/// that need it at once wait for the one install.
+pub fn once(tool: &str, install: impl FnOnce() -> Result<()>) -> Result<()> {
     let mut ready = READY.lock().unwrap_or_else(PoisonError::into_inner);
     if !ready.contains(tool) {
         install()?;
