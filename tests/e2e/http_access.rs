@@ -337,13 +337,14 @@ async fn a_refused_post_over_http2_gets_its_answer() -> Result<()> {
     let (_agent, host, _) =
         start_http_agent(&edge, "tcp", web, "guarded", &["--basic-auth", "u:p"])?;
     let url = format!("http://{http}/form");
+    let (h2_host, h2_url) = (host.clone(), url.clone());
     let statuses = tokio::task::spawn_blocking(move || -> Result<Vec<String>> {
         let mut seen = Vec::new();
         for _ in 0..400 {
             let out = std::process::Command::new("curl")
                 .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
                 .args(["--http2-prior-knowledge", "--max-time", "10"])
-                .args(["-H", &format!("Host: {host}"), "--data", "a=1", &url])
+                .args(["-H", &format!("Host: {h2_host}"), "--data", "a=1", &h2_url])
                 .output()
                 .context("curl")?;
             seen.push(match out.status.code() {
@@ -363,6 +364,39 @@ async fn a_refused_post_over_http2_gets_its_answer() -> Result<()> {
         "{} of 400 refused POSTs were not answered 401: {:?}",
         failed.len(),
         &failed[..failed.len().min(3)]
+    );
+    // A client that waits for `100 Continue` is refused before it sends a
+    // byte of its body, not asked for it only to be refused.
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'x'; 1 << 20])?;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_upload}",
+            ])
+            .args([
+                "--http1.1",
+                "-H",
+                "Expect: 100-continue",
+                "--max-time",
+                "10",
+            ])
+            .args(["-H", &format!("Host: {host}")])
+            .arg("--data-binary")
+            .arg(format!("@{}", big.display()))
+            .arg(&url)
+            .output()
+    })
+    .await??;
+    let said = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        said == "401 0",
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
 }

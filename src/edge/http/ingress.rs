@@ -313,7 +313,7 @@ async fn proxy(
             capture.route = refusal.route.clone();
             capture.consumer = refusal.consumer.clone();
             let reason = refusal.reason.clone();
-            drain(req.body_mut()).await;
+            drain(&mut req).await;
             return Ok(refuse(
                 &ctx,
                 tunnel.as_ref(),
@@ -350,7 +350,7 @@ async fn proxy(
     if !route.access.is_open() {
         let authorization = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
         if let Err(why) = route.access.check(peer.ip(), authorization) {
-            drain(req.body_mut()).await;
+            drain(&mut req).await;
             return Ok(refuse(
                 &ctx,
                 Some(&route),
@@ -369,7 +369,7 @@ async fn proxy(
                 user,
             } => {
                 capture.user = user;
-                drain(req.body_mut()).await;
+                drain(&mut req).await;
                 return Ok(match refused {
                     Some(why) => refuse(&ctx, Some(&route), capture, why.reason(), response),
                     None => response,

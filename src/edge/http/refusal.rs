@@ -9,7 +9,8 @@ use std::time::Duration;
 use beamd_events::vocabulary::{InspectMode, RequestCaptured};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
-use hyper::Response;
+use hyper::header::EXPECT;
+use hyper::{Request, Response};
 
 use super::capture::hand_over;
 use crate::edge::context::{EdgeContext, Route};
@@ -35,9 +36,16 @@ const DRAIN_FOR: Duration = Duration::from_secs(1);
 /// reset (`NO_ERROR`, as RFC 9113 allows), which some clients, curl 7.88
 /// among them, report as a failed request instead of the refusal; over
 /// HTTP/1.1 the connection could not be kept either. A larger or slower
-/// body is left unread: a refusal never waits long for a client.
-pub(super) async fn drain(body: &mut Incoming) {
-    if body.is_end_stream() {
+/// body is left unread: a refusal never waits long for a client. A client
+/// that asked `Expect: 100-continue` has sent no body and waits for leave
+/// to: it gets the refusal instead, and sends nothing.
+pub(super) async fn drain(req: &mut Request<Incoming>) {
+    let waits = req
+        .headers()
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let body = req.body_mut();
+    if waits || body.is_end_stream() {
         return;
     }
     let mut left = DRAINED;
