@@ -358,22 +358,17 @@ async fn two_agents_share_a_tcp_port_and_the_survivor_takes_every_connection_onc
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_pool_and_a_lone_agent_do_not_take_each_others_name() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (edge, _api, http) = http_edge(dir.path(), &[])?;
-    let (a, b) = (named_http("a").await?, named_http("b").await?);
-    let (_alone, host, _) = start_http_agent(&edge, "tcp", a, "solo", &[])?;
-    // A pool member for a name one agent serves alone is refused, and the
-    // lone agent goes on serving it.
+/// `beamd http WEB --name NAME --pool` over TCP, started without waiting
+/// for its tunnel (the edge may refuse it).
+fn pool_member(edge: &Edge, web: u16, name: &str) -> Result<Proc> {
     let token = edge.token.clone().context("token")?;
-    let (web, addr) = (b.to_string(), edge.agent_addr.to_string());
-    let mut member = Proc::spawn(
+    let (web, addr) = (web.to_string(), edge.agent_addr.to_string());
+    Proc::spawn(
         &[
             "http",
             &web,
             "--name",
-            "solo",
+            name,
             "--pool",
             "--edge",
             &addr,
@@ -383,7 +378,18 @@ async fn a_pool_and_a_lone_agent_do_not_take_each_others_name() -> Result<()> {
             &edge.fingerprint,
         ],
         &[("BEAMD_TOKEN", &token)],
-    )?;
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_and_a_lone_agent_do_not_take_each_others_name() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (edge, _api, http) = http_edge(dir.path(), &[])?;
+    let (a, b) = (named_http("a").await?, named_http("b").await?);
+    let (_alone, host, _) = start_http_agent(&edge, "tcp", a, "solo", &[])?;
+    // A pool member for a name one agent serves alone is refused, and the
+    // lone agent goes on serving it.
+    let mut member = pool_member(&edge, b, "solo")?;
     ensure!(
         member.exited_within(Duration::from_secs(20)).await?,
         "refused"
@@ -425,24 +431,7 @@ async fn a_member_asking_for_other_access_rules_is_refused() -> Result<()> {
     };
     let before = statuses().await?;
     ensure!(before.keys().all(|k| k.starts_with("403 ")), "{before:?}");
-    let token = edge.token.clone().context("token")?;
-    let (web, addr) = (b.to_string(), edge.agent_addr.to_string());
-    let mut open = Proc::spawn(
-        &[
-            "http",
-            &web,
-            "--name",
-            "guarded",
-            "--pool",
-            "--edge",
-            &addr,
-            "--transport",
-            "tcp",
-            "--fingerprint",
-            &edge.fingerprint,
-        ],
-        &[("BEAMD_TOKEN", &token)],
-    )?;
+    let mut open = pool_member(&edge, b, "guarded")?;
     // Refused (the agent exits), or, were it let in, a member of the pool.
     let mut exited = false;
     for _ in 0..200 {
